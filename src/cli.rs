@@ -1,0 +1,317 @@
+//! Command-line interface: clap definitions and one function per subcommand. No retrieval
+//! logic lives here.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use pinpoint::{ChunkConfig, DeviceChoice, Engine, EngineConfig, Mode, Progress, SearchRequest};
+
+/// Local hybrid retrieval: index a folder, ask a question, get few precise passages.
+#[derive(Parser, Debug)]
+#[command(name = "pinpoint", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Index a folder (incrementally when the index exists).
+    Index(IndexArgs),
+    /// Ask the index a question.
+    Query(QueryArgs),
+    /// Show what an index holds.
+    Stats(StatsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// Index folder.
+    #[arg(long, default_value = "index-data")]
+    index: PathBuf,
+    /// Model folder (config.json, tokenizer.json, model.safetensors). Default: the one the
+    /// index was built with, else models/all-MiniLM-L6-v2.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Compute device: auto, cpu, cuda or metal.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+impl Common {
+    fn config(&self) -> Result<EngineConfig> {
+        Ok(EngineConfig {
+            model_dir: self.model.clone(),
+            device: self.device.parse::<DeviceChoice>()?,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+struct IndexArgs {
+    /// Folder to index.
+    folder: PathBuf,
+    #[command(flatten)]
+    common: Common,
+    /// Delete the existing index first and build from scratch.
+    #[arg(long)]
+    rebuild: bool,
+    /// Chunk size in model tokens (new indexes only).
+    #[arg(long, default_value_t = 256)]
+    chunk_tokens: usize,
+    /// Overlap between chunks in tokens (new indexes only).
+    #[arg(long, default_value_t = 32)]
+    overlap: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct QueryArgs {
+    /// The question.
+    text: String,
+    #[command(flatten)]
+    common: Common,
+    /// Number of hits.
+    #[arg(short, default_value_t = 5)]
+    k: usize,
+    /// Retrieval mode: hybrid, dense or lexical.
+    #[arg(long, default_value = "hybrid")]
+    mode: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct StatsArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Command::Index(a) => index(a),
+        Command::Query(a) => query(a),
+        Command::Stats(a) => stats(a),
+    }
+}
+
+/// indicatif bars, one per stage.
+struct Bars {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Progress for Bars {
+    fn start(&self, stage: &str, total: u64) {
+        let pb = ProgressBar::new(total);
+        pb.set_style(
+            ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        pb.set_prefix(stage.to_string());
+        if let Ok(mut b) = self.bar.lock() {
+            *b = Some(pb);
+        }
+    }
+    fn inc(&self, n: u64) {
+        if let Ok(b) = self.bar.lock() {
+            if let Some(pb) = b.as_ref() {
+                pb.inc(n);
+            }
+        }
+    }
+    fn finish(&self) {
+        if let Ok(mut b) = self.bar.lock() {
+            if let Some(pb) = b.take() {
+                pb.finish_and_clear();
+            }
+        }
+    }
+}
+
+fn index(a: IndexArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let mut cfg = a.common.config()?;
+    cfg.chunking = ChunkConfig {
+        max_tokens: a.chunk_tokens,
+        overlap: a.overlap,
+    };
+    if a.rebuild && a.common.index.join("manifest.json").exists() {
+        remove_index(&a.common.index)?;
+    }
+    let mut engine = Engine::open_or_create(&a.common.index, cfg)?;
+    engine.set_progress(Arc::new(Bars { bar: Mutex::new(None) }));
+    let r = engine.add_folder(&a.folder)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer(&mut out, &r)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let indexed = r.added + r.updated + r.unchanged + r.renamed;
+    writeln!(
+        out,
+        "indexed {indexed} files (added {}, updated {}, renamed {}, removed {}, unchanged {}), skipped {}, {} chunks ({} embedded) in {secs:.1} s",
+        r.added,
+        r.updated,
+        r.renamed,
+        r.removed,
+        r.unchanged,
+        r.skipped.len(),
+        r.chunks_total,
+        r.chunks_embedded
+    )?;
+    for s in r.skipped.iter().take(5) {
+        writeln!(out, "  skipped {}: {}", s.path.display(), s.reason)?;
+    }
+    if r.skipped.len() > 5 {
+        writeln!(out, "  ... and {} more skipped", r.skipped.len() - 5)?;
+    }
+    Ok(())
+}
+
+/// Deletes an index folder's contents, refusing anything that does not look like one.
+fn remove_index(dir: &std::path::Path) -> Result<()> {
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().to_string();
+        let ours = matches!(name.as_str(), "lexical" | "dense" | "chunks" | "docs" | "LOCK")
+            || name.starts_with("manifest.");
+        if !ours {
+            continue;
+        }
+        if e.file_type()?.is_dir() {
+            std::fs::remove_dir_all(e.path())?;
+        } else {
+            std::fs::remove_file(e.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn query(a: QueryArgs) -> Result<()> {
+    let mode: Mode = a.mode.parse()?;
+    let engine = Engine::open_read_only(&a.common.index, a.common.config()?)?;
+    let mut req = SearchRequest::new(a.text.clone(), a.k);
+    req.mode = mode;
+    let hits = engine.search(&req)?;
+    if engine.store().is_empty() {
+        eprintln!("note: the index is empty; add documents with `pinpoint index <FOLDER>`");
+    }
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let v = QueryJson {
+            query: &a.text,
+            mode: mode.to_string(),
+            hits: hits
+                .iter()
+                .map(|h| HitJson {
+                    rank: h.rank,
+                    path: &h.path,
+                    line_start: h.line_start,
+                    line_end: h.line_end,
+                    heading: h.heading.as_deref(),
+                    score: h.score,
+                    text: &h.text,
+                })
+                .collect(),
+        };
+        serde_json::to_writer(&mut out, &v)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    for h in &hits {
+        let heading = h.heading.as_deref().map(|x| format!("  [{x}]")).unwrap_or_default();
+        writeln!(out, "{}:{}-{}  {:.4}{heading}", h.path, h.line_start, h.line_end, h.score)?;
+        for line in snippet(&h.text, 4, 300) {
+            writeln!(out, "    {line}")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// `pinpoint query --json`: one object, keys in this order (other tools rely on them).
+#[derive(serde::Serialize)]
+struct QueryJson<'a> {
+    query: &'a str,
+    mode: String,
+    hits: Vec<HitJson<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct HitJson<'a> {
+    rank: usize,
+    path: &'a str,
+    line_start: u32,
+    line_end: u32,
+    heading: Option<&'a str>,
+    score: f32,
+    text: &'a str,
+}
+
+/// The first `lines` non-empty lines of `text`, cut at `chars` characters in all.
+fn snippet(text: &str, lines: usize, chars: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut left = chars;
+    for l in text.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).take(lines) {
+        if left == 0 {
+            break;
+        }
+        let cut: String = l.chars().take(left).collect();
+        left -= cut.chars().count();
+        let more = cut.len() < l.len();
+        out.push(if more { format!("{cut}…") } else { cut });
+    }
+    out
+}
+
+fn stats(a: StatsArgs) -> Result<()> {
+    let engine = Engine::open_read_only(&a.common.index, a.common.config()?)?;
+    let s = engine.stats()?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer(&mut out, &s)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(out, "index       {}", s.index)?;
+    writeln!(out, "generation  {}", s.generation)?;
+    writeln!(out, "documents   {}", s.documents)?;
+    writeln!(out, "chunks      {}", s.chunks)?;
+    writeln!(out, "model       {} ({})", s.model, s.model_dir)?;
+    writeln!(out, "dimension   {}", s.dimension)?;
+    writeln!(out, "chunking    {} tokens, overlap {}", s.chunk_tokens, s.chunk_overlap)?;
+    writeln!(out, "dense       {}", if s.hnsw { "HNSW graph" } else { "exact scan" })?;
+    let total: u64 = s.bytes_on_disk.iter().map(|x| x.1).sum();
+    writeln!(out, "on disk     {} total", human_bytes(total))?;
+    for (part, b) in &s.bytes_on_disk {
+        writeln!(out, "  {part:<9} {}", human_bytes(*b))?;
+    }
+    Ok(())
+}
+
+fn human_bytes(b: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", units[i])
+}

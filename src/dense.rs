@@ -1,0 +1,315 @@
+//! The dense (vector) index: an exact scan over the memory-mapped vectors, and an HNSW
+//! graph (`hnsw_rs`) once the collection is large enough for the graph to pay off.
+//!
+//! Why both: on this hardware an exact, vectorised scan is as fast as HNSW up to tens of
+//! thousands of vectors (NOTES.md) and has perfect recall, while building the graph costs
+//! minutes. The exact scan is also the oracle that HNSW recall is measured against.
+//!
+//! HNSW points are keyed by chunk id. There is no delete in `hnsw_rs`: a chunk that is gone
+//! from the store is a tombstone, filtered out at search time; the graph is rebuilt when
+//! tombstones pile up.
+
+use std::path::Path;
+
+use hnsw_rs::prelude::*;
+
+use crate::embed::dot;
+use crate::error::{Error, Result};
+use crate::store::{ChunkStore, VectorFile};
+
+/// Cosine distance on L2-normalised vectors, clamped at zero.
+///
+/// `hnsw_rs`'s `DistDot` asserts (and panics) when rounding makes a normalised vector's dot
+/// with itself exceed 1; clamping makes that harmless.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DotDistance;
+
+impl Distance<f32> for DotDistance {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        (1.0 - dot(a, b)).max(0.0)
+    }
+}
+
+/// HNSW settings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct HnswParams {
+    /// Neighbours per node.
+    pub m: usize,
+    /// Beam width while building.
+    pub ef_construction: usize,
+    /// Beam width while searching (raised to `k` when smaller).
+    pub ef_search: usize,
+    /// Below this many vectors no graph is built: the exact scan is as fast and exact.
+    pub min_points: usize,
+    /// Rebuild the graph instead of extending it when this share of its points are dead.
+    pub max_tombstone_ratio: f32,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams {
+            m: 16,
+            ef_construction: 200,
+            ef_search: 128,
+            min_points: 20_000,
+            max_tombstone_ratio: 0.1,
+        }
+    }
+}
+
+/// The HNSW graph type used throughout.
+pub type Graph = Hnsw<'static, f32, DotDistance>;
+
+/// A dense index of one generation.
+pub struct DenseIndex {
+    vectors: VectorFile,
+    graph: Option<Graph>,
+}
+
+impl DenseIndex {
+    /// A dense index over `vectors`, with an optional graph.
+    pub fn new(vectors: VectorFile, graph: Option<Graph>) -> DenseIndex {
+        DenseIndex { vectors, graph }
+    }
+
+    /// The vectors.
+    pub fn vectors(&self) -> &VectorFile {
+        &self.vectors
+    }
+
+    /// The graph, when one is built.
+    pub fn graph(&self) -> Option<&Graph> {
+        self.graph.as_ref()
+    }
+
+    /// Takes the graph out (to extend it for the next generation).
+    pub fn take_graph(&mut self) -> Option<Graph> {
+        self.graph.take()
+    }
+
+    /// Top `k` chunks for a normalised query: `(chunk id, cosine)`, best first.
+    pub fn search(&self, query: &[f32], k: usize, ef: usize, store: &ChunkStore) -> Result<Vec<(u64, f32)>> {
+        if query.len() != self.vectors.dim() {
+            return Err(Error::DimensionMismatch {
+                expected: self.vectors.dim(),
+                got: query.len(),
+            });
+        }
+        match &self.graph {
+            Some(g) => Ok(search_graph(g, query, k, ef, store)),
+            None => Ok(exact_search(&self.vectors, query, k)
+                .into_iter()
+                .map(|(pos, s)| (store.id_at(pos), s))
+                .collect()),
+        }
+    }
+}
+
+/// Exact top `k` by dot product: `(row, score)`, best first.
+pub fn exact_search(vectors: &VectorFile, query: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let dim = vectors.dim();
+    if k == 0 || vectors.is_empty() {
+        return Vec::new();
+    }
+    // A bounded min-heap keeps the scan O(n log k) with no per-row allocation.
+    let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(OrdF32, usize)>> =
+        std::collections::BinaryHeap::with_capacity(k + 1);
+    for (i, row) in vectors.as_slice().chunks_exact(dim).enumerate() {
+        let s = dot(row, query);
+        if heap.len() < k {
+            heap.push(std::cmp::Reverse((OrdF32(s), i)));
+        } else if let Some(top) = heap.peek() {
+            if s > top.0 .0 .0 {
+                heap.pop();
+                heap.push(std::cmp::Reverse((OrdF32(s), i)));
+            }
+        }
+    }
+    let mut out: Vec<(usize, f32)> = heap.into_iter().map(|r| (r.0 .1, r.0 .0 .0)).collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct OrdF32(f32);
+impl Eq for OrdF32 {}
+impl PartialOrd for OrdF32 {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for OrdF32 {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0)
+    }
+}
+
+fn search_graph(g: &Graph, query: &[f32], k: usize, ef: usize, store: &ChunkStore) -> Vec<(u64, f32)> {
+    let ef = ef.max(k);
+    let dead = g.get_nb_point().saturating_sub(store.len());
+    let found = if dead == 0 {
+        g.search(query, k, ef)
+    } else {
+        let live = |id: &usize| store.position(*id as u64).is_some();
+        g.search_filter(query, k, ef, Some(&live))
+    };
+    found
+        .into_iter()
+        .filter(|n| store.position(n.d_id as u64).is_some())
+        .map(|n| (n.d_id as u64, 1.0 - n.distance))
+        .collect()
+}
+
+/// Builds a graph over `vectors` keyed by `ids`.
+pub fn build_graph(params: &HnswParams, vectors: &VectorFile, ids: &[u64]) -> Graph {
+    let g = Graph::new(params.m, vectors.len().max(1), 16, params.ef_construction, DotDistance);
+    extend_graph(&g, vectors, ids, 0..vectors.len());
+    g
+}
+
+/// Inserts rows `rows` of `vectors` (keyed by `ids`) into `g`.
+pub fn extend_graph(g: &Graph, vectors: &VectorFile, ids: &[u64], rows: std::ops::Range<usize>) {
+    let data: Vec<(&[f32], usize)> = rows.map(|i| (vectors.row(i), ids[i] as usize)).collect();
+    if !data.is_empty() {
+        g.parallel_insert_slice(&data);
+    }
+}
+
+/// Dumps `g` as `<dir>/<basename>.hnsw.{graph,data}`; returns the basename used.
+pub fn dump_graph(g: &Graph, dir: &Path, basename: &str) -> Result<String> {
+    for ext in ["hnsw.graph", "hnsw.data"] {
+        let p = dir.join(format!("{basename}.{ext}"));
+        if p.exists() {
+            std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+        }
+    }
+    g.file_dump(dir, basename).map_err(|e| Error::Dense {
+        path: dir.join(basename),
+        what: format!("dump failed: {e}"),
+    })
+}
+
+/// Loads a graph dumped by [`dump_graph`].
+///
+/// `hnsw_rs` exits the process on a missing file and asserts on bad magic numbers, so the
+/// files are checked first and the load runs under `catch_unwind`. The loader struct is
+/// leaked on purpose: a loaded graph borrows it for its whole life (a self-referential
+/// pair), and one small leak per opened generation is the simplest sound ownership.
+pub fn load_graph(dir: &Path, basename: &str) -> Result<Graph> {
+    for ext in ["hnsw.graph", "hnsw.data"] {
+        let p = dir.join(format!("{basename}.{ext}"));
+        if !p.is_file() {
+            return Err(Error::corrupt(p, "missing HNSW file"));
+        }
+    }
+    let dir_owned = dir.to_path_buf();
+    let name = basename.to_string();
+    let res = std::panic::catch_unwind(move || {
+        let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&dir_owned, &name)));
+        io.load_hnsw::<f32, DotDistance>().map_err(|e| e.to_string())
+    });
+    match res {
+        Ok(Ok(g)) => Ok(g),
+        Ok(Err(e)) => Err(Error::corrupt(dir.join(basename), format!("cannot load HNSW: {e}"))),
+        Err(_) => Err(Error::corrupt(dir.join(basename), "HNSW files are damaged")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embed::normalize;
+    use crate::store::{write_chunks, ChunkRecord};
+
+    fn clustered(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        let mut rnd = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % 10_000) as f32 / 10_000.0 - 0.5
+        };
+        let centers: Vec<Vec<f32>> = (0..20).map(|_| (0..dim).map(|_| rnd()).collect()).collect();
+        let mut out = Vec::with_capacity(n * dim);
+        for i in 0..n {
+            let c = &centers[i % centers.len()];
+            let mut v: Vec<f32> = c.iter().map(|x| x + 0.3 * rnd()).collect();
+            normalize(&mut v);
+            out.extend(v);
+        }
+        out
+    }
+
+    fn store_with(n: usize) -> (tempfile::TempDir, ChunkStore) {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("c.bin");
+        let recs: Vec<ChunkRecord> = (0..n as u64)
+            .map(|id| ChunkRecord {
+                id,
+                doc: String::new(),
+                byte_range: (0, 0),
+                line_range: (1, 1),
+                heading: None,
+                text: String::new(),
+            })
+            .collect();
+        write_chunks(&p, &recs).unwrap();
+        let s = ChunkStore::open(&p).unwrap();
+        (tmp, s)
+    }
+
+    #[test]
+    fn hnsw_agrees_with_exact_scan_and_survives_dump() {
+        let (n, dim) = (2000, 32);
+        let data = clustered(n, dim, 7);
+        let v = VectorFile::from_vec(dim, data.clone());
+        let ids: Vec<u64> = (0..n as u64).collect();
+        let (tmp, store) = store_with(n);
+        let g = build_graph(&HnswParams::default(), &v, &ids);
+        let queries = clustered(50, dim, 99);
+        let mut hits = 0;
+        for q in queries.chunks(dim) {
+            let exact: Vec<u64> = exact_search(&v, q, 10).into_iter().map(|(p, _)| p as u64).collect();
+            let approx: Vec<u64> = search_graph(&g, q, 10, 256, &store).into_iter().map(|(id, _)| id).collect();
+            hits += approx.iter().filter(|a| exact.contains(a)).count();
+        }
+        let recall = hits as f32 / 500.0;
+        assert!(recall >= 0.95, "recall@10 {recall}");
+        // Dump and reload give identical answers.
+        let name = dump_graph(&g, tmp.path(), "g1").unwrap();
+        let g2 = load_graph(tmp.path(), &name).unwrap();
+        for q in queries.chunks(dim).take(10) {
+            assert_eq!(search_graph(&g, q, 10, 128, &store), search_graph(&g2, q, 10, 128, &store));
+        }
+        // Missing or damaged files are errors, not exits or panics.
+        assert!(load_graph(tmp.path(), "nope").is_err());
+        std::fs::write(tmp.path().join("bad.hnsw.graph"), b"xx").unwrap();
+        std::fs::write(tmp.path().join("bad.hnsw.data"), b"yy").unwrap();
+        assert!(load_graph(tmp.path(), "bad").is_err());
+    }
+
+    #[test]
+    fn tombstones_are_filtered_and_k_is_still_returned() {
+        let (n, dim) = (600, 16);
+        let v = VectorFile::from_vec(dim, clustered(n, dim, 3));
+        let ids: Vec<u64> = (0..n as u64).collect();
+        let g = build_graph(&HnswParams::default(), &v, &ids);
+        // The store only keeps the first half: the rest are tombstones.
+        let (_tmp, store) = store_with(n / 2);
+        for q in clustered(20, dim, 5).chunks(dim) {
+            let r = search_graph(&g, q, 10, 128, &store);
+            assert_eq!(r.len(), 10);
+            assert!(r.iter().all(|(id, _)| (*id as usize) < n / 2));
+        }
+    }
+
+    #[test]
+    fn exact_search_orders_and_handles_edges() {
+        let v = VectorFile::from_vec(2, vec![1.0, 0.0, 0.0, 1.0, 0.6, 0.8]);
+        let r = exact_search(&v, &[0.0, 1.0], 2);
+        assert_eq!(r.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(exact_search(&v, &[0.0, 1.0], 0).is_empty());
+        assert_eq!(exact_search(&v, &[1.0, 0.0], 10).len(), 3);
+    }
+}

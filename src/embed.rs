@@ -1,0 +1,505 @@
+//! Text embeddings: the [`Embedder`] trait, the candle BERT implementation and a
+//! deterministic hashing embedder for tests and examples.
+//!
+//! Why the tokenizer is driven by hand: the `tokenizer.json` shipped with all-MiniLM-L6-v2
+//! pads every input to 128 tokens and truncates at 128 (see NOTES.md), which both cuts
+//! passages short and makes the forward pass ~4x slower. We disable its padding and
+//! truncation, truncate to the model's own limit (`sentence_bert_config.json`), and pad each
+//! batch only to its longest member after sorting texts by length.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use rayon::prelude::*;
+use tokenizers::Tokenizer;
+
+use crate::error::{Error, Result};
+use crate::models::{ModelDir, ModelSpec, Pooling};
+
+/// Which compute device runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    /// CUDA or Metal when compiled in and present, else CPU.
+    #[default]
+    Auto,
+    /// Always the CPU.
+    Cpu,
+    /// The first CUDA GPU (needs the `cuda` feature).
+    Cuda,
+    /// The Apple GPU (needs the `metal` feature).
+    Metal,
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda),
+            "metal" => Ok(Self::Metal),
+            _ => Err(Error::invalid("device", format!("{s:?} (use auto, cpu, cuda or metal)"))),
+        }
+    }
+}
+
+impl DeviceChoice {
+    /// Resolves the choice to a candle device, with a clear error when the back end was
+    /// not compiled in.
+    pub fn device(self) -> Result<Device> {
+        match self {
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Auto => {
+                if cfg!(feature = "cuda") {
+                    if let Ok(d) = Device::new_cuda(0) {
+                        return Ok(d);
+                    }
+                }
+                if cfg!(feature = "metal") {
+                    if let Ok(d) = Device::new_metal(0) {
+                        return Ok(d);
+                    }
+                }
+                Ok(Device::Cpu)
+            }
+            DeviceChoice::Cuda => {
+                if !cfg!(feature = "cuda") {
+                    return Err(Error::invalid(
+                        "device",
+                        "cuda: this build has no CUDA support; rebuild with `--features cuda`",
+                    ));
+                }
+                Ok(Device::new_cuda(0)?)
+            }
+            DeviceChoice::Metal => {
+                if !cfg!(feature = "metal") {
+                    return Err(Error::invalid(
+                        "device",
+                        "metal: this build has no Metal support; rebuild with `--features metal`",
+                    ));
+                }
+                Ok(Device::new_metal(0)?)
+            }
+        }
+    }
+}
+
+/// Turns texts into L2-normalised vectors, so that cosine similarity is a dot product.
+///
+/// Implementations also expose their tokenizer's view of a text ([`Embedder::token_spans`])
+/// because the chunker measures chunk sizes in the model's own tokens.
+pub trait Embedder: Send + Sync {
+    /// Model facts (identity, dimension, limits, prefixes).
+    fn spec(&self) -> &ModelSpec;
+
+    /// Embeds passages; returns `texts.len() * dim` floats, row-major.
+    fn embed_passages(&self, texts: &[&str]) -> Result<Vec<f32>>;
+
+    /// Embeds one query.
+    fn embed_query(&self, text: &str) -> Result<Vec<f32>> {
+        let t = format!("{}{}", self.spec().query_prefix, text);
+        self.embed_raw(&[t.as_str()])
+    }
+
+    /// Embeds texts exactly as given (no prefix).
+    fn embed_raw(&self, texts: &[&str]) -> Result<Vec<f32>>;
+
+    /// Byte spans of the tokens of `text` (no special tokens), used to size chunks.
+    fn token_spans(&self, text: &str) -> Vec<(usize, usize)>;
+
+    /// Output dimension.
+    fn dim(&self) -> usize {
+        self.spec().dim
+    }
+}
+
+/// A BERT model and its tokenizer on one device; shared by the bi-encoder and the
+/// cross-encoder so that tokenization, truncation and batching are written once.
+pub(crate) struct BertCore {
+    pub(crate) model: BertModel,
+    pub(crate) tokenizer: Tokenizer,
+    pub(crate) device: Device,
+    pub(crate) cls_id: u32,
+    pub(crate) sep_id: u32,
+    pub(crate) pad_id: u32,
+    pub(crate) max_tokens: usize,
+}
+
+/// Token ids of one model input.
+pub(crate) struct Encoded {
+    pub(crate) ids: Vec<u32>,
+    pub(crate) type_ids: Vec<u32>,
+}
+
+impl BertCore {
+    /// Loads tokenizer and weights (memory-mapped) from a validated folder.
+    /// `prefix` selects a weight sub-tree (e.g. `bert` for classification checkpoints).
+    pub(crate) fn load(model: &ModelDir, device: &Device) -> Result<(BertCore, BertConfig, VarBuilder<'static>)> {
+        let cfg: BertConfig = serde_json::from_str(&model.config_json).map_err(|e| Error::Model {
+            dir: model.dir.clone(),
+            what: format!("config.json is not a BERT config: {e}"),
+        })?;
+        let mut tokenizer = Tokenizer::from_file(&model.tokenizer_path).map_err(|e| Error::Model {
+            dir: model.dir.clone(),
+            what: format!("malformed tokenizer.json: {e}"),
+        })?;
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let special = |name: &str| {
+            tokenizer.token_to_id(name).ok_or_else(|| Error::Model {
+                dir: model.dir.clone(),
+                what: format!("tokenizer.json has no {name} token"),
+            })
+        };
+        let cls_id = special("[CLS]")?;
+        let sep_id = special("[SEP]")?;
+        let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
+        // SAFETY: the safetensors file is memory-mapped read-only; pinpoint never writes to
+        // model folders, and a concurrent external modification is outside our contract (the
+        // same contract as candle's own examples).
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(&[&model.weights_path], DType::F32, device)
+        }
+        .map_err(|e| Error::Model {
+            dir: model.dir.clone(),
+            what: format!("cannot load model.safetensors: {e}"),
+        })?;
+        let bert = BertModel::load(vb.clone(), &cfg).map_err(|e| Error::Model {
+            dir: model.dir.clone(),
+            what: format!("model.safetensors does not match config.json: {e}"),
+        })?;
+        Ok((
+            BertCore {
+                model: bert,
+                tokenizer,
+                device: device.clone(),
+                cls_id,
+                sep_id,
+                pad_id,
+                max_tokens: model.spec.max_tokens.max(4),
+            },
+            cfg,
+            vb,
+        ))
+    }
+
+    /// Token ids of `text` without special tokens.
+    pub(crate) fn raw_ids(&self, text: &str) -> Vec<u32> {
+        match self.tokenizer.encode(text, false) {
+            Ok(enc) => enc.get_ids().to_vec(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// `[CLS] text [SEP]`, truncated to the model limit.
+    pub(crate) fn encode_single(&self, text: &str) -> Encoded {
+        let mut body = self.raw_ids(text);
+        body.truncate(self.max_tokens - 2);
+        let mut ids = Vec::with_capacity(body.len() + 2);
+        ids.push(self.cls_id);
+        ids.extend_from_slice(&body);
+        ids.push(self.sep_id);
+        let type_ids = vec![0; ids.len()];
+        Encoded { ids, type_ids }
+    }
+
+    /// `[CLS] a [SEP] b [SEP]`, truncating `b` first (the passage), then `a`.
+    pub(crate) fn encode_pair(&self, a: &str, b: &str) -> Encoded {
+        let mut qa = self.raw_ids(a);
+        let mut pb = self.raw_ids(b);
+        let budget = self.max_tokens - 3;
+        qa.truncate(budget / 2);
+        pb.truncate(budget - qa.len());
+        let mut ids = Vec::with_capacity(qa.len() + pb.len() + 3);
+        ids.push(self.cls_id);
+        ids.extend_from_slice(&qa);
+        ids.push(self.sep_id);
+        let first = ids.len();
+        ids.extend_from_slice(&pb);
+        ids.push(self.sep_id);
+        let mut type_ids = vec![0; ids.len()];
+        for t in &mut type_ids[first..] {
+            *t = 1;
+        }
+        Encoded { ids, type_ids }
+    }
+
+    /// Runs the encoder on a batch padded to its longest member.
+    /// Returns hidden states `(batch, len, hidden)` and the mask `(batch, len)` as f32.
+    pub(crate) fn forward(&self, batch: &[&Encoded]) -> Result<(Tensor, Tensor)> {
+        let len = batch.iter().map(|e| e.ids.len()).max().unwrap_or(1);
+        let n = batch.len();
+        let mut ids = Vec::with_capacity(n * len);
+        let mut types = Vec::with_capacity(n * len);
+        let mut mask = Vec::with_capacity(n * len);
+        for e in batch {
+            ids.extend_from_slice(&e.ids);
+            types.extend_from_slice(&e.type_ids);
+            mask.extend(std::iter::repeat_n(1u32, e.ids.len()));
+            let pad = len - e.ids.len();
+            ids.extend(std::iter::repeat_n(self.pad_id, pad));
+            types.extend(std::iter::repeat_n(0u32, pad));
+            mask.extend(std::iter::repeat_n(0u32, pad));
+        }
+        let ids = Tensor::from_vec(ids, (n, len), &self.device)?;
+        let types = Tensor::from_vec(types, (n, len), &self.device)?;
+        let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
+        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+        Ok((hidden, mask.to_dtype(DType::F32)?))
+    }
+}
+
+/// Splits `lens` (token counts) into batches of similar length: indices sorted by length,
+/// cut so that no batch exceeds `max_batch` texts or `max_batch_tokens` padded tokens.
+pub(crate) fn length_batches(lens: &[usize], max_batch: usize, max_batch_tokens: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lens.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lens[i]));
+    let mut out = Vec::new();
+    let mut cur: Vec<usize> = Vec::new();
+    for i in order {
+        // Sorted descending: the first member of a batch is its longest.
+        let longest = cur.first().map(|&j| lens[j]).unwrap_or(lens[i]).max(1);
+        if !cur.is_empty() && (cur.len() >= max_batch || (cur.len() + 1) * longest > max_batch_tokens) {
+            out.push(std::mem::take(&mut cur));
+        }
+        cur.push(i);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Sentence embedder over a BERT-family model (all-MiniLM-L6-v2 by default).
+pub struct BertEmbedder {
+    core: BertCore,
+    spec: ModelSpec,
+    /// Texts per forward pass.
+    pub batch_size: usize,
+}
+
+impl BertEmbedder {
+    /// Loads the model in `dir` on `device`.
+    pub fn load(dir: impl AsRef<Path>, device: DeviceChoice) -> Result<BertEmbedder> {
+        let model = ModelDir::open(dir)?;
+        Self::from_model_dir(&model, device)
+    }
+
+    /// Loads an already validated model folder.
+    pub fn from_model_dir(model: &ModelDir, device: DeviceChoice) -> Result<BertEmbedder> {
+        let device = device.device()?;
+        let (core, _cfg, _vb) = BertCore::load(model, &device)?;
+        Ok(BertEmbedder {
+            core,
+            spec: model.spec.clone(),
+            batch_size: 32,
+        })
+    }
+
+    fn pool(&self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let pooled = match self.spec.pooling {
+            Pooling::Mean => {
+                let m = mask.unsqueeze(2)?;
+                let summed = hidden.broadcast_mul(&m)?.sum(1)?;
+                let counts = m.sum(1)?.clamp(1e-9f64, f64::MAX)?;
+                summed.broadcast_div(&counts)?
+            }
+            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+        };
+        let norm = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12f64, f64::MAX)?;
+        Ok(pooled.broadcast_div(&norm)?)
+    }
+}
+
+impl Embedder for BertEmbedder {
+    fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    fn embed_passages(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        if self.spec.passage_prefix.is_empty() {
+            return self.embed_raw(texts);
+        }
+        let owned: Vec<String> = texts
+            .iter()
+            .map(|t| format!("{}{}", self.spec.passage_prefix, t))
+            .collect();
+        let refs: Vec<&str> = owned.iter().map(|s| s.as_str()).collect();
+        self.embed_raw(&refs)
+    }
+
+    fn embed_raw(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        let dim = self.spec.dim;
+        let encoded: Vec<Encoded> = texts.par_iter().map(|t| self.core.encode_single(t)).collect();
+        let lens: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
+        let mut out = vec![0f32; texts.len() * dim];
+        for batch in length_batches(&lens, self.batch_size, self.batch_size * 128) {
+            let refs: Vec<&Encoded> = batch.iter().map(|&i| &encoded[i]).collect();
+            let (hidden, mask) = self.core.forward(&refs)?;
+            let pooled = self.pool(&hidden, &mask)?.to_device(&Device::Cpu)?;
+            let rows: Vec<Vec<f32>> = pooled.to_vec2()?;
+            for (&i, row) in batch.iter().zip(rows) {
+                out[i * dim..(i + 1) * dim].copy_from_slice(&row);
+            }
+        }
+        Ok(out)
+    }
+
+    fn token_spans(&self, text: &str) -> Vec<(usize, usize)> {
+        match self.core.tokenizer.encode(text, false) {
+            Ok(enc) => enc.get_offsets().to_vec(),
+            Err(_) => whitespace_spans(text),
+        }
+    }
+}
+
+/// Byte spans of whitespace-separated words.
+pub(crate) fn whitespace_spans(text: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() {
+            if let Some(s) = start.take() {
+                out.push((s, i));
+            }
+        } else if start.is_none() {
+            start = Some(i);
+        }
+    }
+    if let Some(s) = start {
+        out.push((s, text.len()));
+    }
+    out
+}
+
+/// A deterministic embedder without a model: hashed bag of lower-cased words and their
+/// character trigrams, L2-normalised. It knows nothing of meaning, but it is fast, needs no
+/// weights, and gives stable vectors, which is what examples and engine tests need.
+pub struct HashEmbedder {
+    spec: ModelSpec,
+}
+
+impl HashEmbedder {
+    /// A hashing embedder of dimension `dim`.
+    pub fn new(dim: usize) -> HashEmbedder {
+        HashEmbedder {
+            spec: ModelSpec {
+                id: format!("hash-{dim}"),
+                dim,
+                pooling: Pooling::Mean,
+                max_tokens: 256,
+                query_prefix: String::new(),
+                passage_prefix: String::new(),
+            },
+        }
+    }
+
+    fn bucket(&self, s: &str) -> usize {
+        // FNV-1a: stable across runs and platforms, unlike std's RandomState.
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in s.bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        (h % self.spec.dim as u64) as usize
+    }
+}
+
+impl Embedder for HashEmbedder {
+    fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+    fn embed_passages(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        self.embed_raw(texts)
+    }
+    fn embed_raw(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        let dim = self.spec.dim;
+        let mut out = vec![0f32; texts.len() * dim];
+        for (i, t) in texts.iter().enumerate() {
+            let row = &mut out[i * dim..(i + 1) * dim];
+            for w in t
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+            {
+                let w = w.to_lowercase();
+                row[self.bucket(&w)] += 1.0;
+                let chars: Vec<char> = format!("#{w}#").chars().collect();
+                for g in chars.windows(3) {
+                    let g: String = g.iter().collect();
+                    row[self.bucket(&g)] += 0.3;
+                }
+            }
+            normalize(row);
+        }
+        Ok(out)
+    }
+    fn token_spans(&self, text: &str) -> Vec<(usize, usize)> {
+        whitespace_spans(text)
+    }
+}
+
+/// L2-normalises `v` in place (a zero vector stays zero).
+pub(crate) fn normalize(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
+/// Dot product.
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Four accumulators let the compiler vectorise without fast-math.
+    let mut acc = [0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_group_similar_lengths_and_respect_caps() {
+        let lens = [5, 100, 6, 98, 7, 99];
+        let b = length_batches(&lens, 2, 10_000);
+        assert_eq!(b, vec![vec![1, 5], vec![3, 4], vec![2, 0]]);
+        // token cap: 3 texts of 100 tokens exceed 250 padded tokens
+        let b = length_batches(&[100, 100, 100], 10, 250);
+        assert_eq!(b.len(), 2);
+        assert!(length_batches(&[], 4, 100).is_empty());
+    }
+
+    #[test]
+    fn hash_embedder_is_normalised_and_deterministic() {
+        let e = HashEmbedder::new(64);
+        let a = e.embed_raw(&["hello world", "hello world", ""]).unwrap();
+        let n: f32 = a[..64].iter().map(|x| x * x).sum();
+        assert!((n - 1.0).abs() < 1e-5);
+        assert_eq!(&a[..64], &a[64..128]);
+        assert!(a[128..].iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn dot_matches_naive() {
+        let a: Vec<f32> = (0..37).map(|i| i as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..37).map(|i| 1.0 - i as f32 * 0.01).collect();
+        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - naive).abs() < 1e-3);
+    }
+}

@@ -1,0 +1,591 @@
+//! Finding and reading documents: folder walking, type detection, text extraction and
+//! content hashing.
+//!
+//! Every file either becomes a [`Document`] or a [`Skipped`] entry with a reason; nothing is
+//! dropped silently and nothing panics on odd input (binary, invalid UTF-8, empty, huge,
+//! unreadable). The walk uses the `ignore` crate (ripgrep's walker) so `.gitignore`,
+//! `.ignore` and hidden files are handled the way developers expect.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::models::hex;
+
+/// The kind of a document, which decides how it is split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum DocKind {
+    /// Prose without markup.
+    Text,
+    /// Markdown (ATX headings give the heading trail).
+    Markdown,
+    /// HTML, reduced to its visible text (headings kept as markdown headings).
+    Html,
+    /// Source code: split at blank lines and line ends, never mid-line.
+    Code,
+}
+
+impl DocKind {
+    /// The kind for a file name, or `None` when the type is not indexed.
+    pub fn from_path(path: &Path) -> Option<DocKind> {
+        let name = path.file_name()?.to_string_lossy().to_lowercase();
+        let ext = match name.rsplit_once('.') {
+            Some((_, e)) => e.to_string(),
+            None => {
+                return match name.as_str() {
+                    "readme" | "license" | "changelog" | "authors" | "notice" | "copying" => {
+                        Some(DocKind::Text)
+                    }
+                    "makefile" | "dockerfile" => Some(DocKind::Code),
+                    _ => None,
+                }
+            }
+        };
+        Some(match ext.as_str() {
+            "txt" | "text" | "rst" | "adoc" | "org" => DocKind::Text,
+            "md" | "markdown" | "mdx" => DocKind::Markdown,
+            "html" | "htm" | "xhtml" => DocKind::Html,
+            "rs" | "py" | "js" | "mjs" | "cjs" | "jsx" | "ts" | "tsx" | "go" | "c" | "h" | "cc"
+            | "cpp" | "cxx" | "hpp" | "hh" | "java" | "kt" | "scala" | "cs" | "rb" | "php"
+            | "swift" | "sh" | "bash" | "zsh" | "sql" | "lua" | "toml" | "yaml" | "yml"
+            | "json" | "ini" | "cfg" | "proto" | "r" | "jl" | "hs" | "ml" | "ex" | "exs"
+            | "erl" | "clj" | "dart" | "vue" | "svelte" | "css" | "scss" | "xml" => DocKind::Code,
+            _ => return None,
+        })
+    }
+}
+
+/// A document ready to be chunked.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// Stable key: the path relative to the indexed root with `/` separators, or the
+    /// external id given to `Engine::add_document`.
+    pub key: String,
+    /// Title used in front of every chunk of this document (file name or given title).
+    pub title: String,
+    /// How to split it.
+    pub kind: DocKind,
+    /// Extracted text.
+    pub text: String,
+    /// Byte offsets where source lines start (line numbers are reported against the source
+    /// file, not the extracted text).
+    pub source_line_starts: Vec<usize>,
+    /// Sparse map from extracted-text offsets to source offsets, sorted by the former; empty
+    /// means the text *is* the source.
+    pub offset_map: Vec<(usize, usize)>,
+    /// sha256 of the source bytes, hex.
+    pub hash: String,
+    /// Source size in bytes.
+    pub size: u64,
+    /// Modification time (seconds since the epoch), 0 when unknown.
+    pub mtime: i64,
+}
+
+impl Document {
+    /// A document built from text given by a program (no file behind it).
+    pub fn from_text(key: &str, title: &str, text: &str) -> Document {
+        Document {
+            key: key.to_string(),
+            title: title.to_string(),
+            kind: DocKind::Text,
+            source_line_starts: line_starts(text),
+            offset_map: Vec::new(),
+            hash: hash_bytes(text.as_bytes()),
+            size: text.len() as u64,
+            mtime: 0,
+            text: text.to_string(),
+        }
+    }
+
+    /// The source byte offset of an offset in the extracted text.
+    pub fn source_offset(&self, off: usize) -> usize {
+        if self.offset_map.is_empty() {
+            return off;
+        }
+        let i = self.offset_map.partition_point(|&(o, _)| o <= off);
+        if i == 0 {
+            return 0;
+        }
+        let (o, s) = self.offset_map[i - 1];
+        s + (off - o)
+    }
+
+    /// 1-based source line of an offset in the extracted text.
+    pub fn line_of(&self, off: usize) -> u32 {
+        let src = self.source_offset(off);
+        self.source_line_starts.partition_point(|&s| s <= src).max(1) as u32
+    }
+}
+
+/// Byte offsets at which lines start.
+pub fn line_starts(text: &str) -> Vec<usize> {
+    let mut v = vec![0];
+    v.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+    v
+}
+
+/// sha256 of bytes, hex.
+pub fn hash_bytes(b: &[u8]) -> String {
+    hex(&Sha256::digest(b))
+}
+
+/// Why a file was not indexed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum SkipReason {
+    /// Contains NUL bytes.
+    Binary,
+    /// Not valid UTF-8.
+    InvalidUtf8 {
+        /// First invalid byte.
+        offset: usize,
+    },
+    /// Zero bytes or only white space.
+    Empty,
+    /// Larger than the configured limit.
+    TooLarge {
+        /// File size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Could not be read (permissions, vanished, I/O error).
+    Unreadable {
+        /// The OS message.
+        error: String,
+    },
+    /// A symbolic link; links are not followed so that nothing outside the root is read.
+    Symlink,
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::Binary => write!(f, "binary file"),
+            SkipReason::InvalidUtf8 { offset } => write!(f, "invalid UTF-8 at byte {offset}"),
+            SkipReason::Empty => write!(f, "empty file"),
+            SkipReason::TooLarge { size, limit } => {
+                write!(f, "too large ({size} bytes, limit {limit})")
+            }
+            SkipReason::Unreadable { error } => write!(f, "unreadable: {error}"),
+            SkipReason::Symlink => write!(f, "symbolic link (not followed)"),
+        }
+    }
+}
+
+/// A file that was not indexed, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Skipped {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub reason: SkipReason,
+}
+
+/// Settings of the walk and of extraction.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct IngestConfig {
+    /// Files larger than this are skipped with [`SkipReason::TooLarge`].
+    pub max_file_bytes: u64,
+    /// Also index hidden files and folders.
+    pub hidden: bool,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_file_bytes: 16 * 1024 * 1024,
+            hidden: false,
+        }
+    }
+}
+
+/// What a walk found: candidate files of a supported type, and files skipped on the way.
+#[derive(Debug, Default)]
+pub struct WalkResult {
+    /// Files of a supported type, sorted by path.
+    pub files: Vec<PathBuf>,
+    /// Entries that could not be visited or were links.
+    pub skipped: Vec<Skipped>,
+    /// Files whose type is not indexed.
+    pub unsupported: usize,
+}
+
+/// Walks `root`, honouring `.gitignore`/`.ignore` (even outside a git repository) and
+/// skipping hidden entries unless configured otherwise. Symbolic links are reported, not
+/// followed, so nothing outside `root` is ever read.
+pub fn walk(root: &Path, cfg: &IngestConfig) -> WalkResult {
+    let mut out = WalkResult::default();
+    let walker = ignore::WalkBuilder::new(root)
+        .hidden(!cfg.hidden)
+        .git_ignore(true)
+        .git_exclude(true)
+        .ignore(true)
+        .require_git(false)
+        .follow_links(false)
+        .build();
+    for entry in walker {
+        match entry {
+            Ok(e) => {
+                let Some(ft) = e.file_type() else { continue };
+                if ft.is_symlink() {
+                    if DocKind::from_path(e.path()).is_some() {
+                        out.skipped.push(Skipped {
+                            path: e.path().to_path_buf(),
+                            reason: SkipReason::Symlink,
+                        });
+                    }
+                    continue;
+                }
+                if !ft.is_file() {
+                    continue;
+                }
+                if DocKind::from_path(e.path()).is_some() {
+                    out.files.push(e.into_path());
+                } else {
+                    out.unsupported += 1;
+                }
+            }
+            Err(err) => {
+                let path = match &err {
+                    ignore::Error::WithPath { path, .. } => path.clone(),
+                    _ => root.to_path_buf(),
+                };
+                out.skipped.push(Skipped {
+                    path,
+                    reason: SkipReason::Unreadable {
+                        error: err.to_string(),
+                    },
+                });
+            }
+        }
+    }
+    out.files.sort();
+    out
+}
+
+/// The key of `path` under `root`: relative, `/`-separated, lossless for UTF-8 names and
+/// lossy (U+FFFD) for others.
+pub fn key_for(root: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// File metadata used to decide whether a file must be read again.
+pub fn stat(path: &Path) -> std::io::Result<(u64, i64)> {
+    let md = std::fs::metadata(path)?;
+    let mtime = md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    Ok((md.len(), mtime))
+}
+
+/// Reads and extracts one file.
+pub fn read_document(root: &Path, path: &Path, cfg: &IngestConfig) -> Result<Document, SkipReason> {
+    let unreadable = |e: std::io::Error| SkipReason::Unreadable {
+        error: e.to_string(),
+    };
+    let kind = DocKind::from_path(path).unwrap_or(DocKind::Text);
+    let (size, mtime) = stat(path).map_err(unreadable)?;
+    if size > cfg.max_file_bytes {
+        return Err(SkipReason::TooLarge {
+            size,
+            limit: cfg.max_file_bytes,
+        });
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(cfg.max_file_bytes + 1).read_to_end(&mut bytes))
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > cfg.max_file_bytes {
+        // Grew between stat and read.
+        return Err(SkipReason::TooLarge {
+            size: bytes.len() as u64,
+            limit: cfg.max_file_bytes,
+        });
+    }
+    let key = key_for(root, path);
+    let title = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| key.clone());
+    document_from_bytes(key, title, kind, &bytes, mtime)
+}
+
+/// Builds a document from raw bytes: binary and encoding checks, then extraction.
+pub fn document_from_bytes(
+    key: String,
+    title: String,
+    kind: DocKind,
+    bytes: &[u8],
+    mtime: i64,
+) -> Result<Document, SkipReason> {
+    if bytes.iter().take(8192).any(|&b| b == 0) {
+        return Err(SkipReason::Binary);
+    }
+    let src = match std::str::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            // A NUL byte past the sniffed prefix is still binary, not text.
+            if bytes.contains(&0) {
+                return Err(SkipReason::Binary);
+            }
+            return Err(SkipReason::InvalidUtf8 {
+                offset: e.valid_up_to(),
+            });
+        }
+    };
+    let bom = if src.starts_with('\u{feff}') { 3 } else { 0 };
+    let body = &src[bom..];
+    if body.trim().is_empty() {
+        return Err(SkipReason::Empty);
+    }
+    let (text, mut offset_map) = match kind {
+        DocKind::Html => html_to_text(body),
+        _ => (body.to_string(), Vec::new()),
+    };
+    if bom > 0 {
+        if offset_map.is_empty() {
+            offset_map.push((0, bom));
+        } else {
+            offset_map.iter_mut().for_each(|(_, s)| *s += bom);
+        }
+    }
+    if text.trim().is_empty() {
+        return Err(SkipReason::Empty);
+    }
+    let title = if kind == DocKind::Html {
+        html_title(body).unwrap_or(title)
+    } else {
+        title
+    };
+    Ok(Document {
+        key,
+        title,
+        kind,
+        source_line_starts: line_starts(src),
+        offset_map,
+        hash: hash_bytes(bytes),
+        size: bytes.len() as u64,
+        mtime,
+        text,
+    })
+}
+
+fn html_title(src: &str) -> Option<String> {
+    let lower = src.to_ascii_lowercase();
+    let s = lower.find("<title")?;
+    let s = s + lower[s..].find('>')? + 1;
+    let e = s + lower[s..].find("</title")?;
+    let t = html_escape::decode_html_entities(src[s..e].trim()).trim().to_string();
+    (!t.is_empty()).then_some(t)
+}
+
+/// Reduces HTML to its visible text.
+///
+/// Script, style and other invisible elements are dropped, block elements become line
+/// breaks, `<h1>`..`<h6>` become markdown headings (so the chunker's heading trail works for
+/// HTML too) and entities are decoded. Returns the text and a sparse map from text offsets
+/// to source offsets. A small state machine rather than a DOM parser: extraction only needs
+/// the visible text, and malformed markup must degrade, never fail.
+pub fn html_to_text(src: &str) -> (String, Vec<(usize, usize)>) {
+    const SKIP: [&str; 7] = ["script", "style", "noscript", "template", "svg", "head", "title"];
+    const BLOCK: [&str; 24] = [
+        "p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "header",
+        "footer", "nav", "aside", "blockquote", "pre", "hr", "dd", "dt", "dl", "main", "form",
+        "figure", "td",
+    ];
+    let lower = src.to_ascii_lowercase();
+    let bytes = src.as_bytes();
+    let mut out = String::with_capacity(src.len() / 2);
+    let mut map = Vec::new();
+    let mut i = 0;
+    let mut run_start: Option<usize> = None;
+    let flush = |out: &mut String, map: &mut Vec<(usize, usize)>, from: usize, to: usize| {
+        let raw = &src[from..to];
+        if raw.trim().is_empty() {
+            if !out.ends_with([' ', '\n']) && !out.is_empty() {
+                out.push(' ');
+            }
+            return;
+        }
+        let decoded = html_escape::decode_html_entities(raw);
+        // Collapse white space runs like a browser does.
+        let mut last_space = out.ends_with([' ', '\n']) || out.is_empty();
+        let lead = raw.len() - raw.trim_start().len();
+        map.push((out.len(), from + lead));
+        for c in decoded.chars() {
+            if c.is_whitespace() {
+                if !last_space {
+                    out.push(' ');
+                    last_space = true;
+                }
+            } else {
+                out.push(c);
+                last_space = false;
+            }
+        }
+    };
+    while i < bytes.len() {
+        if bytes[i] == b'<' {
+            if let Some(s) = run_start.take() {
+                flush(&mut out, &mut map, s, i);
+            }
+            if lower[i..].starts_with("<!--") {
+                i = lower[i..].find("-->").map(|e| i + e + 3).unwrap_or(bytes.len());
+                continue;
+            }
+            let end = match lower[i..].find('>') {
+                Some(e) => i + e + 1,
+                None => bytes.len(),
+            };
+            let tag = &lower[i + 1..end.saturating_sub(1).max(i + 1)];
+            let closing = tag.starts_with('/');
+            let name: String = tag
+                .trim_start_matches('/')
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            if !closing && SKIP.contains(&name.as_str()) && !tag.ends_with('/') {
+                let close = format!("</{name}");
+                i = lower[end..]
+                    .find(&close)
+                    .map(|e| {
+                        let c = end + e;
+                        lower[c..].find('>').map(|g| c + g + 1).unwrap_or(bytes.len())
+                    })
+                    .unwrap_or(bytes.len());
+                continue;
+            }
+            let heading = name.len() == 2
+                && name.starts_with('h')
+                && name.as_bytes()[1].is_ascii_digit()
+                && (b'1'..=b'6').contains(&name.as_bytes()[1]);
+            if heading || BLOCK.contains(&name.as_str()) {
+                while out.ends_with(' ') {
+                    out.pop();
+                }
+                if !out.is_empty() && !out.ends_with('\n') {
+                    out.push('\n');
+                }
+                if heading {
+                    if !closing {
+                        if !out.is_empty() && !out.ends_with("\n\n") {
+                            out.push('\n');
+                        }
+                        let level = (name.as_bytes()[1] - b'0') as usize;
+                        out.push_str(&"#".repeat(level));
+                        out.push(' ');
+                    } else {
+                        out.push('\n');
+                    }
+                } else if name == "p" && closing {
+                    out.push('\n');
+                }
+            }
+            i = end;
+        } else {
+            if run_start.is_none() {
+                run_start = Some(i);
+            }
+            i += 1;
+        }
+    }
+    if let Some(s) = run_start {
+        flush(&mut out, &mut map, s, bytes.len());
+    }
+    let trimmed = out.trim_end().len();
+    out.truncate(trimmed);
+    (out, map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_keeps_visible_text_and_headings_only() {
+        let src = "<html><head><title>T &amp; U</title><style>p{color:red}</style></head>\n<body><h1>Main</h1><p>Hello&nbsp;<b>bold</b> world &lt;3</p>\n<script>var x = '<p>no</p>';</script><!-- hidden --><h2>Sub</h2><div>Last   line</div></body></html>";
+        let (text, map) = html_to_text(src);
+        assert!(!text.contains("color"), "{text}");
+        assert!(!text.contains("var x"), "{text}");
+        assert!(!text.contains("hidden"), "{text}");
+        assert!(text.contains("# Main"), "{text}");
+        assert!(text.contains("## Sub"), "{text}");
+        assert!(text.contains("bold world <3"), "{text}");
+        assert!(text.contains("Last line"), "{text}");
+        assert!(!map.is_empty());
+        assert_eq!(html_title(src).as_deref(), Some("T & U"));
+        // The map points back into the source: "Last" starts where the source has it.
+        let doc = document_from_bytes("a.html".into(), "a".into(), DocKind::Html, src.as_bytes(), 0).unwrap();
+        let off = doc.text.find("Last").unwrap();
+        assert_eq!(&src[doc.source_offset(off)..doc.source_offset(off) + 4], "Last");
+        assert_eq!(doc.line_of(off), 3);
+    }
+
+    #[test]
+    fn malformed_html_degrades() {
+        let (t, _) = html_to_text("<p>open <b>never closed <script>x");
+        assert!(t.contains("open never closed"), "{t}");
+        let (t, _) = html_to_text("<<<>>> & plain");
+        assert!(t.contains("plain"));
+    }
+
+    #[test]
+    fn bad_bytes_get_reasons() {
+        let k = || ("k".to_string(), "k".to_string());
+        let (a, b) = k();
+        assert_eq!(document_from_bytes(a, b, DocKind::Text, b"ab\0cd", 0).unwrap_err(), SkipReason::Binary);
+        let (a, b) = k();
+        assert_eq!(
+            document_from_bytes(a, b, DocKind::Text, b"ok \xff\xfe bad", 0).unwrap_err(),
+            SkipReason::InvalidUtf8 { offset: 3 }
+        );
+        let (a, b) = k();
+        assert_eq!(document_from_bytes(a, b, DocKind::Text, b"  \n\t ", 0).unwrap_err(), SkipReason::Empty);
+        let (a, b) = k();
+        let d = document_from_bytes(a, b, DocKind::Text, "\u{feff}line1\nline2".as_bytes(), 0).unwrap();
+        assert_eq!(d.text, "line1\nline2");
+        assert_eq!(d.line_of(d.text.find("line2").unwrap()), 2);
+    }
+
+    #[test]
+    fn kinds_by_extension() {
+        assert_eq!(DocKind::from_path(Path::new("a/b.MD")), Some(DocKind::Markdown));
+        assert_eq!(DocKind::from_path(Path::new("x.rs")), Some(DocKind::Code));
+        assert_eq!(DocKind::from_path(Path::new("x.htm")), Some(DocKind::Html));
+        assert_eq!(DocKind::from_path(Path::new("x.png")), None);
+        assert_eq!(DocKind::from_path(Path::new("README")), Some(DocKind::Text));
+    }
+
+    #[test]
+    fn walk_respects_gitignore_hidden_and_reports_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        std::fs::write(r.join(".gitignore"), "ignored/\n*.log\n").unwrap();
+        std::fs::create_dir_all(r.join("ignored")).unwrap();
+        std::fs::create_dir_all(r.join(".hidden")).unwrap();
+        std::fs::create_dir_all(r.join("sub")).unwrap();
+        std::fs::write(r.join("ignored/a.txt"), "x").unwrap();
+        std::fs::write(r.join(".hidden/b.txt"), "x").unwrap();
+        std::fs::write(r.join("sub/c.md"), "x").unwrap();
+        std::fs::write(r.join("d.txt"), "x").unwrap();
+        std::fs::write(r.join("e.png"), "x").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("/etc/hostname", r.join("link.txt")).unwrap();
+        let w = walk(r, &IngestConfig::default());
+        let keys: Vec<String> = w.files.iter().map(|p| key_for(r, p)).collect();
+        assert_eq!(keys, vec!["d.txt", "sub/c.md"]);
+        assert_eq!(w.unsupported, 1);
+        #[cfg(unix)]
+        assert_eq!(w.skipped.len(), 1);
+    }
+}

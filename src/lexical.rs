@@ -1,0 +1,273 @@
+//! The lexical (BM25) index, over tantivy.
+//!
+//! One tantivy document per chunk: `chunk` (u64 id, fast field), `doc` (the document key,
+//! for deletes) and `text` (title + heading trail + chunk text, analysed with an English
+//! stemming chain). BM25 uses tantivy's k1 = 1.2, b = 0.75.
+//!
+//! Queries are *not* parsed with tantivy's query language: user text such as `C++ AND (`
+//! must never be a syntax error. The query is run through the same analyzer and becomes a
+//! bag-of-words disjunction, repeated terms weighted by their count (as Anserini does).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STORED, STRING};
+use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::error::{Error, Result};
+
+const ANALYZER: &str = "pinpoint_en";
+
+/// The English analysis chain used for both documents and queries.
+pub fn analyzer() -> TextAnalyzer {
+    let mut b = TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .dynamic();
+    if let Some(stop) = StopWordFilter::new(Language::English) {
+        b = b.filter_dynamic(stop);
+    }
+    b.filter_dynamic(Stemmer::new(Language::English)).build()
+}
+
+struct Fields {
+    chunk: Field,
+    doc: Field,
+    text: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let chunk = b.add_u64_field("chunk", INDEXED | STORED | FAST);
+    let doc = b.add_text_field("doc", STRING);
+    let opts = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
+    let text = b.add_text_field("text", opts);
+    (b.build(), Fields { chunk, doc, text })
+}
+
+/// The BM25 index.
+pub struct LexicalIndex {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+}
+
+impl LexicalIndex {
+    /// Opens the index in `dir`, creating it when absent.
+    pub fn open_or_create(dir: &Path) -> Result<LexicalIndex> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let (schema, fields) = schema();
+        let mmap = tantivy::directory::MmapDirectory::open(dir)
+            .map_err(|e| Error::corrupt(dir, format!("cannot open lexical index: {e}")))?;
+        let index = Index::open_or_create(mmap, schema.clone()).map_err(|e| match e {
+            tantivy::TantivyError::SchemaError(s) => Error::IncompatibleIndex {
+                path: dir.to_path_buf(),
+                what: format!("lexical index has another schema: {s}"),
+            },
+            other => Error::corrupt(dir, other.to_string()),
+        })?;
+        // Custom analyzers are not persisted: register on every open.
+        index.tokenizers().register(ANALYZER, analyzer());
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(LexicalIndex { index, reader, fields })
+    }
+
+    /// The generation stored as the payload of the last tantivy commit.
+    pub fn committed_generation(&self) -> Result<Option<u64>> {
+        let metas = self.index.load_metas()?;
+        Ok(metas.payload.as_deref().and_then(|p| p.trim().parse().ok()))
+    }
+
+    /// A writer (one thread: the machine's other core is busy embedding).
+    pub fn writer(&self) -> Result<LexicalWriter> {
+        let w: IndexWriter = self.index.writer_with_num_threads(1, 64_000_000)?;
+        Ok(LexicalWriter {
+            w,
+            chunk: self.fields.chunk,
+            doc: self.fields.doc,
+            text: self.fields.text,
+        })
+    }
+
+    /// Makes the last commit visible to searches.
+    pub fn reload(&self) -> Result<()> {
+        Ok(self.reader.reload()?)
+    }
+
+    /// Number of indexed chunks visible to searches.
+    pub fn num_chunks(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Analysed terms of `text`.
+    pub fn terms(text: &str) -> Vec<String> {
+        let mut a = analyzer();
+        let mut s = a.token_stream(text);
+        let mut out = Vec::new();
+        while s.advance() {
+            out.push(s.token().text.clone());
+        }
+        out
+    }
+
+    /// Top `k` chunks for `text` with weights per term: `(chunk id, bm25)`, best first.
+    pub fn search_weighted(&self, terms: &[(String, f32)], k: usize) -> Result<Vec<(u64, f32)>> {
+        if terms.is_empty() || k == 0 {
+            return Ok(Vec::new());
+        }
+        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+            .iter()
+            .map(|(t, w)| {
+                let tq: Box<dyn Query> = Box::new(TermQuery::new(
+                    Term::from_field_text(self.fields.text, t),
+                    IndexRecordOption::WithFreqs,
+                ));
+                let q: Box<dyn Query> = if (*w - 1.0).abs() > f32::EPSILON {
+                    Box::new(BoostQuery::new(tq, *w))
+                } else {
+                    tq
+                };
+                (Occur::Should, q)
+            })
+            .collect();
+        let query = BooleanQuery::new(clauses);
+        let searcher = self.reader.searcher();
+        let top = searcher.search(&query, &TopDocs::with_limit(k).order_by_score())?;
+        let mut out = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let seg = searcher.segment_reader(addr.segment_ord);
+            let col = seg.fast_fields().u64("chunk")?;
+            if let Some(id) = col.first(addr.doc_id) {
+                out.push((id, score));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Top `k` chunks for free text: `(chunk id, bm25)`, best first.
+    pub fn search(&self, text: &str, k: usize) -> Result<Vec<(u64, f32)>> {
+        let mut counts: HashMap<String, f32> = HashMap::new();
+        let mut order = Vec::new();
+        for t in Self::terms(text) {
+            let c = counts.entry(t.clone()).or_insert(0.0);
+            if *c == 0.0 {
+                order.push(t);
+            }
+            *c += 1.0;
+        }
+        let terms: Vec<(String, f32)> = order.into_iter().map(|t| {
+            let w = counts[&t];
+            (t, w)
+        }).collect();
+        self.search_weighted(&terms, k)
+    }
+
+    /// Document frequency of an analysed term and the number of chunks (for expansion).
+    pub fn doc_freq(&self, term: &str) -> Result<(u64, u64)> {
+        let searcher = self.reader.searcher();
+        let df = searcher.doc_freq(&Term::from_field_text(self.fields.text, term))?;
+        Ok((df, searcher.num_docs()))
+    }
+
+    /// All chunk ids currently visible (for verification).
+    pub fn all_chunk_ids(&self) -> Result<Vec<u64>> {
+        let searcher = self.reader.searcher();
+        let mut out = Vec::new();
+        for seg in searcher.segment_readers() {
+            let col = seg.fast_fields().u64("chunk")?;
+            let alive = seg.alive_bitset();
+            for d in 0..seg.max_doc() {
+                if alive.map(|a| a.is_alive(d)).unwrap_or(true) {
+                    if let Some(id) = col.first(d) {
+                        out.push(id);
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+}
+
+/// Pending changes to the lexical index, made visible by [`LexicalWriter::commit`].
+pub struct LexicalWriter {
+    w: IndexWriter,
+    chunk: Field,
+    doc: Field,
+    text: Field,
+}
+
+impl LexicalWriter {
+    /// Removes every chunk of document `key`.
+    pub fn delete_doc(&mut self, key: &str) {
+        self.w.delete_term(Term::from_field_text(self.doc, key));
+    }
+
+    /// Adds one chunk.
+    pub fn add_chunk(&mut self, id: u64, doc_key: &str, text: &str) -> Result<()> {
+        let mut d = TantivyDocument::default();
+        d.add_u64(self.chunk, id);
+        d.add_text(self.doc, doc_key);
+        d.add_text(self.text, text);
+        self.w.add_document(d)?;
+        Ok(())
+    }
+
+    /// Commits with `generation` as payload: the commit point of the whole index.
+    pub fn commit(mut self, generation: u64) -> Result<()> {
+        let mut prepared = self.w.prepare_commit()?;
+        prepared.set_payload(&generation.to_string());
+        prepared.commit()?;
+        self.w.wait_merging_threads()?;
+        Ok(())
+    }
+
+    /// Drops pending changes.
+    pub fn rollback(mut self) -> Result<()> {
+        self.w.rollback()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stemming_stopwords_and_hostile_queries() {
+        assert_eq!(LexicalIndex::terms("The Running dogs"), vec!["run", "dog"]);
+        let tmp = tempfile::tempdir().unwrap();
+        let idx = LexicalIndex::open_or_create(tmp.path()).unwrap();
+        let mut w = idx.writer().unwrap();
+        w.add_chunk(1, "a", "Dogs are running in the park").unwrap();
+        w.add_chunk(2, "b", "Cats sleep all day long").unwrap();
+        w.add_chunk(3, "b", "A dog and a cat").unwrap();
+        w.commit(1).unwrap();
+        idx.reload().unwrap();
+        assert_eq!(idx.committed_generation().unwrap(), Some(1));
+        let r = idx.search("running dog", 10).unwrap();
+        assert_eq!(r[0].0, 1);
+        assert_eq!(r.len(), 2);
+        for q in ["", "the and of", "((( AND OR NOT \" :", "C++ AND ("] {
+            assert!(idx.search(q, 10).is_ok(), "{q}");
+        }
+        assert!(idx.search("the and of", 10).unwrap().is_empty());
+        // Delete by document.
+        let mut w = idx.writer().unwrap();
+        w.delete_doc("b");
+        w.commit(2).unwrap();
+        idx.reload().unwrap();
+        assert_eq!(idx.all_chunk_ids().unwrap(), vec![1]);
+        assert_eq!(idx.committed_generation().unwrap(), Some(2));
+    }
+}

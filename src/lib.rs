@@ -1,0 +1,48 @@
+//! # pinpoint
+//!
+//! A local retrieval engine: index a folder, ask a question, get back *few, precise*
+//! passages. Two indexes share one on-disk store: an HNSW dense index over BERT-family
+//! embeddings computed with candle, and a BM25 index (tantivy). Queries run both legs and
+//! fuse them.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use pinpoint::{Engine, EngineConfig, HashEmbedder, SearchRequest};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! // A real setup leaves `embedder` empty and loads `models/all-MiniLM-L6-v2`.
+//! let cfg = EngineConfig { embedder: Some(Arc::new(HashEmbedder::new(64))), ..Default::default() };
+//! let mut engine = Engine::create(dir.path(), cfg).unwrap();
+//! engine.add_document("a", "Volcanoes", "Lava flows from an erupting volcano.").unwrap();
+//! engine.add_document("b", "Bread", "Knead the dough and let it rise.").unwrap();
+//! engine.commit().unwrap();
+//! let hits = engine.search(&SearchRequest::new("erupting lava", 1)).unwrap();
+//! assert_eq!(hits[0].path, "a");
+//! ```
+//!
+//! ## Pipeline
+//! `Document -> Chunk -> (embedding, terms) -> stores`, and
+//! `Query -> candidates -> fused -> hits`. Each stage is one module:
+//! [`ingest`] (walk, extract), [`chunk`] (token-aware splitting), [`embed`] (candle BERT),
+//! [`dense`] (HNSW / exact scan), [`lexical`] (BM25), [`store`] (chunk store, manifest),
+//! [`fuse`] (RRF, weighted), [`eval`] (BEIR metrics and the per-query funnel), and
+//! [`engine`], the only place that coordinates the stores.
+#![warn(missing_docs)]
+
+pub mod chunk;
+pub mod dense;
+pub mod embed;
+pub mod engine;
+pub mod error;
+pub mod eval;
+pub mod fuse;
+pub mod ingest;
+pub mod lexical;
+pub mod models;
+pub mod store;
+
+pub use chunk::ChunkConfig;
+pub use embed::{BertEmbedder, DeviceChoice, Embedder, HashEmbedder};
+pub use engine::{Engine, EngineConfig, Granularity, Hit, IndexReport, Mode, Progress, SearchOutput, SearchRequest};
+pub use error::{Error, Result};
+pub use fuse::{Fusion, Norm};

@@ -1,0 +1,588 @@
+//! Plain files of one index generation: the chunk store, the vector file, the document
+//! table, and the manifest that names them.
+//!
+//! The chunk store and the vector file are memory-mapped on open and decoded lazily: a query
+//! touches only the records of its hits, which keeps a cold `pinpoint query` dominated by
+//! model load, not by index load. Each file has a magic header; the manifest records every
+//! file's size and crc32 so damage is detected and reported with the file's name.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use serde::{Deserialize, Serialize};
+
+use crate::chunk::ChunkConfig;
+use crate::error::{Error, IoContext, Result};
+use crate::models::ModelSpec;
+
+/// Version of the on-disk format; bumped on any incompatible change.
+pub const FORMAT_VERSION: u32 = 1;
+
+const CHUNK_MAGIC: &[u8; 8] = b"PPCHUNK1";
+const VEC_MAGIC: &[u8; 8] = b"PPVECT01";
+const DOCS_MAGIC: &[u8; 8] = b"PPDOCS01";
+const VEC_HEADER: usize = 32;
+
+/// One chunk as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkRecord {
+    /// Stable id, unique over the life of the index.
+    pub id: u64,
+    /// Key of the document (relative path or external id).
+    pub doc: String,
+    /// Byte range in the document's extracted text.
+    pub byte_range: (u64, u64),
+    /// 1-based inclusive source line range.
+    pub line_range: (u32, u32),
+    /// Heading trail.
+    pub heading: Option<String>,
+    /// Chunk text.
+    pub text: String,
+}
+
+/// One document as stored in the document table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocRecord {
+    /// Relative path or external id.
+    pub key: String,
+    /// Title used in front of its chunks.
+    pub title: String,
+    /// sha256 of the source bytes.
+    pub hash: String,
+    /// Source size.
+    pub size: u64,
+    /// Source modification time (ns since the epoch; 0 for programmatic documents).
+    pub mtime: i64,
+    /// Ids of its chunks, ascending.
+    pub chunks: Vec<u64>,
+    /// Added through `Engine::add_document` (not from a folder walk): folder syncs
+    /// never delete it.
+    #[serde(default)]
+    pub external: bool,
+}
+
+/// Size and checksum of one file of a generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileSum {
+    /// Path relative to the index folder.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// crc32 of the contents.
+    pub crc32: u32,
+}
+
+/// Counts kept in the manifest (for `stats` without opening anything else).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Documents.
+    pub documents: u64,
+    /// Live chunks.
+    pub chunks: u64,
+}
+
+/// The manifest: which generation is current and how it was built.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`FORMAT_VERSION`] of the writer.
+    pub format_version: u32,
+    /// Current generation.
+    pub generation: u64,
+    /// Embedding model the vectors come from.
+    pub model: ModelSpec,
+    /// Folder the model was loaded from (used when a query names no model).
+    pub model_dir: String,
+    /// Chunk sizing used.
+    pub chunking: ChunkConfig,
+    /// Counts.
+    pub counts: Counts,
+    /// Next free chunk id.
+    pub next_chunk_id: u64,
+    /// Basename of the HNSW dump of this generation, when one was built.
+    #[serde(default)]
+    pub hnsw: Option<String>,
+    /// Files of this generation with their checksums.
+    #[serde(default)]
+    pub files: Vec<FileSum>,
+    /// Default search settings chosen by `pinpoint tune` (free-form, validated by the engine).
+    #[serde(default)]
+    pub search_defaults: Option<serde_json::Value>,
+}
+
+impl Manifest {
+    /// Reads and validates a manifest file.
+    pub fn read(path: &Path) -> Result<Manifest> {
+        let s = std::fs::read_to_string(path).at(path)?;
+        let v: serde_json::Value = serde_json::from_str(&s)
+            .map_err(|e| Error::corrupt(path, format!("not JSON: {e}")))?;
+        let version = v.get("format_version").and_then(|x| x.as_u64());
+        match version {
+            Some(x) if x == FORMAT_VERSION as u64 => {}
+            Some(x) => {
+                return Err(Error::IncompatibleIndex {
+                    path: path.to_path_buf(),
+                    what: format!(
+                        "format version {x}, this pinpoint reads {FORMAT_VERSION}; rebuild with `pinpoint index --rebuild`"
+                    ),
+                })
+            }
+            None => {
+                return Err(Error::IncompatibleIndex {
+                    path: path.to_path_buf(),
+                    what: "no format_version: not a pinpoint manifest".into(),
+                })
+            }
+        }
+        serde_json::from_value(v).map_err(|e| Error::corrupt(path, format!("bad manifest: {e}")))
+    }
+
+    /// Writes the manifest to `path` durably (temp file, fsync, rename, fsync folder).
+    pub fn write_atomic(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::invalid("manifest", e.to_string()))?;
+        write_atomic(path, &json)
+    }
+
+    /// Writes the manifest to `path` (no rename), fsynced.
+    pub fn write_to(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::invalid("manifest", e.to_string()))?;
+        write_synced(path, &json)
+    }
+}
+
+/// Writes `bytes` to `path` and fsyncs it.
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).at(path)?;
+    f.write_all(bytes).at(path)?;
+    f.sync_all().at(path)
+}
+
+/// Replaces `path` atomically: write a temp file, fsync, rename over, fsync the folder.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    write_synced(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).at(path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// fsyncs a folder so that renames and new names in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir).and_then(|f| f.sync_all()).at(dir)?;
+    }
+    Ok(())
+}
+
+/// crc32 and size of a file.
+pub(crate) fn file_sum(root: &Path, rel: &str) -> Result<FileSum> {
+    let path = root.join(rel);
+    let f = File::open(&path).at(&path)?;
+    let len = f.metadata().at(&path)?.len();
+    let crc = if len == 0 {
+        0
+    } else {
+        // SAFETY: read-only map of a file of this generation, which is never modified
+        // after it was written and fsynced.
+        let map = unsafe { Mmap::map(&f) }.at(&path)?;
+        crc32fast::hash(&map)
+    };
+    Ok(FileSum {
+        path: rel.to_string(),
+        size: len,
+        crc32: crc,
+    })
+}
+
+fn bincode_cfg() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+fn map_file(path: &Path) -> Result<Mmap> {
+    let f = File::open(path).at(path)?;
+    // SAFETY: generation files are immutable once written (a new generation writes new
+    // files), so the mapped bytes do not change under us; truncation by a third party is
+    // outside the contract and is caught by the size checks of the readers.
+    unsafe { Mmap::map(&f) }.at(path)
+}
+
+/// Writes a chunk store file: header, ids, offsets, then bincode records.
+pub(crate) fn write_chunks(path: &Path, records: &[ChunkRecord]) -> Result<()> {
+    let mut data = Vec::new();
+    let mut offsets = Vec::with_capacity(records.len() + 1);
+    for r in records {
+        offsets.push(data.len() as u64);
+        bincode::serde::encode_into_std_write(r, &mut data, bincode_cfg())
+            .map_err(|e| Error::invalid("chunk record", e.to_string()))?;
+    }
+    offsets.push(data.len() as u64);
+    let f = File::create(path).at(path)?;
+    let mut w = BufWriter::new(f);
+    let mut io = || -> std::io::Result<()> {
+        w.write_all(CHUNK_MAGIC)?;
+        w.write_all(&(records.len() as u64).to_le_bytes())?;
+        for r in records {
+            w.write_all(&r.id.to_le_bytes())?;
+        }
+        for o in &offsets {
+            w.write_all(&o.to_le_bytes())?;
+        }
+        w.write_all(&data)?;
+        w.flush()?;
+        w.get_ref().sync_all()
+    };
+    io().at(path)
+}
+
+/// The memory-mapped chunk store of one generation.
+pub struct ChunkStore {
+    path: PathBuf,
+    map: Option<Mmap>,
+    count: usize,
+}
+
+impl ChunkStore {
+    /// Opens and validates the header of a chunk store file.
+    pub fn open(path: &Path) -> Result<ChunkStore> {
+        let map = map_file(path)?;
+        if map.len() < 16 || &map[..8] != CHUNK_MAGIC {
+            return Err(Error::corrupt(path, "not a pinpoint chunk store (bad magic)"));
+        }
+        let count = u64::from_le_bytes(map[8..16].try_into().unwrap_or_default()) as usize;
+        let need = 16usize
+            .checked_add(count.saturating_mul(16).saturating_add(8))
+            .unwrap_or(usize::MAX);
+        if map.len() < need {
+            return Err(Error::corrupt(path, format!("truncated: {} bytes for {count} chunks", map.len())));
+        }
+        let store = ChunkStore {
+            path: path.to_path_buf(),
+            map: Some(map),
+            count,
+        };
+        let data_len = store.offset(count);
+        if need as u64 + data_len != store.bytes().len() as u64 {
+            return Err(Error::corrupt(path, "size does not match its offsets table"));
+        }
+        Ok(store)
+    }
+
+    /// An empty store (no file).
+    pub fn empty() -> ChunkStore {
+        ChunkStore {
+            path: PathBuf::new(),
+            map: None,
+            count: 0,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+
+    fn u64_at(&self, off: usize) -> u64 {
+        let b = self.bytes();
+        b.get(off..off + 8)
+            .and_then(|s| s.try_into().ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0)
+    }
+
+    fn offset(&self, i: usize) -> u64 {
+        self.u64_at(16 + self.count * 8 + i * 8)
+    }
+
+    /// Number of chunks.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when there are no chunks.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Chunk id at position `pos`.
+    pub fn id_at(&self, pos: usize) -> u64 {
+        self.u64_at(16 + pos * 8)
+    }
+
+    /// Position of chunk `id`, if it is live in this generation.
+    pub fn position(&self, id: u64) -> Option<usize> {
+        let (mut lo, mut hi) = (0usize, self.count);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.id_at(mid).cmp(&id) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
+    }
+
+    /// Decodes the record at `pos`.
+    pub fn get(&self, pos: usize) -> Result<ChunkRecord> {
+        if pos >= self.count {
+            return Err(Error::corrupt(&self.path, format!("chunk position {pos} out of range")));
+        }
+        let base = 16 + self.count * 16 + 8;
+        let (s, e) = (self.offset(pos) as usize, self.offset(pos + 1) as usize);
+        let bytes = self
+            .bytes()
+            .get(base + s..base + e)
+            .ok_or_else(|| Error::corrupt(&self.path, "record offsets out of range"))?;
+        let (rec, _): (ChunkRecord, usize) = bincode::serde::decode_from_slice(bytes, bincode_cfg())
+            .map_err(|e| Error::Decode {
+                path: self.path.clone(),
+                what: e.to_string(),
+            })?;
+        Ok(rec)
+    }
+
+    /// Decodes the record with id `id`.
+    pub fn get_id(&self, id: u64) -> Result<Option<ChunkRecord>> {
+        self.position(id).map(|p| self.get(p)).transpose()
+    }
+}
+
+/// Writes the vector file: header then `count * dim` little-endian f32.
+pub(crate) fn write_vectors(path: &Path, dim: usize, data: &[f32]) -> Result<()> {
+    let f = File::create(path).at(path)?;
+    let mut w = BufWriter::new(f);
+    let count = if dim == 0 { 0 } else { data.len() / dim };
+    let mut io = || -> std::io::Result<()> {
+        let mut header = [0u8; VEC_HEADER];
+        header[..8].copy_from_slice(VEC_MAGIC);
+        header[8..12].copy_from_slice(&(dim as u32).to_le_bytes());
+        header[16..24].copy_from_slice(&(count as u64).to_le_bytes());
+        w.write_all(&header)?;
+        for x in data {
+            w.write_all(&x.to_le_bytes())?;
+        }
+        w.flush()?;
+        w.get_ref().sync_all()
+    };
+    io().at(path)
+}
+
+/// Memory-mapped vectors, row `i` belonging to the chunk at store position `i`.
+pub struct VectorFile {
+    map: Option<Mmap>,
+    owned: Vec<f32>,
+    dim: usize,
+    count: usize,
+}
+
+impl VectorFile {
+    /// Opens and validates a vector file of dimension `dim`.
+    pub fn open(path: &Path, dim: usize) -> Result<VectorFile> {
+        let map = map_file(path)?;
+        if map.len() < VEC_HEADER || &map[..8] != VEC_MAGIC {
+            return Err(Error::corrupt(path, "not a pinpoint vector file (bad magic)"));
+        }
+        let fdim = u32::from_le_bytes(map[8..12].try_into().unwrap_or_default()) as usize;
+        let count = u64::from_le_bytes(map[16..24].try_into().unwrap_or_default()) as usize;
+        if fdim != dim {
+            return Err(Error::DimensionMismatch {
+                expected: dim,
+                got: fdim,
+            });
+        }
+        let need = count.saturating_mul(dim).saturating_mul(4).saturating_add(VEC_HEADER);
+        if map.len() != need {
+            return Err(Error::corrupt(path, format!("{} bytes, expected {need}", map.len())));
+        }
+        let aligned = (map.as_ptr() as usize + VEC_HEADER) % std::mem::align_of::<f32>() == 0;
+        if cfg!(target_endian = "little") && aligned {
+            Ok(VectorFile {
+                map: Some(map),
+                owned: Vec::new(),
+                dim,
+                count,
+            })
+        } else {
+            let owned = map[VEC_HEADER..]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            Ok(VectorFile {
+                map: None,
+                owned,
+                dim,
+                count,
+            })
+        }
+    }
+
+    /// Vectors held in memory (tests, empty index).
+    pub fn from_vec(dim: usize, data: Vec<f32>) -> VectorFile {
+        let count = if dim == 0 { 0 } else { data.len() / dim };
+        VectorFile {
+            map: None,
+            owned: data,
+            dim,
+            count,
+        }
+    }
+
+    /// All vectors, row-major.
+    pub fn as_slice(&self) -> &[f32] {
+        match &self.map {
+            Some(m) => {
+                let bytes = &m[VEC_HEADER..];
+                // SAFETY: `open` checked that the data starts 4-byte aligned, that the
+                // platform is little-endian (the file's byte order), and that the length is
+                // exactly count * dim * 4 bytes; every bit pattern is a valid f32.
+                unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const f32, self.count * self.dim) }
+            }
+            None => &self.owned,
+        }
+    }
+
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.as_slice()[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Number of vectors.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+}
+
+/// Writes the document table.
+pub(crate) fn write_docs(path: &Path, docs: &[DocRecord]) -> Result<()> {
+    let mut bytes = DOCS_MAGIC.to_vec();
+    bincode::serde::encode_into_std_write(docs, &mut bytes, bincode_cfg())
+        .map_err(|e| Error::invalid("doc table", e.to_string()))?;
+    write_synced(path, &bytes)
+}
+
+/// Reads the document table.
+pub(crate) fn read_docs(path: &Path) -> Result<Vec<DocRecord>> {
+    let bytes = std::fs::read(path).at(path)?;
+    if bytes.len() < 8 || &bytes[..8] != DOCS_MAGIC {
+        return Err(Error::corrupt(path, "not a pinpoint document table (bad magic)"));
+    }
+    let (docs, _): (Vec<DocRecord>, usize) = bincode::serde::decode_from_slice(&bytes[8..], bincode_cfg())
+        .map_err(|e| Error::Decode {
+            path: path.to_path_buf(),
+            what: e.to_string(),
+        })?;
+    Ok(docs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::Pooling;
+
+    fn rec(id: u64) -> ChunkRecord {
+        ChunkRecord {
+            id,
+            doc: format!("d{id}"),
+            byte_range: (id, id + 10),
+            line_range: (1, 2),
+            heading: (id % 2 == 0).then(|| "H".to_string()),
+            text: format!("text of {id} ✓"),
+        }
+    }
+
+    #[test]
+    fn chunk_store_round_trip_and_lookup() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("c.bin");
+        let recs: Vec<_> = [3u64, 7, 8, 20].iter().map(|&i| rec(i)).collect();
+        write_chunks(&p, &recs).unwrap();
+        let s = ChunkStore::open(&p).unwrap();
+        assert_eq!(s.len(), 4);
+        for (i, r) in recs.iter().enumerate() {
+            assert_eq!(&s.get(i).unwrap(), r);
+            assert_eq!(s.position(r.id), Some(i));
+        }
+        assert_eq!(s.position(5), None);
+        assert!(s.get(4).is_err());
+        // Truncation is detected and names the file.
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() - 3]).unwrap();
+        let e = ChunkStore::open(&p).err().unwrap().to_string();
+        assert!(e.contains("c.bin") && e.contains("corrupt"), "{e}");
+        std::fs::write(&p, b"garbage!garbage!garbage!").unwrap();
+        assert!(ChunkStore::open(&p).is_err());
+    }
+
+    #[test]
+    fn vectors_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("v.vec");
+        let data: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
+        write_vectors(&p, 3, &data).unwrap();
+        let v = VectorFile::open(&p, 3).unwrap();
+        assert_eq!(v.len(), 4);
+        assert_eq!(v.row(2), &[3.0, 3.5, 4.0]);
+        assert!(matches!(VectorFile::open(&p, 4), Err(Error::DimensionMismatch { expected: 4, got: 3 })));
+    }
+
+    #[test]
+    fn manifest_round_trip_and_foreign_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("manifest.json");
+        let m = Manifest {
+            format_version: FORMAT_VERSION,
+            generation: 4,
+            model: ModelSpec {
+                id: "m@1".into(),
+                dim: 384,
+                pooling: Pooling::Mean,
+                max_tokens: 256,
+                query_prefix: String::new(),
+                passage_prefix: String::new(),
+            },
+            model_dir: "models/x".into(),
+            chunking: ChunkConfig::default(),
+            counts: Counts { documents: 2, chunks: 5 },
+            next_chunk_id: 9,
+            hnsw: Some("g4".into()),
+            files: vec![FileSum { path: "chunks/4.bin".into(), size: 10, crc32: 7 }],
+            search_defaults: None,
+        };
+        m.write_atomic(&p).unwrap();
+        assert_eq!(Manifest::read(&p).unwrap(), m);
+        std::fs::write(&p, "{\"hello\": 1}").unwrap();
+        assert!(matches!(Manifest::read(&p), Err(Error::IncompatibleIndex { .. })));
+        std::fs::write(&p, "{\"format_version\": 99}").unwrap();
+        let e = Manifest::read(&p).unwrap_err().to_string();
+        assert!(e.contains("format version 99"), "{e}");
+        std::fs::write(&p, "\0\0").unwrap();
+        assert!(matches!(Manifest::read(&p), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn docs_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("d.bin");
+        let d = vec![DocRecord {
+            key: "a/b.md".into(),
+            title: "b".into(),
+            hash: "00".into(),
+            size: 3,
+            mtime: 5,
+            chunks: vec![1, 2],
+            external: false,
+        }];
+        write_docs(&p, &d).unwrap();
+        assert_eq!(read_docs(&p).unwrap(), d);
+    }
+}
