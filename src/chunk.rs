@@ -233,7 +233,13 @@ fn split_sentences(
 
 /// Packs units into chunk byte ranges of at most `budget` tokens, balanced in size, with
 /// whole-unit overlap of at most `overlap` tokens.
-fn pack(units: &[Unit], tok: &[(usize, usize)], base: usize, budget: usize, overlap: usize) -> Vec<(usize, usize)> {
+fn pack(
+    units: &[Unit],
+    tok: &[(usize, usize)],
+    base: usize,
+    budget: usize,
+    overlap: usize,
+) -> Vec<(usize, usize)> {
     let total: usize = units.iter().map(|u| u.tokens).sum();
     if units.is_empty() {
         return Vec::new();
@@ -295,7 +301,14 @@ fn pack(units: &[Unit], tok: &[(usize, usize)], base: usize, budget: usize, over
 
 /// Cuts one over-long unit at token boundaries into windows of `budget` tokens that overlap
 /// by `overlap` tokens.
-fn split_long(u: &Unit, tok: &[(usize, usize)], base: usize, budget: usize, overlap: usize, out: &mut Vec<(usize, usize)>) {
+fn split_long(
+    u: &Unit,
+    tok: &[(usize, usize)],
+    base: usize,
+    budget: usize,
+    overlap: usize,
+    out: &mut Vec<(usize, usize)>,
+) {
     let inside: Vec<(usize, usize)> = tok
         .iter()
         .map(|&(s, e)| (s + base, e + base))
@@ -310,7 +323,11 @@ fn split_long(u: &Unit, tok: &[(usize, usize)], base: usize, budget: usize, over
     loop {
         let j = (i + budget).min(inside.len());
         let s = if i == 0 { u.start } else { inside[i].0 };
-        let e = if j == inside.len() { u.end } else { inside[j - 1].1 };
+        let e = if j == inside.len() {
+            u.end
+        } else {
+            inside[j - 1].1
+        };
         out.push((s, e.max(s + 1).min(u.end)));
         if j == inside.len() {
             break;
@@ -351,14 +368,24 @@ mod tests {
     #[test]
     fn long_text_splits_at_sentences_with_overlap_and_balance() {
         // 30 sentences of 5 words = 150 words; budget 40-2 = 38 words.
-        let text: String = (0..30).map(|i| format!("Sentence number {i} is here. ")).collect();
+        let text: String = (0..30)
+            .map(|i| format!("Sentence number {i} is here. "))
+            .collect();
         let d = Document::from_text("a", "", text.trim());
         let c = chunks(&d, 40, 10);
         assert!(c.len() >= 4, "{}", c.len());
         for ch in &c {
             assert!(words(ch) <= 38, "chunk too long: {}", words(ch));
-            assert!(ch.text.starts_with("Sentence"), "not at a sentence start: {:?}", ch.text);
-            assert!(ch.text.ends_with('.'), "not at a sentence end: {:?}", ch.text);
+            assert!(
+                ch.text.starts_with("Sentence"),
+                "not at a sentence start: {:?}",
+                ch.text
+            );
+            assert!(
+                ch.text.ends_with('.'),
+                "not at a sentence end: {:?}",
+                ch.text
+            );
         }
         // Overlap: each chunk starts before the previous one ended.
         for w in c.windows(2) {
@@ -391,15 +418,28 @@ mod tests {
         d.kind = DocKind::Markdown;
         let c = chunks(&d, 256, 32);
         let heads: Vec<_> = c.iter().map(|x| x.heading.clone().unwrap()).collect();
-        assert_eq!(heads, vec!["Guide", "Guide > Install", "Guide > Install > Linux", "Guide > Use"]);
+        assert_eq!(
+            heads,
+            vec![
+                "Guide",
+                "Guide > Install",
+                "Guide > Install > Linux",
+                "Guide > Use"
+            ]
+        );
         assert!(c[1].text.contains("# not a heading"));
         assert_eq!(c[2].line_range, (10, 11));
-        assert_eq!(contextual_text("g.md", c[2].heading.as_deref(), "x"), "g.md > Guide > Install > Linux\nx");
+        assert_eq!(
+            contextual_text("g.md", c[2].heading.as_deref(), "x"),
+            "g.md > Guide > Install > Linux\nx"
+        );
     }
 
     #[test]
     fn code_breaks_at_lines() {
-        let code: String = (0..40).map(|i| format!("let v{i} = compute(a, b, c);\n")).collect();
+        let code: String = (0..40)
+            .map(|i| format!("let v{i} = compute(a, b, c);\n"))
+            .collect();
         let mut d = Document::from_text("x.rs", "x.rs", &code);
         d.kind = DocKind::Code;
         let c = chunks(&d, 30, 5);

@@ -153,7 +153,9 @@ fn index(a: IndexArgs) -> Result<()> {
         remove_index(&a.common.index)?;
     }
     let mut engine = Engine::open_or_create(&a.common.index, cfg)?;
-    engine.set_progress(Arc::new(Bars { bar: Mutex::new(None) }));
+    engine.set_progress(Arc::new(Bars {
+        bar: Mutex::new(None),
+    }));
     let r = engine.add_folder(&a.folder)?;
     let secs = t0.elapsed().as_secs_f64();
     let mut out = std::io::stdout().lock();
@@ -189,8 +191,10 @@ fn remove_index(dir: &std::path::Path) -> Result<()> {
     for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let e = e?;
         let name = e.file_name().to_string_lossy().to_string();
-        let ours = matches!(name.as_str(), "lexical" | "dense" | "chunks" | "docs" | "LOCK")
-            || name.starts_with("manifest.");
+        let ours = matches!(
+            name.as_str(),
+            "lexical" | "dense" | "chunks" | "docs" | "LOCK"
+        ) || name.starts_with("manifest.");
         if !ours {
             continue;
         }
@@ -235,8 +239,16 @@ fn query(a: QueryArgs) -> Result<()> {
         return Ok(());
     }
     for h in &hits {
-        let heading = h.heading.as_deref().map(|x| format!("  [{x}]")).unwrap_or_default();
-        writeln!(out, "{}:{}-{}  {:.4}{heading}", h.path, h.line_start, h.line_end, h.score)?;
+        let heading = h
+            .heading
+            .as_deref()
+            .map(|x| format!("  [{x}]"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{}:{}-{}  {:.4}{heading}",
+            h.path, h.line_start, h.line_end, h.score
+        )?;
         for line in snippet(&h.text, 4, 300) {
             writeln!(out, "    {line}")?;
         }
@@ -268,7 +280,12 @@ struct HitJson<'a> {
 fn snippet(text: &str, lines: usize, chars: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut left = chars;
-    for l in text.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).take(lines) {
+    for l in text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .take(lines)
+    {
         if left == 0 {
             break;
         }
@@ -295,8 +312,16 @@ fn stats(a: StatsArgs) -> Result<()> {
     writeln!(out, "chunks      {}", s.chunks)?;
     writeln!(out, "model       {} ({})", s.model, s.model_dir)?;
     writeln!(out, "dimension   {}", s.dimension)?;
-    writeln!(out, "chunking    {} tokens, overlap {}", s.chunk_tokens, s.chunk_overlap)?;
-    writeln!(out, "dense       {}", if s.hnsw { "HNSW graph" } else { "exact scan" })?;
+    writeln!(
+        out,
+        "chunking    {} tokens, overlap {}",
+        s.chunk_tokens, s.chunk_overlap
+    )?;
+    writeln!(
+        out,
+        "dense       {}",
+        if s.hnsw { "HNSW graph" } else { "exact scan" }
+    )?;
     let total: u64 = s.bytes_on_disk.iter().map(|x| x.1).sum();
     writeln!(out, "on disk     {} total", human_bytes(total))?;
     for (part, b) in &s.bytes_on_disk {

@@ -89,7 +89,13 @@ impl DenseIndex {
     }
 
     /// Top `k` chunks for a normalised query: `(chunk id, cosine)`, best first.
-    pub fn search(&self, query: &[f32], k: usize, ef: usize, store: &ChunkStore) -> Result<Vec<(u64, f32)>> {
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        store: &ChunkStore,
+    ) -> Result<Vec<(u64, f32)>> {
         if query.len() != self.vectors.dim() {
             return Err(Error::DimensionMismatch {
                 expected: self.vectors.dim(),
@@ -145,7 +151,13 @@ impl Ord for OrdF32 {
     }
 }
 
-fn search_graph(g: &Graph, query: &[f32], k: usize, ef: usize, store: &ChunkStore) -> Vec<(u64, f32)> {
+fn search_graph(
+    g: &Graph,
+    query: &[f32],
+    k: usize,
+    ef: usize,
+    store: &ChunkStore,
+) -> Vec<(u64, f32)> {
     let ef = ef.max(k);
     let dead = g.get_nb_point().saturating_sub(store.len());
     let found = if dead == 0 {
@@ -163,7 +175,13 @@ fn search_graph(g: &Graph, query: &[f32], k: usize, ef: usize, store: &ChunkStor
 
 /// Builds a graph over `vectors` keyed by `ids`.
 pub fn build_graph(params: &HnswParams, vectors: &VectorFile, ids: &[u64]) -> Graph {
-    let g = Graph::new(params.m, vectors.len().max(1), 16, params.ef_construction, DotDistance);
+    let g = Graph::new(
+        params.m,
+        vectors.len().max(1),
+        16,
+        params.ef_construction,
+        DotDistance,
+    );
     extend_graph(&g, vectors, ids, 0..vectors.len());
     g
 }
@@ -207,11 +225,15 @@ pub fn load_graph(dir: &Path, basename: &str) -> Result<Graph> {
     let name = basename.to_string();
     let res = std::panic::catch_unwind(move || {
         let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&dir_owned, &name)));
-        io.load_hnsw::<f32, DotDistance>().map_err(|e| e.to_string())
+        io.load_hnsw::<f32, DotDistance>()
+            .map_err(|e| e.to_string())
     });
     match res {
         Ok(Ok(g)) => Ok(g),
-        Ok(Err(e)) => Err(Error::corrupt(dir.join(basename), format!("cannot load HNSW: {e}"))),
+        Ok(Err(e)) => Err(Error::corrupt(
+            dir.join(basename),
+            format!("cannot load HNSW: {e}"),
+        )),
         Err(_) => Err(Error::corrupt(dir.join(basename), "HNSW files are damaged")),
     }
 }
@@ -270,8 +292,14 @@ mod tests {
         let queries = clustered(50, dim, 99);
         let mut hits = 0;
         for q in queries.chunks(dim) {
-            let exact: Vec<u64> = exact_search(&v, q, 10).into_iter().map(|(p, _)| p as u64).collect();
-            let approx: Vec<u64> = search_graph(&g, q, 10, 256, &store).into_iter().map(|(id, _)| id).collect();
+            let exact: Vec<u64> = exact_search(&v, q, 10)
+                .into_iter()
+                .map(|(p, _)| p as u64)
+                .collect();
+            let approx: Vec<u64> = search_graph(&g, q, 10, 256, &store)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
             hits += approx.iter().filter(|a| exact.contains(a)).count();
         }
         let recall = hits as f32 / 500.0;
@@ -280,7 +308,10 @@ mod tests {
         let name = dump_graph(&g, tmp.path(), "g1").unwrap();
         let g2 = load_graph(tmp.path(), &name).unwrap();
         for q in queries.chunks(dim).take(10) {
-            assert_eq!(search_graph(&g, q, 10, 128, &store), search_graph(&g2, q, 10, 128, &store));
+            assert_eq!(
+                search_graph(&g, q, 10, 128, &store),
+                search_graph(&g2, q, 10, 128, &store)
+            );
         }
         // Missing or damaged files are errors, not exits or panics.
         assert!(load_graph(tmp.path(), "nope").is_err());

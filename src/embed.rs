@@ -40,7 +40,10 @@ impl std::str::FromStr for DeviceChoice {
             "cpu" => Ok(Self::Cpu),
             "cuda" => Ok(Self::Cuda),
             "metal" => Ok(Self::Metal),
-            _ => Err(Error::invalid("device", format!("{s:?} (use auto, cpu, cuda or metal)"))),
+            _ => Err(Error::invalid(
+                "device",
+                format!("{s:?} (use auto, cpu, cuda or metal)"),
+            )),
         }
     }
 }
@@ -136,15 +139,20 @@ pub(crate) struct Encoded {
 impl BertCore {
     /// Loads tokenizer and weights (memory-mapped) from a validated folder.
     /// `prefix` selects a weight sub-tree (e.g. `bert` for classification checkpoints).
-    pub(crate) fn load(model: &ModelDir, device: &Device) -> Result<(BertCore, BertConfig, VarBuilder<'static>)> {
-        let cfg: BertConfig = serde_json::from_str(&model.config_json).map_err(|e| Error::Model {
-            dir: model.dir.clone(),
-            what: format!("config.json is not a BERT config: {e}"),
-        })?;
-        let mut tokenizer = Tokenizer::from_file(&model.tokenizer_path).map_err(|e| Error::Model {
-            dir: model.dir.clone(),
-            what: format!("malformed tokenizer.json: {e}"),
-        })?;
+    pub(crate) fn load(
+        model: &ModelDir,
+        device: &Device,
+    ) -> Result<(BertCore, BertConfig, VarBuilder<'static>)> {
+        let cfg: BertConfig =
+            serde_json::from_str(&model.config_json).map_err(|e| Error::Model {
+                dir: model.dir.clone(),
+                what: format!("config.json is not a BERT config: {e}"),
+            })?;
+        let mut tokenizer =
+            Tokenizer::from_file(&model.tokenizer_path).map_err(|e| Error::Model {
+                dir: model.dir.clone(),
+                what: format!("malformed tokenizer.json: {e}"),
+            })?;
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(None)
@@ -208,6 +216,7 @@ impl BertCore {
     }
 
     /// `[CLS] a [SEP] b [SEP]`, truncating `b` first (the passage), then `a`.
+    #[allow(dead_code)] // for the cross-encoder reranker
     pub(crate) fn encode_pair(&self, a: &str, b: &str) -> Encoded {
         let mut qa = self.raw_ids(a);
         let mut pb = self.raw_ids(b);
@@ -255,7 +264,11 @@ impl BertCore {
 
 /// Splits `lens` (token counts) into batches of similar length: indices sorted by length,
 /// cut so that no batch exceeds `max_batch` texts or `max_batch_tokens` padded tokens.
-pub(crate) fn length_batches(lens: &[usize], max_batch: usize, max_batch_tokens: usize) -> Vec<Vec<usize>> {
+pub(crate) fn length_batches(
+    lens: &[usize],
+    max_batch: usize,
+    max_batch_tokens: usize,
+) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lens.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(lens[i]));
     let mut out = Vec::new();
@@ -263,7 +276,9 @@ pub(crate) fn length_batches(lens: &[usize], max_batch: usize, max_batch_tokens:
     for i in order {
         // Sorted descending: the first member of a batch is its longest.
         let longest = cur.first().map(|&j| lens[j]).unwrap_or(lens[i]).max(1);
-        if !cur.is_empty() && (cur.len() >= max_batch || (cur.len() + 1) * longest > max_batch_tokens) {
+        if !cur.is_empty()
+            && (cur.len() >= max_batch || (cur.len() + 1) * longest > max_batch_tokens)
+        {
             out.push(std::mem::take(&mut cur));
         }
         cur.push(i);
@@ -310,7 +325,11 @@ impl BertEmbedder {
             }
             Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
         };
-        let norm = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12f64, f64::MAX)?;
+        let norm = pooled
+            .sqr()?
+            .sum_keepdim(1)?
+            .sqrt()?
+            .clamp(1e-12f64, f64::MAX)?;
         Ok(pooled.broadcast_div(&norm)?)
     }
 }
@@ -334,7 +353,10 @@ impl Embedder for BertEmbedder {
 
     fn embed_raw(&self, texts: &[&str]) -> Result<Vec<f32>> {
         let dim = self.spec.dim;
-        let encoded: Vec<Encoded> = texts.par_iter().map(|t| self.core.encode_single(t)).collect();
+        let encoded: Vec<Encoded> = texts
+            .par_iter()
+            .map(|t| self.core.encode_single(t))
+            .collect();
         let lens: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
         let mut out = vec![0f32; texts.len() * dim];
         for batch in length_batches(&lens, self.batch_size, self.batch_size * 128) {

@@ -25,8 +25,8 @@ use crate::ingest::{self, Document, IngestConfig, Skipped};
 use crate::lexical::LexicalIndex;
 use crate::models::{ModelDir, ModelSpec, DEFAULT_MODEL_DIR};
 use crate::store::{
-    file_sum, read_docs, sync_dir, write_chunks, write_docs, write_vectors, ChunkRecord, ChunkStore, Counts,
-    DocRecord, Manifest, VectorFile, FORMAT_VERSION,
+    file_sum, read_docs, sync_dir, write_chunks, write_docs, write_vectors, ChunkRecord,
+    ChunkStore, Counts, DocRecord, Manifest, VectorFile, FORMAT_VERSION,
 };
 
 /// Progress of long operations, reported by stage. The CLI draws bars from it.
@@ -67,7 +67,10 @@ impl std::fmt::Debug for EngineConfig {
             .field("chunking", &self.chunking)
             .field("ingest", &self.ingest)
             .field("hnsw", &self.hnsw)
-            .field("embedder", &self.embedder.as_ref().map(|e| e.spec().id.clone()))
+            .field(
+                "embedder",
+                &self.embedder.as_ref().map(|e| e.spec().id.clone()),
+            )
             .finish()
     }
 }
@@ -92,7 +95,10 @@ impl std::str::FromStr for Mode {
             "dense" => Ok(Mode::Dense),
             "lexical" => Ok(Mode::Lexical),
             "hybrid" => Ok(Mode::Hybrid),
-            _ => Err(Error::invalid("mode", format!("{s:?} (use hybrid, dense or lexical)"))),
+            _ => Err(Error::invalid(
+                "mode",
+                format!("{s:?} (use hybrid, dense or lexical)"),
+            )),
         }
     }
 }
@@ -228,15 +234,29 @@ struct WriterLock {
     path: PathBuf,
 }
 
+/// Lock files held by this process: a LOCK naming our own pid is only stale when this
+/// process does not hold it (pid reuse after a crash).
+fn held_locks() -> &'static std::sync::Mutex<HashSet<PathBuf>> {
+    static HELD: OnceLock<std::sync::Mutex<HashSet<PathBuf>>> = OnceLock::new();
+    HELD.get_or_init(|| std::sync::Mutex::new(HashSet::new()))
+}
+
 impl WriterLock {
     fn acquire(dir: &Path) -> Result<WriterLock> {
         let path = dir.join("LOCK");
         for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
                 Ok(mut f) => {
                     use std::io::Write;
                     writeln!(f, "{}", std::process::id()).at(&path)?;
                     f.sync_all().at(&path)?;
+                    if let Ok(mut h) = held_locks().lock() {
+                        h.insert(path.clone());
+                    }
                     return Ok(WriterLock { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -244,7 +264,12 @@ impl WriterLock {
                         .ok()
                         .and_then(|s| s.trim().parse().ok())
                         .unwrap_or(0);
-                    if pid != 0 && pid != std::process::id() && process_alive(pid) {
+                    let ours = pid == std::process::id();
+                    let held_here = held_locks()
+                        .lock()
+                        .map(|h| h.contains(&path))
+                        .unwrap_or(true);
+                    if pid != 0 && ((ours && held_here) || (!ours && process_alive(pid))) {
                         return Err(Error::Locked { path, pid });
                     }
                     // Stale lock of a dead process (or unreadable): take it over.
@@ -259,6 +284,9 @@ impl WriterLock {
 
 impl Drop for WriterLock {
     fn drop(&mut self) {
+        if let Ok(mut h) = held_locks().lock() {
+            h.remove(&self.path);
+        }
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -346,8 +374,16 @@ impl Engine {
                 .filter_map(|e| e.ok())
                 .any(|e| {
                     let n = e.file_name().to_string_lossy().to_string();
-                    !matches!(n.as_str(), "lexical" | "dense" | "chunks" | "docs" | "LOCK" | "README.md" | ".gitignore")
-                        && !n.starts_with("manifest.")
+                    !matches!(
+                        n.as_str(),
+                        "lexical"
+                            | "dense"
+                            | "chunks"
+                            | "docs"
+                            | "LOCK"
+                            | "README.md"
+                            | ".gitignore"
+                    ) && !n.starts_with("manifest.")
                 });
             if foreign {
                 return Err(Error::IncompatibleIndex {
@@ -356,11 +392,11 @@ impl Engine {
                 });
             }
         }
+        let (spec, model_dir) = resolve_model(&cfg, None)?;
         for sub in ["lexical", "dense", "chunks", "docs"] {
             std::fs::create_dir_all(dir.join(sub)).at(dir.join(sub))?;
         }
         let lock = WriterLock::acquire(&dir)?;
-        let (spec, model_dir) = resolve_model(&cfg, None)?;
         let lexical = LexicalIndex::open_or_create(&dir.join("lexical"))?;
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
@@ -426,7 +462,10 @@ impl Engine {
             if !dir.exists() {
                 return Err(Error::invalid(
                     "index",
-                    format!("{} does not exist; build one with `pinpoint index <FOLDER>`", dir.display()),
+                    format!(
+                        "{} does not exist; build one with `pinpoint index <FOLDER>`",
+                        dir.display()
+                    ),
                 ));
             }
             return Err(Error::IncompatibleIndex {
@@ -434,7 +473,11 @@ impl Engine {
                 what: "no manifest.json: not a pinpoint index (build one with `pinpoint index <FOLDER>`)".into(),
             });
         }
-        let lock = if write { Some(WriterLock::acquire(dir)?) } else { None };
+        let lock = if write {
+            Some(WriterLock::acquire(dir)?)
+        } else {
+            None
+        };
         let mut manifest = Manifest::read(&mpath)?;
         let lexical = LexicalIndex::open_or_create(&dir.join("lexical"))?;
         let committed = lexical.committed_generation()?;
@@ -444,7 +487,10 @@ impl Engine {
                 // Crash after the commit point: roll forward.
                 let pending = dir.join(pending_manifest(g));
                 let next = Manifest::read(&pending).map_err(|_| {
-                    Error::corrupt(&pending, "lexical index is at the next generation but its manifest is missing")
+                    Error::corrupt(
+                        &pending,
+                        "lexical index is at the next generation but its manifest is missing",
+                    )
                 })?;
                 if write {
                     std::fs::rename(&pending, &mpath).at(&mpath)?;
@@ -457,7 +503,9 @@ impl Engine {
                     dir.join("lexical"),
                     format!(
                         "lexical index is at generation {} but the manifest at {}",
-                        other.map(|g| g.to_string()).unwrap_or_else(|| "none".into()),
+                        other
+                            .map(|g| g.to_string())
+                            .unwrap_or_else(|| "none".into()),
                         manifest.generation
                     ),
                 ))
@@ -482,7 +530,10 @@ impl Engine {
                 .map_err(|_| Error::corrupt(&p, "file of the current generation is missing"))?
                 .len();
             if len != f.size {
-                return Err(Error::corrupt(&p, format!("{len} bytes, manifest says {}", f.size)));
+                return Err(Error::corrupt(
+                    &p,
+                    format!("{len} bytes, manifest says {}", f.size),
+                ));
             }
         }
         let gen = manifest.generation;
@@ -583,7 +634,9 @@ impl Engine {
         }
         self.staged.removes.remove(external_id);
         self.staged.external.insert(external_id.to_string());
-        self.staged.upserts.push(Document::from_text(external_id, title, text));
+        self.staged
+            .upserts
+            .push(Document::from_text(external_id, title, text));
         Ok(())
     }
 
@@ -597,7 +650,10 @@ impl Engine {
 
     fn require_writer(&self) -> Result<()> {
         if self.lock.is_none() {
-            return Err(Error::invalid("operation", "the index was opened read-only"));
+            return Err(Error::invalid(
+                "operation",
+                "the index was opened read-only",
+            ));
         }
         Ok(())
     }
@@ -608,7 +664,10 @@ impl Engine {
         self.require_writer()?;
         let root = root.as_ref();
         if !root.is_dir() {
-            return Err(Error::invalid("folder", format!("{} is not a folder", root.display())));
+            return Err(Error::invalid(
+                "folder",
+                format!("{} is not a folder", root.display()),
+            ));
         }
         let t0 = Instant::now();
         let walked = ingest::walk(root, &self.cfg.ingest);
@@ -629,7 +688,9 @@ impl Engine {
             let key = ingest::key_for(root, p);
             seen.insert(key.clone());
             match (known.get(&key), ingest::stat(p)) {
-                (Some(&(size, mtime, _)), Ok((s, m))) if size == s && mtime == m => report.unchanged += 1,
+                (Some(&(size, mtime, _)), Ok((s, m))) if size == s && mtime == m => {
+                    report.unchanged += 1
+                }
                 _ => to_read.push(p.clone()),
             }
         }
@@ -664,7 +725,9 @@ impl Engine {
             }
         }
         let mut commit = self.commit()?;
-        commit.timings.insert(0, ("walk+read".into(), t0.elapsed().as_secs_f64()));
+        commit
+            .timings
+            .insert(0, ("walk+read".into(), t0.elapsed().as_secs_f64()));
         commit.skipped = report.skipped;
         commit.unsupported = report.unsupported;
         commit.unchanged += report.unchanged;
@@ -677,7 +740,8 @@ impl Engine {
         let mut report = IndexReport::default();
         let staged = std::mem::take(&mut self.staged);
         let old_docs: Vec<DocRecord> = self.documents()?.to_vec();
-        let old_by_key: HashMap<&str, &DocRecord> = old_docs.iter().map(|d| (d.key.as_str(), d)).collect();
+        let old_by_key: HashMap<&str, &DocRecord> =
+            old_docs.iter().map(|d| (d.key.as_str(), d)).collect();
 
         // Last staged version of each key wins.
         let mut upserts: Vec<Document> = Vec::new();
@@ -698,7 +762,6 @@ impl Engine {
             .filter(|k| old_by_key.contains_key(k.as_str()) && !upsert_keys.contains(k))
             .collect();
         if upserts.is_empty() && removed.is_empty() && self.manifest.generation > 0 {
-            report.unchanged = old_docs.len();
             report.documents_total = old_docs.len();
             report.chunks_total = self.store.len();
             return Ok(report);
@@ -764,7 +827,11 @@ impl Engine {
             .collect();
         let chunking = self.manifest.chunking.clone();
         let need_embed = !fresh.is_empty();
-        let embedder = if need_embed { Some(self.embedder()?.clone()) } else { None };
+        let embedder = if need_embed {
+            Some(self.embedder()?.clone())
+        } else {
+            None
+        };
         self.progress.start("chunking", fresh.len() as u64);
         let drafts: Vec<Vec<crate::chunk::ChunkDraft>> = fresh
             .par_iter()
@@ -808,7 +875,11 @@ impl Engine {
                         let id = next_id;
                         next_id += 1;
                         ids.push(id);
-                        embed_texts.push(contextual_text(&doc.title, dr.heading.as_deref(), &dr.text));
+                        embed_texts.push(contextual_text(
+                            &doc.title,
+                            dr.heading.as_deref(),
+                            &dr.text,
+                        ));
                         embed_slots.push(records.len());
                         lex_adds.push(records.len());
                         records.push(ChunkRecord {
@@ -912,7 +983,11 @@ impl Engine {
                     .find(|d| d.key == r.doc)
                     .map(|d| d.title.as_str())
                     .unwrap_or("");
-                (r.id, r.doc.clone(), contextual_text(title, r.heading.as_deref(), &r.text))
+                (
+                    r.id,
+                    r.doc.clone(),
+                    contextual_text(title, r.heading.as_deref(), &r.text),
+                )
             })
             .collect();
         new_docs.sort_by(|a, b| a.key.cmp(&b.key));
@@ -1042,10 +1117,16 @@ impl Engine {
         let keep = |g: u64| g == gen || g + 1 == gen;
         for sub in ["chunks", "dense", "docs"] {
             let d = self.dir.join(sub);
-            let Ok(rd) = std::fs::read_dir(&d) else { continue };
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
-                let num: String = name.trim_start_matches('g').chars().take_while(|c| c.is_ascii_digit()).collect();
+                let num: String = name
+                    .trim_start_matches('g')
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit())
+                    .collect();
                 if let Ok(g) = num.parse::<u64>() {
                     if !keep(g) {
                         let _ = std::fs::remove_file(e.path());
@@ -1056,7 +1137,10 @@ impl Engine {
         if let Ok(rd) = std::fs::read_dir(&self.dir) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
-                if let Some(rest) = name.strip_prefix("manifest.").and_then(|r| r.strip_suffix(".json")) {
+                if let Some(rest) = name
+                    .strip_prefix("manifest.")
+                    .and_then(|r| r.strip_suffix(".json"))
+                {
                     if rest.parse::<u64>().is_ok() {
                         let _ = std::fs::remove_file(e.path());
                     }
@@ -1104,7 +1188,9 @@ impl Engine {
             let q = self.embedder()?.embed_query(query)?;
             out.timings.push(("embed", t.elapsed().as_secs_f64()));
             let t = Instant::now();
-            den = self.dense.search(&q, chunk_depth, self.cfg.hnsw.ef_search, &self.store)?;
+            den = self
+                .dense
+                .search(&q, chunk_depth, self.cfg.hnsw.ef_search, &self.store)?;
             out.timings.push(("dense", t.elapsed().as_secs_f64()));
         }
         let t = Instant::now();
@@ -1122,7 +1208,9 @@ impl Engine {
                     let mut seen = HashSet::new();
                     let mut v = Vec::new();
                     for &(cid, s) in leg {
-                        let pos = self.store.position(cid).ok_or_else(|| Error::corrupt(self.dir.join("chunks"), "dangling chunk id"))?;
+                        let pos = self.store.position(cid).ok_or_else(|| {
+                            Error::corrupt(self.dir.join("chunks"), "dangling chunk id")
+                        })?;
                         let doc = self.store.get(pos)?.doc;
                         let n = doc_ids.len() as u64;
                         let did = *doc_ids.entry(doc).or_insert(n);
@@ -1160,7 +1248,11 @@ impl Engine {
         let name = |key: u64| -> Result<String> {
             match &best_chunk {
                 None => Ok(key.to_string()),
-                Some(_) => Ok(self.store.get_id(chunk_of(key))?.map(|r| r.doc).unwrap_or_default()),
+                Some(_) => Ok(self
+                    .store
+                    .get_id(chunk_of(key))?
+                    .map(|r| r.doc)
+                    .unwrap_or_default()),
             }
         };
         // For the document keyed lists, resolve keys to document names for the caller.
@@ -1174,7 +1266,9 @@ impl Engine {
         }
         for (rank, &(key, score)) in fused.iter().take(req.k).enumerate() {
             let cid = chunk_of(key);
-            let Some(r) = self.store.get_id(cid)? else { continue };
+            let Some(r) = self.store.get_id(cid)? else {
+                continue;
+            };
             out.hits.push(Hit {
                 rank: rank + 1,
                 chunk_id: cid,
@@ -1239,7 +1333,9 @@ pub struct Stats {
 }
 
 fn dir_size(p: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
     rd.flatten()
         .map(|e| match e.metadata() {
             Ok(m) if m.is_dir() => dir_size(&e.path()),
@@ -1250,7 +1346,10 @@ fn dir_size(p: &Path) -> u64 {
 }
 
 /// Model spec and folder for a config and (optionally) an existing manifest.
-fn resolve_model(cfg: &EngineConfig, manifest: Option<&Manifest>) -> Result<(ModelSpec, Option<ModelDir>)> {
+fn resolve_model(
+    cfg: &EngineConfig,
+    manifest: Option<&Manifest>,
+) -> Result<(ModelSpec, Option<ModelDir>)> {
     if let Some(e) = &cfg.embedder {
         return Ok((e.spec().clone(), None));
     }

@@ -103,7 +103,9 @@ pub fn normalize(leg: &[(u64, f32)], norm: Norm) -> Vec<(u64, f32)> {
         Norm::MinMax => {
             let (lo, hi) = leg
                 .iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), x| (lo.min(x.1), hi.max(x.1)));
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), x| {
+                    (lo.min(x.1), hi.max(x.1))
+                });
             let span = hi - lo;
             leg.iter()
                 .map(|&(id, s)| (id, if span > 0.0 { (s - lo) / span } else { 1.0 }))
@@ -155,7 +157,10 @@ mod tests {
         let b = [(7, 2.0), (8, 1.0)];
         assert!(fuse(&[&a, &a], &Fusion::default()).is_empty());
         assert_eq!(ids(&fuse(&[&a, &b], &Fusion::default())), vec![7, 8]);
-        let w = Fusion::Weighted { norm: Norm::MinMax, weights: vec![0.5, 0.5] };
+        let w = Fusion::Weighted {
+            norm: Norm::MinMax,
+            weights: vec![0.5, 0.5],
+        };
         assert_eq!(ids(&fuse(&[&a, &b], &w)), vec![7, 8]);
     }
 
@@ -163,7 +168,13 @@ mod tests {
     fn weighted_minmax_by_hand() {
         let a = [(1, 10.0), (2, 5.0), (3, 0.0)]; // -> 1, 0.5, 0
         let b = [(3, 0.9), (2, 0.5), (4, 0.1)]; // -> 1, 0.5, 0
-        let f = fuse(&[&a, &b], &Fusion::Weighted { norm: Norm::MinMax, weights: vec![0.3, 0.7] });
+        let f = fuse(
+            &[&a, &b],
+            &Fusion::Weighted {
+                norm: Norm::MinMax,
+                weights: vec![0.3, 0.7],
+            },
+        );
         let m: HashMap<u64, f32> = f.iter().copied().collect();
         assert!((m[&1] - (0.3 * 1.0 + 0.7 * 0.0)).abs() < 1e-6);
         assert!((m[&2] - 0.5).abs() < 1e-6);

@@ -114,7 +114,9 @@ impl Document {
     /// 1-based source line of an offset in the extracted text.
     pub fn line_of(&self, off: usize) -> u32 {
         let src = self.source_offset(off);
-        self.source_line_starts.partition_point(|&s| s <= src).max(1) as u32
+        self.source_line_starts
+            .partition_point(|&s| s <= src)
+            .max(1) as u32
     }
 }
 
@@ -385,7 +387,9 @@ fn html_title(src: &str) -> Option<String> {
     let s = lower.find("<title")?;
     let s = s + lower[s..].find('>')? + 1;
     let e = s + lower[s..].find("</title")?;
-    let t = html_escape::decode_html_entities(src[s..e].trim()).trim().to_string();
+    let t = html_escape::decode_html_entities(src[s..e].trim())
+        .trim()
+        .to_string();
     (!t.is_empty()).then_some(t)
 }
 
@@ -397,11 +401,34 @@ fn html_title(src: &str) -> Option<String> {
 /// to source offsets. A small state machine rather than a DOM parser: extraction only needs
 /// the visible text, and malformed markup must degrade, never fail.
 pub fn html_to_text(src: &str) -> (String, Vec<(usize, usize)>) {
-    const SKIP: [&str; 7] = ["script", "style", "noscript", "template", "svg", "head", "title"];
+    const SKIP: [&str; 7] = [
+        "script", "style", "noscript", "template", "svg", "head", "title",
+    ];
     const BLOCK: [&str; 24] = [
-        "p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "header",
-        "footer", "nav", "aside", "blockquote", "pre", "hr", "dd", "dt", "dl", "main", "form",
-        "figure", "td",
+        "p",
+        "div",
+        "br",
+        "li",
+        "ul",
+        "ol",
+        "tr",
+        "table",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "nav",
+        "aside",
+        "blockquote",
+        "pre",
+        "hr",
+        "dd",
+        "dt",
+        "dl",
+        "main",
+        "form",
+        "figure",
+        "td",
     ];
     let lower = src.to_ascii_lowercase();
     let bytes = src.as_bytes();
@@ -440,7 +467,10 @@ pub fn html_to_text(src: &str) -> (String, Vec<(usize, usize)>) {
                 flush(&mut out, &mut map, s, i);
             }
             if lower[i..].starts_with("<!--") {
-                i = lower[i..].find("-->").map(|e| i + e + 3).unwrap_or(bytes.len());
+                i = lower[i..]
+                    .find("-->")
+                    .map(|e| i + e + 3)
+                    .unwrap_or(bytes.len());
                 continue;
             }
             let end = match lower[i..].find('>') {
@@ -460,7 +490,10 @@ pub fn html_to_text(src: &str) -> (String, Vec<(usize, usize)>) {
                     .find(&close)
                     .map(|e| {
                         let c = end + e;
-                        lower[c..].find('>').map(|g| c + g + 1).unwrap_or(bytes.len())
+                        lower[c..]
+                            .find('>')
+                            .map(|g| c + g + 1)
+                            .unwrap_or(bytes.len())
                     })
                     .unwrap_or(bytes.len());
                 continue;
@@ -525,9 +558,19 @@ mod tests {
         assert!(!map.is_empty());
         assert_eq!(html_title(src).as_deref(), Some("T & U"));
         // The map points back into the source: "Last" starts where the source has it.
-        let doc = document_from_bytes("a.html".into(), "a".into(), DocKind::Html, src.as_bytes(), 0).unwrap();
+        let doc = document_from_bytes(
+            "a.html".into(),
+            "a".into(),
+            DocKind::Html,
+            src.as_bytes(),
+            0,
+        )
+        .unwrap();
         let off = doc.text.find("Last").unwrap();
-        assert_eq!(&src[doc.source_offset(off)..doc.source_offset(off) + 4], "Last");
+        assert_eq!(
+            &src[doc.source_offset(off)..doc.source_offset(off) + 4],
+            "Last"
+        );
         assert_eq!(doc.line_of(off), 3);
     }
 
@@ -543,23 +586,33 @@ mod tests {
     fn bad_bytes_get_reasons() {
         let k = || ("k".to_string(), "k".to_string());
         let (a, b) = k();
-        assert_eq!(document_from_bytes(a, b, DocKind::Text, b"ab\0cd", 0).unwrap_err(), SkipReason::Binary);
+        assert_eq!(
+            document_from_bytes(a, b, DocKind::Text, b"ab\0cd", 0).unwrap_err(),
+            SkipReason::Binary
+        );
         let (a, b) = k();
         assert_eq!(
             document_from_bytes(a, b, DocKind::Text, b"ok \xff\xfe bad", 0).unwrap_err(),
             SkipReason::InvalidUtf8 { offset: 3 }
         );
         let (a, b) = k();
-        assert_eq!(document_from_bytes(a, b, DocKind::Text, b"  \n\t ", 0).unwrap_err(), SkipReason::Empty);
+        assert_eq!(
+            document_from_bytes(a, b, DocKind::Text, b"  \n\t ", 0).unwrap_err(),
+            SkipReason::Empty
+        );
         let (a, b) = k();
-        let d = document_from_bytes(a, b, DocKind::Text, "\u{feff}line1\nline2".as_bytes(), 0).unwrap();
+        let d =
+            document_from_bytes(a, b, DocKind::Text, "\u{feff}line1\nline2".as_bytes(), 0).unwrap();
         assert_eq!(d.text, "line1\nline2");
         assert_eq!(d.line_of(d.text.find("line2").unwrap()), 2);
     }
 
     #[test]
     fn kinds_by_extension() {
-        assert_eq!(DocKind::from_path(Path::new("a/b.MD")), Some(DocKind::Markdown));
+        assert_eq!(
+            DocKind::from_path(Path::new("a/b.MD")),
+            Some(DocKind::Markdown)
+        );
         assert_eq!(DocKind::from_path(Path::new("x.rs")), Some(DocKind::Code));
         assert_eq!(DocKind::from_path(Path::new("x.htm")), Some(DocKind::Html));
         assert_eq!(DocKind::from_path(Path::new("x.png")), None);

@@ -13,8 +13,12 @@ use std::path::Path;
 
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
-use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STORED, STRING};
-use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STORED, STRING,
+};
+use tantivy::tokenizer::{
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::error::{Error, Result};
@@ -79,7 +83,11 @@ impl LexicalIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        Ok(LexicalIndex { index, reader, fields })
+        Ok(LexicalIndex {
+            index,
+            reader,
+            fields,
+        })
     }
 
     /// The generation stored as the payload of the last tantivy commit.
@@ -165,10 +173,13 @@ impl LexicalIndex {
             }
             *c += 1.0;
         }
-        let terms: Vec<(String, f32)> = order.into_iter().map(|t| {
-            let w = counts[&t];
-            (t, w)
-        }).collect();
+        let terms: Vec<(String, f32)> = order
+            .into_iter()
+            .map(|t| {
+                let w = counts[&t];
+                (t, w)
+            })
+            .collect();
         self.search_weighted(&terms, k)
     }
 

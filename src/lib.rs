@@ -43,6 +43,9 @@ pub mod store;
 
 pub use chunk::ChunkConfig;
 pub use embed::{BertEmbedder, DeviceChoice, Embedder, HashEmbedder};
-pub use engine::{Engine, EngineConfig, Granularity, Hit, IndexReport, Mode, Progress, SearchOutput, SearchRequest};
+pub use engine::{
+    Engine, EngineConfig, Granularity, Hit, IndexReport, Mode, Progress, SearchOutput,
+    SearchRequest,
+};
 pub use error::{Error, Result};
 pub use fuse::{Fusion, Norm};

@@ -132,8 +132,8 @@ impl ModelDir {
         let origin = cfg._name_or_path.clone().unwrap_or_default().to_lowercase();
         let lname = format!("{} {}", name.to_lowercase(), origin);
 
-        let pooling_cfg = read_json_opt::<PoolingConfig>(&dir.join("1_Pooling/config.json"))
-            .map_err(err)?;
+        let pooling_cfg =
+            read_json_opt::<PoolingConfig>(&dir.join("1_Pooling/config.json")).map_err(err)?;
         let pooling = match pooling_cfg {
             Some(p) if p.pooling_mode_cls_token => Pooling::Cls,
             Some(_) => Pooling::Mean,
@@ -175,7 +175,9 @@ impl ModelDir {
     }
 }
 
-fn read_json_opt<T: for<'de> Deserialize<'de>>(path: &Path) -> std::result::Result<Option<T>, String> {
+fn read_json_opt<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+) -> std::result::Result<Option<T>, String> {
     match std::fs::read_to_string(path) {
         Ok(s) => serde_json::from_str(&s)
             .map(Some)
@@ -197,7 +199,9 @@ mod tests {
     #[test]
     fn missing_folder_and_files_are_named() {
         let tmp = tempfile::tempdir().unwrap();
-        let e = ModelDir::open(tmp.path().join("nope")).unwrap_err().to_string();
+        let e = ModelDir::open(tmp.path().join("nope"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("does not exist"), "{e}");
         std::fs::write(tmp.path().join("config.json"), "{\"hidden_size\": 8}").unwrap();
         let e = ModelDir::open(tmp.path()).unwrap_err().to_string();

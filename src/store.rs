@@ -115,8 +115,8 @@ impl Manifest {
     /// Reads and validates a manifest file.
     pub fn read(path: &Path) -> Result<Manifest> {
         let s = std::fs::read_to_string(path).at(path)?;
-        let v: serde_json::Value = serde_json::from_str(&s)
-            .map_err(|e| Error::corrupt(path, format!("not JSON: {e}")))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&s).map_err(|e| Error::corrupt(path, format!("not JSON: {e}")))?;
         let version = v.get("format_version").and_then(|x| x.as_u64());
         match version {
             Some(x) if x == FORMAT_VERSION as u64 => {}
@@ -140,13 +140,15 @@ impl Manifest {
 
     /// Writes the manifest to `path` durably (temp file, fsync, rename, fsync folder).
     pub fn write_atomic(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::invalid("manifest", e.to_string()))?;
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::invalid("manifest", e.to_string()))?;
         write_atomic(path, &json)
     }
 
     /// Writes the manifest to `path` (no rename), fsynced.
     pub fn write_to(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::invalid("manifest", e.to_string()))?;
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::invalid("manifest", e.to_string()))?;
         write_synced(path, &json)
     }
 }
@@ -247,14 +249,18 @@ impl ChunkStore {
     pub fn open(path: &Path) -> Result<ChunkStore> {
         let map = map_file(path)?;
         if map.len() < 16 || &map[..8] != CHUNK_MAGIC {
-            return Err(Error::corrupt(path, "not a pinpoint chunk store (bad magic)"));
+            return Err(Error::corrupt(
+                path,
+                "not a pinpoint chunk store (bad magic)",
+            ));
         }
         let count = u64::from_le_bytes(map[8..16].try_into().unwrap_or_default()) as usize;
-        let need = 16usize
-            .checked_add(count.saturating_mul(16).saturating_add(8))
-            .unwrap_or(usize::MAX);
+        let need = 16usize.saturating_add(count.saturating_mul(16).saturating_add(8));
         if map.len() < need {
-            return Err(Error::corrupt(path, format!("truncated: {} bytes for {count} chunks", map.len())));
+            return Err(Error::corrupt(
+                path,
+                format!("truncated: {} bytes for {count} chunks", map.len()),
+            ));
         }
         let store = ChunkStore {
             path: path.to_path_buf(),
@@ -263,7 +269,10 @@ impl ChunkStore {
         };
         let data_len = store.offset(count);
         if need as u64 + data_len != store.bytes().len() as u64 {
-            return Err(Error::corrupt(path, "size does not match its offsets table"));
+            return Err(Error::corrupt(
+                path,
+                "size does not match its offsets table",
+            ));
         }
         Ok(store)
     }
@@ -325,7 +334,10 @@ impl ChunkStore {
     /// Decodes the record at `pos`.
     pub fn get(&self, pos: usize) -> Result<ChunkRecord> {
         if pos >= self.count {
-            return Err(Error::corrupt(&self.path, format!("chunk position {pos} out of range")));
+            return Err(Error::corrupt(
+                &self.path,
+                format!("chunk position {pos} out of range"),
+            ));
         }
         let base = 16 + self.count * 16 + 8;
         let (s, e) = (self.offset(pos) as usize, self.offset(pos + 1) as usize);
@@ -333,8 +345,8 @@ impl ChunkStore {
             .bytes()
             .get(base + s..base + e)
             .ok_or_else(|| Error::corrupt(&self.path, "record offsets out of range"))?;
-        let (rec, _): (ChunkRecord, usize) = bincode::serde::decode_from_slice(bytes, bincode_cfg())
-            .map_err(|e| Error::Decode {
+        let (rec, _): (ChunkRecord, usize) =
+            bincode::serde::decode_from_slice(bytes, bincode_cfg()).map_err(|e| Error::Decode {
                 path: self.path.clone(),
                 what: e.to_string(),
             })?;
@@ -351,7 +363,7 @@ impl ChunkStore {
 pub(crate) fn write_vectors(path: &Path, dim: usize, data: &[f32]) -> Result<()> {
     let f = File::create(path).at(path)?;
     let mut w = BufWriter::new(f);
-    let count = if dim == 0 { 0 } else { data.len() / dim };
+    let count = data.len().checked_div(dim).unwrap_or(0);
     let mut io = || -> std::io::Result<()> {
         let mut header = [0u8; VEC_HEADER];
         header[..8].copy_from_slice(VEC_MAGIC);
@@ -380,7 +392,10 @@ impl VectorFile {
     pub fn open(path: &Path, dim: usize) -> Result<VectorFile> {
         let map = map_file(path)?;
         if map.len() < VEC_HEADER || &map[..8] != VEC_MAGIC {
-            return Err(Error::corrupt(path, "not a pinpoint vector file (bad magic)"));
+            return Err(Error::corrupt(
+                path,
+                "not a pinpoint vector file (bad magic)",
+            ));
         }
         let fdim = u32::from_le_bytes(map[8..12].try_into().unwrap_or_default()) as usize;
         let count = u64::from_le_bytes(map[16..24].try_into().unwrap_or_default()) as usize;
@@ -390,11 +405,18 @@ impl VectorFile {
                 got: fdim,
             });
         }
-        let need = count.saturating_mul(dim).saturating_mul(4).saturating_add(VEC_HEADER);
+        let need = count
+            .saturating_mul(dim)
+            .saturating_mul(4)
+            .saturating_add(VEC_HEADER);
         if map.len() != need {
-            return Err(Error::corrupt(path, format!("{} bytes, expected {need}", map.len())));
+            return Err(Error::corrupt(
+                path,
+                format!("{} bytes, expected {need}", map.len()),
+            ));
         }
-        let aligned = (map.as_ptr() as usize + VEC_HEADER) % std::mem::align_of::<f32>() == 0;
+        let aligned =
+            (map.as_ptr() as usize + VEC_HEADER).is_multiple_of(std::mem::align_of::<f32>());
         if cfg!(target_endian = "little") && aligned {
             Ok(VectorFile {
                 map: Some(map),
@@ -418,7 +440,7 @@ impl VectorFile {
 
     /// Vectors held in memory (tests, empty index).
     pub fn from_vec(dim: usize, data: Vec<f32>) -> VectorFile {
-        let count = if dim == 0 { 0 } else { data.len() / dim };
+        let count = data.len().checked_div(dim).unwrap_or(0);
         VectorFile {
             map: None,
             owned: data,
@@ -435,7 +457,9 @@ impl VectorFile {
                 // SAFETY: `open` checked that the data starts 4-byte aligned, that the
                 // platform is little-endian (the file's byte order), and that the length is
                 // exactly count * dim * 4 bytes; every bit pattern is a valid f32.
-                unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const f32, self.count * self.dim) }
+                unsafe {
+                    std::slice::from_raw_parts(bytes.as_ptr() as *const f32, self.count * self.dim)
+                }
             }
             None => &self.owned,
         }
@@ -474,12 +498,17 @@ pub(crate) fn write_docs(path: &Path, docs: &[DocRecord]) -> Result<()> {
 pub(crate) fn read_docs(path: &Path) -> Result<Vec<DocRecord>> {
     let bytes = std::fs::read(path).at(path)?;
     if bytes.len() < 8 || &bytes[..8] != DOCS_MAGIC {
-        return Err(Error::corrupt(path, "not a pinpoint document table (bad magic)"));
+        return Err(Error::corrupt(
+            path,
+            "not a pinpoint document table (bad magic)",
+        ));
     }
-    let (docs, _): (Vec<DocRecord>, usize) = bincode::serde::decode_from_slice(&bytes[8..], bincode_cfg())
-        .map_err(|e| Error::Decode {
-            path: path.to_path_buf(),
-            what: e.to_string(),
+    let (docs, _): (Vec<DocRecord>, usize) =
+        bincode::serde::decode_from_slice(&bytes[8..], bincode_cfg()).map_err(|e| {
+            Error::Decode {
+                path: path.to_path_buf(),
+                what: e.to_string(),
+            }
         })?;
     Ok(docs)
 }
@@ -495,7 +524,7 @@ mod tests {
             doc: format!("d{id}"),
             byte_range: (id, id + 10),
             line_range: (1, 2),
-            heading: (id % 2 == 0).then(|| "H".to_string()),
+            heading: id.is_multiple_of(2).then(|| "H".to_string()),
             text: format!("text of {id} ✓"),
         }
     }
@@ -532,7 +561,13 @@ mod tests {
         let v = VectorFile::open(&p, 3).unwrap();
         assert_eq!(v.len(), 4);
         assert_eq!(v.row(2), &[3.0, 3.5, 4.0]);
-        assert!(matches!(VectorFile::open(&p, 4), Err(Error::DimensionMismatch { expected: 4, got: 3 })));
+        assert!(matches!(
+            VectorFile::open(&p, 4),
+            Err(Error::DimensionMismatch {
+                expected: 4,
+                got: 3
+            })
+        ));
     }
 
     #[test]
@@ -552,16 +587,26 @@ mod tests {
             },
             model_dir: "models/x".into(),
             chunking: ChunkConfig::default(),
-            counts: Counts { documents: 2, chunks: 5 },
+            counts: Counts {
+                documents: 2,
+                chunks: 5,
+            },
             next_chunk_id: 9,
             hnsw: Some("g4".into()),
-            files: vec![FileSum { path: "chunks/4.bin".into(), size: 10, crc32: 7 }],
+            files: vec![FileSum {
+                path: "chunks/4.bin".into(),
+                size: 10,
+                crc32: 7,
+            }],
             search_defaults: None,
         };
         m.write_atomic(&p).unwrap();
         assert_eq!(Manifest::read(&p).unwrap(), m);
         std::fs::write(&p, "{\"hello\": 1}").unwrap();
-        assert!(matches!(Manifest::read(&p), Err(Error::IncompatibleIndex { .. })));
+        assert!(matches!(
+            Manifest::read(&p),
+            Err(Error::IncompatibleIndex { .. })
+        ));
         std::fs::write(&p, "{\"format_version\": 99}").unwrap();
         let e = Manifest::read(&p).unwrap_err().to_string();
         assert!(e.contains("format version 99"), "{e}");

@@ -1,0 +1,241 @@
+//! Engine behaviour with the deterministic hashing embedder (no model needed): commit and
+//! reopen, incremental sync, deletes, renames, read-only access, and bad index folders.
+
+use pinpoint::{Engine, Error, Granularity, HashEmbedder, Mode, SearchRequest};
+
+use crate::util::*;
+
+fn paths(hits: &[pinpoint::Hit]) -> Vec<String> {
+    hits.iter().map(|h| h.path.clone()).collect()
+}
+
+#[test]
+fn reopen_returns_identical_results() {
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(idx.path(), fake_config()).unwrap();
+    let r = e.add_folder(samples()).unwrap();
+    assert!(r.added >= 20, "{r:?}");
+    assert!(r.skipped.is_empty(), "{:?}", r.skipped);
+    let queries = ["volcano magma", "sourdough starter", "waggle dance of bees"];
+    let before: Vec<_> = queries
+        .iter()
+        .map(|q| e.search(&SearchRequest::new(*q, 5)).unwrap())
+        .collect();
+    drop(e);
+    let e = Engine::open_read_only(idx.path(), fake_config()).unwrap();
+    for (q, b) in queries.iter().zip(&before) {
+        assert_eq!(&e.search(&SearchRequest::new(*q, 5)).unwrap(), b);
+    }
+    assert_eq!(before[2][0].path, "honeybees.txt");
+}
+
+#[test]
+fn incremental_sync_adds_updates_renames_and_removes() {
+    let src = tempfile::tempdir().unwrap();
+    let idx = tempfile::tempdir().unwrap();
+    copy_dir(&samples(), src.path());
+    let mut e = Engine::create(idx.path(), fake_config()).unwrap();
+    let first = e.add_folder(src.path()).unwrap();
+    let n = first.added;
+
+    // Nothing changed: nothing embedded.
+    let again = e.add_folder(src.path()).unwrap();
+    assert_eq!(
+        (
+            again.added,
+            again.updated,
+            again.removed,
+            again.chunks_embedded
+        ),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(again.unchanged, n);
+
+    // Update one file, add one, delete one, rename one.
+    std::fs::write(
+        src.path().join("tides.txt"),
+        "Tides now talk about zeppelins and airships only.",
+    )
+    .unwrap();
+    std::fs::write(
+        src.path().join("new.md"),
+        "# Quokkas\nQuokkas are small marsupials from Rottnest Island.",
+    )
+    .unwrap();
+    std::fs::remove_file(src.path().join("origami.txt")).unwrap();
+    std::fs::rename(
+        src.path().join("jazz_improvisation.md"),
+        src.path().join("music.md"),
+    )
+    .unwrap();
+    let r = e.add_folder(src.path()).unwrap();
+    assert_eq!(
+        (r.added, r.updated, r.removed, r.renamed),
+        (1, 1, 1, 1),
+        "{r:?}"
+    );
+    assert_eq!(r.documents_total, n);
+    // Only the new and the updated file were embedded; the rename reused its vectors.
+    let docs = e.documents().unwrap();
+    let new_chunks: usize = docs
+        .iter()
+        .filter(|d| d.key == "new.md" || d.key == "tides.txt")
+        .map(|d| d.chunks.len())
+        .sum();
+    assert_eq!(r.chunks_embedded, new_chunks);
+
+    for mode in [Mode::Lexical, Mode::Dense, Mode::Hybrid] {
+        let hits = e
+            .search(&SearchRequest::new("paper crane origami folding", 50).mode(mode))
+            .unwrap();
+        assert!(
+            !paths(&hits).contains(&"origami.txt".to_string()),
+            "{mode}: deleted file returned"
+        );
+        let hits = e
+            .search(&SearchRequest::new("Dorian Mixolydian swing", 50).mode(mode))
+            .unwrap();
+        assert!(
+            !paths(&hits).contains(&"jazz_improvisation.md".to_string()),
+            "{mode}: old name returned"
+        );
+        assert_eq!(hits[0].path, "music.md", "{mode}");
+        let hits = e
+            .search(&SearchRequest::new("zeppelins airships", 3).mode(mode))
+            .unwrap();
+        assert_eq!(hits[0].path, "tides.txt", "{mode}");
+    }
+    // Store, lexical and dense agree on the live chunk set.
+    let mut store_ids: Vec<u64> = (0..e.store().len()).map(|i| e.store().id_at(i)).collect();
+    store_ids.sort_unstable();
+    assert_eq!(e.lexical().all_chunk_ids().unwrap(), store_ids);
+    assert_eq!(e.dense().vectors().len(), store_ids.len());
+}
+
+#[test]
+fn programmatic_documents_survive_folder_sync_and_can_be_removed() {
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(idx.path(), fake_config()).unwrap();
+    e.add_document("ext-1", "Zebras", "Zebra stripes confuse biting flies.")
+        .unwrap();
+    e.commit().unwrap();
+    e.add_folder(samples()).unwrap();
+    let hits = e
+        .search(&SearchRequest::new("zebra stripes", 1).mode(Mode::Lexical))
+        .unwrap();
+    assert_eq!(hits[0].path, "ext-1");
+    e.remove_document("ext-1").unwrap();
+    e.commit().unwrap();
+    let hits = e
+        .search(&SearchRequest::new("zebra stripes", 5).mode(Mode::Lexical))
+        .unwrap();
+    assert!(hits.iter().all(|h| h.path != "ext-1"));
+}
+
+#[test]
+fn document_granularity_max_pools_chunks() {
+    let idx = tempfile::tempdir().unwrap();
+    let mut cfg = fake_config();
+    cfg.chunking.max_tokens = 24;
+    cfg.chunking.overlap = 4;
+    let mut e = Engine::create(idx.path(), cfg).unwrap();
+    e.add_folder(samples()).unwrap();
+    let req = SearchRequest::new("magma chamber gases", 10).granularity(Granularity::Document);
+    let out = e.search_detailed(&req).unwrap();
+    let p = paths(&out.hits);
+    let mut dedup = p.clone();
+    dedup.sort();
+    dedup.dedup();
+    assert_eq!(p.len(), dedup.len(), "one hit per document");
+    assert_eq!(p[0], "volcanoes.md");
+    assert!(e.store().len() > 60, "small chunks expected");
+}
+
+#[test]
+fn read_only_open_works_while_a_writer_holds_the_lock() {
+    let idx = tempfile::tempdir().unwrap();
+    let mut w = Engine::create(idx.path(), fake_config()).unwrap();
+    w.add_folder(samples()).unwrap();
+    let r = Engine::open_read_only(idx.path(), fake_config()).unwrap();
+    assert!(!r
+        .search(&SearchRequest::new("chess opening", 3))
+        .unwrap()
+        .is_empty());
+    // A second writer is refused while the first is alive.
+    match Engine::open(idx.path(), fake_config()) {
+        Err(Error::Locked { .. }) => {}
+        other => panic!("expected Locked, got {:?}", other.err()),
+    }
+    drop(w);
+    assert!(Engine::open(idx.path(), fake_config()).is_ok());
+}
+
+#[test]
+fn bad_folders_and_model_mismatch_are_clear_errors() {
+    // Not an index.
+    let foreign = tempfile::tempdir().unwrap();
+    std::fs::write(foreign.path().join("notes.txt"), "hello").unwrap();
+    let e = Engine::open(foreign.path(), fake_config()).err().unwrap();
+    assert!(matches!(e, Error::IncompatibleIndex { .. }), "{e}");
+    let e = Engine::create(foreign.path(), fake_config()).err().unwrap();
+    assert!(matches!(e, Error::IncompatibleIndex { .. }), "{e}");
+
+    // Another model.
+    let idx = tempfile::tempdir().unwrap();
+    let mut w = Engine::create(idx.path(), fake_config()).unwrap();
+    w.add_folder(samples()).unwrap();
+    drop(w);
+    let mut other = fake_config();
+    other.embedder = Some(std::sync::Arc::new(HashEmbedder::new(32)));
+    let e = Engine::open(idx.path(), other).err().unwrap();
+    assert!(
+        matches!(
+            e,
+            Error::ModelMismatch {
+                found_dim: 128,
+                expected_dim: 32,
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    // A truncated chunk store names the file.
+    let m = pinpoint::store::Manifest::read(&idx.path().join("manifest.json")).unwrap();
+    let chunks = idx.path().join(format!("chunks/{}.bin", m.generation));
+    let bytes = std::fs::read(&chunks).unwrap();
+    std::fs::write(&chunks, &bytes[..bytes.len() / 2]).unwrap();
+    let e = Engine::open_read_only(idx.path(), fake_config())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains(&format!("chunks/{}.bin", m.generation)) && e.contains("rebuild"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_queries_and_empty_index() {
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(idx.path(), fake_config()).unwrap();
+    // Empty index: no hits, no error.
+    assert!(e
+        .search(&SearchRequest::new("anything", 5))
+        .unwrap()
+        .is_empty());
+    e.add_folder(samples()).unwrap();
+    assert!(matches!(
+        e.search(&SearchRequest::new("   ", 5)),
+        Err(Error::Invalid { .. })
+    ));
+    for q in ["the of and", "?!.,;:", &"word ".repeat(20_000)] {
+        for mode in [Mode::Lexical, Mode::Dense, Mode::Hybrid] {
+            assert!(
+                e.search(&SearchRequest::new(q, 5).mode(mode)).is_ok(),
+                "{mode} {}",
+                q.len()
+            );
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Tests with the real all-MiniLM-L6-v2 (CI fetches it with scripts/fetch-models.sh).
+
+use std::sync::OnceLock;
+
+use pinpoint::{BertEmbedder, DeviceChoice, Embedder, Engine, EngineConfig, Mode, SearchRequest};
+
+use crate::util::*;
+
+fn embedder() -> &'static BertEmbedder {
+    static E: OnceLock<BertEmbedder> = OnceLock::new();
+    E.get_or_init(|| BertEmbedder::load(real_model(), DeviceChoice::Cpu).unwrap())
+}
+
+fn cos(a: &str, b: &str) -> f32 {
+    let v = embedder().embed_passages(&[a, b]).unwrap();
+    let d = embedder().dim();
+    v[..d].iter().zip(&v[d..]).map(|(x, y)| x * y).sum()
+}
+
+#[test]
+fn sentence_pairs_are_ordered_sensibly() {
+    // Orderings from the model card (MODELS.md), not numbers this code produced.
+    let food = cos("A man is eating food.", "A man is eating a piece of bread.");
+    let horse = cos("A man is eating food.", "A man is riding a horse.");
+    assert!(food > 0.6, "{food}");
+    assert!(food > horse + 0.3, "{food} vs {horse}");
+    let para = cos(
+        "How do I reset my password?",
+        "I forgot my login credentials, how can I change them?",
+    );
+    let off = cos(
+        "How do I reset my password?",
+        "The recipe needs two cups of flour.",
+    );
+    assert!(para > off + 0.2, "{para} vs {off}");
+}
+
+#[test]
+fn batched_embeddings_equal_one_by_one() {
+    let texts = [
+        "short",
+        "A considerably longer sentence that forces the shorter ones in its batch to be padded.",
+        "Medium length text about tides and the moon.",
+    ];
+    let d = embedder().dim();
+    let batched = embedder().embed_passages(&texts).unwrap();
+    for (i, t) in texts.iter().enumerate() {
+        let one = embedder().embed_passages(&[t]).unwrap();
+        for (a, b) in one.iter().zip(&batched[i * d..(i + 1) * d]) {
+            assert!((a - b).abs() < 1e-5, "{t}: {a} vs {b}");
+        }
+    }
+}
+
+fn sample_engine() -> &'static (tempfile::TempDir, Engine) {
+    static E: OnceLock<(tempfile::TempDir, Engine)> = OnceLock::new();
+    E.get_or_init(|| {
+        let idx = tempfile::tempdir().unwrap();
+        let cfg = EngineConfig {
+            model_dir: Some(real_model()),
+            device: DeviceChoice::Cpu,
+            ..Default::default()
+        };
+        let mut e = Engine::create(idx.path(), cfg).unwrap();
+        e.add_folder(samples()).unwrap();
+        (idx, e)
+    })
+}
+
+/// Paraphrased questions: few or none of their words appear in the right file.
+const PARAPHRASES: [(&str, &str); 10] = [
+    (
+        "why does the sea level go up and down each day",
+        "tides.txt",
+    ),
+    ("colourful light shows in arctic skies", "aurora.md"),
+    (
+        "how plants use sunlight to make sugar",
+        "photosynthesis.html",
+    ),
+    (
+        "getting ready to run a long road race",
+        "marathon_training.md",
+    ),
+    (
+        "keeping user credentials secure in a database",
+        "password_hashing.md",
+    ),
+    (
+        "insects telling each other where flowers are",
+        "honeybees.txt",
+    ),
+    ("turning food scraps into fertiliser", "composting.txt"),
+    (
+        "why python threads do not make number crunching faster",
+        "python_gil.py",
+    ),
+    (
+        "uprising that overthrew the French king",
+        "french_revolution.txt",
+    ),
+    ("tropical storms spinning over warm seas", "hurricanes.html"),
+];
+
+#[test]
+fn paraphrased_questions_find_the_right_file_in_dense_and_hybrid() {
+    let (_d, e) = sample_engine();
+    for mode in [Mode::Dense, Mode::Hybrid] {
+        for (q, want) in PARAPHRASES {
+            let hits = e.search(&SearchRequest::new(q, 3).mode(mode)).unwrap();
+            assert_eq!(
+                hits[0].path,
+                want,
+                "{mode}: {q:?} -> {:?}",
+                hits.iter().map(|h| &h.path).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+#[test]
+fn rare_words_find_the_right_file_in_lexical_mode() {
+    let (_d, e) = sample_engine();
+    for (q, want) in [
+        ("Brumaire", "french_revolution.txt"),
+        ("RuBisCO stroma", "photosynthesis.html"),
+        ("banneton", "sourdough.txt"),
+        ("Sagittarius", "black_holes.md"),
+    ] {
+        let hits = e
+            .search(&SearchRequest::new(q, 3).mode(Mode::Lexical))
+            .unwrap();
+        assert_eq!(hits[0].path, want, "{q}");
+    }
+    // Script text in HTML is not indexed.
+    let hits = e
+        .search(&SearchRequest::new("console log script", 3).mode(Mode::Lexical))
+        .unwrap();
+    assert!(hits.iter().all(|h| !h.text.contains("console.log")));
+}
+
+#[test]
+fn reopened_real_index_gives_identical_results() {
+    let (d, e) = sample_engine();
+    let cfg = EngineConfig {
+        model_dir: Some(real_model()),
+        device: DeviceChoice::Cpu,
+        ..Default::default()
+    };
+    let r = Engine::open_read_only(d.path(), cfg).unwrap();
+    for (q, _) in PARAPHRASES.iter().take(4) {
+        for mode in [Mode::Dense, Mode::Lexical, Mode::Hybrid] {
+            let req = SearchRequest::new(*q, 5).mode(mode);
+            assert_eq!(
+                e.search(&req).unwrap(),
+                r.search(&req).unwrap(),
+                "{mode} {q}"
+            );
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! One integration-test binary (as ripgrep does): modules share `util`.
+
+mod cli;
+mod engine;
+mod real_model;
+mod tiny_bert;
+mod util;
