@@ -27,6 +27,8 @@ enum Command {
     Query(QueryArgs),
     /// Show what an index holds.
     Stats(StatsArgs),
+    /// Measure retrieval quality on a BEIR collection or on your own labelled queries.
+    Eval(EvalArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -99,12 +101,47 @@ struct StatsArgs {
     json: bool,
 }
 
+#[derive(Args, Debug)]
+struct EvalArgs {
+    /// BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
+    #[arg(long, conflicts_with = "queries", required_unless_present = "queries")]
+    beir: Option<PathBuf>,
+    /// Your labelled queries (JSON lines of {"query": str, "relevant": [path or id, ...]}),
+    /// evaluated against the existing index given by --index.
+    #[arg(long)]
+    queries: Option<PathBuf>,
+    /// qrels split.
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Comma-separated modes.
+    #[arg(long, default_value = "lexical,dense,hybrid", value_delimiter = ',')]
+    modes: Vec<String>,
+    /// Print exactly one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Show the N worst queries with their funnel.
+    #[arg(long, default_value_t = 0)]
+    failures: usize,
+    /// Evaluate only the first N judged queries.
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+    /// Chunk size in model tokens (BEIR index builds).
+    #[arg(long, default_value_t = 256)]
+    chunk_tokens: usize,
+    /// Overlap in tokens (BEIR index builds).
+    #[arg(long, default_value_t = 32)]
+    overlap: usize,
+    #[command(flatten)]
+    common: Common,
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Command::Index(a) => index(a),
         Command::Query(a) => query(a),
         Command::Stats(a) => stats(a),
+        Command::Eval(a) => eval(a),
     }
 }
 
@@ -339,4 +376,132 @@ fn human_bytes(b: u64) -> String {
         i += 1;
     }
     format!("{v:.1} {}", units[i])
+}
+
+fn eval(a: EvalArgs) -> Result<()> {
+    use pinpoint::eval::{self, EvalConfig};
+    let modes = a
+        .modes
+        .iter()
+        .map(|m| m.trim().parse::<Mode>())
+        .collect::<pinpoint::Result<Vec<_>>>()?;
+    let ecfg = EvalConfig {
+        modes,
+        limit: a.limit,
+        ..Default::default()
+    };
+    let mut cfg = a.common.config()?;
+    let (engine, build_secs, name, split, labelled) = if let Some(dir) = &a.beir {
+        let ds = eval::Dataset::load_beir(dir, &a.split)?;
+        cfg.chunking = ChunkConfig {
+            max_tokens: a.chunk_tokens,
+            overlap: a.overlap,
+        };
+        let model_dir = cfg
+            .model_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(pinpoint::models::DEFAULT_MODEL_DIR));
+        let model_id = pinpoint::models::ModelDir::open(&model_dir)?.spec.id;
+        cfg.model_dir = Some(model_dir);
+        if !a.json {
+            eprintln!(
+                "{}: {} documents, {} judged queries in split {}",
+                ds.name,
+                ds.corpus.len(),
+                ds.judged_queries().len(),
+                ds.split
+            );
+        }
+        let progress = Arc::new(Bars { bar: Mutex::new(None) });
+        let (mut engine, secs) = {
+            let dir = eval::cache_dir(&a.common.index, &ds, &cfg, &model_id);
+            if !dir.join("manifest.json").exists() && !a.json {
+                eprintln!("building index in {} (cached for later runs)", dir.display());
+            }
+            eval::open_or_build_with_progress(&a.common.index, &ds, cfg, &model_id, progress.clone())?
+        };
+        engine.set_progress(progress);
+        let labelled = eval::beir_labelled(&ds);
+        (engine, secs, ds.name.clone(), ds.split.clone(), labelled)
+    } else {
+        let path = a.queries.clone().unwrap_or_default();
+        let labelled = eval::load_user_queries(&path)?;
+        let engine = Engine::open_read_only(&a.common.index, cfg)?;
+        let unknown = eval::unknown_labels(&engine, &labelled)?;
+        if !unknown.is_empty() {
+            eprintln!(
+                "warning: {} labelled documents are not in the index (first: {})",
+                unknown.len(),
+                unknown[0]
+            );
+        }
+        let name = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        (engine, 0.0, name, "user".to_string(), labelled)
+    };
+    let ev = eval::evaluate(&engine, &name, &split, &labelled, &ecfg)?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer(&mut out, &ev.report)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let r = &ev.report;
+    writeln!(out, "dataset {}  split {}  queries {}", r.dataset, r.split, r.queries)?;
+    if build_secs > 0.0 {
+        writeln!(out, "index built in {build_secs:.1} s")?;
+    } else {
+        writeln!(out, "index: cached")?;
+    }
+    writeln!(
+        out,
+        "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "mode", "nDCG@10", "R@10", "R@100", "MRR@10", "MAP@100", "P@5", "CP@5", "q/s"
+    )?;
+    for mode in &a.modes {
+        if let Some(m) = r.modes.get(mode.trim()) {
+            writeln!(
+                out,
+                "{:<12} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.1}",
+                mode.trim(),
+                m.ndcg10,
+                m.recall10,
+                m.recall100,
+                m.mrr10,
+                m.map100,
+                m.p5,
+                m.context_precision5,
+                m.qps
+            )?;
+        }
+    }
+    writeln!(out, "\nwhere relevant documents ended up ({}):", ev.funnel_mode)?;
+    for (class, n) in eval::loss_counts(&ev.funnel) {
+        writeln!(out, "  {:<36} {n}", class.to_string())?;
+    }
+    if a.failures > 0 {
+        let mut worst: Vec<&eval::QueryFunnel> = ev.funnel.iter().collect();
+        worst.sort_by(|x, y| x.ndcg10.total_cmp(&y.ndcg10).then(x.id.cmp(&y.id)));
+        writeln!(out, "\n{} worst queries ({}):", a.failures, ev.funnel_mode)?;
+        let rank = |r: Option<usize>| r.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+        for q in worst.into_iter().take(a.failures) {
+            writeln!(out, "\n[{}] nDCG@10 {:.3}  {}", q.id, q.ndcg10, q.text)?;
+            for e in &q.relevant {
+                writeln!(
+                    out,
+                    "    relevant {:<12} lexical {:>3}  dense {:>3}  fused {:>3}  final {:>3}  ({})",
+                    e.doc,
+                    rank(e.lexical),
+                    rank(e.dense),
+                    rank(e.fused),
+                    rank(e.final_rank),
+                    e.class()
+                )?;
+            }
+            for (i, (d, t)) in q.top.iter().enumerate() {
+                let t: String = t.chars().take(90).collect();
+                writeln!(out, "    top {} {:<12} {}", i + 1, d, t)?;
+            }
+        }
+    }
+    Ok(())
 }

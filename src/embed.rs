@@ -311,7 +311,7 @@ impl BertEmbedder {
         Ok(BertEmbedder {
             core,
             spec: model.spec.clone(),
-            batch_size: 32,
+            batch_size: 16,
         })
     }
 

@@ -1,1 +1,771 @@
-//! Evaluation (filled in by the evaluation work).
+//! Retrieval evaluation: BEIR loader, metrics, per-query funnel, failure analysis.
+//!
+//! The evaluator drives the public [`Engine`] API like any user: it indexes a BEIR corpus
+//! through `add_document` (cached under the index root, keyed by corpus, model and chunking)
+//! and ranks *documents* by their best chunk (max-pool), as BEIR's document qrels require.
+//! Metrics follow trec_eval/pytrec_eval (linear gain nDCG) and RAGAS (context precision).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::engine::{Engine, EngineConfig, Granularity, Mode, SearchOutput, SearchRequest};
+use crate::error::{Error, IoContext, Result};
+use crate::models::hex;
+
+/// Graded relevance judgements: query id -> document id -> grade (> 0 is relevant).
+pub type Qrels = HashMap<String, HashMap<String, i32>>;
+
+/// A BEIR-format collection.
+#[derive(Debug, Clone, Default)]
+pub struct Dataset {
+    /// Name (the folder name).
+    pub name: String,
+    /// Documents: (id, title, text), in file order.
+    pub corpus: Vec<(String, String, String)>,
+    /// Queries by id.
+    pub queries: HashMap<String, String>,
+    /// Judgements of the loaded split.
+    pub qrels: Qrels,
+    /// The split name.
+    pub split: String,
+    /// sha256 of the corpus file, for the index cache key.
+    pub corpus_hash: String,
+}
+
+#[derive(Deserialize)]
+struct CorpusLine {
+    #[serde(rename = "_id")]
+    id: serde_json::Value,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct QueryLine {
+    #[serde(rename = "_id")]
+    id: serde_json::Value,
+    text: String,
+}
+
+fn id_string(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn lines(path: &Path) -> Result<impl Iterator<Item = (usize, Result<String>)>> {
+    let f = std::fs::File::open(path).at(path)?;
+    let p = path.to_path_buf();
+    Ok(BufReader::new(f)
+        .lines()
+        .enumerate()
+        .map(move |(i, l)| (i + 1, l.map_err(|e| Error::io(&p, e)))))
+}
+
+impl Dataset {
+    /// Loads `dir/corpus.jsonl`, `dir/queries.jsonl` and `dir/qrels/<split>.tsv`.
+    pub fn load_beir(dir: &Path, split: &str) -> Result<Dataset> {
+        let corpus_path = dir.join("corpus.jsonl");
+        let queries_path = dir.join("queries.jsonl");
+        let qrels_path = dir.join("qrels").join(format!("{split}.tsv"));
+        let mut ds = Dataset {
+            name: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_else(|| "dataset".into()),
+            split: split.to_string(),
+            ..Default::default()
+        };
+        let mut h = Sha256::new();
+        for (n, line) in lines(&corpus_path)? {
+            let line = line?;
+            h.update(line.as_bytes());
+            h.update(b"\n");
+            if line.trim().is_empty() {
+                continue;
+            }
+            let c: CorpusLine = serde_json::from_str(&line).map_err(|e| Error::Parse {
+                path: corpus_path.clone(),
+                line: n,
+                what: e.to_string(),
+            })?;
+            let id = id_string(&c.id).ok_or_else(|| Error::Parse {
+                path: corpus_path.clone(),
+                line: n,
+                what: "_id is not a string or number".into(),
+            })?;
+            ds.corpus
+                .push((id, c.title.unwrap_or_default(), c.text.unwrap_or_default()));
+        }
+        ds.corpus_hash = hex(&h.finalize());
+        for (n, line) in lines(&queries_path)? {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let q: QueryLine = serde_json::from_str(&line).map_err(|e| Error::Parse {
+                path: queries_path.clone(),
+                line: n,
+                what: e.to_string(),
+            })?;
+            let id = id_string(&q.id).ok_or_else(|| Error::Parse {
+                path: queries_path.clone(),
+                line: n,
+                what: "_id is not a string or number".into(),
+            })?;
+            ds.queries.insert(id, q.text);
+        }
+        ds.qrels = load_qrels(&qrels_path)?;
+        Ok(ds)
+    }
+
+    /// Query ids that have judgements and text, sorted (numerically where possible).
+    pub fn judged_queries(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .qrels
+            .iter()
+            .filter(|(q, r)| self.queries.contains_key(*q) && r.values().any(|&g| g > 0))
+            .map(|(q, _)| q.clone())
+            .collect();
+        ids.sort_by(|a, b| match (a.parse::<u64>(), b.parse::<u64>()) {
+            (Ok(x), Ok(y)) => x.cmp(&y),
+            _ => a.cmp(b),
+        });
+        ids
+    }
+}
+
+/// Loads a BEIR qrels TSV (`query-id corpus-id score` header, CRLF tolerated).
+pub fn load_qrels(path: &Path) -> Result<Qrels> {
+    let mut q: Qrels = HashMap::new();
+    for (n, line) in lines(path)? {
+        let line = line?;
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let cols: Vec<&str> = line.split('\t').collect();
+        if n == 1 && cols.first().is_some_and(|c| c.trim() == "query-id") {
+            continue;
+        }
+        if cols.len() < 3 {
+            return Err(Error::Parse {
+                path: path.to_path_buf(),
+                line: n,
+                what: format!("expected 3 tab-separated columns, found {}", cols.len()),
+            });
+        }
+        let grade: i32 = cols[2].trim().parse().map_err(|_| Error::Parse {
+            path: path.to_path_buf(),
+            line: n,
+            what: format!("score {:?} is not an integer", cols[2]),
+        })?;
+        q.entry(cols[0].trim().to_string())
+            .or_default()
+            .insert(cols[1].trim().to_string(), grade);
+    }
+    Ok(q)
+}
+
+/// Metric functions over one ranked list (best first) and its judgements.
+pub mod metrics {
+    use std::collections::HashMap;
+
+    fn grade(rels: &HashMap<String, i32>, id: &str) -> i32 {
+        rels.get(id).copied().unwrap_or(0).max(0)
+    }
+
+    fn n_relevant(rels: &HashMap<String, i32>) -> usize {
+        rels.values().filter(|&&g| g > 0).count()
+    }
+
+    /// nDCG@k with linear gain (trec_eval): `sum rel_i / log2(i + 1)` over the ideal.
+    pub fn ndcg(ranked: &[String], rels: &HashMap<String, i32>, k: usize) -> f64 {
+        let dcg: f64 = ranked
+            .iter()
+            .take(k)
+            .enumerate()
+            .map(|(i, d)| grade(rels, d) as f64 / ((i + 2) as f64).log2())
+            .sum();
+        let mut ideal: Vec<i32> = rels.values().copied().filter(|&g| g > 0).collect();
+        ideal.sort_unstable_by(|a, b| b.cmp(a));
+        let idcg: f64 = ideal
+            .iter()
+            .take(k)
+            .enumerate()
+            .map(|(i, &g)| g as f64 / ((i + 2) as f64).log2())
+            .sum();
+        if idcg > 0.0 {
+            dcg / idcg
+        } else {
+            0.0
+        }
+    }
+
+    /// Share of the relevant documents found in the top `k`.
+    pub fn recall(ranked: &[String], rels: &HashMap<String, i32>, k: usize) -> f64 {
+        let n = n_relevant(rels);
+        if n == 0 {
+            return 0.0;
+        }
+        ranked.iter().take(k).filter(|d| grade(rels, d) > 0).count() as f64 / n as f64
+    }
+
+    /// Reciprocal rank of the first relevant document within the top `k`.
+    pub fn mrr(ranked: &[String], rels: &HashMap<String, i32>, k: usize) -> f64 {
+        ranked
+            .iter()
+            .take(k)
+            .position(|d| grade(rels, d) > 0)
+            .map(|i| 1.0 / (i + 1) as f64)
+            .unwrap_or(0.0)
+    }
+
+    /// Average precision over the top `k`, divided by all relevant documents.
+    pub fn average_precision(ranked: &[String], rels: &HashMap<String, i32>, k: usize) -> f64 {
+        let n = n_relevant(rels);
+        if n == 0 {
+            return 0.0;
+        }
+        let mut hits = 0;
+        let mut sum = 0.0;
+        for (i, d) in ranked.iter().take(k).enumerate() {
+            if grade(rels, d) > 0 {
+                hits += 1;
+                sum += hits as f64 / (i + 1) as f64;
+            }
+        }
+        sum / n as f64
+    }
+
+    /// Precision at `k` (divides by `k` even when fewer results exist).
+    pub fn precision(ranked: &[String], rels: &HashMap<String, i32>, k: usize) -> f64 {
+        ranked.iter().take(k).filter(|d| grade(rels, d) > 0).count() as f64 / k as f64
+    }
+
+    /// Context precision@k as RAGAS defines it: the mean of precision@i over the positions
+    /// i <= k that hold a relevant item (sum of P@i * rel_i, divided by the number of relevant
+    /// items in the top k); 0 when there is none. Rewards putting the relevant passages first.
+    pub fn context_precision(ranked: &[String], rels: &HashMap<String, i32>, k: usize) -> f64 {
+        let mut hits = 0;
+        let mut sum = 0.0;
+        for (i, d) in ranked.iter().take(k).enumerate() {
+            if grade(rels, d) > 0 {
+                hits += 1;
+                sum += hits as f64 / (i + 1) as f64;
+            }
+        }
+        if hits == 0 {
+            0.0
+        } else {
+            sum / hits as f64
+        }
+    }
+
+    /// Orders `(id, score)` best first, ties broken by id (ascending), for a deterministic
+    /// ranking when scores tie.
+    pub fn rank_with_ties(mut scored: Vec<(String, f32)>) -> Vec<String> {
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        scored.into_iter().map(|x| x.0).collect()
+    }
+}
+
+/// The metrics of one mode, averaged over queries. Key names are a contract.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ModeMetrics {
+    /// nDCG@10.
+    #[serde(rename = "ndcg@10")]
+    pub ndcg10: f64,
+    /// Recall@10.
+    #[serde(rename = "recall@10")]
+    pub recall10: f64,
+    /// Recall@100.
+    #[serde(rename = "recall@100")]
+    pub recall100: f64,
+    /// MRR@10.
+    #[serde(rename = "mrr@10")]
+    pub mrr10: f64,
+    /// MAP@100.
+    #[serde(rename = "map@100")]
+    pub map100: f64,
+    /// Precision@5.
+    #[serde(rename = "p@5")]
+    pub p5: f64,
+    /// RAGAS context precision@5.
+    #[serde(rename = "context_precision@5")]
+    pub context_precision5: f64,
+    /// Queries per second (single thread, end to end through the engine).
+    pub qps: f64,
+}
+
+impl ModeMetrics {
+    fn add(&mut self, ranked: &[String], rels: &HashMap<String, i32>) {
+        use metrics::*;
+        self.ndcg10 += ndcg(ranked, rels, 10);
+        self.recall10 += recall(ranked, rels, 10);
+        self.recall100 += recall(ranked, rels, 100);
+        self.mrr10 += mrr(ranked, rels, 10);
+        self.map100 += average_precision(ranked, rels, 100);
+        self.p5 += precision(ranked, rels, 5);
+        self.context_precision5 += context_precision(ranked, rels, 5);
+    }
+
+    fn scale(&mut self, n: usize) {
+        let n = n.max(1) as f64;
+        for x in [
+            &mut self.ndcg10,
+            &mut self.recall10,
+            &mut self.recall100,
+            &mut self.mrr10,
+            &mut self.map100,
+            &mut self.p5,
+            &mut self.context_precision5,
+        ] {
+            *x /= n;
+        }
+    }
+}
+
+/// The evaluation report; `--json` prints exactly this object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// Dataset name.
+    pub dataset: String,
+    /// Split.
+    pub split: String,
+    /// Number of evaluated queries.
+    pub queries: usize,
+    /// Metrics per mode, in the order asked.
+    pub modes: BTreeMap<String, ModeMetrics>,
+}
+
+/// Where one relevant document stood in each stage (1-based ranks; `None`: not in the
+/// stage's top 100).
+#[derive(Debug, Clone, Serialize)]
+pub struct FunnelEntry {
+    /// Document id.
+    pub doc: String,
+    /// Rank in the lexical leg.
+    pub lexical: Option<usize>,
+    /// Rank in the dense leg.
+    pub dense: Option<usize>,
+    /// Rank after fusion.
+    pub fused: Option<usize>,
+    /// Rank in the final list (of the funnel's mode).
+    pub final_rank: Option<usize>,
+}
+
+impl FunnelEntry {
+    /// The loss class of this document.
+    pub fn class(&self) -> LossClass {
+        match self.final_rank {
+            Some(1) => LossClass::First,
+            Some(r) if r <= 10 => LossClass::Ranked2To10,
+            _ if self.lexical.is_none() && self.dense.is_none() => LossClass::MissedByBothLegs,
+            _ => LossClass::FusedBelow10,
+        }
+    }
+}
+
+/// Where a relevant document was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossClass {
+    /// Not lost: ranked first.
+    First,
+    /// In the top 10 but not first.
+    Ranked2To10,
+    /// Found by at least one leg, but ranked below 10 after fusion and reranking.
+    FusedBelow10,
+    /// In neither leg's top 100.
+    MissedByBothLegs,
+}
+
+impl std::fmt::Display for LossClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LossClass::First => "ranked 1",
+            LossClass::Ranked2To10 => "ranked 2-10",
+            LossClass::FusedBelow10 => "found by a leg but fused below 10",
+            LossClass::MissedByBothLegs => "missed by both legs",
+        })
+    }
+}
+
+/// One query's funnel.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryFunnel {
+    /// Query id.
+    pub id: String,
+    /// Query text.
+    pub text: String,
+    /// nDCG@10 of the final list.
+    pub ndcg10: f64,
+    /// Each relevant document's ranks.
+    pub relevant: Vec<FunnelEntry>,
+    /// Top 3 final documents: (id, title).
+    pub top: Vec<(String, String)>,
+}
+
+/// Evaluation settings.
+#[derive(Debug, Clone)]
+pub struct EvalConfig {
+    /// Modes to evaluate.
+    pub modes: Vec<Mode>,
+    /// Only the first N judged queries (0: all).
+    pub limit: usize,
+    /// Documents ranked per query.
+    pub depth: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            modes: vec![Mode::Lexical, Mode::Dense, Mode::Hybrid],
+            limit: 0,
+            depth: 100,
+        }
+    }
+}
+
+/// What `evaluate` returns besides the report.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// Aggregate metrics.
+    pub report: Report,
+    /// Per-query funnel of the last hybrid-family mode evaluated (or the last mode).
+    pub funnel: Vec<QueryFunnel>,
+    /// Funnel mode.
+    pub funnel_mode: String,
+}
+
+/// Labelled queries: (id, text, judgements).
+pub type Labelled = Vec<(String, String, HashMap<String, i32>)>;
+
+/// Folder of the cached index for `ds` under `root`: keyed by corpus, model and chunking,
+/// so a changed setting builds a new index and an unchanged one is reused.
+pub fn cache_dir(root: &Path, ds: &Dataset, cfg: &EngineConfig, model_id: &str) -> PathBuf {
+    let mut h = Sha256::new();
+    h.update(ds.corpus_hash.as_bytes());
+    h.update(model_id.as_bytes());
+    h.update(serde_json::to_string(&cfg.chunking).unwrap_or_default().as_bytes());
+    let key = hex(&h.finalize()[..6]);
+    root.join("eval").join(format!("{}-{key}", ds.name))
+}
+
+/// Opens the cached index of `ds` under `root`, building it first when absent.
+/// Returns the engine and the seconds spent building (0 when cached).
+pub fn open_or_build(root: &Path, ds: &Dataset, cfg: EngineConfig, model_id: &str) -> Result<(Engine, f64)> {
+    open_or_build_with_progress(root, ds, cfg, model_id, std::sync::Arc::new(NoBars))
+}
+
+struct NoBars;
+impl crate::engine::Progress for NoBars {}
+
+/// [`open_or_build`] reporting build progress.
+pub fn open_or_build_with_progress(
+    root: &Path,
+    ds: &Dataset,
+    cfg: EngineConfig,
+    model_id: &str,
+    progress: std::sync::Arc<dyn crate::engine::Progress>,
+) -> Result<(Engine, f64)> {
+    let dir = cache_dir(root, ds, &cfg, model_id);
+    if dir.join("manifest.json").exists() {
+        if let Ok(e) = Engine::open(&dir, cfg.clone()) {
+            if e.manifest().counts.documents as usize == ds.corpus.len() {
+                return Ok((e, 0.0));
+            }
+        }
+        // Incomplete (interrupted) build: start over.
+        std::fs::remove_dir_all(&dir).at(&dir)?;
+    }
+    let t = Instant::now();
+    let mut e = Engine::create(&dir, cfg)?;
+    e.set_progress(progress);
+    for (id, title, text) in &ds.corpus {
+        // Empty documents still count, with their title as text.
+        let body = if text.trim().is_empty() { title.as_str() } else { text.as_str() };
+        e.add_document(id, title, body)?;
+    }
+    e.commit()?;
+    Ok((e, t.elapsed().as_secs_f64()))
+}
+
+/// Evaluates `engine` on labelled queries.
+pub fn evaluate(engine: &Engine, name: &str, split: &str, queries: &Labelled, cfg: &EvalConfig) -> Result<Evaluation> {
+    let queries: Vec<_> = if cfg.limit > 0 {
+        queries.iter().take(cfg.limit).collect()
+    } else {
+        queries.iter().collect()
+    };
+    let titles: HashMap<String, String> = engine
+        .documents()?
+        .iter()
+        .map(|d| (d.key.clone(), d.title.clone()))
+        .collect();
+    let mut modes = BTreeMap::new();
+    let mut funnel = Vec::new();
+    let mut funnel_mode = String::new();
+    for &mode in &cfg.modes {
+        let mut m = ModeMetrics::default();
+        let mut per_query = Vec::new();
+        let t = Instant::now();
+        for (_, text, _) in &queries {
+            let req = SearchRequest {
+                depth: cfg.depth,
+                granularity: Granularity::Document,
+                ..SearchRequest::new(text.as_str(), cfg.depth)
+            }
+            .mode(mode);
+            let out = engine.search_detailed(&req)?;
+            per_query.push(out);
+        }
+        let secs = t.elapsed().as_secs_f64();
+        m.qps = queries.len() as f64 / secs.max(1e-9);
+        let mut f = Vec::new();
+        for ((qid, text, rels), out) in queries.iter().zip(&per_query) {
+            // BEIR: a document whose id equals the query id is not counted.
+            let ranked: Vec<String> = out
+                .hits
+                .iter()
+                .map(|h| h.path.clone())
+                .filter(|d| d != qid)
+                .collect();
+            m.add(&ranked, rels);
+            f.push(query_funnel(qid, text, rels, out, &ranked, &titles));
+        }
+        m.scale(queries.len());
+        modes.insert(mode.to_string(), m);
+        if mode == Mode::Hybrid || funnel.is_empty() {
+            funnel = f;
+            funnel_mode = mode.to_string();
+        }
+    }
+    Ok(Evaluation {
+        report: Report {
+            dataset: name.to_string(),
+            split: split.to_string(),
+            queries: queries.len(),
+            modes,
+        },
+        funnel,
+        funnel_mode,
+    })
+}
+
+fn rank_of(list: &[(String, f32)], id: &str) -> Option<usize> {
+    list.iter().position(|(d, _)| d == id).map(|i| i + 1)
+}
+
+fn query_funnel(
+    qid: &str,
+    text: &str,
+    rels: &HashMap<String, i32>,
+    out: &SearchOutput,
+    ranked: &[String],
+    titles: &HashMap<String, String>,
+) -> QueryFunnel {
+    let mut relevant: Vec<FunnelEntry> = rels
+        .iter()
+        .filter(|(_, &g)| g > 0)
+        .map(|(d, _)| FunnelEntry {
+            doc: d.clone(),
+            lexical: rank_of(&out.lexical, d),
+            dense: rank_of(&out.dense, d),
+            fused: rank_of(&out.fused, d),
+            final_rank: ranked.iter().position(|x| x == d).map(|i| i + 1),
+        })
+        .collect();
+    relevant.sort_by(|a, b| a.doc.cmp(&b.doc));
+    QueryFunnel {
+        id: qid.to_string(),
+        text: text.to_string(),
+        ndcg10: metrics::ndcg(ranked, rels, 10),
+        relevant,
+        top: ranked
+            .iter()
+            .take(3)
+            .map(|d| (d.clone(), titles.get(d).cloned().unwrap_or_default()))
+            .collect(),
+    }
+}
+
+/// Counts of loss classes over all relevant documents of a funnel.
+pub fn loss_counts(funnel: &[QueryFunnel]) -> BTreeMap<LossClass, usize> {
+    let mut c = BTreeMap::new();
+    for q in funnel {
+        for r in &q.relevant {
+            *c.entry(r.class()).or_insert(0) += 1;
+        }
+    }
+    c
+}
+
+/// The BEIR queries of `ds` with judgements, as labelled queries.
+pub fn beir_labelled(ds: &Dataset) -> Labelled {
+    ds.judged_queries()
+        .into_iter()
+        .map(|q| {
+            let text = ds.queries[&q].clone();
+            let rels = ds.qrels[&q].clone();
+            (q, text, rels)
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct UserQuery {
+    query: String,
+    relevant: Vec<String>,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// Loads a user's labelled queries: JSON lines of `{"query": str, "relevant": [path or doc
+/// id, ...]}`.
+pub fn load_user_queries(path: &Path) -> Result<Labelled> {
+    let mut out = Vec::new();
+    for (n, line) in lines(path)? {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let q: UserQuery = serde_json::from_str(&line).map_err(|e| Error::Parse {
+            path: path.to_path_buf(),
+            line: n,
+            what: e.to_string(),
+        })?;
+        if q.relevant.is_empty() {
+            return Err(Error::Parse {
+                path: path.to_path_buf(),
+                line: n,
+                what: "\"relevant\" is empty".into(),
+            });
+        }
+        let rels = q.relevant.into_iter().map(|r| (r, 1)).collect();
+        out.push((q.id.unwrap_or_else(|| format!("q{n}")), q.query, rels));
+    }
+    Ok(out)
+}
+
+/// Keeps only judgements on documents the index knows, and reports the unknown ones
+/// (a typo in a user's label file should not silently lower the scores).
+pub fn unknown_labels(engine: &Engine, queries: &Labelled) -> Result<Vec<String>> {
+    let known: HashSet<&str> = engine.documents()?.iter().map(|d| d.key.as_str()).collect();
+    let mut unknown: Vec<String> = queries
+        .iter()
+        .flat_map(|(_, _, r)| r.keys())
+        .filter(|k| !known.contains(k.as_str()))
+        .cloned()
+        .collect();
+    unknown.sort();
+    unknown.dedup();
+    Ok(unknown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metrics::*;
+    use super::*;
+
+    fn rels(v: &[(&str, i32)]) -> HashMap<String, i32> {
+        v.iter().map(|(d, g)| (d.to_string(), *g)).collect()
+    }
+    fn list(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn ndcg_by_hand_binary_and_graded() {
+        // relevant at ranks 1 and 3, two relevant: (1 + 1/log2 4) / (1 + 1/log2 3)
+        let r = rels(&[("a", 1), ("c", 1)]);
+        let got = ndcg(&list(&["a", "b", "c"]), &r, 10);
+        let want = (1.0 + 0.5) / (1.0 + 1.0 / 3f64.log2());
+        assert!((got - want).abs() < 1e-12, "{got} {want}");
+        // graded: b=2 at rank 1, a=1 at rank 2 is ideal -> 1.0; swapped is less.
+        let g = rels(&[("a", 1), ("b", 2)]);
+        assert!((ndcg(&list(&["b", "a"]), &g, 10) - 1.0).abs() < 1e-12);
+        let swapped = ndcg(&list(&["a", "b"]), &g, 10);
+        let want = (1.0 + 2.0 / 3f64.log2()) / (2.0 + 1.0 / 3f64.log2());
+        assert!((swapped - want).abs() < 1e-12);
+        // cut at k: a relevant doc at rank 11 adds nothing
+        let mut l: Vec<String> = (0..10).map(|i| format!("x{i}")).collect();
+        l.push("a".into());
+        assert_eq!(ndcg(&l, &rels(&[("a", 1)]), 10), 0.0);
+        // grade 0 and negative grades count as not relevant
+        assert_eq!(ndcg(&list(&["z"]), &rels(&[("z", 0), ("y", -1)]), 10), 0.0);
+    }
+
+    #[test]
+    fn recall_mrr_map_precision_by_hand() {
+        let r = rels(&[("a", 1), ("c", 1), ("e", 1), ("n", 0)]);
+        let l = list(&["b", "a", "n", "c", "d"]);
+        assert!((recall(&l, &r, 10) - 2.0 / 3.0).abs() < 1e-12);
+        assert!((recall(&l, &r, 2) - 1.0 / 3.0).abs() < 1e-12);
+        assert!((mrr(&l, &r, 10) - 0.5).abs() < 1e-12);
+        assert_eq!(mrr(&l, &r, 1), 0.0);
+        // AP: hits at 2 and 4 -> (1/2 + 2/4) / 3
+        assert!((average_precision(&l, &r, 100) - (0.5 + 0.5) / 3.0).abs() < 1e-12);
+        assert!((precision(&l, &r, 5) - 2.0 / 5.0).abs() < 1e-12);
+        // precision divides by k even when the list is short
+        assert!((precision(&list(&["a"]), &r, 5) - 0.2).abs() < 1e-12);
+    }
+
+    #[test]
+    fn context_precision_by_hand() {
+        let r = rels(&[("a", 1), ("c", 1)]);
+        // relevant at 1 and 3: (1/1 + 2/3) / 2
+        let got = context_precision(&list(&["a", "b", "c", "d", "e"]), &r, 5);
+        assert!((got - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
+        // relevant only at 5: (1/5) / 1
+        let got = context_precision(&list(&["b", "d", "e", "f", "a"]), &r, 5);
+        assert!((got - 0.2).abs() < 1e-12);
+        // none in top 5
+        assert_eq!(context_precision(&list(&["b", "d", "e", "f", "g", "a"]), &r, 5), 0.0);
+        // all relevant first: 1
+        assert_eq!(context_precision(&list(&["a", "c", "x"]), &r, 5), 1.0);
+    }
+
+    #[test]
+    fn ties_break_by_id() {
+        let ranked = rank_with_ties(vec![("b".into(), 1.0), ("a".into(), 1.0), ("c".into(), 2.0)]);
+        assert_eq!(ranked, list(&["c", "a", "b"]));
+        let r = rels(&[("b", 1)]);
+        assert!((mrr(&ranked, &r, 10) - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn qrels_tolerate_crlf_and_name_bad_lines() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("q.tsv");
+        std::fs::write(&p, "query-id\tcorpus-id\tscore\r\n1\td1\t1\r\n1\td2\t2\r\n2\td3\t0\r\n").unwrap();
+        let q = load_qrels(&p).unwrap();
+        assert_eq!(q["1"]["d2"], 2);
+        assert_eq!(q["2"]["d3"], 0);
+        std::fs::write(&p, "query-id\tcorpus-id\tscore\n1\td1\n").unwrap();
+        let e = load_qrels(&p).unwrap_err().to_string();
+        assert!(e.contains("q.tsv:2"), "{e}");
+        std::fs::write(&p, "1\td1\tx\n").unwrap();
+        let e = load_qrels(&p).unwrap_err().to_string();
+        assert!(e.contains("q.tsv:1") && e.contains("not an integer"), "{e}");
+    }
+
+    #[test]
+    fn loss_classes() {
+        let e = |l, d, fu, fi| FunnelEntry { doc: "x".into(), lexical: l, dense: d, fused: fu, final_rank: fi };
+        assert_eq!(e(Some(1), None, Some(1), Some(1)).class(), LossClass::First);
+        assert_eq!(e(Some(5), Some(2), Some(3), Some(3)).class(), LossClass::Ranked2To10);
+        assert_eq!(e(None, Some(40), Some(60), Some(60)).class(), LossClass::FusedBelow10);
+        assert_eq!(e(None, None, None, None).class(), LossClass::MissedByBothLegs);
+    }
+}
