@@ -10,13 +10,18 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200);
     let batch: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(32);
-    let corpus = std::fs::read_to_string("../shared/datasets/scifact/corpus.jsonl").expect("scifact");
+    let corpus =
+        std::fs::read_to_string("../shared/datasets/scifact/corpus.jsonl").expect("scifact");
     let texts: Vec<String> = corpus
         .lines()
         .take(n)
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            format!("{}\n{}", v["title"].as_str().unwrap_or(""), v["text"].as_str().unwrap_or(""))
+            format!(
+                "{}\n{}",
+                v["title"].as_str().unwrap_or(""),
+                v["text"].as_str().unwrap_or("")
+            )
         })
         .collect();
     let mut e = BertEmbedder::load("models/all-MiniLM-L6-v2", DeviceChoice::Cpu).unwrap();
@@ -25,5 +30,9 @@ fn main() {
     let t = Instant::now();
     let v = e.embed_passages(&refs).unwrap();
     let s = t.elapsed().as_secs_f64();
-    println!("{n} texts batch {batch}: {:.1} texts/s ({} floats)", n as f64 / s, v.len());
+    println!(
+        "{n} texts batch {batch}: {:.1} texts/s ({} floats)",
+        n as f64 / s,
+        v.len()
+    );
 }

@@ -412,13 +412,24 @@ fn eval(a: EvalArgs) -> Result<()> {
                 ds.split
             );
         }
-        let progress = Arc::new(Bars { bar: Mutex::new(None) });
+        let progress = Arc::new(Bars {
+            bar: Mutex::new(None),
+        });
         let (mut engine, secs) = {
             let dir = eval::cache_dir(&a.common.index, &ds, &cfg, &model_id);
             if !dir.join("manifest.json").exists() && !a.json {
-                eprintln!("building index in {} (cached for later runs)", dir.display());
+                eprintln!(
+                    "building index in {} (cached for later runs)",
+                    dir.display()
+                );
             }
-            eval::open_or_build_with_progress(&a.common.index, &ds, cfg, &model_id, progress.clone())?
+            eval::open_or_build_with_progress(
+                &a.common.index,
+                &ds,
+                cfg,
+                &model_id,
+                progress.clone(),
+            )?
         };
         engine.set_progress(progress);
         let labelled = eval::beir_labelled(&ds);
@@ -435,7 +446,10 @@ fn eval(a: EvalArgs) -> Result<()> {
                 unknown[0]
             );
         }
-        let name = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
         (engine, 0.0, name, "user".to_string(), labelled)
     };
     let ev = eval::evaluate(&engine, &name, &split, &labelled, &ecfg)?;
@@ -446,7 +460,11 @@ fn eval(a: EvalArgs) -> Result<()> {
         return Ok(());
     }
     let r = &ev.report;
-    writeln!(out, "dataset {}  split {}  queries {}", r.dataset, r.split, r.queries)?;
+    writeln!(
+        out,
+        "dataset {}  split {}  queries {}",
+        r.dataset, r.split, r.queries
+    )?;
     if build_secs > 0.0 {
         writeln!(out, "index built in {build_secs:.1} s")?;
     } else {
@@ -474,7 +492,11 @@ fn eval(a: EvalArgs) -> Result<()> {
             )?;
         }
     }
-    writeln!(out, "\nwhere relevant documents ended up ({}):", ev.funnel_mode)?;
+    writeln!(
+        out,
+        "\nwhere relevant documents ended up ({}):",
+        ev.funnel_mode
+    )?;
     for (class, n) in eval::loss_counts(&ev.funnel) {
         writeln!(out, "  {:<36} {n}", class.to_string())?;
     }

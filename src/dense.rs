@@ -103,7 +103,7 @@ impl DenseIndex {
             });
         }
         match &self.graph {
-            Some(g) => Ok(search_graph(g, query, k, ef, store)),
+            Some(g) => Ok(search_graph(g, query, k, ef, Some(store))),
             None => Ok(exact_search(&self.vectors, query, k)
                 .into_iter()
                 .map(|(pos, s)| (store.id_at(pos), s))
@@ -151,24 +151,27 @@ impl Ord for OrdF32 {
     }
 }
 
-fn search_graph(
+/// Top `k` from the graph: `(id, cosine)`, best first. With a store, ids that are not
+/// live in it (tombstones) are filtered during the search, so `k` live results still come
+/// back.
+pub fn search_graph(
     g: &Graph,
     query: &[f32],
     k: usize,
     ef: usize,
-    store: &ChunkStore,
+    store: Option<&ChunkStore>,
 ) -> Vec<(u64, f32)> {
     let ef = ef.max(k);
-    let dead = g.get_nb_point().saturating_sub(store.len());
-    let found = if dead == 0 {
-        g.search(query, k, ef)
-    } else {
-        let live = |id: &usize| store.position(*id as u64).is_some();
-        g.search_filter(query, k, ef, Some(&live))
+    let found = match store {
+        Some(store) if g.get_nb_point() > store.len() => {
+            let live = |id: &usize| store.position(*id as u64).is_some();
+            g.search_filter(query, k, ef, Some(&live))
+        }
+        _ => g.search(query, k, ef),
     };
     found
         .into_iter()
-        .filter(|n| store.position(n.d_id as u64).is_some())
+        .filter(|n| store.is_none_or(|s| s.position(n.d_id as u64).is_some()))
         .map(|n| (n.d_id as u64, 1.0 - n.distance))
         .collect()
 }
@@ -296,7 +299,7 @@ mod tests {
                 .into_iter()
                 .map(|(p, _)| p as u64)
                 .collect();
-            let approx: Vec<u64> = search_graph(&g, q, 10, 256, &store)
+            let approx: Vec<u64> = search_graph(&g, q, 10, 256, Some(&store))
                 .into_iter()
                 .map(|(id, _)| id)
                 .collect();
@@ -309,8 +312,8 @@ mod tests {
         let g2 = load_graph(tmp.path(), &name).unwrap();
         for q in queries.chunks(dim).take(10) {
             assert_eq!(
-                search_graph(&g, q, 10, 128, &store),
-                search_graph(&g2, q, 10, 128, &store)
+                search_graph(&g, q, 10, 128, Some(&store)),
+                search_graph(&g2, q, 10, 128, Some(&store))
             );
         }
         // Missing or damaged files are errors, not exits or panics.
@@ -329,7 +332,7 @@ mod tests {
         // The store only keeps the first half: the rest are tombstones.
         let (_tmp, store) = store_with(n / 2);
         for q in clustered(20, dim, 5).chunks(dim) {
-            let r = search_graph(&g, q, 10, 128, &store);
+            let r = search_graph(&g, q, 10, 128, Some(&store));
             assert_eq!(r.len(), 10);
             assert!(r.iter().all(|(id, _)| (*id as usize) < n / 2));
         }

@@ -457,14 +457,23 @@ pub fn cache_dir(root: &Path, ds: &Dataset, cfg: &EngineConfig, model_id: &str) 
     let mut h = Sha256::new();
     h.update(ds.corpus_hash.as_bytes());
     h.update(model_id.as_bytes());
-    h.update(serde_json::to_string(&cfg.chunking).unwrap_or_default().as_bytes());
+    h.update(
+        serde_json::to_string(&cfg.chunking)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
     let key = hex(&h.finalize()[..6]);
     root.join("eval").join(format!("{}-{key}", ds.name))
 }
 
 /// Opens the cached index of `ds` under `root`, building it first when absent.
 /// Returns the engine and the seconds spent building (0 when cached).
-pub fn open_or_build(root: &Path, ds: &Dataset, cfg: EngineConfig, model_id: &str) -> Result<(Engine, f64)> {
+pub fn open_or_build(
+    root: &Path,
+    ds: &Dataset,
+    cfg: EngineConfig,
+    model_id: &str,
+) -> Result<(Engine, f64)> {
     open_or_build_with_progress(root, ds, cfg, model_id, std::sync::Arc::new(NoBars))
 }
 
@@ -494,7 +503,11 @@ pub fn open_or_build_with_progress(
     e.set_progress(progress);
     for (id, title, text) in &ds.corpus {
         // Empty documents still count, with their title as text.
-        let body = if text.trim().is_empty() { title.as_str() } else { text.as_str() };
+        let body = if text.trim().is_empty() {
+            title.as_str()
+        } else {
+            text.as_str()
+        };
         e.add_document(id, title, body)?;
     }
     e.commit()?;
@@ -502,7 +515,13 @@ pub fn open_or_build_with_progress(
 }
 
 /// Evaluates `engine` on labelled queries.
-pub fn evaluate(engine: &Engine, name: &str, split: &str, queries: &Labelled, cfg: &EvalConfig) -> Result<Evaluation> {
+pub fn evaluate(
+    engine: &Engine,
+    name: &str,
+    split: &str,
+    queries: &Labelled,
+    cfg: &EvalConfig,
+) -> Result<Evaluation> {
     let queries: Vec<_> = if cfg.limit > 0 {
         queries.iter().take(cfg.limit).collect()
     } else {
@@ -731,14 +750,21 @@ mod tests {
         let got = context_precision(&list(&["b", "d", "e", "f", "a"]), &r, 5);
         assert!((got - 0.2).abs() < 1e-12);
         // none in top 5
-        assert_eq!(context_precision(&list(&["b", "d", "e", "f", "g", "a"]), &r, 5), 0.0);
+        assert_eq!(
+            context_precision(&list(&["b", "d", "e", "f", "g", "a"]), &r, 5),
+            0.0
+        );
         // all relevant first: 1
         assert_eq!(context_precision(&list(&["a", "c", "x"]), &r, 5), 1.0);
     }
 
     #[test]
     fn ties_break_by_id() {
-        let ranked = rank_with_ties(vec![("b".into(), 1.0), ("a".into(), 1.0), ("c".into(), 2.0)]);
+        let ranked = rank_with_ties(vec![
+            ("b".into(), 1.0),
+            ("a".into(), 1.0),
+            ("c".into(), 2.0),
+        ]);
         assert_eq!(ranked, list(&["c", "a", "b"]));
         let r = rels(&[("b", 1)]);
         assert!((mrr(&ranked, &r, 10) - 1.0 / 3.0).abs() < 1e-12);
@@ -748,7 +774,11 @@ mod tests {
     fn qrels_tolerate_crlf_and_name_bad_lines() {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("q.tsv");
-        std::fs::write(&p, "query-id\tcorpus-id\tscore\r\n1\td1\t1\r\n1\td2\t2\r\n2\td3\t0\r\n").unwrap();
+        std::fs::write(
+            &p,
+            "query-id\tcorpus-id\tscore\r\n1\td1\t1\r\n1\td2\t2\r\n2\td3\t0\r\n",
+        )
+        .unwrap();
         let q = load_qrels(&p).unwrap();
         assert_eq!(q["1"]["d2"], 2);
         assert_eq!(q["2"]["d3"], 0);
@@ -762,10 +792,25 @@ mod tests {
 
     #[test]
     fn loss_classes() {
-        let e = |l, d, fu, fi| FunnelEntry { doc: "x".into(), lexical: l, dense: d, fused: fu, final_rank: fi };
+        let e = |l, d, fu, fi| FunnelEntry {
+            doc: "x".into(),
+            lexical: l,
+            dense: d,
+            fused: fu,
+            final_rank: fi,
+        };
         assert_eq!(e(Some(1), None, Some(1), Some(1)).class(), LossClass::First);
-        assert_eq!(e(Some(5), Some(2), Some(3), Some(3)).class(), LossClass::Ranked2To10);
-        assert_eq!(e(None, Some(40), Some(60), Some(60)).class(), LossClass::FusedBelow10);
-        assert_eq!(e(None, None, None, None).class(), LossClass::MissedByBothLegs);
+        assert_eq!(
+            e(Some(5), Some(2), Some(3), Some(3)).class(),
+            LossClass::Ranked2To10
+        );
+        assert_eq!(
+            e(None, Some(40), Some(60), Some(60)).class(),
+            LossClass::FusedBelow10
+        );
+        assert_eq!(
+            e(None, None, None, None).class(),
+            LossClass::MissedByBothLegs
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod engine;
+mod eval;
 mod real_model;
 mod tiny_bert;
 mod util;

@@ -1,0 +1,325 @@
+//! `pinpoint eval`: a toy BEIR folder with hand-computed metrics, user label files, and
+//! the regression check on a SciFact subset against a recorded baseline.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+fn write_toy_beir(dir: &Path) {
+    std::fs::create_dir_all(dir.join("qrels")).unwrap();
+    let docs = [
+        ("d1", "Zebras", "The zebra has black and white stripes."),
+        ("d2", "Marsupials", "The quokka lives on Rottnest Island."),
+        (
+            "d3",
+            "Islands",
+            "Rottnest is a small island off the coast of Perth.",
+        ),
+        ("d4", "Volcanoes", "Lava flows from erupting volcanoes."),
+        ("d5", "Bread", "Sourdough bread rises slowly."),
+        (
+            "d6",
+            "Music",
+            "An orchestra has strings, brass and percussion.",
+        ),
+        ("d7", "Walrus", "Walrus walrus walrus."),
+        (
+            "d8",
+            "Arctic mammals",
+            "The walrus uses its tusks to haul itself onto the ice in the arctic sea.",
+        ),
+        ("d9", "Chess", "The knight moves in an L shape."),
+        (
+            "d10",
+            "Tea",
+            "Green tea is brewed with water below boiling.",
+        ),
+        (
+            "d11",
+            "Rivers",
+            "The Nile flows north into the Mediterranean.",
+        ),
+        ("d12", "Clouds", "Cumulus clouds look like cotton."),
+    ];
+    let corpus: String = docs
+        .iter()
+        .map(|(i, t, x)| serde_json::json!({"_id": i, "title": t, "text": x}).to_string() + "\n")
+        .collect();
+    std::fs::write(dir.join("corpus.jsonl"), corpus).unwrap();
+    let queries = [
+        ("q1", "zebra"),
+        ("q2", "quokka"),
+        ("q3", "xylophone"),
+        ("d7", "walrus"),
+        ("q9", "a query without judgements"),
+    ];
+    let q: String = queries
+        .iter()
+        .map(|(i, t)| serde_json::json!({"_id": i, "text": t}).to_string() + "\n")
+        .collect();
+    std::fs::write(dir.join("queries.jsonl"), q).unwrap();
+    std::fs::write(
+        dir.join("qrels/test.tsv"),
+        "query-id\tcorpus-id\tscore\r\nq1\td1\t1\r\nq2\td2\t1\r\nq2\td3\t1\r\nq3\td6\t1\r\nd7\td8\t1\r\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn toy_beir_eval_json_matches_hand_computed_values() {
+    let work = tempfile::tempdir().unwrap();
+    write_toy_beir(&work.path().join("toy"));
+    let model = real_model();
+    let o = pinpoint(
+        work.path(),
+        &[
+            "eval",
+            "--beir",
+            "toy",
+            "--json",
+            "--index",
+            "idx",
+            "--model",
+            model.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("exactly one JSON object");
+    assert_eq!(v["dataset"], "toy");
+    assert_eq!(v["split"], "test");
+    assert_eq!(v["queries"], 4, "q9 has no judgements");
+    let keys = [
+        "ndcg@10",
+        "recall@10",
+        "recall@100",
+        "mrr@10",
+        "map@100",
+        "p@5",
+        "context_precision@5",
+        "qps",
+    ];
+    for mode in ["lexical", "dense", "hybrid"] {
+        let m = v["modes"][mode]
+            .as_object()
+            .unwrap_or_else(|| panic!("mode {mode} missing"));
+        let mut got: Vec<&str> = m.keys().map(|k| k.as_str()).collect();
+        got.sort();
+        let mut want = keys.to_vec();
+        want.sort();
+        assert_eq!(got, want, "{mode}");
+        for k in &keys[..7] {
+            let x = m[*k].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&x), "{mode} {k} {x}");
+        }
+    }
+    // Lexical, by hand. q1: d1 first -> all 1, P@5 0.2. q2: d2 first, d3 (no shared word)
+    // not retrieved -> nDCG 1/(1 + 1/log2 3), R 0.5, MRR 1, AP 0.5, P@5 0.2, CP 1.
+    // q3: nothing retrieved -> 0. "d7": d7 itself outranks d8 but is not counted (BEIR), so
+    // d8 is first -> all 1, P@5 0.2.
+    let ndcg_q2 = 1.0 / (1.0 + 1.0 / 3f64.log2());
+    let want: HashMap<&str, f64> = [
+        ("ndcg@10", (1.0 + ndcg_q2 + 0.0 + 1.0) / 4.0),
+        ("recall@10", (1.0 + 0.5 + 0.0 + 1.0) / 4.0),
+        ("recall@100", (1.0 + 0.5 + 0.0 + 1.0) / 4.0),
+        ("mrr@10", 3.0 / 4.0),
+        ("map@100", (1.0 + 0.5 + 0.0 + 1.0) / 4.0),
+        ("p@5", 0.6 / 4.0),
+        ("context_precision@5", 3.0 / 4.0),
+    ]
+    .into_iter()
+    .collect();
+    for (k, w) in want {
+        let g = v["modes"]["lexical"][k].as_f64().unwrap();
+        assert!((g - w).abs() < 1e-6, "lexical {k}: got {g}, want {w}");
+    }
+
+    // A second run uses the cached index.
+    let o = pinpoint(
+        work.path(),
+        &[
+            "eval",
+            "--beir",
+            "toy",
+            "--modes",
+            "lexical",
+            "--index",
+            "idx",
+            "--model",
+            model.to_str().unwrap(),
+            "--failures",
+            "2",
+        ],
+    );
+    let out = stdout(&o);
+    assert!(out.contains("index: cached"), "{out}");
+    assert!(out.contains("missed by both legs"), "{out}");
+    assert!(out.contains("xylophone"), "{out}");
+
+    // Malformed qrels name the file and line.
+    std::fs::write(
+        work.path().join("toy/qrels/test.tsv"),
+        "query-id\tcorpus-id\tscore\nq1\td1\n",
+    )
+    .unwrap();
+    let o = pinpoint(
+        work.path(),
+        &[
+            "eval",
+            "--beir",
+            "toy",
+            "--index",
+            "idx",
+            "--model",
+            model.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("test.tsv:2"), "{}", stderr(&o));
+}
+
+#[test]
+fn user_labelled_queries_against_a_folder_index() {
+    let work = tempfile::tempdir().unwrap();
+    let model = real_model();
+    let m = model.to_str().unwrap();
+    let s = samples();
+    let o = pinpoint(
+        work.path(),
+        &["index", s.to_str().unwrap(), "--index", "idx", "--model", m],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(
+        work.path().join("labels.jsonl"),
+        concat!(
+            "{\"query\": \"wild yeast culture for baking\", \"relevant\": [\"sourdough.txt\"]}\n",
+            "{\"query\": \"stretching the oceans into two bulges\", \"relevant\": [\"tides.txt\"]}\n",
+        ),
+    )
+    .unwrap();
+    let o = pinpoint(
+        work.path(),
+        &[
+            "eval",
+            "--queries",
+            "labels.jsonl",
+            "--index",
+            "idx",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["queries"], 2);
+    assert_eq!(v["modes"]["hybrid"]["mrr@10"].as_f64().unwrap(), 1.0, "{v}");
+    std::fs::write(work.path().join("bad.jsonl"), "{\"query\": \"x\"}\n").unwrap();
+    let o = pinpoint(
+        work.path(),
+        &["eval", "--queries", "bad.jsonl", "--index", "idx"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("bad.jsonl:1"), "{}", stderr(&o));
+}
+
+/// SciFact subset for CI: the first 100 judged test queries, their relevant documents, and
+/// the first 400 other documents in corpus order.
+fn write_scifact_subset(dir: &Path) -> bool {
+    let src = root().join("../shared/datasets/scifact");
+    if !src.join("corpus.jsonl").exists() {
+        return false;
+    }
+    std::fs::create_dir_all(dir.join("qrels")).unwrap();
+    let qrels = std::fs::read_to_string(src.join("qrels/test.tsv")).unwrap();
+    let mut qids: Vec<u64> = qrels
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split('\t').next()?.trim().parse().ok())
+        .collect();
+    qids.sort_unstable();
+    qids.dedup();
+    let keep_q: std::collections::HashSet<String> =
+        qids.iter().take(100).map(|q| q.to_string()).collect();
+    let lines: Vec<&str> = qrels
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            l.split('\t')
+                .next()
+                .is_some_and(|q| keep_q.contains(q.trim()))
+        })
+        .collect();
+    let rel: std::collections::HashSet<String> = lines
+        .iter()
+        .filter_map(|l| l.split('\t').nth(1))
+        .map(|s| s.trim().to_string())
+        .collect();
+    std::fs::write(
+        dir.join("qrels/test.tsv"),
+        format!("query-id\tcorpus-id\tscore\n{}\n", lines.join("\n")),
+    )
+    .unwrap();
+    let corpus = std::fs::read_to_string(src.join("corpus.jsonl")).unwrap();
+    let mut out = String::new();
+    let mut others = 0;
+    for l in corpus.lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        let id = v["_id"].as_str().unwrap().to_string();
+        if rel.contains(&id) || others < 400 {
+            if !rel.contains(&id) {
+                others += 1;
+            }
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    std::fs::write(dir.join("corpus.jsonl"), out).unwrap();
+    std::fs::copy(src.join("queries.jsonl"), dir.join("queries.jsonl")).unwrap();
+    true
+}
+
+#[test]
+fn scifact_subset_does_not_regress() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("scifact-subset");
+    assert!(
+        write_scifact_subset(&data),
+        "../shared/datasets/scifact is missing"
+    );
+    let model = real_model();
+    let o = pinpoint(
+        work.path(),
+        &[
+            "eval",
+            "--beir",
+            data.to_str().unwrap(),
+            "--json",
+            "--index",
+            "idx",
+            "--model",
+            model.to_str().unwrap(),
+            "--modes",
+            "lexical,dense,hybrid",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let baseline_path = root().join("tests/baselines/scifact_subset.json");
+    if std::env::var_os("PINPOINT_RECORD_BASELINE").is_some() {
+        std::fs::create_dir_all(baseline_path.parent().unwrap()).unwrap();
+        std::fs::write(&baseline_path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    }
+    let base: Value = serde_json::from_str(
+        &std::fs::read_to_string(&baseline_path).expect("record with PINPOINT_RECORD_BASELINE=1"),
+    )
+    .unwrap();
+    for mode in ["lexical", "dense", "hybrid"] {
+        let got = v["modes"][mode]["ndcg@10"].as_f64().unwrap();
+        let want = base["modes"][mode]["ndcg@10"].as_f64().unwrap();
+        assert!(
+            got >= want - 0.02,
+            "{mode} nDCG@10 dropped: {got:.4} vs baseline {want:.4}"
+        );
+    }
+}
