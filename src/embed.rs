@@ -176,7 +176,13 @@ impl BertCore {
             dir: model.dir.clone(),
             what: format!("cannot load model.safetensors: {e}"),
         })?;
-        let bert = BertModel::load(vb.clone(), &cfg).map_err(|e| Error::Model {
+        // Classification checkpoints nest the encoder under `bert.`.
+        let enc_vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
+            vb.pp("bert")
+        } else {
+            vb.clone()
+        };
+        let bert = BertModel::load(enc_vb, &cfg).map_err(|e| Error::Model {
             dir: model.dir.clone(),
             what: format!("model.safetensors does not match config.json: {e}"),
         })?;
@@ -216,7 +222,6 @@ impl BertCore {
     }
 
     /// `[CLS] a [SEP] b [SEP]`, truncating `b` first (the passage), then `a`.
-    #[allow(dead_code)] // for the cross-encoder reranker
     pub(crate) fn encode_pair(&self, a: &str, b: &str) -> Encoded {
         let mut qa = self.raw_ids(a);
         let mut pb = self.raw_ids(b);

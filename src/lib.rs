@@ -39,6 +39,7 @@ pub mod fuse;
 pub mod ingest;
 pub mod lexical;
 pub mod models;
+pub mod rerank;
 pub mod store;
 
 pub use chunk::ChunkConfig;
