@@ -9,7 +9,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use pinpoint::{ChunkConfig, DeviceChoice, Engine, EngineConfig, Mode, Progress, SearchRequest};
+use pinpoint::{
+    ChunkConfig, DeviceChoice, Engine, EngineConfig, Mode, Progress, RerankConfig, RerankKind,
+    SearchRequest,
+};
 
 /// Local hybrid retrieval: index a folder, ask a question, get few precise passages.
 #[derive(Parser, Debug)]
@@ -29,6 +32,33 @@ enum Command {
     Stats(StatsArgs),
     /// Measure retrieval quality on a BEIR collection or on your own labelled queries.
     Eval(EvalArgs),
+    /// Choose fusion and expansion settings on labelled queries (cross-validated) and store
+    /// them as the index's defaults.
+    Tune(TuneArgs),
+}
+
+#[derive(Args, Debug)]
+struct TuneArgs {
+    /// BEIR folder.
+    #[arg(long, conflicts_with = "queries", required_unless_present = "queries")]
+    beir: Option<PathBuf>,
+    /// Your labelled queries (JSON lines), against the index given by --index.
+    #[arg(long)]
+    queries: Option<PathBuf>,
+    /// qrels split to tune on (never the split you report).
+    #[arg(long, default_value = "train")]
+    split: String,
+    /// Metric to maximise: ndcg@10 or context_precision@5.
+    #[arg(long, default_value = "ndcg@10")]
+    metric: String,
+    /// Cross-validation folds.
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    /// Print the chosen settings without storing them in the index.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -90,6 +120,35 @@ struct QueryArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Rerank the top candidates: with --cross-encoder DIR when given, else with the
+    /// sentence-level bi-encoder reranker (slow on CPU: ~0.5 s per candidate).
+    #[arg(long, conflicts_with = "no_rerank")]
+    rerank: bool,
+    /// Do not rerank, even when the index's defaults do.
+    #[arg(long)]
+    no_rerank: bool,
+    /// Cross-encoder folder (BertForSequenceClassification) used by --rerank.
+    #[arg(long)]
+    cross_encoder: Option<PathBuf>,
+    /// Candidates reranked.
+    #[arg(long, default_value_t = 20)]
+    rerank_depth: usize,
+    /// Token budget for all returned passages together.
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// Show each hit's leg ranks and scores, fused and rerank scores, and why it was kept.
+    #[arg(long)]
+    explain: bool,
+    /// Boost paths matching a glob: GLOB=FACTOR (repeatable), e.g. 'docs/**=1.5'.
+    #[arg(long)]
+    boost: Vec<String>,
+    /// Prefer recent files: halve a file's score every N days of age.
+    #[arg(long)]
+    recency_days: Option<f32>,
+    /// Expansion command: reads the query on stdin, prints extra queries one per line
+    /// (e.g. a local LLM writing a hypothetical answer).
+    #[arg(long)]
+    expand_cmd: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -113,8 +172,13 @@ struct EvalArgs {
     /// qrels split.
     #[arg(long, default_value = "test")]
     split: String,
-    /// Comma-separated modes.
-    #[arg(long, default_value = "lexical,dense,hybrid", value_delimiter = ',')]
+    /// Comma-separated modes: lexical, dense, hybrid (plain RRF), fused, prf, rerank,
+    /// default (what `query` runs).
+    #[arg(
+        long,
+        default_value = "lexical,dense,hybrid,default",
+        value_delimiter = ','
+    )]
     modes: Vec<String>,
     /// Print exactly one JSON object.
     #[arg(long)]
@@ -142,6 +206,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Query(a) => query(a),
         Command::Stats(a) => stats(a),
         Command::Eval(a) => eval(a),
+        Command::Tune(a) => tune(a),
     }
 }
 
@@ -247,8 +312,44 @@ fn remove_index(dir: &std::path::Path) -> Result<()> {
 fn query(a: QueryArgs) -> Result<()> {
     let mode: Mode = a.mode.parse()?;
     let engine = Engine::open_read_only(&a.common.index, a.common.config()?)?;
-    let mut req = SearchRequest::new(a.text.clone(), a.k);
-    req.mode = mode;
+    let mut pipeline = engine.default_pipeline();
+    if a.rerank {
+        pipeline.rerank = Some(RerankConfig {
+            kind: match &a.cross_encoder {
+                Some(m) => RerankKind::CrossEncoder { model: m.clone() },
+                None => RerankKind::Sentence,
+            },
+            depth: a.rerank_depth,
+            weight: if a.cross_encoder.is_some() { 1.0 } else { 0.5 },
+        });
+    }
+    if a.no_rerank {
+        pipeline.rerank = None;
+    }
+    if let Some(t) = a.max_tokens {
+        pipeline
+            .select
+            .get_or_insert_with(Default::default)
+            .max_tokens = Some(t);
+    }
+    for b in &a.boost {
+        pipeline
+            .rules
+            .boosts
+            .push(pinpoint::rerank::Rules::parse_boost(b)?);
+    }
+    if a.recency_days.is_some() {
+        pipeline.rules.recency_half_life_days = a.recency_days;
+    }
+    if a.expand_cmd.is_some() {
+        pipeline.expand_cmd = a.expand_cmd.clone();
+    }
+    let req = SearchRequest {
+        mode,
+        explain: a.explain,
+        pipeline,
+        ..SearchRequest::new(a.text.clone(), a.k)
+    };
     let hits = engine.search(&req)?;
     if engine.store().is_empty() {
         eprintln!("note: the index is empty; add documents with `pinpoint index <FOLDER>`");
@@ -268,6 +369,7 @@ fn query(a: QueryArgs) -> Result<()> {
                     heading: h.heading.as_deref(),
                     score: h.score,
                     text: &h.text,
+                    explain: h.explain.as_ref(),
                 })
                 .collect(),
         };
@@ -286,6 +388,24 @@ fn query(a: QueryArgs) -> Result<()> {
             "{}:{}-{}  {:.4}{heading}",
             h.path, h.line_start, h.line_end, h.score
         )?;
+        if let Some(e) = &h.explain {
+            let r = |x: Option<usize>| x.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+            let f = |x: Option<f32>| x.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
+            writeln!(
+                out,
+                "    [lexical rank {} bm25 {} | dense rank {} cos {} | fused {:.4} (rank {}) | rerank {} | rules x{:.2} | final {:.4} | {}]",
+                r(e.lexical_rank),
+                f(e.lexical_score),
+                r(e.dense_rank),
+                f(e.dense_score),
+                e.fused_score,
+                e.fused_rank,
+                f(e.rerank_score),
+                e.rule_factor,
+                e.final_score,
+                e.kept
+            )?;
+        }
         for line in snippet(&h.text, 4, 300) {
             writeln!(out, "    {line}")?;
         }
@@ -311,6 +431,8 @@ struct HitJson<'a> {
     heading: Option<&'a str>,
     score: f32,
     text: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explain: Option<&'a pinpoint::Explain>,
 }
 
 /// The first `lines` non-empty lines of `text`, cut at `chars` characters in all.
@@ -380,13 +502,16 @@ fn human_bytes(b: u64) -> String {
 
 fn eval(a: EvalArgs) -> Result<()> {
     use pinpoint::eval::{self, EvalConfig};
-    let modes = a
-        .modes
-        .iter()
-        .map(|m| m.trim().parse::<Mode>())
-        .collect::<pinpoint::Result<Vec<_>>>()?;
+    for m in &a.modes {
+        if !eval::MODE_NAMES.contains(&m.trim()) {
+            anyhow::bail!(pinpoint::Error::invalid(
+                "mode",
+                format!("{m:?} (use {})", eval::MODE_NAMES.join(", "))
+            ));
+        }
+    }
     let ecfg = EvalConfig {
-        modes,
+        modes: a.modes.iter().map(|m| m.trim().to_string()).collect(),
         limit: a.limit,
         ..Default::default()
     };
@@ -524,6 +649,111 @@ fn eval(a: EvalArgs) -> Result<()> {
                 writeln!(out, "    top {} {:<12} {}", i + 1, d, t)?;
             }
         }
+    }
+    Ok(())
+}
+
+fn tune(a: TuneArgs) -> Result<()> {
+    use pinpoint::eval::{self, tune};
+    let target: tune::Target = a.metric.parse()?;
+    let mut cfg = a.common.config()?;
+    let (mut engine, labelled) = if let Some(dir) = &a.beir {
+        let ds = eval::Dataset::load_beir(dir, &a.split)?;
+        let model_dir = cfg
+            .model_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(pinpoint::models::DEFAULT_MODEL_DIR));
+        let model_id = pinpoint::models::ModelDir::open(&model_dir)?.spec.id;
+        cfg.model_dir = Some(model_dir);
+        let progress = Arc::new(Bars {
+            bar: Mutex::new(None),
+        });
+        let (engine, _) =
+            eval::open_or_build_with_progress(&a.common.index, &ds, cfg, &model_id, progress)?;
+        (engine, eval::beir_labelled(&ds))
+    } else {
+        let path = a.queries.clone().unwrap_or_default();
+        let labelled = eval::load_user_queries(&path)?;
+        (Engine::open(&a.common.index, cfg)?, labelled)
+    };
+    eprintln!("collecting features of {} queries ...", labelled.len());
+    let feats = tune::collect(&engine, &labelled, 100)?;
+    let t = tune::tune_fusion(&feats, target, a.folds);
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "fusion, best five on all {} queries ({}):",
+        labelled.len(),
+        a.metric
+    )?;
+    for (f, s) in &t.top {
+        writeln!(out, "  {:.4}  {}", s, serde_json::to_string(f)?)?;
+    }
+    writeln!(
+        out,
+        "chosen: {}  train {:.4}  {}-fold held-out {:.4}",
+        serde_json::to_string(&t.fusion)?,
+        t.train_score,
+        a.folds,
+        t.cv_score
+    )?;
+    for (i, f) in t.fold_choices.iter().enumerate() {
+        writeln!(out, "  fold {i} chose {}", serde_json::to_string(f)?)?;
+    }
+
+    // Expansion: one more pass with pseudo-relevance feedback.
+    let base = pinpoint::Pipeline {
+        fusion: t.fusion.clone(),
+        ..engine.default_pipeline()
+    };
+    let with_prf = pinpoint::Pipeline {
+        prf: Some(pinpoint::expand::PrfConfig::default()),
+        ..base.clone()
+    };
+    let mut scores = Vec::new();
+    for p in [&base, &with_prf] {
+        let mut sum = 0.0;
+        for (qid, text, rels) in &labelled {
+            let req = SearchRequest {
+                granularity: pinpoint::Granularity::Document,
+                pipeline: pinpoint::Pipeline {
+                    select: None,
+                    ..(*p).clone()
+                },
+                ..SearchRequest::new(text.as_str(), 10)
+            };
+            let o = engine.search_detailed(&req)?;
+            let ranked: Vec<String> = o
+                .ranked
+                .into_iter()
+                .map(|x| x.0)
+                .filter(|d| d != qid)
+                .collect();
+            sum += match target {
+                tune::Target::Ndcg10 => eval::metrics::ndcg(&ranked, rels, 10),
+                tune::Target::ContextPrecision5 => {
+                    eval::metrics::context_precision(&ranked, rels, 5)
+                }
+            };
+        }
+        scores.push(sum / labelled.len().max(1) as f64);
+    }
+    writeln!(
+        out,
+        "pseudo-relevance feedback: off {:.4}, on {:.4}",
+        scores[0], scores[1]
+    )?;
+    let chosen = if scores[1] > scores[0] + 0.002 {
+        with_prf
+    } else {
+        base
+    };
+    writeln!(out, "settings: {}", serde_json::to_string(&chosen)?)?;
+    if a.dry_run {
+        writeln!(out, "(dry run: nothing stored)")?;
+    } else {
+        engine.set_default_pipeline(&chosen)?;
+        writeln!(out, "stored as the defaults of {}", engine.dir().display())?;
     }
     Ok(())
 }

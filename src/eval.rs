@@ -13,7 +13,10 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::engine::{Engine, EngineConfig, Granularity, Mode, SearchOutput, SearchRequest};
+use crate::engine::{
+    Engine, EngineConfig, Granularity, Mode, Pipeline, RerankConfig, RerankKind, SearchOutput,
+    SearchRequest,
+};
 use crate::error::{Error, IoContext, Result};
 use crate::models::hex;
 
@@ -308,7 +311,7 @@ pub struct ModeMetrics {
 }
 
 impl ModeMetrics {
-    fn add(&mut self, ranked: &[String], rels: &HashMap<String, i32>) {
+    fn add(&mut self, ranked: &[String], selected: &[String], rels: &HashMap<String, i32>) {
         use metrics::*;
         self.ndcg10 += ndcg(ranked, rels, 10);
         self.recall10 += recall(ranked, rels, 10);
@@ -316,7 +319,7 @@ impl ModeMetrics {
         self.mrr10 += mrr(ranked, rels, 10);
         self.map100 += average_precision(ranked, rels, 100);
         self.p5 += precision(ranked, rels, 5);
-        self.context_precision5 += context_precision(ranked, rels, 5);
+        self.context_precision5 += context_precision(selected, rels, 5);
     }
 
     fn scale(&mut self, n: usize) {
@@ -416,11 +419,80 @@ pub struct QueryFunnel {
     pub top: Vec<(String, String)>,
 }
 
+/// A named retrieval configuration to evaluate.
+#[derive(Debug, Clone)]
+pub struct EvalMode {
+    /// Name shown in reports.
+    pub name: String,
+    /// Legs.
+    pub mode: Mode,
+    /// Stages after retrieval.
+    pub pipeline: Pipeline,
+}
+
+/// Names accepted by [`EvalMode::named`].
+pub const MODE_NAMES: [&str; 7] = [
+    "lexical", "dense", "hybrid", "fused", "prf", "rerank", "default",
+];
+
+impl EvalMode {
+    /// The configuration called `name`:
+    /// - `lexical`, `dense`: one leg;
+    /// - `hybrid`: plain RRF (k = 60) of both legs' top 100, the published baseline;
+    /// - `fused`: the default fusion (normalised scores, every candidate scored on both legs);
+    /// - `prf`: `fused` plus pseudo-relevance feedback on the lexical leg;
+    /// - `rerank`: `fused` plus the sentence-level bi-encoder reranker on the top 20;
+    /// - `default`: exactly what `pinpoint query` runs without flags on this index.
+    pub fn named(name: &str, engine: &Engine) -> Result<EvalMode> {
+        let fused = Pipeline {
+            select: None,
+            multi_query: false,
+            ..Pipeline::default()
+        };
+        let (mode, pipeline) = match name {
+            "lexical" => (Mode::Lexical, Pipeline::rrf()),
+            "dense" => (Mode::Dense, Pipeline::rrf()),
+            "hybrid" => (Mode::Hybrid, Pipeline::rrf()),
+            "fused" => (Mode::Hybrid, fused),
+            "prf" => (
+                Mode::Hybrid,
+                Pipeline {
+                    prf: Some(crate::expand::PrfConfig::default()),
+                    ..fused
+                },
+            ),
+            "rerank" => (
+                Mode::Hybrid,
+                Pipeline {
+                    rerank: Some(RerankConfig {
+                        kind: RerankKind::Sentence,
+                        depth: 20,
+                        weight: 0.5,
+                    }),
+                    ..fused
+                },
+            ),
+            "default" => (Mode::Hybrid, engine.default_pipeline()),
+            other => {
+                return Err(Error::invalid(
+                    "mode",
+                    format!("{other:?} (use {})", MODE_NAMES.join(", ")),
+                ))
+            }
+        };
+        Ok(EvalMode {
+            name: name.to_string(),
+            mode,
+            pipeline,
+        })
+    }
+}
+
 /// Evaluation settings.
 #[derive(Debug, Clone)]
 pub struct EvalConfig {
-    /// Modes to evaluate.
-    pub modes: Vec<Mode>,
+    /// Mode names to evaluate (see [`EvalMode::named`]).
+    pub modes: Vec<String>,
     /// Only the first N judged queries (0: all).
     pub limit: usize,
     /// Documents ranked per query.
@@ -430,7 +502,7 @@ pub struct EvalConfig {
 impl Default for EvalConfig {
     fn default() -> Self {
         EvalConfig {
-            modes: vec![Mode::Lexical, Mode::Dense, Mode::Hybrid],
+            modes: vec!["lexical".into(), "dense".into(), "hybrid".into()],
             limit: 0,
             depth: 100,
         }
@@ -535,7 +607,8 @@ pub fn evaluate(
     let mut modes = BTreeMap::new();
     let mut funnel = Vec::new();
     let mut funnel_mode = String::new();
-    for &mode in &cfg.modes {
+    for name in &cfg.modes {
+        let em = EvalMode::named(name, engine)?;
         let mut m = ModeMetrics::default();
         let mut per_query = Vec::new();
         let t = Instant::now();
@@ -543,31 +616,40 @@ pub fn evaluate(
             let req = SearchRequest {
                 depth: cfg.depth,
                 granularity: Granularity::Document,
-                ..SearchRequest::new(text.as_str(), cfg.depth)
-            }
-            .mode(mode);
-            let out = engine.search_detailed(&req)?;
-            per_query.push(out);
+                mode: em.mode,
+                pipeline: em.pipeline.clone(),
+                ..SearchRequest::new(text.as_str(), 10)
+            };
+            per_query.push(engine.search_detailed(&req)?);
         }
         let secs = t.elapsed().as_secs_f64();
         m.qps = queries.len() as f64 / secs.max(1e-9);
         let mut f = Vec::new();
         for ((qid, text, rels), out) in queries.iter().zip(&per_query) {
-            // BEIR: a document whose id equals the query id is not counted.
+            // BEIR: a document whose id equals the query id is not counted. Ranking metrics
+            // use the whole ranking; context precision uses the passages that selection
+            // actually hands over (the same list when the mode does not select).
             let ranked: Vec<String> = out
+                .ranked
+                .iter()
+                .map(|h| h.0.clone())
+                .filter(|d| d != qid)
+                .collect();
+            let selected: Vec<String> = out
                 .hits
                 .iter()
                 .map(|h| h.path.clone())
                 .filter(|d| d != qid)
                 .collect();
-            m.add(&ranked, rels);
+            m.add(&ranked, &selected, rels);
             f.push(query_funnel(qid, text, rels, out, &ranked, &titles));
         }
         m.scale(queries.len());
-        modes.insert(mode.to_string(), m);
-        if mode == Mode::Hybrid || funnel.is_empty() {
+        modes.insert(name.clone(), m);
+        if name == "default" || (name == "hybrid" && funnel_mode != "default") || funnel.is_empty()
+        {
             funnel = f;
-            funnel_mode = mode.to_string();
+            funnel_mode = name.clone();
         }
     }
     Ok(Evaluation {
@@ -812,5 +894,209 @@ mod tests {
             e(None, None, None, None).class(),
             LossClass::MissedByBothLegs
         );
+    }
+}
+
+/// Automatic choice of pipeline settings from labelled queries.
+pub mod tune {
+    use std::collections::HashMap;
+
+    use super::{metrics, Labelled};
+    use crate::engine::{Engine, Granularity, Mode, Pipeline, SearchRequest};
+    use crate::error::Result;
+    use crate::fuse::{fuse, Fusion, Norm};
+
+    /// The metric to maximise.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Target {
+        /// nDCG@10.
+        Ndcg10,
+        /// RAGAS context precision@5.
+        ContextPrecision5,
+    }
+
+    impl std::str::FromStr for Target {
+        type Err = crate::error::Error;
+        fn from_str(s: &str) -> Result<Self> {
+            match s {
+                "ndcg@10" => Ok(Target::Ndcg10),
+                "context_precision@5" => Ok(Target::ContextPrecision5),
+                _ => Err(crate::error::Error::invalid(
+                    "metric",
+                    format!("{s:?} (use ndcg@10 or context_precision@5)"),
+                )),
+            }
+        }
+    }
+
+    fn score(target: Target, ranked: &[String], rels: &HashMap<String, i32>) -> f64 {
+        match target {
+            Target::Ndcg10 => metrics::ndcg(ranked, rels, 10),
+            Target::ContextPrecision5 => metrics::context_precision(ranked, rels, 5),
+        }
+    }
+
+    /// One query's candidates with both features.
+    pub struct QueryFeatures {
+        /// Judgements.
+        pub rels: HashMap<String, i32>,
+        /// (doc, BM25, cosine).
+        pub cands: Vec<(String, f32, f32)>,
+        /// Query id (excluded from rankings, BEIR convention).
+        pub qid: String,
+    }
+
+    /// Collects features of every train query (one engine pass).
+    pub fn collect(
+        engine: &Engine,
+        queries: &Labelled,
+        depth: usize,
+    ) -> Result<Vec<QueryFeatures>> {
+        let p = Pipeline {
+            select: None,
+            multi_query: false,
+            prf: None,
+            ..Pipeline::default()
+        };
+        let mut out = Vec::with_capacity(queries.len());
+        for (qid, text, rels) in queries {
+            let req = SearchRequest {
+                depth,
+                granularity: Granularity::Document,
+                mode: Mode::Hybrid,
+                pipeline: p.clone(),
+                ..SearchRequest::new(text.as_str(), 10)
+            };
+            let o = engine.search_detailed(&req)?;
+            out.push(QueryFeatures {
+                rels: rels.clone(),
+                cands: o.candidates,
+                qid: qid.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The fusion grid searched.
+    pub fn grid() -> Vec<Fusion> {
+        let mut g = Vec::new();
+        for i in 0..=20 {
+            let w = i as f32 / 20.0;
+            g.push(Fusion::Weighted {
+                norm: Norm::MinMax,
+                weights: vec![1.0 - w, w],
+            });
+            g.push(Fusion::Weighted {
+                norm: Norm::ZScore,
+                weights: vec![1.0 - w, w],
+            });
+        }
+        for k in [5.0, 10.0, 20.0, 40.0, 60.0, 100.0] {
+            for i in 2..=8 {
+                let w = i as f32 / 10.0;
+                g.push(Fusion::Rrf {
+                    k,
+                    weights: vec![2.0 * (1.0 - w), 2.0 * w],
+                });
+            }
+        }
+        g
+    }
+
+    /// Mean target of `fusion` over `queries`.
+    pub fn evaluate(features: &[&QueryFeatures], fusion: &Fusion, target: Target) -> f64 {
+        let mut sum = 0.0;
+        for q in features {
+            let mut by_lex: Vec<(u64, f32)> = q
+                .cands
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (i as u64, c.1))
+                .collect();
+            let mut by_den: Vec<(u64, f32)> = q
+                .cands
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (i as u64, c.2))
+                .collect();
+            by_lex.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            by_den.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let ranked: Vec<String> = fuse(&[&by_lex, &by_den], fusion)
+                .into_iter()
+                .map(|(i, _)| q.cands[i as usize].0.clone())
+                .filter(|d| *d != q.qid)
+                .collect();
+            sum += score(target, &ranked, &q.rels);
+        }
+        sum / features.len().max(1) as f64
+    }
+
+    /// Result of a tuning run.
+    #[derive(Debug, Clone)]
+    pub struct Tuned {
+        /// Best fusion on all queries.
+        pub fusion: Fusion,
+        /// Its mean target on all queries (optimistic: chosen on them).
+        pub train_score: f64,
+        /// Mean held-out target of the fusion chosen on the other folds (honest estimate).
+        pub cv_score: f64,
+        /// The fusion each fold chose.
+        pub fold_choices: Vec<Fusion>,
+        /// The five best settings on all queries.
+        pub top: Vec<(Fusion, f64)>,
+    }
+
+    /// Grid search with `folds`-fold cross-validation.
+    pub fn tune_fusion(features: &[QueryFeatures], target: Target, folds: usize) -> Tuned {
+        let grid = grid();
+        let all: Vec<&QueryFeatures> = features.iter().collect();
+        let best_on = |qs: &[&QueryFeatures]| -> (Fusion, f64) {
+            let mut best = (grid[0].clone(), f64::MIN);
+            for f in &grid {
+                let s = evaluate(qs, f, target);
+                if s > best.1 + 1e-12 {
+                    best = (f.clone(), s);
+                }
+            }
+            best
+        };
+        let folds = folds.max(2);
+        let mut cv_sum = 0.0;
+        let mut cv_n = 0usize;
+        let mut fold_choices = Vec::new();
+        for f in 0..folds {
+            let train: Vec<&QueryFeatures> = all
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % folds != f)
+                .map(|(_, q)| *q)
+                .collect();
+            let held: Vec<&QueryFeatures> = all
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % folds == f)
+                .map(|(_, q)| *q)
+                .collect();
+            if held.is_empty() || train.is_empty() {
+                continue;
+            }
+            let (choice, _) = best_on(&train);
+            cv_sum += evaluate(&held, &choice, target) * held.len() as f64;
+            cv_n += held.len();
+            fold_choices.push(choice);
+        }
+        let mut scored: Vec<(Fusion, f64)> = grid
+            .iter()
+            .map(|f| (f.clone(), evaluate(&all, f, target)))
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let (fusion, train_score) = scored[0].clone();
+        Tuned {
+            fusion,
+            train_score,
+            cv_score: cv_sum / cv_n.max(1) as f64,
+            fold_choices,
+            top: scored.into_iter().take(5).collect(),
+        }
     }
 }

@@ -25,7 +25,8 @@
 //! `Query -> candidates -> fused -> hits`. Each stage is one module:
 //! [`ingest`] (walk, extract), [`chunk`] (token-aware splitting), [`embed`] (candle BERT),
 //! [`dense`] (HNSW / exact scan), [`lexical`] (BM25), [`store`] (chunk store, manifest),
-//! [`fuse`] (RRF, weighted), [`eval`] (BEIR metrics and the per-query funnel), and
+//! [`fuse`] (RRF, weighted), [`expand`] (PRF, multi-query), [`rerank`] (cross-encoder,
+//! sentence-level), [`select`] (context selection), [`eval`] (BEIR metrics and the per-query funnel), and
 //! [`engine`], the only place that coordinates the stores.
 #![warn(missing_docs)]
 
@@ -35,18 +36,20 @@ pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod expand;
 pub mod fuse;
 pub mod ingest;
 pub mod lexical;
 pub mod models;
 pub mod rerank;
+pub mod select;
 pub mod store;
 
 pub use chunk::ChunkConfig;
 pub use embed::{BertEmbedder, DeviceChoice, Embedder, HashEmbedder};
 pub use engine::{
-    Engine, EngineConfig, Granularity, Hit, IndexReport, Mode, Progress, SearchOutput,
-    SearchRequest,
+    Engine, EngineConfig, Explain, Granularity, Hit, IndexReport, Mode, Pipeline, Progress,
+    RerankConfig, RerankKind, SearchOutput, SearchRequest,
 };
 pub use error::{Error, Result};
 pub use fuse::{Fusion, Norm};

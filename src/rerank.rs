@@ -201,7 +201,7 @@ impl Reranker for SentenceReranker<'_> {
 
 /// User rules applied to final scores: multiply by a factor when the path matches a glob,
 /// and by a recency factor `2^(-age / half_life)` when a half-life is set.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct Rules {
     /// `(glob, factor)` pairs, e.g. `("docs/**", 1.5)`, `("**/*.test.js", 0.5)`.
@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn sentence_split_drops_noise() {
         assert_eq!(
-            sentences("First one. Second one!  ... \n Third?"),
+            sentences("First one. Second one!\n...\nThird?"),
             vec!["First one.", "Second one!", "Third?"]
         );
     }

@@ -300,7 +300,7 @@ fn scifact_subset_does_not_regress() {
             "--model",
             model.to_str().unwrap(),
             "--modes",
-            "lexical,dense,hybrid",
+            "lexical,dense,hybrid,default",
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -314,7 +314,7 @@ fn scifact_subset_does_not_regress() {
         &std::fs::read_to_string(&baseline_path).expect("record with PINPOINT_RECORD_BASELINE=1"),
     )
     .unwrap();
-    for mode in ["lexical", "dense", "hybrid"] {
+    for mode in ["lexical", "dense", "hybrid", "default"] {
         let got = v["modes"][mode]["ndcg@10"].as_f64().unwrap();
         let want = base["modes"][mode]["ndcg@10"].as_f64().unwrap();
         assert!(

@@ -20,10 +20,15 @@ use crate::chunk::{chunk_document, contextual_text, ChunkConfig};
 use crate::dense::{build_graph, dump_graph, extend_graph, load_graph, DenseIndex, HnswParams};
 use crate::embed::{BertEmbedder, DeviceChoice, Embedder};
 use crate::error::{Error, IoContext, Result};
-use crate::fuse::{fuse, Fusion};
 use crate::ingest::{self, Document, IngestConfig, Skipped};
 use crate::lexical::LexicalIndex;
 use crate::models::{ModelDir, ModelSpec, DEFAULT_MODEL_DIR};
+mod search;
+
+pub use search::{
+    Explain, Granularity, Hit, Pipeline, RerankConfig, RerankKind, SearchOutput, SearchRequest,
+};
+
 use crate::store::{
     file_sum, read_docs, sync_dir, write_chunks, write_docs, write_vectors, ChunkRecord,
     ChunkStore, Counts, DocRecord, Manifest, VectorFile, FORMAT_VERSION,
@@ -111,96 +116,6 @@ impl std::fmt::Display for Mode {
             Mode::Hybrid => "hybrid",
         })
     }
-}
-
-/// What a hit stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Granularity {
-    /// One hit per chunk.
-    #[default]
-    Chunk,
-    /// One hit per document, scored by its best chunk (max-pool).
-    Document,
-}
-
-/// A search.
-#[derive(Debug, Clone)]
-pub struct SearchRequest {
-    /// The question.
-    pub query: String,
-    /// Hits to return.
-    pub k: usize,
-    /// Retrieval mode.
-    pub mode: Mode,
-    /// Candidates taken from each leg before fusion.
-    pub depth: usize,
-    /// Chunks or documents.
-    pub granularity: Granularity,
-    /// Fusion method for hybrid mode.
-    pub fusion: Fusion,
-}
-
-impl SearchRequest {
-    /// A hybrid chunk search for `query` returning `k` hits, with the default depth (100)
-    /// and RRF (k = 60).
-    pub fn new(query: impl Into<String>, k: usize) -> SearchRequest {
-        SearchRequest {
-            query: query.into(),
-            k,
-            mode: Mode::Hybrid,
-            depth: 100,
-            granularity: Granularity::Chunk,
-            fusion: Fusion::default(),
-        }
-    }
-
-    /// Sets the mode.
-    pub fn mode(mut self, mode: Mode) -> SearchRequest {
-        self.mode = mode;
-        self
-    }
-
-    /// Sets the granularity.
-    pub fn granularity(mut self, g: Granularity) -> SearchRequest {
-        self.granularity = g;
-        self
-    }
-}
-
-/// One result.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Hit {
-    /// 1-based rank.
-    pub rank: usize,
-    /// Chunk id (for documents: their best chunk).
-    pub chunk_id: u64,
-    /// Document key: path relative to the indexed folder, or external id.
-    pub path: String,
-    /// First source line.
-    pub line_start: u32,
-    /// Last source line.
-    pub line_end: u32,
-    /// Heading trail.
-    pub heading: Option<String>,
-    /// Score of the final stage (cosine, BM25 or fused).
-    pub score: f32,
-    /// Chunk text.
-    pub text: String,
-}
-
-/// A search result with what each stage saw, keyed by chunk id or document key.
-#[derive(Debug, Clone, Default)]
-pub struct SearchOutput {
-    /// Final hits.
-    pub hits: Vec<Hit>,
-    /// Lexical leg, best first (key, score); empty when not run.
-    pub lexical: Vec<(String, f32)>,
-    /// Dense leg, best first.
-    pub dense: Vec<(String, f32)>,
-    /// Fused list (hybrid only), best first.
-    pub fused: Vec<(String, f32)>,
-    /// Seconds spent per stage.
-    pub timings: Vec<(&'static str, f64)>,
 }
 
 /// What a folder sync or commit did.
@@ -334,6 +249,8 @@ pub struct Engine {
     dense: DenseIndex,
     lexical: LexicalIndex,
     docs: OnceLock<Vec<DocRecord>>,
+    doc_index: OnceLock<search::DocIndex>,
+    cross_encoder: std::sync::Mutex<Option<(PathBuf, Arc<crate::rerank::CrossEncoder>)>>,
     embedder: OnceLock<Arc<dyn Embedder>>,
     staged: Staged,
     lock: Option<WriterLock>,
@@ -422,6 +339,8 @@ impl Engine {
             store: ChunkStore::empty(),
             lexical,
             docs: OnceLock::new(),
+            doc_index: OnceLock::new(),
+            cross_encoder: std::sync::Mutex::new(None),
             embedder: OnceLock::new(),
             staged: Staged::default(),
             lock: Some(lock),
@@ -558,6 +477,8 @@ impl Engine {
             dense: DenseIndex::new(vectors, graph),
             lexical,
             docs: OnceLock::new(),
+            doc_index: OnceLock::new(),
+            cross_encoder: std::sync::Mutex::new(None),
             embedder: OnceLock::new(),
             staged: Staged::default(),
             lock,
@@ -1105,6 +1026,7 @@ impl Engine {
         self.dense = DenseIndex::new(vectors, graph);
         self.manifest = next;
         self.docs = OnceLock::new();
+        self.doc_index = OnceLock::new();
         let _ = self.docs.set(docs);
         self.remove_stray_files()?;
         Ok(())
@@ -1148,139 +1070,6 @@ impl Engine {
             }
         }
         Ok(())
-    }
-
-    /// Runs a search and returns the hits.
-    pub fn search(&self, req: &SearchRequest) -> Result<Vec<Hit>> {
-        Ok(self.search_detailed(req)?.hits)
-    }
-
-    /// Runs a search and returns the hits with what each stage saw.
-    pub fn search_detailed(&self, req: &SearchRequest) -> Result<SearchOutput> {
-        let query = req.query.trim();
-        if query.is_empty() {
-            return Err(Error::invalid("query", "is empty"));
-        }
-        if req.k == 0 {
-            return Err(Error::invalid("k", "must be at least 1"));
-        }
-        let mut out = SearchOutput::default();
-        if self.store.is_empty() {
-            return Ok(out);
-        }
-        // Documents need more chunks per leg to fill `depth` distinct documents.
-        let depth = req.depth.max(req.k);
-        let chunk_depth = match req.granularity {
-            Granularity::Chunk => depth,
-            Granularity::Document => depth * 3,
-        };
-        let mut lex = Vec::new();
-        let mut den = Vec::new();
-        if matches!(req.mode, Mode::Lexical | Mode::Hybrid) {
-            let t = Instant::now();
-            lex = self.lexical.search(query, chunk_depth)?;
-            // A reader may see a newer lexical commit than its store: drop unknown ids.
-            lex.retain(|(id, _)| self.store.position(*id).is_some());
-            out.timings.push(("lexical", t.elapsed().as_secs_f64()));
-        }
-        if matches!(req.mode, Mode::Dense | Mode::Hybrid) {
-            let t = Instant::now();
-            let q = self.embedder()?.embed_query(query)?;
-            out.timings.push(("embed", t.elapsed().as_secs_f64()));
-            let t = Instant::now();
-            den = self
-                .dense
-                .search(&q, chunk_depth, self.cfg.hnsw.ef_search, &self.store)?;
-            out.timings.push(("dense", t.elapsed().as_secs_f64()));
-        }
-        let t = Instant::now();
-        // Keys: chunk ids, or document keys with the best chunk (max-pool).
-        let (lex_k, den_k, best_chunk) = match req.granularity {
-            Granularity::Chunk => (
-                lex.iter().map(|&(id, s)| (id, s)).collect::<Vec<_>>(),
-                den.iter().map(|&(id, s)| (id, s)).collect::<Vec<_>>(),
-                None,
-            ),
-            Granularity::Document => {
-                let mut doc_ids: HashMap<String, u64> = HashMap::new();
-                let mut best: HashMap<u64, u64> = HashMap::new();
-                let mut pool = |leg: &[(u64, f32)]| -> Result<Vec<(u64, f32)>> {
-                    let mut seen = HashSet::new();
-                    let mut v = Vec::new();
-                    for &(cid, s) in leg {
-                        let pos = self.store.position(cid).ok_or_else(|| {
-                            Error::corrupt(self.dir.join("chunks"), "dangling chunk id")
-                        })?;
-                        let doc = self.store.get(pos)?.doc;
-                        let n = doc_ids.len() as u64;
-                        let did = *doc_ids.entry(doc).or_insert(n);
-                        if seen.insert(did) {
-                            best.entry(did).or_insert(cid);
-                            v.push((did, s));
-                            if v.len() >= depth {
-                                break;
-                            }
-                        }
-                    }
-                    Ok(v)
-                };
-                let l = pool(&lex)?;
-                let d = pool(&den)?;
-                (l, d, Some(best))
-            }
-        };
-        let fused = match req.mode {
-            Mode::Lexical => lex_k.clone(),
-            Mode::Dense => den_k.clone(),
-            Mode::Hybrid => {
-                let mut f = fuse(&[&lex_k, &den_k], &req.fusion);
-                f.truncate(depth);
-                f
-            }
-        };
-        out.timings.push(("fuse", t.elapsed().as_secs_f64()));
-        let chunk_of = |key: u64| -> u64 {
-            match &best_chunk {
-                None => key,
-                Some(b) => b.get(&key).copied().unwrap_or(key),
-            }
-        };
-        let name = |key: u64| -> Result<String> {
-            match &best_chunk {
-                None => Ok(key.to_string()),
-                Some(_) => Ok(self
-                    .store
-                    .get_id(chunk_of(key))?
-                    .map(|r| r.doc)
-                    .unwrap_or_default()),
-            }
-        };
-        // For the document keyed lists, resolve keys to document names for the caller.
-        let named = |v: &[(u64, f32)]| -> Result<Vec<(String, f32)>> {
-            v.iter().map(|&(k, s)| Ok((name(k)?, s))).collect()
-        };
-        out.lexical = named(&lex_k)?;
-        out.dense = named(&den_k)?;
-        if req.mode == Mode::Hybrid {
-            out.fused = named(&fused)?;
-        }
-        for (rank, &(key, score)) in fused.iter().take(req.k).enumerate() {
-            let cid = chunk_of(key);
-            let Some(r) = self.store.get_id(cid)? else {
-                continue;
-            };
-            out.hits.push(Hit {
-                rank: rank + 1,
-                chunk_id: cid,
-                path: r.doc,
-                line_start: r.line_range.0,
-                line_end: r.line_range.1,
-                heading: r.heading,
-                score,
-                text: r.text,
-            });
-        }
-        Ok(out)
     }
 
     /// Facts for `pinpoint stats`.

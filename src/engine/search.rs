@@ -1,0 +1,878 @@
+//! The query path: legs, expansion, fusion, reranking, rules and selection.
+//!
+//! `Query -> (lexical, dense) candidates -> [PRF second pass] -> fused -> reranked ->
+//! rules -> selected context`. Every stage records what it saw, so a hit can explain itself
+//! (`--explain`) and the evaluator can show where a relevant passage was lost.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Engine, Mode};
+use crate::embed::dot;
+use crate::error::{Error, Result};
+use crate::expand::{self, PrfConfig};
+use crate::fuse::{fuse, normalize, Fusion, Norm};
+use crate::lexical::LexicalIndex;
+use crate::rerank::{CrossEncoder, Reranker, Rules, SentenceReranker};
+use crate::select::{select, Passage, SelectConfig};
+
+/// What a hit stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Granularity {
+    /// One hit per chunk.
+    #[default]
+    Chunk,
+    /// One hit per document, scored by its best chunk (max-pool).
+    Document,
+}
+
+/// Which reranker runs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RerankKind {
+    /// Sentence-level late interaction with the bi-encoder.
+    Sentence,
+    /// A cross-encoder folder.
+    CrossEncoder {
+        /// The model folder.
+        model: PathBuf,
+    },
+}
+
+/// Reranking settings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RerankConfig {
+    /// The reranker.
+    pub kind: RerankKind,
+    /// How many of the fused candidates are reranked.
+    pub depth: usize,
+    /// Weight of the (normalised) rerank score against the (normalised) fused score.
+    pub weight: f32,
+}
+
+/// The stages after candidate retrieval, with their settings. `Pipeline::default()` is
+/// what `pinpoint query` runs without flags (unless `pinpoint tune` stored other defaults
+/// in the index).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Pipeline {
+    /// Fusion of the two legs (hybrid mode).
+    pub fusion: Fusion,
+    /// Score every candidate on both legs (exact cosine, deep BM25) before fusing, instead
+    /// of treating a candidate missing from one leg's top list as absent from it.
+    pub full_features: bool,
+    /// Pseudo-relevance feedback for the lexical leg.
+    pub prf: Option<PrfConfig>,
+    /// Split a query holding several questions and merge their results.
+    pub multi_query: bool,
+    /// External expansion command (off by default).
+    pub expand_cmd: Option<String>,
+    /// Reranking.
+    pub rerank: Option<RerankConfig>,
+    /// Context selection.
+    pub select: Option<SelectConfig>,
+    /// User rules.
+    pub rules: Rules,
+}
+
+impl Pipeline {
+    /// Plain reciprocal rank fusion (k = 60) of the two legs' top lists: the baseline.
+    pub fn rrf() -> Pipeline {
+        Pipeline {
+            fusion: Fusion::default(),
+            full_features: false,
+            prf: None,
+            multi_query: false,
+            expand_cmd: None,
+            rerank: None,
+            select: None,
+            rules: Rules::default(),
+        }
+    }
+}
+
+impl Default for Pipeline {
+    /// Chosen on SciFact's train split with 5 folds held out (docs/decisions.md): every
+    /// candidate of either leg is scored on both (exact cosine, deep BM25), each score is
+    /// standardised per query (z-score, so the weights need no calibration between BM25
+    /// and cosine scales), and the two are averaged with equal weights; no PRF (it lowered
+    /// train nDCG@10 from 0.738 to 0.722).
+    fn default() -> Self {
+        Pipeline {
+            fusion: Fusion::Weighted {
+                norm: Norm::ZScore,
+                weights: vec![0.5, 0.5],
+            },
+            full_features: true,
+            prf: None,
+            multi_query: true,
+            expand_cmd: None,
+            rerank: None,
+            select: Some(SelectConfig::default()),
+            rules: Rules::default(),
+        }
+    }
+}
+
+/// A search.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    /// The question.
+    pub query: String,
+    /// Hits to return.
+    pub k: usize,
+    /// Retrieval mode.
+    pub mode: Mode,
+    /// Candidates taken from each leg (documents, at document granularity).
+    pub depth: usize,
+    /// Chunks or documents.
+    pub granularity: Granularity,
+    /// Stages after retrieval.
+    pub pipeline: Pipeline,
+    /// Attach an [`Explain`] to each hit.
+    pub explain: bool,
+}
+
+impl SearchRequest {
+    /// A hybrid chunk search for `query` returning `k` hits with the default pipeline and
+    /// depth 100.
+    pub fn new(query: impl Into<String>, k: usize) -> SearchRequest {
+        SearchRequest {
+            query: query.into(),
+            k,
+            mode: Mode::Hybrid,
+            depth: 100,
+            granularity: Granularity::Chunk,
+            pipeline: Pipeline::default(),
+            explain: false,
+        }
+    }
+
+    /// Sets the mode.
+    pub fn mode(mut self, mode: Mode) -> SearchRequest {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets the granularity.
+    pub fn granularity(mut self, g: Granularity) -> SearchRequest {
+        self.granularity = g;
+        self
+    }
+
+    /// Sets the pipeline.
+    pub fn pipeline(mut self, p: Pipeline) -> SearchRequest {
+        self.pipeline = p;
+        self
+    }
+}
+
+/// Why a hit is where it is.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Explain {
+    /// Rank in the lexical leg (1-based), if present.
+    pub lexical_rank: Option<usize>,
+    /// BM25 score (of the best chunk for documents), if any term matched.
+    pub lexical_score: Option<f32>,
+    /// Rank in the dense leg, if present.
+    pub dense_rank: Option<usize>,
+    /// Cosine with the query.
+    pub dense_score: Option<f32>,
+    /// Fused score.
+    pub fused_score: f32,
+    /// Rank after fusion.
+    pub fused_rank: usize,
+    /// Rerank score, when reranked.
+    pub rerank_score: Option<f32>,
+    /// Product of the rule factors.
+    pub rule_factor: f32,
+    /// Final score.
+    pub final_score: f32,
+    /// Why it was kept by selection.
+    pub kept: String,
+}
+
+/// One result.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Hit {
+    /// 1-based rank.
+    pub rank: usize,
+    /// Chunk id (for documents: their best chunk).
+    pub chunk_id: u64,
+    /// Document key: path relative to the indexed folder, or external id.
+    pub path: String,
+    /// First source line.
+    pub line_start: u32,
+    /// Last source line.
+    pub line_end: u32,
+    /// Heading trail.
+    pub heading: Option<String>,
+    /// Final score.
+    pub score: f32,
+    /// Passage text (merged chunks when adjacent chunks were selected together).
+    pub text: String,
+    /// Stage-by-stage explanation, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Explain>,
+}
+
+/// A search result with what each stage saw. Lists are keyed by chunk id (as a string) or
+/// document key, best first.
+#[derive(Debug, Clone, Default)]
+pub struct SearchOutput {
+    /// Selected hits.
+    pub hits: Vec<Hit>,
+    /// The final ranking before selection (up to `depth`).
+    pub ranked: Vec<(String, f32)>,
+    /// Lexical leg.
+    pub lexical: Vec<(String, f32)>,
+    /// Dense leg.
+    pub dense: Vec<(String, f32)>,
+    /// After fusion (hybrid only).
+    pub fused: Vec<(String, f32)>,
+    /// Every candidate scored on both legs (hybrid with full features): (key, BM25, cosine),
+    /// BM25 0 when no query term matched. What `pinpoint tune` learns fusion from.
+    pub candidates: Vec<(String, f32, f32)>,
+    /// Seconds per stage.
+    pub timings: Vec<(&'static str, f64)>,
+}
+
+/// Lazily built maps between documents and chunk positions.
+pub(crate) struct DocIndex {
+    keys: Vec<String>,
+    titles: Vec<String>,
+    mtimes: Vec<i64>,
+    chunk_pos: Vec<Vec<u32>>,
+    chunk_doc: Vec<u32>,
+}
+
+/// One query's ranking and what each stage saw, keyed by chunk id or document index.
+struct Ranking {
+    lex: Vec<(u64, f32)>,
+    den: Vec<(u64, f32)>,
+    fused: Vec<(u64, f32)>,
+    final_: Vec<(u64, f32)>,
+    bm25: HashMap<u64, f32>,
+    cos: HashMap<u64, f32>,
+    rerank: HashMap<u64, f32>,
+    rule: HashMap<u64, f32>,
+    /// Documents: position of the chunk that stands for them (best cosine, else BM25).
+    best_pos: HashMap<u64, usize>,
+    /// Full-feature candidates: (key, BM25, cosine).
+    cands: Vec<(u64, f32, f32)>,
+}
+
+impl Engine {
+    pub(crate) fn doc_index(&self) -> Result<&DocIndex> {
+        if let Some(d) = self.doc_index.get() {
+            return Ok(d);
+        }
+        let docs = self.documents()?;
+        let mut chunk_doc = vec![u32::MAX; self.store.len()];
+        let mut chunk_pos = Vec::with_capacity(docs.len());
+        for (i, d) in docs.iter().enumerate() {
+            let mut ps = Vec::with_capacity(d.chunks.len());
+            for c in &d.chunks {
+                if let Some(p) = self.store.position(*c) {
+                    chunk_doc[p] = i as u32;
+                    ps.push(p as u32);
+                }
+            }
+            chunk_pos.push(ps);
+        }
+        let di = DocIndex {
+            keys: docs.iter().map(|d| d.key.clone()).collect(),
+            titles: docs.iter().map(|d| d.title.clone()).collect(),
+            mtimes: docs.iter().map(|d| d.mtime).collect(),
+            chunk_pos,
+            chunk_doc,
+        };
+        Ok(self.doc_index.get_or_init(|| di))
+    }
+
+    /// The pipeline `pinpoint query` runs without flags: the one stored by `pinpoint tune`
+    /// in this index, else [`Pipeline::default`].
+    pub fn default_pipeline(&self) -> Pipeline {
+        self.manifest
+            .search_defaults
+            .as_ref()
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    }
+
+    /// Stores `p` as this index's default pipeline (a new manifest, written atomically).
+    pub fn set_default_pipeline(&mut self, p: &Pipeline) -> Result<()> {
+        self.require_writer()?;
+        let v = serde_json::to_value(p).map_err(|e| Error::invalid("pipeline", e.to_string()))?;
+        self.manifest.search_defaults = Some(v);
+        self.manifest.write_atomic(&self.dir.join(super::MANIFEST))
+    }
+
+    /// Runs a search and returns the hits.
+    pub fn search(&self, req: &SearchRequest) -> Result<Vec<Hit>> {
+        Ok(self.search_detailed(req)?.hits)
+    }
+
+    /// Runs a search and returns the hits with what each stage saw.
+    pub fn search_detailed(&self, req: &SearchRequest) -> Result<SearchOutput> {
+        let query = req.query.trim();
+        if query.is_empty() {
+            return Err(Error::invalid("query", "is empty"));
+        }
+        if req.k == 0 {
+            return Err(Error::invalid("k", "must be at least 1"));
+        }
+        let mut out = SearchOutput::default();
+        if self.store.is_empty() {
+            return Ok(out);
+        }
+        let p = &req.pipeline;
+        let mut texts = vec![query.to_string()];
+        if p.multi_query {
+            let qs = expand::split_questions(query);
+            if qs.len() > 1 {
+                texts.extend(qs);
+            }
+        }
+        if let Some(cmd) = &p.expand_cmd {
+            let t = Instant::now();
+            texts.extend(expand::external(cmd, query)?);
+            out.timings.push(("expand", t.elapsed().as_secs_f64()));
+        }
+        let mut rankings = Vec::with_capacity(texts.len());
+        for t in &texts {
+            rankings.push(self.rank(t, req, &mut out.timings)?);
+        }
+        let first = rankings.swap_remove(0);
+        let final_list = if rankings.is_empty() {
+            first.final_.clone()
+        } else {
+            // Several queries: fuse their final lists by rank, the original query first.
+            let mut lists: Vec<&[(u64, f32)]> = vec![&first.final_];
+            lists.extend(rankings.iter().map(|r| r.final_.as_slice()));
+            let mut f = fuse(&lists, &Fusion::default());
+            f.truncate(req.depth.max(req.k));
+            f
+        };
+
+        let names = |v: &[(u64, f32)]| -> Result<Vec<(String, f32)>> {
+            v.iter()
+                .map(|&(k, s)| Ok((self.key_name(k, req.granularity)?, s)))
+                .collect()
+        };
+        out.lexical = names(&first.lex)?;
+        out.dense = names(&first.den)?;
+        if req.mode == Mode::Hybrid {
+            out.fused = names(&first.fused)?;
+        }
+        out.ranked = names(&final_list)?;
+        out.candidates = first
+            .cands
+            .iter()
+            .map(|&(k, l, d)| Ok((self.key_name(k, req.granularity)?, l, d)))
+            .collect::<Result<_>>()?;
+
+        // Selection over passages (a document is represented by its best chunk).
+        let t = Instant::now();
+        let want = match &p.select {
+            Some(_) => (req.k * 4).max(20),
+            None => req.k,
+        };
+        let mut passages = Vec::new();
+        for &(key, score) in final_list.iter().take(want) {
+            let pos = self.best_position(key, req.granularity, &first)?;
+            let r = self.store.get(pos)?;
+            let doc = match req.granularity {
+                Granularity::Chunk => r.doc.clone(),
+                Granularity::Document => self.key_name(key, req.granularity)?,
+            };
+            passages.push((
+                key,
+                Passage {
+                    chunk_id: r.id,
+                    doc,
+                    byte_range: r.byte_range,
+                    line_range: r.line_range,
+                    heading: r.heading,
+                    text: r.text,
+                    score,
+                    vector: p
+                        .select
+                        .as_ref()
+                        .map(|_| self.dense.vectors().row(pos).to_vec()),
+                    reason: String::new(),
+                },
+            ));
+        }
+        let key_of: HashMap<u64, u64> = passages.iter().map(|(k, p)| (p.chunk_id, *k)).collect();
+        let selected = match &p.select {
+            Some(cfg) => select(passages.into_iter().map(|x| x.1).collect(), req.k, cfg),
+            None => passages.into_iter().map(|x| x.1).take(req.k).collect(),
+        };
+        out.timings.push(("select", t.elapsed().as_secs_f64()));
+        let rank_in = |v: &[(u64, f32)], k: u64| v.iter().position(|x| x.0 == k).map(|i| i + 1);
+        for (i, s) in selected.into_iter().enumerate() {
+            let key = key_of.get(&s.chunk_id).copied().unwrap_or(s.chunk_id);
+            let explain = req.explain.then(|| Explain {
+                lexical_rank: rank_in(&first.lex, key),
+                lexical_score: first.bm25.get(&key).copied(),
+                dense_rank: rank_in(&first.den, key),
+                dense_score: first.cos.get(&key).copied(),
+                fused_score: first
+                    .fused
+                    .iter()
+                    .find(|x| x.0 == key)
+                    .map(|x| x.1)
+                    .unwrap_or(0.0),
+                fused_rank: rank_in(&first.fused, key).unwrap_or(0),
+                rerank_score: first.rerank.get(&key).copied(),
+                rule_factor: first.rule.get(&key).copied().unwrap_or(1.0),
+                final_score: s.score,
+                kept: if s.reason.is_empty() {
+                    "within k".into()
+                } else {
+                    s.reason.clone()
+                },
+            });
+            out.hits.push(Hit {
+                rank: i + 1,
+                chunk_id: s.chunk_id,
+                path: s.doc,
+                line_start: s.line_range.0,
+                line_end: s.line_range.1,
+                heading: s.heading,
+                score: s.score,
+                text: s.text,
+                explain,
+            });
+        }
+        Ok(out)
+    }
+
+    fn key_name(&self, key: u64, g: Granularity) -> Result<String> {
+        match g {
+            Granularity::Chunk => Ok(key.to_string()),
+            Granularity::Document => Ok(self
+                .doc_index()?
+                .keys
+                .get(key as usize)
+                .cloned()
+                .unwrap_or_default()),
+        }
+    }
+
+    /// Store position of the chunk standing for `key`: the chunk itself, or the document's
+    /// chunk with the best cosine (else best BM25, else its first).
+    fn best_position(&self, key: u64, g: Granularity, r: &Ranking) -> Result<usize> {
+        match g {
+            Granularity::Chunk => self.store.position(key).ok_or_else(|| {
+                Error::corrupt(self.dir.join("chunks"), format!("chunk {key} missing"))
+            }),
+            Granularity::Document => {
+                if let Some(&p) = r.best_pos.get(&key) {
+                    return Ok(p);
+                }
+                let di = self.doc_index()?;
+                di.chunk_pos
+                    .get(key as usize)
+                    .and_then(|v| v.first())
+                    .map(|&p| p as usize)
+                    .ok_or_else(|| Error::corrupt(self.dir.join("docs"), "document without chunks"))
+            }
+        }
+    }
+
+    /// Maps chunk-level (id, score) lists to keys: identity, or documents by max-pool
+    /// (the first occurrence in a best-first list is the document's best chunk).
+    /// Also records, for documents, the position of the chunk that gave the score.
+    fn pool(
+        &self,
+        leg: &[(u64, f32)],
+        g: Granularity,
+        depth: usize,
+        best: &mut HashMap<u64, usize>,
+    ) -> Result<Vec<(u64, f32)>> {
+        match g {
+            Granularity::Chunk => Ok(leg.iter().take(depth).copied().collect()),
+            Granularity::Document => {
+                let di = self.doc_index()?;
+                let mut seen = HashSet::new();
+                let mut v = Vec::new();
+                for &(cid, s) in leg {
+                    let Some(pos) = self.store.position(cid) else {
+                        continue;
+                    };
+                    let d = di.chunk_doc[pos] as u64;
+                    if seen.insert(d) {
+                        best.entry(d).or_insert(pos);
+                        v.push((d, s));
+                        if v.len() >= depth {
+                            break;
+                        }
+                    }
+                }
+                Ok(v)
+            }
+        }
+    }
+
+    /// Ranks for one query text.
+    fn rank(
+        &self,
+        text: &str,
+        req: &SearchRequest,
+        timings: &mut Vec<(&'static str, f64)>,
+    ) -> Result<Ranking> {
+        let p = &req.pipeline;
+        let depth = req.depth.max(req.k);
+        let chunk_depth = match req.granularity {
+            Granularity::Chunk => depth,
+            Granularity::Document => depth * 3,
+        };
+        let use_lex = matches!(req.mode, Mode::Lexical | Mode::Hybrid);
+        let use_den = matches!(req.mode, Mode::Dense | Mode::Hybrid);
+        let full = p.full_features && req.mode == Mode::Hybrid;
+        let need_qvec = use_den
+            || full
+            || matches!(
+                p.rerank.as_ref().map(|r| &r.kind),
+                Some(RerankKind::Sentence)
+            );
+        let qvec = if need_qvec {
+            let t = Instant::now();
+            let v = self.embedder()?.embed_query(text)?;
+            timings.push(("embed", t.elapsed().as_secs_f64()));
+            Some(v)
+        } else {
+            None
+        };
+
+        let mut den_chunks = Vec::new();
+        if use_den {
+            let t = Instant::now();
+            let q = qvec.as_deref().unwrap_or(&[]);
+            den_chunks = self
+                .dense
+                .search(q, chunk_depth, self.cfg.hnsw.ef_search, &self.store)?;
+            timings.push(("dense", t.elapsed().as_secs_f64()));
+        }
+        let mut den_best = HashMap::new();
+        let den = self.pool(&den_chunks, req.granularity, depth, &mut den_best)?;
+
+        let mut terms = weighted_terms(text);
+        let legs = Legs {
+            qvec: qvec.as_deref(),
+            den: &den,
+            den_best: &den_best,
+            use_lex,
+            full,
+            chunk_depth,
+            depth,
+        };
+        let mut r = self.fuse_pass(&terms, &legs, req, timings)?;
+        if let (Some(prf), true) = (&p.prf, use_lex) {
+            let t = Instant::now();
+            let feedback: Vec<String> = r
+                .fused
+                .iter()
+                .take(prf.docs)
+                .map(|&(k, _)| {
+                    let pos = self.best_position(k, req.granularity, &r)?;
+                    Ok(self.store.get(pos)?.text)
+                })
+                .collect::<Result<_>>()?;
+            terms = expand::rm3_terms(&self.lexical, text, &feedback, prf)?;
+            timings.push(("prf", t.elapsed().as_secs_f64()));
+            r = self.fuse_pass(&terms, &legs, req, timings)?;
+        }
+
+        // Rerank the head of the fused list.
+        let mut final_ = r.fused.clone();
+        if let Some(rc) = &p.rerank {
+            let t = Instant::now();
+            let n = rc.depth.min(final_.len());
+            if n > 0 {
+                let head: Vec<(u64, f32)> = final_[..n].to_vec();
+                let scores =
+                    self.rerank_scores(text, qvec.as_deref(), &head, rc, req.granularity, &r)?;
+                let fn_ = normalize(&head, Norm::MinMax);
+                let rs: Vec<(u64, f32)> =
+                    head.iter().zip(&scores).map(|(h, s)| (h.0, *s)).collect();
+                let rn = normalize(&rs, Norm::MinMax);
+                let mut combined: Vec<(u64, f32)> = fn_
+                    .iter()
+                    .zip(&rn)
+                    .map(|(f, s)| (f.0, 1.0 + rc.weight * s.1 + (1.0 - rc.weight) * f.1))
+                    .collect();
+                for (k, s) in &rs {
+                    r.rerank.insert(*k, *s);
+                }
+                combined.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                let tail = normalize(&final_[n..], Norm::MinMax);
+                final_ = combined;
+                final_.extend(tail);
+            }
+            timings.push(("rerank", t.elapsed().as_secs_f64()));
+        }
+
+        // User rules.
+        if !p.rules.is_empty() {
+            let di = self.doc_index()?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i64)
+                .unwrap_or(0);
+            for (k, s) in final_.iter_mut() {
+                let d = match req.granularity {
+                    Granularity::Document => *k as usize,
+                    Granularity::Chunk => self
+                        .store
+                        .position(*k)
+                        .map(|pp| di.chunk_doc[pp] as usize)
+                        .unwrap_or(0),
+                };
+                let f = p.rules.factor(&di.keys[d], di.mtimes[d], now);
+                r.rule.insert(*k, f);
+                *s *= f;
+            }
+            final_.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        }
+        r.final_ = final_;
+        Ok(r)
+    }
+
+    /// Lexical leg (with `terms`), then fusion with the dense leg.
+    fn fuse_pass(
+        &self,
+        terms: &[(String, f32)],
+        legs: &Legs<'_>,
+        req: &SearchRequest,
+        timings: &mut Vec<(&'static str, f64)>,
+    ) -> Result<Ranking> {
+        let Legs {
+            qvec,
+            den,
+            den_best,
+            use_lex,
+            full,
+            chunk_depth,
+            depth,
+        } = *legs;
+        let mut best_pos = den_best.clone();
+        let mut lex_chunks = Vec::new();
+        if use_lex {
+            let t = Instant::now();
+            // Deeper for full features: BM25 of candidates found only by the dense leg.
+            let deep = if full {
+                chunk_depth.max(1000)
+            } else {
+                chunk_depth
+            };
+            lex_chunks = self.lexical.search_weighted(terms, deep)?;
+            // A reader may see a newer lexical commit than its store: drop unknown ids.
+            lex_chunks.retain(|(id, _)| self.store.position(*id).is_some());
+            timings.push(("lexical", t.elapsed().as_secs_f64()));
+        }
+        let t = Instant::now();
+        let mut lex_best = HashMap::new();
+        let lex = self.pool(
+            &lex_chunks[..lex_chunks.len().min(chunk_depth)],
+            req.granularity,
+            depth,
+            &mut lex_best,
+        )?;
+        let mut bm25: HashMap<u64, f32> = HashMap::new();
+        for (k, s) in self.pool(&lex_chunks, req.granularity, usize::MAX, &mut lex_best)? {
+            bm25.insert(k, s);
+        }
+        let mut cos: HashMap<u64, f32> = den.iter().copied().collect();
+        let mut cand_feats = Vec::new();
+        let fused = match req.mode {
+            Mode::Lexical => lex.clone(),
+            Mode::Dense => den.to_vec(),
+            Mode::Hybrid if full => {
+                let mut cands: Vec<u64> = lex.iter().chain(den.iter()).map(|x| x.0).collect();
+                cands.sort_unstable();
+                cands.dedup();
+                let q = qvec.unwrap_or(&[]);
+                for &c in &cands {
+                    if let std::collections::hash_map::Entry::Vacant(e) = cos.entry(c) {
+                        let (s, pos) = self.key_cosine(c, q, req.granularity)?;
+                        e.insert(s);
+                        if let Some(pos) = pos {
+                            best_pos.entry(c).or_insert(pos);
+                        }
+                    }
+                }
+                let mut by_lex: Vec<(u64, f32)> = cands
+                    .iter()
+                    .map(|c| (*c, bm25.get(c).copied().unwrap_or(0.0)))
+                    .collect();
+                let mut by_den: Vec<(u64, f32)> = cands.iter().map(|c| (*c, cos[c])).collect();
+                cand_feats = by_lex
+                    .iter()
+                    .zip(&by_den)
+                    .map(|(l, d)| (l.0, l.1, d.1))
+                    .collect();
+                by_lex.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                by_den.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                fuse(&[&by_lex, &by_den], &req.pipeline.fusion)
+            }
+            Mode::Hybrid => {
+                let mut f = fuse(&[&lex, den], &req.pipeline.fusion);
+                f.truncate(depth);
+                f
+            }
+        };
+        timings.push(("fuse", t.elapsed().as_secs_f64()));
+        for (k, p) in lex_best {
+            best_pos.entry(k).or_insert(p);
+        }
+        Ok(Ranking {
+            cands: cand_feats,
+            best_pos,
+            lex,
+            den: den.to_vec(),
+            fused,
+            final_: Vec::new(),
+            bm25,
+            cos,
+            rerank: HashMap::new(),
+            rule: HashMap::new(),
+        })
+    }
+
+    /// Exact cosine of a chunk, or the best of a document's chunks with that chunk's
+    /// position.
+    fn key_cosine(&self, key: u64, q: &[f32], g: Granularity) -> Result<(f32, Option<usize>)> {
+        let v = self.dense.vectors();
+        Ok(match g {
+            Granularity::Chunk => (
+                self.store
+                    .position(key)
+                    .map(|p| dot(v.row(p), q))
+                    .unwrap_or(0.0),
+                None,
+            ),
+            Granularity::Document => {
+                let mut best = (-1.0f32, None);
+                for &p in &self.doc_index()?.chunk_pos[key as usize] {
+                    let s = dot(v.row(p as usize), q);
+                    if best.1.is_none() || s > best.0 {
+                        best = (s, Some(p as usize));
+                    }
+                }
+                best
+            }
+        })
+    }
+
+    fn rerank_scores(
+        &self,
+        text: &str,
+        qvec: Option<&[f32]>,
+        head: &[(u64, f32)],
+        rc: &RerankConfig,
+        g: Granularity,
+        r: &Ranking,
+    ) -> Result<Vec<f32>> {
+        let di = self.doc_index()?;
+        // (title, text) per candidate: a document contributes all its chunks.
+        let mut items: Vec<(String, String)> = Vec::with_capacity(head.len());
+        for &(k, _) in head {
+            let (doc, positions): (usize, Vec<usize>) = match g {
+                Granularity::Chunk => {
+                    let pos = self.best_position(k, g, r)?;
+                    (di.chunk_doc[pos] as usize, vec![pos])
+                }
+                Granularity::Document => (
+                    k as usize,
+                    di.chunk_pos[k as usize]
+                        .iter()
+                        .map(|&p| p as usize)
+                        .collect(),
+                ),
+            };
+            let mut body = String::new();
+            for p in positions {
+                if !body.is_empty() {
+                    body.push('\n');
+                }
+                body.push_str(&self.store.get(p)?.text);
+            }
+            items.push((di.titles.get(doc).cloned().unwrap_or_default(), body));
+        }
+        match &rc.kind {
+            RerankKind::Sentence => {
+                let e = self.embedder()?;
+                let q = match qvec {
+                    Some(q) => q.to_vec(),
+                    None => e.embed_query(text)?,
+                };
+                let refs: Vec<(&str, &str)> = items
+                    .iter()
+                    .map(|(a, b)| (a.as_str(), b.as_str()))
+                    .collect();
+                SentenceReranker::new(e.as_ref()).score_with_titles(&q, &refs)
+            }
+            RerankKind::CrossEncoder { model } => {
+                let ce = self.cross_encoder(model)?;
+                let passages: Vec<String> = items
+                    .iter()
+                    .map(|(t, b)| crate::chunk::contextual_text(t, None, b))
+                    .collect();
+                let refs: Vec<&str> = passages.iter().map(|s| s.as_str()).collect();
+                ce.score(text, &refs)
+            }
+        }
+    }
+
+    fn cross_encoder(&self, model: &PathBuf) -> Result<Arc<CrossEncoder>> {
+        let mut guard = self
+            .cross_encoder
+            .lock()
+            .map_err(|_| Error::invalid("cross-encoder", "poisoned lock"))?;
+        if let Some((p, ce)) = guard.as_ref() {
+            if p == model {
+                return Ok(ce.clone());
+            }
+        }
+        let ce = Arc::new(CrossEncoder::load(model, self.cfg.device)?);
+        *guard = Some((model.clone(), ce.clone()));
+        Ok(ce)
+    }
+}
+
+/// What the dense leg found, shared by both lexical passes.
+#[derive(Clone, Copy)]
+struct Legs<'a> {
+    qvec: Option<&'a [f32]>,
+    den: &'a [(u64, f32)],
+    den_best: &'a HashMap<u64, usize>,
+    use_lex: bool,
+    full: bool,
+    chunk_depth: usize,
+    depth: usize,
+}
+
+/// Analysed query terms weighted by their count.
+fn weighted_terms(text: &str) -> Vec<(String, f32)> {
+    let mut w: HashMap<String, f32> = HashMap::new();
+    let mut order = Vec::new();
+    for t in LexicalIndex::terms(text) {
+        let e = w.entry(t.clone()).or_insert(0.0);
+        if *e == 0.0 {
+            order.push(t);
+        }
+        *e += 1.0;
+    }
+    order
+        .into_iter()
+        .map(|t| {
+            let x = w[&t];
+            (t, x)
+        })
+        .collect()
+}

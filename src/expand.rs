@@ -1,0 +1,217 @@
+//! Query expansion.
+//!
+//! - Pseudo-relevance feedback for the lexical leg (RM3-style): the analysed terms of the
+//!   top documents of a first pass, weighted by term frequency times idf, are added to the
+//!   query with a smaller weight. It bridges vocabulary gaps (a question says "heart
+//!   attack", the abstract says "myocardial infarction") using the collection itself.
+//! - Multi-query: a query holding several questions is split, each is answered, and the
+//!   results are interleaved, so one question does not drown the others.
+//! - An external command hook (`--expand-cmd`): the query goes to the command's stdin and
+//!   every non-empty stdout line is an extra query (HyDE-style rewriting by a local LLM).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use unicode_segmentation::UnicodeSegmentation;
+
+use crate::error::{Error, Result};
+use crate::lexical::LexicalIndex;
+
+/// Pseudo-relevance feedback settings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct PrfConfig {
+    /// Feedback documents taken from the first pass.
+    pub docs: usize,
+    /// Expansion terms added.
+    pub terms: usize,
+    /// Weight of the expansion terms relative to an original term (1.0).
+    pub weight: f32,
+}
+
+impl Default for PrfConfig {
+    fn default() -> Self {
+        PrfConfig {
+            docs: 3,
+            terms: 10,
+            weight: 0.3,
+        }
+    }
+}
+
+/// The weighted term query for `query`: original terms (weight = count) plus the best
+/// expansion terms from `feedback` texts.
+pub fn rm3_terms(
+    lex: &LexicalIndex,
+    query: &str,
+    feedback: &[String],
+    cfg: &PrfConfig,
+) -> Result<Vec<(String, f32)>> {
+    let mut weights: HashMap<String, f32> = HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for t in LexicalIndex::terms(query) {
+        let w = weights.entry(t.clone()).or_insert(0.0);
+        if *w == 0.0 {
+            order.push(t);
+        }
+        *w += 1.0;
+    }
+    if feedback.is_empty() || cfg.terms == 0 || cfg.weight <= 0.0 {
+        return Ok(order
+            .into_iter()
+            .map(|t| {
+                let w = weights[&t];
+                (t, w)
+            })
+            .collect());
+    }
+    // Relevance model: average over feedback docs of P(term | doc), times idf to keep
+    // collection-wide common words out.
+    let mut model: HashMap<String, f32> = HashMap::new();
+    for text in feedback {
+        let terms = LexicalIndex::terms(text);
+        if terms.is_empty() {
+            continue;
+        }
+        let n = terms.len() as f32;
+        let mut tf: HashMap<String, f32> = HashMap::new();
+        for t in terms {
+            *tf.entry(t).or_insert(0.0) += 1.0;
+        }
+        for (t, c) in tf {
+            *model.entry(t).or_insert(0.0) += c / n / feedback.len() as f32;
+        }
+    }
+    let mut scored: Vec<(String, f32)> = Vec::new();
+    for (t, p) in model {
+        if weights.contains_key(&t) || t.len() < 3 || t.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let (df, n) = lex.doc_freq(&t)?;
+        if df < 2 {
+            // A term only in one chunk cannot bring new documents.
+            continue;
+        }
+        let idf = ((n as f32 + 1.0) / (df as f32 + 0.5)).ln().max(0.0);
+        scored.push((t, p * idf));
+    }
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    scored.truncate(cfg.terms);
+    let top = scored.first().map(|x| x.1).unwrap_or(1.0).max(1e-9);
+    let mut out: Vec<(String, f32)> = order
+        .into_iter()
+        .map(|t| {
+            let w = weights[&t];
+            (t, w)
+        })
+        .collect();
+    out.extend(scored.into_iter().map(|(t, s)| (t, cfg.weight * s / top)));
+    Ok(out)
+}
+
+/// Splits a query holding several questions into its questions; a single question comes
+/// back alone.
+pub fn split_questions(query: &str) -> Vec<String> {
+    let parts: Vec<String> = query
+        .split_sentence_bounds()
+        .map(str::trim)
+        .filter(|s| s.chars().filter(|c| c.is_alphanumeric()).count() >= 3)
+        .map(String::from)
+        .collect();
+    let questions = parts.iter().filter(|p| p.ends_with('?')).count();
+    if parts.len() >= 2 && questions >= 2 {
+        parts
+    } else {
+        vec![query.to_string()]
+    }
+}
+
+/// Runs `cmd` through the shell with the query on stdin; each non-empty output line is
+/// an extra query.
+pub fn external(cmd: &str, query: &str) -> Result<Vec<String>> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| Error::invalid("expand-cmd", format!("{cmd:?} cannot start: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A command that ignores its input may close stdin early: not an error.
+        let _ = stdin.write_all(query.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::invalid("expand-cmd", format!("{cmd:?} failed: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::invalid(
+            "expand-cmd",
+            format!("{cmd:?} exited with {}", out.status),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn questions_are_split_only_when_there_are_several() {
+        assert_eq!(split_questions("What is BM25?"), vec!["What is BM25?"]);
+        assert_eq!(
+            split_questions("What is BM25? How does HNSW work?"),
+            vec!["What is BM25?", "How does HNSW work?"]
+        );
+        assert_eq!(
+            split_questions("Explain BM25. Be brief."),
+            vec!["Explain BM25. Be brief."]
+        );
+    }
+
+    #[test]
+    fn external_command_lines_become_queries() {
+        let q = external("tr a-z A-Z; echo; echo second", "hello").unwrap();
+        assert_eq!(q, vec!["HELLO", "second"]);
+        assert!(external("exit 3", "x").is_err());
+    }
+
+    #[test]
+    fn rm3_adds_weighted_feedback_terms() {
+        let tmp = tempfile::tempdir().unwrap();
+        let idx = LexicalIndex::open_or_create(tmp.path()).unwrap();
+        let mut w = idx.writer().unwrap();
+        let docs = [
+            "heart attack risk factors",
+            "myocardial infarction and heart attack outcomes",
+            "myocardial infarction treatment",
+            "infarction imaging",
+            "unrelated gardening text",
+        ];
+        for (i, d) in docs.iter().enumerate() {
+            w.add_chunk(i as u64, &format!("d{i}"), d).unwrap();
+        }
+        w.commit(1).unwrap();
+        idx.reload().unwrap();
+        let fb = vec![docs[1].to_string()];
+        let terms = rm3_terms(&idx, "heart attack", &fb, &PrfConfig::default()).unwrap();
+        assert_eq!(terms[0], ("heart".to_string(), 1.0));
+        assert_eq!(terms[1], ("attack".to_string(), 1.0));
+        let added: Vec<&str> = terms[2..].iter().map(|t| t.0.as_str()).collect();
+        assert!(
+            added.contains(&"myocardi") && added.contains(&"infarct"),
+            "{added:?}"
+        );
+        assert!(terms[2..].iter().all(|t| t.1 > 0.0 && t.1 <= 0.3 + 1e-6));
+        // The expanded query now finds the document without the query's words.
+        let hits = idx.search_weighted(&terms, 10).unwrap();
+        assert!(hits.iter().any(|h| h.0 == 2));
+    }
+}

@@ -1,0 +1,330 @@
+//! Context selection: from a ranked list of passages, the few that go to the reader.
+//!
+//! Precision matters as much as recall in RAG: every irrelevant passage is noise the model
+//! may hallucinate from or lose the answer in. Selection, in order:
+//! 1. merge chunks of the same file that overlap or touch (one coherent passage instead of
+//!    two fragments), and drop near-duplicates (cosine above a threshold: copies of the same
+//!    text in different files);
+//! 2. optional MMR re-ordering for diversity;
+//! 3. an adaptive cut-off: stop where the score falls below a share of the top score's
+//!    margin over the candidate floor, or at a large relative gap;
+//! 4. a token budget.
+
+use crate::embed::dot;
+
+/// Settings of the selection step.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct SelectConfig {
+    /// Merge overlapping or adjacent chunks of the same document.
+    pub merge_adjacent: bool,
+    /// Drop a passage whose cosine with a kept one exceeds this (1.0: off).
+    pub dedupe_cosine: f32,
+    /// MMR trade-off (1.0: relevance only; lower: more diversity); `None`: no MMR.
+    pub mmr_lambda: Option<f32>,
+    /// Keep passages whose score is at least this share of the top score's margin over
+    /// the lowest candidate score (0: keep all).
+    pub min_relative: f32,
+    /// Stop before a passage whose relative drop from its predecessor exceeds this
+    /// (1.0: off).
+    pub max_gap: f32,
+    /// Token budget for all passages together (`None`: unlimited).
+    pub max_tokens: Option<usize>,
+}
+
+impl Default for SelectConfig {
+    fn default() -> Self {
+        SelectConfig {
+            merge_adjacent: true,
+            dedupe_cosine: 0.98,
+            mmr_lambda: None,
+            min_relative: 0.0,
+            max_gap: 1.0,
+            max_tokens: None,
+        }
+    }
+}
+
+/// A candidate passage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Passage {
+    /// Chunk id (of the first chunk when merged).
+    pub chunk_id: u64,
+    /// Document key.
+    pub doc: String,
+    /// Byte range in the document's text.
+    pub byte_range: (u64, u64),
+    /// Source lines.
+    pub line_range: (u32, u32),
+    /// Heading trail.
+    pub heading: Option<String>,
+    /// Text.
+    pub text: String,
+    /// Final score, higher is better.
+    pub score: f32,
+    /// Embedding (for dedupe and MMR), when known.
+    pub vector: Option<Vec<f32>>,
+    /// Why it was kept (filled by `select`).
+    pub reason: String,
+}
+
+/// Rough token count (words * 4/3), enough for a budget.
+pub fn approx_tokens(text: &str) -> usize {
+    (text.split_whitespace().count() * 4).div_ceil(3)
+}
+
+/// Merges `b` into `a` when they are of the same document and overlap or touch.
+fn try_merge(a: &mut Passage, b: &Passage) -> bool {
+    if a.doc != b.doc {
+        return false;
+    }
+    let (first, second) = if a.byte_range.0 <= b.byte_range.0 {
+        (a.clone(), b.clone())
+    } else {
+        (b.clone(), a.clone())
+    };
+    // Touching: at most two bytes of white space between them.
+    if second.byte_range.0 > first.byte_range.1 + 2 {
+        return false;
+    }
+    let mut text = first.text.clone();
+    if second.byte_range.1 > first.byte_range.1 {
+        let skip = first.byte_range.1.saturating_sub(second.byte_range.0) as usize;
+        match second.text.get(skip..) {
+            Some(rest) => {
+                if second.byte_range.0 > first.byte_range.1 {
+                    text.push('\n');
+                }
+                text.push_str(rest);
+            }
+            None => return false,
+        }
+    }
+    let score = a.score.max(b.score);
+    a.text = text;
+    a.chunk_id = first.chunk_id;
+    a.byte_range = (
+        first.byte_range.0,
+        first.byte_range.1.max(second.byte_range.1),
+    );
+    a.line_range = (
+        first.line_range.0.min(second.line_range.0),
+        first.line_range.1.max(second.line_range.1),
+    );
+    a.heading = first.heading.clone();
+    a.score = score;
+    if a.vector.is_none() {
+        a.vector = b.vector.clone();
+    }
+    true
+}
+
+/// Selects at most `k` passages from `ranked` (best first).
+pub fn select(ranked: Vec<Passage>, k: usize, cfg: &SelectConfig) -> Vec<Passage> {
+    if ranked.is_empty() || k == 0 {
+        return Vec::new();
+    }
+    let top = ranked[0].score;
+    let floor = ranked.iter().map(|p| p.score).fold(f32::INFINITY, f32::min);
+    let margin = (top - floor).max(1e-12);
+
+    // 1. Merge and dedupe, walking in rank order.
+    let mut kept: Vec<Passage> = Vec::new();
+    'outer: for p in ranked {
+        if cfg.merge_adjacent {
+            for q in kept.iter_mut() {
+                if try_merge(q, &p) {
+                    q.reason = "merged with an overlapping or adjacent chunk".into();
+                    continue 'outer;
+                }
+            }
+        }
+        if cfg.dedupe_cosine < 1.0 {
+            if let Some(v) = &p.vector {
+                if kept
+                    .iter()
+                    .filter_map(|q| q.vector.as_ref())
+                    .any(|w| dot(v, w) > cfg.dedupe_cosine)
+                {
+                    continue;
+                }
+            }
+        }
+        kept.push(p);
+    }
+
+    // 2. MMR.
+    if let Some(lambda) = cfg.mmr_lambda {
+        let mut pool = kept;
+        let mut order: Vec<Passage> = Vec::new();
+        while !pool.is_empty() {
+            let mut best = 0;
+            let mut best_v = f32::MIN;
+            for (i, p) in pool.iter().enumerate() {
+                let rel = (p.score - floor) / margin;
+                let red = match &p.vector {
+                    Some(v) => order
+                        .iter()
+                        .filter_map(|q| q.vector.as_ref())
+                        .map(|w| dot(v, w))
+                        .fold(0f32, f32::max),
+                    None => 0.0,
+                };
+                let m = lambda * rel - (1.0 - lambda) * red;
+                if m > best_v {
+                    best_v = m;
+                    best = i;
+                }
+            }
+            order.push(pool.remove(best));
+        }
+        kept = order;
+    }
+
+    // 3-4. Cut-off and budget.
+    let mut out: Vec<Passage> = Vec::new();
+    let mut tokens = 0;
+    let mut prev = top;
+    for mut p in kept {
+        if out.len() >= k {
+            break;
+        }
+        let rel = (p.score - floor) / margin;
+        if !out.is_empty() {
+            if rel < cfg.min_relative {
+                break;
+            }
+            if prev > 0.0 && (prev - p.score) / prev > cfg.max_gap {
+                break;
+            }
+        }
+        let t = approx_tokens(&p.text);
+        if let Some(b) = cfg.max_tokens {
+            if !out.is_empty() && tokens + t > b {
+                break;
+            }
+        }
+        tokens += t;
+        prev = p.score;
+        if p.reason.is_empty() {
+            p.reason = format!("score {:.3} of the top's margin", rel);
+        }
+        out.push(p);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(id: u64, doc: &str, range: (u64, u64), text: &str, score: f32) -> Passage {
+        Passage {
+            chunk_id: id,
+            doc: doc.into(),
+            byte_range: range,
+            line_range: (range.0 as u32 + 1, range.1 as u32 + 1),
+            heading: None,
+            text: text.into(),
+            score,
+            vector: None,
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn overlapping_chunks_of_a_file_merge_into_one_passage() {
+        // doc text: "abcdefghij"; chunks [0,6) "abcdef" and [4,10) "efghij" overlap by 2.
+        let r = vec![
+            p(2, "d", (4, 10), "efghij", 0.9),
+            p(1, "d", (0, 6), "abcdef", 0.8),
+            p(3, "e", (0, 3), "xyz", 0.5),
+        ];
+        let s = select(r, 10, &SelectConfig::default());
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].text, "abcdefghij");
+        assert_eq!(s[0].byte_range, (0, 10));
+        assert_eq!(s[0].score, 0.9);
+        assert_eq!(s[0].chunk_id, 1);
+        assert_eq!(s[1].doc, "e");
+    }
+
+    #[test]
+    fn distant_chunks_of_a_file_stay_apart() {
+        let r = vec![
+            p(1, "d", (0, 5), "aaaaa", 0.9),
+            p(2, "d", (100, 105), "bbbbb", 0.8),
+        ];
+        assert_eq!(select(r, 10, &SelectConfig::default()).len(), 2);
+    }
+
+    #[test]
+    fn near_duplicates_by_cosine_are_dropped() {
+        let mut a = p(1, "a", (0, 3), "one", 0.9);
+        let mut b = p(2, "b", (0, 3), "one", 0.8);
+        let mut c = p(3, "c", (0, 3), "two", 0.7);
+        a.vector = Some(vec![1.0, 0.0]);
+        b.vector = Some(vec![0.999, 0.0447]);
+        c.vector = Some(vec![0.0, 1.0]);
+        let s = select(vec![a, b, c], 10, &SelectConfig::default());
+        assert_eq!(s.iter().map(|x| x.chunk_id).collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[test]
+    fn relative_cut_off_gap_and_budget() {
+        let r = || {
+            vec![
+                p(1, "a", (0, 1), "w w w", 1.0),
+                p(2, "b", (0, 1), "w w w", 0.9),
+                p(3, "c", (0, 1), "w w w", 0.3),
+                p(4, "d", (0, 1), "w", 0.0),
+            ]
+        };
+        // margin 1.0 over floor 0.0: keep >= 0.5 of it.
+        let cfg = SelectConfig {
+            min_relative: 0.5,
+            ..Default::default()
+        };
+        assert_eq!(select(r(), 10, &cfg).len(), 2);
+        // gap: 0.9 -> 0.3 is a 67% drop.
+        let cfg = SelectConfig {
+            max_gap: 0.5,
+            ..Default::default()
+        };
+        assert_eq!(select(r(), 10, &cfg).len(), 2);
+        // budget: each 3-word passage is 4 tokens.
+        let cfg = SelectConfig {
+            max_tokens: Some(9),
+            ..Default::default()
+        };
+        assert_eq!(select(r(), 10, &cfg).len(), 2);
+        // the first passage is kept even over budget; k caps.
+        let cfg = SelectConfig {
+            max_tokens: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(select(r(), 10, &cfg).len(), 1);
+        assert_eq!(select(r(), 3, &SelectConfig::default()).len(), 3);
+        assert!(select(Vec::new(), 3, &SelectConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn mmr_promotes_diversity() {
+        let mut a = p(1, "a", (0, 1), "x", 1.0);
+        let mut b = p(2, "b", (0, 1), "x", 0.95);
+        let mut c = p(3, "c", (0, 1), "x", 0.9);
+        a.vector = Some(vec![1.0, 0.0]);
+        b.vector = Some(vec![0.95, 0.312]);
+        c.vector = Some(vec![0.0, 1.0]);
+        let cfg = SelectConfig {
+            mmr_lambda: Some(0.5),
+            dedupe_cosine: 1.0,
+            ..Default::default()
+        };
+        let s = select(vec![a, b, c], 3, &cfg);
+        assert_eq!(
+            s.iter().map(|x| x.chunk_id).collect::<Vec<_>>(),
+            vec![1, 3, 2]
+        );
+    }
+}
