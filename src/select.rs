@@ -50,6 +50,8 @@ impl Default for SelectConfig {
 pub struct Passage {
     /// Chunk id (of the first chunk when merged).
     pub chunk_id: u64,
+    /// The chunk whose score the passage carries (differs from `chunk_id` when merged).
+    pub scored_chunk: u64,
     /// Document key.
     pub doc: String,
     /// Byte range in the document's text.
@@ -101,6 +103,9 @@ fn try_merge(a: &mut Passage, b: &Passage) -> bool {
         }
     }
     let score = a.score.max(b.score);
+    if b.score > a.score {
+        a.scored_chunk = b.scored_chunk;
+    }
     a.text = text;
     a.chunk_id = first.chunk_id;
     a.byte_range = (
@@ -221,6 +226,7 @@ mod tests {
     fn p(id: u64, doc: &str, range: (u64, u64), text: &str, score: f32) -> Passage {
         Passage {
             chunk_id: id,
+            scored_chunk: id,
             doc: doc.into(),
             byte_range: range,
             line_range: (range.0 as u32 + 1, range.1 as u32 + 1),
@@ -246,6 +252,7 @@ mod tests {
         assert_eq!(s[0].byte_range, (0, 10));
         assert_eq!(s[0].score, 0.9);
         assert_eq!(s[0].chunk_id, 1);
+        assert_eq!(s[0].scored_chunk, 2);
         assert_eq!(s[1].doc, "e");
     }
 

@@ -108,3 +108,75 @@ fn index_query_stats_contract_and_exit_codes() {
     let o = pinpoint(work.path(), &["frobnicate"]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn explain_is_consistent_with_the_final_order() {
+    let work = tempfile::tempdir().unwrap();
+    let model = real_model();
+    let s = samples();
+    let o = pinpoint(
+        work.path(),
+        &[
+            "index",
+            s.to_str().unwrap(),
+            "--index",
+            "idx",
+            "--model",
+            model.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let check = |args: &[&str]| {
+        let mut full = vec![
+            "query",
+            "how do storms get their energy from the ocean",
+            "--index",
+            "idx",
+            "-k",
+            "6",
+            "--json",
+            "--explain",
+        ];
+        full.extend_from_slice(args);
+        let o = pinpoint(work.path(), &full);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let hits = v["hits"].as_array().unwrap().clone();
+        assert!(!hits.is_empty());
+        let mut prev = f64::INFINITY;
+        for h in &hits {
+            let e = &h["explain"];
+            let score = h["score"].as_f64().unwrap();
+            assert!(
+                (e["final_score"].as_f64().unwrap() - score).abs() < 1e-6,
+                "{h}"
+            );
+            assert!(
+                score <= prev + 1e-9,
+                "hits not in final-score order: {hits:?}"
+            );
+            prev = score;
+            assert!(e["kept"].as_str().is_some_and(|k| !k.is_empty()));
+        }
+        hits
+    };
+    // Without reranking or rules, the final order is the fused order (selection only drops).
+    let hits = check(&[]);
+    let fused: Vec<u64> = hits
+        .iter()
+        .map(|h| h["explain"]["fused_rank"].as_u64().unwrap())
+        .collect();
+    assert!(fused.windows(2).all(|w| w[0] < w[1]), "{fused:?}");
+    assert_eq!(hits[0]["path"], "hurricanes.html");
+    for h in &hits {
+        let e = &h["explain"];
+        assert!(
+            e["lexical_rank"].is_u64() || e["dense_rank"].is_u64(),
+            "a hit comes from some leg: {e}"
+        );
+    }
+    // A boost rule reorders, and the explanation shows the factor that did it.
+    let hits = check(&["--boost", "tides.txt=50"]);
+    assert_eq!(hits[0]["path"], "tides.txt");
+    assert!((hits[0]["explain"]["rule_factor"].as_f64().unwrap() - 50.0).abs() < 1e-6);
+}

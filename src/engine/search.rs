@@ -392,6 +392,7 @@ impl Engine {
                 key,
                 Passage {
                     chunk_id: r.id,
+                    scored_chunk: r.id,
                     doc,
                     byte_range: r.byte_range,
                     line_range: r.line_range,
@@ -414,7 +415,10 @@ impl Engine {
         out.timings.push(("select", t.elapsed().as_secs_f64()));
         let rank_in = |v: &[(u64, f32)], k: u64| v.iter().position(|x| x.0 == k).map(|i| i + 1);
         for (i, s) in selected.into_iter().enumerate() {
-            let key = key_of.get(&s.chunk_id).copied().unwrap_or(s.chunk_id);
+            let key = key_of
+                .get(&s.scored_chunk)
+                .copied()
+                .unwrap_or(s.scored_chunk);
             let explain = req.explain.then(|| Explain {
                 lexical_rank: rank_in(&first.lex, key),
                 lexical_score: first.bm25.get(&key).copied(),
