@@ -32,9 +32,26 @@ enum Command {
     Stats(StatsArgs),
     /// Measure retrieval quality on a BEIR collection or on your own labelled queries.
     Eval(EvalArgs),
+    /// Keep the index in sync with a folder as files change (Ctrl-C stops cleanly).
+    Watch(WatchArgs),
+    /// Check every file's checksum and the agreement of the stores.
+    Verify(StatsArgs),
+    /// Rewrite the index without tombstones (rebuilds the HNSW graph).
+    Compact(StatsArgs),
     /// Choose fusion and expansion settings on labelled queries (cross-validated) and store
     /// them as the index's defaults.
     Tune(TuneArgs),
+}
+
+#[derive(Args, Debug)]
+struct WatchArgs {
+    /// Folder to watch.
+    folder: PathBuf,
+    #[command(flatten)]
+    common: Common,
+    /// Quiet time before a batch of changes is indexed, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    debounce_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -207,6 +224,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Stats(a) => stats(a),
         Command::Eval(a) => eval(a),
         Command::Tune(a) => tune(a),
+        Command::Watch(a) => watch(a),
+        Command::Verify(a) => verify(a),
+        Command::Compact(a) => compact(a),
     }
 }
 
@@ -217,6 +237,10 @@ struct Bars {
 
 impl Progress for Bars {
     fn start(&self, stage: &str, total: u64) {
+        self.finish();
+        if total == 0 {
+            return;
+        }
         let pb = ProgressBar::new(total);
         pb.set_style(
             ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
@@ -262,14 +286,24 @@ fn index(a: IndexArgs) -> Result<()> {
     let secs = t0.elapsed().as_secs_f64();
     let mut out = std::io::stdout().lock();
     if a.json {
-        serde_json::to_writer(&mut out, &r)?;
+        let mut v = serde_json::to_value(&r)?;
+        v["peak_rss_bytes"] = serde_json::json!(peak_rss_bytes());
+        serde_json::to_writer(&mut out, &v)?;
         writeln!(out)?;
         return Ok(());
     }
+    print_summary(&mut out, &r, secs)?;
+    Ok(())
+}
+
+fn print_summary(out: &mut impl Write, r: &pinpoint::IndexReport, secs: f64) -> Result<()> {
     let indexed = r.added + r.updated + r.unchanged + r.renamed;
+    let rss = peak_rss_bytes()
+        .map(|b| format!(", peak memory {}", human_bytes(b)))
+        .unwrap_or_default();
     writeln!(
         out,
-        "indexed {indexed} files (added {}, updated {}, renamed {}, removed {}, unchanged {}), skipped {}, {} chunks ({} embedded) in {secs:.1} s",
+        "indexed {indexed} files (added {}, updated {}, renamed {}, removed {}, unchanged {}), skipped {}, {} chunks ({} embedded) in {secs:.1} s{rss}",
         r.added,
         r.updated,
         r.renamed,
@@ -755,5 +789,120 @@ fn tune(a: TuneArgs) -> Result<()> {
         engine.set_default_pipeline(&chosen)?;
         writeln!(out, "stored as the defaults of {}", engine.dir().display())?;
     }
+    Ok(())
+}
+
+/// Peak resident memory of this process (Linux: VmHWM), for the index report.
+fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn watch(a: WatchArgs) -> Result<()> {
+    use notify::{RecursiveMode, Watcher};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    let mut engine = Engine::open_or_create(&a.common.index, a.common.config()?)?;
+    let t = Instant::now();
+    let r = engine.add_folder(&a.folder)?;
+    let mut out = std::io::stdout();
+    print_summary(&mut out, &r, t.elapsed().as_secs_f64())?;
+    out.flush()?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    ctrlc::set_handler(move || s2.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
+    // Events under the index folder (when it lives inside the watched one) are our own writes.
+    let index_dir =
+        std::fs::canonicalize(&a.common.index).unwrap_or_else(|_| a.common.index.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            if ev.paths.iter().any(|p| !p.starts_with(&index_dir)) {
+                let _ = tx.send(());
+            }
+        }
+    })
+    .context("starting the file watcher")?;
+    watcher
+        .watch(&a.folder, RecursiveMode::Recursive)
+        .with_context(|| format!("watching {}", a.folder.display()))?;
+    eprintln!("watching {} (Ctrl-C to stop)", a.folder.display());
+    let debounce = Duration::from_millis(a.debounce_ms);
+    let mut pending: Option<Instant> = None;
+    while !stop.load(Ordering::SeqCst) {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(()) => pending = Some(Instant::now()),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if let Some(last) = pending {
+            // Let a burst of changes settle, then sync them in one commit.
+            if last.elapsed() >= debounce {
+                while rx.try_recv().is_ok() {}
+                pending = None;
+                let t = Instant::now();
+                let r = engine.add_folder(&a.folder)?;
+                if r.added + r.updated + r.removed + r.renamed > 0 {
+                    print_summary(&mut out, &r, t.elapsed().as_secs_f64())?;
+                    out.flush()?;
+                }
+            }
+        }
+    }
+    eprintln!(
+        "stopped; index consistent at generation {}",
+        engine.manifest().generation
+    );
+    Ok(())
+}
+
+fn verify(a: StatsArgs) -> Result<()> {
+    let engine = Engine::open_read_only(&a.common.index, a.common.config()?)?;
+    let problems = engine.verify()?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer(
+            &mut out,
+            &serde_json::json!({"ok": problems.is_empty(), "problems": problems}),
+        )?;
+        writeln!(out)?;
+    } else if problems.is_empty() {
+        writeln!(
+            out,
+            "ok: generation {}, {} files checked, stores agree on {} chunks",
+            engine.manifest().generation,
+            engine.manifest().files.len(),
+            engine.store().len()
+        )?;
+    } else {
+        for p in &problems {
+            writeln!(out, "problem: {p}")?;
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(pinpoint::Error::corrupt(
+            &a.common.index,
+            format!("{} problem(s) found", problems.len()),
+        )
+        .into())
+    }
+}
+
+fn compact(a: StatsArgs) -> Result<()> {
+    let mut engine = Engine::open(&a.common.index, a.common.config()?)?;
+    let t = Instant::now();
+    engine.compact()?;
+    println!(
+        "compacted to generation {} in {:.1} s",
+        engine.manifest().generation,
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -97,8 +97,14 @@ impl LexicalIndex {
     }
 
     /// A writer (one thread: the machine's other core is busy embedding).
+    ///
+    /// Files left by a writer killed mid-commit (segments or delete bitsets that no commit
+    /// references) are garbage-collected first: tantivy reuses their names, and a leftover
+    /// would make every later commit fail with "file already exists" (found by the kill -9
+    /// test, tests/crash.rs).
     pub fn writer(&self) -> Result<LexicalWriter> {
         let w: IndexWriter = self.index.writer_with_num_threads(1, 64_000_000)?;
+        w.garbage_collect_files().wait()?;
         Ok(LexicalWriter {
             w,
             chunk: self.fields.chunk,

@@ -1,6 +1,7 @@
 //! One integration-test binary (as ripgrep does): modules share `util`.
 
 mod cli;
+mod crash;
 mod cross_encoder;
 mod engine;
 mod eval;

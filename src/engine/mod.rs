@@ -950,6 +950,7 @@ impl Engine {
         let dim = self.spec.dim;
         let dir = self.dir.clone();
         let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+        self.progress.start("write", 0);
         write_chunks(&dir.join(chunks_file(gen)), &records)?;
         write_vectors(&dir.join(vec_file(gen)), dim, &vecs)?;
         write_docs(&dir.join(docs_file(gen)), &docs)?;
@@ -1010,6 +1011,7 @@ impl Engine {
         sync_dir(&dir)?;
 
         // The commit point.
+        self.progress.start("commit", 0);
         let mut w = self.lexical.writer()?;
         for k in &lex_deletes {
             w.delete_doc(k);
@@ -1019,6 +1021,7 @@ impl Engine {
         }
         w.commit(gen)?;
 
+        self.progress.start("publish", 0);
         std::fs::rename(&pending, dir.join(MANIFEST)).at(dir.join(MANIFEST))?;
         sync_dir(&dir)?;
         self.lexical.reload()?;
@@ -1029,7 +1032,103 @@ impl Engine {
         self.doc_index = OnceLock::new();
         let _ = self.docs.set(docs);
         self.remove_stray_files()?;
+        self.progress.finish();
         Ok(())
+    }
+
+    /// Writes the current content as a new generation with a freshly built HNSW graph
+    /// (dropping its tombstones). The lexical index is left to tantivy's own merging.
+    pub fn compact(&mut self) -> Result<()> {
+        self.require_writer()?;
+        let _ = self.dense.take_graph();
+        let n = self.store.len();
+        let mut records = Vec::with_capacity(n);
+        for i in 0..n {
+            records.push(self.store.get(i)?);
+        }
+        let vecs = self.dense.vectors().as_slice().to_vec();
+        let docs = self.documents()?.to_vec();
+        let gen = self.manifest.generation + 1;
+        let next_chunk_id = self.manifest.next_chunk_id;
+        self.write_generation(
+            gen,
+            Generation {
+                records,
+                vecs,
+                docs,
+                lex_deletes: Vec::new(),
+                lex_adds: Vec::new(),
+                next_chunk_id,
+            },
+        )
+    }
+
+    /// Checks every file of the current generation against the checksums in the manifest
+    /// and the cross-index invariants (the same chunks in the store, the vectors, the lexical
+    /// index, the document table and the graph). Returns the problems found (empty: sound).
+    pub fn verify(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        for f in &self.manifest.files {
+            match file_sum(&self.dir, &f.path) {
+                Ok(got) if got.size != f.size => problems.push(format!(
+                    "{}: {} bytes, manifest says {}",
+                    f.path, got.size, f.size
+                )),
+                Ok(got) if got.crc32 != f.crc32 => problems.push(format!(
+                    "{}: checksum {:08x}, manifest says {:08x} (file damaged)",
+                    f.path, got.crc32, f.crc32
+                )),
+                Ok(_) => {}
+                Err(e) => problems.push(format!("{}: {e}", f.path)),
+            }
+        }
+        let store_ids: Vec<u64> = (0..self.store.len()).map(|i| self.store.id_at(i)).collect();
+        if store_ids.windows(2).any(|w| w[0] >= w[1]) {
+            problems.push("chunk store ids are not strictly ascending".into());
+        }
+        let lex_ids = self.lexical.all_chunk_ids()?;
+        if lex_ids != store_ids {
+            let ls: HashSet<u64> = lex_ids.iter().copied().collect();
+            let ss: HashSet<u64> = store_ids.iter().copied().collect();
+            problems.push(format!(
+                "lexical index and chunk store disagree: {} chunks only in lexical, {} only in the store",
+                ls.difference(&ss).count(),
+                ss.difference(&ls).count()
+            ));
+        }
+        if self.dense.vectors().len() != store_ids.len() {
+            problems.push(format!(
+                "{} vectors for {} chunks",
+                self.dense.vectors().len(),
+                store_ids.len()
+            ));
+        }
+        let mut doc_ids: Vec<u64> = self
+            .documents()?
+            .iter()
+            .flat_map(|d| d.chunks.iter().copied())
+            .collect();
+        doc_ids.sort_unstable();
+        if doc_ids != store_ids {
+            problems.push("document table and chunk store disagree on the chunk set".into());
+        }
+        if self.manifest.counts.chunks as usize != store_ids.len() {
+            problems.push(format!(
+                "manifest counts {} chunks, store holds {}",
+                self.manifest.counts.chunks,
+                store_ids.len()
+            ));
+        }
+        if let Some(g) = self.dense.graph() {
+            if g.get_nb_point() < store_ids.len() {
+                problems.push(format!(
+                    "HNSW graph has {} points for {} chunks",
+                    g.get_nb_point(),
+                    store_ids.len()
+                ));
+            }
+        }
+        Ok(problems)
     }
 
     /// Deletes files of generations other than the current and the previous one (readers
