@@ -233,12 +233,10 @@ pub fn walk(root: &Path, cfg: &IngestConfig) -> WalkResult {
             Ok(e) => {
                 let Some(ft) = e.file_type() else { continue };
                 if ft.is_symlink() {
-                    if DocKind::from_path(e.path()).is_some() {
-                        out.skipped.push(Skipped {
-                            path: e.path().to_path_buf(),
-                            reason: SkipReason::Symlink,
-                        });
-                    }
+                    out.skipped.push(Skipped {
+                        path: e.path().to_path_buf(),
+                        reason: SkipReason::Symlink,
+                    });
                     continue;
                 }
                 if !ft.is_file() {

@@ -430,7 +430,13 @@ impl Engine {
                 ))
             }
         }
-        let (spec, model_dir) = resolve_model(&cfg, Some(&manifest))?;
+        // Without an explicit model, trust the manifest and load (and check) the model only
+        // when something needs embeddings: stats, verify and lexical queries need none.
+        let (spec, model_dir) = if cfg.model_dir.is_none() && cfg.embedder.is_none() {
+            (manifest.model.clone(), None)
+        } else {
+            resolve_model(&cfg, Some(&manifest))?
+        };
         if spec.id != manifest.model.id || spec.dim != manifest.model.dim {
             if manifest.counts.chunks > 0 {
                 return Err(Error::ModelMismatch {
@@ -540,7 +546,23 @@ impl Engine {
         }
         let md = match &self.model_dir {
             Some(m) => m.clone(),
-            None => ModelDir::open(DEFAULT_MODEL_DIR)?,
+            None => {
+                let dir = if self.manifest.model_dir.is_empty() {
+                    PathBuf::from(DEFAULT_MODEL_DIR)
+                } else {
+                    PathBuf::from(&self.manifest.model_dir)
+                };
+                let md = ModelDir::open(dir)?;
+                if md.spec.id != self.spec.id || md.spec.dim != self.spec.dim {
+                    return Err(Error::ModelMismatch {
+                        found: self.spec.id.clone(),
+                        found_dim: self.spec.dim,
+                        expected: md.spec.id,
+                        expected_dim: md.spec.dim,
+                    });
+                }
+                md
+            }
         };
         let e: Arc<dyn Embedder> = Arc::new(BertEmbedder::from_model_dir(&md, self.cfg.device)?);
         Ok(self.embedder.get_or_init(|| e))
