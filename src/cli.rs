@@ -38,9 +38,46 @@ enum Command {
     Verify(StatsArgs),
     /// Rewrite the index without tombstones (rebuilds the HNSW graph).
     Compact(StatsArgs),
+    /// Measure speed: embedding, index build, query latency per stage, cold query, dense
+    /// and lexical throughput.
+    Bench(BenchArgs),
     /// Choose fusion and expansion settings on labelled queries (cross-validated) and store
     /// them as the index's defaults.
     Tune(TuneArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// BEIR folder supplying texts and queries.
+    #[arg(long, default_value = "../shared/datasets/scifact")]
+    beir: PathBuf,
+    /// Documents embedded and indexed.
+    #[arg(long, default_value_t = 300)]
+    docs: usize,
+    /// Queries timed (0: all judged test queries).
+    #[arg(long, default_value_t = 0)]
+    queries: usize,
+    /// Vectors of the dense recall/throughput curve.
+    #[arg(long, default_value_t = 100_000)]
+    dense_vectors: usize,
+    /// Time queries on this index instead of the one built from --docs documents.
+    #[arg(long)]
+    query_index: Option<PathBuf>,
+    /// Write the dense benchmark vectors here (raw f32; queries beside it) for the reference run.
+    #[arg(long)]
+    export_vectors: Option<PathBuf>,
+    /// Folder for the benchmark's scratch index.
+    #[arg(long, default_value = "index-data/bench")]
+    work: PathBuf,
+    /// Print exactly one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Model folder.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Compute device.
+    #[arg(long, default_value = "auto")]
+    device: String,
 }
 
 #[derive(Args, Debug)]
@@ -225,6 +262,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval(a),
         Command::Tune(a) => tune(a),
         Command::Watch(a) => watch(a),
+        Command::Bench(a) => bench(a),
         Command::Verify(a) => verify(a),
         Command::Compact(a) => compact(a),
     }
@@ -904,5 +942,92 @@ fn compact(a: StatsArgs) -> Result<()> {
         engine.manifest().generation,
         t.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+fn bench(a: BenchArgs) -> Result<()> {
+    let cfg = pinpoint::bench::BenchConfig {
+        beir: a.beir.clone(),
+        docs: a.docs,
+        queries: a.queries,
+        dense_vectors: a.dense_vectors,
+        efs: vec![16, 32, 64, 128, 256],
+        query_index: a.query_index.clone(),
+        exe: std::env::current_exe().ok(),
+        export_vectors: a.export_vectors.clone(),
+    };
+    let ecfg = EngineConfig {
+        model_dir: Some(
+            a.model
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(pinpoint::models::DEFAULT_MODEL_DIR)),
+        ),
+        device: a.device.parse::<DeviceChoice>()?,
+        ..Default::default()
+    };
+    std::fs::create_dir_all(&a.work)?;
+    let quiet = a.json;
+    let r = pinpoint::bench::run(&cfg, ecfg, &a.work, &|m| {
+        if !quiet {
+            eprintln!("{m}");
+        }
+    })?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer(&mut out, &r)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "embedding      {:.1} texts/s, {:.0} tokens/s",
+        r.embed.texts_per_s, r.embed.tokens_per_s
+    )?;
+    writeln!(
+        out,
+        "index build    {} docs in {:.1} s, {:.0}% embedding  ({})",
+        r.index.documents,
+        r.index.seconds,
+        r.index.forward_share * 100.0,
+        r.index
+            .stages
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.2}s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    writeln!(out, "warm query     p50 / p95 / p99 ms (default pipeline)")?;
+    for (stage, p) in &r.query {
+        writeln!(
+            out,
+            "  {stage:<10} {:>8.2} {:>8.2} {:>8.2}",
+            p.p50_ms, p.p95_ms, p.p99_ms
+        )?;
+    }
+    writeln!(
+        out,
+        "cold query     {:.3} s (process start to exit)",
+        r.cold_query_s
+    )?;
+    writeln!(
+        out,
+        "lexical        {:.0} queries/s (single thread, top 100)",
+        r.lexical.qps
+    )?;
+    writeln!(
+        out,
+        "dense          {} vectors ({}), exact scan {:.0} q/s, HNSW build {:.1} s",
+        r.dense.vectors, r.dense.source, r.dense.exact_qps, r.dense.build_s
+    )?;
+    for c in &r.dense.curve {
+        writeln!(
+            out,
+            "  ef {:>4}  recall@10 {:.4}  {:>8.0} q/s  {:>5.1}x exact",
+            c.ef,
+            c.recall10,
+            c.qps,
+            c.qps / r.dense.exact_qps.max(1e-9)
+        )?;
+    }
     Ok(())
 }

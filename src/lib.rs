@@ -30,6 +30,7 @@
 //! [`engine`], the only place that coordinates the stores.
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod chunk;
 pub mod dense;
 pub mod embed;

@@ -1,0 +1,345 @@
+//! Speed benchmarks behind `pinpoint bench`: embedding throughput, index build by stage,
+//! warm query latency per stage, cold CLI query, dense recall/throughput curve, lexical
+//! throughput. Figures are meant to be compared as ratios within one run (these machines
+//! are noisy); `benches/reference/` runs the Python reference stack on the same workloads.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::dense::{build_graph, exact_search, search_graph, HnswParams};
+use crate::engine::{Engine, EngineConfig, SearchRequest};
+use crate::error::Result;
+use crate::eval::Dataset;
+use crate::store::VectorFile;
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+}
+
+impl Percentiles {
+    /// From samples in seconds.
+    pub fn of(mut secs: Vec<f64>) -> Percentiles {
+        if secs.is_empty() {
+            return Percentiles::default();
+        }
+        secs.sort_by(|a, b| a.total_cmp(b));
+        let at = |q: f64| secs[((secs.len() - 1) as f64 * q).round() as usize] * 1e3;
+        Percentiles {
+            p50_ms: at(0.5),
+            p95_ms: at(0.95),
+            p99_ms: at(0.99),
+        }
+    }
+}
+
+/// Embedding throughput.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EmbedSpeed {
+    /// Texts per second.
+    pub texts_per_s: f64,
+    /// Tokens (after truncation, special tokens included) per second.
+    pub tokens_per_s: f64,
+}
+
+/// One point of the dense recall/throughput curve.
+#[derive(Debug, Clone, Serialize)]
+pub struct CurvePoint {
+    /// Search beam width.
+    pub ef: usize,
+    /// Recall@10 against the exact scan.
+    #[serde(rename = "recall@10")]
+    pub recall10: f64,
+    /// Queries per second (single thread).
+    pub qps: f64,
+}
+
+/// Dense index speed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DenseSpeed {
+    /// Vectors in the benchmark set.
+    pub vectors: usize,
+    /// What the vectors are.
+    pub source: String,
+    /// Exact scan queries per second (single thread).
+    pub exact_qps: f64,
+    /// Graph build seconds.
+    pub build_s: f64,
+    /// Recall/throughput per ef.
+    pub curve: Vec<CurvePoint>,
+}
+
+/// Lexical speed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LexicalSpeed {
+    /// Queries per second, single thread, top 100.
+    pub qps: f64,
+}
+
+/// Index build.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IndexSpeed {
+    /// Documents indexed.
+    pub documents: usize,
+    /// Total seconds.
+    pub seconds: f64,
+    /// Share of the time spent embedding (tokenizer + model forward).
+    pub forward_share: f64,
+    /// Seconds per stage.
+    pub stages: BTreeMap<String, f64>,
+}
+
+/// The whole report; `pinpoint bench --json` prints it (its keys are a contract).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BenchReport {
+    /// Embedding throughput.
+    pub embed: EmbedSpeed,
+    /// Warm `default` query latency: `total` and one entry per stage.
+    pub query: BTreeMap<String, Percentiles>,
+    /// Cold CLI query, process start to exit, model load included (median of 3).
+    pub cold_query_s: f64,
+    /// Dense index.
+    pub dense: DenseSpeed,
+    /// Lexical index.
+    pub lexical: LexicalSpeed,
+    /// Index build.
+    pub index: IndexSpeed,
+}
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// BEIR folder supplying texts and queries.
+    pub beir: PathBuf,
+    /// Documents embedded and indexed.
+    pub docs: usize,
+    /// Queries timed (0: all judged test queries).
+    pub queries: usize,
+    /// Synthetic vectors for the dense curve (when no real index is large enough).
+    pub dense_vectors: usize,
+    /// `ef` values of the curve.
+    pub efs: Vec<usize>,
+    /// Index to time queries on (default: one built from `docs` documents).
+    pub query_index: Option<PathBuf>,
+    /// The `pinpoint` executable for the cold query (none: skipped).
+    pub exe: Option<PathBuf>,
+    /// Where to write the dense benchmark vectors (raw little-endian f32) and queries, for
+    /// the reference run to load the very same set.
+    pub export_vectors: Option<PathBuf>,
+}
+
+/// Clustered unit vectors: `clusters` random centres, points spread around them. Real
+/// embeddings are clustered; uniform random vectors are the worst case for any ANN graph
+/// and say little about real data (NOTES.md).
+pub fn clustered_vectors(
+    n: usize,
+    dim: usize,
+    clusters: usize,
+    spread: f32,
+    seed: u64,
+) -> Vec<f32> {
+    let mut s = seed.max(1);
+    let mut rnd = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        ((s >> 11) as f64 / (1u64 << 53) as f64) as f32 - 0.5
+    };
+    let centers: Vec<Vec<f32>> = (0..clusters)
+        .map(|_| (0..dim).map(|_| rnd()).collect())
+        .collect();
+    let mut out = Vec::with_capacity(n * dim);
+    for i in 0..n {
+        let c = &centers[(i * 7919) % clusters];
+        let mut v: Vec<f32> = c.iter().map(|x| x + spread * rnd()).collect();
+        crate::embed::normalize(&mut v);
+        out.extend(v);
+    }
+    out
+}
+
+/// Runs every benchmark.
+pub fn run(
+    cfg: &BenchConfig,
+    engine_cfg: EngineConfig,
+    work: &Path,
+    log: &dyn Fn(&str),
+) -> Result<BenchReport> {
+    let mut report = BenchReport::default();
+    let ds = Dataset::load_beir(&cfg.beir, "test")?;
+    let docs: Vec<&(String, String, String)> = ds.corpus.iter().take(cfg.docs).collect();
+
+    // Index build (also loads the model once, so the embedding timing below is warm).
+    log(&format!("indexing {} documents ...", docs.len()));
+    let idx_dir = work.join("bench-index");
+    if idx_dir.exists() {
+        std::fs::remove_dir_all(&idx_dir).map_err(|e| crate::error::Error::io(&idx_dir, e))?;
+    }
+    let t = Instant::now();
+    let mut engine = Engine::create(&idx_dir, engine_cfg.clone())?;
+    for (id, title, text) in &docs {
+        engine.add_document(id, title, text)?;
+    }
+    let r = engine.commit()?;
+    let total = t.elapsed().as_secs_f64();
+    let stages: BTreeMap<String, f64> = r.timings.iter().cloned().collect();
+    report.index = IndexSpeed {
+        documents: docs.len(),
+        seconds: total,
+        forward_share: stages.get("embed").copied().unwrap_or(0.0) / total.max(1e-9),
+        stages,
+    };
+
+    // Embedding throughput on the same texts as the reference: title + text, 256 tokens.
+    log("embedding ...");
+    let e = engine.embedder()?.clone();
+    let texts: Vec<String> = docs.iter().map(|(_, t, x)| format!("{t} {x}")).collect();
+    let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+    let tokens: usize = refs
+        .iter()
+        .map(|t| (e.token_spans(t).len() + 2).min(e.spec().max_tokens))
+        .sum();
+    let t = Instant::now();
+    e.embed_passages(&refs)?;
+    let s = t.elapsed().as_secs_f64();
+    report.embed = EmbedSpeed {
+        texts_per_s: refs.len() as f64 / s,
+        tokens_per_s: tokens as f64 / s,
+    };
+
+    // Warm query latency per stage, default pipeline, as `pinpoint query` runs it.
+    let qengine = match &cfg.query_index {
+        Some(p) => Engine::open_read_only(p, engine_cfg.clone())?,
+        None => Engine::open_read_only(&idx_dir, engine_cfg.clone())?,
+    };
+    let mut queries: Vec<String> = crate::eval::beir_labelled(&ds)
+        .into_iter()
+        .map(|q| q.1)
+        .collect();
+    if cfg.queries > 0 {
+        queries.truncate(cfg.queries);
+    }
+    log(&format!("timing {} queries ...", queries.len()));
+    let pipeline = qengine.default_pipeline();
+    // Warm-up: model, caches, page cache.
+    for q in queries.iter().take(5) {
+        qengine.search(&SearchRequest::new(q.as_str(), 5).pipeline(pipeline.clone()))?;
+    }
+    let mut per_stage: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for q in &queries {
+        let t = Instant::now();
+        let out = qengine
+            .search_detailed(&SearchRequest::new(q.as_str(), 5).pipeline(pipeline.clone()))?;
+        per_stage
+            .entry("total".into())
+            .or_default()
+            .push(t.elapsed().as_secs_f64());
+        let mut sums: BTreeMap<&str, f64> = BTreeMap::new();
+        for (stage, secs) in out.timings {
+            *sums.entry(stage).or_default() += secs;
+        }
+        for (stage, secs) in sums {
+            per_stage.entry(stage.to_string()).or_default().push(secs);
+        }
+    }
+    report.query = per_stage
+        .into_iter()
+        .map(|(k, v)| (k, Percentiles::of(v)))
+        .collect();
+
+    // Lexical throughput, single thread, top 100.
+    let t = Instant::now();
+    for q in &queries {
+        qengine.lexical().search(q, 100)?;
+    }
+    report.lexical.qps = queries.len() as f64 / t.elapsed().as_secs_f64().max(1e-9);
+
+    // Cold CLI query.
+    if let Some(exe) = &cfg.exe {
+        let idx = cfg.query_index.clone().unwrap_or(idx_dir.clone());
+        let mut samples = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            let st = std::process::Command::new(exe)
+                .args([
+                    "query",
+                    queries.first().map(|s| s.as_str()).unwrap_or("test"),
+                    "--index",
+                ])
+                .arg(&idx)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .map_err(|e| crate::error::Error::io(exe, e))?;
+            if st.success() {
+                samples.push(t.elapsed().as_secs_f64());
+            }
+        }
+        samples.sort_by(|a, b| a.total_cmp(b));
+        report.cold_query_s = samples.get(samples.len() / 2).copied().unwrap_or(0.0);
+    }
+
+    // Dense: HNSW against the exact scan on the same vectors.
+    let dim = e.dim();
+    log(&format!(
+        "dense: {} clustered vectors ...",
+        cfg.dense_vectors
+    ));
+    let data = clustered_vectors(cfg.dense_vectors, dim, 1000, 0.6, 7);
+    let qv = clustered_vectors(200, dim, 1000, 0.6, 99);
+    if let Some(p) = &cfg.export_vectors {
+        let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        std::fs::write(p, bytes).map_err(|e| crate::error::Error::io(p, e))?;
+        let qp = p.with_extension("queries");
+        let bytes: Vec<u8> = qv.iter().flat_map(|x| x.to_le_bytes()).collect();
+        std::fs::write(&qp, bytes).map_err(|e| crate::error::Error::io(&qp, e))?;
+    }
+    let vectors = VectorFile::from_vec(dim, data);
+    let t = Instant::now();
+    let exact: Vec<Vec<u64>> = qv
+        .chunks(dim)
+        .map(|q| {
+            exact_search(&vectors, q, 10)
+                .into_iter()
+                .map(|(p, _)| p as u64)
+                .collect()
+        })
+        .collect();
+    let exact_qps = exact.len() as f64 / t.elapsed().as_secs_f64();
+    let ids: Vec<u64> = (0..vectors.len() as u64).collect();
+    let t = Instant::now();
+    let g = build_graph(&HnswParams::default(), &vectors, &ids);
+    let build_s = t.elapsed().as_secs_f64();
+    let mut curve = Vec::new();
+    for &ef in &cfg.efs {
+        let t = Instant::now();
+        let mut hits = 0;
+        for (q, ex) in qv.chunks(dim).zip(&exact) {
+            hits += search_graph(&g, q, 10, ef, None)
+                .iter()
+                .filter(|(id, _)| ex.contains(id))
+                .count();
+        }
+        curve.push(CurvePoint {
+            ef,
+            recall10: hits as f64 / (exact.len() * 10) as f64,
+            qps: exact.len() as f64 / t.elapsed().as_secs_f64(),
+        });
+    }
+    report.dense = DenseSpeed {
+        vectors: vectors.len(),
+        source: "clustered synthetic (1000 centres)".into(),
+        exact_qps,
+        build_s,
+        curve,
+    };
+    Ok(report)
+}
