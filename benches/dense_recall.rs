@@ -7,6 +7,7 @@
 
 use std::time::Instant;
 
+use pinpoint::bench::clustered_vectors;
 use pinpoint::dense::{build_graph, exact_search, search_graph, HnswParams};
 use pinpoint::store::{Manifest, VectorFile};
 
@@ -26,21 +27,6 @@ fn rng(seed: u64) -> impl FnMut() -> f32 {
 fn normalize(v: &mut [f32]) {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     v.iter_mut().for_each(|x| *x /= n.max(1e-12));
-}
-
-fn clustered(n: usize, dim: usize, clusters: usize, spread: f32, seed: u64) -> Vec<f32> {
-    let mut r = rng(seed);
-    let centers: Vec<Vec<f32>> = (0..clusters)
-        .map(|_| (0..dim).map(|_| r()).collect())
-        .collect();
-    let mut out = Vec::with_capacity(n * dim);
-    for i in 0..n {
-        let c = &centers[(i * 7919) % clusters];
-        let mut v: Vec<f32> = c.iter().map(|x| x + spread * r()).collect();
-        normalize(&mut v);
-        out.extend(v);
-    }
-    out
 }
 
 fn main() {
@@ -75,8 +61,8 @@ fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(20_000);
         dim = 384;
-        data = clustered(n, dim, 200, 0.6, 7);
-        queries = clustered(200, dim, 200, 0.6, 99);
+        data = clustered_vectors(n, dim, 200, 0.6, 7);
+        queries = clustered_vectors(200, dim, 200, 0.6, 99);
         source = "clustered synthetic vectors".to_string();
     }
     let n = data.len() / dim;

@@ -594,12 +594,6 @@ fn eval(a: EvalArgs) -> Result<()> {
             max_tokens: a.chunk_tokens,
             overlap: a.overlap,
         };
-        let model_dir = cfg
-            .model_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(pinpoint::models::DEFAULT_MODEL_DIR));
-        let model_id = pinpoint::models::ModelDir::open(&model_dir)?.spec.id;
-        cfg.model_dir = Some(model_dir);
         if !a.json {
             eprintln!(
                 "{}: {} documents, {} judged queries in split {}",
@@ -613,20 +607,14 @@ fn eval(a: EvalArgs) -> Result<()> {
             bar: Mutex::new(None),
         });
         let (mut engine, secs) = {
-            let dir = eval::cache_dir(&a.common.index, &ds, &cfg, &model_id);
+            let dir = eval::cache_dir(&a.common.index, &ds, &cfg)?;
             if !dir.join("manifest.json").exists() && !a.json {
                 eprintln!(
                     "building index in {} (cached for later runs)",
                     dir.display()
                 );
             }
-            eval::open_or_build_with_progress(
-                &a.common.index,
-                &ds,
-                cfg,
-                &model_id,
-                progress.clone(),
-            )?
+            eval::open_or_build_with_progress(&a.common.index, &ds, cfg, progress.clone())?
         };
         engine.set_progress(progress);
         let labelled = eval::beir_labelled(&ds);
@@ -728,20 +716,13 @@ fn eval(a: EvalArgs) -> Result<()> {
 fn tune(a: TuneArgs) -> Result<()> {
     use pinpoint::eval::{self, tune};
     let target: tune::Target = a.metric.parse()?;
-    let mut cfg = a.common.config()?;
+    let cfg = a.common.config()?;
     let (mut engine, labelled) = if let Some(dir) = &a.beir {
         let ds = eval::Dataset::load_beir(dir, &a.split)?;
-        let model_dir = cfg
-            .model_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(pinpoint::models::DEFAULT_MODEL_DIR));
-        let model_id = pinpoint::models::ModelDir::open(&model_dir)?.spec.id;
-        cfg.model_dir = Some(model_dir);
         let progress = Arc::new(Bars {
             bar: Mutex::new(None),
         });
-        let (engine, _) =
-            eval::open_or_build_with_progress(&a.common.index, &ds, cfg, &model_id, progress)?;
+        let (engine, _) = eval::open_or_build_with_progress(&a.common.index, &ds, cfg, progress)?;
         (engine, eval::beir_labelled(&ds))
     } else {
         let path = a.queries.clone().unwrap_or_default();

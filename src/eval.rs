@@ -525,7 +525,8 @@ pub type Labelled = Vec<(String, String, HashMap<String, i32>)>;
 
 /// Folder of the cached index for `ds` under `root`: keyed by corpus, model and chunking,
 /// so a changed setting builds a new index and an unchanged one is reused.
-pub fn cache_dir(root: &Path, ds: &Dataset, cfg: &EngineConfig, model_id: &str) -> PathBuf {
+pub fn cache_dir(root: &Path, ds: &Dataset, cfg: &EngineConfig) -> Result<PathBuf> {
+    let model_id = model_id(cfg)?;
     let mut h = Sha256::new();
     h.update(ds.corpus_hash.as_bytes());
     h.update(model_id.as_bytes());
@@ -535,18 +536,26 @@ pub fn cache_dir(root: &Path, ds: &Dataset, cfg: &EngineConfig, model_id: &str) 
             .as_bytes(),
     );
     let key = hex(&h.finalize()[..6]);
-    root.join("eval").join(format!("{}-{key}", ds.name))
+    Ok(root.join("eval").join(format!("{}-{key}", ds.name)))
+}
+
+/// Identity of the model `cfg` selects (the default folder when none is named).
+fn model_id(cfg: &EngineConfig) -> Result<String> {
+    match (&cfg.embedder, &cfg.model_dir) {
+        (Some(e), _) => Ok(e.spec().id.clone()),
+        (None, Some(d)) => Ok(crate::models::ModelDir::open(d)?.spec.id),
+        (None, None) => Ok(
+            crate::models::ModelDir::open(crate::models::DEFAULT_MODEL_DIR)?
+                .spec
+                .id,
+        ),
+    }
 }
 
 /// Opens the cached index of `ds` under `root`, building it first when absent.
 /// Returns the engine and the seconds spent building (0 when cached).
-pub fn open_or_build(
-    root: &Path,
-    ds: &Dataset,
-    cfg: EngineConfig,
-    model_id: &str,
-) -> Result<(Engine, f64)> {
-    open_or_build_with_progress(root, ds, cfg, model_id, std::sync::Arc::new(NoBars))
+pub fn open_or_build(root: &Path, ds: &Dataset, cfg: EngineConfig) -> Result<(Engine, f64)> {
+    open_or_build_with_progress(root, ds, cfg, std::sync::Arc::new(NoBars))
 }
 
 struct NoBars;
@@ -557,10 +566,9 @@ pub fn open_or_build_with_progress(
     root: &Path,
     ds: &Dataset,
     cfg: EngineConfig,
-    model_id: &str,
     progress: std::sync::Arc<dyn crate::engine::Progress>,
 ) -> Result<(Engine, f64)> {
-    let dir = cache_dir(root, ds, &cfg, model_id);
+    let dir = cache_dir(root, ds, &cfg)?;
     if dir.join("manifest.json").exists() {
         if let Ok(e) = Engine::open(&dir, cfg.clone()) {
             if e.manifest().counts.documents as usize == ds.corpus.len() {

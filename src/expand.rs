@@ -48,23 +48,9 @@ pub fn rm3_terms(
     feedback: &[String],
     cfg: &PrfConfig,
 ) -> Result<Vec<(String, f32)>> {
-    let mut weights: HashMap<String, f32> = HashMap::new();
-    let mut order: Vec<String> = Vec::new();
-    for t in LexicalIndex::terms(query) {
-        let w = weights.entry(t.clone()).or_insert(0.0);
-        if *w == 0.0 {
-            order.push(t);
-        }
-        *w += 1.0;
-    }
+    let original = LexicalIndex::weighted_terms(query);
     if feedback.is_empty() || cfg.terms == 0 || cfg.weight <= 0.0 {
-        return Ok(order
-            .into_iter()
-            .map(|t| {
-                let w = weights[&t];
-                (t, w)
-            })
-            .collect());
+        return Ok(original);
     }
     // Relevance model: average over feedback docs of P(term | doc), times idf to keep
     // collection-wide common words out.
@@ -85,7 +71,10 @@ pub fn rm3_terms(
     }
     let mut scored: Vec<(String, f32)> = Vec::new();
     for (t, p) in model {
-        if weights.contains_key(&t) || t.len() < 3 || t.chars().all(|c| c.is_ascii_digit()) {
+        if original.iter().any(|(o, _)| *o == t)
+            || t.len() < 3
+            || t.chars().all(|c| c.is_ascii_digit())
+        {
             continue;
         }
         let (df, n) = lex.doc_freq(&t)?;
@@ -99,13 +88,7 @@ pub fn rm3_terms(
     scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     scored.truncate(cfg.terms);
     let top = scored.first().map(|x| x.1).unwrap_or(1.0).max(1e-9);
-    let mut out: Vec<(String, f32)> = order
-        .into_iter()
-        .map(|t| {
-            let w = weights[&t];
-            (t, w)
-        })
-        .collect();
+    let mut out = original;
     out.extend(scored.into_iter().map(|(t, s)| (t, cfg.weight * s / top)));
     Ok(out)
 }

@@ -168,8 +168,9 @@ impl LexicalIndex {
         Ok(out)
     }
 
-    /// Top `k` chunks for free text: `(chunk id, bm25)`, best first.
-    pub fn search(&self, text: &str, k: usize) -> Result<Vec<(u64, f32)>> {
+    /// Analysed terms of `text`, each once, weighted by how often it occurs (a repeated
+    /// word counts more, as in Anserini's bag-of-words queries).
+    pub fn weighted_terms(text: &str) -> Vec<(String, f32)> {
         let mut counts: HashMap<String, f32> = HashMap::new();
         let mut order = Vec::new();
         for t in Self::terms(text) {
@@ -179,14 +180,18 @@ impl LexicalIndex {
             }
             *c += 1.0;
         }
-        let terms: Vec<(String, f32)> = order
+        order
             .into_iter()
             .map(|t| {
                 let w = counts[&t];
                 (t, w)
             })
-            .collect();
-        self.search_weighted(&terms, k)
+            .collect()
+    }
+
+    /// Top `k` chunks for free text: `(chunk id, bm25)`, best first.
+    pub fn search(&self, text: &str, k: usize) -> Result<Vec<(u64, f32)>> {
+        self.search_weighted(&Self::weighted_terms(text), k)
     }
 
     /// Document frequency of an analysed term and the number of chunks (for expansion).

@@ -115,20 +115,31 @@ fn kill_minus_nine_at_any_moment_leaves_a_consistent_index() {
     );
     let tmp = tempfile::tempdir().unwrap();
     let index = tmp.path().join("idx");
-    // Generation 0 (empty) before the first kill.
+    // Generation 0 (empty) before the first kill, then a timed uninterrupted run of two
+    // rounds: kill moments are drawn relative to it, so they land inside rounds however
+    // loaded the machine is (CI runs other tests beside this one).
     let st = Command::new(&bin).arg(&index).arg("0").status().unwrap();
     assert!(st.success());
+    let t = Instant::now();
+    let st = Command::new(&bin)
+        .arg(&index)
+        .arg("2")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let window_us = (t.elapsed().as_micros() as u64).max(20_000);
 
     let kills = 40;
     let mut seed: u64 = 0x9e3779b97f4a7c15;
     let mut phases: BTreeMap<String, usize> = BTreeMap::new();
-    let mut g = 0;
+    let mut g = check(&index, 2);
     let started = Instant::now();
     for _ in 0..kills {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let delay = Duration::from_micros(2_000 + seed % 120_000);
+        let delay = Duration::from_micros(window_us / 10 + seed % (window_us * 2));
         let mut child = Command::new(&bin)
             .arg(&index)
             .arg("100000")

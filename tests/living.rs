@@ -299,7 +299,7 @@ fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
     let t = Instant::now();
     while !f() {
         assert!(
-            t.elapsed() < Duration::from_secs(60),
+            t.elapsed() < Duration::from_secs(180),
             "timed out waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(200));

@@ -835,15 +835,7 @@ impl Engine {
                         });
                         rows_from_old.push(None);
                     }
-                    new_docs.push(DocRecord {
-                        external: staged.external.contains(&doc.key),
-                        key: doc.key,
-                        title: doc.title,
-                        hash: doc.hash,
-                        size: doc.size,
-                        mtime: doc.mtime,
-                        chunks: ids,
-                    });
+                    new_docs.push(doc_record(doc, ids, &staged.external));
                 }
                 Plan::Renamed(doc, old) => {
                     let mut ids = Vec::new();
@@ -860,15 +852,7 @@ impl Engine {
                             rows_from_old.push(Some(pos));
                         }
                     }
-                    new_docs.push(DocRecord {
-                        external: staged.external.contains(&doc.key),
-                        key: doc.key,
-                        title: doc.title,
-                        hash: doc.hash,
-                        size: doc.size,
-                        mtime: doc.mtime,
-                        chunks: ids,
-                    });
+                    new_docs.push(doc_record(doc, ids, &staged.external));
                 }
             }
         }
@@ -1270,6 +1254,19 @@ fn resolve_model(
     };
     let md = ModelDir::open(&dir)?;
     Ok((md.spec.clone(), Some(md)))
+}
+
+/// The document-table entry of a staged document with its chunk ids.
+fn doc_record(doc: Document, chunks: Vec<u64>, external: &HashSet<String>) -> DocRecord {
+    DocRecord {
+        external: external.contains(&doc.key),
+        key: doc.key,
+        title: doc.title,
+        hash: doc.hash,
+        size: doc.size,
+        mtime: doc.mtime,
+        chunks,
+    }
 }
 
 /// Everything a new generation consists of.

@@ -565,7 +565,7 @@ impl Engine {
         let mut den_best = HashMap::new();
         let den = self.pool(&den_chunks, req.granularity, depth, &mut den_best)?;
 
-        let mut terms = weighted_terms(text);
+        let mut terms = LexicalIndex::weighted_terms(text);
         let legs = Legs {
             qvec: qvec.as_deref(),
             den: &den,
@@ -859,24 +859,4 @@ struct Legs<'a> {
     full: bool,
     chunk_depth: usize,
     depth: usize,
-}
-
-/// Analysed query terms weighted by their count.
-fn weighted_terms(text: &str) -> Vec<(String, f32)> {
-    let mut w: HashMap<String, f32> = HashMap::new();
-    let mut order = Vec::new();
-    for t in LexicalIndex::terms(text) {
-        let e = w.entry(t.clone()).or_insert(0.0);
-        if *e == 0.0 {
-            order.push(t);
-        }
-        *e += 1.0;
-    }
-    order
-        .into_iter()
-        .map(|t| {
-            let x = w[&t];
-            (t, x)
-        })
-        .collect()
 }
