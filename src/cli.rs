@@ -174,6 +174,11 @@ struct QueryArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Fusion of the two legs in hybrid mode: the index default (z-score of both scores for
+    /// every candidate), `rrf` (reciprocal rank fusion, k = 60, top 100 of each leg),
+    /// `zscore` or `minmax` (equal weights).
+    #[arg(long)]
+    fusion: Option<String>,
     /// Rerank the top candidates: with --cross-encoder DIR when given, else with the
     /// sentence-level bi-encoder reranker (slow on CPU: ~0.5 s per candidate).
     #[arg(long, conflicts_with = "no_rerank")]
@@ -385,6 +390,28 @@ fn query(a: QueryArgs) -> Result<()> {
     let mode: Mode = a.mode.parse()?;
     let engine = Engine::open_read_only(&a.common.index, a.common.config()?)?;
     let mut pipeline = engine.default_pipeline();
+    match a.fusion.as_deref() {
+        None => {}
+        Some("rrf") => {
+            pipeline.fusion = pinpoint::Fusion::default();
+            pipeline.full_features = false;
+        }
+        Some(n @ ("zscore" | "minmax")) => {
+            pipeline.fusion = pinpoint::Fusion::Weighted {
+                norm: if n == "zscore" {
+                    pinpoint::Norm::ZScore
+                } else {
+                    pinpoint::Norm::MinMax
+                },
+                weights: vec![0.5, 0.5],
+            };
+            pipeline.full_features = true;
+        }
+        Some(other) => anyhow::bail!(pinpoint::Error::invalid(
+            "fusion",
+            format!("{other:?} (use rrf, zscore or minmax)")
+        )),
+    }
     if a.rerank {
         pipeline.rerank = Some(RerankConfig {
             kind: match &a.cross_encoder {

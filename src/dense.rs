@@ -113,28 +113,47 @@ impl DenseIndex {
 }
 
 /// Exact top `k` by dot product: `(row, score)`, best first.
+///
+/// A scan of a large set is bound by memory bandwidth, not arithmetic, so above 32k rows it
+/// is split across the rayon pool (each part keeps its own top `k`, then they merge).
 pub fn exact_search(vectors: &VectorFile, query: &[f32], k: usize) -> Vec<(usize, f32)> {
+    use rayon::prelude::*;
     let dim = vectors.dim();
-    if k == 0 || vectors.is_empty() {
+    if k == 0 || vectors.is_empty() || dim == 0 {
         return Vec::new();
     }
+    let all = vectors.as_slice();
+    const PART: usize = 32 * 1024;
+    let mut out: Vec<(usize, f32)> = if vectors.len() > PART {
+        all.par_chunks(PART * dim)
+            .enumerate()
+            .flat_map_iter(|(p, rows)| top_k(rows, dim, query, k, p * PART))
+            .collect()
+    } else {
+        top_k(all, dim, query, k, 0)
+    };
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out.truncate(k);
+    out
+}
+
+/// Top `k` rows of `rows` (row-major, `dim` wide), numbered from `first`.
+fn top_k(rows: &[f32], dim: usize, query: &[f32], k: usize, first: usize) -> Vec<(usize, f32)> {
     // A bounded min-heap keeps the scan O(n log k) with no per-row allocation.
     let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(OrdF32, usize)>> =
         std::collections::BinaryHeap::with_capacity(k + 1);
-    for (i, row) in vectors.as_slice().chunks_exact(dim).enumerate() {
+    for (i, row) in rows.chunks_exact(dim).enumerate() {
         let s = dot(row, query);
         if heap.len() < k {
-            heap.push(std::cmp::Reverse((OrdF32(s), i)));
+            heap.push(std::cmp::Reverse((OrdF32(s), first + i)));
         } else if let Some(top) = heap.peek() {
             if s > top.0 .0 .0 {
                 heap.pop();
-                heap.push(std::cmp::Reverse((OrdF32(s), i)));
+                heap.push(std::cmp::Reverse((OrdF32(s), first + i)));
             }
         }
     }
-    let mut out: Vec<(usize, f32)> = heap.into_iter().map(|r| (r.0 .1, r.0 .0 .0)).collect();
-    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    out
+    heap.into_iter().map(|r| (r.0 .1, r.0 .0 .0)).collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
