@@ -508,7 +508,11 @@ impl Engine {
                     let Some(pos) = self.store.position(cid) else {
                         continue;
                     };
-                    let d = di.chunk_doc[pos] as u64;
+                    // A chunk no document claims (a damaged doc table) is skipped, not a panic.
+                    let d = match di.chunk_doc.get(pos) {
+                        Some(&d) if d != u32::MAX => d as u64,
+                        _ => continue,
+                    };
                     if seen.insert(d) {
                         best.entry(d).or_insert(pos);
                         v.push((d, s));
@@ -634,10 +638,14 @@ impl Engine {
                     Granularity::Chunk => self
                         .store
                         .position(*k)
-                        .map(|pp| di.chunk_doc[pp] as usize)
-                        .unwrap_or(0),
+                        .and_then(|pp| di.chunk_doc.get(pp))
+                        .map(|&d| d as usize)
+                        .unwrap_or(usize::MAX),
                 };
-                let f = p.rules.factor(&di.keys[d], di.mtimes[d], now);
+                let (Some(key), Some(&mtime)) = (di.keys.get(d), di.mtimes.get(d)) else {
+                    continue;
+                };
+                let f = p.rules.factor(key, mtime, now);
                 r.rule.insert(*k, f);
                 *s *= f;
             }
@@ -762,7 +770,13 @@ impl Engine {
             ),
             Granularity::Document => {
                 let mut best = (-1.0f32, None);
-                for &p in &self.doc_index()?.chunk_pos[key as usize] {
+                let di = self.doc_index()?;
+                for &p in di
+                    .chunk_pos
+                    .get(key as usize)
+                    .map(|v| v.as_slice())
+                    .unwrap_or(&[])
+                {
                     let s = dot(v.row(p as usize), q);
                     if best.1.is_none() || s > best.0 {
                         best = (s, Some(p as usize));
@@ -789,14 +803,19 @@ impl Engine {
             let (doc, positions): (usize, Vec<usize>) = match g {
                 Granularity::Chunk => {
                     let pos = self.best_position(k, g, r)?;
-                    (di.chunk_doc[pos] as usize, vec![pos])
+                    let d = di
+                        .chunk_doc
+                        .get(pos)
+                        .map(|&d| d as usize)
+                        .unwrap_or(usize::MAX);
+                    (d, vec![pos])
                 }
                 Granularity::Document => (
                     k as usize,
-                    di.chunk_pos[k as usize]
-                        .iter()
-                        .map(|&p| p as usize)
-                        .collect(),
+                    di.chunk_pos
+                        .get(k as usize)
+                        .map(|v| v.iter().map(|&p| p as usize).collect())
+                        .unwrap_or_default(),
                 ),
             };
             let mut body = String::new();
