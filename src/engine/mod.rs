@@ -319,9 +319,15 @@ impl Engine {
             format_version: FORMAT_VERSION,
             generation: 0,
             model: spec.clone(),
+            // Absolute, so queries from any working directory find the model.
             model_dir: model_dir
                 .as_ref()
-                .map(|m| m.dir.to_string_lossy().to_string())
+                .map(|m| {
+                    std::fs::canonicalize(&m.dir)
+                        .unwrap_or_else(|_| m.dir.clone())
+                        .to_string_lossy()
+                        .to_string()
+                })
                 .unwrap_or_default(),
             chunking: cfg.chunking.clone(),
             counts: Counts::default(),
@@ -547,10 +553,13 @@ impl Engine {
         let md = match &self.model_dir {
             Some(m) => m.clone(),
             None => {
-                let dir = if self.manifest.model_dir.is_empty() {
-                    PathBuf::from(DEFAULT_MODEL_DIR)
+                // The recorded folder, else the default one (the repository moved); the id
+                // check below makes sure it is the same model either way.
+                let recorded = PathBuf::from(&self.manifest.model_dir);
+                let dir = if !self.manifest.model_dir.is_empty() && recorded.is_dir() {
+                    recorded
                 } else {
-                    PathBuf::from(&self.manifest.model_dir)
+                    PathBuf::from(DEFAULT_MODEL_DIR)
                 };
                 let md = ModelDir::open(dir)?;
                 if md.spec.id != self.spec.id || md.spec.dim != self.spec.dim {
