@@ -5,10 +5,7 @@
 //! `PINPOINT_BENCH_N`, default 20000). `PINPOINT_BENCH_INDEX=<index folder>` uses the real
 //! embeddings of an index instead (queries: 200 of its own vectors, slightly perturbed).
 
-use std::time::Instant;
-
-use pinpoint::bench::clustered_vectors;
-use pinpoint::dense::{build_graph, exact_search, search_graph, HnswParams};
+use pinpoint::bench::{clustered_vectors, dense_curve};
 use pinpoint::store::{Manifest, VectorFile};
 
 #[global_allocator]
@@ -67,47 +64,23 @@ fn main() {
     }
     let n = data.len() / dim;
     let vectors = VectorFile::from_vec(dim, data);
-    let ids: Vec<u64> = (0..n as u64).collect();
     println!("{n} x {dim} ({source}), {} queries", queries.len() / dim);
-
-    let t = Instant::now();
-    let exact: Vec<Vec<u64>> = queries
-        .chunks(dim)
-        .map(|q| {
-            exact_search(&vectors, q, 10)
-                .into_iter()
-                .map(|(p, _)| p as u64)
-                .collect()
-        })
-        .collect();
-    let exact_qps = exact.len() as f64 / t.elapsed().as_secs_f64();
-    println!("exact scan: {exact_qps:.0} queries/s (single thread)");
-
-    let params = HnswParams::default();
-    let t = Instant::now();
-    let g = build_graph(&params, &vectors, &ids);
+    let d = dense_curve(&vectors, &queries, &[16, 32, 64, 128, 256, 512], &source);
     println!(
-        "hnsw build (M={}, ef_c={}): {:.1} s",
-        params.m,
-        params.ef_construction,
-        t.elapsed().as_secs_f64()
+        "exact scan: {:.0} queries/s; hnsw build (M=16, ef_c=200): {:.1} s",
+        d.exact_qps, d.build_s
     );
     println!(
         "{:>6} {:>10} {:>12} {:>10}",
         "ef", "recall@10", "queries/s", "vs exact"
     );
-    for ef in [16, 32, 64, 128, 256, 512] {
-        let t = Instant::now();
-        let mut hits = 0;
-        for (q, ex) in queries.chunks(dim).zip(&exact) {
-            let got = search_graph(&g, q, 10, ef, None);
-            hits += got.iter().filter(|(id, _)| ex.contains(id)).count();
-        }
-        let qps = exact.len() as f64 / t.elapsed().as_secs_f64();
-        let recall = hits as f64 / (exact.len() * 10) as f64;
+    for c in &d.curve {
         println!(
-            "{ef:>6} {recall:>10.4} {qps:>12.0} {:>9.1}x",
-            qps / exact_qps
+            "{:>6} {:>10.4} {:>12.0} {:>9.1}x",
+            c.ef,
+            c.recall10,
+            c.qps,
+            c.qps / d.exact_qps
         );
     }
 }

@@ -202,6 +202,57 @@ fn xorshift(seed: u64) -> impl FnMut() -> f32 {
     }
 }
 
+/// HNSW (default parameters) against the exact scan on the same vectors: exact queries/s,
+/// graph build time, and recall@10 and queries/s (single thread) for each `ef`.
+pub fn dense_curve(
+    vectors: &VectorFile,
+    queries: &[f32],
+    efs: &[usize],
+    source: &str,
+) -> DenseSpeed {
+    let dim = vectors.dim();
+    let t = Instant::now();
+    let exact: Vec<Vec<u64>> = queries
+        .chunks(dim)
+        .map(|q| {
+            exact_search(vectors, q, 10)
+                .into_iter()
+                .map(|(p, _)| p as u64)
+                .collect()
+        })
+        .collect();
+    let exact_qps = exact.len() as f64 / t.elapsed().as_secs_f64();
+    let ids: Vec<u64> = (0..vectors.len() as u64).collect();
+    let t = Instant::now();
+    let g = build_graph(&HnswParams::default(), vectors, &ids);
+    let build_s = t.elapsed().as_secs_f64();
+    let curve = efs
+        .iter()
+        .map(|&ef| {
+            let t = Instant::now();
+            let mut hits = 0;
+            for (q, ex) in queries.chunks(dim).zip(&exact) {
+                hits += search_graph(&g, q, 10, ef, None)
+                    .iter()
+                    .filter(|(id, _)| ex.contains(id))
+                    .count();
+            }
+            CurvePoint {
+                ef,
+                recall10: hits as f64 / (exact.len() * 10).max(1) as f64,
+                qps: exact.len() as f64 / t.elapsed().as_secs_f64(),
+            }
+        })
+        .collect();
+    DenseSpeed {
+        vectors: vectors.len(),
+        source: source.to_string(),
+        exact_qps,
+        build_s,
+        curve,
+    }
+}
+
 /// Runs every benchmark.
 pub fn run(
     cfg: &BenchConfig,
@@ -338,43 +389,11 @@ pub fn run(
         std::fs::write(&qp, bytes).map_err(|e| crate::error::Error::io(&qp, e))?;
     }
     let vectors = VectorFile::from_vec(dim, data);
-    let t = Instant::now();
-    let exact: Vec<Vec<u64>> = qv
-        .chunks(dim)
-        .map(|q| {
-            exact_search(&vectors, q, 10)
-                .into_iter()
-                .map(|(p, _)| p as u64)
-                .collect()
-        })
-        .collect();
-    let exact_qps = exact.len() as f64 / t.elapsed().as_secs_f64();
-    let ids: Vec<u64> = (0..vectors.len() as u64).collect();
-    let t = Instant::now();
-    let g = build_graph(&HnswParams::default(), &vectors, &ids);
-    let build_s = t.elapsed().as_secs_f64();
-    let mut curve = Vec::new();
-    for &ef in &cfg.efs {
-        let t = Instant::now();
-        let mut hits = 0;
-        for (q, ex) in qv.chunks(dim).zip(&exact) {
-            hits += search_graph(&g, q, 10, ef, None)
-                .iter()
-                .filter(|(id, _)| ex.contains(id))
-                .count();
-        }
-        curve.push(CurvePoint {
-            ef,
-            recall10: hits as f64 / (exact.len() * 10) as f64,
-            qps: exact.len() as f64 / t.elapsed().as_secs_f64(),
-        });
-    }
-    report.dense = DenseSpeed {
-        vectors: vectors.len(),
-        source: "synthetic, intrinsic dimension 32 + noise".into(),
-        exact_qps,
-        build_s,
-        curve,
-    };
+    report.dense = dense_curve(
+        &vectors,
+        &qv,
+        &cfg.efs,
+        "synthetic, intrinsic dimension 32 + noise",
+    );
     Ok(report)
 }

@@ -336,26 +336,17 @@ impl Engine {
             files: Vec::new(),
             search_defaults: None,
         };
-        let mut engine = Engine {
+        let dense = DenseIndex::new(VectorFile::from_vec(spec.dim, Vec::new()), None);
+        let mut engine = Engine::assemble(
             dir,
-            dense: DenseIndex::new(VectorFile::from_vec(spec.dim, Vec::new()), None),
-            spec,
-            model_dir,
-            manifest,
-            store: ChunkStore::empty(),
-            lexical,
-            docs: OnceLock::new(),
-            doc_index: OnceLock::new(),
-            cross_encoder: std::sync::Mutex::new(None),
-            embedder: OnceLock::new(),
-            staged: Staged::default(),
-            lock: Some(lock),
-            progress: Arc::new(NoProgress),
             cfg,
-        };
-        if let Some(e) = engine.cfg.embedder.clone() {
-            let _ = engine.embedder.set(e);
-        }
+            manifest,
+            (spec, model_dir),
+            ChunkStore::empty(),
+            dense,
+            lexical,
+            Some(lock),
+        );
         // Generation 0: an empty but complete index.
         engine.write_generation(0, Generation::default())?;
         Ok(engine)
@@ -480,30 +471,56 @@ impl Engine {
             Some(base) => Some(load_graph(&dir.join("dense"), base)?),
             None => None,
         };
-        let engine = Engine {
-            dir: dir.to_path_buf(),
-            manifest,
-            spec,
-            model_dir,
-            store,
-            dense: DenseIndex::new(vectors, graph),
-            lexical,
-            docs: OnceLock::new(),
-            doc_index: OnceLock::new(),
-            cross_encoder: std::sync::Mutex::new(None),
-            embedder: OnceLock::new(),
-            staged: Staged::default(),
-            lock,
-            progress: Arc::new(NoProgress),
+        let engine = Engine::assemble(
+            dir.to_path_buf(),
             cfg,
-        };
-        if let Some(e) = engine.cfg.embedder.clone() {
-            let _ = engine.embedder.set(e);
-        }
+            manifest,
+            (spec, model_dir),
+            store,
+            DenseIndex::new(vectors, graph),
+            lexical,
+            lock,
+        );
         if write {
             engine.remove_stray_files()?;
         }
         Ok(engine)
+    }
+
+    /// An engine over opened parts, with empty lazy caches and the injected embedder (if
+    /// any) in place.
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        dir: PathBuf,
+        cfg: EngineConfig,
+        manifest: Manifest,
+        (spec, model_dir): (ModelSpec, Option<ModelDir>),
+        store: ChunkStore,
+        dense: DenseIndex,
+        lexical: LexicalIndex,
+        lock: Option<WriterLock>,
+    ) -> Engine {
+        let embedder = OnceLock::new();
+        if let Some(e) = cfg.embedder.clone() {
+            let _ = embedder.set(e);
+        }
+        Engine {
+            dir,
+            cfg,
+            manifest,
+            spec,
+            model_dir,
+            store,
+            dense,
+            lexical,
+            docs: OnceLock::new(),
+            doc_index: OnceLock::new(),
+            cross_encoder: std::sync::Mutex::new(None),
+            embedder,
+            staged: Staged::default(),
+            lock,
+            progress: Arc::new(NoProgress),
+        }
     }
 
     /// Sets the progress reporter.
