@@ -888,7 +888,8 @@ impl Engine {
         let mut new_vecs = vec![0f32; embed_texts.len() * dim];
         if let Some(e) = &embedder {
             self.progress.start("embedding", embed_texts.len() as u64);
-            let batch = 256;
+            // Small parts keep the progress bar moving; forward batches inside are smaller still.
+            let batch = 64;
             // Sort by length globally so each slice of the work is length-homogeneous.
             let mut order: Vec<usize> = (0..embed_texts.len()).collect();
             order.sort_by_key(|&i| std::cmp::Reverse(embed_texts[i].len()));
