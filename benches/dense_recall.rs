@@ -5,26 +5,12 @@
 //! `PINPOINT_BENCH_N`, default 20000). `PINPOINT_BENCH_INDEX=<index folder>` uses the real
 //! embeddings of an index instead (queries: 200 of its own vectors, slightly perturbed).
 
-use pinpoint::bench::{clustered_vectors, dense_curve};
+use pinpoint::bench::{clustered_vectors, dense_curve, xorshift};
+use pinpoint::embed::normalize;
 use pinpoint::store::{Manifest, VectorFile};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn rng(seed: u64) -> impl FnMut() -> f32 {
-    let mut s = seed.max(1);
-    move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        ((s >> 11) as f64 / (1u64 << 53) as f64) as f32 - 0.5
-    }
-}
-
-fn normalize(v: &mut [f32]) {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|x| *x /= n.max(1e-12));
-}
 
 fn main() {
     let dim;
@@ -38,7 +24,7 @@ fn main() {
         let v = VectorFile::open(&dir.join(format!("dense/{}.vec", m.generation)), dim)
             .expect("vectors");
         data = v.as_slice().to_vec();
-        let mut r = rng(42);
+        let mut r = xorshift(42);
         let n = v.len();
         let mut q = Vec::new();
         for i in 0..200.min(n) {

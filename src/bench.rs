@@ -192,7 +192,9 @@ pub fn low_rank_vectors(
     out
 }
 
-fn xorshift(seed: u64) -> impl FnMut() -> f32 {
+/// A small deterministic generator of uniform values in [-0.5, 0.5) (xorshift64), so that
+/// benchmark sets are identical across runs and platforms.
+pub fn xorshift(seed: u64) -> impl FnMut() -> f32 {
     let mut s = seed.max(1);
     move || {
         s ^= s << 13;

@@ -470,7 +470,7 @@ impl Embedder for HashEmbedder {
 }
 
 /// L2-normalises `v` in place (a zero vector stays zero).
-pub(crate) fn normalize(v: &mut [f32]) {
+pub fn normalize(v: &mut [f32]) {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if n > 0.0 {
         v.iter_mut().for_each(|x| *x /= n);
