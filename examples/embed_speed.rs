@@ -26,6 +26,8 @@ fn main() {
         .collect();
     let mut e = BertEmbedder::load("models/all-MiniLM-L6-v2", DeviceChoice::Cpu).unwrap();
     e.batch_size = batch;
+    // PINPOINT_CANDLE=1 runs candle's BertModel instead of the fused CPU encoder.
+    e.set_candle_reference(std::env::var_os("PINPOINT_CANDLE").is_some());
     let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
     let t = Instant::now();
     let v = e.embed_passages(&refs).unwrap();

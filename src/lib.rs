@@ -32,6 +32,7 @@
 
 pub mod bench;
 pub mod chunk;
+mod cpu_bert;
 pub mod dense;
 pub mod embed;
 pub mod engine;

@@ -52,6 +52,29 @@ fn batched_embeddings_equal_one_by_one() {
     }
 }
 
+/// The fused CPU encoder against candle's `BertModel` on the real model, over texts from
+/// one token to past the 256-token limit (truncated the same way on both paths).
+#[test]
+fn fused_cpu_encoder_equals_candle_on_the_real_model() {
+    let long = "Tidal forces stretch the oceans toward and away from the moon. ".repeat(40);
+    let texts = [
+        "a",
+        "What causes the tides?",
+        "Mean pooling over token vectors followed by L2 normalisation.",
+        long.as_str(),
+    ];
+    let mut e = BertEmbedder::load(real_model(), DeviceChoice::Cpu).unwrap();
+    let fused = e.embed_passages(&texts).unwrap();
+    e.set_candle_reference(true);
+    let reference = e.embed_passages(&texts).unwrap();
+    let worst = fused
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-4, "fused and candle differ by {worst}");
+}
+
 fn sample_engine() -> &'static (tempfile::TempDir, Engine) {
     static E: OnceLock<(tempfile::TempDir, Engine)> = OnceLock::new();
     E.get_or_init(|| {

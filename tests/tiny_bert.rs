@@ -94,6 +94,35 @@ fn padding_does_not_change_embeddings_and_loading_is_deterministic() {
     assert_eq!(e2.embed_passages(&texts).unwrap(), batched);
 }
 
+/// The fused, padding-free CPU encoder and candle's `BertModel` are the same network: their
+/// embeddings agree on every text of a mixed-length batch, for each activation.
+#[test]
+fn fused_cpu_encoder_equals_candle_reference() {
+    for act in ["gelu", "relu"] {
+        let tmp = tempfile::tempdir().unwrap();
+        write_tiny_bert(tmp.path());
+        let cfg_path = tmp.path().join("config.json");
+        let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+        std::fs::write(&cfg_path, cfg.replace("\"gelu\"", &format!("\"{act}\""))).unwrap();
+        let mut e = BertEmbedder::load(tmp.path(), DeviceChoice::Cpu).unwrap();
+        let texts = [
+            "the cat sat on the mat",
+            "a big red ball ran fast and the dog ran slow on the mat under the tree and sky",
+            "dog",
+            "sky tree tree sky red",
+        ];
+        let fused = e.embed_passages(&texts).unwrap();
+        e.set_candle_reference(true);
+        let reference = e.embed_passages(&texts).unwrap();
+        let worst = fused
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-5, "{act}: fused and candle differ by {worst}");
+    }
+}
+
 #[test]
 fn model_folder_with_missing_or_bad_files_is_named() {
     let tmp = tempfile::tempdir().unwrap();
