@@ -423,6 +423,9 @@ fn gemm_strided(
     }
 }
 
+/// Below this many tokens a GEMM runs on the calling thread.
+const SERIAL_ROWS: usize = 64;
+
 /// `out (rows × n_out) = x (rows × n_in) · W + b`.
 fn affine(out: &mut [f32], x: &[f32], lin: &Linear, rows: usize) {
     let out = &mut out[..rows * lin.n_out];
@@ -435,7 +438,14 @@ fn affine(out: &mut [f32], x: &[f32], lin: &Linear, rows: usize) {
         Mat::new(&lin.w, lin.n_in, lin.n_out, lin.n_out as isize, 1),
         1.0,
         true,
-        Parallelism::Rayon(0),
+        // Waking the pool costs more than it saves on a query-sized input: measured with
+        // `examples/query_latency` (one ~15-token query), p50 5.9 ms on the pool vs 3.8 ms
+        // on one thread.
+        if rows < SERIAL_ROWS {
+            Parallelism::None
+        } else {
+            Parallelism::Rayon(0)
+        },
     );
 }
 
@@ -485,7 +495,8 @@ fn activate(x: &mut [f32], act: HiddenAct) {
         HiddenAct::GeluApproximate => gelu_tanh(part),
         HiddenAct::Relu => part.iter_mut().for_each(|v| *v = v.max(0.0)),
     };
-    if x.len() > PART {
+    // Same reasoning as SERIAL_ROWS: a query's few thousand values stay on this thread.
+    if x.len() > 8 * PART {
         x.par_chunks_mut(PART).for_each(f);
     } else {
         f(x);

@@ -424,10 +424,15 @@ impl Embedder for BertEmbedder {
 
     fn embed_raw(&self, texts: &[&str]) -> Result<Vec<f32>> {
         let dim = self.spec.dim;
-        let encoded: Vec<Encoded> = texts
-            .par_iter()
-            .map(|t| self.core.encode_single(t))
-            .collect();
+        // A query is one text: handing it to the pool would only add a thread wake-up.
+        let encoded: Vec<Encoded> = if texts.len() > 1 {
+            texts
+                .par_iter()
+                .map(|t| self.core.encode_single(t))
+                .collect()
+        } else {
+            texts.iter().map(|t| self.core.encode_single(t)).collect()
+        };
         let lens: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
         let mut out = vec![0f32; texts.len() * dim];
         for batch in length_batches(&lens, self.batch_size, self.batch_size * 128) {
