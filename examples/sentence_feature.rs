@@ -1,0 +1,170 @@
+//! Experiment behind the sentence-vector feature (docs/decisions.md): does the best cosine
+//! between the query and a candidate's individual sentences ("title. sentence", embedded
+//! with the same model) add to BM25 + chunk cosine? Measured on a BEIR train split with the
+//! fusion weights chosen by k-fold cross-validation, like `pinpoint tune`.
+//!
+//! `cargo run --release --example sentence_feature -- INDEX_DIR BEIR_DIR [SPLIT]`
+//! where INDEX_DIR is the cached eval index of that collection (index-data/eval/...).
+use std::collections::HashMap;
+use std::path::Path;
+
+use pinpoint::eval::{metrics, Dataset};
+use pinpoint::{
+    BertEmbedder, DeviceChoice, Embedder, Engine, EngineConfig, Granularity, Mode, Pipeline,
+    SearchRequest,
+};
+use unicode_segmentation::UnicodeSegmentation;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+struct Q {
+    rels: HashMap<String, i32>,
+    qid: String,
+    /// (doc, bm25, chunk cosine, best sentence cosine)
+    cands: Vec<(String, [f32; 3])>,
+}
+
+fn zscore(v: &mut [f32]) {
+    let n = v.len().max(1) as f32;
+    let mean = v.iter().sum::<f32>() / n;
+    let sd = (v.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n).sqrt();
+    for x in v.iter_mut() {
+        *x = if sd > 0.0 { (*x - mean) / sd } else { 0.0 };
+    }
+}
+
+fn score(qs: &[&Q], w: [f32; 3]) -> f64 {
+    let mut sum = 0.0;
+    for q in qs {
+        let mut cols: Vec<Vec<f32>> = (0..3)
+            .map(|j| q.cands.iter().map(|c| c.1[j]).collect())
+            .collect();
+        cols.iter_mut().for_each(|c| zscore(c));
+        let mut scored: Vec<(usize, f32)> = (0..q.cands.len())
+            .map(|i| (i, (0..3).map(|j| w[j] * cols[j][i]).sum()))
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let ranked: Vec<String> = scored
+            .iter()
+            .map(|&(i, _)| q.cands[i].0.clone())
+            .filter(|d| *d != q.qid)
+            .collect();
+        sum += metrics::ndcg(&ranked, &q.rels, 10);
+    }
+    sum / qs.len().max(1) as f64
+}
+
+fn grid() -> Vec<[f32; 3]> {
+    let mut g = Vec::new();
+    for a in 0..=20 {
+        for b in 0..=(20 - a) {
+            let (l, c) = (a as f32 / 20.0, b as f32 / 20.0);
+            g.push([l, c, 1.0 - l - c]);
+        }
+    }
+    g
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let index = Path::new(&args[1]);
+    let beir = Path::new(&args[2]);
+    let split = args.get(3).map(|s| s.as_str()).unwrap_or("train");
+    let ds = Dataset::load_beir(beir, split).expect("dataset");
+    let engine = Engine::open_read_only(index, EngineConfig::default()).expect("index");
+    let embedder = BertEmbedder::load("models/all-MiniLM-L6-v2", DeviceChoice::Cpu).unwrap();
+
+    // Sentence vectors of every document.
+    let t = std::time::Instant::now();
+    let mut sent_texts = Vec::new();
+    let mut sent_doc = Vec::new();
+    let mut doc_sents: HashMap<String, (usize, usize)> = HashMap::new();
+    for (id, title, text) in &ds.corpus {
+        let start = sent_texts.len();
+        for s in text.unicode_sentences() {
+            let s = s.trim();
+            if !s.is_empty() {
+                sent_texts.push(format!("{title}. {s}"));
+                sent_doc.push(id.clone());
+            }
+        }
+        doc_sents.insert(id.clone(), (start, sent_texts.len()));
+    }
+    let refs: Vec<&str> = sent_texts.iter().map(|s| s.as_str()).collect();
+    let sv = embedder.embed_passages(&refs).unwrap();
+    let d = embedder.dim();
+    eprintln!(
+        "{} sentences embedded in {:.0} s",
+        sent_texts.len(),
+        t.elapsed().as_secs_f64()
+    );
+
+    let pipeline = Pipeline {
+        select: None,
+        multi_query: false,
+        ..Pipeline::default()
+    };
+    let mut qs = Vec::new();
+    let mut ids: Vec<&String> = ds.qrels.keys().collect();
+    ids.sort();
+    for qid in ids {
+        let Some(text) = ds.queries.get(qid) else {
+            continue;
+        };
+        let req = SearchRequest {
+            depth: 100,
+            granularity: Granularity::Document,
+            mode: Mode::Hybrid,
+            pipeline: pipeline.clone(),
+            ..SearchRequest::new(text.as_str(), 10)
+        };
+        let o = engine.search_detailed(&req).unwrap();
+        let qv = embedder.embed_query(text).unwrap();
+        let cands = o
+            .candidates
+            .iter()
+            .map(|(doc, l, c)| {
+                let (a, b) = doc_sents.get(doc).copied().unwrap_or((0, 0));
+                let best = (a..b)
+                    .map(|i| pinpoint::embed::dot(&sv[i * d..(i + 1) * d], &qv))
+                    .fold(None, |m: Option<f32>, x| Some(m.map_or(x, |m| m.max(x))))
+                    .unwrap_or(*c);
+                (doc.clone(), [*l, *c, best])
+            })
+            .collect();
+        qs.push(Q {
+            rels: ds.qrels[qid].clone(),
+            qid: qid.clone(),
+            cands,
+        });
+    }
+    let all: Vec<&Q> = qs.iter().collect();
+    let g = grid();
+    let best_on = |set: &[&Q]| {
+        g.iter()
+            .map(|w| (*w, score(set, *w)))
+            .fold(([0.0; 3], f64::MIN), |b, x| if x.1 > b.1 + 1e-12 { x } else { b })
+    };
+    println!("{} queries ({split})", qs.len());
+    println!("bm25+chunk z 0.5/0.5: {:.4}", score(&all, [0.5, 0.5, 0.0]));
+    let two = g
+        .iter()
+        .filter(|w| w[2] == 0.0)
+        .map(|w| (*w, score(&all, *w)))
+        .fold(([0.0; 3], f64::MIN), |b, x| if x.1 > b.1 + 1e-12 { x } else { b });
+    println!("best two-feature: {:?} {:.4}", two.0, two.1);
+    let (w, s) = best_on(&all);
+    println!("best three-feature: {w:?} {s:.4}");
+    let folds = 5;
+    let mut cv = 0.0;
+    for f in 0..folds {
+        let tr: Vec<&Q> = all.iter().enumerate().filter(|(i, _)| i % folds != f).map(|x| *x.1).collect();
+        let he: Vec<&Q> = all.iter().enumerate().filter(|(i, _)| i % folds == f).map(|x| *x.1).collect();
+        let (w, _) = best_on(&tr);
+        let s = score(&he, w);
+        println!("fold {f}: chose {w:?}, held-out {s:.4}");
+        cv += s * he.len() as f64;
+    }
+    println!("5-fold held-out: {:.4}", cv / all.len() as f64);
+}
