@@ -3,8 +3,10 @@
 //! with the same model) add to BM25 + chunk cosine? Measured on a BEIR train split with the
 //! fusion weights chosen by k-fold cross-validation, like `pinpoint tune`.
 //!
-//! `cargo run --release --example sentence_feature -- INDEX_DIR BEIR_DIR [SPLIT]`
-//! where INDEX_DIR is the cached eval index of that collection (index-data/eval/...).
+//! `cargo run --release --example sentence_feature -- INDEX_DIR BEIR_DIR [SPLIT [FINE_INDEX]]`
+//! where INDEX_DIR is the cached eval index of that collection (index-data/eval/...). With
+//! FINE_INDEX (an eval index of the same collection built with smaller chunks), the third
+//! feature is the best cosine over that index's chunks of the document instead of sentences.
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -75,6 +77,9 @@ fn main() {
     let engine = Engine::open_read_only(index, EngineConfig::default()).expect("index");
     let embedder = BertEmbedder::load("models/all-MiniLM-L6-v2", DeviceChoice::Cpu).unwrap();
 
+    if let Some(fine) = args.get(4) {
+        return fine_feature(&ds, &engine, Path::new(fine), &embedder, split);
+    }
     // Sentence vectors of every document.
     let t = std::time::Instant::now();
     let mut sent_texts = Vec::new();
@@ -139,12 +144,19 @@ fn main() {
             cands,
         });
     }
+    report(&qs, split);
+}
+
+fn report(qs: &[Q], split: &str) {
     let all: Vec<&Q> = qs.iter().collect();
     let g = grid();
     let best_on = |set: &[&Q]| {
         g.iter()
             .map(|w| (*w, score(set, *w)))
-            .fold(([0.0; 3], f64::MIN), |b, x| if x.1 > b.1 + 1e-12 { x } else { b })
+            .fold(
+                ([0.0; 3], f64::MIN),
+                |b, x| if x.1 > b.1 + 1e-12 { x } else { b },
+            )
     };
     println!("{} queries ({split})", qs.len());
     println!("bm25+chunk z 0.5/0.5: {:.4}", score(&all, [0.5, 0.5, 0.0]));
@@ -152,19 +164,88 @@ fn main() {
         .iter()
         .filter(|w| w[2] == 0.0)
         .map(|w| (*w, score(&all, *w)))
-        .fold(([0.0; 3], f64::MIN), |b, x| if x.1 > b.1 + 1e-12 { x } else { b });
+        .fold(
+            ([0.0; 3], f64::MIN),
+            |b, x| if x.1 > b.1 + 1e-12 { x } else { b },
+        );
     println!("best two-feature: {:?} {:.4}", two.0, two.1);
     let (w, s) = best_on(&all);
     println!("best three-feature: {w:?} {s:.4}");
     let folds = 5;
     let mut cv = 0.0;
     for f in 0..folds {
-        let tr: Vec<&Q> = all.iter().enumerate().filter(|(i, _)| i % folds != f).map(|x| *x.1).collect();
-        let he: Vec<&Q> = all.iter().enumerate().filter(|(i, _)| i % folds == f).map(|x| *x.1).collect();
+        let tr: Vec<&Q> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % folds != f)
+            .map(|x| *x.1)
+            .collect();
+        let he: Vec<&Q> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % folds == f)
+            .map(|x| *x.1)
+            .collect();
         let (w, _) = best_on(&tr);
         let s = score(&he, w);
         println!("fold {f}: chose {w:?}, held-out {s:.4}");
         cv += s * he.len() as f64;
     }
     println!("5-fold held-out: {:.4}", cv / all.len() as f64);
+}
+
+fn fine_feature(ds: &Dataset, engine: &Engine, fine: &Path, embedder: &BertEmbedder, split: &str) {
+    let fe = Engine::open_read_only(fine, EngineConfig::default()).expect("fine index");
+    let mut rows: HashMap<String, Vec<usize>> = HashMap::new();
+    for d in fe.documents().unwrap() {
+        let v = d
+            .chunks
+            .iter()
+            .filter_map(|id| fe.store().position(*id))
+            .collect();
+        rows.insert(d.key.clone(), v);
+    }
+    let vf = fe.dense().vectors();
+    let pipeline = Pipeline {
+        select: None,
+        multi_query: false,
+        ..Pipeline::default()
+    };
+    let mut ids: Vec<&String> = ds.qrels.keys().collect();
+    ids.sort();
+    let mut qs = Vec::new();
+    for qid in ids {
+        let Some(text) = ds.queries.get(qid) else {
+            continue;
+        };
+        let req = SearchRequest {
+            depth: 100,
+            granularity: Granularity::Document,
+            mode: Mode::Hybrid,
+            pipeline: pipeline.clone(),
+            ..SearchRequest::new(text.as_str(), 10)
+        };
+        let o = engine.search_detailed(&req).unwrap();
+        let qv = embedder.embed_query(text).unwrap();
+        let cands = o
+            .candidates
+            .iter()
+            .map(|(doc, l, c)| {
+                let best = rows
+                    .get(doc)
+                    .into_iter()
+                    .flatten()
+                    .map(|&p| pinpoint::embed::dot(vf.row(p), &qv))
+                    .fold(None, |m: Option<f32>, x| Some(m.map_or(x, |m| m.max(x))))
+                    .unwrap_or(*c);
+                (doc.clone(), [*l, *c, best])
+            })
+            .collect();
+        qs.push(Q {
+            rels: ds.qrels[qid].clone(),
+            qid: qid.clone(),
+            cands,
+        });
+    }
+    report(&qs, split);
 }

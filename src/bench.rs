@@ -109,6 +109,9 @@ pub struct BenchReport {
     pub cold_query_s: f64,
     /// Dense index.
     pub dense: DenseSpeed,
+    /// Dense index on real embeddings (`--real-vectors`), when measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dense_real: Option<DenseSpeed>,
     /// Lexical index.
     pub lexical: LexicalSpeed,
     /// Index build.
@@ -126,6 +129,9 @@ pub struct BenchConfig {
     pub queries: usize,
     /// Synthetic vectors for the dense curve (when no real index is large enough).
     pub dense_vectors: usize,
+    /// Real embeddings for a second dense curve: this many sentence-level texts of the BEIR
+    /// corpus, embedded with the model (0: skipped; it costs minutes on a CPU).
+    pub real_vectors: usize,
     /// `ef` values of the curve.
     pub efs: Vec<usize>,
     /// Index to time queries on (default: one built from `docs` documents).
@@ -189,6 +195,45 @@ pub fn low_rank_vectors(
         crate::embed::normalize(&mut v);
         out.extend(v);
     }
+    out
+}
+
+/// Texts for the real-embedding dense benchmark, up to `n`: every sentence of every
+/// document ("title. sentence"), the titles, then windows of 2, 3 and 4 adjacent sentences.
+/// Overlapping texts like the windows are what chunk overlap puts in a real index; they make
+/// near-duplicate vectors, which are harder for a graph than distinct ones.
+pub fn sentence_texts(corpus: &[(String, String, String)], n: usize) -> Vec<String> {
+    use unicode_segmentation::UnicodeSegmentation;
+    let sents: Vec<(usize, Vec<&str>)> = corpus
+        .iter()
+        .enumerate()
+        .map(|(i, (_, _, text))| {
+            let v = text
+                .unicode_sentences()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            (i, v)
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (i, v) in &sents {
+        for s in v {
+            out.push(format!("{}. {s}", corpus[*i].1));
+        }
+    }
+    out.extend(corpus.iter().map(|d| d.1.clone()));
+    for width in 2..=4 {
+        for (i, v) in &sents {
+            for w in v.windows(width) {
+                if out.len() >= n {
+                    break;
+                }
+                out.push(format!("{}. {}", corpus[*i].1, w.join(" ")));
+            }
+        }
+    }
+    out.truncate(n);
     out
 }
 
@@ -391,11 +436,61 @@ pub fn run(
         std::fs::write(&qp, bytes).map_err(|e| crate::error::Error::io(&qp, e))?;
     }
     let vectors = VectorFile::from_vec(dim, data);
-    report.dense = dense_curve(
-        &vectors,
-        &qv,
-        &cfg.efs,
-        "synthetic, intrinsic dimension 32 + noise",
-    );
+    report.dense = dense_curve(&vectors, &qv, &cfg.efs, "synthetic, 1000 clusters");
+
+    if cfg.real_vectors > 0 {
+        let texts = sentence_texts(&ds.corpus, cfg.real_vectors);
+        log(&format!("dense: embedding {} real texts ...", texts.len()));
+        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+        let data = e.embed_passages(&refs)?;
+        // Queries: every query of the collection (all splits share queries.jsonl).
+        let mut qids: Vec<&String> = ds.queries.keys().collect();
+        qids.sort();
+        let qtexts: Vec<&str> = qids
+            .iter()
+            .take(500)
+            .map(|q| ds.queries[*q].as_str())
+            .collect();
+        let mut qv = Vec::with_capacity(qtexts.len() * dim);
+        for q in &qtexts {
+            qv.extend(e.embed_query(q)?);
+        }
+        let vectors = VectorFile::from_vec(dim, data);
+        report.dense_real = Some(dense_curve(
+            &vectors,
+            &qv,
+            &cfg.efs,
+            &format!("{} sentence-level embeddings of {}", texts.len(), ds.name),
+        ));
+    }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentence_texts_cover_sentences_titles_then_windows_up_to_n() {
+        let corpus = vec![
+            ("1".into(), "T1".into(), "A one. B two. C three.".into()),
+            ("2".into(), "T2".into(), "D four.".into()),
+        ];
+        let all = sentence_texts(&corpus, 100);
+        assert_eq!(
+            all,
+            [
+                "T1. A one.",
+                "T1. B two.",
+                "T1. C three.",
+                "T2. D four.",
+                "T1",
+                "T2",
+                "T1. A one. B two.",
+                "T1. B two. C three.",
+                "T1. A one. B two. C three.",
+            ]
+        );
+        assert_eq!(sentence_texts(&corpus, 5), all[..5]);
+    }
 }
