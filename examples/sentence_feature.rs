@@ -78,6 +78,16 @@ fn main() {
     let embedder = BertEmbedder::load("models/all-MiniLM-L6-v2", DeviceChoice::Cpu).unwrap();
 
     if let Some(fine) = args.get(4) {
+        if fine == "title" {
+            return title_feature(&ds, &engine, &embedder, split);
+        }
+        if let Some(spec) = fine.strip_prefix("prf:") {
+            // prf:K:BETA — Rocchio on the query vector from the top K fused documents.
+            let mut it = spec.split(':');
+            let k: usize = it.next().and_then(|x| x.parse().ok()).unwrap_or(3);
+            let beta: f32 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0.5);
+            return prf_feature(&ds, &engine, &embedder, split, k, beta);
+        }
         return fine_feature(&ds, &engine, Path::new(fine), &embedder, split);
     }
     // Sentence vectors of every document.
@@ -192,6 +202,130 @@ fn report(qs: &[Q], split: &str) {
         cv += s * he.len() as f64;
     }
     println!("5-fold held-out: {:.4}", cv / all.len() as f64);
+}
+
+fn title_feature(ds: &Dataset, engine: &Engine, embedder: &BertEmbedder, split: &str) {
+    let titles: Vec<&str> = ds.corpus.iter().map(|d| d.1.as_str()).collect();
+    let tv = embedder.embed_passages(&titles).unwrap();
+    let d = embedder.dim();
+    let row: HashMap<&str, usize> = ds
+        .corpus
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (x.0.as_str(), i))
+        .collect();
+    let pipeline = Pipeline {
+        select: None,
+        multi_query: false,
+        ..Pipeline::default()
+    };
+    let mut ids: Vec<&String> = ds.qrels.keys().collect();
+    ids.sort();
+    let mut qs = Vec::new();
+    for qid in ids {
+        let Some(text) = ds.queries.get(qid) else {
+            continue;
+        };
+        let req = SearchRequest {
+            depth: 100,
+            granularity: Granularity::Document,
+            mode: Mode::Hybrid,
+            pipeline: pipeline.clone(),
+            ..SearchRequest::new(text.as_str(), 10)
+        };
+        let o = engine.search_detailed(&req).unwrap();
+        let qv = embedder.embed_query(text).unwrap();
+        let cands = o
+            .candidates
+            .iter()
+            .map(|(doc, l, c)| {
+                let t = row
+                    .get(doc.as_str())
+                    .map(|&i| pinpoint::embed::dot(&tv[i * d..(i + 1) * d], &qv))
+                    .unwrap_or(*c);
+                (doc.clone(), [*l, *c, t])
+            })
+            .collect();
+        qs.push(Q {
+            rels: ds.qrels[qid].clone(),
+            qid: qid.clone(),
+            cands,
+        });
+    }
+    report(&qs, split);
+}
+
+fn prf_feature(
+    ds: &Dataset,
+    engine: &Engine,
+    embedder: &BertEmbedder,
+    split: &str,
+    k: usize,
+    beta: f32,
+) {
+    let mut rows: HashMap<String, Vec<usize>> = HashMap::new();
+    for d in engine.documents().unwrap() {
+        let v = d
+            .chunks
+            .iter()
+            .filter_map(|id| engine.store().position(*id))
+            .collect();
+        rows.insert(d.key.clone(), v);
+    }
+    let vf = engine.dense().vectors();
+    let best = |doc: &str, q: &[f32]| -> (f32, Option<usize>) {
+        rows.get(doc)
+            .into_iter()
+            .flatten()
+            .map(|&p| (pinpoint::embed::dot(vf.row(p), q), Some(p)))
+            .fold((f32::MIN, None), |m, x| if x.0 > m.0 { x } else { m })
+    };
+    let pipeline = Pipeline {
+        select: None,
+        multi_query: false,
+        ..Pipeline::default()
+    };
+    let mut ids: Vec<&String> = ds.qrels.keys().collect();
+    ids.sort();
+    let mut qs = Vec::new();
+    for qid in ids {
+        let Some(text) = ds.queries.get(qid) else {
+            continue;
+        };
+        let req = SearchRequest {
+            depth: 100,
+            granularity: Granularity::Document,
+            mode: Mode::Hybrid,
+            pipeline: pipeline.clone(),
+            ..SearchRequest::new(text.as_str(), 10)
+        };
+        let o = engine.search_detailed(&req).unwrap();
+        let qv = embedder.embed_query(text).unwrap();
+        // Top k of the shipped fusion (o.ranked is the final list, doc ids).
+        let mut q2 = qv.clone();
+        let mut n = 0;
+        for (doc, _) in o.ranked.iter().filter(|d| d.0 != *qid).take(k) {
+            if let (_, Some(p)) = best(doc, &qv) {
+                for (a, b) in q2.iter_mut().zip(vf.row(p)) {
+                    *a += beta / k as f32 * b;
+                }
+                n += 1;
+            }
+        }
+        let _ = n;
+        pinpoint::embed::normalize(&mut q2);
+        let cands = o
+            .candidates
+            .iter()
+            .map(|(doc, l, c)| (doc.clone(), [*l, *c, best(doc, &q2).0]))
+            .collect();
+        qs.push(Q {
+            rels: ds.qrels[qid].clone(),
+            qid: qid.clone(),
+            cands,
+        });
+    }
+    report(&qs, split);
 }
 
 fn fine_feature(ds: &Dataset, engine: &Engine, fine: &Path, embedder: &BertEmbedder, split: &str) {
