@@ -78,6 +78,9 @@ fn main() {
     let embedder = BertEmbedder::load("models/all-MiniLM-L6-v2", DeviceChoice::Cpu).unwrap();
 
     if let Some(fine) = args.get(4) {
+        if let Some(g) = fine.strip_prefix("adaptive:") {
+            return adaptive(&ds, &engine, split, g.parse().unwrap_or(1.0));
+        }
         if fine == "title" {
             return title_feature(&ds, &engine, &embedder, split);
         }
@@ -202,6 +205,57 @@ fn report(qs: &[Q], split: &str) {
         cv += s * he.len() as f64;
     }
     println!("5-fold held-out: {:.4}", cv / all.len() as f64);
+}
+
+/// Per-query leg weights from the score distributions: a leg whose best candidate stands
+/// far above its own mean (high top z-score) is more confident.
+fn adaptive(ds: &Dataset, engine: &Engine, split: &str, gamma: f32) {
+    let pipeline = Pipeline {
+        select: None,
+        multi_query: false,
+        ..Pipeline::default()
+    };
+    let mut ids: Vec<&String> = ds.qrels.keys().collect();
+    ids.sort();
+    let (mut base, mut adapt, mut n) = (0.0, 0.0, 0.0);
+    for qid in ids {
+        let Some(text) = ds.queries.get(qid) else {
+            continue;
+        };
+        let req = SearchRequest {
+            depth: 100,
+            granularity: Granularity::Document,
+            mode: Mode::Hybrid,
+            pipeline: pipeline.clone(),
+            ..SearchRequest::new(text.as_str(), 10)
+        };
+        let o = engine.search_detailed(&req).unwrap();
+        let mut l: Vec<f32> = o.candidates.iter().map(|c| c.1).collect();
+        let mut c: Vec<f32> = o.candidates.iter().map(|c| c.2).collect();
+        zscore(&mut l);
+        zscore(&mut c);
+        let top = |v: &[f32]| v.iter().fold(f32::MIN, |m, &x| m.max(x)).max(1e-3);
+        let (cl, cd) = (top(&l).powf(gamma), top(&c).powf(gamma));
+        let wl = cl / (cl + cd);
+        for (w, acc) in [(0.5f32, &mut base), (wl, &mut adapt)] {
+            let mut s: Vec<(usize, f32)> = (0..l.len())
+                .map(|i| (i, w * l[i] + (1.0 - w) * c[i]))
+                .collect();
+            s.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let ranked: Vec<String> = s
+                .iter()
+                .map(|&(i, _)| o.candidates[i].0.clone())
+                .filter(|d| d != qid)
+                .collect();
+            *acc += metrics::ndcg(&ranked, &ds.qrels[qid], 10);
+        }
+        n += 1.0;
+    }
+    println!(
+        "{split}: fixed 0.5/0.5 {:.4}, adaptive gamma {gamma} {:.4}",
+        base / n,
+        adapt / n
+    );
 }
 
 fn title_feature(ds: &Dataset, engine: &Engine, embedder: &BertEmbedder, split: &str) {

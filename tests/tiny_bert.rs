@@ -123,6 +123,43 @@ fn fused_cpu_encoder_equals_candle_reference() {
     }
 }
 
+/// The fused encoder reuses its buffers under a lock and gives concurrent callers their own:
+/// threads embedding at once get exactly the vectors of a lone caller.
+#[test]
+fn concurrent_embedding_equals_sequential() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tiny_bert(tmp.path());
+    let e = BertEmbedder::load(tmp.path(), DeviceChoice::Cpu).unwrap();
+    let texts: Vec<String> = (0..24)
+        .map(|i| {
+            WORDS
+                .iter()
+                .cycle()
+                .skip(i)
+                .take(3 + i % 9)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+    let alone = e.embed_passages(&refs).unwrap();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| e.embed_passages(&refs).unwrap()))
+            .collect();
+        for h in handles {
+            let got = h.join().unwrap();
+            let worst = got
+                .iter()
+                .zip(&alone)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-6, "concurrent call differs by {worst}");
+        }
+    });
+}
+
 #[test]
 fn model_folder_with_missing_or_bad_files_is_named() {
     let tmp = tempfile::tempdir().unwrap();
