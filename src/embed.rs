@@ -10,7 +10,8 @@
 //! On the CPU the network runs in [`crate::cpu_bert`] (padding-free and fused, ~4x candle's
 //! throughput here); candle's `BertModel` runs it on GPUs and serves as the reference.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -125,8 +126,14 @@ pub trait Embedder: Send + Sync {
 /// A BERT model and its tokenizer on one device; shared by the bi-encoder and the
 /// cross-encoder so that tokenization, truncation and batching are written once.
 pub(crate) struct BertCore {
-    pub(crate) model: BertModel,
-    /// The fused CPU encoder; `None` on GPU devices or when the reference is forced.
+    /// candle's encoder. Loaded at once where it is the path (GPUs, and checkpoints the fused
+    /// encoder cannot read); on the CPU only when the reference is asked for, since it holds
+    /// its own ~90 MB copy of the weights.
+    model: OnceLock<BertModel>,
+    enc_vb: VarBuilder<'static>,
+    cfg: BertConfig,
+    dir: PathBuf,
+    /// The fused CPU encoder; `None` on GPU devices.
     pub(crate) fast: Option<CpuBert>,
     pub(crate) tokenizer: Tokenizer,
     pub(crate) device: Device,
@@ -188,21 +195,26 @@ impl BertCore {
         } else {
             vb.clone()
         };
-        let bert = BertModel::load(enc_vb.clone(), &cfg).map_err(|e| Error::Model {
-            dir: model.dir.clone(),
-            what: format!("model.safetensors does not match config.json: {e}"),
-        })?;
-        // candle has already validated the weights against the config. A checkpoint whose
-        // layout the fused encoder does not know (candle also accepts encoders nested under
-        // `<model_type>.`) still runs, on candle: slower, never wrong.
+        // The fused encoder reads every weight with its expected shape, so loading it
+        // validates the checkpoint against the config. A checkpoint whose layout it does not
+        // know (candle also accepts encoders nested under `<model_type>.`) runs on candle,
+        // which then validates it: slower, never wrong.
         let fast = if device.is_cpu() {
             CpuBert::load(&enc_vb, &cfg).ok()
         } else {
             None
         };
+        let core_model = OnceLock::new();
+        if fast.is_none() {
+            let bert = load_candle(&enc_vb, &cfg, &model.dir)?;
+            let _ = core_model.set(bert);
+        }
         Ok((
             BertCore {
-                model: bert,
+                model: core_model,
+                enc_vb: enc_vb.clone(),
+                cfg: cfg.clone(),
+                dir: model.dir.clone(),
                 fast,
                 tokenizer,
                 device: device.clone(),
@@ -301,12 +313,30 @@ impl BertCore {
         let ids = Tensor::from_vec(ids, (n, len), &self.device)?;
         let types = Tensor::from_vec(types, (n, len), &self.device)?;
         let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+        let hidden = self.candle()?.forward(&ids, &types, Some(&mask))?;
         Ok((hidden, mask.to_dtype(DType::F32)?))
     }
 }
 
+/// candle's `BertModel` over `vb`, with the error naming the model folder.
+fn load_candle(vb: &VarBuilder<'static>, cfg: &BertConfig, dir: &Path) -> Result<BertModel> {
+    BertModel::load(vb.clone(), cfg).map_err(|e| Error::Model {
+        dir: dir.to_path_buf(),
+        what: format!("model.safetensors does not match config.json: {e}"),
+    })
+}
+
 impl BertCore {
+    /// candle's encoder, loaded on first use.
+    fn candle(&self) -> Result<&BertModel> {
+        if let Some(m) = self.model.get() {
+            return Ok(m);
+        }
+        // Two threads racing here both load; one copy is kept. Rare and harmless.
+        let m = load_candle(&self.enc_vb, &self.cfg, &self.dir)?;
+        Ok(self.model.get_or_init(|| m))
+    }
+
     /// Runs the fused encoder on `batch` and hands `f` the hidden states, sequences packed
     /// back to back (`(sum of lengths, hidden)`).
     pub(crate) fn forward_packed<R>(
