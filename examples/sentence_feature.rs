@@ -1,19 +1,27 @@
-//! Experiment behind the sentence-vector feature (docs/decisions.md): does the best cosine
-//! between the query and a candidate's individual sentences ("title. sentence", embedded
-//! with the same model) add to BM25 + chunk cosine? Measured on a BEIR train split with the
-//! fusion weights chosen by k-fold cross-validation, like `pinpoint tune`.
+//! Experiments behind the "finer-grained dense features" entries of docs/decisions.md: does
+//! a third signal add to BM25 + chunk cosine? Each run collects, for every judged query of a
+//! BEIR split, the shipped pipeline's candidates (union of both legs' top 100 documents) with
+//! both features, adds the third, and grid-searches z-score fusion weights with 5-fold
+//! cross-validation, like `pinpoint tune`.
 //!
-//! `cargo run --release --example sentence_feature -- INDEX_DIR BEIR_DIR [SPLIT [FINE_INDEX]]`
-//! where INDEX_DIR is the cached eval index of that collection (index-data/eval/...). With
-//! FINE_INDEX (an eval index of the same collection built with smaller chunks), the third
-//! feature is the best cosine over that index's chunks of the document instead of sentences.
+//! `cargo run --release --example sentence_feature -- INDEX_DIR BEIR_DIR SPLIT [FEATURE]`
+//! where INDEX_DIR is the cached eval index of that collection (index-data/eval/...) and
+//! FEATURE is one of:
+//! - (none): best cosine over the document's sentences ("title. sentence");
+//! - `title`: cosine with the embedded title;
+//! - `prf:K:BETA`: chunk cosine with a Rocchio query vector (q + BETA · mean of the best chunk
+//!   vectors of the top K fused documents);
+//! - `adaptive:GAMMA`: no third feature; per-query leg weights from each leg's top z-score;
+//! - a path: best cosine over the chunks of another eval index of the collection (built
+//!   with smaller chunks).
 use std::collections::HashMap;
 use std::path::Path;
 
+use pinpoint::embed::{dot, normalize};
 use pinpoint::eval::{metrics, Dataset};
 use pinpoint::{
     BertEmbedder, DeviceChoice, Embedder, Engine, EngineConfig, Granularity, Mode, Pipeline,
-    SearchRequest,
+    SearchOutput, SearchRequest,
 };
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -23,8 +31,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Q {
     rels: HashMap<String, i32>,
     qid: String,
-    /// (doc, bm25, chunk cosine, best sentence cosine)
+    /// (doc, [bm25, chunk cosine, third feature])
     cands: Vec<(String, [f32; 3])>,
+}
+
+/// One query's search output and vector, handed to a feature.
+struct Ctx<'a> {
+    qid: &'a str,
+    out: &'a SearchOutput,
+    qv: &'a [f32],
 }
 
 fn zscore(v: &mut [f32]) {
@@ -36,36 +51,156 @@ fn zscore(v: &mut [f32]) {
     }
 }
 
+/// nDCG@10 of ranking `q`'s candidates by `score(i)`.
+fn ndcg_by(q: &Q, score: impl Fn(usize) -> f32) -> f64 {
+    let mut scored: Vec<(usize, f32)> = (0..q.cands.len()).map(|i| (i, score(i))).collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let ranked: Vec<String> = scored
+        .iter()
+        .map(|&(i, _)| q.cands[i].0.clone())
+        .filter(|d| *d != q.qid)
+        .collect();
+    metrics::ndcg(&ranked, &q.rels, 10)
+}
+
+fn zcols(q: &Q) -> Vec<Vec<f32>> {
+    (0..3)
+        .map(|j| {
+            let mut c: Vec<f32> = q.cands.iter().map(|c| c.1[j]).collect();
+            zscore(&mut c);
+            c
+        })
+        .collect()
+}
+
 fn score(qs: &[&Q], w: [f32; 3]) -> f64 {
-    let mut sum = 0.0;
-    for q in qs {
-        let mut cols: Vec<Vec<f32>> = (0..3)
-            .map(|j| q.cands.iter().map(|c| c.1[j]).collect())
-            .collect();
-        cols.iter_mut().for_each(|c| zscore(c));
-        let mut scored: Vec<(usize, f32)> = (0..q.cands.len())
-            .map(|i| (i, (0..3).map(|j| w[j] * cols[j][i]).sum()))
-            .collect();
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let ranked: Vec<String> = scored
-            .iter()
-            .map(|&(i, _)| q.cands[i].0.clone())
-            .filter(|d| *d != q.qid)
-            .collect();
-        sum += metrics::ndcg(&ranked, &q.rels, 10);
-    }
+    let sum: f64 = qs
+        .iter()
+        .map(|q| {
+            let cols = zcols(q);
+            ndcg_by(q, |i| (0..3).map(|j| w[j] * cols[j][i]).sum())
+        })
+        .sum();
     sum / qs.len().max(1) as f64
 }
 
-fn grid() -> Vec<[f32; 3]> {
-    let mut g = Vec::new();
+fn best(set: &[&Q], grid: &[[f32; 3]]) -> ([f32; 3], f64) {
+    grid.iter()
+        .map(|w| (*w, score(set, *w)))
+        .fold(
+            ([0.0; 3], f64::MIN),
+            |b, x| if x.1 > b.1 + 1e-12 { x } else { b },
+        )
+}
+
+fn report(qs: &[Q], split: &str) {
+    let mut grid = Vec::new();
     for a in 0..=20 {
         for b in 0..=(20 - a) {
             let (l, c) = (a as f32 / 20.0, b as f32 / 20.0);
-            g.push([l, c, 1.0 - l - c]);
+            grid.push([l, c, 1.0 - l - c]);
         }
     }
-    g
+    let all: Vec<&Q> = qs.iter().collect();
+    println!("{} queries ({split})", qs.len());
+    println!("bm25+chunk z 0.5/0.5: {:.4}", score(&all, [0.5, 0.5, 0.0]));
+    let two: Vec<[f32; 3]> = grid.iter().copied().filter(|w| w[2] == 0.0).collect();
+    let (w, s) = best(&all, &two);
+    println!("best two-feature: {w:?} {s:.4}");
+    let (w, s) = best(&all, &grid);
+    println!("best three-feature: {w:?} {s:.4}");
+    let folds = 5;
+    let mut cv = 0.0;
+    for f in 0..folds {
+        let part = |held: bool| -> Vec<&Q> {
+            all.iter()
+                .enumerate()
+                .filter(|(i, _)| (i % folds == f) == held)
+                .map(|x| *x.1)
+                .collect()
+        };
+        let (w, _) = best(&part(false), &grid);
+        let held = part(true);
+        let s = score(&held, w);
+        println!("fold {f}: chose {w:?}, held-out {s:.4}");
+        cv += s * held.len() as f64;
+    }
+    println!("5-fold held-out: {:.4}", cv / all.len() as f64);
+}
+
+/// Runs every judged query through the shipped pipeline (document level, hybrid, no
+/// selection) and builds its candidates with `third` as the third feature.
+fn collect(
+    ds: &Dataset,
+    engine: &Engine,
+    embedder: &BertEmbedder,
+    third: impl Fn(&Ctx<'_>, &str, f32) -> f32,
+) -> Vec<Q> {
+    let pipeline = Pipeline {
+        select: None,
+        multi_query: false,
+        ..Pipeline::default()
+    };
+    let mut ids: Vec<&String> = ds.qrels.keys().collect();
+    ids.sort();
+    let mut qs = Vec::new();
+    for qid in ids {
+        let Some(text) = ds.queries.get(qid) else {
+            continue;
+        };
+        let req = SearchRequest {
+            depth: 100,
+            granularity: Granularity::Document,
+            mode: Mode::Hybrid,
+            pipeline: pipeline.clone(),
+            ..SearchRequest::new(text.as_str(), 10)
+        };
+        let out = engine.search_detailed(&req).expect("search");
+        let qv = embedder.embed_query(text).expect("embed");
+        let ctx = Ctx {
+            qid,
+            out: &out,
+            qv: &qv,
+        };
+        let cands = out
+            .candidates
+            .iter()
+            .map(|(doc, l, c)| (doc.clone(), [*l, *c, third(&ctx, doc, *c)]))
+            .collect();
+        qs.push(Q {
+            rels: ds.qrels[qid].clone(),
+            qid: qid.clone(),
+            cands,
+        });
+    }
+    qs
+}
+
+/// Store rows of each document's chunks in `engine`.
+fn doc_rows(engine: &Engine) -> HashMap<String, Vec<usize>> {
+    engine
+        .documents()
+        .expect("doc table")
+        .iter()
+        .map(|d| {
+            let rows = d
+                .chunks
+                .iter()
+                .filter_map(|id| engine.store().position(*id))
+                .collect();
+            (d.key.clone(), rows)
+        })
+        .collect()
+}
+
+/// The best dot product of `q` with `rows` of `vectors` (with its row), if any.
+fn best_row(vectors: &[f32], dim: usize, rows: &[usize], q: &[f32]) -> Option<(f32, usize)> {
+    rows.iter()
+        .map(|&r| (dot(&vectors[r * dim..(r + 1) * dim], q), r))
+        .fold(None, |m, x| match m {
+            Some(m) if m.0 >= x.0 => Some(m),
+            _ => Some(x),
+        })
 }
 
 fn main() {
@@ -75,365 +210,109 @@ fn main() {
     let split = args.get(3).map(|s| s.as_str()).unwrap_or("train");
     let ds = Dataset::load_beir(beir, split).expect("dataset");
     let engine = Engine::open_read_only(index, EngineConfig::default()).expect("index");
-    let embedder = BertEmbedder::load("models/all-MiniLM-L6-v2", DeviceChoice::Cpu).unwrap();
-
-    if let Some(fine) = args.get(4) {
-        if let Some(g) = fine.strip_prefix("adaptive:") {
-            return adaptive(&ds, &engine, split, g.parse().unwrap_or(1.0));
-        }
-        if fine == "title" {
-            return title_feature(&ds, &engine, &embedder, split);
-        }
-        if let Some(spec) = fine.strip_prefix("prf:") {
-            // prf:K:BETA — Rocchio on the query vector from the top K fused documents.
-            let mut it = spec.split(':');
-            let k: usize = it.next().and_then(|x| x.parse().ok()).unwrap_or(3);
-            let beta: f32 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0.5);
-            return prf_feature(&ds, &engine, &embedder, split, k, beta);
-        }
-        return fine_feature(&ds, &engine, Path::new(fine), &embedder, split);
-    }
-    // Sentence vectors of every document.
-    let t = std::time::Instant::now();
-    let mut sent_texts = Vec::new();
-    let mut sent_doc = Vec::new();
-    let mut doc_sents: HashMap<String, (usize, usize)> = HashMap::new();
-    for (id, title, text) in &ds.corpus {
-        let start = sent_texts.len();
-        for s in text.unicode_sentences() {
-            let s = s.trim();
-            if !s.is_empty() {
-                sent_texts.push(format!("{title}. {s}"));
-                sent_doc.push(id.clone());
-            }
-        }
-        doc_sents.insert(id.clone(), (start, sent_texts.len()));
-    }
-    let refs: Vec<&str> = sent_texts.iter().map(|s| s.as_str()).collect();
-    let sv = embedder.embed_passages(&refs).unwrap();
+    let embedder = BertEmbedder::load("models/all-MiniLM-L6-v2", DeviceChoice::Cpu).expect("model");
     let d = embedder.dim();
-    eprintln!(
-        "{} sentences embedded in {:.0} s",
-        sent_texts.len(),
-        t.elapsed().as_secs_f64()
-    );
+    let feature = args.get(4).map(|s| s.as_str()).unwrap_or("");
 
-    let pipeline = Pipeline {
-        select: None,
-        multi_query: false,
-        ..Pipeline::default()
-    };
-    let mut qs = Vec::new();
-    let mut ids: Vec<&String> = ds.qrels.keys().collect();
-    ids.sort();
-    for qid in ids {
-        let Some(text) = ds.queries.get(qid) else {
-            continue;
-        };
-        let req = SearchRequest {
-            depth: 100,
-            granularity: Granularity::Document,
-            mode: Mode::Hybrid,
-            pipeline: pipeline.clone(),
-            ..SearchRequest::new(text.as_str(), 10)
-        };
-        let o = engine.search_detailed(&req).unwrap();
-        let qv = embedder.embed_query(text).unwrap();
-        let cands = o
-            .candidates
-            .iter()
-            .map(|(doc, l, c)| {
-                let (a, b) = doc_sents.get(doc).copied().unwrap_or((0, 0));
-                let best = (a..b)
-                    .map(|i| pinpoint::embed::dot(&sv[i * d..(i + 1) * d], &qv))
-                    .fold(None, |m: Option<f32>, x| Some(m.map_or(x, |m| m.max(x))))
-                    .unwrap_or(*c);
-                (doc.clone(), [*l, *c, best])
-            })
-            .collect();
-        qs.push(Q {
-            rels: ds.qrels[qid].clone(),
-            qid: qid.clone(),
-            cands,
-        });
-    }
-    report(&qs, split);
-}
-
-fn report(qs: &[Q], split: &str) {
-    let all: Vec<&Q> = qs.iter().collect();
-    let g = grid();
-    let best_on = |set: &[&Q]| {
-        g.iter()
-            .map(|w| (*w, score(set, *w)))
-            .fold(
-                ([0.0; 3], f64::MIN),
-                |b, x| if x.1 > b.1 + 1e-12 { x } else { b },
-            )
-    };
-    println!("{} queries ({split})", qs.len());
-    println!("bm25+chunk z 0.5/0.5: {:.4}", score(&all, [0.5, 0.5, 0.0]));
-    let two = g
-        .iter()
-        .filter(|w| w[2] == 0.0)
-        .map(|w| (*w, score(&all, *w)))
-        .fold(
-            ([0.0; 3], f64::MIN),
-            |b, x| if x.1 > b.1 + 1e-12 { x } else { b },
+    if let Some(g) = feature.strip_prefix("adaptive:") {
+        let gamma: f32 = g.parse().unwrap_or(1.0);
+        let qs = collect(&ds, &engine, &embedder, |_, _, _| 0.0);
+        let (mut fixed, mut adaptive) = (0.0, 0.0);
+        for q in &qs {
+            let cols = zcols(q);
+            let top = |v: &[f32]| v.iter().fold(f32::MIN, |m, &x| m.max(x)).max(1e-3);
+            let (cl, cd) = (top(&cols[0]).powf(gamma), top(&cols[1]).powf(gamma));
+            let wl = cl / (cl + cd);
+            fixed += ndcg_by(q, |i| 0.5 * cols[0][i] + 0.5 * cols[1][i]);
+            adaptive += ndcg_by(q, |i| wl * cols[0][i] + (1.0 - wl) * cols[1][i]);
+        }
+        let n = qs.len().max(1) as f64;
+        println!(
+            "{split}: fixed 0.5/0.5 {:.4}, adaptive gamma {gamma} {:.4}",
+            fixed / n,
+            adaptive / n
         );
-    println!("best two-feature: {:?} {:.4}", two.0, two.1);
-    let (w, s) = best_on(&all);
-    println!("best three-feature: {w:?} {s:.4}");
-    let folds = 5;
-    let mut cv = 0.0;
-    for f in 0..folds {
-        let tr: Vec<&Q> = all
+        return;
+    }
+
+    let qs = if feature == "title" {
+        let titles: Vec<&str> = ds.corpus.iter().map(|x| x.1.as_str()).collect();
+        let tv = embedder.embed_passages(&titles).expect("embed");
+        let row: HashMap<&str, usize> = ds
+            .corpus
             .iter()
             .enumerate()
-            .filter(|(i, _)| i % folds != f)
-            .map(|x| *x.1)
+            .map(|(i, x)| (x.0.as_str(), i))
             .collect();
-        let he: Vec<&Q> = all
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % folds == f)
-            .map(|x| *x.1)
-            .collect();
-        let (w, _) = best_on(&tr);
-        let s = score(&he, w);
-        println!("fold {f}: chose {w:?}, held-out {s:.4}");
-        cv += s * he.len() as f64;
-    }
-    println!("5-fold held-out: {:.4}", cv / all.len() as f64);
-}
-
-/// Per-query leg weights from the score distributions: a leg whose best candidate stands
-/// far above its own mean (high top z-score) is more confident.
-fn adaptive(ds: &Dataset, engine: &Engine, split: &str, gamma: f32) {
-    let pipeline = Pipeline {
-        select: None,
-        multi_query: false,
-        ..Pipeline::default()
-    };
-    let mut ids: Vec<&String> = ds.qrels.keys().collect();
-    ids.sort();
-    let (mut base, mut adapt, mut n) = (0.0, 0.0, 0.0);
-    for qid in ids {
-        let Some(text) = ds.queries.get(qid) else {
-            continue;
-        };
-        let req = SearchRequest {
-            depth: 100,
-            granularity: Granularity::Document,
-            mode: Mode::Hybrid,
-            pipeline: pipeline.clone(),
-            ..SearchRequest::new(text.as_str(), 10)
-        };
-        let o = engine.search_detailed(&req).unwrap();
-        let mut l: Vec<f32> = o.candidates.iter().map(|c| c.1).collect();
-        let mut c: Vec<f32> = o.candidates.iter().map(|c| c.2).collect();
-        zscore(&mut l);
-        zscore(&mut c);
-        let top = |v: &[f32]| v.iter().fold(f32::MIN, |m, &x| m.max(x)).max(1e-3);
-        let (cl, cd) = (top(&l).powf(gamma), top(&c).powf(gamma));
-        let wl = cl / (cl + cd);
-        for (w, acc) in [(0.5f32, &mut base), (wl, &mut adapt)] {
-            let mut s: Vec<(usize, f32)> = (0..l.len())
-                .map(|i| (i, w * l[i] + (1.0 - w) * c[i]))
-                .collect();
-            s.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            let ranked: Vec<String> = s
-                .iter()
-                .map(|&(i, _)| o.candidates[i].0.clone())
-                .filter(|d| d != qid)
-                .collect();
-            *acc += metrics::ndcg(&ranked, &ds.qrels[qid], 10);
-        }
-        n += 1.0;
-    }
-    println!(
-        "{split}: fixed 0.5/0.5 {:.4}, adaptive gamma {gamma} {:.4}",
-        base / n,
-        adapt / n
-    );
-}
-
-fn title_feature(ds: &Dataset, engine: &Engine, embedder: &BertEmbedder, split: &str) {
-    let titles: Vec<&str> = ds.corpus.iter().map(|d| d.1.as_str()).collect();
-    let tv = embedder.embed_passages(&titles).unwrap();
-    let d = embedder.dim();
-    let row: HashMap<&str, usize> = ds
-        .corpus
-        .iter()
-        .enumerate()
-        .map(|(i, x)| (x.0.as_str(), i))
-        .collect();
-    let pipeline = Pipeline {
-        select: None,
-        multi_query: false,
-        ..Pipeline::default()
-    };
-    let mut ids: Vec<&String> = ds.qrels.keys().collect();
-    ids.sort();
-    let mut qs = Vec::new();
-    for qid in ids {
-        let Some(text) = ds.queries.get(qid) else {
-            continue;
-        };
-        let req = SearchRequest {
-            depth: 100,
-            granularity: Granularity::Document,
-            mode: Mode::Hybrid,
-            pipeline: pipeline.clone(),
-            ..SearchRequest::new(text.as_str(), 10)
-        };
-        let o = engine.search_detailed(&req).unwrap();
-        let qv = embedder.embed_query(text).unwrap();
-        let cands = o
-            .candidates
-            .iter()
-            .map(|(doc, l, c)| {
-                let t = row
-                    .get(doc.as_str())
-                    .map(|&i| pinpoint::embed::dot(&tv[i * d..(i + 1) * d], &qv))
-                    .unwrap_or(*c);
-                (doc.clone(), [*l, *c, t])
-            })
-            .collect();
-        qs.push(Q {
-            rels: ds.qrels[qid].clone(),
-            qid: qid.clone(),
-            cands,
-        });
-    }
-    report(&qs, split);
-}
-
-fn prf_feature(
-    ds: &Dataset,
-    engine: &Engine,
-    embedder: &BertEmbedder,
-    split: &str,
-    k: usize,
-    beta: f32,
-) {
-    let mut rows: HashMap<String, Vec<usize>> = HashMap::new();
-    for d in engine.documents().unwrap() {
-        let v = d
-            .chunks
-            .iter()
-            .filter_map(|id| engine.store().position(*id))
-            .collect();
-        rows.insert(d.key.clone(), v);
-    }
-    let vf = engine.dense().vectors();
-    let best = |doc: &str, q: &[f32]| -> (f32, Option<usize>) {
-        rows.get(doc)
-            .into_iter()
-            .flatten()
-            .map(|&p| (pinpoint::embed::dot(vf.row(p), q), Some(p)))
-            .fold((f32::MIN, None), |m, x| if x.0 > m.0 { x } else { m })
-    };
-    let pipeline = Pipeline {
-        select: None,
-        multi_query: false,
-        ..Pipeline::default()
-    };
-    let mut ids: Vec<&String> = ds.qrels.keys().collect();
-    ids.sort();
-    let mut qs = Vec::new();
-    for qid in ids {
-        let Some(text) = ds.queries.get(qid) else {
-            continue;
-        };
-        let req = SearchRequest {
-            depth: 100,
-            granularity: Granularity::Document,
-            mode: Mode::Hybrid,
-            pipeline: pipeline.clone(),
-            ..SearchRequest::new(text.as_str(), 10)
-        };
-        let o = engine.search_detailed(&req).unwrap();
-        let qv = embedder.embed_query(text).unwrap();
-        // Top k of the shipped fusion (o.ranked is the final list, doc ids).
-        let mut q2 = qv.clone();
-        let mut n = 0;
-        for (doc, _) in o.ranked.iter().filter(|d| d.0 != *qid).take(k) {
-            if let (_, Some(p)) = best(doc, &qv) {
-                for (a, b) in q2.iter_mut().zip(vf.row(p)) {
-                    *a += beta / k as f32 * b;
+        collect(&ds, &engine, &embedder, |cx, doc, c| {
+            row.get(doc)
+                .and_then(|&r| best_row(&tv, d, &[r], cx.qv))
+                .map_or(c, |b| b.0)
+        })
+    } else if let Some(spec) = feature.strip_prefix("prf:") {
+        let mut it = spec.split(':');
+        let k: usize = it.next().and_then(|x| x.parse().ok()).unwrap_or(3);
+        let beta: f32 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0.5);
+        let rows = doc_rows(&engine);
+        let vf = engine.dense().vectors().as_slice();
+        // The Rocchio vector depends on the query only: cache it per query id.
+        let cache = std::cell::RefCell::new(HashMap::<String, Vec<f32>>::new());
+        collect(&ds, &engine, &embedder, |cx, doc, c| {
+            let mut cache = cache.borrow_mut();
+            let q2 = cache.entry(cx.qid.to_string()).or_insert_with(|| {
+                let mut q2 = cx.qv.to_vec();
+                for (top, _) in cx.out.ranked.iter().filter(|x| x.0 != cx.qid).take(k) {
+                    let r = rows.get(top).and_then(|r| best_row(vf, d, r, cx.qv));
+                    if let Some((_, r)) = r {
+                        for (a, b) in q2.iter_mut().zip(&vf[r * d..(r + 1) * d]) {
+                            *a += beta / k as f32 * b;
+                        }
+                    }
                 }
-                n += 1;
+                normalize(&mut q2);
+                q2
+            });
+            rows.get(doc)
+                .and_then(|r| best_row(vf, d, r, q2))
+                .map_or(c, |b| b.0)
+        })
+    } else if !feature.is_empty() {
+        let fine = Engine::open_read_only(Path::new(feature), EngineConfig::default())
+            .expect("fine index");
+        let rows = doc_rows(&fine);
+        let vf = fine.dense().vectors().as_slice();
+        collect(&ds, &engine, &embedder, |cx, doc, c| {
+            rows.get(doc)
+                .and_then(|r| best_row(vf, d, r, cx.qv))
+                .map_or(c, |b| b.0)
+        })
+    } else {
+        let t = std::time::Instant::now();
+        let mut texts = Vec::new();
+        let mut rows: HashMap<String, Vec<usize>> = HashMap::new();
+        for (id, title, text) in &ds.corpus {
+            let start = texts.len();
+            for s in text
+                .unicode_sentences()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
+                texts.push(format!("{title}. {s}"));
             }
+            rows.insert(id.clone(), (start..texts.len()).collect());
         }
-        let _ = n;
-        pinpoint::embed::normalize(&mut q2);
-        let cands = o
-            .candidates
-            .iter()
-            .map(|(doc, l, c)| (doc.clone(), [*l, *c, best(doc, &q2).0]))
-            .collect();
-        qs.push(Q {
-            rels: ds.qrels[qid].clone(),
-            qid: qid.clone(),
-            cands,
-        });
-    }
-    report(&qs, split);
-}
-
-fn fine_feature(ds: &Dataset, engine: &Engine, fine: &Path, embedder: &BertEmbedder, split: &str) {
-    let fe = Engine::open_read_only(fine, EngineConfig::default()).expect("fine index");
-    let mut rows: HashMap<String, Vec<usize>> = HashMap::new();
-    for d in fe.documents().unwrap() {
-        let v = d
-            .chunks
-            .iter()
-            .filter_map(|id| fe.store().position(*id))
-            .collect();
-        rows.insert(d.key.clone(), v);
-    }
-    let vf = fe.dense().vectors();
-    let pipeline = Pipeline {
-        select: None,
-        multi_query: false,
-        ..Pipeline::default()
+        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+        let sv = embedder.embed_passages(&refs).expect("embed");
+        eprintln!(
+            "{} sentences embedded in {:.0} s",
+            texts.len(),
+            t.elapsed().as_secs_f64()
+        );
+        collect(&ds, &engine, &embedder, |cx, doc, c| {
+            rows.get(doc)
+                .and_then(|r| best_row(&sv, d, r, cx.qv))
+                .map_or(c, |b| b.0)
+        })
     };
-    let mut ids: Vec<&String> = ds.qrels.keys().collect();
-    ids.sort();
-    let mut qs = Vec::new();
-    for qid in ids {
-        let Some(text) = ds.queries.get(qid) else {
-            continue;
-        };
-        let req = SearchRequest {
-            depth: 100,
-            granularity: Granularity::Document,
-            mode: Mode::Hybrid,
-            pipeline: pipeline.clone(),
-            ..SearchRequest::new(text.as_str(), 10)
-        };
-        let o = engine.search_detailed(&req).unwrap();
-        let qv = embedder.embed_query(text).unwrap();
-        let cands = o
-            .candidates
-            .iter()
-            .map(|(doc, l, c)| {
-                let best = rows
-                    .get(doc)
-                    .into_iter()
-                    .flatten()
-                    .map(|&p| pinpoint::embed::dot(vf.row(p), &qv))
-                    .fold(None, |m: Option<f32>, x| Some(m.map_or(x, |m| m.max(x))))
-                    .unwrap_or(*c);
-                (doc.clone(), [*l, *c, best])
-            })
-            .collect();
-        qs.push(Q {
-            rels: ds.qrels[qid].clone(),
-            qid: qid.clone(),
-            cands,
-        });
-    }
     report(&qs, split);
 }

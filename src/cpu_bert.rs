@@ -301,7 +301,7 @@ impl CpuBert {
                 let v = &rows[2 * h + head * dh..];
                 // scores (len × len) = scale · Q (len × dh) · Kᵀ (dh × len)
                 gemm_strided(
-                    Mat::out(&mut scores, len, len, len as isize, 1),
+                    Mat::new(&mut scores, len, len, len as isize, 1),
                     Mat::new(q, len, dh, 3 * h as isize, 1),
                     Mat::new(k, dh, len, 1, 3 * h as isize),
                     scale,
@@ -311,7 +311,7 @@ impl CpuBert {
                 softmax_rows(&mut scores, len);
                 // ctx[:, head] (len × dh) = P (len × len) · V (len × dh)
                 gemm_strided(
-                    Mat::out(&mut block[head * dh..], len, dh, h as isize, 1),
+                    Mat::new(&mut block[head * dh..], len, dh, h as isize, 1),
                     Mat::new(&scores, len, len, len as isize, 1),
                     Mat::new(v, len, dh, 3 * h as isize, 1),
                     1.0,
@@ -337,8 +337,10 @@ struct Mat<S> {
     cs: isize,
 }
 
-impl<'a> Mat<&'a [f32]> {
-    fn new(data: &'a [f32], rows: usize, cols: usize, rs: isize, cs: isize) -> Self {
+impl<S: AsRef<[f32]>> Mat<S> {
+    /// A view of `rows × cols` elements at strides `rs` (between rows) and `cs` (between
+    /// columns); panics if it would address past the end of `data`.
+    fn new(data: S, rows: usize, cols: usize, rs: isize, cs: isize) -> Self {
         let m = Mat {
             data,
             rows,
@@ -346,22 +348,7 @@ impl<'a> Mat<&'a [f32]> {
             rs,
             cs,
         };
-        m.check(m.data.len());
-        m
-    }
-}
-
-impl<'a> Mat<&'a mut [f32]> {
-    fn out(data: &'a mut [f32], rows: usize, cols: usize, rs: isize, cs: isize) -> Self {
-        let len = data.len();
-        let m = Mat {
-            data,
-            rows,
-            cols,
-            rs,
-            cs,
-        };
-        m.check(len);
+        m.check(m.data.as_ref().len());
         m
     }
 }
@@ -394,7 +381,7 @@ fn gemm_strided(
     if dst.rows == 0 || dst.cols == 0 {
         return;
     }
-    // SAFETY: the three views were bounds-checked by `Mat::new`/`Mat::out` against their
+    // SAFETY: the three views were bounds-checked by `Mat::new` against their
     // slices (every addressed element is in range, strides non-negative); `dst` is a unique
     // borrow, so it cannot alias `a` or `b`. gemm computes dst := 1·dst + alpha·a·b when
     // `read_dst`, else dst := alpha·a·b, touching only the addressed elements.
@@ -433,7 +420,7 @@ fn affine(out: &mut [f32], x: &[f32], lin: &Linear, rows: usize) {
         row.copy_from_slice(&lin.b);
     }
     gemm_strided(
-        Mat::out(out, rows, lin.n_out, lin.n_out as isize, 1),
+        Mat::new(out, rows, lin.n_out, lin.n_out as isize, 1),
         Mat::new(x, rows, lin.n_in, lin.n_in as isize, 1),
         Mat::new(&lin.w, lin.n_in, lin.n_out, lin.n_out as isize, 1),
         1.0,
@@ -697,12 +684,12 @@ mod tests {
     fn strided_gemm_matches_naive_product() {
         // a: 3×2 read through a transposed view of a 2×3 buffer.
         let buf = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
-        let a = Mat::new(&buf, 3, 2, 1, 3); // a[i][j] = buf[j*3 + i]
+        let a = Mat::new(&buf[..], 3, 2, 1, 3); // a[i][j] = buf[j*3 + i]
         let bm = [1.0, 0.5, -1.0, 2.0];
-        let b = Mat::new(&bm, 2, 2, 2, 1);
+        let b = Mat::new(&bm[..], 2, 2, 2, 1);
         let mut out = vec![10.0; 6];
         gemm_strided(
-            Mat::out(&mut out, 3, 2, 2, 1),
+            Mat::new(&mut out, 3, 2, 2, 1),
             a,
             b,
             2.0,
@@ -718,6 +705,6 @@ mod tests {
     #[should_panic(expected = "out of bounds")]
     fn views_past_the_slice_are_refused() {
         let buf = [0.0; 5];
-        let _ = Mat::new(&buf, 2, 3, 3, 1);
+        let _ = Mat::new(&buf[..], 2, 3, 3, 1);
     }
 }

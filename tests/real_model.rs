@@ -67,11 +67,7 @@ fn fused_cpu_encoder_equals_candle_on_the_real_model() {
     let fused = e.embed_passages(&texts).unwrap();
     e.set_candle_reference(true);
     let reference = e.embed_passages(&texts).unwrap();
-    let worst = fused
-        .iter()
-        .zip(&reference)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let worst = max_abs_diff(&fused, &reference);
     assert!(worst < 1e-4, "fused and candle differ by {worst}");
 }
 

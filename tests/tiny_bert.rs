@@ -9,6 +9,8 @@ use candle_nn::{VarBuilder, VarMap};
 use candle_transformers::models::bert::{BertModel, Config};
 use pinpoint::{BertEmbedder, DeviceChoice, Embedder};
 
+use crate::util::max_abs_diff;
+
 pub const WORDS: [&str; 16] = [
     "the", "cat", "dog", "sat", "on", "mat", "a", "big", "red", "ball", "ran", "fast", "and",
     "slow", "tree", "sky",
@@ -114,11 +116,7 @@ fn fused_cpu_encoder_equals_candle_reference() {
         let fused = e.embed_passages(&texts).unwrap();
         e.set_candle_reference(true);
         let reference = e.embed_passages(&texts).unwrap();
-        let worst = fused
-            .iter()
-            .zip(&reference)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = max_abs_diff(&fused, &reference);
         assert!(worst < 1e-5, "{act}: fused and candle differ by {worst}");
     }
 }
@@ -149,12 +147,7 @@ fn concurrent_embedding_equals_sequential() {
             .map(|_| s.spawn(|| e.embed_passages(&refs).unwrap()))
             .collect();
         for h in handles {
-            let got = h.join().unwrap();
-            let worst = got
-                .iter()
-                .zip(&alone)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let worst = max_abs_diff(&h.join().unwrap(), &alone);
             assert!(worst < 1e-6, "concurrent call differs by {worst}");
         }
     });
