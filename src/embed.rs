@@ -190,17 +190,22 @@ impl BertCore {
             what: format!("cannot load model.safetensors: {e}"),
         })?;
         // Classification checkpoints nest the encoder under `bert.`.
-        let enc_vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
-            vb.pp("bert")
+        let prefix = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
+            "bert."
         } else {
+            ""
+        };
+        let enc_vb = if prefix.is_empty() {
             vb.clone()
+        } else {
+            vb.pp("bert")
         };
         // The fused encoder reads every weight with its expected shape, so loading it
         // validates the checkpoint against the config. A checkpoint whose layout it does not
         // know (candle also accepts encoders nested under `<model_type>.`) runs on candle,
         // which then validates it: slower, never wrong.
         let fast = if device.is_cpu() {
-            CpuBert::load(&enc_vb, &cfg).ok()
+            CpuBert::load(&enc_vb, &cfg, &model.weights_path, prefix).ok()
         } else {
             None
         };
