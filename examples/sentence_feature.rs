@@ -104,6 +104,24 @@ fn report(qs: &[Q], split: &str) {
     let all: Vec<&Q> = qs.iter().collect();
     println!("{} queries ({split})", qs.len());
     println!("bm25+chunk z 0.5/0.5: {:.4}", score(&all, [0.5, 0.5, 0.0]));
+    let r100: f64 = all
+        .iter()
+        .map(|q| {
+            let cols = zcols(q);
+            let mut sc: Vec<(usize, f32)> = (0..q.cands.len())
+                .map(|i| (i, 0.5 * cols[0][i] + 0.5 * cols[1][i]))
+                .collect();
+            sc.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let ranked: Vec<String> = sc
+                .iter()
+                .map(|&(i, _)| q.cands[i].0.clone())
+                .filter(|d| *d != q.qid)
+                .collect();
+            metrics::recall(&ranked, &q.rels, 100)
+        })
+        .sum::<f64>()
+        / all.len().max(1) as f64;
+    println!("bm25+chunk z 0.5/0.5 recall@100: {r100:.4}");
     let two: Vec<[f32; 3]> = grid.iter().copied().filter(|w| w[2] == 0.0).collect();
     let (w, s) = best(&all, &two);
     println!("best two-feature: {w:?} {s:.4}");
@@ -149,7 +167,10 @@ fn collect(
             continue;
         };
         let req = SearchRequest {
-            depth: 100,
+            depth: std::env::var("PP_DEPTH")
+                .ok()
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(100),
             granularity: Granularity::Document,
             mode: Mode::Hybrid,
             pipeline: pipeline.clone(),
