@@ -14,6 +14,8 @@
 //! - `adaptive:GAMMA`: no third feature; per-query leg weights from each leg's top z-score;
 //! - a path: best cosine over the chunks of another eval index of the collection (built
 //!   with smaller chunks).
+//!
+//! `PP_DEPTH=N` takes N candidates per leg instead of 100.
 use std::collections::HashMap;
 use std::path::Path;
 
