@@ -23,7 +23,8 @@
 //! ## Pipeline
 //! `Document -> Chunk -> (embedding, terms) -> stores`, and
 //! `Query -> candidates -> fused -> hits`. Each stage is one module:
-//! [`ingest`] (walk, extract), [`chunk`] (token-aware splitting), [`embed`] (candle BERT),
+//! [`ingest`] (walk, extract), [`chunk`] (token-aware splitting), [`embed`] (BERT: a fused,
+//! padding-free encoder on the CPU, `cpu_bert`; candle on GPUs and as the reference),
 //! [`dense`] (HNSW / exact scan), [`lexical`] (BM25), [`store`] (chunk store, manifest),
 //! [`fuse`] (RRF, weighted), [`expand`] (PRF, multi-query), [`rerank`] (cross-encoder,
 //! sentence-level), [`select`] (context selection), [`eval`] (BEIR metrics and the per-query funnel), and
