@@ -7,7 +7,7 @@
 //! truncation, truncate to the model's own limit (`sentence_bert_config.json`), and pad each
 //! batch only to its longest member after sorting texts by length.
 //!
-//! On the CPU the network runs in [`crate::cpu_bert`] (padding-free and fused, ~4x candle's
+//! On the CPU the network runs in `cpu_bert` (padding-free and fused, ~4x candle's
 //! throughput here); candle's `BertModel` runs it on GPUs and serves as the reference.
 
 use std::path::{Path, PathBuf};
