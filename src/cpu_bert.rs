@@ -233,6 +233,10 @@ impl CpuBert {
         prefix: &str,
     ) -> candle_core::Result<CpuBert> {
         let h = cfg.hidden_size;
+        // Empty tables would make the id clamps in `forward` underflow.
+        if cfg.vocab_size == 0 || cfg.max_position_embeddings == 0 || cfg.type_vocab_size == 0 {
+            candle_core::bail!("config has an empty embedding table");
+        }
         if cfg.num_attention_heads == 0 || !h.is_multiple_of(cfg.num_attention_heads) {
             candle_core::bail!(
                 "hidden size {h} is not a multiple of {} heads",
