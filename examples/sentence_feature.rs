@@ -53,16 +53,21 @@ fn zscore(v: &mut [f32]) {
     }
 }
 
-/// nDCG@10 of ranking `q`'s candidates by `score(i)`.
-fn ndcg_by(q: &Q, score: impl Fn(usize) -> f32) -> f64 {
+/// `q`'s candidate documents ranked by `score(i)`, best first, the query's own id left out
+/// (BEIR convention).
+fn ranked_by(q: &Q, score: impl Fn(usize) -> f32) -> Vec<String> {
     let mut scored: Vec<(usize, f32)> = (0..q.cands.len()).map(|i| (i, score(i))).collect();
     scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let ranked: Vec<String> = scored
+    scored
         .iter()
         .map(|&(i, _)| q.cands[i].0.clone())
         .filter(|d| *d != q.qid)
-        .collect();
-    metrics::ndcg(&ranked, &q.rels, 10)
+        .collect()
+}
+
+/// nDCG@10 of ranking `q`'s candidates by `score(i)`.
+fn ndcg_by(q: &Q, score: impl Fn(usize) -> f32) -> f64 {
+    metrics::ndcg(&ranked_by(q, score), &q.rels, 10)
 }
 
 fn zcols(q: &Q) -> Vec<Vec<f32>> {
@@ -110,15 +115,7 @@ fn report(qs: &[Q], split: &str) {
         .iter()
         .map(|q| {
             let cols = zcols(q);
-            let mut sc: Vec<(usize, f32)> = (0..q.cands.len())
-                .map(|i| (i, 0.5 * cols[0][i] + 0.5 * cols[1][i]))
-                .collect();
-            sc.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            let ranked: Vec<String> = sc
-                .iter()
-                .map(|&(i, _)| q.cands[i].0.clone())
-                .filter(|d| *d != q.qid)
-                .collect();
+            let ranked = ranked_by(q, |i| 0.5 * cols[0][i] + 0.5 * cols[1][i]);
             metrics::recall(&ranked, &q.rels, 100)
         })
         .sum::<f64>()
