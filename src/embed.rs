@@ -277,9 +277,9 @@ impl BertCore {
     /// Runs the encoder on a batch padded to its longest member.
     /// Returns hidden states `(batch, len, hidden)` and the mask `(batch, len)` as f32.
     pub(crate) fn forward(&self, batch: &[&Encoded]) -> Result<(Tensor, Tensor)> {
-        let len = batch.iter().map(|e| e.ids.len()).max().unwrap_or(1);
-        let n = batch.len();
         if let Some(fast) = &self.fast {
+            let len = batch.iter().map(|e| e.ids.len()).max().unwrap_or(1);
+            let n = batch.len();
             let h = fast.hidden();
             let mut padded = vec![0f32; n * len * h];
             let mut mask = vec![0f32; n * len];
