@@ -112,6 +112,11 @@ struct TuneArgs {
     /// Cross-validation folds.
     #[arg(long, default_value_t = 5)]
     folds: usize,
+    /// Also tune a reranker's depth and weight: `tokens`, `sentence` or a cross-encoder
+    /// folder. Each query is reranked once at the deepest depth searched (slow: about a
+    /// second per query for `tokens` on 2 CPU cores). Adopted only when it wins held out.
+    #[arg(long)]
+    rerank: Option<String>,
     /// Print the chosen settings without storing them in the index.
     #[arg(long)]
     dry_run: bool,
@@ -184,9 +189,13 @@ struct QueryArgs {
     #[arg(long)]
     fusion: Option<String>,
     /// Rerank the top candidates: with --cross-encoder DIR when given, else with the
-    /// sentence-level bi-encoder reranker (slow on CPU: ~0.5 s per candidate).
+    /// bi-encoder reranker named by --reranker.
     #[arg(long, conflicts_with = "no_rerank")]
     rerank: bool,
+    /// Bi-encoder reranker used by --rerank without --cross-encoder: `tokens` (token-level
+    /// late interaction, MaxSim) or `sentence` (best sentence's cosine).
+    #[arg(long, default_value = "tokens")]
+    reranker: String,
     /// Do not rerank, even when the index's defaults do.
     #[arg(long)]
     no_rerank: bool,
@@ -420,7 +429,7 @@ fn query(a: QueryArgs) -> Result<()> {
         pipeline.rerank = Some(RerankConfig {
             kind: match &a.cross_encoder {
                 Some(m) => RerankKind::CrossEncoder { model: m.clone() },
-                None => RerankKind::Sentence,
+                None => a.reranker.parse()?,
             },
             depth: a.rerank_depth,
             weight: if a.cross_encoder.is_some() { 1.0 } else { 0.5 },
@@ -827,11 +836,48 @@ fn tune(a: TuneArgs) -> Result<()> {
         "pseudo-relevance feedback: off {:.4}, on {:.4}",
         scores[0], scores[1]
     )?;
-    let chosen = if scores[1] > scores[0] + 0.002 {
+    let mut chosen = if scores[1] > scores[0] + 0.002 {
         with_prf
     } else {
         base
     };
+    if let Some(kind) = &a.rerank {
+        let kind: RerankKind = kind.parse()?;
+        let deepest = tune::RERANK_DEPTHS.iter().copied().max().unwrap_or(20);
+        eprintln!(
+            "reranking the top {deepest} of {} queries ...",
+            labelled.len()
+        );
+        let probe = pinpoint::Pipeline {
+            rerank: Some(RerankConfig {
+                kind: kind.clone(),
+                depth: deepest,
+                weight: 1.0,
+            }),
+            ..chosen.clone()
+        };
+        let rf = tune::collect_rerank(&engine, &labelled, &probe)?;
+        let r = tune::tune_rerank(&rf, target, a.folds);
+        writeln!(
+            out,
+            "rerank: none {:.4}; best depth {} weight {:.1}: train {:.4}, {}-fold held-out {:.4}",
+            r.none_score, r.depth, r.weight, r.train_score, a.folds, r.cv_score
+        )?;
+        for (i, (d, w)) in r.fold_choices.iter().enumerate() {
+            writeln!(out, "  fold {i} chose depth {d} weight {w:.1}")?;
+        }
+        // The held-out score must beat not reranking (whose score is the same on every
+        // fold partition) by more than noise.
+        if r.depth > 0 && r.cv_score > r.none_score + 0.002 {
+            chosen.rerank = Some(RerankConfig {
+                kind,
+                depth: r.depth,
+                weight: r.weight,
+            });
+        } else {
+            writeln!(out, "  not adopted: no held-out gain over not reranking")?;
+        }
+    }
     writeln!(out, "settings: {}", serde_json::to_string(&chosen)?)?;
     if a.dry_run {
         writeln!(out, "(dry run: nothing stored)")?;

@@ -121,6 +121,50 @@ pub trait Embedder: Send + Sync {
     fn dim(&self) -> usize {
         self.spec().dim
     }
+
+    /// The contextual vector of every token of each text (special tokens left out), each
+    /// L2-normalised: what token-level late interaction
+    /// ([`crate::rerank::TokenReranker`]) compares. Texts are taken as given (no prefix).
+    /// Embedders without token-level output say so.
+    fn embed_tokens(&self, texts: &[&str]) -> Result<Vec<TokenMatrix>> {
+        let _ = texts;
+        Err(Error::invalid(
+            "reranker",
+            format!("embedder {} has no token vectors", self.spec().id),
+        ))
+    }
+}
+
+/// One text's token vectors: `len()` rows of `dim` floats, row-major.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TokenMatrix {
+    /// Floats per row.
+    pub dim: usize,
+    /// `len() * dim` floats.
+    pub data: Vec<f32>,
+}
+
+impl TokenMatrix {
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.data.len().checked_div(self.dim).unwrap_or(0)
+    }
+
+    /// True when the text had no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The token rows.
+    pub fn rows(&self) -> impl Iterator<Item = &[f32]> {
+        self.data.chunks_exact(self.dim.max(1))
+    }
+
+    /// Builds a matrix from unnormalised rows (`len × dim`), L2-normalising each row.
+    pub fn normalized(dim: usize, mut data: Vec<f32>) -> TokenMatrix {
+        data.chunks_exact_mut(dim.max(1)).for_each(normalize);
+        TokenMatrix { dim, data }
+    }
 }
 
 /// A BERT model and its tokenizer on one device; shared by the bi-encoder and the
@@ -494,6 +538,44 @@ impl Embedder for BertEmbedder {
         Ok(out)
     }
 
+    fn embed_tokens(&self, texts: &[&str]) -> Result<Vec<TokenMatrix>> {
+        let encoded: Vec<Encoded> = texts.iter().map(|t| self.core.encode_single(t)).collect();
+        let lens: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
+        let mut out = vec![TokenMatrix::default(); texts.len()];
+        // `[CLS]` and `[SEP]` carry no term of their own: leave out the first and last rows.
+        let inner = |rows: &[f32], h: usize| -> TokenMatrix {
+            let n = rows.len() / h;
+            let body = if n >= 2 {
+                &rows[h..(n - 1) * h]
+            } else {
+                &[][..]
+            };
+            TokenMatrix::normalized(h, body.to_vec())
+        };
+        for batch in length_batches(&lens, self.batch_size, self.batch_size * 128) {
+            let refs: Vec<&Encoded> = batch.iter().map(|&i| &encoded[i]).collect();
+            if let (Some(fast), false) = (&self.core.fast, self.reference) {
+                let h = fast.hidden();
+                self.core.forward_packed(fast, &refs, |hidden| {
+                    let mut at = 0;
+                    for (&i, e) in batch.iter().zip(&refs) {
+                        out[i] = inner(&hidden[at * h..(at + e.ids.len()) * h], h);
+                        at += e.ids.len();
+                    }
+                });
+                continue;
+            }
+            let (hidden, _mask) = self.core.forward_candle(&refs)?;
+            let hidden: Vec<Vec<Vec<f32>>> = hidden.to_device(&Device::Cpu)?.to_vec3()?;
+            for ((&i, e), rows) in batch.iter().zip(&refs).zip(hidden) {
+                let h = rows.first().map_or(0, Vec::len);
+                let flat: Vec<f32> = rows.into_iter().take(e.ids.len()).flatten().collect();
+                out[i] = inner(&flat, h.max(1));
+            }
+        }
+        Ok(out)
+    }
+
     fn token_spans(&self, text: &str) -> Vec<(usize, usize)> {
         match self.core.tokenizer.encode(text, false) {
             Ok(enc) => enc.get_offsets().to_vec(),
@@ -609,6 +691,19 @@ impl Embedder for HashEmbedder {
     }
     fn token_spans(&self, text: &str) -> Vec<(usize, usize)> {
         whitespace_spans(text)
+    }
+    /// One vector per word, hashed like a one-word text.
+    fn embed_tokens(&self, texts: &[&str]) -> Result<Vec<TokenMatrix>> {
+        texts
+            .iter()
+            .map(|t| {
+                let words: Vec<&str> = whitespace_spans(t).iter().map(|&(a, b)| &t[a..b]).collect();
+                Ok(TokenMatrix {
+                    dim: self.spec.dim,
+                    data: self.embed_raw(&words)?,
+                })
+            })
+            .collect()
     }
 }
 

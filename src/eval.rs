@@ -431,8 +431,8 @@ pub struct EvalMode {
 }
 
 /// Names accepted by [`EvalMode::named`].
-pub const MODE_NAMES: [&str; 7] = [
-    "lexical", "dense", "hybrid", "fused", "prf", "rerank", "default",
+pub const MODE_NAMES: [&str; 8] = [
+    "lexical", "dense", "hybrid", "fused", "prf", "rerank", "tokens", "default",
 ];
 
 impl EvalMode {
@@ -442,6 +442,7 @@ impl EvalMode {
     /// - `fused`: the default fusion (normalised scores, every candidate scored on both legs);
     /// - `prf`: `fused` plus pseudo-relevance feedback on the lexical leg;
     /// - `rerank`: `fused` plus the sentence-level bi-encoder reranker on the top 20;
+    /// - `tokens`: `fused` plus the token-level (MaxSim) bi-encoder reranker on the top 20;
     /// - `default`: exactly what `pinpoint query` runs without flags on this index.
     pub fn named(name: &str, engine: &Engine) -> Result<EvalMode> {
         let fused = Pipeline {
@@ -466,6 +467,17 @@ impl EvalMode {
                 Pipeline {
                     rerank: Some(RerankConfig {
                         kind: RerankKind::Sentence,
+                        depth: 20,
+                        weight: 0.5,
+                    }),
+                    ..fused
+                },
+            ),
+            "tokens" => (
+                Mode::Hybrid,
+                Pipeline {
+                    rerank: Some(RerankConfig {
+                        kind: RerankKind::Tokens,
                         depth: 20,
                         weight: 0.5,
                     }),
@@ -1054,45 +1066,48 @@ pub mod tune {
         pub top: Vec<(Fusion, f64)>,
     }
 
-    /// Grid search with `folds`-fold cross-validation.
-    pub fn tune_fusion(features: &[QueryFeatures], target: Target, folds: usize) -> Tuned {
-        let grid = grid();
-        let all: Vec<&QueryFeatures> = features.iter().collect();
-        let best_on = |qs: &[&QueryFeatures]| -> (Fusion, f64) {
-            let mut best = (grid[0].clone(), f64::MIN);
-            for f in &grid {
-                let s = evaluate(qs, f, target);
-                if s > best.1 + 1e-12 {
-                    best = (f.clone(), s);
-                }
-            }
-            best
-        };
+    /// Cross-validation over a grid: for each of `folds` folds (query `i` is in fold
+    /// `i % folds`), the grid point scoring best on the other folds is scored on the held-out
+    /// one. `eval(queries, point)` is the mean target of a grid point on those queries.
+    /// Returns the query-weighted mean held-out score and each fold's choice.
+    fn cross_validate<T: Clone>(
+        n: usize,
+        folds: usize,
+        grid: &[T],
+        eval: impl Fn(&[usize], &T) -> f64,
+    ) -> (f64, Vec<T>) {
         let folds = folds.max(2);
-        let mut cv_sum = 0.0;
-        let mut cv_n = 0usize;
-        let mut fold_choices = Vec::new();
+        let (mut sum, mut count, mut choices) = (0.0, 0usize, Vec::new());
         for f in 0..folds {
-            let train: Vec<&QueryFeatures> = all
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| i % folds != f)
-                .map(|(_, q)| *q)
-                .collect();
-            let held: Vec<&QueryFeatures> = all
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| i % folds == f)
-                .map(|(_, q)| *q)
-                .collect();
+            let (held, train): (Vec<usize>, Vec<usize>) = (0..n).partition(|i| i % folds == f);
             if held.is_empty() || train.is_empty() {
                 continue;
             }
-            let (choice, _) = best_on(&train);
-            cv_sum += evaluate(&held, &choice, target) * held.len() as f64;
-            cv_n += held.len();
-            fold_choices.push(choice);
+            let mut best: Option<(&T, f64)> = None;
+            for g in grid {
+                let s = eval(&train, g);
+                if best.is_none_or(|b| s > b.1 + 1e-12) {
+                    best = Some((g, s));
+                }
+            }
+            if let Some((choice, _)) = best {
+                sum += eval(&held, choice) * held.len() as f64;
+                count += held.len();
+                choices.push(choice.clone());
+            }
         }
+        (sum / count.max(1) as f64, choices)
+    }
+
+    /// Grid search with `folds`-fold cross-validation.
+    pub fn tune_fusion(features: &[QueryFeatures], target: Target, folds: usize) -> Tuned {
+        let grid = grid();
+        let pick =
+            |idx: &[usize]| -> Vec<&QueryFeatures> { idx.iter().map(|&i| &features[i]).collect() };
+        let (cv_score, fold_choices) = cross_validate(features.len(), folds, &grid, |idx, f| {
+            evaluate(&pick(idx), f, target)
+        });
+        let all: Vec<&QueryFeatures> = features.iter().collect();
         let mut scored: Vec<(Fusion, f64)> = grid
             .iter()
             .map(|f| (f.clone(), evaluate(&all, f, target)))
@@ -1102,9 +1117,205 @@ pub mod tune {
         Tuned {
             fusion,
             train_score,
-            cv_score: cv_sum / cv_n.max(1) as f64,
+            cv_score,
             fold_choices,
             top: scored.into_iter().take(5).collect(),
+        }
+    }
+
+    /// One query's fused ranking and the reranker's raw scores for its head.
+    pub struct RerankFeatures {
+        /// Judgements.
+        pub rels: HashMap<String, i32>,
+        /// Query id (excluded from rankings, BEIR convention).
+        pub qid: String,
+        /// Fused ranking, best first: (doc, score).
+        pub fused: Vec<(String, f32)>,
+        /// Reranker scores of the first `scores.len()` fused documents.
+        pub scores: Vec<f32>,
+    }
+
+    /// Depths searched for a reranker (0: no reranking).
+    pub const RERANK_DEPTHS: [usize; 4] = [0, 5, 10, 20];
+
+    /// Runs every query through `pipeline` (whose reranker must reach the deepest of
+    /// [`RERANK_DEPTHS`]) and keeps the fused list with the head's rerank scores.
+    pub fn collect_rerank(
+        engine: &Engine,
+        queries: &Labelled,
+        pipeline: &Pipeline,
+    ) -> Result<Vec<RerankFeatures>> {
+        let mut out = Vec::with_capacity(queries.len());
+        for (qid, text, rels) in queries {
+            let req = SearchRequest {
+                depth: 100,
+                granularity: Granularity::Document,
+                mode: Mode::Hybrid,
+                pipeline: Pipeline {
+                    select: None,
+                    multi_query: false,
+                    ..pipeline.clone()
+                },
+                ..SearchRequest::new(text.as_str(), 10)
+            };
+            let o = engine.search_detailed(&req)?;
+            let scores = o.reranked.iter().map(|x| x.1).collect();
+            out.push(RerankFeatures {
+                rels: rels.clone(),
+                qid: qid.clone(),
+                fused: o.fused,
+                scores,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Mean target when the top `depth` fused documents are reranked with `weight`, exactly
+    /// as the engine blends them ([`crate::engine::blend_rerank`]).
+    pub fn evaluate_rerank(
+        qs: &[&RerankFeatures],
+        depth: usize,
+        weight: f32,
+        target: Target,
+    ) -> f64 {
+        let mut sum = 0.0;
+        for q in qs {
+            let fused: Vec<(u64, f32)> = q
+                .fused
+                .iter()
+                .enumerate()
+                .map(|(i, x)| (i as u64, x.1))
+                .collect();
+            let n = depth.min(q.scores.len());
+            let ranked: Vec<String> = crate::engine::blend_rerank(&fused, &q.scores[..n], weight)
+                .into_iter()
+                .map(|(i, _)| q.fused[i as usize].0.clone())
+                .filter(|d| *d != q.qid)
+                .collect();
+            sum += score(target, &ranked, &q.rels);
+        }
+        sum / qs.len().max(1) as f64
+    }
+
+    /// Result of tuning a reranker's depth and weight.
+    #[derive(Debug, Clone)]
+    pub struct TunedRerank {
+        /// Best (depth, weight) on all queries; depth 0 means no reranking wins.
+        pub depth: usize,
+        /// Its weight.
+        pub weight: f32,
+        /// Its mean target on all queries (optimistic).
+        pub train_score: f64,
+        /// Mean held-out target of the setting chosen on the other folds.
+        pub cv_score: f64,
+        /// Mean target without reranking.
+        pub none_score: f64,
+        /// Each fold's choice.
+        pub fold_choices: Vec<(usize, f32)>,
+    }
+
+    /// Grid search of rerank depth ([`RERANK_DEPTHS`]) and weight (0.1 to 1 by 0.1) with
+    /// `folds`-fold cross-validation.
+    pub fn tune_rerank(qs: &[RerankFeatures], target: Target, folds: usize) -> TunedRerank {
+        let mut grid = vec![(0usize, 0.0f32)];
+        for &d in RERANK_DEPTHS.iter().filter(|&&d| d > 0) {
+            for w in 1..=10 {
+                grid.push((d, w as f32 / 10.0));
+            }
+        }
+        let pick =
+            |idx: &[usize]| -> Vec<&RerankFeatures> { idx.iter().map(|&i| &qs[i]).collect() };
+        let eval = |idx: &[usize], g: &(usize, f32)| evaluate_rerank(&pick(idx), g.0, g.1, target);
+        let (cv_score, fold_choices) = cross_validate(qs.len(), folds, &grid, eval);
+        let all: Vec<usize> = (0..qs.len()).collect();
+        let mut best = (grid[0], eval(&all, &grid[0]));
+        let none_score = best.1;
+        for g in &grid[1..] {
+            let s = eval(&all, g);
+            if s > best.1 + 1e-12 {
+                best = (*g, s);
+            }
+        }
+        TunedRerank {
+            depth: best.0 .0,
+            weight: best.0 .1,
+            train_score: best.1,
+            cv_score,
+            none_score,
+            fold_choices,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn blend_rerank_reorders_only_the_head() {
+            let fused = [(1u64, 0.9f32), (2, 0.8), (3, 0.5), (4, 0.1)];
+            let order = |v: Vec<(u64, f32)>| v.into_iter().map(|x| x.0).collect::<Vec<_>>();
+            // Weight 1: the head follows the reranker; the tail keeps its place below.
+            let b = crate::engine::blend_rerank(&fused, &[0.0, 1.0], 1.0);
+            assert_eq!(order(b.clone()), vec![2, 1, 3, 4]);
+            assert!(b[1].1 >= b[2].1, "head stays above the tail: {b:?}");
+            // Weight 0: the fused order.
+            assert_eq!(
+                order(crate::engine::blend_rerank(&fused, &[0.0, 1.0], 0.0)),
+                vec![1, 2, 3, 4]
+            );
+            // Equal weights: 1 gets 0.5·0 + 0.5·1, 2 gets 0.5·1 + 0.5·0, a tie broken by key.
+            assert_eq!(
+                order(crate::engine::blend_rerank(&fused, &[0.0, 1.0], 0.5)),
+                vec![1, 2, 3, 4]
+            );
+            // No scores, or no candidates: nothing moves, nothing breaks.
+            assert_eq!(
+                order(crate::engine::blend_rerank(&fused, &[], 1.0)),
+                vec![1, 2, 3, 4]
+            );
+            assert!(crate::engine::blend_rerank(&[], &[1.0], 1.0).is_empty());
+        }
+
+        /// 30 queries whose one relevant document is fused third (of 25); the reranker
+        /// scores it `signal` and every other document by a fixed pattern.
+        fn synthetic(signal: f32) -> Vec<RerankFeatures> {
+            (0..30)
+                .map(|q| {
+                    let fused: Vec<(String, f32)> = (0..25)
+                        .map(|i| (format!("d{q}-{i}"), 1.0 - i as f32 / 25.0))
+                        .collect();
+                    let scores = (0..20)
+                        .map(|i| {
+                            if i == 2 {
+                                signal
+                            } else {
+                                0.5 + 0.01 * ((q + i) % 7) as f32
+                            }
+                        })
+                        .collect();
+                    RerankFeatures {
+                        rels: HashMap::from([(format!("d{q}-2"), 1)]),
+                        qid: format!("q{q}"),
+                        fused,
+                        scores,
+                    }
+                })
+                .collect()
+        }
+
+        #[test]
+        fn tune_rerank_adopts_a_helpful_reranker_and_rejects_a_harmful_one() {
+            let good = tune_rerank(&synthetic(2.0), Target::Ndcg10, 5);
+            assert!(good.depth >= 5 && good.weight > 0.0, "{good:?}");
+            assert!((good.train_score - 1.0).abs() < 1e-9, "{good:?}");
+            assert!(good.cv_score > good.none_score + 0.1, "{good:?}");
+            assert_eq!(good.fold_choices.len(), 5);
+            // nDCG@10 with the relevant document third: 1 / log2(4) = 0.5.
+            assert!((good.none_score - 0.5).abs() < 1e-9, "{good:?}");
+
+            let bad = tune_rerank(&synthetic(-2.0), Target::Ndcg10, 5);
+            assert_eq!(bad.depth, 0, "{bad:?}");
+            assert!((bad.cv_score - bad.none_score).abs() < 1e-9, "{bad:?}");
         }
     }
 }

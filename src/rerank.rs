@@ -1,12 +1,14 @@
 //! Rerankers: re-score the top candidates of a query with a more expensive model.
 //!
-//! Three kinds behind one trait:
+//! Four kinds behind one trait:
 //! - [`CrossEncoder`]: a Hugging Face `BertForSequenceClassification` folder scoring
 //!   `(query, passage)` pairs jointly (the strongest, when the user has one: none is
 //!   obtainable on these machines, see MODELS.md);
 //! - [`SentenceReranker`]: late interaction at sentence level with the bi-encoder we have:
 //!   a passage scores as its best-matching sentence, which finds the one sentence that
 //!   answers the question inside a long chunk;
+//! - [`TokenReranker`]: token-level late interaction (MaxSim) with the same bi-encoder's
+//!   contextual token vectors;
 //! - [`Rules`]: user boosts by path glob and recency, applied to final scores.
 
 use std::path::Path;
@@ -15,7 +17,7 @@ use candle_core::{Device, Module};
 use candle_nn::{linear, Linear};
 use unicode_segmentation::UnicodeSegmentation;
 
-use crate::embed::{dot, length_batches, BertCore, DeviceChoice, Embedder, Encoded};
+use crate::embed::{dot, length_batches, BertCore, DeviceChoice, Embedder, Encoded, TokenMatrix};
 use crate::error::{Error, Result};
 use crate::models::ModelDir;
 
@@ -199,6 +201,79 @@ impl Reranker for SentenceReranker<'_> {
     }
 }
 
+/// Token-level late interaction (MaxSim, as in ColBERT) with the bi-encoder's contextual
+/// token vectors: each query token finds its most similar passage token, and the passage
+/// scores as the mean of those best similarities. A chunk vector averages a whole passage
+/// into one point; MaxSim instead asks whether each part of the question is matched
+/// somewhere, in context, which recovers passages whose pooled vector is diluted by other
+/// content. all-MiniLM-L6-v2 was not trained for it; what it is still worth as a rerank
+/// feature is measured in docs/decisions.md.
+pub struct TokenReranker<'a> {
+    embedder: &'a dyn Embedder,
+}
+
+impl<'a> TokenReranker<'a> {
+    /// A token-level reranker over `embedder`.
+    pub fn new(embedder: &'a dyn Embedder) -> Self {
+        TokenReranker { embedder }
+    }
+
+    /// Scores passages made of parts (a document's chunks, each encoded on its own since
+    /// the model reads at most `max_tokens`): a query token may match a token of any part.
+    pub fn score_parts(&self, query: &str, passages: &[Vec<String>]) -> Result<Vec<f32>> {
+        let spec = self.embedder.spec();
+        let q = format!("{}{query}", spec.query_prefix);
+        let q = self
+            .embedder
+            .embed_tokens(&[q.as_str()])?
+            .pop()
+            .unwrap_or_default();
+        let texts: Vec<String> = passages
+            .iter()
+            .flatten()
+            .map(|p| format!("{}{p}", spec.passage_prefix))
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+        let mut parts = self.embedder.embed_tokens(&refs)?.into_iter();
+        Ok(passages
+            .iter()
+            .map(|p| {
+                let mine: Vec<TokenMatrix> = parts.by_ref().take(p.len()).collect();
+                maxsim(&q, &mine)
+            })
+            .collect())
+    }
+}
+
+impl Reranker for TokenReranker<'_> {
+    fn name(&self) -> &str {
+        "tokens"
+    }
+    fn score(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>> {
+        let p: Vec<Vec<String>> = passages.iter().map(|p| vec![p.to_string()]).collect();
+        self.score_parts(query, &p)
+    }
+}
+
+/// MaxSim: the mean over the query's tokens of the best dot product with any token of any
+/// of `parts`; 0 when either side has no tokens.
+pub fn maxsim(query: &TokenMatrix, parts: &[TokenMatrix]) -> f32 {
+    if query.is_empty() || parts.iter().all(TokenMatrix::is_empty) {
+        return 0.0;
+    }
+    let total: f32 = query
+        .rows()
+        .map(|q| {
+            parts
+                .iter()
+                .flat_map(TokenMatrix::rows)
+                .map(|p| dot(q, p))
+                .fold(f32::MIN, f32::max)
+        })
+        .sum();
+    total / query.len() as f32
+}
+
 /// User rules applied to final scores: multiply by a factor when the path matches a glob,
 /// and by a recency factor `2^(-age / half_life)` when a half-life is set.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -257,6 +332,25 @@ mod tests {
             sentences("First one. Second one!\n...\nThird?"),
             vec!["First one.", "Second one!", "Third?"]
         );
+    }
+
+    #[test]
+    fn maxsim_by_hand() {
+        let m = |rows: &[[f32; 2]]| TokenMatrix {
+            dim: 2,
+            data: rows.iter().flatten().copied().collect(),
+        };
+        let q = m(&[[1.0, 0.0], [0.0, 1.0]]);
+        // Best match per query token, over both parts: 1.0 (part a) and 0.6 (part b).
+        let a = m(&[[1.0, 0.0], [0.6, -0.8]]);
+        let b = m(&[[0.8, 0.6]]);
+        assert!((maxsim(&q, &[a.clone(), b]) - 0.8).abs() < 1e-6);
+        // Part a alone: 1.0 for the first query token, max(0.0, -0.8) = 0.0 for the second.
+        assert!((maxsim(&q, std::slice::from_ref(&a)) - 0.5).abs() < 1e-6);
+        // Empty sides score 0, whatever the other side holds.
+        assert_eq!(maxsim(&TokenMatrix::default(), &[a]), 0.0);
+        assert_eq!(maxsim(&q, &[]), 0.0);
+        assert_eq!(maxsim(&q, &[TokenMatrix::default()]), 0.0);
     }
 
     #[test]

@@ -179,4 +179,26 @@ fn explain_is_consistent_with_the_final_order() {
     let hits = check(&["--boost", "tides.txt=50"]);
     assert_eq!(hits[0]["path"], "tides.txt");
     assert!((hits[0]["explain"]["rule_factor"].as_f64().unwrap() - 50.0).abs() < 1e-6);
+    // The token-level reranker (the default bi-encoder reranker) scores exactly the head it
+    // was given, and the final order stays consistent with the final scores (checked above).
+    let hits = check(&["--rerank", "--rerank-depth", "4"]);
+    for h in &hits {
+        let e = &h["explain"];
+        let in_head = e["fused_rank"].as_u64().unwrap() <= 4;
+        assert_eq!(e["rerank_score"].is_f64(), in_head, "{e}");
+    }
+    let o = pinpoint(
+        work.path(),
+        &[
+            "query",
+            "x",
+            "--index",
+            "idx",
+            "--rerank",
+            "--reranker",
+            "bogus",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("reranker"), "{}", stderr(&o));
 }

@@ -178,3 +178,39 @@ fn reopened_real_index_gives_identical_results() {
         }
     }
 }
+
+/// Token-level late interaction with the real model: a text matches itself perfectly (every
+/// query token finds itself), and the model card's ordering holds as it does for sentence
+/// vectors.
+#[test]
+fn token_reranker_orders_pairs_and_matches_itself() {
+    use pinpoint::rerank::{Reranker, TokenReranker};
+    let r = TokenReranker::new(embedder());
+    let q = "A man is eating food.";
+    let s = r
+        .score(
+            q,
+            &[
+                "A man is riding a horse.",
+                "A man is eating a piece of bread.",
+                q,
+            ],
+        )
+        .unwrap();
+    assert!((s[2] - 1.0).abs() < 1e-4, "self match {}", s[2]);
+    assert!(s[1] > s[0] + 0.05, "bread {} vs horse {}", s[1], s[0]);
+    // A document made of parts: a query token may match in any part, so the whole scores
+    // at least as well as its best part.
+    let parts = vec![vec![
+        "A man is riding a horse.".to_string(),
+        "Someone is eating food.".to_string(),
+    ]];
+    let whole = r.score_parts(q, &parts).unwrap()[0];
+    let single = r
+        .score(q, &["A man is riding a horse.", "Someone is eating food."])
+        .unwrap();
+    assert!(
+        whole >= single[0].max(single[1]) - 1e-6,
+        "{whole} vs {single:?}"
+    );
+}

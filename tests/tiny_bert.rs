@@ -176,3 +176,34 @@ fn model_folder_with_missing_or_bad_files_is_named() {
     let e = BertEmbedder::load(tmp.path(), DeviceChoice::Cuda).err();
     assert!(e.is_some());
 }
+
+/// Token vectors come from the same network as sentence vectors: the fused encoder and
+/// candle's agree on them, there is one per word piece (special tokens left out), each has
+/// unit length, and batching a text with longer ones does not change its tokens.
+#[test]
+fn token_vectors_match_candle_and_ignore_batching() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tiny_bert(tmp.path());
+    let mut e = BertEmbedder::load(tmp.path(), DeviceChoice::Cpu).unwrap();
+    let texts = [
+        "the cat sat on the mat",
+        "a big red ball ran fast and the dog ran slow on the mat under the tree and sky",
+        "dog",
+    ];
+    let fused = e.embed_tokens(&texts).unwrap();
+    let alone = e.embed_tokens(&texts[2..]).unwrap();
+    e.set_candle_reference(true);
+    let reference = e.embed_tokens(&texts).unwrap();
+    for (i, t) in texts.iter().enumerate() {
+        let words = t.split_whitespace().count();
+        assert_eq!(fused[i].len(), words, "{t}: one vector per word piece");
+        assert_eq!(fused[i].dim, e.dim());
+        for row in fused[i].rows() {
+            let n: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((n - 1.0).abs() < 1e-5, "{t}: row norm {n}");
+        }
+        let worst = max_abs_diff(&fused[i].data, &reference[i].data);
+        assert!(worst < 1e-5, "{t}: fused and candle differ by {worst}");
+    }
+    assert!(max_abs_diff(&alone[0].data, &fused[2].data) < 1e-6);
+}

@@ -26,7 +26,8 @@ use crate::models::{ModelDir, ModelSpec, DEFAULT_MODEL_DIR};
 mod search;
 
 pub use search::{
-    Explain, Granularity, Hit, Pipeline, RerankConfig, RerankKind, SearchOutput, SearchRequest,
+    blend_rerank, Explain, Granularity, Hit, Pipeline, RerankConfig, RerankKind, SearchOutput,
+    SearchRequest,
 };
 
 use crate::store::{

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Engine, Mode};
+use crate::chunk::contextual_text;
 use crate::embed::dot;
 use crate::error::{Error, Result};
 use crate::expand::{self, PrfConfig};
 use crate::fuse::{fuse, normalize, Fusion, Norm};
 use crate::lexical::LexicalIndex;
-use crate::rerank::{CrossEncoder, Reranker, Rules, SentenceReranker};
+use crate::rerank::{CrossEncoder, Reranker, Rules, SentenceReranker, TokenReranker};
 use crate::select::{select, Passage, SelectConfig};
 
 /// What a hit stands for.
@@ -34,11 +35,32 @@ pub enum Granularity {
 pub enum RerankKind {
     /// Sentence-level late interaction with the bi-encoder.
     Sentence,
+    /// Token-level late interaction (MaxSim) with the bi-encoder's token vectors.
+    Tokens,
     /// A cross-encoder folder.
     CrossEncoder {
         /// The model folder.
         model: PathBuf,
     },
+}
+
+impl std::str::FromStr for RerankKind {
+    type Err = Error;
+
+    /// `tokens`, `sentence`, or a cross-encoder folder (any other value that is a folder).
+    fn from_str(s: &str) -> Result<RerankKind> {
+        match s {
+            "tokens" => Ok(RerankKind::Tokens),
+            "sentence" => Ok(RerankKind::Sentence),
+            dir if std::path::Path::new(dir).is_dir() => Ok(RerankKind::CrossEncoder {
+                model: PathBuf::from(dir),
+            }),
+            other => Err(Error::invalid(
+                "reranker",
+                format!("{other:?} (use tokens, sentence or a cross-encoder folder)"),
+            )),
+        }
+    }
 }
 
 /// Reranking settings.
@@ -235,6 +257,9 @@ pub struct SearchOutput {
     /// Every candidate scored on both legs (hybrid with full features): (key, BM25, cosine),
     /// BM25 0 when no query term matched. What `pinpoint tune` learns fusion from.
     pub candidates: Vec<(String, f32, f32)>,
+    /// Raw reranker scores of the reranked head, in fused order (empty without a
+    /// reranker). What `pinpoint tune --rerank` learns the rerank depth and weight from.
+    pub reranked: Vec<(String, f32)>,
     /// Seconds per stage.
     pub timings: Vec<(&'static str, f64)>,
 }
@@ -368,6 +393,12 @@ impl Engine {
             out.fused = names(&first.fused)?;
         }
         out.ranked = names(&final_list)?;
+        out.reranked = first
+            .fused
+            .iter()
+            .filter_map(|&(k, _)| first.rerank.get(&k).map(|&s| (k, s)))
+            .map(|(k, s)| Ok((self.key_name(k, req.granularity)?, s)))
+            .collect::<Result<_>>()?;
         out.candidates = first
             .cands
             .iter()
@@ -605,22 +636,10 @@ impl Engine {
                 let head: Vec<(u64, f32)> = final_[..n].to_vec();
                 let scores =
                     self.rerank_scores(text, qvec.as_deref(), &head, rc, req.granularity, &r)?;
-                let fn_ = normalize(&head, Norm::MinMax);
-                let rs: Vec<(u64, f32)> =
-                    head.iter().zip(&scores).map(|(h, s)| (h.0, *s)).collect();
-                let rn = normalize(&rs, Norm::MinMax);
-                let mut combined: Vec<(u64, f32)> = fn_
-                    .iter()
-                    .zip(&rn)
-                    .map(|(f, s)| (f.0, 1.0 + rc.weight * s.1 + (1.0 - rc.weight) * f.1))
-                    .collect();
-                for (k, s) in &rs {
-                    r.rerank.insert(*k, *s);
+                for (h, s) in head.iter().zip(&scores) {
+                    r.rerank.insert(h.0, *s);
                 }
-                combined.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                let tail = normalize(&final_[n..], Norm::MinMax);
-                final_ = combined;
-                final_.extend(tail);
+                final_ = blend_rerank(&final_, &scores, rc.weight);
             }
             timings.push(("rerank", t.elapsed().as_secs_f64()));
         }
@@ -797,8 +816,9 @@ impl Engine {
         r: &Ranking,
     ) -> Result<Vec<f32>> {
         let di = self.doc_index()?;
-        // (title, text) per candidate: a document contributes all its chunks.
-        let mut items: Vec<(String, String)> = Vec::with_capacity(head.len());
+        // (title, chunks) per candidate: a document contributes all its chunks.
+        let mut items: Vec<(String, Vec<crate::store::ChunkRecord>)> =
+            Vec::with_capacity(head.len());
         for &(k, _) in head {
             let (doc, positions): (usize, Vec<usize>) = match g {
                 Granularity::Chunk => {
@@ -818,16 +838,34 @@ impl Engine {
                         .unwrap_or_default(),
                 ),
             };
-            let mut body = String::new();
-            for p in positions {
-                if !body.is_empty() {
-                    body.push('\n');
-                }
-                body.push_str(&self.store.get(p)?.text);
-            }
-            items.push((di.titles.get(doc).cloned().unwrap_or_default(), body));
+            let chunks = positions
+                .into_iter()
+                .map(|p| self.store.get(p))
+                .collect::<Result<Vec<_>>>()?;
+            items.push((di.titles.get(doc).cloned().unwrap_or_default(), chunks));
         }
+        let bodies: Vec<String> = items
+            .iter()
+            .map(|(_, chunks)| {
+                let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+                texts.join("\n")
+            })
+            .collect();
         match &rc.kind {
+            RerankKind::Tokens => {
+                let e = self.embedder()?;
+                // Each chunk as it was embedded at index time (title and heading trail first).
+                let parts: Vec<Vec<String>> = items
+                    .iter()
+                    .map(|(title, chunks)| {
+                        chunks
+                            .iter()
+                            .map(|c| contextual_text(title, c.heading.as_deref(), &c.text))
+                            .collect()
+                    })
+                    .collect();
+                TokenReranker::new(e.as_ref()).score_parts(text, &parts)
+            }
             RerankKind::Sentence => {
                 let e = self.embedder()?;
                 let q = match qvec {
@@ -836,7 +874,8 @@ impl Engine {
                 };
                 let refs: Vec<(&str, &str)> = items
                     .iter()
-                    .map(|(a, b)| (a.as_str(), b.as_str()))
+                    .zip(&bodies)
+                    .map(|((a, _), b)| (a.as_str(), b.as_str()))
                     .collect();
                 SentenceReranker::new(e.as_ref()).score_with_titles(&q, &refs)
             }
@@ -844,7 +883,8 @@ impl Engine {
                 let ce = self.cross_encoder(model)?;
                 let passages: Vec<String> = items
                     .iter()
-                    .map(|(t, b)| crate::chunk::contextual_text(t, None, b))
+                    .zip(&bodies)
+                    .map(|((t, _), b)| contextual_text(t, None, b))
                     .collect();
                 let refs: Vec<&str> = passages.iter().map(|s| s.as_str()).collect();
                 ce.score(text, &refs)
@@ -866,6 +906,27 @@ impl Engine {
         *guard = Some((model.clone(), ce.clone()));
         Ok(ce)
     }
+}
+
+/// Puts a reranked head back into a fused list: the first `scores.len()` entries of `fused`
+/// are re-ordered by `weight · reranker + (1 − weight) · fused`, both min-max normalised
+/// within the head, and stay above the rest (the tail keeps its order, scores rescaled
+/// below 1). Shared by the engine and `pinpoint tune`, so that what tuning measures is what
+/// the engine does.
+pub fn blend_rerank(fused: &[(u64, f32)], scores: &[f32], weight: f32) -> Vec<(u64, f32)> {
+    let n = scores.len().min(fused.len());
+    let head = &fused[..n];
+    let fn_ = normalize(head, Norm::MinMax);
+    let rs: Vec<(u64, f32)> = head.iter().zip(scores).map(|(h, s)| (h.0, *s)).collect();
+    let rn = normalize(&rs, Norm::MinMax);
+    let mut out: Vec<(u64, f32)> = fn_
+        .iter()
+        .zip(&rn)
+        .map(|(f, s)| (f.0, 1.0 + weight * s.1 + (1.0 - weight) * f.1))
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out.extend(normalize(&fused[n..], Norm::MinMax));
+    out
 }
 
 /// What the dense leg found, shared by both lexical passes.
