@@ -141,6 +141,9 @@ pub struct BenchConfig {
     /// Where to write the dense benchmark vectors (raw little-endian f32) and queries, for
     /// the reference run to load the very same set.
     pub export_vectors: Option<PathBuf>,
+    /// Time queries with this reranker added to the index's default pipeline (none: the
+    /// default pipeline as it is).
+    pub rerank: Option<crate::engine::RerankConfig>,
 }
 
 /// Clustered unit vectors: `clusters` random centres, points spread around them. Real
@@ -362,7 +365,10 @@ pub fn run(
         queries.truncate(cfg.queries);
     }
     log(&format!("timing {} queries ...", queries.len()));
-    let pipeline = qengine.default_pipeline();
+    let mut pipeline = qengine.default_pipeline();
+    if let Some(rc) = &cfg.rerank {
+        pipeline.rerank = Some(rc.clone());
+    }
     // Warm-up: model, caches, page cache.
     for q in queries.iter().take(5) {
         qengine.search(&SearchRequest::new(q.as_str(), 5).pipeline(pipeline.clone()))?;

@@ -476,11 +476,7 @@ impl EvalMode {
             "tokens" => (
                 Mode::Hybrid,
                 Pipeline {
-                    rerank: Some(RerankConfig {
-                        kind: RerankKind::Tokens,
-                        depth: 20,
-                        weight: 0.5,
-                    }),
+                    rerank: Some(RerankConfig::new(RerankKind::Tokens)),
                     ..fused
                 },
             ),

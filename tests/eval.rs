@@ -300,7 +300,7 @@ fn scifact_subset_does_not_regress() {
             "--model",
             model.to_str().unwrap(),
             "--modes",
-            "lexical,dense,hybrid,default",
+            "lexical,dense,hybrid,default,tokens",
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -314,7 +314,7 @@ fn scifact_subset_does_not_regress() {
         &std::fs::read_to_string(&baseline_path).expect("record with PINPOINT_RECORD_BASELINE=1"),
     )
     .unwrap();
-    for mode in ["lexical", "dense", "hybrid", "default"] {
+    for mode in ["lexical", "dense", "hybrid", "default", "tokens"] {
         let got = v["modes"][mode]["ndcg@10"].as_f64().unwrap();
         let want = base["modes"][mode]["ndcg@10"].as_f64().unwrap();
         assert!(
@@ -322,4 +322,12 @@ fn scifact_subset_does_not_regress() {
             "{mode} nDCG@10 dropped: {got:.4} vs baseline {want:.4}"
         );
     }
+    // The reranker is worth its cost: it does not lose to the pipeline it reranks.
+    let ndcg = |m: &str| v["modes"][m]["ndcg@10"].as_f64().unwrap();
+    assert!(
+        ndcg("tokens") >= ndcg("default") - 0.005,
+        "tokens {:.4} vs default {:.4}",
+        ndcg("tokens"),
+        ndcg("default")
+    );
 }
