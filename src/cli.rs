@@ -760,6 +760,8 @@ fn eval(a: EvalArgs) -> Result<()> {
 fn tune(a: TuneArgs) -> Result<()> {
     use pinpoint::eval::{self, tune};
     let target: tune::Target = a.metric.parse()?;
+    // Checked before minutes of work.
+    let rerank_kind: Option<RerankKind> = a.rerank.as_deref().map(str::parse).transpose()?;
     let cfg = a.common.config()?;
     let (mut engine, labelled) = if let Some(dir) = &a.beir {
         let ds = eval::Dataset::load_beir(dir, &a.split)?;
@@ -845,8 +847,7 @@ fn tune(a: TuneArgs) -> Result<()> {
     } else {
         base
     };
-    if let Some(kind) = &a.rerank {
-        let kind: RerankKind = kind.parse()?;
+    if let Some(kind) = rerank_kind {
         let deepest = tune::RERANK_DEPTHS.iter().copied().max().unwrap_or(20);
         eprintln!(
             "reranking the top {deepest} of {} queries ...",

@@ -331,3 +331,93 @@ fn scifact_subset_does_not_regress() {
         ndcg("default")
     );
 }
+
+/// `pinpoint tune` with a reranker: prints the fusion search, the PRF check and the
+/// reranker's depth/weight search with held-out scores, and stores exactly the settings it
+/// prints as the index's defaults (what `query` and the `default` eval mode then run).
+#[test]
+fn tune_with_reranker_stores_the_printed_settings() {
+    let work = tempfile::tempdir().unwrap();
+    write_toy_beir(&work.path().join("toy"));
+    let model = real_model();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "tune",
+            "--beir",
+            "toy",
+            "--split",
+            "test",
+            "--folds",
+            "2",
+            "--rerank",
+            "tokens",
+            "--index",
+            "idx",
+            "--model",
+            model.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = pinpoint(work.path(), &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let dry = run(&["--dry-run"]);
+    for want in [
+        "chosen:",
+        "2-fold held-out",
+        "pseudo-relevance feedback:",
+        "rerank: none",
+        "settings: {",
+        "(dry run: nothing stored)",
+    ] {
+        assert!(dry.contains(want), "{want:?} missing from:\n{dry}");
+    }
+    let out = run(&[]);
+    let settings: Value = serde_json::from_str(
+        out.lines()
+            .find_map(|l| l.strip_prefix("settings: "))
+            .expect("settings line"),
+    )
+    .unwrap();
+    let dir = out
+        .lines()
+        .find_map(|l| l.strip_prefix("stored as the defaults of "))
+        .expect("stored line");
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(work.path().join(dir).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    // Compared as pipelines: the manifest holds the f32 weights widened to f64.
+    let as_pipeline = |v: &Value| serde_json::from_value::<pinpoint::Pipeline>(v.clone()).unwrap();
+    assert_eq!(
+        as_pipeline(&manifest["search_defaults"]),
+        as_pipeline(&settings)
+    );
+    // The reranker is adopted only with its tuned depth, never half-set.
+    match settings["rerank"].as_object() {
+        Some(r) => {
+            assert_eq!(r["kind"]["kind"], "tokens", "{settings}");
+            assert!(r["depth"].as_u64().unwrap() > 0, "{settings}");
+        }
+        None => assert!(out.contains("not adopted"), "{out}"),
+    }
+    // A bad reranker name is a clear error before any work.
+    let o = pinpoint(
+        work.path(),
+        &[
+            "tune",
+            "--beir",
+            "toy",
+            "--split",
+            "test",
+            "--rerank",
+            "nope",
+            "--index",
+            "idx",
+            "--model",
+            model.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("reranker"), "{}", stderr(&o));
+}
