@@ -400,6 +400,26 @@ impl BertCore {
             .collect();
         fast.forward(&seqs, f)
     }
+
+    /// Runs the fused encoder on the texts `batch` (indices into `encoded`) and hands `f`
+    /// each one's index and hidden rows (`len × hidden`, special tokens included).
+    pub(crate) fn for_each_sequence(
+        &self,
+        fast: &CpuBert,
+        batch: &[usize],
+        encoded: &[Encoded],
+        mut f: impl FnMut(usize, &[f32]),
+    ) {
+        let refs: Vec<&Encoded> = batch.iter().map(|&i| &encoded[i]).collect();
+        let h = fast.hidden();
+        self.forward_packed(fast, &refs, |hidden| {
+            let mut at = 0;
+            for (&i, e) in batch.iter().zip(&refs) {
+                f(i, &hidden[at * h..(at + e.ids.len()) * h]);
+                at += e.ids.len();
+            }
+        });
+    }
 }
 
 /// Splits `lens` (token counts) into batches of similar length: indices sorted by length,
@@ -464,6 +484,25 @@ impl BertEmbedder {
         self.reference = on;
     }
 
+    /// Tokenizes `texts`; several in parallel (for one text, a query, handing it to the
+    /// pool would only add a thread wake-up).
+    fn encode_all(&self, texts: &[&str]) -> Vec<Encoded> {
+        if texts.len() > 1 {
+            texts
+                .par_iter()
+                .map(|t| self.core.encode_single(t))
+                .collect()
+        } else {
+            texts.iter().map(|t| self.core.encode_single(t)).collect()
+        }
+    }
+
+    /// Length-sorted batches of `encoded` (indices) for one forward pass each.
+    fn batches(&self, encoded: &[Encoded]) -> Vec<Vec<usize>> {
+        let lens: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
+        length_batches(&lens, self.batch_size, self.batch_size * 128)
+    }
+
     fn pool(&self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let pooled = match self.spec.pooling {
             Pooling::Mean => {
@@ -502,32 +541,18 @@ impl Embedder for BertEmbedder {
 
     fn embed_raw(&self, texts: &[&str]) -> Result<Vec<f32>> {
         let dim = self.spec.dim;
-        // A query is one text: handing it to the pool would only add a thread wake-up.
-        let encoded: Vec<Encoded> = if texts.len() > 1 {
-            texts
-                .par_iter()
-                .map(|t| self.core.encode_single(t))
-                .collect()
-        } else {
-            texts.iter().map(|t| self.core.encode_single(t)).collect()
-        };
-        let lens: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
+        let encoded = self.encode_all(texts);
         let mut out = vec![0f32; texts.len() * dim];
-        for batch in length_batches(&lens, self.batch_size, self.batch_size * 128) {
-            let refs: Vec<&Encoded> = batch.iter().map(|&i| &encoded[i]).collect();
+        for batch in self.batches(&encoded) {
             if let (Some(fast), false) = (&self.core.fast, self.reference) {
                 let h = fast.hidden();
-                self.core.forward_packed(fast, &refs, |hidden| {
-                    let mut at = 0;
-                    for (&i, e) in batch.iter().zip(&refs) {
-                        let rows = &hidden[at * h..(at + e.ids.len()) * h];
-                        at += e.ids.len();
-                        let v = &mut out[i * dim..(i + 1) * dim];
-                        pool_rows(rows, h, self.spec.pooling, v);
-                    }
-                });
+                self.core
+                    .for_each_sequence(fast, &batch, &encoded, |i, rows| {
+                        pool_rows(rows, h, self.spec.pooling, &mut out[i * dim..(i + 1) * dim]);
+                    });
                 continue;
             }
+            let refs: Vec<&Encoded> = batch.iter().map(|&i| &encoded[i]).collect();
             let (hidden, mask) = self.core.forward_candle(&refs)?;
             let pooled = self.pool(&hidden, &mask)?.to_device(&Device::Cpu)?;
             let rows: Vec<Vec<f32>> = pooled.to_vec2()?;
@@ -539,8 +564,7 @@ impl Embedder for BertEmbedder {
     }
 
     fn embed_tokens(&self, texts: &[&str]) -> Result<Vec<TokenMatrix>> {
-        let encoded: Vec<Encoded> = texts.iter().map(|t| self.core.encode_single(t)).collect();
-        let lens: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
+        let encoded = self.encode_all(texts);
         let mut out = vec![TokenMatrix::default(); texts.len()];
         // `[CLS]` and `[SEP]` carry no term of their own: leave out the first and last rows.
         let inner = |rows: &[f32], h: usize| -> TokenMatrix {
@@ -552,19 +576,14 @@ impl Embedder for BertEmbedder {
             };
             TokenMatrix::normalized(h, body.to_vec())
         };
-        for batch in length_batches(&lens, self.batch_size, self.batch_size * 128) {
-            let refs: Vec<&Encoded> = batch.iter().map(|&i| &encoded[i]).collect();
+        for batch in self.batches(&encoded) {
             if let (Some(fast), false) = (&self.core.fast, self.reference) {
                 let h = fast.hidden();
-                self.core.forward_packed(fast, &refs, |hidden| {
-                    let mut at = 0;
-                    for (&i, e) in batch.iter().zip(&refs) {
-                        out[i] = inner(&hidden[at * h..(at + e.ids.len()) * h], h);
-                        at += e.ids.len();
-                    }
-                });
+                self.core
+                    .for_each_sequence(fast, &batch, &encoded, |i, rows| out[i] = inner(rows, h));
                 continue;
             }
+            let refs: Vec<&Encoded> = batch.iter().map(|&i| &encoded[i]).collect();
             let (hidden, _mask) = self.core.forward_candle(&refs)?;
             let hidden: Vec<Vec<Vec<f32>>> = hidden.to_device(&Device::Cpu)?.to_vec3()?;
             for ((&i, e), rows) in batch.iter().zip(&refs).zip(hidden) {
