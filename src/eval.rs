@@ -952,6 +952,24 @@ pub mod tune {
         }
     }
 
+    /// `target` of an order over candidate indices: each index named by `docs`, the query's
+    /// own id left out (BEIR convention).
+    fn score_order<'a>(
+        target: Target,
+        order: Vec<(u64, f32)>,
+        doc: impl Fn(usize) -> &'a str,
+        qid: &str,
+        rels: &HashMap<String, i32>,
+    ) -> f64 {
+        let ranked: Vec<String> = order
+            .into_iter()
+            .map(|(i, _)| doc(i as usize))
+            .filter(|d| *d != qid)
+            .map(str::to_string)
+            .collect();
+        score(target, &ranked, rels)
+    }
+
     /// One query's candidates with both features.
     pub struct QueryFeatures {
         /// Judgements.
@@ -1037,12 +1055,8 @@ pub mod tune {
                 .collect();
             by_lex.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             by_den.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            let ranked: Vec<String> = fuse(&[&by_lex, &by_den], fusion)
-                .into_iter()
-                .map(|(i, _)| q.cands[i as usize].0.clone())
-                .filter(|d| *d != q.qid)
-                .collect();
-            sum += score(target, &ranked, &q.rels);
+            let order = fuse(&[&by_lex, &by_den], fusion);
+            sum += score_order(target, order, |i| &q.cands[i].0, &q.qid, &q.rels);
         }
         sum / features.len().max(1) as f64
     }
@@ -1183,12 +1197,8 @@ pub mod tune {
                 .map(|(i, x)| (i as u64, x.1))
                 .collect();
             let n = depth.min(q.scores.len());
-            let ranked: Vec<String> = crate::engine::blend_rerank(&fused, &q.scores[..n], weight)
-                .into_iter()
-                .map(|(i, _)| q.fused[i as usize].0.clone())
-                .filter(|d| *d != q.qid)
-                .collect();
-            sum += score(target, &ranked, &q.rels);
+            let order = crate::engine::blend_rerank(&fused, &q.scores[..n], weight);
+            sum += score_order(target, order, |i| &q.fused[i].0, &q.qid, &q.rels);
         }
         sum / qs.len().max(1) as f64
     }
