@@ -58,6 +58,7 @@ fn main() {
     let p = Pipeline {
         select: None,
         multi_query: false,
+        rerank: None,
         ..Pipeline::default()
     };
     let gs = [0usize, 10, 20, 30, 40, 50, 60];

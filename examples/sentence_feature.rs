@@ -156,6 +156,7 @@ fn collect(
     let pipeline = Pipeline {
         select: None,
         multi_query: false,
+        rerank: None,
         ..Pipeline::default()
     };
     let mut ids: Vec<&String> = ds.qrels.keys().collect();

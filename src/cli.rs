@@ -116,9 +116,11 @@ struct TuneArgs {
     /// Cross-validation folds.
     #[arg(long, default_value_t = 5)]
     folds: usize,
-    /// Also tune a reranker's depth and weight: `tokens`, `sentence` or a cross-encoder
-    /// folder. Each query is reranked once at the deepest depth searched (slow: about a
-    /// second per query for `tokens` on 2 CPU cores). Adopted only when it wins held out.
+    /// Tune this reranker's depth and weight (`tokens`, `sentence` or a cross-encoder
+    /// folder) instead of the default pipeline's own (token MaxSim when the index keeps
+    /// token codes). Each query is reranked once at the deepest depth searched; a reranker
+    /// that encodes passages at query time is slow (about a second per query on 2 cores).
+    /// Adopted only when it wins held out.
     #[arg(long)]
     rerank: Option<String>,
     /// Print the chosen settings without storing them in the index.
@@ -167,6 +169,10 @@ struct IndexArgs {
     /// Overlap between chunks in tokens (new indexes only).
     #[arg(long, default_value_t = 32)]
     overlap: usize,
+    /// Keep no token codes (new indexes only): about 48 bytes less per stored token, but
+    /// queries are then not reranked by token MaxSim unless asked (and then slowly).
+    #[arg(long)]
+    no_token_codes: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -336,6 +342,7 @@ fn index(a: IndexArgs) -> Result<()> {
         max_tokens: a.chunk_tokens,
         overlap: a.overlap,
     };
+    cfg.without_token_codes = a.no_token_codes;
     if a.rebuild && a.common.index.join("manifest.json").exists() {
         remove_index(&a.common.index)?;
     }
@@ -761,7 +768,7 @@ fn tune(a: TuneArgs) -> Result<()> {
     use pinpoint::eval::{self, tune};
     let target: tune::Target = a.metric.parse()?;
     // Checked before minutes of work.
-    let rerank_kind: Option<RerankKind> = a.rerank.as_deref().map(str::parse).transpose()?;
+    let named_kind: Option<RerankKind> = a.rerank.as_deref().map(str::parse).transpose()?;
     let cfg = a.common.config()?;
     let (mut engine, labelled) = if let Some(dir) = &a.beir {
         let ds = eval::Dataset::load_beir(dir, &a.split)?;
@@ -847,6 +854,8 @@ fn tune(a: TuneArgs) -> Result<()> {
     } else {
         base
     };
+    // The reranker named, else the default's own: its depth and weight are tuned too.
+    let rerank_kind = named_kind.or_else(|| chosen.rerank.as_ref().map(|r| r.kind.clone()));
     if let Some(kind) = rerank_kind {
         let deepest = tune::RERANK_DEPTHS.iter().copied().max().unwrap_or(20);
         eprintln!(
@@ -880,6 +889,7 @@ fn tune(a: TuneArgs) -> Result<()> {
                 weight: r.weight,
             });
         } else {
+            chosen.rerank = None;
             writeln!(out, "  not adopted: no held-out gain over not reranking")?;
         }
     }

@@ -133,6 +133,13 @@ pub trait Embedder: Send + Sync {
             format!("embedder {} has no token vectors", self.spec().id),
         ))
     }
+
+    /// Pooled vectors (as [`Embedder::embed_raw`]) and token vectors (as
+    /// [`Embedder::embed_tokens`]) of the same texts. Indexing stores both and a query
+    /// with token reranking needs both; an encoder gets them from one forward pass.
+    fn embed_with_tokens(&self, texts: &[&str]) -> Result<(Vec<f32>, Vec<TokenMatrix>)> {
+        Ok((self.embed_raw(texts)?, self.embed_tokens(texts)?))
+    }
 }
 
 /// One text's token vectors: `len()` rows of `dim` floats, row-major.
@@ -503,6 +510,63 @@ impl BertEmbedder {
         length_batches(&lens, self.batch_size, self.batch_size * 128)
     }
 
+    /// One forward pass over `texts` (as given): the pooled vectors (`texts.len() * dim`
+    /// floats) when `pooled`, each text's token vectors when `tokens` (else empty).
+    fn forward(
+        &self,
+        texts: &[&str],
+        pooled: bool,
+        tokens: bool,
+    ) -> Result<(Vec<f32>, Vec<TokenMatrix>)> {
+        let dim = self.spec.dim;
+        let encoded = self.encode_all(texts);
+        let mut out = vec![0f32; if pooled { texts.len() * dim } else { 0 }];
+        let mut toks = vec![TokenMatrix::default(); if tokens { texts.len() } else { 0 }];
+        // `[CLS]` and `[SEP]` carry no term of their own: leave out the first and last rows.
+        let inner = |rows: &[f32], h: usize| -> TokenMatrix {
+            let n = rows.len() / h;
+            let body = if n >= 2 {
+                &rows[h..(n - 1) * h]
+            } else {
+                &[][..]
+            };
+            TokenMatrix::normalized(h, body.to_vec())
+        };
+        for batch in self.batches(&encoded) {
+            if let (Some(fast), false) = (&self.core.fast, self.reference) {
+                let h = fast.hidden();
+                self.core
+                    .for_each_sequence(fast, &batch, &encoded, |i, rows| {
+                        if pooled {
+                            pool_rows(rows, h, self.spec.pooling, &mut out[i * dim..(i + 1) * dim]);
+                        }
+                        if tokens {
+                            toks[i] = inner(rows, h);
+                        }
+                    });
+                continue;
+            }
+            let refs: Vec<&Encoded> = batch.iter().map(|&i| &encoded[i]).collect();
+            let (hidden, mask) = self.core.forward_candle(&refs)?;
+            if pooled {
+                let p = self.pool(&hidden, &mask)?.to_device(&Device::Cpu)?;
+                let rows: Vec<Vec<f32>> = p.to_vec2()?;
+                for (&i, row) in batch.iter().zip(rows) {
+                    out[i * dim..(i + 1) * dim].copy_from_slice(&row);
+                }
+            }
+            if tokens {
+                let hidden: Vec<Vec<Vec<f32>>> = hidden.to_device(&Device::Cpu)?.to_vec3()?;
+                for ((&i, e), rows) in batch.iter().zip(&refs).zip(hidden) {
+                    let h = rows.first().map_or(0, Vec::len);
+                    let flat: Vec<f32> = rows.into_iter().take(e.ids.len()).flatten().collect();
+                    toks[i] = inner(&flat, h.max(1));
+                }
+            }
+        }
+        Ok((out, toks))
+    }
+
     fn pool(&self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let pooled = match self.spec.pooling {
             Pooling::Mean => {
@@ -540,59 +604,15 @@ impl Embedder for BertEmbedder {
     }
 
     fn embed_raw(&self, texts: &[&str]) -> Result<Vec<f32>> {
-        let dim = self.spec.dim;
-        let encoded = self.encode_all(texts);
-        let mut out = vec![0f32; texts.len() * dim];
-        for batch in self.batches(&encoded) {
-            if let (Some(fast), false) = (&self.core.fast, self.reference) {
-                let h = fast.hidden();
-                self.core
-                    .for_each_sequence(fast, &batch, &encoded, |i, rows| {
-                        pool_rows(rows, h, self.spec.pooling, &mut out[i * dim..(i + 1) * dim]);
-                    });
-                continue;
-            }
-            let refs: Vec<&Encoded> = batch.iter().map(|&i| &encoded[i]).collect();
-            let (hidden, mask) = self.core.forward_candle(&refs)?;
-            let pooled = self.pool(&hidden, &mask)?.to_device(&Device::Cpu)?;
-            let rows: Vec<Vec<f32>> = pooled.to_vec2()?;
-            for (&i, row) in batch.iter().zip(rows) {
-                out[i * dim..(i + 1) * dim].copy_from_slice(&row);
-            }
-        }
-        Ok(out)
+        Ok(self.forward(texts, true, false)?.0)
     }
 
     fn embed_tokens(&self, texts: &[&str]) -> Result<Vec<TokenMatrix>> {
-        let encoded = self.encode_all(texts);
-        let mut out = vec![TokenMatrix::default(); texts.len()];
-        // `[CLS]` and `[SEP]` carry no term of their own: leave out the first and last rows.
-        let inner = |rows: &[f32], h: usize| -> TokenMatrix {
-            let n = rows.len() / h;
-            let body = if n >= 2 {
-                &rows[h..(n - 1) * h]
-            } else {
-                &[][..]
-            };
-            TokenMatrix::normalized(h, body.to_vec())
-        };
-        for batch in self.batches(&encoded) {
-            if let (Some(fast), false) = (&self.core.fast, self.reference) {
-                let h = fast.hidden();
-                self.core
-                    .for_each_sequence(fast, &batch, &encoded, |i, rows| out[i] = inner(rows, h));
-                continue;
-            }
-            let refs: Vec<&Encoded> = batch.iter().map(|&i| &encoded[i]).collect();
-            let (hidden, _mask) = self.core.forward_candle(&refs)?;
-            let hidden: Vec<Vec<Vec<f32>>> = hidden.to_device(&Device::Cpu)?.to_vec3()?;
-            for ((&i, e), rows) in batch.iter().zip(&refs).zip(hidden) {
-                let h = rows.first().map_or(0, Vec::len);
-                let flat: Vec<f32> = rows.into_iter().take(e.ids.len()).flatten().collect();
-                out[i] = inner(&flat, h.max(1));
-            }
-        }
-        Ok(out)
+        Ok(self.forward(texts, false, true)?.1)
+    }
+
+    fn embed_with_tokens(&self, texts: &[&str]) -> Result<(Vec<f32>, Vec<TokenMatrix>)> {
+        self.forward(texts, true, true)
     }
 
     fn token_spans(&self, text: &str) -> Vec<(usize, usize)> {

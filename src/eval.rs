@@ -448,6 +448,7 @@ impl EvalMode {
         let fused = Pipeline {
             select: None,
             multi_query: false,
+            rerank: None,
             ..Pipeline::default()
         };
         let (mode, pipeline) = match name {
@@ -543,6 +544,10 @@ pub fn cache_dir(root: &Path, ds: &Dataset, cfg: &EngineConfig) -> Result<PathBu
             .unwrap_or_default()
             .as_bytes(),
     );
+    // An index with token codes is a different index (more files, another default).
+    if !cfg.without_token_codes {
+        h.update(b"token-codes-v1");
+    }
     let key = hex(&h.finalize()[..6]);
     Ok(root.join("eval").join(format!("{}-{key}", ds.name)))
 }
@@ -990,6 +995,7 @@ pub mod tune {
             select: None,
             multi_query: false,
             prf: None,
+            rerank: None,
             ..Pipeline::default()
         };
         let mut out = Vec::with_capacity(queries.len());

@@ -42,6 +42,7 @@ pub mod eval;
 pub mod expand;
 pub mod fuse;
 pub mod ingest;
+pub mod late;
 pub mod lexical;
 pub mod models;
 pub mod rerank;

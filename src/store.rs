@@ -109,6 +109,10 @@ pub struct Manifest {
     /// Default search settings chosen by `pinpoint tune` (free-form, validated by the engine).
     #[serde(default)]
     pub search_defaults: Option<serde_json::Value>,
+    /// Whether each generation keeps token codes (`late/{gen}.tok`, see [`crate::late`]).
+    /// Indexes written before they existed read as `false`.
+    #[serde(default)]
+    pub token_codes: bool,
 }
 
 impl Manifest {
@@ -201,7 +205,7 @@ fn bincode_cfg() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
-fn map_file(path: &Path) -> Result<Mmap> {
+pub(crate) fn map_file(path: &Path) -> Result<Mmap> {
     let f = File::open(path).at(path)?;
     // SAFETY: generation files are immutable once written (a new generation writes new
     // files), so the mapped bytes do not change under us; truncation by a third party is
@@ -599,6 +603,7 @@ mod tests {
                 crc32: 7,
             }],
             search_defaults: None,
+            token_codes: false,
         };
         m.write_atomic(&p).unwrap();
         assert_eq!(Manifest::read(&p).unwrap(), m);

@@ -161,7 +161,8 @@ fn explain_is_consistent_with_the_final_order() {
         hits
     };
     // Without reranking or rules, the final order is the fused order (selection only drops).
-    let hits = check(&[]);
+    let hits = check(&["--no-rerank"]);
+    assert!(hits.iter().all(|h| h["explain"]["rerank_score"].is_null()));
     let fused: Vec<u64> = hits
         .iter()
         .map(|h| h["explain"]["fused_rank"].as_u64().unwrap())
@@ -175,6 +176,14 @@ fn explain_is_consistent_with_the_final_order() {
             "a hit comes from some leg: {e}"
         );
     }
+    // The default reranks the fused top 20 with the stored token codes.
+    let hits = check(&[]);
+    for h in &hits {
+        let e = &h["explain"];
+        let in_head = e["fused_rank"].as_u64().unwrap() <= 20;
+        assert_eq!(e["rerank_score"].is_f64(), in_head, "{e}");
+    }
+    assert_eq!(hits[0]["path"], "hurricanes.html");
     // A boost rule reorders, and the explanation shows the factor that did it.
     let hits = check(&["--boost", "tides.txt=50"]);
     assert_eq!(hits[0]["path"], "tides.txt");

@@ -5,6 +5,7 @@ mod crash;
 mod cross_encoder;
 mod engine;
 mod eval;
+mod late;
 mod living;
 mod real_model;
 mod tiny_bert;

@@ -21,6 +21,7 @@ use crate::dense::{build_graph, dump_graph, extend_graph, load_graph, DenseIndex
 use crate::embed::{BertEmbedder, DeviceChoice, Embedder};
 use crate::error::{Error, IoContext, Result};
 use crate::ingest::{self, Document, IngestConfig, Skipped};
+use crate::late::TokenCodes;
 use crate::lexical::LexicalIndex;
 use crate::models::{ModelDir, ModelSpec, DEFAULT_MODEL_DIR};
 mod search;
@@ -63,6 +64,10 @@ pub struct EngineConfig {
     pub hnsw: HnswParams,
     /// An embedder to use instead of loading one from `model_dir` (tests, custom models).
     pub embedder: Option<Arc<dyn Embedder>>,
+    /// Create new indexes without token codes (see [`crate::late`]): about 48 bytes per
+    /// stored token less on disk (≈ 6x the text), but the default pipeline then has no
+    /// token reranking. An existing index keeps its own choice.
+    pub without_token_codes: bool,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -73,6 +78,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("chunking", &self.chunking)
             .field("ingest", &self.ingest)
             .field("hnsw", &self.hnsw)
+            .field("without_token_codes", &self.without_token_codes)
             .field(
                 "embedder",
                 &self.embedder.as_ref().map(|e| e.spec().id.clone()),
@@ -248,6 +254,8 @@ pub struct Engine {
     model_dir: Option<ModelDir>,
     store: ChunkStore,
     dense: DenseIndex,
+    /// Token codes of the chunks (empty when the index keeps none).
+    late: TokenCodes,
     lexical: LexicalIndex,
     docs: OnceLock<Vec<DocRecord>>,
     doc_index: OnceLock<search::DocIndex>,
@@ -271,6 +279,9 @@ fn vec_file(gen: u64) -> String {
 }
 fn docs_file(gen: u64) -> String {
     format!("docs/{gen}.bin")
+}
+fn late_file(gen: u64) -> String {
+    format!("late/{gen}.tok")
 }
 fn hnsw_base(gen: u64) -> String {
     format!("g{gen}")
@@ -298,6 +309,7 @@ impl Engine {
                             | "dense"
                             | "chunks"
                             | "docs"
+                            | "late"
                             | "LOCK"
                             | "README.md"
                             | ".gitignore"
@@ -311,7 +323,7 @@ impl Engine {
             }
         }
         let (spec, model_dir) = resolve_model(&cfg, None)?;
-        for sub in ["lexical", "dense", "chunks", "docs"] {
+        for sub in ["lexical", "dense", "chunks", "docs", "late"] {
             std::fs::create_dir_all(dir.join(sub)).at(dir.join(sub))?;
         }
         let lock = WriterLock::acquire(&dir)?;
@@ -336,6 +348,7 @@ impl Engine {
             hnsw: None,
             files: Vec::new(),
             search_defaults: None,
+            token_codes: !cfg.without_token_codes,
         };
         let dense = DenseIndex::new(VectorFile::from_vec(spec.dim, Vec::new()), None);
         let mut engine = Engine::assemble(
@@ -472,7 +485,24 @@ impl Engine {
             Some(base) => Some(load_graph(&dir.join("dense"), base)?),
             None => None,
         };
-        let engine = Engine::assemble(
+        let late = if manifest.token_codes {
+            let path = dir.join(late_file(gen));
+            let t = TokenCodes::open(&path, manifest.model.dim)?;
+            if t.len() != store.len() {
+                return Err(Error::corrupt(
+                    path,
+                    format!(
+                        "token codes of {} chunks for {} chunks",
+                        t.len(),
+                        store.len()
+                    ),
+                ));
+            }
+            t
+        } else {
+            TokenCodes::empty(manifest.model.dim)
+        };
+        let mut engine = Engine::assemble(
             dir.to_path_buf(),
             cfg,
             manifest,
@@ -482,6 +512,7 @@ impl Engine {
             lexical,
             lock,
         );
+        engine.late = late;
         if write {
             engine.remove_stray_files()?;
         }
@@ -505,12 +536,14 @@ impl Engine {
         if let Some(e) = cfg.embedder.clone() {
             let _ = embedder.set(e);
         }
+        let late = TokenCodes::empty(spec.dim);
         Engine {
             dir,
             cfg,
             manifest,
             spec,
             model_dir,
+            late,
             store,
             dense,
             lexical,
@@ -552,6 +585,12 @@ impl Engine {
     /// The dense index.
     pub fn dense(&self) -> &DenseIndex {
         &self.dense
+    }
+
+    /// The token codes of the chunks, at the chunk store's positions (empty when the index
+    /// keeps none: see [`Engine::has_token_codes`]).
+    pub fn token_codes(&self) -> &TokenCodes {
+        &self.late
     }
 
     /// The document table (read lazily: queries do not need it).
@@ -887,6 +926,8 @@ impl Engine {
         let t_embed = Instant::now();
         let dim = self.spec.dim;
         let mut new_vecs = vec![0f32; embed_texts.len() * dim];
+        let want_codes = self.manifest.token_codes;
+        let mut new_codes: Vec<Vec<u8>> = vec![Vec::new(); embed_texts.len()];
         if let Some(e) = &embedder {
             self.progress.start("embedding", embed_texts.len() as u64);
             // Small parts keep the progress bar moving; forward batches inside are smaller still.
@@ -896,7 +937,24 @@ impl Engine {
             order.sort_by_key(|&i| std::cmp::Reverse(embed_texts[i].len()));
             for part in order.chunks(batch) {
                 let texts: Vec<&str> = part.iter().map(|&i| embed_texts[i].as_str()).collect();
-                let v = e.embed_passages(&texts)?;
+                let v = if want_codes {
+                    // Vectors and token codes from one forward pass over the passage text.
+                    let prefix = &e.spec().passage_prefix;
+                    let full: Vec<String> = texts.iter().map(|t| format!("{prefix}{t}")).collect();
+                    let refs: Vec<&str> = full.iter().map(|s| s.as_str()).collect();
+                    let (v, toks) = e.embed_with_tokens(&refs)?;
+                    let codes: Vec<Vec<u8>> = full
+                        .par_iter()
+                        .zip(&toks)
+                        .map(|(t, m)| crate::late::encode_passage(t, &e.token_spans(t), m))
+                        .collect();
+                    for (&i, c) in part.iter().zip(codes) {
+                        new_codes[i] = c;
+                    }
+                    v
+                } else {
+                    e.embed_passages(&texts)?
+                };
                 for (j, &i) in part.iter().enumerate() {
                     new_vecs[i * dim..(i + 1) * dim].copy_from_slice(&v[j * dim..(j + 1) * dim]);
                 }
@@ -911,9 +969,13 @@ impl Engine {
         kept_old.sort_unstable();
         let mut all_records = Vec::with_capacity(kept_old.len() + records.len());
         let mut all_vecs = Vec::with_capacity((kept_old.len() + records.len()) * dim);
+        let mut all_codes: Vec<Vec<u8>> = Vec::new();
         for &(_, pos) in &kept_old {
             all_records.push(self.store.get(pos)?);
             all_vecs.extend_from_slice(self.dense.vectors().row(pos));
+            if want_codes {
+                all_codes.push(self.late.codes(pos).to_vec());
+            }
         }
         let mut slot_to_embed: HashMap<usize, usize> = HashMap::new();
         for (k, &slot) in embed_slots.iter().enumerate() {
@@ -921,10 +983,18 @@ impl Engine {
         }
         for (slot, rec) in records.iter().enumerate() {
             match rows_from_old[slot] {
-                Some(pos) => all_vecs.extend_from_slice(self.dense.vectors().row(pos)),
+                Some(pos) => {
+                    all_vecs.extend_from_slice(self.dense.vectors().row(pos));
+                    if want_codes {
+                        all_codes.push(self.late.codes(pos).to_vec());
+                    }
+                }
                 None => {
                     let k = slot_to_embed[&slot];
                     all_vecs.extend_from_slice(&new_vecs[k * dim..(k + 1) * dim]);
+                    if want_codes {
+                        all_codes.push(std::mem::take(&mut new_codes[k]));
+                    }
                 }
             }
             all_records.push(rec.clone());
@@ -955,6 +1025,7 @@ impl Engine {
             Generation {
                 records: all_records,
                 vecs: all_vecs,
+                codes: all_codes,
                 docs: new_docs,
                 lex_deletes,
                 lex_adds: lex_texts,
@@ -974,6 +1045,7 @@ impl Engine {
         let Generation {
             records,
             vecs,
+            codes,
             docs,
             lex_deletes,
             lex_adds,
@@ -989,6 +1061,21 @@ impl Engine {
         write_vectors(&dir.join(vec_file(gen)), dim, &vecs)?;
         write_docs(&dir.join(docs_file(gen)), &docs)?;
         let vectors = VectorFile::open(&dir.join(vec_file(gen)), dim)?;
+        let late = if self.manifest.token_codes {
+            if codes.len() != records.len() {
+                return Err(Error::invalid(
+                    "token codes",
+                    format!("{} entries for {} chunks", codes.len(), records.len()),
+                ));
+            }
+            let path = dir.join(late_file(gen));
+            std::fs::create_dir_all(dir.join("late")).at(dir.join("late"))?;
+            TokenCodes::write(&path, dim, codes.iter().map(|c| c.as_slice()))?;
+            sync_dir(&dir.join("late"))?;
+            TokenCodes::open(&path, dim)?
+        } else {
+            TokenCodes::empty(dim)
+        };
 
         // Dense graph: extend the previous one while few of its points are dead, else
         // rebuild; none for small collections.
@@ -1032,6 +1119,9 @@ impl Engine {
         next.hnsw = hnsw_name.clone();
         next.next_chunk_id = next_chunk_id.max(first_new_id);
         let mut files = vec![chunks_file(gen), vec_file(gen), docs_file(gen)];
+        if next.token_codes {
+            files.push(late_file(gen));
+        }
         if let Some(h) = &hnsw_name {
             files.push(format!("dense/{h}.hnsw.graph"));
             files.push(format!("dense/{h}.hnsw.data"));
@@ -1061,6 +1151,7 @@ impl Engine {
         self.lexical.reload()?;
         self.store = ChunkStore::open(&dir.join(chunks_file(gen)))?;
         self.dense = DenseIndex::new(vectors, graph);
+        self.late = late;
         self.manifest = next;
         self.docs = OnceLock::new();
         self.doc_index = OnceLock::new();
@@ -1081,6 +1172,11 @@ impl Engine {
             records.push(self.store.get(i)?);
         }
         let vecs = self.dense.vectors().as_slice().to_vec();
+        let codes = if self.manifest.token_codes {
+            (0..n).map(|i| self.late.codes(i).to_vec()).collect()
+        } else {
+            Vec::new()
+        };
         let docs = self.documents()?.to_vec();
         let gen = self.manifest.generation + 1;
         let next_chunk_id = self.manifest.next_chunk_id;
@@ -1089,6 +1185,7 @@ impl Engine {
             Generation {
                 records,
                 vecs,
+                codes,
                 docs,
                 lex_deletes: Vec::new(),
                 lex_adds: Vec::new(),
@@ -1153,6 +1250,13 @@ impl Engine {
                 store_ids.len()
             ));
         }
+        if self.manifest.token_codes && self.late.len() != store_ids.len() {
+            problems.push(format!(
+                "token codes of {} chunks for {} chunks",
+                self.late.len(),
+                store_ids.len()
+            ));
+        }
         if let Some(g) = self.dense.graph() {
             if g.get_nb_point() < store_ids.len() {
                 problems.push(format!(
@@ -1170,7 +1274,7 @@ impl Engine {
     fn remove_stray_files(&self) -> Result<()> {
         let gen = self.manifest.generation;
         let keep = |g: u64| g == gen || g + 1 == gen;
-        for sub in ["chunks", "dense", "docs"] {
+        for sub in ["chunks", "dense", "docs", "late"] {
             let d = self.dir.join(sub);
             let Ok(rd) = std::fs::read_dir(&d) else {
                 continue;
@@ -1208,7 +1312,7 @@ impl Engine {
     /// Facts for `pinpoint stats`.
     pub fn stats(&self) -> Result<Stats> {
         let mut bytes = Vec::new();
-        for sub in ["lexical", "dense", "chunks", "docs"] {
+        for sub in ["lexical", "dense", "late", "chunks", "docs"] {
             bytes.push((sub.to_string(), dir_size(&self.dir.join(sub))));
         }
         Ok(Stats {
@@ -1304,6 +1408,8 @@ struct Generation {
     records: Vec<ChunkRecord>,
     /// Their vectors, same order.
     vecs: Vec<f32>,
+    /// Their token codes, same order (empty when the index keeps none).
+    codes: Vec<Vec<u8>>,
     /// The document table.
     docs: Vec<DocRecord>,
     /// Document keys whose lexical entries go.

@@ -1,0 +1,400 @@
+//! Experiment behind the "stored token vectors" entry of docs/decisions.md: how much of the
+//! token reranker's gain survives when passage token vectors are stored at index time in a
+//! compressed form, so that the query no longer re-encodes passages?
+//! `cargo run --release --example token_store -- INDEX_DIR BEIR_DIR SPLIT [CACHE_FILE]`
+//!
+//! Encodes every chunk's token vectors once (cached as raw f32 in CACHE_FILE), collects the
+//! fused top 20 of every query, then scores each compression by the train score and the
+//! 5-fold held-out score of `tune_rerank`.
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use pinpoint::chunk::contextual_text;
+use pinpoint::embed::TokenMatrix;
+use pinpoint::eval::tune::Target;
+use pinpoint::eval::tune::{tune_rerank, RerankFeatures};
+use pinpoint::eval::{beir_labelled, Dataset};
+use pinpoint::{Engine, EngineConfig, Granularity, Mode, Pipeline, SearchRequest};
+
+fn load_or_encode(engine: &Engine, cache: &Path) -> Vec<TokenMatrix> {
+    let store = engine.store();
+    let n = store.len();
+    if let Ok(mut f) = std::fs::File::open(cache) {
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).expect("read cache");
+        let mut out = Vec::with_capacity(n);
+        let mut at = 0usize;
+        let rd = |at: &mut usize| {
+            let v = u32::from_le_bytes(buf[*at..*at + 4].try_into().expect("4"));
+            *at += 4;
+            v as usize
+        };
+        for _ in 0..n {
+            let rows = rd(&mut at);
+            let dim = rd(&mut at);
+            let data: Vec<f32> = buf[at..at + rows * dim * 4]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().expect("4")))
+                .collect();
+            at += rows * dim * 4;
+            out.push(TokenMatrix { dim, data });
+        }
+        return out;
+    }
+    let docs = engine.documents().expect("docs");
+    let titles: HashMap<&str, &str> = docs
+        .iter()
+        .map(|d| (d.key.as_str(), d.title.as_str()))
+        .collect();
+    let e = engine.embedder().expect("model");
+    let t0 = Instant::now();
+    let mut out = Vec::with_capacity(n);
+    let texts: Vec<String> = (0..n)
+        .map(|p| {
+            let c = store.get(p).expect("chunk");
+            let t = titles.get(c.doc.as_str()).copied().unwrap_or("");
+            contextual_text(t, c.heading.as_deref(), &c.text)
+        })
+        .collect();
+    for (i, b) in texts.chunks(512).enumerate() {
+        let refs: Vec<&str> = b.iter().map(|s| s.as_str()).collect();
+        out.extend(e.embed_tokens(&refs).expect("embed"));
+        eprintln!(
+            "{} / {n} chunks, {:.0} s",
+            (i + 1) * 512,
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    let tokens: usize = out.iter().map(|m| m.len()).sum();
+    eprintln!(
+        "encoded {n} chunks, {tokens} tokens in {:.0} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let mut f = std::io::BufWriter::new(std::fs::File::create(cache).expect("cache"));
+    for m in &out {
+        f.write_all(&(m.len() as u32).to_le_bytes()).expect("w");
+        f.write_all(&(m.dim as u32).to_le_bytes()).expect("w");
+        for x in &m.data {
+            f.write_all(&x.to_le_bytes()).expect("w");
+        }
+    }
+    out
+}
+
+/// Fused top 100 per query (document level), as `tune` sees it.
+fn fused_lists(engine: &Engine, ds: &Dataset, depth: usize) -> Vec<RerankFeatures> {
+    let p = Pipeline {
+        select: None,
+        multi_query: false,
+        rerank: None,
+        ..Pipeline::default()
+    };
+    beir_labelled(ds)
+        .into_iter()
+        .map(|(qid, text, rels)| {
+            let req = SearchRequest {
+                depth,
+                granularity: Granularity::Document,
+                mode: Mode::Hybrid,
+                pipeline: p.clone(),
+                ..SearchRequest::new(text.as_str(), 10)
+            };
+            let o = engine.search_detailed(&req).expect("search");
+            RerankFeatures {
+                rels,
+                qid,
+                fused: o.fused,
+                scores: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+type Codec = Box<dyn Fn(&[f32]) -> Vec<f32> + Sync>;
+
+fn unit(mut v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+    v
+}
+
+/// Symmetric uniform quantiser with `levels` levels on [-c, c], reconstructing each value.
+fn uniform(v: &[f32], bits: u32, clip: f32) -> Vec<f32> {
+    let levels = (1u32 << bits) as f32;
+    let step = 2.0 * clip / levels;
+    v.iter()
+        .map(|&x| {
+            let q = ((x.clamp(-clip, clip - 1e-6) + clip) / step).floor();
+            -clip + (q + 0.5) * step
+        })
+        .collect()
+}
+
+const STOP: &[&str] = &[
+    "a", "an", "the", "and", "or", "of", "to", "in", "on", "at", "by", "for", "with", "from", "as",
+    "is", "are", "was", "were", "be", "been", "being", "it", "its", "this", "that", "these",
+    "those", "which", "who", "whom", "what", "there", "their", "than", "then", "but", "not", "no",
+    "into", "we", "our", "has", "have", "had", "do", "does", "did", "can", "may", "also", "such",
+    "both", "between", "during", "after", "before", "over", "under", "via", "s", "i", "he", "she",
+    "they", "them", "his", "her", "if", "so", "all", "any", "each",
+];
+
+/// Drops stopword and punctuation rows of each chunk's token matrix.
+fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
+    let store = engine.store();
+    let docs = engine.documents().expect("docs");
+    let titles: HashMap<&str, &str> = docs
+        .iter()
+        .map(|d| (d.key.as_str(), d.title.as_str()))
+        .collect();
+    let e = engine.embedder().expect("model");
+    let (mut before, mut after, mut mismatched) = (0usize, 0usize, 0usize);
+    let out = toks
+        .into_iter()
+        .enumerate()
+        .map(|(p, m)| {
+            let c = store.get(p).expect("chunk");
+            let t = titles.get(c.doc.as_str()).copied().unwrap_or("");
+            let text = contextual_text(t, c.heading.as_deref(), &c.text);
+            let spans = e.token_spans(&text);
+            before += m.len();
+            if spans.len() != m.len() {
+                mismatched += 1;
+                after += m.len();
+                return m;
+            }
+            let mut data = Vec::new();
+            for ((a, b), r) in spans.iter().zip(m.rows()) {
+                let w = text[*a..*b].to_lowercase();
+                let keep = w.chars().any(|c| c.is_alphanumeric()) && !STOP.contains(&w.as_str());
+                if keep {
+                    data.extend_from_slice(r);
+                }
+            }
+            let m = TokenMatrix { dim: m.dim, data };
+            after += m.len();
+            m
+        })
+        .collect();
+    eprintln!("pruned {before} -> {after} tokens ({mismatched} chunks not aligned)");
+    out
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let engine =
+        Engine::open_read_only(Path::new(&args[1]), EngineConfig::default()).expect("index");
+    let ds = Dataset::load_beir(Path::new(&args[2]), &args[3]).expect("dataset");
+    let cache = args
+        .get(4)
+        .cloned()
+        .unwrap_or_else(|| "/tmp/pinpoint-tokens.f32".into());
+    let toks = load_or_encode(&engine, Path::new(&cache));
+    let dim = toks
+        .iter()
+        .find(|m| m.dim > 0)
+        .map(|m| m.dim)
+        .unwrap_or(384);
+    let toks = if std::env::var("PP_PRUNE").is_ok() {
+        prune(&engine, toks)
+    } else {
+        toks
+    };
+    let total: usize = toks.iter().map(|m| m.len()).sum();
+    eprintln!("{} chunks, {total} tokens, dim {dim}", toks.len());
+
+    // Per-dimension spread, for the clipping range of the scalar quantisers.
+    let mut sq = vec![0f64; dim];
+    for m in &toks {
+        for r in m.rows() {
+            for (s, x) in sq.iter_mut().zip(r) {
+                *s += (*x as f64) * (*x as f64);
+            }
+        }
+    }
+    let rms = (sq.iter().sum::<f64>() / (dim as f64 * total as f64)).sqrt() as f32;
+    eprintln!("rms per dim {rms:.4}");
+
+    let docs = engine.documents().expect("docs");
+    let store = engine.store();
+    let doc_chunks: HashMap<&str, Vec<usize>> = docs
+        .iter()
+        .map(|d| {
+            (
+                d.key.as_str(),
+                d.chunks
+                    .iter()
+                    .filter_map(|&id| store.position(id))
+                    .collect(),
+            )
+        })
+        .collect();
+
+    let t0 = Instant::now();
+    let recall_depth: Option<usize> = std::env::var("PP_RECALL").ok().and_then(|d| d.parse().ok());
+    let base = fused_lists(&engine, &ds, recall_depth.unwrap_or(100));
+    eprintln!(
+        "{} queries searched in {:.0} s",
+        base.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    let e = engine.embedder().expect("model");
+    let qtoks: Vec<TokenMatrix> = beir_labelled(&ds)
+        .iter()
+        .map(|(_, text, _)| {
+            e.embed_tokens(&[text.as_str()])
+                .expect("q")
+                .pop()
+                .unwrap_or_default()
+        })
+        .collect();
+
+    let sign = |v: &[f32], k: usize| -> Vec<f32> {
+        let mut o: Vec<f32> = v.iter().take(k).map(|x| x.signum()).collect();
+        o.resize(v.len(), 0.0);
+        unit(o)
+    };
+    let codecs: Vec<(&str, Codec)> = match std::env::var("PP_CODECS").as_deref() {
+        Ok("small") => vec![
+            (
+                "1-bit sign, all 384 dims",
+                Box::new(move |v: &[f32]| sign(v, 384)),
+            ),
+            (
+                "1-bit sign, first 256 dims",
+                Box::new(move |v: &[f32]| sign(v, 256)),
+            ),
+            (
+                "1-bit sign, first 192 dims",
+                Box::new(move |v: &[f32]| sign(v, 192)),
+            ),
+            (
+                "1-bit sign, first 128 dims",
+                Box::new(move |v: &[f32]| sign(v, 128)),
+            ),
+        ],
+        _ => vec![
+            ("f32", Box::new(|v: &[f32]| v.to_vec())),
+            (
+                "int8 (per-token max scale)",
+                Box::new(|v: &[f32]| {
+                    let m = v.iter().fold(0f32, |a, x| a.max(x.abs())).max(1e-9);
+                    unit(
+                        v.iter()
+                            .map(|x| (x / m * 127.0).round() / 127.0 * m)
+                            .collect(),
+                    )
+                }),
+            ),
+            (
+                "4-bit uniform, clip 3 rms",
+                Box::new(move |v: &[f32]| unit(uniform(v, 4, 3.0 * rms))),
+            ),
+            (
+                "2-bit uniform, clip 2 rms",
+                Box::new(move |v: &[f32]| unit(uniform(v, 2, 2.0 * rms))),
+            ),
+            ("1-bit sign", Box::new(move |v: &[f32]| sign(v, 384))),
+        ],
+    };
+    if let Some(rd) = recall_depth {
+        let codec = |v: &[f32]| sign(v, 384);
+        let ms = |qt: &TokenMatrix, d: &str| {
+            let parts: Vec<TokenMatrix> = doc_chunks
+                .get(d)
+                .map(|ps| {
+                    ps.iter()
+                        .map(|&p| TokenMatrix {
+                            dim,
+                            data: toks[p].rows().flat_map(codec).collect(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            pinpoint::rerank::maxsim(qt, &parts)
+        };
+        let all: Vec<Vec<f32>> = base
+            .iter()
+            .zip(&qtoks)
+            .map(|(q, qt)| q.fused.iter().map(|(d, _)| ms(qt, d)).collect())
+            .collect();
+        for depth in [20usize, 50, 100, 150, rd] {
+            for w in [0.1f32, 0.2, 0.3, 0.4, 0.5, 0.6] {
+                let (mut r, mut n) = (0.0, 0.0);
+                for (q, sc) in base.iter().zip(&all) {
+                    let fused: Vec<(u64, f32)> = q
+                        .fused
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| (i as u64, x.1))
+                        .collect();
+                    let k = depth.min(sc.len());
+                    let order = pinpoint::engine::blend_rerank(&fused, &sc[..k], w);
+                    let ranked: Vec<String> = order
+                        .iter()
+                        .map(|(i, _)| q.fused[*i as usize].0.clone())
+                        .filter(|d| *d != q.qid)
+                        .collect();
+                    r += pinpoint::eval::metrics::recall(&ranked, &q.rels, 100);
+                    n += pinpoint::eval::metrics::ndcg(&ranked, &q.rels, 10);
+                }
+                let c = base.len() as f64;
+                println!(
+                    "blend depth {depth:>3} weight {w:.1}: R@100 {:.4} nDCG@10 {:.4}",
+                    r / c,
+                    n / c
+                );
+            }
+        }
+        return;
+    }
+    for (name, codec) in &codecs {
+        let t = Instant::now();
+        let qs: Vec<RerankFeatures> = base
+            .iter()
+            .zip(&qtoks)
+            .map(|(q, qt)| {
+                let scores = q
+                    .fused
+                    .iter()
+                    .take(20)
+                    .map(|(d, _)| {
+                        let parts: Vec<TokenMatrix> = doc_chunks
+                            .get(d.as_str())
+                            .map(|ps| {
+                                ps.iter()
+                                    .map(|&p| TokenMatrix {
+                                        dim,
+                                        data: toks[p].rows().flat_map(codec).collect(),
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        pinpoint::rerank::maxsim(qt, &parts)
+                    })
+                    .collect();
+                RerankFeatures {
+                    rels: q.rels.clone(),
+                    qid: q.qid.clone(),
+                    fused: q.fused.clone(),
+                    scores,
+                }
+            })
+            .collect();
+        let r = tune_rerank(&qs, Target::Ndcg10, 5);
+        println!(
+            "{name:<28} best depth {} weight {:.1}: {} {:.4}, 5-fold held-out {:.4}, none {:.4} ({:.0} s)",
+            r.depth,
+            r.weight,
+            args[3],
+            r.train_score,
+            r.cv_score,
+            r.none_score,
+            t.elapsed().as_secs_f64()
+        );
+    }
+}

@@ -1,0 +1,457 @@
+//! Late interaction at index time: every chunk's contextual token vectors, kept as 1-bit
+//! sign codes, so that token-level MaxSim ([`crate::rerank::maxsim`]) can rerank without
+//! encoding passages at query time.
+//!
+//! Why this shape (measured in docs/decisions.md, `examples/token_store.rs`):
+//! - the reranker's gain needs *contextual* token vectors (one static vector per word piece
+//!   lost most of it), and encoding the candidates at query time costs ~0.4 s;
+//! - stored as f32 they would take 1.5 KB per token (2.9 GB for SciFact); the sign of each
+//!   dimension (48 bytes at 384 dims) scored the same as f32 on SciFact train (held-out
+//!   nDCG@10 0.7482 vs 0.7461), as did 2- and 4-bit codes, so the smallest was kept;
+//! - stopword and punctuation tokens are left out of the passages (36% fewer tokens, same
+//!   score); the query keeps all its tokens, in float.
+//!
+//! Scoring is asymmetric: the query's float vectors against the passage's sign codes,
+//! `q · sign(d) / √dim` (the cosine with the code's unit vector). Per query, a table holds
+//! for every nibble position and value the partial dot product of each query token, so a
+//! passage token costs `dim / 4` table additions per query token, done for all query tokens
+//! at once.
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use memmap2::Mmap;
+
+use crate::embed::TokenMatrix;
+use crate::error::{Error, IoContext, Result};
+
+const MAGIC: &[u8; 8] = b"PPTOK001";
+const HEADER: usize = 24;
+
+/// Bytes of one token's code at dimension `dim`.
+pub fn code_bytes(dim: usize) -> usize {
+    dim.div_ceil(8)
+}
+
+/// English function words that carry no term of their own. Passage tokens that are one of
+/// these (or have no letter or digit) are not stored: MaxSim lets each *query* token pick its
+/// best passage token, and a query's own function words then match content words at a
+/// slightly lower similarity instead, which moved no ranking measurably.
+const STOPWORDS: &[&str] = &[
+    "a", "about", "after", "all", "also", "an", "and", "any", "are", "as", "at", "be", "been",
+    "before", "being", "between", "both", "but", "by", "can", "did", "do", "does", "during",
+    "each", "for", "from", "had", "has", "have", "he", "her", "his", "i", "if", "in", "into", "is",
+    "it", "its", "may", "no", "not", "of", "on", "or", "our", "over", "s", "she", "so", "such",
+    "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those",
+    "to", "under", "via", "was", "we", "were", "what", "which", "who", "whom", "with",
+];
+
+/// Whether a passage token (its text as it appears in the passage) is worth storing.
+pub fn keep_token(piece: &str) -> bool {
+    if !piece.chars().any(char::is_alphanumeric) {
+        return false;
+    }
+    let lower = piece.to_lowercase();
+    STOPWORDS.binary_search(&lower.as_str()).is_err()
+}
+
+/// Sign codes of the rows of `m` for which `keep(row)` holds, concatenated: bit `k` of byte
+/// `i` is set when dimension `8i + k` is positive.
+pub fn encode(m: &TokenMatrix, keep: impl Fn(usize) -> bool) -> Vec<u8> {
+    let nb = code_bytes(m.dim);
+    let mut out = Vec::with_capacity(m.len() * nb);
+    for (r, row) in m.rows().enumerate() {
+        if !keep(r) {
+            continue;
+        }
+        for byte in row.chunks(8) {
+            let mut b = 0u8;
+            for (k, x) in byte.iter().enumerate() {
+                if *x > 0.0 {
+                    b |= 1 << k;
+                }
+            }
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// The stored codes of `text`'s token vectors `m`: stopword and punctuation tokens left out
+/// when `spans` (the tokens' byte ranges in `text`, as the embedder's
+/// [`crate::Embedder::token_spans`] gives them) line up with the rows; every row otherwise.
+pub fn encode_passage(text: &str, spans: &[(usize, usize)], m: &TokenMatrix) -> Vec<u8> {
+    // A truncated text has fewer rows than spans; the rows are the first spans.
+    if spans.len() < m.len() {
+        return encode(m, |_| true);
+    }
+    encode(m, |r| {
+        spans
+            .get(r)
+            .and_then(|&(a, b)| text.get(a..b))
+            .is_none_or(keep_token)
+    })
+}
+
+/// The token codes of one generation, one entry per chunk at the chunk store's positions.
+pub struct TokenCodes {
+    map: Option<Mmap>,
+    owned: Vec<u8>,
+    offsets: Vec<u64>,
+    dim: usize,
+}
+
+impl TokenCodes {
+    /// No chunks.
+    pub fn empty(dim: usize) -> TokenCodes {
+        TokenCodes {
+            map: None,
+            owned: Vec::new(),
+            offsets: vec![0],
+            dim,
+        }
+    }
+
+    /// Opens and validates a token code file of dimension `dim`.
+    pub fn open(path: &Path, dim: usize) -> Result<TokenCodes> {
+        let map = crate::store::map_file(path)?;
+        if map.len() < HEADER || &map[..8] != MAGIC {
+            return Err(Error::corrupt(
+                path,
+                "not a pinpoint token code file (bad magic)",
+            ));
+        }
+        let word = |at: usize| -> u64 {
+            map.get(at..at + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes)
+                .unwrap_or(u64::MAX)
+        };
+        let fdim = word(8) as usize;
+        if fdim != dim {
+            return Err(Error::DimensionMismatch {
+                expected: dim,
+                got: fdim,
+            });
+        }
+        let n = word(16) as usize;
+        let table_end = n
+            .checked_add(1)
+            .and_then(|k| k.checked_mul(8))
+            .and_then(|b| b.checked_add(HEADER))
+            .filter(|&e| e <= map.len())
+            .ok_or_else(|| {
+                Error::corrupt(
+                    path,
+                    format!("{} bytes hold no table of {n} chunks", map.len()),
+                )
+            })?;
+        let offsets: Vec<u64> = (0..=n).map(|i| word(HEADER + 8 * i)).collect();
+        if offsets.first() != Some(&0) || offsets.windows(2).any(|w| w[0] > w[1]) {
+            return Err(Error::corrupt(
+                path,
+                "token offsets are not ascending from 0",
+            ));
+        }
+        let tokens = offsets.last().copied().unwrap_or(0) as usize;
+        let need = tokens
+            .checked_mul(code_bytes(dim))
+            .and_then(|b| b.checked_add(table_end));
+        if need != Some(map.len()) {
+            return Err(Error::corrupt(
+                path,
+                format!("{} bytes for {tokens} tokens of {n} chunks", map.len()),
+            ));
+        }
+        Ok(TokenCodes {
+            map: Some(map),
+            owned: Vec::new(),
+            offsets,
+            dim,
+        })
+    }
+
+    /// Writes `parts` (each chunk's codes, in store order) to `path` and syncs it.
+    pub fn write<'a>(
+        path: &Path,
+        dim: usize,
+        parts: impl Iterator<Item = &'a [u8]> + Clone,
+    ) -> Result<()> {
+        let nb = code_bytes(dim);
+        let f = File::create(path).at(path)?;
+        let mut w = BufWriter::new(f);
+        let io = || -> std::io::Result<()> {
+            let n = parts.clone().count();
+            w.write_all(MAGIC)?;
+            w.write_all(&(dim as u64).to_le_bytes())?;
+            w.write_all(&(n as u64).to_le_bytes())?;
+            let mut at = 0u64;
+            w.write_all(&at.to_le_bytes())?;
+            for p in parts.clone() {
+                at += (p.len() / nb.max(1)) as u64;
+                w.write_all(&at.to_le_bytes())?;
+            }
+            for p in parts {
+                w.write_all(p)?;
+            }
+            w.flush()?;
+            w.get_ref().sync_all()
+        };
+        io().at(path)
+    }
+
+    /// Number of chunks.
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// True when there are no chunks.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Dimension of the coded vectors.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The codes of the chunk at store position `pos` (empty when out of range).
+    pub fn codes(&self, pos: usize) -> &[u8] {
+        let nb = code_bytes(self.dim);
+        let (Some(&a), Some(&b)) = (self.offsets.get(pos), self.offsets.get(pos + 1)) else {
+            return &[];
+        };
+        let data: &[u8] = match &self.map {
+            Some(m) => &m[HEADER + 8 * self.offsets.len()..],
+            None => &self.owned,
+        };
+        data.get(a as usize * nb..b as usize * nb).unwrap_or(&[])
+    }
+
+    /// Total stored tokens.
+    pub fn tokens(&self) -> u64 {
+        self.offsets.last().copied().unwrap_or(0)
+    }
+}
+
+/// A query's token vectors, prepared to score sign codes.
+pub struct QueryCodes {
+    /// Query tokens.
+    nq: usize,
+    /// Query tokens rounded up to a multiple of [`LANES`].
+    width: usize,
+    /// `lut[(j * 16 + v) * width + t]`: for nibble `j` of a code with value `v`, query token
+    /// `t`'s partial dot product `Σ_k ±q_t[4j + k]` (plus where bit `k` of `v` is set).
+    lut: Vec<f32>,
+    nibbles: usize,
+    scale: f32,
+}
+
+/// Accumulator width: query tokens are scored in groups that fill vector registers.
+const LANES: usize = 16;
+
+impl QueryCodes {
+    /// Prepares `q` (L2-normalised query token vectors).
+    pub fn new(q: &TokenMatrix) -> QueryCodes {
+        let nq = q.len();
+        let width = nq.div_ceil(LANES) * LANES;
+        let nibbles = code_bytes(q.dim) * 2;
+        let mut lut = vec![0f32; nibbles * 16 * width];
+        for (t, row) in q.rows().enumerate() {
+            for j in 0..nibbles {
+                for v in 0..16usize {
+                    let mut s = 0f32;
+                    for k in 0..4 {
+                        let x = row.get(4 * j + k).copied().unwrap_or(0.0);
+                        s += if v >> k & 1 == 1 { x } else { -x };
+                    }
+                    lut[(j * 16 + v) * width + t] = s;
+                }
+            }
+        }
+        QueryCodes {
+            nq,
+            width,
+            lut,
+            nibbles,
+            scale: 1.0 / (q.dim.max(1) as f32).sqrt(),
+        }
+    }
+
+    /// MaxSim of the query against a passage made of `parts` (each a chunk's codes): the mean
+    /// over query tokens of the best cosine with any passage token; 0 when either is empty.
+    pub fn maxsim(&self, parts: &[&[u8]]) -> f32 {
+        let nb = self.nibbles / 2;
+        if self.nq == 0 || nb == 0 || parts.iter().all(|p| p.len() < nb) {
+            return 0.0;
+        }
+        let w = self.width;
+        let mut best = vec![f32::MIN; w];
+        let mut acc = vec![0f32; w];
+        for code in parts.iter().flat_map(|p| p.chunks_exact(nb)) {
+            acc.iter_mut().for_each(|a| *a = 0.0);
+            for (i, &byte) in code.iter().enumerate() {
+                for (j, v) in [(2 * i, byte & 15), (2 * i + 1, byte >> 4)] {
+                    let at = (j * 16 + v as usize) * w;
+                    for (a, l) in acc.iter_mut().zip(&self.lut[at..at + w]) {
+                        *a += *l;
+                    }
+                }
+            }
+            for (b, a) in best.iter_mut().zip(&acc) {
+                *b = b.max(*a);
+            }
+        }
+        best[..self.nq].iter().sum::<f32>() * self.scale / self.nq as f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(v: Vec<f32>) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / n).collect()
+    }
+
+    /// The cosine of `q` with the unit vector of `d`'s signs, by plain arithmetic.
+    fn sign_cos(q: &[f32], d: &[f32]) -> f32 {
+        let s: f32 = q
+            .iter()
+            .zip(d)
+            .map(|(a, b)| if *b > 0.0 { *a } else { -*a })
+            .sum();
+        s / (q.len() as f32).sqrt()
+    }
+
+    fn pseudo(seed: u64, n: usize) -> Vec<f32> {
+        let mut x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn maxsim_of_codes_matches_plain_arithmetic() {
+        // 20 dims: not a multiple of 8, so the padding bits are exercised; 17 query tokens:
+        // more than one accumulator group.
+        let dim = 20;
+        let q: Vec<Vec<f32>> = (0..17).map(|i| unit(pseudo(i, dim))).collect();
+        let d1: Vec<Vec<f32>> = (0..5).map(|i| unit(pseudo(100 + i, dim))).collect();
+        let d2: Vec<Vec<f32>> = (0..3).map(|i| unit(pseudo(200 + i, dim))).collect();
+        let qm = TokenMatrix {
+            dim,
+            data: q.concat(),
+        };
+        let c1 = encode(
+            &TokenMatrix {
+                dim,
+                data: d1.concat(),
+            },
+            |_| true,
+        );
+        let c2 = encode(
+            &TokenMatrix {
+                dim,
+                data: d2.concat(),
+            },
+            |_| true,
+        );
+        assert_eq!(c1.len(), 5 * 3);
+        let qc = QueryCodes::new(&qm);
+        let expect: f32 = q
+            .iter()
+            .map(|qt| {
+                d1.iter()
+                    .chain(&d2)
+                    .map(|dt| sign_cos(qt, dt))
+                    .fold(f32::MIN, f32::max)
+            })
+            .sum::<f32>()
+            / q.len() as f32;
+        let got = qc.maxsim(&[&c1, &c2]);
+        assert!((got - expect).abs() < 1e-5, "{got} vs {expect}");
+        // One part alone can only score lower or equal.
+        assert!(qc.maxsim(&[&c1]) <= got + 1e-6);
+    }
+
+    #[test]
+    fn identical_signs_score_near_the_sign_cosine_and_empty_sides_score_zero() {
+        let dim = 16;
+        let q = unit(vec![1.0; dim]);
+        let qm = TokenMatrix {
+            dim,
+            data: q.clone(),
+        };
+        let qc = QueryCodes::new(&qm);
+        let same = encode(&qm, |_| true);
+        // All dims positive: the code's unit vector equals q.
+        assert!((qc.maxsim(&[&same]) - 1.0).abs() < 1e-5);
+        let neg = encode(
+            &TokenMatrix {
+                dim,
+                data: q.iter().map(|x| -x).collect(),
+            },
+            |_| true,
+        );
+        assert!((qc.maxsim(&[&neg]) + 1.0).abs() < 1e-5);
+        assert_eq!(qc.maxsim(&[]), 0.0);
+        assert_eq!(qc.maxsim(&[&[]]), 0.0);
+        let empty = QueryCodes::new(&TokenMatrix {
+            dim,
+            data: Vec::new(),
+        });
+        assert_eq!(empty.maxsim(&[&same]), 0.0);
+    }
+
+    #[test]
+    fn passages_drop_stopwords_and_punctuation_only_when_spans_line_up() {
+        let text = "The cell, of mice";
+        let spans = vec![(0, 3), (4, 8), (8, 9), (10, 12), (13, 17)];
+        let m = TokenMatrix {
+            dim: 8,
+            data: (0..40).map(|i| i as f32 - 20.0).collect(),
+        };
+        // "The", ",", "of" dropped: "cell" and "mice" stay.
+        assert_eq!(encode_passage(text, &spans, &m).len(), 2);
+        // Fewer spans than rows: nothing can be matched, everything is kept.
+        assert_eq!(encode_passage(text, &spans[..2], &m).len(), 5);
+        assert!(keep_token("Cell") && !keep_token("THE") && !keep_token("—") && keep_token("2"));
+        let mut sorted = STOPWORDS.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(sorted, STOPWORDS, "binary search needs a sorted list");
+    }
+
+    #[test]
+    fn files_round_trip_and_damage_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("1.tok");
+        let parts: Vec<Vec<u8>> = vec![vec![1, 2, 3, 4], vec![], vec![9, 9]];
+        TokenCodes::write(&p, 16, parts.iter().map(|v| v.as_slice())).unwrap();
+        let t = TokenCodes::open(&p, 16).unwrap();
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.tokens(), 3);
+        assert_eq!(t.codes(0), &[1, 2, 3, 4]);
+        assert_eq!(t.codes(1), &[] as &[u8]);
+        assert_eq!(t.codes(2), &[9, 9]);
+        assert_eq!(t.codes(3), &[] as &[u8]);
+        assert!(matches!(
+            TokenCodes::open(&p, 24),
+            Err(Error::DimensionMismatch { .. })
+        ));
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() - 1]).unwrap();
+        let e = TokenCodes::open(&p, 16).err().unwrap().to_string();
+        assert!(e.contains("1.tok"), "{e}");
+        std::fs::write(&p, b"not a token file at all, no").unwrap();
+        assert!(TokenCodes::open(&p, 16).is_err());
+    }
+}

@@ -1,0 +1,276 @@
+//! Token codes kept at index time (`pinpoint::late`), with the hashing embedder: they follow
+//! every generation (add, update, delete, rename, compact, reopen), the default pipeline
+//! reranks with them, and the rerank scores equal MaxSim computed here from scratch.
+
+use std::collections::HashMap;
+
+use pinpoint::chunk::contextual_text;
+use pinpoint::embed::TokenMatrix;
+use pinpoint::late::keep_token;
+use pinpoint::{Embedder, Engine, EngineConfig, Granularity, HashEmbedder, SearchRequest};
+
+use crate::util::*;
+
+const DIM: usize = 128;
+
+fn words(t: &str) -> Vec<&str> {
+    t.split_whitespace().collect()
+}
+
+/// Each chunk's expected codes, by hand: the hashing embedder's vector of every kept word,
+/// one bit per dimension (set when positive).
+fn expected_codes(e: &Engine) -> Vec<Vec<u8>> {
+    let h = HashEmbedder::new(DIM);
+    let titles: HashMap<String, String> = e
+        .documents()
+        .unwrap()
+        .iter()
+        .map(|d| (d.key.clone(), d.title.clone()))
+        .collect();
+    (0..e.store().len())
+        .map(|pos| {
+            let c = e.store().get(pos).unwrap();
+            let text = contextual_text(&titles[&c.doc], c.heading.as_deref(), &c.text);
+            let m = h.embed_tokens(&[text.as_str()]).unwrap().pop().unwrap();
+            let ws = words(&text);
+            assert_eq!(ws.len(), m.len());
+            let mut out = Vec::new();
+            for (w, row) in ws.iter().zip(m.rows()) {
+                if !keep_token(w) {
+                    continue;
+                }
+                for byte in 0..DIM / 8 {
+                    let mut b = 0u8;
+                    for k in 0..8 {
+                        if row[byte * 8 + k] > 0.0 {
+                            b |= 1 << k;
+                        }
+                    }
+                    out.push(b);
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+/// The codes of `doc`'s chunks, in order.
+fn doc_codes(e: &Engine, doc: &str) -> Vec<Vec<u8>> {
+    let d = e
+        .documents()
+        .unwrap()
+        .iter()
+        .find(|d| d.key == doc)
+        .unwrap()
+        .clone();
+    d.chunks
+        .iter()
+        .map(|id| {
+            e.token_codes()
+                .codes(e.store().position(*id).unwrap())
+                .to_vec()
+        })
+        .collect()
+}
+
+/// Every chunk's codes equal those computed from scratch, except `renamed` documents' (which
+/// keep the codes, like the vectors, computed under their old title).
+fn assert_codes_match(e: &Engine, when: &str, renamed: &[&str]) {
+    let want = expected_codes(e);
+    let t = e.token_codes();
+    assert_eq!(t.len(), e.store().len(), "{when}");
+    for (pos, w) in want.iter().enumerate() {
+        if renamed.contains(&e.store().get(pos).unwrap().doc.as_str()) {
+            continue;
+        }
+        assert_eq!(t.codes(pos), w.as_slice(), "{when}: chunk at {pos}");
+    }
+    assert!(e.verify().unwrap().is_empty(), "{when}: {:?}", e.verify());
+}
+
+/// MaxSim of a query against a document's chunks, by plain arithmetic over the words'
+/// vectors: each query word's best cosine with the sign vector of a kept document word.
+fn plain_maxsim(e: &Engine, query: &str, doc: &str) -> f32 {
+    let h = HashEmbedder::new(DIM);
+    let q: TokenMatrix = h.embed_tokens(&[query]).unwrap().pop().unwrap();
+    let d = e
+        .documents()
+        .unwrap()
+        .iter()
+        .find(|d| d.key == doc)
+        .unwrap()
+        .clone();
+    let mut rows: Vec<Vec<f32>> = Vec::new();
+    for id in &d.chunks {
+        let c = e.store().get_id(*id).unwrap().unwrap();
+        let text = contextual_text(&d.title, c.heading.as_deref(), &c.text);
+        let m = h.embed_tokens(&[text.as_str()]).unwrap().pop().unwrap();
+        for (w, r) in words(&text).iter().zip(m.rows()) {
+            if keep_token(w) {
+                rows.push(r.to_vec());
+            }
+        }
+    }
+    let scale = 1.0 / (DIM as f32).sqrt();
+    let total: f32 = q
+        .rows()
+        .map(|qt| {
+            rows.iter()
+                .map(|r| {
+                    qt.iter()
+                        .zip(r)
+                        .map(|(a, b)| if *b > 0.0 { *a } else { -*a })
+                        .sum::<f32>()
+                        * scale
+                })
+                .fold(f32::MIN, f32::max)
+        })
+        .sum();
+    total / q.len() as f32
+}
+
+#[test]
+fn token_codes_follow_every_generation() {
+    let src = tempfile::tempdir().unwrap();
+    let idx = tempfile::tempdir().unwrap();
+    copy_dir(&samples(), src.path());
+    let mut e = Engine::create(idx.path(), fake_config()).unwrap();
+    e.add_folder(src.path()).unwrap();
+    assert!(e.has_token_codes());
+    let gen = e.manifest().generation;
+    let file = format!("late/{gen}.tok");
+    assert!(idx.path().join(&file).exists());
+    assert!(e.manifest().files.iter().any(|f| f.path == file));
+    assert!(e.token_codes().tokens() > 0);
+    assert_codes_match(&e, "first build", &[]);
+    let jazz = doc_codes(&e, "jazz_improvisation.md");
+
+    // Update, add, delete and rename: kept chunks keep their codes, new ones get theirs.
+    std::fs::write(
+        src.path().join("tides.txt"),
+        "Tides now talk about zeppelins and airships only.",
+    )
+    .unwrap();
+    std::fs::write(src.path().join("new.md"), "# Kites\nKites fly on the wind.").unwrap();
+    std::fs::remove_file(src.path().join("honeybees.txt")).unwrap();
+    std::fs::rename(
+        src.path().join("jazz_improvisation.md"),
+        src.path().join("music.md"),
+    )
+    .unwrap();
+    let r = e.add_folder(src.path()).unwrap();
+    assert!(r.updated == 1 && r.added == 1 && r.renamed == 1, "{r:?}");
+    assert_codes_match(&e, "after sync", &["music.md"]);
+    // A rename moves the codes with the chunks.
+    assert_eq!(doc_codes(&e, "music.md"), jazz);
+
+    e.compact().unwrap();
+    assert_codes_match(&e, "after compact", &["music.md"]);
+    drop(e);
+    let e = Engine::open_read_only(idx.path(), fake_config()).unwrap();
+    assert_codes_match(&e, "after reopen", &["music.md"]);
+    assert_eq!(doc_codes(&e, "music.md"), jazz);
+}
+
+#[test]
+fn default_pipeline_reranks_with_the_codes_as_plain_maxsim_says() {
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(idx.path(), fake_config()).unwrap();
+    e.add_folder(samples()).unwrap();
+    let p = e.default_pipeline();
+    let rc = p
+        .rerank
+        .clone()
+        .expect("the default reranks when codes are kept");
+    let query = "how do bees tell each other where flowers are";
+    let req = SearchRequest {
+        granularity: Granularity::Document,
+        pipeline: p,
+        ..SearchRequest::new(query, 5)
+    };
+    let o = e.search_detailed(&req).unwrap();
+    assert_eq!(o.reranked.len(), rc.depth.min(o.fused.len()));
+    for (doc, s) in &o.reranked {
+        let want = plain_maxsim(&e, query, doc);
+        assert!((s - want).abs() < 1e-4, "{doc}: {s} vs {want}");
+    }
+    // The final order is the blend the engine documents.
+    let fused: Vec<(u64, f32)> = o
+        .fused
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (i as u64, x.1))
+        .collect();
+    let scores: Vec<f32> = o.reranked.iter().map(|x| x.1).collect();
+    let blended = pinpoint::engine::blend_rerank(&fused, &scores, rc.weight);
+    let want: Vec<&str> = blended
+        .iter()
+        .take(5)
+        .map(|(i, _)| o.fused[*i as usize].0.as_str())
+        .collect();
+    let got: Vec<&str> = o.ranked.iter().take(5).map(|x| x.0.as_str()).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn an_index_without_codes_is_smaller_and_not_reranked_by_default() {
+    let idx = tempfile::tempdir().unwrap();
+    let cfg = EngineConfig {
+        without_token_codes: true,
+        ..fake_config()
+    };
+    let mut e = Engine::create(idx.path(), cfg.clone()).unwrap();
+    e.add_folder(samples()).unwrap();
+    assert!(!e.has_token_codes());
+    assert!(e.token_codes().is_empty());
+    assert!(e.default_pipeline().rerank.is_none());
+    assert!(!e
+        .manifest()
+        .files
+        .iter()
+        .any(|f| f.path.starts_with("late/")));
+    assert!(e.verify().unwrap().is_empty());
+    // Asked for, token reranking still works (encoding the candidates).
+    let mut p = e.default_pipeline();
+    p.rerank = Some(pinpoint::RerankConfig::new(pinpoint::RerankKind::Tokens));
+    let o = e
+        .search_detailed(&SearchRequest::new("bees dance", 3).pipeline(p))
+        .unwrap();
+    assert!(!o.reranked.is_empty());
+    // Reopened with the default config, it keeps its own choice.
+    drop(e);
+    let e = Engine::open(idx.path(), fake_config()).unwrap();
+    assert!(!e.has_token_codes());
+}
+
+#[test]
+fn a_damaged_code_file_is_named() {
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(idx.path(), fake_config()).unwrap();
+    e.add_folder(samples()).unwrap();
+    let file = idx
+        .path()
+        .join(format!("late/{}.tok", e.manifest().generation));
+    drop(e);
+    // Same size, flipped bits: only the checksum can tell.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    let e = Engine::open_read_only(idx.path(), fake_config()).unwrap();
+    let problems = e.verify().unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("late/") && p.contains("checksum")),
+        "{problems:?}"
+    );
+    drop(e);
+    // Truncated: opening fails and names the file.
+    std::fs::write(&file, &bytes[..n - 3]).unwrap();
+    let err = Engine::open_read_only(idx.path(), fake_config())
+        .err()
+        .expect("a truncated code file must not open")
+        .to_string();
+    assert!(err.contains(".tok"), "{err}");
+}
