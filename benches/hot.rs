@@ -101,6 +101,20 @@ fn token_rerank(c: &mut Criterion) {
     c.bench_function("maxsim 20 x 500 tokens", |b| {
         b.iter(|| maxsim(black_box(&q), black_box(&parts)))
     });
+    // The same document as stored sign codes (what the default pipeline scores), against
+    // the f32 arithmetic above; the table is built once per query.
+    let codes: Vec<Vec<u8>> = parts
+        .iter()
+        .map(|m| pinpoint::late::encode(m, |_| true))
+        .collect();
+    let refs: Vec<&[u8]> = codes.iter().map(|c| c.as_slice()).collect();
+    c.bench_function("maxsim codes 20 x 500 tokens", |b| {
+        let qc = pinpoint::late::QueryCodes::new(&q);
+        b.iter(|| qc.maxsim(black_box(&refs)))
+    });
+    c.bench_function("query code table, 20 tokens", |b| {
+        b.iter(|| pinpoint::late::QueryCodes::new(black_box(&q)))
+    });
     let Ok(e) = BertEmbedder::load("models/all-MiniLM-L6-v2", DeviceChoice::Cpu) else {
         return;
     };

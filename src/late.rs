@@ -238,41 +238,43 @@ impl TokenCodes {
 pub struct QueryCodes {
     /// Query tokens.
     nq: usize,
-    /// Query tokens rounded up to a multiple of [`LANES`].
-    width: usize,
-    /// `lut[(j * 16 + v) * width + t]`: for nibble `j` of a code with value `v`, query token
-    /// `t`'s partial dot product `Σ_k ±q_t[4j + k]` (plus where bit `k` of `v` is set).
-    lut: Vec<f32>,
+    /// `lut[(g * nibbles + j) * 16 + v][t]`: for nibble `j` of a code with value `v`, the
+    /// partial dot product `Σ_k ±q[4j + k]` (plus where bit `k` of `v` is set) of query token
+    /// `g * LANES + t`. Fixed-width rows let the compiler add a whole group of query tokens
+    /// in one or two vector instructions.
+    lut: Vec<[f32; LANES]>,
+    groups: usize,
     nibbles: usize,
     scale: f32,
 }
 
-/// Accumulator width: query tokens are scored in groups that fill vector registers.
+/// Query tokens scored together: one 512-bit register, or two 256-bit ones.
 const LANES: usize = 16;
 
 impl QueryCodes {
     /// Prepares `q` (L2-normalised query token vectors).
     pub fn new(q: &TokenMatrix) -> QueryCodes {
         let nq = q.len();
-        let width = nq.div_ceil(LANES) * LANES;
+        let groups = nq.div_ceil(LANES);
         let nibbles = code_bytes(q.dim) * 2;
-        let mut lut = vec![0f32; nibbles * 16 * width];
+        let mut lut = vec![[0f32; LANES]; groups * nibbles * 16];
         for (t, row) in q.rows().enumerate() {
+            let (g, lane) = (t / LANES, t % LANES);
             for j in 0..nibbles {
+                let x: [f32; 4] =
+                    std::array::from_fn(|k| row.get(4 * j + k).copied().unwrap_or(0.0));
                 for v in 0..16usize {
-                    let mut s = 0f32;
-                    for k in 0..4 {
-                        let x = row.get(4 * j + k).copied().unwrap_or(0.0);
-                        s += if v >> k & 1 == 1 { x } else { -x };
-                    }
-                    lut[(j * 16 + v) * width + t] = s;
+                    let s: f32 = (0..4)
+                        .map(|k| if v >> k & 1 == 1 { x[k] } else { -x[k] })
+                        .sum();
+                    lut[(g * nibbles + j) * 16 + v][lane] = s;
                 }
             }
         }
         QueryCodes {
             nq,
-            width,
             lut,
+            groups,
             nibbles,
             scale: 1.0 / (q.dim.max(1) as f32).sqrt(),
         }
@@ -285,24 +287,35 @@ impl QueryCodes {
         if self.nq == 0 || nb == 0 || parts.iter().all(|p| p.len() < nb) {
             return 0.0;
         }
-        let w = self.width;
-        let mut best = vec![f32::MIN; w];
-        let mut acc = vec![0f32; w];
+        let mut total = 0f32;
+        for g in 0..self.groups {
+            let lut = &self.lut[g * self.nibbles * 16..(g + 1) * self.nibbles * 16];
+            let mut best = [f32::MIN; LANES];
+            best_of_group(lut, parts, nb, &mut best);
+            let used = (self.nq - g * LANES).min(LANES);
+            total += best[..used].iter().sum::<f32>();
+        }
+        total * self.scale / self.nq as f32
+    }
+}
+
+multiversion! {
+    /// For one group of query tokens (`lut`, as in [`QueryCodes`]), the best score of each
+    /// over every `nb`-byte code of `parts`, folded into `best`.
+    fn best_of_group(lut: &[[f32; LANES]], parts: &[&[u8]], nb: usize, best: &mut [f32; LANES]) {
         for code in parts.iter().flat_map(|p| p.chunks_exact(nb)) {
-            acc.iter_mut().for_each(|a| *a = 0.0);
+            let mut acc = [0f32; LANES];
             for (i, &byte) in code.iter().enumerate() {
-                for (j, v) in [(2 * i, byte & 15), (2 * i + 1, byte >> 4)] {
-                    let at = (j * 16 + v as usize) * w;
-                    for (a, l) in acc.iter_mut().zip(&self.lut[at..at + w]) {
-                        *a += *l;
-                    }
+                let lo = &lut[(2 * i) * 16 + (byte & 15) as usize];
+                let hi = &lut[(2 * i + 1) * 16 + (byte >> 4) as usize];
+                for k in 0..LANES {
+                    acc[k] += lo[k] + hi[k];
                 }
             }
-            for (b, a) in best.iter_mut().zip(&acc) {
-                *b = b.max(*a);
+            for k in 0..LANES {
+                best[k] = best[k].max(acc[k]);
             }
         }
-        best[..self.nq].iter().sum::<f32>() * self.scale / self.nq as f32
     }
 }
 

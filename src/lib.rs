@@ -26,10 +26,43 @@
 //! [`ingest`] (walk, extract), [`chunk`] (token-aware splitting), [`embed`] (BERT: a fused,
 //! padding-free encoder on the CPU, `cpu_bert`; candle on GPUs and as the reference),
 //! [`dense`] (HNSW / exact scan), [`lexical`] (BM25), [`store`] (chunk store, manifest),
-//! [`fuse`] (RRF, weighted), [`expand`] (PRF, multi-query), [`rerank`] (cross-encoder,
-//! sentence-level), [`select`] (context selection), [`eval`] (BEIR metrics and the per-query funnel), and
+//! [`late`] (token codes for late interaction), [`fuse`] (RRF, weighted), [`expand`] (PRF,
+//! multi-query), [`rerank`] (cross-encoder, sentence- and token-level), [`select`] (context selection), [`eval`] (BEIR metrics and the per-query funnel), and
 //! [`engine`], the only place that coordinates the stores.
 #![warn(missing_docs)]
+
+/// Defines `fn $name` that runs its body compiled for AVX-512 or AVX2+FMA when the CPU has
+/// them (checked at run time, cached by std), else for the baseline target. The element-wise
+/// kernels are plain loops; this is what lets the compiler use the wide registers for them.
+macro_rules! multiversion {
+    ($(#[$m:meta])* fn $name:ident($($a:ident: $t:ty),*) $body:block) => {
+        $(#[$m])*
+        fn $name($($a: $t),*) {
+            #[inline(always)]
+            fn body($($a: $t),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn v4($($a: $t),*) {
+                    body($($a),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn v3($($a: $t),*) {
+                    body($($a),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F, the only feature v4 was compiled for.
+                    return unsafe { v4($($a),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has AVX2 and FMA, the features v3 was compiled for.
+                    return unsafe { v3($($a),*) };
+                }
+            }
+            body($($a),*)
+        }
+    };
+}
 
 pub mod bench;
 pub mod chunk;

@@ -19,6 +19,7 @@ use crate::late::QueryCodes;
 use crate::lexical::LexicalIndex;
 use crate::rerank::{CrossEncoder, Reranker, Rules, SentenceReranker, TokenReranker};
 use crate::select::{select, Passage, SelectConfig};
+use rayon::prelude::*;
 
 /// What a hit stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -899,7 +900,7 @@ impl Engine {
         {
             let qc = QueryCodes::new(qt);
             return Ok(cands
-                .iter()
+                .par_iter()
                 .map(|(_, ps)| {
                     let parts: Vec<&[u8]> = ps.iter().map(|&p| self.late.codes(p)).collect();
                     qc.maxsim(&parts)
