@@ -206,4 +206,17 @@ fn token_vectors_match_candle_and_ignore_batching() {
         assert!(worst < 1e-5, "{t}: fused and candle differ by {worst}");
     }
     assert!(max_abs_diff(&alone[0].data, &fused[2].data) < 1e-6);
+    // One pass for both (what indexing with token codes and a reranked query use) gives
+    // what the two separate calls give, on both encoders.
+    for reference_path in [false, true] {
+        e.set_candle_reference(reference_path);
+        let (v, toks) = e.embed_with_tokens(&texts).unwrap();
+        assert!(max_abs_diff(&v, &e.embed_raw(&texts).unwrap()) < 1e-6);
+        let sep = e.embed_tokens(&texts).unwrap();
+        assert_eq!(toks.len(), sep.len());
+        for (a, b) in toks.iter().zip(&sep) {
+            assert_eq!(a.len(), b.len());
+            assert!(max_abs_diff(&a.data, &b.data) < 1e-6);
+        }
+    }
 }
