@@ -5,7 +5,10 @@
 //!
 //! Encodes every chunk's token vectors once (cached as raw f32 in CACHE_FILE), collects the
 //! fused top 20 of every query, then scores each compression by the train score and the
-//! 5-fold held-out score of `tune_rerank`.
+//! 5-fold held-out score of `tune_rerank`. Switches: `PP_PRUNE=1` drops stopword and
+//! punctuation passage tokens; `PP_CODECS=small` compares sign codes of fewer dimensions;
+//! `PP_RECALL=N` blends MaxSim over the fused top N and prints recall@100; `PP_IDF=1`
+//! compares query-token weightings and a passage-to-query MaxSim term.
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -184,6 +187,166 @@ fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
     out
 }
 
+/// Query tokens weighted by the inverse document frequency of their word piece (chunk
+/// level) instead of equally, over the stored (1-bit, pruned) passage codes.
+fn idf_weighting(
+    engine: &Engine,
+    ds: &Dataset,
+    base: &[RerankFeatures],
+    qtoks: &[TokenMatrix],
+    toks: &[TokenMatrix],
+    doc_chunks: &HashMap<&str, Vec<usize>>,
+) {
+    let e = engine.embedder().expect("model");
+    let store = engine.store();
+    let docs = engine.documents().expect("docs");
+    let titles: HashMap<&str, &str> = docs
+        .iter()
+        .map(|d| (d.key.as_str(), d.title.as_str()))
+        .collect();
+    let mut df: HashMap<String, f32> = HashMap::new();
+    let n = store.len() as f32;
+    for p in 0..store.len() {
+        let c = store.get(p).expect("chunk");
+        let t = titles.get(c.doc.as_str()).copied().unwrap_or("");
+        let text = contextual_text(t, c.heading.as_deref(), &c.text);
+        let mut seen: Vec<String> = e
+            .token_spans(&text)
+            .iter()
+            .map(|&(a, b)| text[a..b].to_lowercase())
+            .collect();
+        seen.sort();
+        seen.dedup();
+        for w in seen {
+            *df.entry(w).or_default() += 1.0;
+        }
+    }
+    let idf = |w: &str| {
+        let d = df.get(&w.to_lowercase()).copied().unwrap_or(0.0);
+        (1.0 + (n - d + 0.5) / (d + 0.5)).ln()
+    };
+    let signed: Vec<Vec<f32>> = toks
+        .iter()
+        .map(|m| {
+            m.rows()
+                .flat_map(|r| unit(r.iter().map(|x| x.signum()).collect()))
+                .collect()
+        })
+        .collect();
+    let labelled = beir_labelled(ds);
+    // Per query: idf of each query token, and per fused doc the best cosine of each token.
+    let mut per_q: Vec<(Vec<f32>, Vec<Vec<f32>>)> = Vec::new();
+    for ((q, qt), (_, text, _)) in base.iter().zip(qtoks).zip(&labelled) {
+        let spans = e.token_spans(text);
+        let w: Vec<f32> = if spans.len() == qt.len() {
+            spans.iter().map(|&(a, b)| idf(&text[a..b])).collect()
+        } else {
+            vec![1.0; qt.len()]
+        };
+        let bests = q
+            .fused
+            .iter()
+            .take(20)
+            .map(|(d, _)| {
+                let rows: Vec<&[f32]> = doc_chunks
+                    .get(d.as_str())
+                    .map(|ps| {
+                        ps.iter()
+                            .flat_map(|&p| signed[p].chunks_exact(qt.dim.max(1)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let sims: Vec<Vec<f32>> = qt
+                    .rows()
+                    .map(|qr| {
+                        rows.iter()
+                            .map(|r| qr.iter().zip(*r).map(|(a, b)| a * b).sum::<f32>())
+                            .collect()
+                    })
+                    .collect();
+                let mut b: Vec<f32> = sims
+                    .iter()
+                    .map(|s| s.iter().copied().fold(f32::MIN, f32::max))
+                    .collect();
+                // Last entry: the passage side, each passage token's best query token, mean.
+                let dq = (0..rows.len())
+                    .map(|j| sims.iter().map(|s| s[j]).fold(f32::MIN, f32::max))
+                    .sum::<f32>()
+                    / rows.len().max(1) as f32;
+                b.push(dq);
+                b
+            })
+            .collect();
+        per_q.push((w, bests));
+    }
+    for lam in [0.0f32, 0.25, 0.5, 1.0] {
+        let qs: Vec<RerankFeatures> = base
+            .iter()
+            .zip(&per_q)
+            .map(|(q, (_, bests))| RerankFeatures {
+                rels: q.rels.clone(),
+                qid: q.qid.clone(),
+                fused: q.fused.clone(),
+                scores: bests
+                    .iter()
+                    .map(|b| {
+                        let (qd, dq) = b.split_at(b.len() - 1);
+                        qd.iter().sum::<f32>() / qd.len().max(1) as f32 + lam * dq[0]
+                    })
+                    .collect(),
+            })
+            .collect();
+        let r = tune_rerank(&qs, Target::Ndcg10, 5);
+        println!(
+            "query->passage + {lam:.2} passage->query: best depth {} weight {:.1}: train {:.4}, 5-fold held-out {:.4}",
+            r.depth, r.weight, r.train_score, r.cv_score
+        );
+    }
+    let per_q: Vec<(Vec<f32>, Vec<Vec<f32>>)> = per_q
+        .into_iter()
+        .map(|(w, bs)| {
+            let bs = bs
+                .into_iter()
+                .map(|mut b| {
+                    b.pop();
+                    b
+                })
+                .collect();
+            (w, bs)
+        })
+        .collect();
+    for (name, pw) in [
+        ("uniform", 0.0f32),
+        ("idf^0.5", 0.5),
+        ("idf", 1.0),
+        ("idf^2", 2.0),
+    ] {
+        let qs: Vec<RerankFeatures> = base
+            .iter()
+            .zip(&per_q)
+            .map(|(q, (w, bests))| {
+                let ws: Vec<f32> = w.iter().map(|x| x.max(1e-6).powf(pw)).collect();
+                let tot: f32 = ws.iter().sum::<f32>().max(1e-9);
+                let scores = bests
+                    .iter()
+                    .map(|b| b.iter().zip(&ws).map(|(s, w)| s * w).sum::<f32>() / tot)
+                    .collect();
+                RerankFeatures {
+                    rels: q.rels.clone(),
+                    qid: q.qid.clone(),
+                    fused: q.fused.clone(),
+                    scores,
+                }
+            })
+            .collect();
+        let r = tune_rerank(&qs, Target::Ndcg10, 5);
+        println!(
+            "query tokens weighted {name:<8} best depth {} weight {:.1}: train {:.4}, 5-fold held-out {:.4}, none {:.4}",
+            r.depth, r.weight, r.train_score, r.cv_score, r.none_score
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let engine =
@@ -253,6 +416,10 @@ fn main() {
         })
         .collect();
 
+    if std::env::var("PP_IDF").is_ok() {
+        idf_weighting(&engine, &ds, &base, &qtoks, &toks, &doc_chunks);
+        return;
+    }
     let sign = |v: &[f32], k: usize| -> Vec<f32> {
         let mut o: Vec<f32> = v.iter().take(k).map(|x| x.signum()).collect();
         o.resize(v.len(), 0.0);
