@@ -604,6 +604,10 @@ fn stats(a: StatsArgs) -> Result<()> {
         "dense       {}",
         if s.hnsw { "HNSW graph" } else { "exact scan" }
     )?;
+    match s.token_codes {
+        Some(n) => writeln!(out, "token codes {n} tokens (reranking by MaxSim)")?,
+        None => writeln!(out, "token codes none (built with --no-token-codes)")?,
+    }
     let total: u64 = s.bytes_on_disk.iter().map(|x| x.1).sum();
     writeln!(out, "on disk     {} total", human_bytes(total))?;
     for (part, b) in &s.bytes_on_disk {

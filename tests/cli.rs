@@ -82,6 +82,13 @@ fn index_query_stats_contract_and_exit_codes() {
         out.contains("documents   22") && out.contains("dimension   384"),
         "{out}"
     );
+    let codes: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("token codes "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(codes > 100, "a new index keeps token codes: {out}");
 
     // User errors: exit 1 with a message, no backtrace.
     let o = pinpoint(work.path(), &["query", "x", "--index", "nope"]);

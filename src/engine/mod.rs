@@ -1326,6 +1326,7 @@ impl Engine {
             chunk_tokens: self.manifest.chunking.max_tokens,
             chunk_overlap: self.manifest.chunking.overlap,
             hnsw: self.manifest.hnsw.is_some(),
+            token_codes: self.manifest.token_codes.then(|| self.late.tokens()),
             bytes_on_disk: bytes,
         })
     }
@@ -1354,6 +1355,8 @@ pub struct Stats {
     pub chunk_overlap: usize,
     /// Whether an HNSW graph is built (else exact scan).
     pub hnsw: bool,
+    /// Passage tokens kept as token codes (`None`: the index keeps none).
+    pub token_codes: Option<u64>,
     /// Bytes on disk per part.
     pub bytes_on_disk: Vec<(String, u64)>,
 }
