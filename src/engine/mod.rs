@@ -969,12 +969,12 @@ impl Engine {
         kept_old.sort_unstable();
         let mut all_records = Vec::with_capacity(kept_old.len() + records.len());
         let mut all_vecs = Vec::with_capacity((kept_old.len() + records.len()) * dim);
-        let mut all_codes: Vec<Vec<u8>> = Vec::new();
+        let mut all_codes: Vec<Codes> = Vec::new();
         for &(_, pos) in &kept_old {
             all_records.push(self.store.get(pos)?);
             all_vecs.extend_from_slice(self.dense.vectors().row(pos));
             if want_codes {
-                all_codes.push(self.late.codes(pos).to_vec());
+                all_codes.push(Codes::Old(pos));
             }
         }
         let mut slot_to_embed: HashMap<usize, usize> = HashMap::new();
@@ -986,14 +986,14 @@ impl Engine {
                 Some(pos) => {
                     all_vecs.extend_from_slice(self.dense.vectors().row(pos));
                     if want_codes {
-                        all_codes.push(self.late.codes(pos).to_vec());
+                        all_codes.push(Codes::Old(pos));
                     }
                 }
                 None => {
                     let k = slot_to_embed[&slot];
                     all_vecs.extend_from_slice(&new_vecs[k * dim..(k + 1) * dim]);
                     if want_codes {
-                        all_codes.push(std::mem::take(&mut new_codes[k]));
+                        all_codes.push(Codes::New(std::mem::take(&mut new_codes[k])));
                     }
                 }
             }
@@ -1070,7 +1070,16 @@ impl Engine {
             }
             let path = dir.join(late_file(gen));
             std::fs::create_dir_all(dir.join("late")).at(dir.join("late"))?;
-            TokenCodes::write(&path, dim, codes.iter().map(|c| c.as_slice()))?;
+            // Kept chunks' codes are read from the current generation's mapped file as the
+            // new one is written, so a commit holds only the new chunks' codes in memory.
+            let parts: Vec<&[u8]> = codes
+                .iter()
+                .map(|c| match c {
+                    Codes::Old(pos) => self.late.codes(*pos),
+                    Codes::New(v) => v.as_slice(),
+                })
+                .collect();
+            TokenCodes::write(&path, dim, parts.iter().copied())?;
             sync_dir(&dir.join("late"))?;
             TokenCodes::open(&path, dim)?
         } else {
@@ -1173,7 +1182,7 @@ impl Engine {
         }
         let vecs = self.dense.vectors().as_slice().to_vec();
         let codes = if self.manifest.token_codes {
-            (0..n).map(|i| self.late.codes(i).to_vec()).collect()
+            (0..n).map(Codes::Old).collect()
         } else {
             Vec::new()
         };
@@ -1405,6 +1414,14 @@ fn doc_record(doc: Document, chunks: Vec<u64>, external: &HashSet<String>) -> Do
 }
 
 /// Everything a new generation consists of.
+/// Where a chunk's token codes for the next generation come from.
+enum Codes {
+    /// The chunk at this position of the current generation.
+    Old(usize),
+    /// Computed in this commit.
+    New(Vec<u8>),
+}
+
 #[derive(Default)]
 struct Generation {
     /// All live chunks, sorted by id.
@@ -1412,7 +1429,7 @@ struct Generation {
     /// Their vectors, same order.
     vecs: Vec<f32>,
     /// Their token codes, same order (empty when the index keeps none).
-    codes: Vec<Vec<u8>>,
+    codes: Vec<Codes>,
     /// The document table.
     docs: Vec<DocRecord>,
     /// Document keys whose lexical entries go.
