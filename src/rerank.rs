@@ -207,7 +207,9 @@ impl Reranker for SentenceReranker<'_> {
 /// into one point; MaxSim instead asks whether each part of the question is matched
 /// somewhere, in context, which recovers passages whose pooled vector is diluted by other
 /// content. all-MiniLM-L6-v2 was not trained for it; what it is still worth as a rerank
-/// feature is measured in docs/decisions.md.
+/// feature is measured in docs/decisions.md. This type encodes passages at query time (float
+/// vectors, for any text); the engine scores indexed chunks from their stored codes instead
+/// ([`crate::late::QueryCodes`]).
 pub struct TokenReranker<'a> {
     embedder: &'a dyn Embedder,
 }

@@ -37,7 +37,9 @@ pub enum Granularity {
 pub enum RerankKind {
     /// Sentence-level late interaction with the bi-encoder.
     Sentence,
-    /// Token-level late interaction (MaxSim) with the bi-encoder's token vectors.
+    /// Token-level late interaction (MaxSim) with the bi-encoder's token vectors: over the
+    /// index's token codes when it keeps them ([`crate::late`], ~0.5 ms for 20 documents),
+    /// else encoding the candidates at query time (float vectors, ~0.4 s on 2 cores).
     Tokens,
     /// A cross-encoder folder.
     CrossEncoder {
