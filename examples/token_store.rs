@@ -302,6 +302,51 @@ fn idf_weighting(
             r.depth, r.weight, r.train_score, r.cv_score
         );
     }
+    // Blend normalisation: z-score within the head instead of min-max, weights 0.1..1.
+    for norm in [pinpoint::Norm::MinMax, pinpoint::Norm::ZScore] {
+        let mut best = (0.0f64, 0.0f32);
+        for wi in 1..=10 {
+            let w = wi as f32 / 10.0;
+            let mut sum = 0.0;
+            for (q, (_, bests)) in base.iter().zip(&per_q) {
+                let n = bests.len().min(q.fused.len());
+                let head: Vec<(u64, f32)> = q.fused[..n]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| (i as u64, x.1))
+                    .collect();
+                let ms: Vec<(u64, f32)> = bests
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| {
+                        let qd = &b[..b.len() - 1];
+                        (i as u64, qd.iter().sum::<f32>() / qd.len().max(1) as f32)
+                    })
+                    .collect();
+                let fz = pinpoint::fuse::normalize(&head, norm);
+                let rz = pinpoint::fuse::normalize(&ms, norm);
+                let mut order: Vec<(usize, f32)> = fz
+                    .iter()
+                    .zip(&rz)
+                    .map(|(f, r)| (f.0 as usize, w * r.1 + (1.0 - w) * f.1))
+                    .collect();
+                order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                let mut ranked: Vec<String> =
+                    order.iter().map(|(i, _)| q.fused[*i].0.clone()).collect();
+                ranked.extend(q.fused[n..].iter().map(|x| x.0.clone()));
+                ranked.retain(|d| *d != q.qid);
+                sum += pinpoint::eval::metrics::ndcg(&ranked, &q.rels, 10);
+            }
+            let m = sum / base.len() as f64;
+            if m > best.0 {
+                best = (m, w);
+            }
+        }
+        println!(
+            "blend {norm:?}: best weight {:.1}: train {:.4}",
+            best.1, best.0
+        );
+    }
     let per_q: Vec<(Vec<f32>, Vec<Vec<f32>>)> = per_q
         .into_iter()
         .map(|(w, bs)| {
