@@ -115,6 +115,25 @@ fn fused_lists(engine: &Engine, ds: &Dataset, depth: usize) -> Vec<RerankFeature
         .collect()
 }
 
+/// `tune_rerank` over `base`'s fused lists with `scores` (one list per query) as the
+/// reranker's scores of each head.
+fn tuned(
+    base: &[RerankFeatures],
+    scores: impl Iterator<Item = Vec<f32>>,
+) -> pinpoint::eval::tune::TunedRerank {
+    let qs: Vec<RerankFeatures> = base
+        .iter()
+        .zip(scores)
+        .map(|(q, scores)| RerankFeatures {
+            rels: q.rels.clone(),
+            qid: q.qid.clone(),
+            fused: q.fused.clone(),
+            scores,
+        })
+        .collect();
+    tune_rerank(&qs, Target::Ndcg10, 5)
+}
+
 type Codec = Box<dyn Fn(&[f32]) -> Vec<f32> + Sync>;
 
 fn unit(mut v: Vec<f32>) -> Vec<f32> {
@@ -280,23 +299,18 @@ fn idf_weighting(
         per_q.push((w, bests));
     }
     for lam in [0.0f32, 0.25, 0.5, 1.0] {
-        let qs: Vec<RerankFeatures> = base
-            .iter()
-            .zip(&per_q)
-            .map(|(q, (_, bests))| RerankFeatures {
-                rels: q.rels.clone(),
-                qid: q.qid.clone(),
-                fused: q.fused.clone(),
-                scores: bests
+        let r = tuned(
+            base,
+            per_q.iter().map(|(_, bests)| {
+                bests
                     .iter()
                     .map(|b| {
                         let (qd, dq) = b.split_at(b.len() - 1);
                         qd.iter().sum::<f32>() / qd.len().max(1) as f32 + lam * dq[0]
                     })
-                    .collect(),
-            })
-            .collect();
-        let r = tune_rerank(&qs, Target::Ndcg10, 5);
+                    .collect()
+            }),
+        );
         println!(
             "query->passage + {lam:.2} passage->query: best depth {} weight {:.1}: train {:.4}, 5-fold held-out {:.4}",
             r.depth, r.weight, r.train_score, r.cv_score
@@ -366,25 +380,17 @@ fn idf_weighting(
         ("idf", 1.0),
         ("idf^2", 2.0),
     ] {
-        let qs: Vec<RerankFeatures> = base
-            .iter()
-            .zip(&per_q)
-            .map(|(q, (w, bests))| {
+        let r = tuned(
+            base,
+            per_q.iter().map(|(w, bests)| {
                 let ws: Vec<f32> = w.iter().map(|x| x.max(1e-6).powf(pw)).collect();
                 let tot: f32 = ws.iter().sum::<f32>().max(1e-9);
-                let scores = bests
+                bests
                     .iter()
                     .map(|b| b.iter().zip(&ws).map(|(s, w)| s * w).sum::<f32>() / tot)
-                    .collect();
-                RerankFeatures {
-                    rels: q.rels.clone(),
-                    qid: q.qid.clone(),
-                    fused: q.fused.clone(),
-                    scores,
-                }
-            })
-            .collect();
-        let r = tune_rerank(&qs, Target::Ndcg10, 5);
+                    .collect()
+            }),
+        );
         println!(
             "query tokens weighted {name:<8} best depth {} weight {:.1}: train {:.4}, 5-fold held-out {:.4}, none {:.4}",
             r.depth, r.weight, r.train_score, r.cv_score, r.none_score
@@ -566,12 +572,10 @@ fn main() {
     }
     for (name, codec) in &codecs {
         let t = Instant::now();
-        let qs: Vec<RerankFeatures> = base
-            .iter()
-            .zip(&qtoks)
-            .map(|(q, qt)| {
-                let scores = q
-                    .fused
+        let r = tuned(
+            &base,
+            base.iter().zip(&qtoks).map(|(q, qt)| {
+                q.fused
                     .iter()
                     .take(20)
                     .map(|(d, _)| {
@@ -588,16 +592,9 @@ fn main() {
                             .unwrap_or_default();
                         pinpoint::rerank::maxsim(qt, &parts)
                     })
-                    .collect();
-                RerankFeatures {
-                    rels: q.rels.clone(),
-                    qid: q.qid.clone(),
-                    fused: q.fused.clone(),
-                    scores,
-                }
-            })
-            .collect();
-        let r = tune_rerank(&qs, Target::Ndcg10, 5);
+                    .collect()
+            }),
+        );
         println!(
             "{name:<28} best depth {} weight {:.1}: {} {:.4}, 5-fold held-out {:.4}, none {:.4} ({:.0} s)",
             r.depth,

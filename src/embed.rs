@@ -140,6 +140,14 @@ pub trait Embedder: Send + Sync {
     fn embed_with_tokens(&self, texts: &[&str]) -> Result<(Vec<f32>, Vec<TokenMatrix>)> {
         Ok((self.embed_raw(texts)?, self.embed_tokens(texts)?))
     }
+
+    /// A query's vector (as [`Embedder::embed_query`]) and its token vectors, prefix
+    /// included, from one pass.
+    fn embed_query_with_tokens(&self, text: &str) -> Result<(Vec<f32>, TokenMatrix)> {
+        let t = format!("{}{}", self.spec().query_prefix, text);
+        let (v, mut toks) = self.embed_with_tokens(&[t.as_str()])?;
+        Ok((v, toks.pop().unwrap_or_default()))
+    }
 }
 
 /// One text's token vectors: `len()` rows of `dim` floats, row-major.

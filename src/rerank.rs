@@ -224,12 +224,7 @@ impl<'a> TokenReranker<'a> {
     /// the model reads at most `max_tokens`): a query token may match a token of any part.
     pub fn score_parts(&self, query: &str, passages: &[Vec<String>]) -> Result<Vec<f32>> {
         let spec = self.embedder.spec();
-        let q = format!("{}{query}", spec.query_prefix);
-        let q = self
-            .embedder
-            .embed_tokens(&[q.as_str()])?
-            .pop()
-            .unwrap_or_default();
+        let (_, q) = self.embedder.embed_query_with_tokens(query)?;
         let texts: Vec<String> = passages
             .iter()
             .flatten()

@@ -13,14 +13,27 @@ use crate::util::*;
 
 const DIM: usize = 128;
 
-fn words(t: &str) -> Vec<&str> {
-    t.split_whitespace().collect()
+/// The hashing embedder's vector of every word of `text` worth storing (not a stopword or
+/// punctuation), in order.
+fn kept_rows(text: &str) -> Vec<Vec<f32>> {
+    let m = HashEmbedder::new(DIM)
+        .embed_tokens(&[text])
+        .unwrap()
+        .pop()
+        .unwrap();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(words.len(), m.len());
+    words
+        .iter()
+        .zip(m.rows())
+        .filter(|(w, _)| keep_token(w))
+        .map(|(_, r)| r.to_vec())
+        .collect()
 }
 
 /// Each chunk's expected codes, by hand: the hashing embedder's vector of every kept word,
 /// one bit per dimension (set when positive).
 fn expected_codes(e: &Engine) -> Vec<Vec<u8>> {
-    let h = HashEmbedder::new(DIM);
     let titles: HashMap<String, String> = e
         .documents()
         .unwrap()
@@ -31,14 +44,8 @@ fn expected_codes(e: &Engine) -> Vec<Vec<u8>> {
         .map(|pos| {
             let c = e.store().get(pos).unwrap();
             let text = contextual_text(&titles[&c.doc], c.heading.as_deref(), &c.text);
-            let m = h.embed_tokens(&[text.as_str()]).unwrap().pop().unwrap();
-            let ws = words(&text);
-            assert_eq!(ws.len(), m.len());
             let mut out = Vec::new();
-            for (w, row) in ws.iter().zip(m.rows()) {
-                if !keep_token(w) {
-                    continue;
-                }
+            for row in kept_rows(&text) {
                 for byte in 0..DIM / 8 {
                     let mut b = 0u8;
                     for k in 0..8 {
@@ -91,8 +98,11 @@ fn assert_codes_match(e: &Engine, when: &str, renamed: &[&str]) {
 /// MaxSim of a query against a document's chunks, by plain arithmetic over the words'
 /// vectors: each query word's best cosine with the sign vector of a kept document word.
 fn plain_maxsim(e: &Engine, query: &str, doc: &str) -> f32 {
-    let h = HashEmbedder::new(DIM);
-    let q: TokenMatrix = h.embed_tokens(&[query]).unwrap().pop().unwrap();
+    let q: TokenMatrix = HashEmbedder::new(DIM)
+        .embed_tokens(&[query])
+        .unwrap()
+        .pop()
+        .unwrap();
     let d = e
         .documents()
         .unwrap()
@@ -104,12 +114,7 @@ fn plain_maxsim(e: &Engine, query: &str, doc: &str) -> f32 {
     for id in &d.chunks {
         let c = e.store().get_id(*id).unwrap().unwrap();
         let text = contextual_text(&d.title, c.heading.as_deref(), &c.text);
-        let m = h.embed_tokens(&[text.as_str()]).unwrap().pop().unwrap();
-        for (w, r) in words(&text).iter().zip(m.rows()) {
-            if keep_token(w) {
-                rows.push(r.to_vec());
-            }
-        }
+        rows.extend(kept_rows(&text));
     }
     let scale = 1.0 / (DIM as f32).sqrt();
     let total: f32 = q

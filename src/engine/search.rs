@@ -629,9 +629,8 @@ impl Engine {
             let t = Instant::now();
             let e = self.embedder()?;
             let r = if stored_tokens {
-                let q = format!("{}{text}", e.spec().query_prefix);
-                let (v, mut toks) = e.embed_with_tokens(&[q.as_str()])?;
-                (Some(v), toks.pop())
+                let (v, toks) = e.embed_query_with_tokens(text)?;
+                (Some(v), Some(toks))
             } else {
                 (Some(e.embed_query(text)?), None)
             };
