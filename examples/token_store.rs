@@ -7,8 +7,11 @@
 //! fused top 20 of every query, then scores each compression by the train score and the
 //! 5-fold held-out score of `tune_rerank`. Switches: `PP_PRUNE=1` drops stopword and
 //! punctuation passage tokens; `PP_CODECS=small` compares sign codes of fewer dimensions;
+//! `PP_CODECS=centred` compares 1-bit codes split at each dimension's mean and decoded to
+//! its conditional means, with the share of head pairs each codec orders as f32 does;
 //! `PP_RECALL=N` blends MaxSim over the fused top N and prints recall@100; `PP_IDF=1`
-//! compares query-token weightings and a passage-to-query MaxSim term.
+//! compares query-token weightings and a passage-to-query MaxSim term; `PP_PROX=1` scores
+//! term proximity (ordered bigrams, 8-term windows) alone and added to MaxSim.
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -17,9 +20,9 @@ use std::time::Instant;
 use pinpoint::chunk::contextual_text;
 use pinpoint::embed::TokenMatrix;
 use pinpoint::eval::tune::Target;
-use pinpoint::eval::tune::{tune_rerank, RerankFeatures};
+use pinpoint::eval::tune::{collect_rerank, tune_rerank, RerankFeatures};
 use pinpoint::eval::{beir_labelled, Dataset};
-use pinpoint::{Engine, EngineConfig, Granularity, Mode, Pipeline, SearchRequest};
+use pinpoint::{Engine, EngineConfig, Pipeline};
 
 fn load_or_encode(engine: &Engine, cache: &Path) -> Vec<TokenMatrix> {
     let store = engine.store();
@@ -84,35 +87,6 @@ fn load_or_encode(engine: &Engine, cache: &Path) -> Vec<TokenMatrix> {
         }
     }
     out
-}
-
-/// Fused top 100 per query (document level), as `tune` sees it.
-fn fused_lists(engine: &Engine, ds: &Dataset, depth: usize) -> Vec<RerankFeatures> {
-    let p = Pipeline {
-        select: None,
-        multi_query: false,
-        rerank: None,
-        ..Pipeline::default()
-    };
-    beir_labelled(ds)
-        .into_iter()
-        .map(|(qid, text, rels)| {
-            let req = SearchRequest {
-                depth,
-                granularity: Granularity::Document,
-                mode: Mode::Hybrid,
-                pipeline: p.clone(),
-                ..SearchRequest::new(text.as_str(), 10)
-            };
-            let o = engine.search_detailed(&req).expect("search");
-            RerankFeatures {
-                rels,
-                qid,
-                fused: o.fused,
-                scores: Vec::new(),
-            }
-        })
-        .collect()
 }
 
 /// `tune_rerank` over `base`'s fused lists with `scores` (one list per query) as the
@@ -398,6 +372,131 @@ fn idf_weighting(
     }
 }
 
+/// One head document's (MaxSim, ordered-pair, window-pair) scores.
+type HeadFeatures = (f32, f32, f32);
+
+/// Term proximity (the ordered and unordered windows of the sequential dependence model):
+/// for each adjacent pair of analysed query terms, how often they occur as a bigram and
+/// within 8 positions in the document, BM25-saturated and weighted by the rarer term's IDF.
+/// Scored alone and added to the token MaxSim on the fused head.
+fn proximity(
+    engine: &Engine,
+    ds: &Dataset,
+    base: &[RerankFeatures],
+    qtoks: &[TokenMatrix],
+    toks: &[TokenMatrix],
+    doc_chunks: &HashMap<&str, Vec<usize>>,
+) {
+    use pinpoint::lexical::LexicalIndex;
+    let store = engine.store();
+    let n = store.len();
+    let chunk_terms: Vec<Vec<String>> = (0..n)
+        .map(|p| LexicalIndex::terms(&store.get(p).expect("chunk").text))
+        .collect();
+    let mut df: HashMap<&str, f32> = HashMap::new();
+    for t in &chunk_terms {
+        let mut u: Vec<&str> = t.iter().map(|s| s.as_str()).collect();
+        u.sort_unstable();
+        u.dedup();
+        for w in u {
+            *df.entry(w).or_default() += 1.0;
+        }
+    }
+    let idf = |w: &str| {
+        let d = df.get(w).copied().unwrap_or(0.0);
+        (1.0 + (n as f32 - d + 0.5) / (d + 0.5)).ln()
+    };
+    let labelled = beir_labelled(ds);
+    let dim = qtoks
+        .iter()
+        .find(|m| m.dim > 0)
+        .map(|m| m.dim)
+        .unwrap_or(384);
+    let signed = |p: usize| TokenMatrix {
+        dim,
+        data: toks[p]
+            .rows()
+            .flat_map(|r| unit(r.iter().map(|x| x.signum()).collect()))
+            .collect(),
+    };
+    // Per query, per head document: (MaxSim, ordered, unordered).
+    let feats: Vec<Vec<HeadFeatures>> = base
+        .iter()
+        .zip(qtoks)
+        .zip(&labelled)
+        .map(|((q, qt), (_, text, _))| {
+            let qterms = LexicalIndex::terms(text);
+            let pairs: Vec<(&str, &str, f32)> = qterms
+                .windows(2)
+                .filter(|w| w[0] != w[1])
+                .map(|w| (w[0].as_str(), w[1].as_str(), idf(&w[0]).min(idf(&w[1]))))
+                .collect();
+            q.fused
+                .iter()
+                .take(20)
+                .map(|(d, _)| {
+                    let ps = doc_chunks.get(d.as_str()).cloned().unwrap_or_default();
+                    let parts: Vec<TokenMatrix> = ps.iter().map(|&p| signed(p)).collect();
+                    let ms = pinpoint::rerank::maxsim(qt, &parts);
+                    let (mut od, mut uw) = (0.0f32, 0.0f32);
+                    for (a, b, w) in &pairs {
+                        let (mut o, mut u) = (0.0f32, 0.0f32);
+                        for &p in &ps {
+                            let t = &chunk_terms[p];
+                            for (i, x) in t.iter().enumerate() {
+                                if x == a {
+                                    if t.get(i + 1).map(|y| y == b).unwrap_or(false) {
+                                        o += 1.0;
+                                    }
+                                    let lo = i.saturating_sub(7);
+                                    let hi = (i + 8).min(t.len());
+                                    if t[lo..hi].iter().any(|y| y == b) {
+                                        u += 1.0;
+                                    }
+                                }
+                            }
+                        }
+                        od += w * o / (o + 1.2);
+                        uw += w * u / (u + 1.2);
+                    }
+                    (ms, od, uw)
+                })
+                .collect()
+        })
+        .collect();
+    let mm = |v: Vec<f32>| -> Vec<f32> {
+        let lo = v.iter().copied().fold(f32::MAX, f32::min);
+        let hi = v.iter().copied().fold(f32::MIN, f32::max);
+        v.iter()
+            .map(|x| if hi > lo { (x - lo) / (hi - lo) } else { 0.0 })
+            .collect()
+    };
+    let report = |name: &str, f: &dyn Fn(&[HeadFeatures]) -> Vec<f32>| {
+        let r = tuned(base, feats.iter().map(|h| f(h)));
+        println!(
+            "{name:<40} best depth {} weight {:.1}: train {:.4}, 5-fold held-out {:.4}, none {:.4}",
+            r.depth, r.weight, r.train_score, r.cv_score, r.none_score
+        );
+    };
+    report("MaxSim (shipped)", &|h| h.iter().map(|x| x.0).collect());
+    report("ordered pairs alone", &|h| h.iter().map(|x| x.1).collect());
+    report("unordered window 8 alone", &|h| {
+        h.iter().map(|x| x.2).collect()
+    });
+    for lam in [0.1f32, 0.2, 0.3, 0.5] {
+        for (name, which) in [("ordered", 1usize), ("window", 2)] {
+            report(&format!("MaxSim + {lam:.1} x {name}"), &|h| {
+                let a = mm(h.iter().map(|x| x.0).collect());
+                let b = mm(h
+                    .iter()
+                    .map(|x| if which == 1 { x.1 } else { x.2 })
+                    .collect());
+                a.iter().zip(&b).map(|(a, b)| a + lam * b).collect()
+            });
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let engine =
@@ -450,7 +549,17 @@ fn main() {
 
     let t0 = Instant::now();
     let recall_depth: Option<usize> = std::env::var("PP_RECALL").ok().and_then(|d| d.parse().ok());
-    let base = fused_lists(&engine, &ds, recall_depth.unwrap_or(100));
+    let no_rerank = Pipeline {
+        rerank: None,
+        ..Pipeline::default()
+    };
+    let base = collect_rerank(
+        &engine,
+        &beir_labelled(&ds),
+        &no_rerank,
+        recall_depth.unwrap_or(100),
+    )
+    .expect("search");
     eprintln!(
         "{} queries searched in {:.0} s",
         base.len(),
@@ -467,6 +576,10 @@ fn main() {
         })
         .collect();
 
+    if std::env::var("PP_PROX").is_ok() {
+        proximity(&engine, &ds, &base, &qtoks, &toks, &doc_chunks);
+        return;
+    }
     if std::env::var("PP_IDF").is_ok() {
         idf_weighting(&engine, &ds, &base, &qtoks, &toks, &doc_chunks);
         return;
@@ -476,7 +589,81 @@ fn main() {
         o.resize(v.len(), 0.0);
         unit(o)
     };
+    // Per-dimension threshold and the two reconstruction levels (the conditional means on
+    // each side), for the asymmetric 1-bit codecs: a dimension whose values sit off zero
+    // keeps its information when split at its own mean rather than at zero.
+    let stats = |centre: bool| -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let mut mean = vec![0f64; dim];
+        for m in &toks {
+            for r in m.rows() {
+                for (s, x) in mean.iter_mut().zip(r) {
+                    *s += *x as f64;
+                }
+            }
+        }
+        let t: Vec<f32> = mean
+            .iter()
+            .map(|s| {
+                if centre {
+                    (s / total as f64) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let (mut hs, mut hn, mut ls, mut ln) = (
+            vec![0f64; dim],
+            vec![0f64; dim],
+            vec![0f64; dim],
+            vec![0f64; dim],
+        );
+        for m in &toks {
+            for r in m.rows() {
+                for (i, x) in r.iter().enumerate() {
+                    if *x >= t[i] {
+                        hs[i] += *x as f64;
+                        hn[i] += 1.0;
+                    } else {
+                        ls[i] += *x as f64;
+                        ln[i] += 1.0;
+                    }
+                }
+            }
+        }
+        let hi = (0..dim).map(|i| (hs[i] / hn[i].max(1.0)) as f32).collect();
+        let lo = (0..dim).map(|i| (ls[i] / ln[i].max(1.0)) as f32).collect();
+        (t, hi, lo)
+    };
+    let two_level = |(t, hi, lo): (Vec<f32>, Vec<f32>, Vec<f32>)| -> Codec {
+        Box::new(move |v: &[f32]| {
+            v.iter()
+                .enumerate()
+                .map(|(i, x)| if *x >= t[i] { hi[i] } else { lo[i] })
+                .collect()
+        })
+    };
+    let centred_sign = |(t, _, _): (Vec<f32>, Vec<f32>, Vec<f32>)| -> Codec {
+        Box::new(move |v: &[f32]| {
+            unit(
+                v.iter()
+                    .zip(&t)
+                    .map(|(x, t)| if x >= t { 1.0 } else { -1.0 })
+                    .collect(),
+            )
+        })
+    };
     let codecs: Vec<(&str, Codec)> = match std::env::var("PP_CODECS").as_deref() {
+        Ok("centred") => vec![
+            ("f32", Box::new(|v: &[f32]| v.to_vec())),
+            ("1-bit sign", Box::new(move |v: &[f32]| sign(v, 384))),
+            ("1-bit, split at mean, +-1", centred_sign(stats(true))),
+            ("1-bit, split at 0, cond. means", two_level(stats(false))),
+            ("1-bit, split at mean, cond. means", two_level(stats(true))),
+            (
+                "2-bit uniform, clip 2 rms",
+                Box::new(move |v: &[f32]| unit(uniform(v, 2, 2.0 * rms))),
+            ),
+        ],
         Ok("small") => vec![
             (
                 "1-bit sign, all 384 dims",
@@ -570,11 +757,13 @@ fn main() {
         }
         return;
     }
+    let mut reference: Option<Vec<Vec<f32>>> = None;
     for (name, codec) in &codecs {
         let t = Instant::now();
-        let r = tuned(
-            &base,
-            base.iter().zip(&qtoks).map(|(q, qt)| {
+        let scores: Vec<Vec<f32>> = base
+            .iter()
+            .zip(&qtoks)
+            .map(|(q, qt)| {
                 q.fused
                     .iter()
                     .take(20)
@@ -593,10 +782,26 @@ fn main() {
                         pinpoint::rerank::maxsim(qt, &parts)
                     })
                     .collect()
-            }),
-        );
+            })
+            .collect();
+        // Label-free fidelity: the share of head pairs ordered as the first codec (f32)
+        // orders them.
+        let reference = reference.get_or_insert_with(|| scores.clone());
+        let (mut same, mut pairs) = (0usize, 0usize);
+        for (a, b) in reference.iter().zip(&scores) {
+            for i in 0..a.len() {
+                for j in i + 1..a.len() {
+                    pairs += 1;
+                    if (a[i] - a[j]) * (b[i] - b[j]) > 0.0 {
+                        same += 1;
+                    }
+                }
+            }
+        }
+        let r = tuned(&base, scores.into_iter());
         println!(
-            "{name:<28} best depth {} weight {:.1}: {} {:.4}, 5-fold held-out {:.4}, none {:.4} ({:.0} s)",
+            "{name:<34} pairs as f32 {:.4}; best depth {} weight {:.1}: {} {:.4}, 5-fold held-out {:.4}, none {:.4} ({:.0} s)",
+            same as f64 / pairs.max(1) as f64,
             r.depth,
             r.weight,
             args[3],

@@ -874,7 +874,7 @@ fn tune(a: TuneArgs) -> Result<()> {
             }),
             ..chosen.clone()
         };
-        let rf = tune::collect_rerank(&engine, &labelled, &probe)?;
+        let rf = tune::collect_rerank(&engine, &labelled, &probe, 100)?;
         let r = tune::tune_rerank(&rf, target, a.folds);
         writeln!(
             out,

@@ -1155,16 +1155,18 @@ pub mod tune {
     pub const RERANK_DEPTHS: [usize; 4] = [0, 5, 10, 20];
 
     /// Runs every query through `pipeline` (whose reranker must reach the deepest of
-    /// [`RERANK_DEPTHS`]) and keeps the fused list with the head's rerank scores.
+    /// [`RERANK_DEPTHS`]) and keeps the fused list of `depth` documents per leg with the
+    /// head's rerank scores (none when the pipeline has no reranker).
     pub fn collect_rerank(
         engine: &Engine,
         queries: &Labelled,
         pipeline: &Pipeline,
+        depth: usize,
     ) -> Result<Vec<RerankFeatures>> {
         let mut out = Vec::with_capacity(queries.len());
         for (qid, text, rels) in queries {
             let req = SearchRequest {
-                depth: 100,
+                depth,
                 granularity: Granularity::Document,
                 mode: Mode::Hybrid,
                 pipeline: Pipeline {
