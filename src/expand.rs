@@ -93,21 +93,33 @@ pub fn rm3_terms(
     Ok(out)
 }
 
-/// Splits a query holding several questions into its questions; a single question comes
-/// back alone.
+/// Sub-queries of a query that asks several questions: one per question, each carrying the
+/// query's other sentences, so that "Using tokio. How do I spawn a task? How do I cancel
+/// it?" asks both questions about tokio. A query with fewer than two questions yields none
+/// (it is searched as it is).
 pub fn split_questions(query: &str) -> Vec<String> {
-    let parts: Vec<String> = query
+    let parts: Vec<&str> = query
         .split_sentence_bounds()
         .map(str::trim)
         .filter(|s| s.chars().filter(|c| c.is_alphanumeric()).count() >= 3)
-        .map(String::from)
         .collect();
-    let questions = parts.iter().filter(|p| p.ends_with('?')).count();
-    if parts.len() >= 2 && questions >= 2 {
-        parts
-    } else {
-        vec![query.to_string()]
+    let is_question = |s: &str| s.ends_with('?');
+    let questions: Vec<&str> = parts.iter().copied().filter(|s| is_question(s)).collect();
+    if questions.len() < 2 {
+        return Vec::new();
     }
+    let context: Vec<&str> = parts.iter().copied().filter(|s| !is_question(s)).collect();
+    questions
+        .iter()
+        .map(|q| {
+            let mut s = context.join(" ");
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            s.push_str(q);
+            s
+        })
+        .collect()
 }
 
 /// Runs `cmd` through the shell with the query on stdin; each non-empty output line is
@@ -148,15 +160,31 @@ mod tests {
 
     #[test]
     fn questions_are_split_only_when_there_are_several() {
-        assert_eq!(split_questions("What is BM25?"), vec!["What is BM25?"]);
+        assert!(split_questions("What is BM25?").is_empty());
+        assert!(split_questions("Explain BM25. Be brief.").is_empty());
         assert_eq!(
             split_questions("What is BM25? How does HNSW work?"),
             vec!["What is BM25?", "How does HNSW work?"]
         );
+    }
+
+    #[test]
+    fn each_question_keeps_the_statements_around_it() {
         assert_eq!(
-            split_questions("Explain BM25. Be brief."),
-            vec!["Explain BM25. Be brief."]
+            split_questions("Using tokio. How do I spawn a task? How do I cancel it? Thanks!"),
+            vec![
+                "Using tokio. Thanks! How do I spawn a task?",
+                "Using tokio. Thanks! How do I cancel it?"
+            ]
         );
+        // A long argument with rhetorical questions: every sub-query is nearly all of it.
+        let q = "Taxes fund schools. Schools train workers. Who else would pay? Why not \
+                 the users? The state must act.";
+        let subs = split_questions(q);
+        assert_eq!(subs.len(), 2);
+        for s in subs {
+            assert!(s.starts_with("Taxes fund schools. Schools train workers. The state must act."));
+        }
     }
 
     #[test]

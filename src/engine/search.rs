@@ -396,30 +396,38 @@ impl Engine {
             return Ok(out);
         }
         let p = &req.pipeline;
+        // The original query, then its questions, then external expansions; each with its
+        // weight in the rank fusion of their lists.
         let mut texts = vec![query.to_string()];
+        let mut weights = vec![1.0f32];
         if p.multi_query {
             let qs = expand::split_questions(query);
-            if qs.len() > 1 {
-                texts.extend(qs);
-            }
+            // The questions together weigh as much as the whole query: they add what one
+            // question alone finds, and never outvote the query (a long text that happens
+            // to hold two questions stays one query in effect).
+            let w = 1.0 / qs.len().max(1) as f32;
+            weights.extend(qs.iter().map(|_| w));
+            texts.extend(qs);
         }
         if let Some(cmd) = &p.expand_cmd {
             let t = Instant::now();
-            texts.extend(expand::external(cmd, query)?);
+            let extra = expand::external(cmd, query)?;
+            weights.extend(extra.iter().map(|_| 1.0));
+            texts.extend(extra);
             out.timings.push(("expand", t.elapsed().as_secs_f64()));
         }
         let mut rankings = Vec::with_capacity(texts.len());
         for t in &texts {
             rankings.push(self.rank(t, req, &mut out.timings)?);
         }
-        let first = rankings.swap_remove(0);
+        let first = rankings.remove(0);
         let final_list = if rankings.is_empty() {
             first.final_.clone()
         } else {
-            // Several queries: fuse their final lists by rank, the original query first.
+            // Several queries: fuse their final lists by weighted rank, the original first.
             let mut lists: Vec<&[(u64, f32)]> = vec![&first.final_];
             lists.extend(rankings.iter().map(|r| r.final_.as_slice()));
-            let mut f = fuse(&lists, &Fusion::default());
+            let mut f = fuse(&lists, &Fusion::Rrf { k: 60.0, weights });
             f.truncate(req.depth.max(req.k));
             f
         };
