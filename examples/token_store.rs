@@ -11,7 +11,8 @@
 //! its conditional means, with the share of head pairs each codec orders as f32 does;
 //! `PP_RECALL=N` blends MaxSim over the fused top N and prints recall@100; `PP_IDF=1`
 //! compares query-token weightings and a passage-to-query MaxSim term; `PP_PROX=1` scores
-//! term proximity (ordered bigrams, 8-term windows) alone and added to MaxSim.
+//! term proximity (ordered bigrams, 8-term windows) alone and added to MaxSim; `PP_MAXP=1`
+//! scores a document by its best chunk's MaxSim instead of over all its tokens.
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -758,6 +759,8 @@ fn main() {
         return;
     }
     let mut reference: Option<Vec<Vec<f32>>> = None;
+    // PP_MAXP=1: a document's MaxSim is its best chunk's, not that of all its tokens.
+    let maxp = std::env::var("PP_MAXP").is_ok();
     for (name, codec) in &codecs {
         let t = Instant::now();
         let scores: Vec<Vec<f32>> = base
@@ -779,7 +782,15 @@ fn main() {
                                     .collect()
                             })
                             .unwrap_or_default();
-                        pinpoint::rerank::maxsim(qt, &parts)
+                        if maxp {
+                            // The document scores as its best chunk (MaxP).
+                            parts
+                                .iter()
+                                .map(|c| pinpoint::rerank::maxsim(qt, std::slice::from_ref(c)))
+                                .fold(0.0f32, f32::max)
+                        } else {
+                            pinpoint::rerank::maxsim(qt, &parts)
+                        }
                     })
                     .collect()
             })

@@ -17,7 +17,7 @@ use crate::expand::{self, PrfConfig};
 use crate::fuse::{fuse, normalize, Fusion, Norm};
 use crate::late::QueryCodes;
 use crate::lexical::LexicalIndex;
-use crate::rerank::{CrossEncoder, Reranker, Rules, SentenceReranker, TokenReranker};
+use crate::rerank::{best_part, CrossEncoder, Reranker, Rules, SentenceReranker, TokenReranker};
 use crate::select::{select, Passage, SelectConfig};
 use rayon::prelude::*;
 
@@ -910,10 +910,7 @@ impl Engine {
             let qc = QueryCodes::new(qt);
             return Ok(cands
                 .par_iter()
-                .map(|(_, ps)| {
-                    let parts: Vec<&[u8]> = ps.iter().map(|&p| self.late.codes(p)).collect();
-                    qc.maxsim(&parts)
-                })
+                .map(|(_, ps)| best_part(ps, |&p| qc.maxsim(&[self.late.codes(p)])))
                 .collect());
         }
         // (title, chunks) per candidate.
