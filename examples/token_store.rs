@@ -90,6 +90,26 @@ fn load_or_encode(engine: &Engine, cache: &Path) -> Vec<TokenMatrix> {
     out
 }
 
+/// `doc`'s chunks' token matrices with every row passed through `codec`.
+fn coded_parts(
+    doc_chunks: &HashMap<&str, Vec<usize>>,
+    toks: &[TokenMatrix],
+    doc: &str,
+    codec: &dyn Fn(&[f32]) -> Vec<f32>,
+) -> Vec<TokenMatrix> {
+    doc_chunks
+        .get(doc)
+        .map(|ps| {
+            ps.iter()
+                .map(|&p| TokenMatrix {
+                    dim: toks[p].dim,
+                    data: toks[p].rows().flat_map(codec).collect(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// `tune_rerank` over `base`'s fused lists with `scores` (one list per query) as the
 /// reranker's scores of each head.
 fn tuned(
@@ -710,18 +730,7 @@ fn main() {
     if let Some(rd) = recall_depth {
         let codec = |v: &[f32]| sign(v, 384);
         let ms = |qt: &TokenMatrix, d: &str| {
-            let parts: Vec<TokenMatrix> = doc_chunks
-                .get(d)
-                .map(|ps| {
-                    ps.iter()
-                        .map(|&p| TokenMatrix {
-                            dim,
-                            data: toks[p].rows().flat_map(codec).collect(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            pinpoint::rerank::maxsim(qt, &parts)
+            pinpoint::rerank::maxsim(qt, &coded_parts(&doc_chunks, &toks, d, &codec))
         };
         let all: Vec<Vec<f32>> = base
             .iter()
@@ -771,23 +780,12 @@ fn main() {
                     .iter()
                     .take(20)
                     .map(|(d, _)| {
-                        let parts: Vec<TokenMatrix> = doc_chunks
-                            .get(d.as_str())
-                            .map(|ps| {
-                                ps.iter()
-                                    .map(|&p| TokenMatrix {
-                                        dim,
-                                        data: toks[p].rows().flat_map(codec).collect(),
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default();
+                        let parts = coded_parts(&doc_chunks, &toks, d, codec);
                         if maxp {
                             // The document scores as its best chunk (MaxP).
-                            parts
-                                .iter()
-                                .map(|c| pinpoint::rerank::maxsim(qt, std::slice::from_ref(c)))
-                                .fold(0.0f32, f32::max)
+                            pinpoint::rerank::best_part(&parts, |c| {
+                                pinpoint::rerank::maxsim(qt, std::slice::from_ref(c))
+                            })
                         } else {
                             pinpoint::rerank::maxsim(qt, &parts)
                         }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use pinpoint::chunk::contextual_text;
 use pinpoint::embed::TokenMatrix;
 use pinpoint::late::keep_token;
+use pinpoint::store::DocRecord;
 use pinpoint::{Embedder, Engine, EngineConfig, Granularity, HashEmbedder, SearchRequest};
 
 use crate::util::*;
@@ -61,15 +62,19 @@ fn expected_codes(e: &Engine) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The codes of `doc`'s chunks, in order.
-fn doc_codes(e: &Engine, doc: &str) -> Vec<Vec<u8>> {
-    let d = e
-        .documents()
+/// The document record of `key`.
+fn doc_record(e: &Engine, key: &str) -> DocRecord {
+    e.documents()
         .unwrap()
         .iter()
-        .find(|d| d.key == doc)
+        .find(|d| d.key == key)
         .unwrap()
-        .clone();
+        .clone()
+}
+
+/// The codes of `doc`'s chunks, in order.
+fn doc_codes(e: &Engine, doc: &str) -> Vec<Vec<u8>> {
+    let d = doc_record(e, doc);
     d.chunks
         .iter()
         .map(|id| {
@@ -104,13 +109,7 @@ fn plain_maxsim(e: &Engine, query: &str, doc: &str) -> (f32, usize) {
         .unwrap()
         .pop()
         .unwrap();
-    let d = e
-        .documents()
-        .unwrap()
-        .iter()
-        .find(|d| d.key == doc)
-        .unwrap()
-        .clone();
+    let d = doc_record(e, doc);
     let scale = 1.0 / (DIM as f32).sqrt();
     let mut best = f32::MIN;
     for id in &d.chunks {
