@@ -12,7 +12,8 @@
 //! `PP_RECALL=N` blends MaxSim over the fused top N and prints recall@100; `PP_IDF=1`
 //! compares query-token weightings and a passage-to-query MaxSim term; `PP_PROX=1` scores
 //! term proximity (ordered bigrams, 8-term windows) alone and added to MaxSim; `PP_MAXP=1`
-//! scores a document by its best chunk's MaxSim instead of over all its tokens.
+//! scores a document by its best chunk's MaxSim instead of over all its tokens; `PP_QMASK=N`
+//! appends N `[MASK]` tokens to each query (ColBERT's query augmentation).
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -590,6 +591,12 @@ fn main() {
     let qtoks: Vec<TokenMatrix> = beir_labelled(&ds)
         .iter()
         .map(|(_, text, _)| {
+            // PP_QMASK=N: ColBERT-style query augmentation with N [MASK] tokens.
+            let masks: usize = std::env::var("PP_QMASK")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let text = format!("{text}{}", " [MASK]".repeat(masks));
             e.embed_tokens(&[text.as_str()])
                 .expect("q")
                 .pop()

@@ -123,6 +123,10 @@ struct TuneArgs {
     /// Adopted only when it wins held out.
     #[arg(long)]
     rerank: Option<String>,
+    /// Cut-off stage: the most handed recall (of the 5 passages `query` hands over by
+    /// default) the adaptive cut-off may give up for precision.
+    #[arg(long, default_value_t = 0.01)]
+    max_recall_loss: f64,
     /// Print the chosen settings without storing them in the index.
     #[arg(long)]
     dry_run: bool,
@@ -184,9 +188,13 @@ struct QueryArgs {
     text: String,
     #[command(flatten)]
     common: Common,
-    /// Number of hits.
+    /// Number of hits at most: the adaptive cut-off hands over fewer when the best ones
+    /// stand clear of the rest (see --no-cutoff).
     #[arg(short, default_value_t = 5)]
     k: usize,
+    /// Hand over all k hits: no adaptive cut-off.
+    #[arg(long)]
+    no_cutoff: bool,
     /// Retrieval mode: hybrid, dense or lexical.
     #[arg(long, default_value = "hybrid")]
     mode: String,
@@ -455,6 +463,11 @@ fn query(a: QueryArgs) -> Result<()> {
             .get_or_insert_with(Default::default)
             .max_tokens = Some(t);
     }
+    if a.no_cutoff {
+        if let Some(sel) = pipeline.select.as_mut() {
+            (sel.min_relative, sel.max_gap) = (0.0, 1.0);
+        }
+    }
     for b in &a.boost {
         pipeline
             .rules
@@ -712,14 +725,24 @@ fn eval(a: EvalArgs) -> Result<()> {
     }
     writeln!(
         out,
-        "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "mode", "nDCG@10", "R@10", "R@100", "MRR@10", "MAP@100", "P@5", "CP@5", "q/s"
+        "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "mode",
+        "nDCG@10",
+        "R@10",
+        "R@100",
+        "MRR@10",
+        "MAP@100",
+        "P@5",
+        "CP@5",
+        "PP@5",
+        "#P@5",
+        "q/s"
     )?;
     for mode in &a.modes {
         if let Some(m) = r.modes.get(mode.trim()) {
             writeln!(
                 out,
-                "{:<12} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.1}",
+                "{:<12} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.2} {:>8.1}",
                 mode.trim(),
                 m.ndcg10,
                 m.recall10,
@@ -728,6 +751,8 @@ fn eval(a: EvalArgs) -> Result<()> {
                 m.map100,
                 m.p5,
                 m.context_precision5,
+                m.passage_precision5,
+                m.passages5,
                 m.qps
             )?;
         }
@@ -895,6 +920,49 @@ fn tune(a: TuneArgs) -> Result<()> {
         } else {
             chosen.rerank = None;
             writeln!(out, "  not adopted: no held-out gain over not reranking")?;
+        }
+    }
+    // Adaptive cut-off over what the pipeline chosen so far hands over.
+    if chosen.select.is_some() {
+        const K: usize = 5;
+        eprintln!("replaying the cut-off over {} queries ...", labelled.len());
+        let cf = tune::collect_cutoff(&engine, &labelled, &chosen, K)?;
+        let c = tune::tune_cutoff(&cf, K, a.max_recall_loss, a.folds);
+        let show = |h: &tune::Handed| {
+            format!(
+                "precision {:.4} recall {:.4} passages {:.2}",
+                h.precision, h.recall, h.passages
+            )
+        };
+        writeln!(
+            out,
+            "cut-off (top {K}, recall loss at most {}): off: {}",
+            a.max_recall_loss,
+            show(&c.off)
+        )?;
+        writeln!(
+            out,
+            "  best min_relative {} max_gap {}: train {}",
+            c.setting.0,
+            c.setting.1,
+            show(&c.train)
+        )?;
+        writeln!(out, "  {}-fold held-out: {}", a.folds, show(&c.held_out))?;
+        for (i, (r, g)) in c.fold_choices.iter().enumerate() {
+            writeln!(out, "  fold {i} chose min_relative {r} max_gap {g}")?;
+        }
+        // Adopted when it holds out: more precise, within the recall allowance.
+        let adopt = c.setting != (0.0, 1.0)
+            && c.held_out.precision > c.off.precision + 0.002
+            && c.held_out.recall >= c.off.recall - a.max_recall_loss;
+        if let Some(sel) = chosen.select.as_mut() {
+            (sel.min_relative, sel.max_gap) = if adopt { c.setting } else { (0.0, 1.0) };
+        }
+        if !adopt {
+            writeln!(
+                out,
+                "  not adopted: no held-out precision gain within the recall allowance"
+            )?;
         }
     }
     writeln!(out, "settings: {}", serde_json::to_string(&chosen)?)?;

@@ -187,7 +187,8 @@ pub mod metrics {
         rels.get(id).copied().unwrap_or(0).max(0)
     }
 
-    fn n_relevant(rels: &HashMap<String, i32>) -> usize {
+    /// Number of documents judged relevant (grade above 0).
+    pub fn n_relevant(rels: &HashMap<String, i32>) -> usize {
         rels.values().filter(|&&g| g > 0).count()
     }
 
@@ -306,6 +307,13 @@ pub struct ModeMetrics {
     /// RAGAS context precision@5.
     #[serde(rename = "context_precision@5")]
     pub context_precision5: f64,
+    /// Share of the (at most 5) passages handed over that are relevant: what the adaptive
+    /// cut-off buys, which RAGAS context precision does not see (it ignores trailing noise).
+    #[serde(rename = "passage_precision@5", default)]
+    pub passage_precision5: f64,
+    /// Passages handed over, of at most 5.
+    #[serde(rename = "passages@5", default)]
+    pub passages5: f64,
     /// Queries per second (single thread, end to end through the engine).
     pub qps: f64,
 }
@@ -320,6 +328,11 @@ impl ModeMetrics {
         self.map100 += average_precision(ranked, rels, 100);
         self.p5 += precision(ranked, rels, 5);
         self.context_precision5 += context_precision(selected, rels, 5);
+        let handed = &selected[..selected.len().min(5)];
+        if !handed.is_empty() {
+            self.passage_precision5 += precision(handed, rels, handed.len());
+        }
+        self.passages5 += handed.len() as f64;
     }
 
     fn scale(&mut self, n: usize) {
@@ -332,6 +345,8 @@ impl ModeMetrics {
             &mut self.map100,
             &mut self.p5,
             &mut self.context_precision5,
+            &mut self.passage_precision5,
+            &mut self.passages5,
         ] {
             *x /= n;
         }
@@ -1260,6 +1275,203 @@ pub mod tune {
         }
     }
 
+    /// Passages handed over per query by the pipeline tuned so far, with the cut-off off:
+    /// what the cut-off stage replays.
+    #[derive(Debug, Clone)]
+    pub struct CutoffFeatures {
+        /// Judgements.
+        pub rels: HashMap<String, i32>,
+        /// The documents handed over (at most `k`), best first, the query's own id left out.
+        pub docs: Vec<String>,
+        /// Their scores.
+        pub scores: Vec<f32>,
+        /// The top score and the lowest candidate score that selection saw.
+        pub top: f32,
+        /// See `top`.
+        pub floor: f32,
+    }
+
+    /// What a cut-off hands over, averaged over queries.
+    #[derive(Debug, Clone, Copy, Default, PartialEq)]
+    pub struct Handed {
+        /// Share of handed passages that are relevant (0 for a query handed nothing relevant).
+        pub precision: f64,
+        /// Relevant handed over the relevant that fit (`min(relevant, k)`).
+        pub recall: f64,
+        /// Passages handed.
+        pub passages: f64,
+    }
+
+    /// The tuned adaptive cut-off.
+    #[derive(Debug, Clone)]
+    pub struct TunedCutoff {
+        /// Chosen `(min_relative, max_gap)` on all queries; `(0, 1)` is off.
+        pub setting: (f32, f32),
+        /// Its figures on all queries (optimistic).
+        pub train: Handed,
+        /// Held-out figures of the settings chosen on the other folds.
+        pub held_out: Handed,
+        /// Without a cut-off.
+        pub off: Handed,
+        /// Each fold's choice.
+        pub fold_choices: Vec<(f32, f32)>,
+    }
+
+    /// Replays the cut-off `(min_relative, max_gap)` over each query's handed passages.
+    pub fn evaluate_cutoff(qs: &[&CutoffFeatures], setting: (f32, f32), k: usize) -> Handed {
+        let cfg = crate::select::SelectConfig {
+            min_relative: setting.0,
+            max_gap: setting.1,
+            ..Default::default()
+        };
+        let mut h = Handed::default();
+        for q in qs {
+            let margin = (q.top - q.floor).max(1e-12);
+            let mut n = 0;
+            let mut prev = q.top;
+            for &score in q.scores.iter().take(k) {
+                if n > 0 && cfg.stops_before((score - q.floor) / margin, prev, score) {
+                    break;
+                }
+                n += 1;
+                prev = score;
+            }
+            let hits = q.docs[..n.min(q.docs.len())]
+                .iter()
+                .filter(|d| q.rels.get(*d).copied().unwrap_or(0) > 0)
+                .count();
+            let fit = metrics::n_relevant(&q.rels).min(k);
+            if n > 0 {
+                h.precision += hits as f64 / n as f64;
+            }
+            if fit > 0 {
+                h.recall += hits as f64 / fit as f64;
+            }
+            h.passages += n as f64;
+        }
+        let c = qs.len().max(1) as f64;
+        Handed {
+            precision: h.precision / c,
+            recall: h.recall / c,
+            passages: h.passages / c,
+        }
+    }
+
+    /// Settings searched for the cut-off: relative thresholds and relative gaps.
+    pub fn cutoff_grid() -> Vec<(f32, f32)> {
+        let mut g = Vec::new();
+        for r in [0.0f32, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] {
+            for gap in [1.0f32, 0.3, 0.2, 0.15, 0.1, 0.05] {
+                g.push((r, gap));
+            }
+        }
+        g
+    }
+
+    /// The cut-off that hands over the most precise context while losing at most
+    /// `max_recall_loss` of the handed recall that no cut-off keeps (the mission: precision
+    /// without losing recall), chosen with `folds`-fold cross-validation; `k` passages.
+    pub fn tune_cutoff(
+        qs: &[CutoffFeatures],
+        k: usize,
+        max_recall_loss: f64,
+        folds: usize,
+    ) -> TunedCutoff {
+        let grid = cutoff_grid();
+        let pick =
+            |idx: &[usize]| -> Vec<&CutoffFeatures> { idx.iter().map(|&i| &qs[i]).collect() };
+        // Precision where the recall bound holds; an infeasible setting ranks below "off".
+        let objective = |idx: &[usize], g: &(f32, f32)| {
+            let off = evaluate_cutoff(&pick(idx), (0.0, 1.0), k);
+            let h = evaluate_cutoff(&pick(idx), *g, k);
+            if h.recall + 1e-12 >= off.recall - max_recall_loss {
+                h.precision
+            } else {
+                h.precision - 10.0
+            }
+        };
+        let (_, fold_choices) = cross_validate(qs.len(), folds, &grid, objective);
+        // Held-out figures of each fold's choice (the folds `cross_validate` uses).
+        let folds = folds.max(2);
+        let mut held_out = Handed::default();
+        let mut f_iter = fold_choices.iter();
+        for f in 0..folds {
+            let (held, train): (Vec<usize>, Vec<usize>) =
+                (0..qs.len()).partition(|i| i % folds == f);
+            if held.is_empty() || train.is_empty() {
+                continue;
+            }
+            if let Some(choice) = f_iter.next() {
+                let h = evaluate_cutoff(&pick(&held), *choice, k);
+                let w = held.len() as f64 / qs.len() as f64;
+                held_out.precision += h.precision * w;
+                held_out.recall += h.recall * w;
+                held_out.passages += h.passages * w;
+            }
+        }
+        let all: Vec<usize> = (0..qs.len()).collect();
+        let mut best = (grid[0], objective(&all, &grid[0]));
+        for g in &grid[1..] {
+            let s = objective(&all, g);
+            if s > best.1 + 1e-12 {
+                best = (*g, s);
+            }
+        }
+        TunedCutoff {
+            setting: best.0,
+            train: evaluate_cutoff(&pick(&all), best.0, k),
+            held_out,
+            off: evaluate_cutoff(&pick(&all), (0.0, 1.0), k),
+            fold_choices,
+        }
+    }
+
+    /// Runs every query through `pipeline` with its cut-off off and records the `k`
+    /// passages handed over with the scores the cut-off sees.
+    pub fn collect_cutoff(
+        engine: &Engine,
+        queries: &Labelled,
+        pipeline: &Pipeline,
+        k: usize,
+    ) -> Result<Vec<CutoffFeatures>> {
+        let mut p = pipeline.clone();
+        let Some(sel) = p.select.as_mut() else {
+            return Ok(Vec::new());
+        };
+        sel.min_relative = 0.0;
+        sel.max_gap = 1.0;
+        sel.max_tokens = None;
+        let mut out = Vec::with_capacity(queries.len());
+        for (qid, text, rels) in queries {
+            let req = SearchRequest {
+                depth: 100,
+                granularity: Granularity::Document,
+                mode: Mode::Hybrid,
+                pipeline: p.clone(),
+                ..SearchRequest::new(text.as_str(), k)
+            };
+            let o = engine.search_detailed(&req)?;
+            // The cut-off measures scores against the final ranking's first `FLOOR_RANK`.
+            let seen = &o.ranked[..o.ranked.len().min(crate::select::FLOOR_RANK)];
+            let top = seen.first().map(|x| x.1).unwrap_or(0.0);
+            let floor = seen.iter().map(|x| x.1).fold(top, f32::min);
+            let (docs, scores) = o
+                .hits
+                .iter()
+                .filter(|h| h.path != *qid)
+                .map(|h| (h.path.clone(), h.score))
+                .unzip();
+            out.push(CutoffFeatures {
+                rels: rels.clone(),
+                docs,
+                scores,
+                top,
+                floor,
+            });
+        }
+        Ok(out)
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
@@ -1288,6 +1500,77 @@ pub mod tune {
                 vec![1, 2, 3, 4]
             );
             assert!(crate::engine::blend_rerank(&[], &[1.0], 1.0).is_empty());
+        }
+
+        /// A query whose first passage is relevant with score `top`, then passages scored
+        /// `rest` (relevant where `rel`), the floor at 0.
+        fn handed(top: f32, rest: &[(f32, bool)]) -> CutoffFeatures {
+            let mut docs = vec!["r0".to_string()];
+            let mut scores = vec![top];
+            let mut rels = HashMap::from([("r0".to_string(), 1)]);
+            for (i, (s, r)) in rest.iter().enumerate() {
+                let d = format!("d{i}");
+                if *r {
+                    rels.insert(d.clone(), 1);
+                }
+                docs.push(d);
+                scores.push(*s);
+            }
+            CutoffFeatures {
+                rels,
+                docs,
+                scores,
+                top,
+                floor: 0.0,
+            }
+        }
+
+        #[test]
+        fn cutoff_replay_counts_what_is_handed_over() {
+            // Relative shares 1, 0.9, 0.4, 0.3; the second passage is relevant.
+            let q = handed(1.0, &[(0.9, true), (0.4, false), (0.3, false)]);
+            let off = evaluate_cutoff(&[&q], (0.0, 1.0), 5);
+            assert_eq!(off.passages, 4.0);
+            assert!((off.precision - 0.5).abs() < 1e-12);
+            assert_eq!(off.recall, 1.0);
+            // Keep shares of at least 0.5: two passages, both relevant.
+            let cut = evaluate_cutoff(&[&q], (0.5, 1.0), 5);
+            assert_eq!((cut.passages, cut.precision, cut.recall), (2.0, 1.0, 1.0));
+            // A relative drop above 0.5 stops at 0.9 -> 0.4 as well.
+            assert_eq!(evaluate_cutoff(&[&q], (0.0, 0.5), 5).passages, 2.0);
+            // The first passage is always handed over, and k bounds the rest.
+            assert_eq!(evaluate_cutoff(&[&q], (0.99, 1.0), 5).passages, 1.0);
+            assert_eq!(evaluate_cutoff(&[&q], (0.0, 1.0), 3).passages, 3.0);
+        }
+
+        #[test]
+        fn cutoff_tuning_buys_precision_only_within_the_recall_allowance() {
+            // Clear gaps after the relevant passages: cutting at them loses nothing.
+            let clean: Vec<CutoffFeatures> = (0..20)
+                .map(|_| {
+                    handed(
+                        1.0,
+                        &[(0.95, true), (0.3, false), (0.2, false), (0.1, false)],
+                    )
+                })
+                .collect();
+            let t = tune_cutoff(&clean, 5, 0.01, 5);
+            assert_ne!(t.setting, (0.0, 1.0));
+            assert_eq!(t.train.recall, t.off.recall);
+            assert!(t.train.precision > t.off.precision);
+            assert!(t.held_out.precision > t.off.precision);
+            // A relevant passage hides behind every gap: any cut loses recall, so none wins.
+            let hidden: Vec<CutoffFeatures> = (0..20)
+                .map(|_| {
+                    handed(
+                        1.0,
+                        &[(0.3, false), (0.25, true), (0.2, false), (0.1, true)],
+                    )
+                })
+                .collect();
+            let t = tune_cutoff(&hidden, 5, 0.01, 5);
+            assert_eq!(t.setting, (0.0, 1.0));
+            assert_eq!(t.train, t.off);
         }
 
         /// 30 queries whose one relevant document is fused third (of 25); the reranker

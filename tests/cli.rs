@@ -191,6 +191,30 @@ fn explain_is_consistent_with_the_final_order() {
         assert_eq!(e["rerank_score"].is_f64(), in_head, "{e}");
     }
     assert_eq!(hits[0]["path"], "hurricanes.html");
+    // The adaptive cut-off: every hit holds at least 0.4 of the top's margin (its reason
+    // says so, unless it merged), and `--no-cutoff` hands over all k in the same order.
+    let all = check(&["--no-cutoff"]);
+    assert_eq!(all.len(), 6);
+    assert!(
+        hits.len() < all.len(),
+        "the default cuts this query: {hits:?}"
+    );
+    for (h, a) in hits.iter().zip(&all) {
+        assert_eq!(h["path"], a["path"]);
+    }
+    let mut shares = 0;
+    for h in &hits {
+        let kept = h["explain"]["kept"].as_str().unwrap();
+        if let Some(share) = kept
+            .strip_prefix("score ")
+            .and_then(|r| r.split(' ').next())
+            .and_then(|x| x.parse::<f64>().ok())
+        {
+            assert!(share >= 0.4, "{kept}");
+            shares += 1;
+        }
+    }
+    assert!(shares > 0, "no hit gives its share of the margin: {hits:?}");
     // A boost rule reorders, and the explanation shows the factor that did it.
     let hits = check(&["--boost", "tides.txt=50"]);
     assert_eq!(hits[0]["path"], "tides.txt");

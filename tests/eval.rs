@@ -99,6 +99,8 @@ fn toy_beir_eval_json_matches_hand_computed_values() {
         "map@100",
         "p@5",
         "context_precision@5",
+        "passage_precision@5",
+        "passages@5",
         "qps",
     ];
     for mode in ["lexical", "dense", "hybrid"] {
@@ -110,7 +112,7 @@ fn toy_beir_eval_json_matches_hand_computed_values() {
         let mut want = keys.to_vec();
         want.sort();
         assert_eq!(got, want, "{mode}");
-        for k in &keys[..7] {
+        for k in &keys[..8] {
             let x = m[*k].as_f64().unwrap();
             assert!((0.0..=1.0).contains(&x), "{mode} {k} {x}");
         }
@@ -128,6 +130,9 @@ fn toy_beir_eval_json_matches_hand_computed_values() {
         ("map@100", (1.0 + 0.5 + 0.0 + 1.0) / 4.0),
         ("p@5", 0.6 / 4.0),
         ("context_precision@5", 3.0 / 4.0),
+        // Handed over (no selection in this mode): d1, d2, nothing, d8 -> each all relevant.
+        ("passage_precision@5", 3.0 / 4.0),
+        ("passages@5", 3.0 / 4.0),
     ]
     .into_iter()
     .collect();
@@ -370,6 +375,8 @@ fn tune_with_reranker_stores_the_printed_settings() {
         "2-fold held-out",
         "pseudo-relevance feedback:",
         "rerank: none",
+        "cut-off (top 5, recall loss at most 0.01): off:",
+        "2-fold held-out: precision",
         "settings: {",
         "(dry run: nothing stored)",
     ] {

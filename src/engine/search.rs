@@ -458,7 +458,7 @@ impl Engine {
         // Selection over passages (a document is represented by its best chunk).
         let t = Instant::now();
         let want = match &p.select {
-            Some(_) => (req.k * 4).max(20),
+            Some(_) => select_pool(req.k),
             None => req.k,
         };
         let mut passages = Vec::new();
@@ -1006,6 +1006,13 @@ pub fn blend_rerank(fused: &[(u64, f32)], scores: &[f32], weight: f32) -> Vec<(u
     out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     out.extend(normalize(&fused[n..], Norm::MinMax));
     out
+}
+
+/// How many of the final ranking selection chooses `k` passages from: enough to replace
+/// merged and duplicate passages, and at least the [`crate::select::FLOOR_RANK`] its
+/// relative cut-off is measured against.
+fn select_pool(k: usize) -> usize {
+    (k * 4).max(20)
 }
 
 /// A query as the rerankers see it.
