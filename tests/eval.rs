@@ -411,6 +411,27 @@ fn tune_with_reranker_stores_the_printed_settings() {
         }
         None => assert!(out.contains("not adopted"), "{out}"),
     }
+    // The cut-off stored is the one printed, or off when the stage says it did not adopt.
+    let sel = &settings["select"];
+    let stored = (
+        sel["min_relative"].as_f64().unwrap(),
+        sel["max_gap"].as_f64().unwrap(),
+    );
+    if out.contains("not adopted: no held-out precision gain") {
+        assert_eq!(stored, (0.0, 1.0), "{out}");
+    } else {
+        let best: Vec<f64> = out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("best min_relative "))
+            .expect("cut-off line")
+            .split(':')
+            .next()
+            .unwrap()
+            .split(" max_gap ")
+            .map(|x| x.trim().parse().unwrap())
+            .collect();
+        assert!((stored.0 - best[0]).abs() < 1e-6 && (stored.1 - best[1]).abs() < 1e-6);
+    }
     // A bad reranker name is a clear error before any work.
     let o = pinpoint(
         work.path(),
