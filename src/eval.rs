@@ -187,6 +187,11 @@ pub mod metrics {
         rels.get(id).copied().unwrap_or(0).max(0)
     }
 
+    /// How many of the first `k` of `ranked` are relevant.
+    pub fn relevant_in(ranked: &[String], rels: &HashMap<String, i32>, k: usize) -> usize {
+        ranked.iter().take(k).filter(|d| grade(rels, d) > 0).count()
+    }
+
     /// Number of documents judged relevant (grade above 0).
     pub fn n_relevant(rels: &HashMap<String, i32>) -> usize {
         rels.values().filter(|&&g| g > 0).count()
@@ -221,7 +226,7 @@ pub mod metrics {
         if n == 0 {
             return 0.0;
         }
-        ranked.iter().take(k).filter(|d| grade(rels, d) > 0).count() as f64 / n as f64
+        relevant_in(ranked, rels, k) as f64 / n as f64
     }
 
     /// Reciprocal rank of the first relevant document within the top `k`.
@@ -253,7 +258,7 @@ pub mod metrics {
 
     /// Precision at `k` (divides by `k` even when fewer results exist).
     pub fn precision(ranked: &[String], rels: &HashMap<String, i32>, k: usize) -> f64 {
-        ranked.iter().take(k).filter(|d| grade(rels, d) > 0).count() as f64 / k as f64
+        relevant_in(ranked, rels, k) as f64 / k as f64
     }
 
     /// Context precision@k as RAGAS defines it: the mean of precision@i over the positions
@@ -1101,19 +1106,24 @@ pub mod tune {
     /// `i % folds`), the grid point scoring best on the other folds is scored on the held-out
     /// one. `eval(queries, point)` is the mean target of a grid point on those queries.
     /// Returns the query-weighted mean held-out score and each fold's choice.
+    /// `(held-out, train)` query indices of each fold with both non-empty (at least 2
+    /// folds), in the order [`cross_validate`] reports its choices.
+    fn fold_split(n: usize, folds: usize) -> Vec<(Vec<usize>, Vec<usize>)> {
+        let folds = folds.max(2);
+        (0..folds)
+            .map(|f| (0..n).partition::<Vec<usize>, _>(|i| i % folds == f))
+            .filter(|(held, train)| !held.is_empty() && !train.is_empty())
+            .collect()
+    }
+
     fn cross_validate<T: Clone>(
         n: usize,
         folds: usize,
         grid: &[T],
         eval: impl Fn(&[usize], &T) -> f64,
     ) -> (f64, Vec<T>) {
-        let folds = folds.max(2);
         let (mut sum, mut count, mut choices) = (0.0, 0usize, Vec::new());
-        for f in 0..folds {
-            let (held, train): (Vec<usize>, Vec<usize>) = (0..n).partition(|i| i % folds == f);
-            if held.is_empty() || train.is_empty() {
-                continue;
-            }
+        for (held, train) in fold_split(n, folds) {
             let mut best: Option<(&T, f64)> = None;
             for g in grid {
                 let s = eval(&train, g);
@@ -1285,9 +1295,10 @@ pub mod tune {
         pub docs: Vec<String>,
         /// Their scores.
         pub scores: Vec<f32>,
-        /// The top score and the lowest candidate score that selection saw.
+        /// The top score of the final ranking.
         pub top: f32,
-        /// See `top`.
+        /// The score the relative cut-off measures against: the lowest of the final
+        /// ranking's first [`crate::select::FLOOR_RANK`].
         pub floor: f32,
     }
 
@@ -1336,10 +1347,7 @@ pub mod tune {
                 n += 1;
                 prev = score;
             }
-            let hits = q.docs[..n.min(q.docs.len())]
-                .iter()
-                .filter(|d| q.rels.get(*d).copied().unwrap_or(0) > 0)
-                .count();
+            let hits = metrics::relevant_in(&q.docs, &q.rels, n);
             let fit = metrics::n_relevant(&q.rels).min(k);
             if n > 0 {
                 h.precision += hits as f64 / n as f64;
@@ -1391,23 +1399,14 @@ pub mod tune {
             }
         };
         let (_, fold_choices) = cross_validate(qs.len(), folds, &grid, objective);
-        // Held-out figures of each fold's choice (the folds `cross_validate` uses).
-        let folds = folds.max(2);
+        // Held-out figures of each fold's choice.
         let mut held_out = Handed::default();
-        let mut f_iter = fold_choices.iter();
-        for f in 0..folds {
-            let (held, train): (Vec<usize>, Vec<usize>) =
-                (0..qs.len()).partition(|i| i % folds == f);
-            if held.is_empty() || train.is_empty() {
-                continue;
-            }
-            if let Some(choice) = f_iter.next() {
-                let h = evaluate_cutoff(&pick(&held), *choice, k);
-                let w = held.len() as f64 / qs.len() as f64;
-                held_out.precision += h.precision * w;
-                held_out.recall += h.recall * w;
-                held_out.passages += h.passages * w;
-            }
+        for ((held, _), choice) in fold_split(qs.len(), folds).iter().zip(&fold_choices) {
+            let h = evaluate_cutoff(&pick(held), *choice, k);
+            let w = held.len() as f64 / qs.len() as f64;
+            held_out.precision += h.precision * w;
+            held_out.recall += h.recall * w;
+            held_out.passages += h.passages * w;
         }
         let all: Vec<usize> = (0..qs.len()).collect();
         let mut best = (grid[0], objective(&all, &grid[0]));
