@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use pinpoint::ingest::DocKind;
 use pinpoint::{
     ChunkConfig, DeviceChoice, Engine, EngineConfig, Mode, Progress, RerankConfig, RerankKind,
     SearchRequest,
@@ -502,6 +503,7 @@ fn query(a: QueryArgs) -> Result<()> {
                     path: &h.path,
                     line_start: h.line_start,
                     line_end: h.line_end,
+                    unit: if is_pdf(&h.path) { "page" } else { "line" },
                     heading: h.heading.as_deref(),
                     score: h.score,
                     text: &h.text,
@@ -519,9 +521,10 @@ fn query(a: QueryArgs) -> Result<()> {
             .as_deref()
             .map(|x| format!("  [{x}]"))
             .unwrap_or_default();
+        let page = if is_pdf(&h.path) { "p" } else { "" };
         writeln!(
             out,
-            "{}:{}-{}  {:.4}{heading}",
+            "{}:{page}{}-{}  {:.4}{heading}",
             h.path, h.line_start, h.line_end, h.score
         )?;
         if let Some(e) = &h.explain {
@@ -564,11 +567,18 @@ struct HitJson<'a> {
     path: &'a str,
     line_start: u32,
     line_end: u32,
+    /// What `line_start`/`line_end` count: "page" for PDF files, "line" otherwise.
+    unit: &'static str,
     heading: Option<&'a str>,
     score: f32,
     text: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     explain: Option<&'a pinpoint::Explain>,
+}
+
+/// A PDF's locations are pages ([`DocKind::Pdf`]).
+fn is_pdf(key: &str) -> bool {
+    DocKind::from_path(std::path::Path::new(key)) == Some(DocKind::Pdf)
 }
 
 /// The first `lines` non-empty lines of `text`, cut at `chars` characters in all.

@@ -24,6 +24,9 @@ pub enum DocKind {
     Html,
     /// Source code: split at blank lines and line ends, never mid-line.
     Code,
+    /// PDF, reduced to its text layer. Its location unit is the page: a PDF document's
+    /// "source lines" ([`Document::line_of`], a hit's line range) are page numbers.
+    Pdf,
 }
 
 impl DocKind {
@@ -46,6 +49,7 @@ impl DocKind {
             "txt" | "text" | "rst" | "adoc" | "org" => DocKind::Text,
             "md" | "markdown" | "mdx" => DocKind::Markdown,
             "html" | "htm" | "xhtml" => DocKind::Html,
+            "pdf" => DocKind::Pdf,
             "rs" | "py" | "js" | "mjs" | "cjs" | "jsx" | "ts" | "tsx" | "go" | "c" | "h" | "cc"
             | "cpp" | "cxx" | "hpp" | "hh" | "java" | "kt" | "scala" | "cs" | "rb" | "php"
             | "swift" | "sh" | "bash" | "zsh" | "sql" | "lua" | "toml" | "yaml" | "yml"
@@ -69,7 +73,8 @@ pub struct Document {
     /// Extracted text.
     pub text: String,
     /// Byte offsets where source lines start (line numbers are reported against the source
-    /// file, not the extracted text).
+    /// file, not the extracted text). For a PDF: where each page starts in the extracted
+    /// text, so that locations are page numbers.
     pub source_line_starts: Vec<usize>,
     /// Sparse map from extracted-text offsets to source offsets, sorted by the former; empty
     /// means the text *is* the source.
@@ -159,6 +164,13 @@ pub enum SkipReason {
     },
     /// A symbolic link; links are not followed so that nothing outside the root is read.
     Symlink,
+    /// A PDF the reader could not parse (damaged, encrypted or using unsupported features).
+    BadPdf {
+        /// What the reader said.
+        error: String,
+    },
+    /// A PDF without a text layer: scanned pages are images, and OCR is out of scope.
+    NoText,
 }
 
 impl std::fmt::Display for SkipReason {
@@ -172,6 +184,8 @@ impl std::fmt::Display for SkipReason {
             }
             SkipReason::Unreadable { error } => write!(f, "unreadable: {error}"),
             SkipReason::Symlink => write!(f, "symbolic link (not followed)"),
+            SkipReason::BadPdf { error } => write!(f, "unreadable PDF: {error}"),
+            SkipReason::NoText => write!(f, "PDF without a text layer (scanned pages?)"),
         }
     }
 }
@@ -328,6 +342,9 @@ pub fn document_from_bytes(
     bytes: &[u8],
     mtime: i64,
 ) -> Result<Document, SkipReason> {
+    if kind == DocKind::Pdf {
+        return pdf_document(key, title, bytes, mtime);
+    }
     if bytes.iter().take(8192).any(|&b| b == 0) {
         return Err(SkipReason::Binary);
     }
@@ -378,6 +395,116 @@ pub fn document_from_bytes(
         mtime,
         text,
     })
+}
+
+/// A PDF's text layer as a document whose "lines" are pages.
+fn pdf_document(
+    key: String,
+    title: String,
+    bytes: &[u8],
+    mtime: i64,
+) -> Result<Document, SkipReason> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(SkipReason::Empty);
+    }
+    let pages = pdf_pages(bytes)?;
+    let mut text = String::new();
+    let mut page_starts = Vec::with_capacity(pages.len());
+    for page in &pages {
+        if !text.is_empty() {
+            text.push_str("\n\n");
+        }
+        page_starts.push(text.len());
+        text.push_str(&clean_pdf_text(page));
+    }
+    if text.trim().is_empty() {
+        return Err(SkipReason::NoText);
+    }
+    Ok(Document {
+        key,
+        title,
+        kind: DocKind::Pdf,
+        source_line_starts: page_starts,
+        offset_map: Vec::new(),
+        hash: hash_bytes(bytes),
+        size: bytes.len() as u64,
+        mtime,
+        text,
+    })
+}
+
+thread_local! {
+    /// Set while this thread runs the PDF reader, whose panics become skip reasons.
+    static IN_PDF_READER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The text of each page. The reader (`pdf-extract`) panics on some malformed files instead
+/// of returning an error; a panic is caught and reported as [`SkipReason::BadPdf`] like any
+/// other parse failure, and the panic hook is wrapped once so that such a caught panic does
+/// not print a crash message in the middle of an indexing run (other panics print as before).
+fn pdf_pages(bytes: &[u8]) -> Result<Vec<String>, SkipReason> {
+    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_PDF_READER.with(|f| f.get()) {
+                previous(info);
+            }
+        }));
+    });
+    IN_PDF_READER.with(|f| f.set(true));
+    let run = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem_by_pages(bytes));
+    IN_PDF_READER.with(|f| f.set(false));
+    match run {
+        Ok(Ok(pages)) => Ok(pages),
+        Ok(Err(e)) => Err(SkipReason::BadPdf {
+            error: e.to_string(),
+        }),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown failure".into());
+            Err(SkipReason::BadPdf {
+                error: format!("the reader failed: {msg}"),
+            })
+        }
+    }
+}
+
+/// Undoes the layout in a PDF page's text: a text layer breaks lines where the typesetter
+/// did, and words at hyphens. Joining them gives BM25 whole words and the chunker whole
+/// sentences (a line break would otherwise end a sentence unit). A blank line stays a
+/// paragraph break.
+fn clean_pdf_text(page: &str) -> String {
+    let page = page.replace("\r\n", "\n").replace('\r', "\n");
+    let mut out = String::with_capacity(page.len());
+    for para in page.split("\n\n") {
+        let mut joined = String::with_capacity(para.len());
+        for line in para.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let hyphenated = joined.ends_with('-')
+                && joined[..joined.len() - 1]
+                    .chars()
+                    .next_back()
+                    .is_some_and(char::is_alphabetic)
+                && line.chars().next().is_some_and(char::is_lowercase);
+            if hyphenated {
+                joined.pop();
+            } else if !joined.is_empty() {
+                joined.push(' ');
+            }
+            joined.push_str(line);
+        }
+        if joined.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("\n\n");
+        }
+        out.push_str(&joined);
+    }
+    out
 }
 
 fn html_title(src: &str) -> Option<String> {
@@ -606,6 +733,36 @@ mod tests {
     }
 
     #[test]
+    fn pdf_layout_is_undone() {
+        let page = "Crevasses open where the ice flows over a steep bed-\r\nrock step  \nand it is stretched.\n\n\n2 Results\nA well-\nKnown co-\n\nop.";
+        assert_eq!(
+            clean_pdf_text(page),
+            "Crevasses open where the ice flows over a steep bedrock step and it is stretched.\n\n2 Results A well- Known co-\n\nop."
+        );
+    }
+
+    #[test]
+    fn bad_pdfs_are_reasons_not_panics() {
+        let (a, b) = (String::from("x.pdf"), String::from("x"));
+        for bytes in [
+            &b"%PDF-1.7\n"[..],
+            b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF",
+            b"not a pdf at all",
+            &[0xff; 64],
+        ] {
+            let r = document_from_bytes(a.clone(), b.clone(), DocKind::Pdf, bytes, 0);
+            assert!(
+                matches!(r, Err(SkipReason::BadPdf { .. }) | Err(SkipReason::NoText)),
+                "{r:?}"
+            );
+        }
+        assert_eq!(
+            document_from_bytes(a, b, DocKind::Pdf, b" \n", 0).unwrap_err(),
+            SkipReason::Empty
+        );
+    }
+
+    #[test]
     fn kinds_by_extension() {
         assert_eq!(
             DocKind::from_path(Path::new("a/b.MD")),
@@ -613,6 +770,10 @@ mod tests {
         );
         assert_eq!(DocKind::from_path(Path::new("x.rs")), Some(DocKind::Code));
         assert_eq!(DocKind::from_path(Path::new("x.htm")), Some(DocKind::Html));
+        assert_eq!(
+            DocKind::from_path(Path::new("Paper.PDF")),
+            Some(DocKind::Pdf)
+        );
         assert_eq!(DocKind::from_path(Path::new("x.png")), None);
         assert_eq!(DocKind::from_path(Path::new("README")), Some(DocKind::Text));
     }

@@ -47,6 +47,7 @@ fn index_query_stats_contract_and_exit_codes() {
             "path",
             "line_start",
             "line_end",
+            "unit",
             "heading",
             "score",
             "text",
@@ -55,6 +56,7 @@ fn index_query_stats_contract_and_exit_codes() {
         }
         assert_eq!(h["rank"].as_u64().unwrap() as usize, i + 1);
         assert!(h["line_start"].as_u64().unwrap() <= h["line_end"].as_u64().unwrap());
+        assert_eq!(h["unit"], "line");
     }
     assert_eq!(hits[0]["path"], "tides.txt");
 

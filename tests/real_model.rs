@@ -1,5 +1,6 @@
 //! Tests with the real all-MiniLM-L6-v2 (CI fetches it with scripts/fetch-models.sh).
 
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use pinpoint::{BertEmbedder, DeviceChoice, Embedder, Engine, EngineConfig, Mode, SearchRequest};
@@ -71,16 +72,22 @@ fn fused_cpu_encoder_equals_candle_on_the_real_model() {
     assert!(worst < 1e-4, "fused and candle differ by {worst}");
 }
 
-fn sample_engine() -> &'static (tempfile::TempDir, Engine) {
-    static E: OnceLock<(tempfile::TempDir, Engine)> = OnceLock::new();
+/// The samples indexed once per test run. A static is never dropped, so a `TempDir` held
+/// here would leave an index in the system temp folder after every run; it lives in cargo's
+/// scratch folder for integration tests instead, replaced at the start of each run.
+fn sample_engine() -> &'static (PathBuf, Engine) {
+    static E: OnceLock<(PathBuf, Engine)> = OnceLock::new();
     E.get_or_init(|| {
-        let idx = tempfile::tempdir().unwrap();
+        let idx = Path::new(env!("CARGO_TARGET_TMPDIR")).join("real_model_samples_index");
+        if idx.exists() {
+            std::fs::remove_dir_all(&idx).unwrap();
+        }
         let cfg = EngineConfig {
             model_dir: Some(real_model()),
             device: DeviceChoice::Cpu,
             ..Default::default()
         };
-        let mut e = Engine::create(idx.path(), cfg).unwrap();
+        let mut e = Engine::create(&idx, cfg).unwrap();
         e.add_folder(samples()).unwrap();
         (idx, e)
     })
@@ -166,7 +173,7 @@ fn reopened_real_index_gives_identical_results() {
         device: DeviceChoice::Cpu,
         ..Default::default()
     };
-    let r = Engine::open_read_only(d.path(), cfg).unwrap();
+    let r = Engine::open_read_only(d, cfg).unwrap();
     for (q, _) in PARAPHRASES.iter().take(4) {
         for mode in [Mode::Dense, Mode::Lexical, Mode::Hybrid] {
             let req = SearchRequest::new(*q, 5).mode(mode);

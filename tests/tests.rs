@@ -7,6 +7,7 @@ mod engine;
 mod eval;
 mod late;
 mod living;
+mod pdf;
 mod real_model;
 mod tiny_bert;
 mod util;
