@@ -10,9 +10,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use pinpoint::eval::metrics::{ndcg, recall};
-use pinpoint::eval::tune::collect_rerank;
 use pinpoint::eval::{beir_labelled, Dataset};
 use pinpoint::late::QueryCodes;
+use pinpoint::tune::collect_rerank;
 use pinpoint::{Engine, EngineConfig, Pipeline};
 use rayon::prelude::*;
 
@@ -30,7 +30,7 @@ fn zscore(v: &[f32]) -> Vec<f32> {
 /// blend weight `h`, train score and 5-fold held-out score (folds by query order).
 fn feature_cv(
     engine: &Engine,
-    base: &[pinpoint::eval::tune::RerankFeatures],
+    base: &[pinpoint::tune::RerankFeatures],
     labelled: &pinpoint::eval::Labelled,
     doc_parts: &[(&str, Vec<usize>)],
 ) {

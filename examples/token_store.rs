@@ -21,9 +21,9 @@ use std::time::Instant;
 
 use pinpoint::chunk::contextual_text;
 use pinpoint::embed::TokenMatrix;
-use pinpoint::eval::tune::Target;
-use pinpoint::eval::tune::{collect_rerank, tune_rerank, RerankFeatures};
 use pinpoint::eval::{beir_labelled, Dataset};
+use pinpoint::tune::Target;
+use pinpoint::tune::{collect_rerank, tune_rerank, RerankFeatures};
 use pinpoint::{Engine, EngineConfig, Pipeline};
 
 fn load_or_encode(engine: &Engine, cache: &Path) -> Vec<TokenMatrix> {
@@ -116,7 +116,7 @@ fn coded_parts(
 fn tuned(
     base: &[RerankFeatures],
     scores: impl Iterator<Item = Vec<f32>>,
-) -> pinpoint::eval::tune::TunedRerank {
+) -> pinpoint::tune::TunedRerank {
     let qs: Vec<RerankFeatures> = base
         .iter()
         .zip(scores)

@@ -804,7 +804,7 @@ fn eval(a: EvalArgs) -> Result<()> {
 }
 
 fn tune(a: TuneArgs) -> Result<()> {
-    use pinpoint::eval::{self, tune};
+    use pinpoint::{eval, tune};
     let target: tune::Target = a.metric.parse()?;
     // Checked before minutes of work.
     let named_kind: Option<RerankKind> = a.rerank.as_deref().map(str::parse).transpose()?;

@@ -27,7 +27,7 @@
 //! padding-free encoder on the CPU, `cpu_bert`; candle on GPUs and as the reference),
 //! [`dense`] (HNSW / exact scan), [`lexical`] (BM25), [`store`] (chunk store, manifest),
 //! [`late`] (token codes for late interaction), [`fuse`] (RRF, weighted), [`expand`] (PRF,
-//! multi-query), [`rerank`] (cross-encoder, sentence- and token-level), [`select`] (context selection), [`eval`] (BEIR metrics and the per-query funnel), and
+//! multi-query), [`rerank`] (cross-encoder, sentence- and token-level), [`select`] (context selection), [`eval`] (BEIR metrics and the per-query funnel), [`tune`] (settings chosen on labels with folds held out), and
 //! [`engine`], the only place that coordinates the stores.
 #![warn(missing_docs)]
 
@@ -81,6 +81,7 @@ pub mod models;
 pub mod rerank;
 pub mod select;
 pub mod store;
+pub mod tune;
 
 pub use chunk::ChunkConfig;
 pub use embed::{BertEmbedder, DeviceChoice, Embedder, HashEmbedder};

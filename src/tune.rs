@@ -1,0 +1,668 @@
+//! Automatic choice of pipeline settings from labelled queries (`pinpoint tune`): fusion,
+//! rerank depth and weight, and the cut-off, each searched on a grid with folds held out so
+//! that the reported score is an honest estimate of what the chosen setting does on queries
+//! it was not chosen on.
+
+use std::collections::HashMap;
+
+use crate::engine::{Engine, Granularity, Mode, Pipeline, SearchRequest};
+use crate::error::Result;
+use crate::eval::{metrics, Labelled};
+use crate::fuse::{fuse, Fusion, Norm};
+
+/// The metric to maximise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// nDCG@10.
+    Ndcg10,
+    /// RAGAS context precision@5.
+    ContextPrecision5,
+}
+
+impl std::str::FromStr for Target {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "ndcg@10" => Ok(Target::Ndcg10),
+            "context_precision@5" => Ok(Target::ContextPrecision5),
+            _ => Err(crate::error::Error::invalid(
+                "metric",
+                format!("{s:?} (use ndcg@10 or context_precision@5)"),
+            )),
+        }
+    }
+}
+
+fn score(target: Target, ranked: &[String], rels: &HashMap<String, i32>) -> f64 {
+    match target {
+        Target::Ndcg10 => metrics::ndcg(ranked, rels, 10),
+        Target::ContextPrecision5 => metrics::context_precision(ranked, rels, 5),
+    }
+}
+
+/// `target` of an order over candidate indices: each index named by `docs`, the query's
+/// own id left out (BEIR convention).
+fn score_order<'a>(
+    target: Target,
+    order: Vec<(u64, f32)>,
+    doc: impl Fn(usize) -> &'a str,
+    qid: &str,
+    rels: &HashMap<String, i32>,
+) -> f64 {
+    let ranked: Vec<String> = order
+        .into_iter()
+        .map(|(i, _)| doc(i as usize))
+        .filter(|d| *d != qid)
+        .map(str::to_string)
+        .collect();
+    score(target, &ranked, rels)
+}
+
+/// One query's candidates with both features.
+pub struct QueryFeatures {
+    /// Judgements.
+    pub rels: HashMap<String, i32>,
+    /// (doc, BM25, cosine).
+    pub cands: Vec<(String, f32, f32)>,
+    /// Query id (excluded from rankings, BEIR convention).
+    pub qid: String,
+}
+
+/// Collects features of every train query (one engine pass).
+pub fn collect(engine: &Engine, queries: &Labelled, depth: usize) -> Result<Vec<QueryFeatures>> {
+    let p = Pipeline {
+        select: None,
+        multi_query: false,
+        prf: None,
+        rerank: None,
+        ..Pipeline::default()
+    };
+    let mut out = Vec::with_capacity(queries.len());
+    for (qid, text, rels) in queries {
+        let req = SearchRequest {
+            depth,
+            granularity: Granularity::Document,
+            mode: Mode::Hybrid,
+            pipeline: p.clone(),
+            ..SearchRequest::new(text.as_str(), 10)
+        };
+        let o = engine.search_detailed(&req)?;
+        out.push(QueryFeatures {
+            rels: rels.clone(),
+            cands: o.candidates,
+            qid: qid.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// The fusion grid searched.
+pub fn grid() -> Vec<Fusion> {
+    let mut g = Vec::new();
+    for i in 0..=20 {
+        let w = i as f32 / 20.0;
+        g.push(Fusion::Weighted {
+            norm: Norm::MinMax,
+            weights: vec![1.0 - w, w],
+        });
+        g.push(Fusion::Weighted {
+            norm: Norm::ZScore,
+            weights: vec![1.0 - w, w],
+        });
+    }
+    for k in [5.0, 10.0, 20.0, 40.0, 60.0, 100.0] {
+        for i in 2..=8 {
+            let w = i as f32 / 10.0;
+            g.push(Fusion::Rrf {
+                k,
+                weights: vec![2.0 * (1.0 - w), 2.0 * w],
+            });
+        }
+    }
+    g
+}
+
+/// Mean target of `fusion` over `queries`.
+pub fn evaluate(features: &[&QueryFeatures], fusion: &Fusion, target: Target) -> f64 {
+    let mut sum = 0.0;
+    for q in features {
+        let mut by_lex: Vec<(u64, f32)> = q
+            .cands
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i as u64, c.1))
+            .collect();
+        let mut by_den: Vec<(u64, f32)> = q
+            .cands
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i as u64, c.2))
+            .collect();
+        by_lex.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        by_den.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let order = fuse(&[&by_lex, &by_den], fusion);
+        sum += score_order(target, order, |i| &q.cands[i].0, &q.qid, &q.rels);
+    }
+    sum / features.len().max(1) as f64
+}
+
+/// Result of a tuning run.
+#[derive(Debug, Clone)]
+pub struct Tuned {
+    /// Best fusion on all queries.
+    pub fusion: Fusion,
+    /// Its mean target on all queries (optimistic: chosen on them).
+    pub train_score: f64,
+    /// Mean held-out target of the fusion chosen on the other folds (honest estimate).
+    pub cv_score: f64,
+    /// The fusion each fold chose.
+    pub fold_choices: Vec<Fusion>,
+    /// The five best settings on all queries.
+    pub top: Vec<(Fusion, f64)>,
+}
+
+/// Cross-validation over a grid: for each of `folds` folds (query `i` is in fold
+/// `i % folds`), the grid point scoring best on the other folds is scored on the held-out
+/// one. `eval(queries, point)` is the mean target of a grid point on those queries.
+/// Returns the query-weighted mean held-out score and each fold's choice.
+/// `(held-out, train)` query indices of each fold with both non-empty (at least 2
+/// folds), in the order [`cross_validate`] reports its choices.
+fn fold_split(n: usize, folds: usize) -> Vec<(Vec<usize>, Vec<usize>)> {
+    let folds = folds.max(2);
+    (0..folds)
+        .map(|f| (0..n).partition::<Vec<usize>, _>(|i| i % folds == f))
+        .filter(|(held, train)| !held.is_empty() && !train.is_empty())
+        .collect()
+}
+
+fn cross_validate<T: Clone>(
+    n: usize,
+    folds: usize,
+    grid: &[T],
+    eval: impl Fn(&[usize], &T) -> f64,
+) -> (f64, Vec<T>) {
+    let (mut sum, mut count, mut choices) = (0.0, 0usize, Vec::new());
+    for (held, train) in fold_split(n, folds) {
+        let mut best: Option<(&T, f64)> = None;
+        for g in grid {
+            let s = eval(&train, g);
+            if best.is_none_or(|b| s > b.1 + 1e-12) {
+                best = Some((g, s));
+            }
+        }
+        if let Some((choice, _)) = best {
+            sum += eval(&held, choice) * held.len() as f64;
+            count += held.len();
+            choices.push(choice.clone());
+        }
+    }
+    (sum / count.max(1) as f64, choices)
+}
+
+/// Grid search with `folds`-fold cross-validation.
+pub fn tune_fusion(features: &[QueryFeatures], target: Target, folds: usize) -> Tuned {
+    let grid = grid();
+    let pick =
+        |idx: &[usize]| -> Vec<&QueryFeatures> { idx.iter().map(|&i| &features[i]).collect() };
+    let (cv_score, fold_choices) = cross_validate(features.len(), folds, &grid, |idx, f| {
+        evaluate(&pick(idx), f, target)
+    });
+    let all: Vec<&QueryFeatures> = features.iter().collect();
+    let mut scored: Vec<(Fusion, f64)> = grid
+        .iter()
+        .map(|f| (f.clone(), evaluate(&all, f, target)))
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let (fusion, train_score) = scored[0].clone();
+    Tuned {
+        fusion,
+        train_score,
+        cv_score,
+        fold_choices,
+        top: scored.into_iter().take(5).collect(),
+    }
+}
+
+/// One query's fused ranking and the reranker's raw scores for its head.
+pub struct RerankFeatures {
+    /// Judgements.
+    pub rels: HashMap<String, i32>,
+    /// Query id (excluded from rankings, BEIR convention).
+    pub qid: String,
+    /// Fused ranking, best first: (doc, score).
+    pub fused: Vec<(String, f32)>,
+    /// Reranker scores of the first `scores.len()` fused documents.
+    pub scores: Vec<f32>,
+}
+
+/// Depths searched for a reranker (0: no reranking).
+pub const RERANK_DEPTHS: [usize; 4] = [0, 5, 10, 20];
+
+/// Runs every query through `pipeline` (whose reranker must reach the deepest of
+/// [`RERANK_DEPTHS`]) and keeps the fused list of `depth` documents per leg with the
+/// head's rerank scores (none when the pipeline has no reranker).
+pub fn collect_rerank(
+    engine: &Engine,
+    queries: &Labelled,
+    pipeline: &Pipeline,
+    depth: usize,
+) -> Result<Vec<RerankFeatures>> {
+    let mut out = Vec::with_capacity(queries.len());
+    for (qid, text, rels) in queries {
+        let req = SearchRequest {
+            depth,
+            granularity: Granularity::Document,
+            mode: Mode::Hybrid,
+            pipeline: Pipeline {
+                select: None,
+                multi_query: false,
+                ..pipeline.clone()
+            },
+            ..SearchRequest::new(text.as_str(), 10)
+        };
+        let o = engine.search_detailed(&req)?;
+        let scores = o.reranked.iter().map(|x| x.1).collect();
+        out.push(RerankFeatures {
+            rels: rels.clone(),
+            qid: qid.clone(),
+            fused: o.fused,
+            scores,
+        });
+    }
+    Ok(out)
+}
+
+/// Mean target when the top `depth` fused documents are reranked with `weight`, exactly
+/// as the engine blends them ([`crate::engine::blend_rerank`]).
+pub fn evaluate_rerank(qs: &[&RerankFeatures], depth: usize, weight: f32, target: Target) -> f64 {
+    let mut sum = 0.0;
+    for q in qs {
+        let fused: Vec<(u64, f32)> = q
+            .fused
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (i as u64, x.1))
+            .collect();
+        let n = depth.min(q.scores.len());
+        let order = crate::engine::blend_rerank(&fused, &q.scores[..n], weight);
+        sum += score_order(target, order, |i| &q.fused[i].0, &q.qid, &q.rels);
+    }
+    sum / qs.len().max(1) as f64
+}
+
+/// Result of tuning a reranker's depth and weight.
+#[derive(Debug, Clone)]
+pub struct TunedRerank {
+    /// Best (depth, weight) on all queries; depth 0 means no reranking wins.
+    pub depth: usize,
+    /// Its weight.
+    pub weight: f32,
+    /// Its mean target on all queries (optimistic).
+    pub train_score: f64,
+    /// Mean held-out target of the setting chosen on the other folds.
+    pub cv_score: f64,
+    /// Mean target without reranking.
+    pub none_score: f64,
+    /// Each fold's choice.
+    pub fold_choices: Vec<(usize, f32)>,
+}
+
+/// Grid search of rerank depth ([`RERANK_DEPTHS`]) and weight (0.1 to 1 by 0.1) with
+/// `folds`-fold cross-validation.
+pub fn tune_rerank(qs: &[RerankFeatures], target: Target, folds: usize) -> TunedRerank {
+    let mut grid = vec![(0usize, 0.0f32)];
+    for &d in RERANK_DEPTHS.iter().filter(|&&d| d > 0) {
+        for w in 1..=10 {
+            grid.push((d, w as f32 / 10.0));
+        }
+    }
+    let pick = |idx: &[usize]| -> Vec<&RerankFeatures> { idx.iter().map(|&i| &qs[i]).collect() };
+    let eval = |idx: &[usize], g: &(usize, f32)| evaluate_rerank(&pick(idx), g.0, g.1, target);
+    let (cv_score, fold_choices) = cross_validate(qs.len(), folds, &grid, eval);
+    let all: Vec<usize> = (0..qs.len()).collect();
+    let mut best = (grid[0], eval(&all, &grid[0]));
+    let none_score = best.1;
+    for g in &grid[1..] {
+        let s = eval(&all, g);
+        if s > best.1 + 1e-12 {
+            best = (*g, s);
+        }
+    }
+    TunedRerank {
+        depth: best.0 .0,
+        weight: best.0 .1,
+        train_score: best.1,
+        cv_score,
+        none_score,
+        fold_choices,
+    }
+}
+
+/// Passages handed over per query by the pipeline tuned so far, with the cut-off off:
+/// what the cut-off stage replays.
+#[derive(Debug, Clone)]
+pub struct CutoffFeatures {
+    /// Judgements.
+    pub rels: HashMap<String, i32>,
+    /// The documents handed over (at most `k`), best first, the query's own id left out.
+    pub docs: Vec<String>,
+    /// Their scores.
+    pub scores: Vec<f32>,
+    /// The top score of the final ranking.
+    pub top: f32,
+    /// The score the relative cut-off measures against: the lowest of the final
+    /// ranking's first [`crate::select::FLOOR_RANK`].
+    pub floor: f32,
+}
+
+/// What a cut-off hands over, averaged over queries.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Handed {
+    /// Share of handed passages that are relevant (0 for a query handed nothing relevant).
+    pub precision: f64,
+    /// Relevant handed over the relevant that fit (`min(relevant, k)`).
+    pub recall: f64,
+    /// Passages handed.
+    pub passages: f64,
+}
+
+/// The tuned adaptive cut-off.
+#[derive(Debug, Clone)]
+pub struct TunedCutoff {
+    /// Chosen `(min_relative, max_gap)` on all queries; `(0, 1)` is off.
+    pub setting: (f32, f32),
+    /// Its figures on all queries (optimistic).
+    pub train: Handed,
+    /// Held-out figures of the settings chosen on the other folds.
+    pub held_out: Handed,
+    /// Without a cut-off.
+    pub off: Handed,
+    /// Each fold's choice.
+    pub fold_choices: Vec<(f32, f32)>,
+}
+
+/// Replays the cut-off `(min_relative, max_gap)` over each query's handed passages.
+pub fn evaluate_cutoff(qs: &[&CutoffFeatures], setting: (f32, f32), k: usize) -> Handed {
+    let cfg = crate::select::SelectConfig {
+        min_relative: setting.0,
+        max_gap: setting.1,
+        ..Default::default()
+    };
+    let mut h = Handed::default();
+    for q in qs {
+        let margin = (q.top - q.floor).max(1e-12);
+        let mut n = 0;
+        let mut prev = q.top;
+        for &score in q.scores.iter().take(k) {
+            if n > 0 && cfg.stops_before((score - q.floor) / margin, prev, score) {
+                break;
+            }
+            n += 1;
+            prev = score;
+        }
+        let hits = metrics::relevant_in(&q.docs, &q.rels, n);
+        let fit = metrics::n_relevant(&q.rels).min(k);
+        if n > 0 {
+            h.precision += hits as f64 / n as f64;
+        }
+        if fit > 0 {
+            h.recall += hits as f64 / fit as f64;
+        }
+        h.passages += n as f64;
+    }
+    let c = qs.len().max(1) as f64;
+    Handed {
+        precision: h.precision / c,
+        recall: h.recall / c,
+        passages: h.passages / c,
+    }
+}
+
+/// Settings searched for the cut-off: relative thresholds and relative gaps.
+pub fn cutoff_grid() -> Vec<(f32, f32)> {
+    let mut g = Vec::new();
+    for r in [0.0f32, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] {
+        for gap in [1.0f32, 0.3, 0.2, 0.15, 0.1, 0.05] {
+            g.push((r, gap));
+        }
+    }
+    g
+}
+
+/// The cut-off that hands over the most precise context while losing at most
+/// `max_recall_loss` of the handed recall that no cut-off keeps (the mission: precision
+/// without losing recall), chosen with `folds`-fold cross-validation; `k` passages.
+pub fn tune_cutoff(
+    qs: &[CutoffFeatures],
+    k: usize,
+    max_recall_loss: f64,
+    folds: usize,
+) -> TunedCutoff {
+    let grid = cutoff_grid();
+    let pick = |idx: &[usize]| -> Vec<&CutoffFeatures> { idx.iter().map(|&i| &qs[i]).collect() };
+    // Precision where the recall bound holds; an infeasible setting ranks below "off".
+    let objective = |idx: &[usize], g: &(f32, f32)| {
+        let off = evaluate_cutoff(&pick(idx), (0.0, 1.0), k);
+        let h = evaluate_cutoff(&pick(idx), *g, k);
+        if h.recall + 1e-12 >= off.recall - max_recall_loss {
+            h.precision
+        } else {
+            h.precision - 10.0
+        }
+    };
+    let (_, fold_choices) = cross_validate(qs.len(), folds, &grid, objective);
+    // Held-out figures of each fold's choice.
+    let mut held_out = Handed::default();
+    for ((held, _), choice) in fold_split(qs.len(), folds).iter().zip(&fold_choices) {
+        let h = evaluate_cutoff(&pick(held), *choice, k);
+        let w = held.len() as f64 / qs.len() as f64;
+        held_out.precision += h.precision * w;
+        held_out.recall += h.recall * w;
+        held_out.passages += h.passages * w;
+    }
+    let all: Vec<usize> = (0..qs.len()).collect();
+    let mut best = (grid[0], objective(&all, &grid[0]));
+    for g in &grid[1..] {
+        let s = objective(&all, g);
+        if s > best.1 + 1e-12 {
+            best = (*g, s);
+        }
+    }
+    TunedCutoff {
+        setting: best.0,
+        train: evaluate_cutoff(&pick(&all), best.0, k),
+        held_out,
+        off: evaluate_cutoff(&pick(&all), (0.0, 1.0), k),
+        fold_choices,
+    }
+}
+
+/// Runs every query through `pipeline` with its cut-off off and records the `k`
+/// passages handed over with the scores the cut-off sees.
+pub fn collect_cutoff(
+    engine: &Engine,
+    queries: &Labelled,
+    pipeline: &Pipeline,
+    k: usize,
+) -> Result<Vec<CutoffFeatures>> {
+    let mut p = pipeline.clone();
+    let Some(sel) = p.select.as_mut() else {
+        return Ok(Vec::new());
+    };
+    sel.min_relative = 0.0;
+    sel.max_gap = 1.0;
+    sel.max_tokens = None;
+    let mut out = Vec::with_capacity(queries.len());
+    for (qid, text, rels) in queries {
+        let req = SearchRequest {
+            depth: 100,
+            granularity: Granularity::Document,
+            mode: Mode::Hybrid,
+            pipeline: p.clone(),
+            ..SearchRequest::new(text.as_str(), k)
+        };
+        let o = engine.search_detailed(&req)?;
+        // The cut-off measures scores against the final ranking's first `FLOOR_RANK`.
+        let seen = &o.ranked[..o.ranked.len().min(crate::select::FLOOR_RANK)];
+        let top = seen.first().map(|x| x.1).unwrap_or(0.0);
+        let floor = seen.iter().map(|x| x.1).fold(top, f32::min);
+        let (docs, scores) = o
+            .hits
+            .iter()
+            .filter(|h| h.path != *qid)
+            .map(|h| (h.path.clone(), h.score))
+            .unzip();
+        out.push(CutoffFeatures {
+            rels: rels.clone(),
+            docs,
+            scores,
+            top,
+            floor,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blend_rerank_reorders_only_the_head() {
+        let fused = [(1u64, 0.9f32), (2, 0.8), (3, 0.5), (4, 0.1)];
+        let order = |v: Vec<(u64, f32)>| v.into_iter().map(|x| x.0).collect::<Vec<_>>();
+        // Weight 1: the head follows the reranker; the tail keeps its place below.
+        let b = crate::engine::blend_rerank(&fused, &[0.0, 1.0], 1.0);
+        assert_eq!(order(b.clone()), vec![2, 1, 3, 4]);
+        assert!(b[1].1 >= b[2].1, "head stays above the tail: {b:?}");
+        // Weight 0: the fused order.
+        assert_eq!(
+            order(crate::engine::blend_rerank(&fused, &[0.0, 1.0], 0.0)),
+            vec![1, 2, 3, 4]
+        );
+        // Equal weights: 1 gets 0.5·0 + 0.5·1, 2 gets 0.5·1 + 0.5·0, a tie broken by key.
+        assert_eq!(
+            order(crate::engine::blend_rerank(&fused, &[0.0, 1.0], 0.5)),
+            vec![1, 2, 3, 4]
+        );
+        // No scores, or no candidates: nothing moves, nothing breaks.
+        assert_eq!(
+            order(crate::engine::blend_rerank(&fused, &[], 1.0)),
+            vec![1, 2, 3, 4]
+        );
+        assert!(crate::engine::blend_rerank(&[], &[1.0], 1.0).is_empty());
+    }
+
+    /// A query whose first passage is relevant with score `top`, then passages scored
+    /// `rest` (relevant where `rel`), the floor at 0.
+    fn handed(top: f32, rest: &[(f32, bool)]) -> CutoffFeatures {
+        let mut docs = vec!["r0".to_string()];
+        let mut scores = vec![top];
+        let mut rels = HashMap::from([("r0".to_string(), 1)]);
+        for (i, (s, r)) in rest.iter().enumerate() {
+            let d = format!("d{i}");
+            if *r {
+                rels.insert(d.clone(), 1);
+            }
+            docs.push(d);
+            scores.push(*s);
+        }
+        CutoffFeatures {
+            rels,
+            docs,
+            scores,
+            top,
+            floor: 0.0,
+        }
+    }
+
+    #[test]
+    fn cutoff_replay_counts_what_is_handed_over() {
+        // Relative shares 1, 0.9, 0.4, 0.3; the second passage is relevant.
+        let q = handed(1.0, &[(0.9, true), (0.4, false), (0.3, false)]);
+        let off = evaluate_cutoff(&[&q], (0.0, 1.0), 5);
+        assert_eq!(off.passages, 4.0);
+        assert!((off.precision - 0.5).abs() < 1e-12);
+        assert_eq!(off.recall, 1.0);
+        // Keep shares of at least 0.5: two passages, both relevant.
+        let cut = evaluate_cutoff(&[&q], (0.5, 1.0), 5);
+        assert_eq!((cut.passages, cut.precision, cut.recall), (2.0, 1.0, 1.0));
+        // A relative drop above 0.5 stops at 0.9 -> 0.4 as well.
+        assert_eq!(evaluate_cutoff(&[&q], (0.0, 0.5), 5).passages, 2.0);
+        // The first passage is always handed over, and k bounds the rest.
+        assert_eq!(evaluate_cutoff(&[&q], (0.99, 1.0), 5).passages, 1.0);
+        assert_eq!(evaluate_cutoff(&[&q], (0.0, 1.0), 3).passages, 3.0);
+    }
+
+    #[test]
+    fn cutoff_tuning_buys_precision_only_within_the_recall_allowance() {
+        // Clear gaps after the relevant passages: cutting at them loses nothing.
+        let clean: Vec<CutoffFeatures> = (0..20)
+            .map(|_| {
+                handed(
+                    1.0,
+                    &[(0.95, true), (0.3, false), (0.2, false), (0.1, false)],
+                )
+            })
+            .collect();
+        let t = tune_cutoff(&clean, 5, 0.01, 5);
+        assert_ne!(t.setting, (0.0, 1.0));
+        assert_eq!(t.train.recall, t.off.recall);
+        assert!(t.train.precision > t.off.precision);
+        assert!(t.held_out.precision > t.off.precision);
+        // A relevant passage hides behind every gap: any cut loses recall, so none wins.
+        let hidden: Vec<CutoffFeatures> = (0..20)
+            .map(|_| {
+                handed(
+                    1.0,
+                    &[(0.3, false), (0.25, true), (0.2, false), (0.1, true)],
+                )
+            })
+            .collect();
+        let t = tune_cutoff(&hidden, 5, 0.01, 5);
+        assert_eq!(t.setting, (0.0, 1.0));
+        assert_eq!(t.train, t.off);
+    }
+
+    /// 30 queries whose one relevant document is fused third (of 25); the reranker
+    /// scores it `signal` and every other document by a fixed pattern.
+    fn synthetic(signal: f32) -> Vec<RerankFeatures> {
+        (0..30)
+            .map(|q| {
+                let fused: Vec<(String, f32)> = (0..25)
+                    .map(|i| (format!("d{q}-{i}"), 1.0 - i as f32 / 25.0))
+                    .collect();
+                let scores = (0..20)
+                    .map(|i| {
+                        if i == 2 {
+                            signal
+                        } else {
+                            0.5 + 0.01 * ((q + i) % 7) as f32
+                        }
+                    })
+                    .collect();
+                RerankFeatures {
+                    rels: HashMap::from([(format!("d{q}-2"), 1)]),
+                    qid: format!("q{q}"),
+                    fused,
+                    scores,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tune_rerank_adopts_a_helpful_reranker_and_rejects_a_harmful_one() {
+        let good = tune_rerank(&synthetic(2.0), Target::Ndcg10, 5);
+        assert!(good.depth >= 5 && good.weight > 0.0, "{good:?}");
+        assert!((good.train_score - 1.0).abs() < 1e-9, "{good:?}");
+        assert!(good.cv_score > good.none_score + 0.1, "{good:?}");
+        assert_eq!(good.fold_choices.len(), 5);
+        // nDCG@10 with the relevant document third: 1 / log2(4) = 0.5.
+        assert!((good.none_score - 0.5).abs() < 1e-9, "{good:?}");
+
+        let bad = tune_rerank(&synthetic(-2.0), Target::Ndcg10, 5);
+        assert_eq!(bad.depth, 0, "{bad:?}");
+        assert!((bad.cv_score - bad.none_score).abs() < 1e-9, "{bad:?}");
+    }
+}
