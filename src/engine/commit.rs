@@ -1,0 +1,566 @@
+//! Writing generations: a commit turns staged changes into the next generation and makes it
+//! visible at the one commit point (the protocol is in the parent module's docs); compaction
+//! rewrites the current content the same way; files of older generations are removed once
+//! no reader can need them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use super::{
+    chunks_file, docs_file, hnsw_base, late_file, pending_manifest, vec_file, Engine, IndexReport,
+    MANIFEST,
+};
+use crate::chunk::{chunk_document, contextual_text};
+use crate::dense::{build_graph, dump_graph, extend_graph, DenseIndex};
+use crate::error::{Error, IoContext, Result};
+use crate::ingest::Document;
+use crate::late::TokenCodes;
+use crate::store::{
+    file_sum, sync_dir, write_chunks, write_docs, write_vectors, ChunkRecord, ChunkStore, Counts,
+    DocRecord, VectorFile,
+};
+
+impl Engine {
+    /// Applies staged changes as a new generation (see the `engine` module docs for the protocol).
+    pub fn commit(&mut self) -> Result<IndexReport> {
+        self.require_writer()?;
+        let mut report = IndexReport::default();
+        let staged = std::mem::take(&mut self.staged);
+        let old_docs: Vec<DocRecord> = self.documents()?.to_vec();
+        let old_by_key: HashMap<&str, &DocRecord> =
+            old_docs.iter().map(|d| (d.key.as_str(), d)).collect();
+
+        // Last staged version of each key wins.
+        let mut upserts: Vec<Document> = Vec::new();
+        let mut index_of: HashMap<String, usize> = HashMap::new();
+        for d in staged.upserts {
+            match index_of.get(&d.key) {
+                Some(&i) => upserts[i] = d,
+                None => {
+                    index_of.insert(d.key.clone(), upserts.len());
+                    upserts.push(d);
+                }
+            }
+        }
+        let upsert_keys: HashSet<String> = upserts.iter().map(|d| d.key.clone()).collect();
+        let removed: HashSet<String> = staged
+            .removes
+            .into_iter()
+            .filter(|k| old_by_key.contains_key(k.as_str()) && !upsert_keys.contains(k))
+            .collect();
+        if upserts.is_empty() && removed.is_empty() && self.manifest.generation > 0 {
+            report.documents_total = old_docs.len();
+            report.chunks_total = self.store.len();
+            return Ok(report);
+        }
+
+        // Documents that leave (removed or replaced) can donate their chunks to a new
+        // document with the same content (a rename).
+        let mut donors: HashMap<&str, &DocRecord> = HashMap::new();
+        for k in &removed {
+            let d = old_by_key[k.as_str()];
+            donors.entry(d.hash.as_str()).or_insert(d);
+        }
+
+        enum Plan {
+            Keep(DocRecord),
+            Fresh(Document),
+            Renamed(Document, DocRecord),
+        }
+        let mut plans: Vec<Plan> = Vec::new();
+        for d in &old_docs {
+            if !removed.contains(&d.key) && !upsert_keys.contains(&d.key) {
+                plans.push(Plan::Keep(d.clone()));
+            }
+        }
+        let mut lex_deletes: Vec<String> = removed.iter().cloned().collect();
+        for doc in upserts {
+            match old_by_key.get(doc.key.as_str()) {
+                Some(old) if old.hash == doc.hash => {
+                    let mut rec = (*old).clone();
+                    rec.mtime = doc.mtime;
+                    rec.size = doc.size;
+                    rec.title = doc.title.clone();
+                    report.unchanged += 1;
+                    plans.push(Plan::Keep(rec));
+                }
+                Some(_) => {
+                    report.updated += 1;
+                    lex_deletes.push(doc.key.clone());
+                    plans.push(Plan::Fresh(doc));
+                }
+                None => match donors.remove(doc.hash.as_str()) {
+                    Some(old) => {
+                        report.renamed += 1;
+                        plans.push(Plan::Renamed(doc, old.clone()));
+                    }
+                    None => {
+                        report.added += 1;
+                        plans.push(Plan::Fresh(doc));
+                    }
+                },
+            }
+        }
+        report.removed = removed.len() - report.renamed.min(removed.len());
+
+        // Chunk fresh documents in parallel.
+        let t_chunk = Instant::now();
+        let fresh: Vec<&Document> = plans
+            .iter()
+            .filter_map(|p| match p {
+                Plan::Fresh(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        let chunking = self.manifest.chunking.clone();
+        let need_embed = !fresh.is_empty();
+        let embedder = if need_embed {
+            Some(self.embedder()?.clone())
+        } else {
+            None
+        };
+        self.progress.start("chunking", fresh.len() as u64);
+        let drafts: Vec<Vec<crate::chunk::ChunkDraft>> = fresh
+            .par_iter()
+            .map(|d| {
+                let spans = |t: &str| match &embedder {
+                    Some(e) => e.token_spans(t),
+                    None => crate::embed::whitespace_spans(t),
+                };
+                let r = chunk_document(d, &spans, &chunking);
+                self.progress.inc(1);
+                r
+            })
+            .collect();
+        self.progress.finish();
+        let chunk_secs = t_chunk.elapsed().as_secs_f64();
+
+        // Assign ids and build records; old chunks keep their ids (and rows).
+        let mut next_id = self.manifest.next_chunk_id;
+        let mut records: Vec<ChunkRecord> = Vec::new();
+        let mut rows_from_old: Vec<Option<usize>> = Vec::new();
+        let mut embed_texts: Vec<String> = Vec::new();
+        let mut embed_slots: Vec<usize> = Vec::new();
+        let mut new_docs: Vec<DocRecord> = Vec::new();
+        let mut lex_adds: Vec<usize> = Vec::new();
+        let mut drafts_iter = drafts.into_iter();
+        let mut kept_old: Vec<(u64, usize)> = Vec::new();
+        for plan in plans {
+            match plan {
+                Plan::Keep(rec) => {
+                    for id in &rec.chunks {
+                        if let Some(pos) = self.store.position(*id) {
+                            kept_old.push((*id, pos));
+                        }
+                    }
+                    new_docs.push(rec);
+                }
+                Plan::Fresh(doc) => {
+                    let ds = drafts_iter.next().unwrap_or_default();
+                    let mut ids = Vec::with_capacity(ds.len());
+                    for dr in ds {
+                        let id = next_id;
+                        next_id += 1;
+                        ids.push(id);
+                        embed_texts.push(contextual_text(
+                            &doc.title,
+                            dr.heading.as_deref(),
+                            &dr.text,
+                        ));
+                        embed_slots.push(records.len());
+                        lex_adds.push(records.len());
+                        records.push(ChunkRecord {
+                            id,
+                            doc: doc.key.clone(),
+                            byte_range: (dr.byte_range.0 as u64, dr.byte_range.1 as u64),
+                            line_range: dr.line_range,
+                            heading: dr.heading,
+                            text: dr.text,
+                        });
+                        rows_from_old.push(None);
+                    }
+                    new_docs.push(doc_record(doc, ids, &staged.external));
+                }
+                Plan::Renamed(doc, old) => {
+                    let mut ids = Vec::new();
+                    for oid in &old.chunks {
+                        if let Some(pos) = self.store.position(*oid) {
+                            let mut r = self.store.get(pos)?;
+                            let id = next_id;
+                            next_id += 1;
+                            ids.push(id);
+                            r.id = id;
+                            r.doc = doc.key.clone();
+                            lex_adds.push(records.len());
+                            records.push(r);
+                            rows_from_old.push(Some(pos));
+                        }
+                    }
+                    new_docs.push(doc_record(doc, ids, &staged.external));
+                }
+            }
+        }
+        // Embed new chunks.
+        let t_embed = Instant::now();
+        let dim = self.spec.dim;
+        let mut new_vecs = vec![0f32; embed_texts.len() * dim];
+        let want_codes = self.manifest.token_codes;
+        let mut new_codes: Vec<Vec<u8>> = vec![Vec::new(); embed_texts.len()];
+        if let Some(e) = &embedder {
+            self.progress.start("embedding", embed_texts.len() as u64);
+            // Small parts keep the progress bar moving; forward batches inside are smaller still.
+            let batch = 64;
+            // Sort by length globally so each slice of the work is length-homogeneous.
+            let mut order: Vec<usize> = (0..embed_texts.len()).collect();
+            order.sort_by_key(|&i| std::cmp::Reverse(embed_texts[i].len()));
+            for part in order.chunks(batch) {
+                let texts: Vec<&str> = part.iter().map(|&i| embed_texts[i].as_str()).collect();
+                let v = if want_codes {
+                    // Vectors and token codes from one forward pass over the passage text.
+                    let prefix = &e.spec().passage_prefix;
+                    let full: Vec<String> = texts.iter().map(|t| format!("{prefix}{t}")).collect();
+                    let refs: Vec<&str> = full.iter().map(|s| s.as_str()).collect();
+                    let (v, toks) = e.embed_with_tokens(&refs)?;
+                    let codes: Vec<Vec<u8>> = full
+                        .par_iter()
+                        .zip(&toks)
+                        .map(|(t, m)| crate::late::encode_passage(t, &e.token_spans(t), m))
+                        .collect();
+                    for (&i, c) in part.iter().zip(codes) {
+                        new_codes[i] = c;
+                    }
+                    v
+                } else {
+                    e.embed_passages(&texts)?
+                };
+                for (j, &i) in part.iter().enumerate() {
+                    new_vecs[i * dim..(i + 1) * dim].copy_from_slice(&v[j * dim..(j + 1) * dim]);
+                }
+                self.progress.inc(part.len() as u64);
+            }
+            self.progress.finish();
+        }
+        report.chunks_embedded = embed_texts.len();
+        let embed_secs = t_embed.elapsed().as_secs_f64();
+
+        // Assemble the generation: old kept chunks (already sorted by id) then new ones.
+        kept_old.sort_unstable();
+        let mut all_records = Vec::with_capacity(kept_old.len() + records.len());
+        let mut all_vecs = Vec::with_capacity((kept_old.len() + records.len()) * dim);
+        let mut all_codes: Vec<Codes> = Vec::new();
+        for &(_, pos) in &kept_old {
+            all_records.push(self.store.get(pos)?);
+            all_vecs.extend_from_slice(self.dense.vectors().row(pos));
+            if want_codes {
+                all_codes.push(Codes::Old(pos));
+            }
+        }
+        let mut slot_to_embed: HashMap<usize, usize> = HashMap::new();
+        for (k, &slot) in embed_slots.iter().enumerate() {
+            slot_to_embed.insert(slot, k);
+        }
+        for (slot, rec) in records.iter().enumerate() {
+            match rows_from_old[slot] {
+                Some(pos) => {
+                    all_vecs.extend_from_slice(self.dense.vectors().row(pos));
+                    if want_codes {
+                        all_codes.push(Codes::Old(pos));
+                    }
+                }
+                None => {
+                    let k = slot_to_embed[&slot];
+                    all_vecs.extend_from_slice(&new_vecs[k * dim..(k + 1) * dim]);
+                    if want_codes {
+                        all_codes.push(Codes::New(std::mem::take(&mut new_codes[k])));
+                    }
+                }
+            }
+            all_records.push(rec.clone());
+        }
+        let lex_texts: Vec<(u64, String, String)> = lex_adds
+            .iter()
+            .map(|&slot| {
+                let r = &records[slot];
+                let title = new_docs
+                    .iter()
+                    .find(|d| d.key == r.doc)
+                    .map(|d| d.title.as_str())
+                    .unwrap_or("");
+                (
+                    r.id,
+                    r.doc.clone(),
+                    contextual_text(title, r.heading.as_deref(), &r.text),
+                )
+            })
+            .collect();
+        new_docs.sort_by(|a, b| a.key.cmp(&b.key));
+        report.documents_total = new_docs.len();
+        report.chunks_total = all_records.len();
+        let t_write = Instant::now();
+        let gen = self.manifest.generation + 1;
+        self.write_generation(
+            gen,
+            Generation {
+                records: all_records,
+                vecs: all_vecs,
+                codes: all_codes,
+                docs: new_docs,
+                lex_deletes,
+                lex_adds: lex_texts,
+                next_chunk_id: next_id,
+            },
+        )?;
+        report.timings = vec![
+            ("chunk".into(), chunk_secs),
+            ("embed".into(), embed_secs),
+            ("write+commit".into(), t_write.elapsed().as_secs_f64()),
+        ];
+        Ok(report)
+    }
+
+    /// Writes generation `gen` and commits it.
+    pub(super) fn write_generation(&mut self, gen: u64, data: Generation) -> Result<()> {
+        let Generation {
+            records,
+            vecs,
+            codes,
+            docs,
+            lex_deletes,
+            lex_adds,
+            next_chunk_id,
+        } = data;
+        // Ids below this existed in the previous generation; the rest are new.
+        let first_new_id = self.manifest.next_chunk_id;
+        let dim = self.spec.dim;
+        let dir = self.dir.clone();
+        let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+        self.progress.start("write", 0);
+        write_chunks(&dir.join(chunks_file(gen)), &records)?;
+        write_vectors(&dir.join(vec_file(gen)), dim, &vecs)?;
+        write_docs(&dir.join(docs_file(gen)), &docs)?;
+        let vectors = VectorFile::open(&dir.join(vec_file(gen)), dim)?;
+        let late = if self.manifest.token_codes {
+            if codes.len() != records.len() {
+                return Err(Error::invalid(
+                    "token codes",
+                    format!("{} entries for {} chunks", codes.len(), records.len()),
+                ));
+            }
+            let path = dir.join(late_file(gen));
+            std::fs::create_dir_all(dir.join("late")).at(dir.join("late"))?;
+            // Kept chunks' codes are read from the current generation's mapped file as the
+            // new one is written, so a commit holds only the new chunks' codes in memory.
+            let parts: Vec<&[u8]> = codes
+                .iter()
+                .map(|c| match c {
+                    Codes::Old(pos) => self.late.codes(*pos),
+                    Codes::New(v) => v.as_slice(),
+                })
+                .collect();
+            TokenCodes::write(&path, dim, parts.iter().copied())?;
+            sync_dir(&dir.join("late"))?;
+            TokenCodes::open(&path, dim)?
+        } else {
+            TokenCodes::empty(dim)
+        };
+
+        // Dense graph: extend the previous one while few of its points are dead, else
+        // rebuild; none for small collections.
+        let params = &self.cfg.hnsw;
+        let mut hnsw_name = None;
+        let mut graph = None;
+        if vectors.len() >= params.min_points.max(1) {
+            self.progress.start("hnsw", vectors.len() as u64);
+            let old = self.dense.take_graph();
+            let g = match old {
+                Some(g) => {
+                    let old_points = g.get_nb_point();
+                    let first_new = ids.partition_point(|&id| id < first_new_id);
+                    let dead = old_points.saturating_sub(first_new);
+                    let total = old_points + (ids.len() - first_new);
+                    if (dead as f32) <= params.max_tombstone_ratio * total as f32 {
+                        extend_graph(&g, &vectors, &ids, first_new..ids.len());
+                        g
+                    } else {
+                        build_graph(params, &vectors, &ids)
+                    }
+                }
+                None => build_graph(params, &vectors, &ids),
+            };
+            let name = dump_graph(&g, &dir.join("dense"), &hnsw_base(gen))?;
+            self.progress.finish();
+            hnsw_name = Some(name);
+            graph = Some(g);
+        }
+        for sub in ["chunks", "dense", "docs"] {
+            sync_dir(&dir.join(sub))?;
+        }
+
+        let mut next = self.manifest.clone();
+        next.generation = gen;
+        next.model = self.spec.clone();
+        next.counts = Counts {
+            documents: docs.len() as u64,
+            chunks: records.len() as u64,
+        };
+        next.hnsw = hnsw_name.clone();
+        next.next_chunk_id = next_chunk_id.max(first_new_id);
+        let mut files = vec![chunks_file(gen), vec_file(gen), docs_file(gen)];
+        if next.token_codes {
+            files.push(late_file(gen));
+        }
+        if let Some(h) = &hnsw_name {
+            files.push(format!("dense/{h}.hnsw.graph"));
+            files.push(format!("dense/{h}.hnsw.data"));
+        }
+        next.files = files
+            .iter()
+            .map(|f| file_sum(&dir, f))
+            .collect::<Result<Vec<_>>>()?;
+        let pending = dir.join(pending_manifest(gen));
+        next.write_to(&pending)?;
+        sync_dir(&dir)?;
+
+        // The commit point.
+        self.progress.start("commit", 0);
+        let mut w = self.lexical.writer()?;
+        for k in &lex_deletes {
+            w.delete_doc(k);
+        }
+        for (id, doc, text) in &lex_adds {
+            w.add_chunk(*id, doc, text)?;
+        }
+        w.commit(gen)?;
+
+        self.progress.start("publish", 0);
+        std::fs::rename(&pending, dir.join(MANIFEST)).at(dir.join(MANIFEST))?;
+        sync_dir(&dir)?;
+        self.lexical.reload()?;
+        self.store = ChunkStore::open(&dir.join(chunks_file(gen)))?;
+        self.dense = DenseIndex::new(vectors, graph);
+        self.late = late;
+        self.manifest = next;
+        self.docs = OnceLock::new();
+        self.doc_index = OnceLock::new();
+        let _ = self.docs.set(docs);
+        self.remove_stray_files()?;
+        self.progress.finish();
+        Ok(())
+    }
+
+    /// Writes the current content as a new generation with a freshly built HNSW graph
+    /// (dropping its tombstones). The lexical index is left to tantivy's own merging.
+    pub fn compact(&mut self) -> Result<()> {
+        self.require_writer()?;
+        let _ = self.dense.take_graph();
+        let n = self.store.len();
+        let mut records = Vec::with_capacity(n);
+        for i in 0..n {
+            records.push(self.store.get(i)?);
+        }
+        let vecs = self.dense.vectors().as_slice().to_vec();
+        let codes = if self.manifest.token_codes {
+            (0..n).map(Codes::Old).collect()
+        } else {
+            Vec::new()
+        };
+        let docs = self.documents()?.to_vec();
+        let gen = self.manifest.generation + 1;
+        let next_chunk_id = self.manifest.next_chunk_id;
+        self.write_generation(
+            gen,
+            Generation {
+                records,
+                vecs,
+                codes,
+                docs,
+                lex_deletes: Vec::new(),
+                lex_adds: Vec::new(),
+                next_chunk_id,
+            },
+        )
+    }
+
+    /// Deletes files of generations other than the current and the previous one (readers
+    /// that opened the previous generation keep working).
+    pub(super) fn remove_stray_files(&self) -> Result<()> {
+        let gen = self.manifest.generation;
+        let keep = |g: u64| g == gen || g + 1 == gen;
+        for sub in ["chunks", "dense", "docs", "late"] {
+            let d = self.dir.join(sub);
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                let num: String = name
+                    .trim_start_matches('g')
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit())
+                    .collect();
+                if let Ok(g) = num.parse::<u64>() {
+                    if !keep(g) {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if let Some(rest) = name
+                    .strip_prefix("manifest.")
+                    .and_then(|r| r.strip_suffix(".json"))
+                {
+                    if rest.parse::<u64>().is_ok() {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The document-table entry of a staged document with its chunk ids.
+fn doc_record(doc: Document, chunks: Vec<u64>, external: &HashSet<String>) -> DocRecord {
+    DocRecord {
+        external: external.contains(&doc.key),
+        key: doc.key,
+        title: doc.title,
+        hash: doc.hash,
+        size: doc.size,
+        mtime: doc.mtime,
+        chunks,
+    }
+}
+
+/// Where a chunk's token codes for the next generation come from.
+enum Codes {
+    /// The chunk at this position of the current generation.
+    Old(usize),
+    /// Computed in this commit.
+    New(Vec<u8>),
+}
+
+/// Everything a new generation consists of.
+#[derive(Default)]
+pub(super) struct Generation {
+    /// All live chunks, sorted by id.
+    records: Vec<ChunkRecord>,
+    /// Their vectors, same order.
+    vecs: Vec<f32>,
+    /// Their token codes, same order (empty when the index keeps none).
+    codes: Vec<Codes>,
+    /// The document table.
+    docs: Vec<DocRecord>,
+    /// Document keys whose lexical entries go.
+    lex_deletes: Vec<String>,
+    /// Lexical entries to add: (chunk id, document key, indexed text).
+    lex_adds: Vec<(u64, String, String)>,
+    /// Next free chunk id after this generation.
+    next_chunk_id: u64,
+}
