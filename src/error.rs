@@ -74,7 +74,9 @@ pub enum Error {
         got: usize,
     },
     /// Another process holds the writer lock.
-    #[error("index {path} is locked by another writer (pid {pid}); wait for it to finish")]
+    #[error(
+        "the index is locked by another writer (pid {pid}, lock file {path}); wait for it to finish, or remove the lock file if no such process runs"
+    )]
     Locked {
         /// The lock file.
         path: PathBuf,

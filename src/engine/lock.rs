@@ -69,10 +69,50 @@ impl Drop for WriterLock {
     }
 }
 
+/// Whether a process with this pid runs, so that a lock it left can be told from a live
+/// one. Linux: `/proc`. Other Unix (macOS, the BSDs): `kill -0`, which signals nothing and
+/// fails for a pid that does not exist; a process of another user also makes it fail, with
+/// "not permitted", and counts as alive. Elsewhere, or when `kill` cannot run: assumed alive,
+/// and the error tells the user which file to remove.
 fn process_alive(pid: u32) -> bool {
     if cfg!(target_os = "linux") {
         Path::new(&format!("/proc/{pid}")).exists()
+    } else if cfg!(unix) {
+        alive_by_kill(pid)
     } else {
         true
+    }
+}
+
+fn alive_by_kill(pid: u32) -> bool {
+    match std::process::Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        Ok(o) => {
+            o.status.success()
+                || String::from_utf8_lossy(&o.stderr)
+                    .to_lowercase()
+                    .contains("not permitted")
+        }
+        Err(_) => true,
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness_of_this_process_and_of_a_finished_child() {
+        let me = std::process::id();
+        assert!(process_alive(me));
+        assert!(alive_by_kill(me));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!process_alive(pid));
+        assert!(!alive_by_kill(pid));
     }
 }
