@@ -452,25 +452,55 @@ fn pdf_pages(bytes: &[u8]) -> Result<Vec<String>, SkipReason> {
             }
         }));
     });
+    let at = std::cell::Cell::new((0u32, 0u32));
     IN_PDF_READER.with(|f| f.set(true));
-    let run = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem_by_pages(bytes));
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_pdf_pages(bytes, &at)));
     IN_PDF_READER.with(|f| f.set(false));
-    match run {
-        Ok(Ok(pages)) => Ok(pages),
-        Ok(Err(e)) => Err(SkipReason::BadPdf {
-            error: e.to_string(),
-        }),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown failure".into());
-            Err(SkipReason::BadPdf {
-                error: format!("the reader failed: {msg}"),
-            })
-        }
+    run.unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown failure".into());
+        let (page, pages) = at.get();
+        let place = if page > 0 {
+            format!("page {page} of {pages}: ")
+        } else {
+            String::new()
+        };
+        Err(SkipReason::BadPdf {
+            error: format!("{place}the reader failed: {msg}"),
+        })
+    })
+}
+
+/// Reads page after page, noting in `at` which one it is on. Driven here rather than by
+/// `pdf_extract::extract_text_from_mem_by_pages`, which stops quietly at the first page it
+/// cannot read and would index a truncated document as if it were whole; a page that fails
+/// fails the file, with its number.
+fn read_pdf_pages(
+    bytes: &[u8],
+    at: &std::cell::Cell<(u32, u32)>,
+) -> Result<Vec<String>, SkipReason> {
+    let bad = |error: String| SkipReason::BadPdf { error };
+    let mut doc = pdf_extract::Document::load_mem(bytes).map_err(|e| bad(e.to_string()))?;
+    if doc.is_encrypted() {
+        // Most encrypted PDFs only restrict editing or printing and open with the empty
+        // user password; the others cannot be read without one.
+        doc.decrypt("")
+            .map_err(|e| bad(format!("encrypted, and not with an empty password ({e})")))?;
     }
+    let n = doc.get_pages().len() as u32;
+    let mut pages = Vec::with_capacity(n as usize);
+    for page in 1..=n {
+        at.set((page, n));
+        let mut text = String::new();
+        let mut out = pdf_extract::PlainTextOutput::new(&mut text);
+        pdf_extract::output_doc_page(&doc, &mut out, page)
+            .map_err(|e| bad(format!("page {page} of {n}: {e}")))?;
+        pages.push(text);
+    }
+    Ok(pages)
 }
 
 /// Undoes the layout in a PDF page's text: a text layer breaks lines where the typesetter

@@ -89,6 +89,43 @@ fn pdf_pages_are_indexed_and_bad_pdfs_are_skipped_with_reasons() {
     assert_eq!(lexical("green tea")[0].path, "kettle.pdf");
 }
 
+/// A page the reader cannot read fails the whole file, naming the page: never a document
+/// indexed without its unreadable pages as if it were whole.
+#[test]
+fn an_unreadable_page_is_reported_not_dropped() {
+    let src = tempfile::tempdir().unwrap();
+    let path = src.path().join("torn.pdf");
+    write_pdf(
+        &path,
+        &[&["The first page reads fine."], &["So would the second."]],
+    );
+    let mut doc = lopdf::Document::load(&path).unwrap();
+    let pages = doc.get_pages();
+    let second = doc
+        .get_object_mut(pages[&2])
+        .unwrap()
+        .as_dict_mut()
+        .unwrap();
+    // Its font points at an object the file does not have.
+    second.set(
+        "Resources",
+        lopdf::dictionary! { "Font" => lopdf::dictionary! { "F1" => (999, 0) } },
+    );
+    doc.save(&path).unwrap();
+
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(idx.path(), fake_config()).unwrap();
+    let r = e.add_folder(src.path()).unwrap();
+    assert_eq!(r.added, 0, "{r:?}");
+    match &r.skipped[..] {
+        [s] => match &s.reason {
+            SkipReason::BadPdf { error } => assert!(error.contains("page 2 of 2"), "{error}"),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn cli_shows_pdf_pages_and_reports_bad_pdfs() {
     let work = tempfile::tempdir().unwrap();
