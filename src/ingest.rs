@@ -205,6 +205,9 @@ pub struct Skipped {
 pub struct IngestConfig {
     /// Files larger than this are skipped with [`SkipReason::TooLarge`].
     pub max_file_bytes: u64,
+    /// The same for PDF files, whose size is mostly fonts and images: a 16 MiB PDF may hold
+    /// less text than a 1 MiB text file.
+    pub max_pdf_bytes: u64,
     /// Also index hidden files and folders.
     pub hidden: bool,
 }
@@ -213,6 +216,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             max_file_bytes: 16 * 1024 * 1024,
+            max_pdf_bytes: 256 * 1024 * 1024,
             hidden: false,
         }
     }
@@ -308,22 +312,23 @@ pub fn read_document(root: &Path, path: &Path, cfg: &IngestConfig) -> Result<Doc
         error: e.to_string(),
     };
     let kind = DocKind::from_path(path).unwrap_or(DocKind::Text);
+    let limit = match kind {
+        DocKind::Pdf => cfg.max_pdf_bytes,
+        _ => cfg.max_file_bytes,
+    };
     let (size, mtime) = stat(path).map_err(unreadable)?;
-    if size > cfg.max_file_bytes {
-        return Err(SkipReason::TooLarge {
-            size,
-            limit: cfg.max_file_bytes,
-        });
+    if size > limit {
+        return Err(SkipReason::TooLarge { size, limit });
     }
     let mut bytes = Vec::with_capacity(size as usize);
     std::fs::File::open(path)
-        .and_then(|f| f.take(cfg.max_file_bytes + 1).read_to_end(&mut bytes))
+        .and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
         .map_err(unreadable)?;
-    if bytes.len() as u64 > cfg.max_file_bytes {
+    if bytes.len() as u64 > limit {
         // Grew between stat and read.
         return Err(SkipReason::TooLarge {
             size: bytes.len() as u64,
-            limit: cfg.max_file_bytes,
+            limit,
         });
     }
     let key = key_for(root, path);
@@ -806,6 +811,42 @@ mod tests {
         );
         assert_eq!(DocKind::from_path(Path::new("x.png")), None);
         assert_eq!(DocKind::from_path(Path::new("README")), Some(DocKind::Text));
+    }
+
+    #[test]
+    fn size_limits_apply_per_kind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::write(root.join("big.txt"), "word ".repeat(20)).unwrap();
+        std::fs::write(root.join("big.pdf"), "%PDF-1.4 ".repeat(20)).unwrap();
+        let cfg = IngestConfig {
+            max_file_bytes: 64,
+            max_pdf_bytes: 1024,
+            ..Default::default()
+        };
+        assert_eq!(
+            read_document(root, &root.join("big.txt"), &cfg).unwrap_err(),
+            SkipReason::TooLarge {
+                size: 100,
+                limit: 64
+            }
+        );
+        // 180 bytes: over the text limit, under the PDF one, so it is read (and found bad).
+        assert!(matches!(
+            read_document(root, &root.join("big.pdf"), &cfg),
+            Err(SkipReason::BadPdf { .. })
+        ));
+        let cfg = IngestConfig {
+            max_pdf_bytes: 100,
+            ..cfg
+        };
+        assert_eq!(
+            read_document(root, &root.join("big.pdf"), &cfg).unwrap_err(),
+            SkipReason::TooLarge {
+                size: 180,
+                limit: 100
+            }
+        );
     }
 
     #[test]
