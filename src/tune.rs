@@ -122,24 +122,21 @@ pub fn grid() -> Vec<Fusion> {
     g
 }
 
+/// Scores keyed by their candidate's position: the id space in which tuning replays
+/// [`fuse`] and [`crate::engine::blend_rerank`] over stored features.
+fn by_position(scores: impl Iterator<Item = f32>) -> Vec<(u64, f32)> {
+    scores.enumerate().map(|(i, s)| (i as u64, s)).collect()
+}
+
 /// Mean target of `fusion` over `queries`.
 pub fn evaluate(features: &[&QueryFeatures], fusion: &Fusion, target: Target) -> f64 {
     let mut sum = 0.0;
     for q in features {
-        let mut by_lex: Vec<(u64, f32)> = q
-            .cands
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (i as u64, c.1))
-            .collect();
-        let mut by_den: Vec<(u64, f32)> = q
-            .cands
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (i as u64, c.2))
-            .collect();
-        by_lex.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        by_den.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut by_lex = by_position(q.cands.iter().map(|c| c.1));
+        let mut by_den = by_position(q.cands.iter().map(|c| c.2));
+        for leg in [&mut by_lex, &mut by_den] {
+            leg.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        }
         let order = fuse(&[&by_lex, &by_den], fusion);
         sum += score_order(target, order, |i| &q.cands[i].0, &q.qid, &q.rels);
     }
@@ -277,12 +274,7 @@ pub fn collect_rerank(
 pub fn evaluate_rerank(qs: &[&RerankFeatures], depth: usize, weight: f32, target: Target) -> f64 {
     let mut sum = 0.0;
     for q in qs {
-        let fused: Vec<(u64, f32)> = q
-            .fused
-            .iter()
-            .enumerate()
-            .map(|(i, x)| (i as u64, x.1))
-            .collect();
+        let fused = by_position(q.fused.iter().map(|x| x.1));
         let n = depth.min(q.scores.len());
         let order = crate::engine::blend_rerank(&fused, &q.scores[..n], weight);
         sum += score_order(target, order, |i| &q.fused[i].0, &q.qid, &q.rels);
