@@ -208,22 +208,22 @@ struct QueryArgs {
     #[arg(long)]
     fusion: Option<String>,
     /// Rerank the top candidates: with --cross-encoder DIR when given, else with the
-    /// bi-encoder reranker named by --reranker.
+    /// bi-encoder reranker named by --reranker (token-level MaxSim unless named).
     #[arg(long, conflicts_with = "no_rerank")]
     rerank: bool,
-    /// Bi-encoder reranker used by --rerank without --cross-encoder: `tokens` (token-level
-    /// late interaction, MaxSim) or `sentence` (best sentence's cosine).
-    #[arg(long, default_value = "tokens")]
-    reranker: String,
+    /// Bi-encoder reranker: `tokens` (token-level late interaction, MaxSim) or `sentence`
+    /// (best sentence's cosine). Implies --rerank.
+    #[arg(long, conflicts_with_all = ["no_rerank", "cross_encoder"])]
+    reranker: Option<String>,
     /// Do not rerank, even when the index's defaults do.
     #[arg(long)]
     no_rerank: bool,
-    /// Cross-encoder folder (BertForSequenceClassification) used by --rerank.
-    #[arg(long)]
+    /// Cross-encoder folder (BertForSequenceClassification) to rerank with. Implies --rerank.
+    #[arg(long, conflicts_with = "no_rerank")]
     cross_encoder: Option<PathBuf>,
-    /// Candidates reranked.
-    #[arg(long, default_value_t = 20)]
-    rerank_depth: usize,
+    /// Candidates reranked (default 20, or what `pinpoint tune` stored in the index).
+    #[arg(long, conflicts_with = "no_rerank")]
+    rerank_depth: Option<usize>,
     /// Token budget for all returned passages together.
     #[arg(long)]
     max_tokens: Option<usize>,
@@ -289,6 +289,24 @@ struct EvalArgs {
     overlap: usize,
     #[command(flatten)]
     common: Common,
+}
+
+/// An error and its causes on one line, each told once. Several errors (I/O errors with
+/// their path, ours wrapping tantivy's) already print their cause in their own message, and
+/// `{:#}` would print it again after them.
+pub fn error_message(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if msg.contains(&s) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&s);
+    }
+    msg
 }
 
 /// Runs a parsed command line.
@@ -378,9 +396,16 @@ fn print_summary(out: &mut impl Write, r: &pinpoint::IndexReport, secs: f64) -> 
     let rss = peak_rss_bytes()
         .map(|b| format!(", peak memory {}", human_bytes(b)))
         .unwrap_or_default();
+    // Files of other types are not errors, but saying how many tells a user why a `.docx`
+    // they expected is not found.
+    let other = match r.unsupported {
+        0 => String::new(),
+        1 => ", 1 file of an unsupported type left out".to_string(),
+        n => format!(", {n} files of unsupported types left out"),
+    };
     writeln!(
         out,
-        "indexed {indexed} files (added {}, updated {}, renamed {}, removed {}, unchanged {}), skipped {}, {} chunks ({} embedded) in {secs:.1} s{rss}",
+        "indexed {indexed} files (added {}, updated {}, renamed {}, removed {}, unchanged {}), skipped {}{other}, {} chunks ({} embedded) in {secs:.1} s{rss}",
         r.added,
         r.updated,
         r.renamed,
@@ -406,7 +431,7 @@ fn remove_index(dir: &std::path::Path) -> Result<()> {
         let name = e.file_name().to_string_lossy().to_string();
         let ours = matches!(
             name.as_str(),
-            "lexical" | "dense" | "chunks" | "docs" | "LOCK"
+            "lexical" | "dense" | "chunks" | "docs" | "late" | "LOCK"
         ) || name.starts_with("manifest.");
         if !ours {
             continue;
@@ -446,14 +471,25 @@ fn query(a: QueryArgs) -> Result<()> {
             format!("{other:?} (use rrf, zscore or minmax)")
         )),
     }
-    if a.rerank {
-        pipeline.rerank = Some(RerankConfig {
-            depth: a.rerank_depth,
-            ..RerankConfig::new(match &a.cross_encoder {
-                Some(m) => RerankKind::CrossEncoder { model: m.clone() },
-                None => a.reranker.parse()?,
-            })
-        });
+    // Naming a reranker asks for reranking: ignoring `--cross-encoder DIR` because
+    // `--rerank` was not also given would silently answer with another ranking.
+    let kind = match (&a.cross_encoder, &a.reranker) {
+        (Some(m), _) => Some(RerankKind::CrossEncoder { model: m.clone() }),
+        (None, Some(r)) => Some(r.parse()?),
+        (None, None) if a.rerank => Some(RerankKind::Tokens),
+        (None, None) => None,
+    };
+    if let Some(kind) = kind {
+        // The index's own reranker keeps the depth and weight `pinpoint tune` chose for it.
+        if pipeline.rerank.as_ref().map(|r| &r.kind) != Some(&kind) {
+            pipeline.rerank = Some(RerankConfig::new(kind));
+        }
+    }
+    if let Some(depth) = a.rerank_depth {
+        pipeline
+            .rerank
+            .get_or_insert_with(|| RerankConfig::new(RerankKind::Tokens))
+            .depth = depth;
     }
     if a.no_rerank {
         pipeline.rerank = None;
@@ -1199,4 +1235,19 @@ fn bench(a: BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_message;
+
+    #[test]
+    fn causes_already_in_a_message_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let e = anyhow::Error::new(pinpoint::Error::io("/x/q.jsonl", io));
+        assert_eq!(error_message(&e), "/x/q.jsonl: No such file");
+        // A context whose cause is not in its text keeps the cause.
+        let e = anyhow::Error::new(std::io::Error::other("disk full")).context("writing out.json");
+        assert_eq!(error_message(&e), "writing out.json: disk full");
+    }
 }

@@ -83,9 +83,10 @@ pub enum Error {
         /// The holder's process id.
         pid: u32,
     },
-    /// The tantivy (BM25) index failed.
-    #[error("lexical index: {0}")]
-    Lexical(#[from] tantivy::TantivyError),
+    /// The tantivy (BM25) index failed. Its message is in this one's (tantivy nests the
+    /// same cause two or three times in its own), so it is not also given as a source.
+    #[error("lexical index: {}", describe_tantivy(.0))]
+    Lexical(tantivy::TantivyError),
     /// The HNSW index failed.
     #[error("dense index {path}: {what}")]
     Dense {
@@ -141,9 +142,11 @@ impl Error {
 
     /// Shorthand for [`Error::Corrupt`].
     pub fn corrupt(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
+        // The message is followed by ". Recover with ...": no double full stop.
+        let what: String = what.into();
         Error::Corrupt {
             path: path.into(),
-            what: what.into(),
+            what: what.trim_end_matches('.').to_string(),
         }
     }
 
@@ -161,6 +164,27 @@ impl Error {
                 | Error::Parse { .. }
                 | Error::Invalid { .. }
         )
+    }
+}
+
+impl From<tantivy::TantivyError> for Error {
+    fn from(e: tantivy::TantivyError) -> Self {
+        Error::Lexical(e)
+    }
+}
+
+/// A tantivy error in one line: a file that cannot be opened is told as "file: cause"
+/// instead of tantivy's Debug dump, which repeats the cause.
+pub(crate) fn describe_tantivy(e: &tantivy::TantivyError) -> String {
+    use tantivy::directory::error::OpenReadError;
+    match e {
+        tantivy::TantivyError::OpenReadError(OpenReadError::IoError { io_error, filepath }) => {
+            format!("cannot read {}: {io_error}", filepath.display())
+        }
+        tantivy::TantivyError::OpenReadError(OpenReadError::FileDoesNotExist(p)) => {
+            format!("missing file {}", p.display())
+        }
+        other => other.to_string(),
     }
 }
 

@@ -148,6 +148,12 @@ pub enum SkipReason {
         /// First invalid byte.
         offset: usize,
     },
+    /// Starts with a UTF-16 byte-order mark but is not valid UTF-16 (an odd length or an
+    /// unpaired surrogate).
+    InvalidUtf16 {
+        /// Byte offset of the first invalid code unit.
+        offset: usize,
+    },
     /// Zero bytes or only white space.
     Empty,
     /// Larger than the configured limit.
@@ -171,6 +177,9 @@ pub enum SkipReason {
     },
     /// A PDF without a text layer: scanned pages are images, and OCR is out of scope.
     NoText,
+    /// Not a regular file: a named pipe, socket or device. Reading one could block for
+    /// ever or never end, so it is reported instead.
+    NotRegular,
 }
 
 impl std::fmt::Display for SkipReason {
@@ -178,6 +187,12 @@ impl std::fmt::Display for SkipReason {
         match self {
             SkipReason::Binary => write!(f, "binary file"),
             SkipReason::InvalidUtf8 { offset } => write!(f, "invalid UTF-8 at byte {offset}"),
+            SkipReason::InvalidUtf16 { offset } => {
+                write!(
+                    f,
+                    "invalid UTF-16 (after its byte-order mark) at byte {offset}"
+                )
+            }
             SkipReason::Empty => write!(f, "empty file"),
             SkipReason::TooLarge { size, limit } => {
                 write!(f, "too large ({size} bytes, limit {limit})")
@@ -186,6 +201,7 @@ impl std::fmt::Display for SkipReason {
             SkipReason::Symlink => write!(f, "symbolic link (not followed)"),
             SkipReason::BadPdf { error } => write!(f, "unreadable PDF: {error}"),
             SkipReason::NoText => write!(f, "PDF without a text layer (scanned pages?)"),
+            SkipReason::NotRegular => write!(f, "not a regular file (pipe, socket or device)"),
         }
     }
 }
@@ -257,7 +273,14 @@ pub fn walk(root: &Path, cfg: &IngestConfig) -> WalkResult {
                     });
                     continue;
                 }
+                if ft.is_dir() {
+                    continue;
+                }
                 if !ft.is_file() {
+                    out.skipped.push(Skipped {
+                        path: e.into_path(),
+                        reason: SkipReason::NotRegular,
+                    });
                     continue;
                 }
                 if DocKind::from_path(e.path()).is_some() {
@@ -350,20 +373,26 @@ pub fn document_from_bytes(
     if kind == DocKind::Pdf {
         return pdf_document(key, title, bytes, mtime);
     }
-    if bytes.iter().take(8192).any(|&b| b == 0) {
-        return Err(SkipReason::Binary);
-    }
-    let src = match std::str::from_utf8(bytes) {
-        Ok(s) => s,
-        Err(e) => {
-            // A NUL byte past the sniffed prefix is still binary, not text.
-            if bytes.contains(&0) {
-                return Err(SkipReason::Binary);
+    // UTF-16 text (Windows tools write it, with a byte-order mark) holds NUL bytes in its
+    // ASCII range, so it is decoded before the binary check would reject it. Locations stay
+    // right: line numbers are counted in the decoded text, which has the same lines.
+    let decoded = decode_utf16_with_bom(bytes)?;
+    let src = match &decoded {
+        Some(text) if text.contains('\0') => return Err(SkipReason::Binary),
+        Some(text) => text.as_str(),
+        None if bytes.iter().take(8192).any(|&b| b == 0) => return Err(SkipReason::Binary),
+        None => match std::str::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                // A NUL byte past the sniffed prefix is still binary, not text.
+                if bytes.contains(&0) {
+                    return Err(SkipReason::Binary);
+                }
+                return Err(SkipReason::InvalidUtf8 {
+                    offset: e.valid_up_to(),
+                });
             }
-            return Err(SkipReason::InvalidUtf8 {
-                offset: e.valid_up_to(),
-            });
-        }
+        },
     };
     let bom = if src.starts_with('\u{feff}') { 3 } else { 0 };
     let body = &src[bom..];
@@ -400,6 +429,39 @@ pub fn document_from_bytes(
         mtime,
         text,
     })
+}
+
+/// Decodes `bytes` as UTF-16 when they start with a UTF-16 byte-order mark (little- or
+/// big-endian); `None` for anything else. The mark itself is dropped.
+fn decode_utf16_with_bom(bytes: &[u8]) -> Result<Option<String>, SkipReason> {
+    let from: fn([u8; 2]) -> u16 = match bytes {
+        [0xFF, 0xFE, ..] => u16::from_le_bytes,
+        [0xFE, 0xFF, ..] => u16::from_be_bytes,
+        _ => return Ok(None),
+    };
+    let body = &bytes[2..];
+    let units = body.chunks_exact(2).map(|p| from([p[0], p[1]]));
+    let mut text = String::with_capacity(body.len() / 2);
+    let mut read = 0; // code units consumed so far
+    for c in char::decode_utf16(units) {
+        match c {
+            Ok(c) => {
+                text.push(c);
+                read += c.len_utf16();
+            }
+            Err(_) => {
+                return Err(SkipReason::InvalidUtf16 {
+                    offset: 2 + 2 * read,
+                })
+            }
+        }
+    }
+    if body.len() % 2 == 1 {
+        return Err(SkipReason::InvalidUtf16 {
+            offset: bytes.len() - 1,
+        });
+    }
+    Ok(Some(text))
 }
 
 /// A PDF's text layer as a document whose "lines" are pages.
@@ -767,6 +829,55 @@ mod tests {
         assert_eq!(d.line_of(d.text.find("line2").unwrap()), 2);
     }
 
+    /// UTF-16 as Windows tools write it: the byte-order mark says the endianness.
+    fn utf16(text: &str, big_endian: bool) -> Vec<u8> {
+        let mut out = if big_endian {
+            vec![0xFE, 0xFF]
+        } else {
+            vec![0xFF, 0xFE]
+        };
+        for u in text.encode_utf16() {
+            out.extend(if big_endian {
+                u.to_be_bytes()
+            } else {
+                u.to_le_bytes()
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn utf16_with_a_byte_order_mark_is_text() {
+        let text = "caf\u{e9} menu\r\nline two \u{1F600} emoji\nthird line";
+        for be in [false, true] {
+            let d = document_from_bytes("k".into(), "k".into(), DocKind::Text, &utf16(text, be), 0)
+                .unwrap();
+            assert_eq!(d.text, text, "big endian: {be}");
+            assert_eq!(d.line_of(d.text.find("third").unwrap()), 3);
+            assert_eq!(d.size as usize, 2 + 2 * text.encode_utf16().count());
+        }
+        // Without the mark the NUL bytes of UTF-16 still mean "not text".
+        let bare = &utf16("plain", false)[2..];
+        let e = document_from_bytes("k".into(), "k".into(), DocKind::Text, bare, 0).unwrap_err();
+        assert_eq!(e, SkipReason::Binary);
+        // An odd length (BOM, "ab", one byte of "c"), and a lone surrogate after "ab".
+        let mut odd = utf16("abc", false);
+        odd.pop();
+        let e = document_from_bytes("k".into(), "k".into(), DocKind::Text, &odd, 0).unwrap_err();
+        assert_eq!(e, SkipReason::InvalidUtf16 { offset: 6 }); // the dangling byte
+        let mut lone = utf16("ab", false);
+        lone.extend([0x00, 0xD8, 0x41, 0x00]);
+        let e = document_from_bytes("k".into(), "k".into(), DocKind::Text, &lone, 0).unwrap_err();
+        assert_eq!(e, SkipReason::InvalidUtf16 { offset: 6 });
+        // UTF-32 also starts with FF FE; its NUL code units make it binary, not garbage text.
+        let utf32: Vec<u8> = [0xFEFFu32, 'h' as u32, 'i' as u32]
+            .iter()
+            .flat_map(|c| c.to_le_bytes())
+            .collect();
+        let e = document_from_bytes("k".into(), "k".into(), DocKind::Text, &utf32, 0).unwrap_err();
+        assert_eq!(e, SkipReason::Binary);
+    }
+
     #[test]
     fn pdf_layout_is_undone() {
         let page = "Crevasses open where the ice flows over a steep bed-\r\nrock step  \nand it is stretched.\n\n\n2 Results\nA well-\nKnown co-\n\nop.";
@@ -864,11 +975,29 @@ mod tests {
         std::fs::write(r.join("e.png"), "x").unwrap();
         #[cfg(unix)]
         std::os::unix::fs::symlink("/etc/hostname", r.join("link.txt")).unwrap();
+        // A named pipe: reading it would block for ever, so it is reported, not read.
+        #[cfg(unix)]
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(r.join("pipe.txt"))
+            .status()
+            .is_ok_and(|s| s.success());
         let w = walk(r, &IngestConfig::default());
         let keys: Vec<String> = w.files.iter().map(|p| key_for(r, p)).collect();
         assert_eq!(keys, vec!["d.txt", "sub/c.md"]);
         assert_eq!(w.unsupported, 1);
         #[cfg(unix)]
-        assert_eq!(w.skipped.len(), 1);
+        {
+            let mut reasons: Vec<(String, SkipReason)> = w
+                .skipped
+                .iter()
+                .map(|s| (key_for(r, &s.path), s.reason.clone()))
+                .collect();
+            reasons.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut expected = vec![("link.txt".to_string(), SkipReason::Symlink)];
+            if fifo {
+                expected.push(("pipe.txt".to_string(), SkipReason::NotRegular));
+            }
+            assert_eq!(reasons, expected);
+        }
     }
 }

@@ -21,7 +21,7 @@ use tantivy::tokenizer::{
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
-use crate::error::{Error, Result};
+use crate::error::{describe_tantivy, Error, Result};
 
 const ANALYZER: &str = "pinpoint_en";
 
@@ -75,14 +75,16 @@ impl LexicalIndex {
                 path: dir.to_path_buf(),
                 what: format!("lexical index has another schema: {s}"),
             },
-            other => Error::corrupt(dir, other.to_string()),
+            other => Error::corrupt(dir, describe_tantivy(&other)),
         })?;
         // Custom analyzers are not persisted: register on every open.
         index.tokenizers().register(ANALYZER, analyzer());
+        // Segments are opened here: a damaged segment file is a corrupt index.
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
+            .try_into()
+            .map_err(|e| Error::corrupt(dir, describe_tantivy(&e)))?;
         Ok(LexicalIndex {
             index,
             reader,

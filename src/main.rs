@@ -30,7 +30,7 @@ fn main() -> ExitCode {
                     return ExitCode::SUCCESS;
                 }
             }
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cli::error_message(&e));
             let user = e
                 .downcast_ref::<pinpoint::Error>()
                 .map(|pe| pe.is_user_error())

@@ -89,10 +89,13 @@ impl ModelDir {
             what,
         };
         if !dir.is_dir() {
-            return Err(err(
-                "folder does not exist (fetch the default model with scripts/fetch-models.sh)"
-                    .into(),
-            ));
+            // The fetch script only helps when it is the default model that is missing.
+            let hint = if dir.ends_with(DEFAULT_MODEL_DIR) {
+                " (fetch it with scripts/fetch-models.sh)"
+            } else {
+                ""
+            };
+            return Err(err(format!("folder does not exist{hint}")));
         }
         let config_path = dir.join("config.json");
         let tokenizer_path = dir.join("tokenizer.json");

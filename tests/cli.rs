@@ -9,6 +9,15 @@ fn index_query_stats_contract_and_exit_codes() {
     copy_dir(&samples(), &src);
     std::fs::write(src.join("blob.txt"), [0u8, 159, 146, 150, 0, 1, 2]).unwrap();
     std::fs::write(src.join("latin1.txt"), b"caf\xe9 cr\xe8me br\xfbl\xe9e").unwrap();
+    // As Notepad and PowerShell write text: UTF-16LE after a byte-order mark.
+    let mut utf16 = vec![0xFF, 0xFE];
+    utf16.extend(
+        "Ginger tea\r\nSimmer sliced ginger root with honey and lemon.\r\n"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes),
+    );
+    std::fs::write(src.join("tea.txt"), utf16).unwrap();
+    std::fs::write(src.join("diagram.png"), b"\x89PNG\r\n").unwrap();
     let model = real_model();
     let model = model.to_str().unwrap();
 
@@ -21,6 +30,27 @@ fn index_query_stats_contract_and_exit_codes() {
     assert!(out.contains("skipped 2"), "{out}");
     assert!(out.contains("blob.txt: binary file"), "{out}");
     assert!(out.contains("latin1.txt: invalid UTF-8 at byte 3"), "{out}");
+    assert!(
+        out.contains("1 file of an unsupported type left out"),
+        "{out}"
+    );
+
+    let o = pinpoint(
+        work.path(),
+        &[
+            "query",
+            "sliced ginger root",
+            "--index",
+            "idx",
+            "-k",
+            "1",
+            "--json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["hits"][0]["path"], "tea.txt");
+    assert_eq!(v["hits"][0]["line_start"], 1);
+    assert_eq!(v["hits"][0]["line_end"], 2);
 
     let o = pinpoint(
         work.path(),
@@ -81,7 +111,7 @@ fn index_query_stats_contract_and_exit_codes() {
     let o = pinpoint(work.path(), &["stats", "--index", "idx"]);
     let out = stdout(&o);
     assert!(
-        out.contains("documents   22") && out.contains("dimension   384"),
+        out.contains("documents   23") && out.contains("dimension   384"),
         "{out}"
     );
     let codes: u64 = out
@@ -116,6 +146,35 @@ fn index_query_stats_contract_and_exit_codes() {
     );
     let o = pinpoint(work.path(), &["frobnicate"]);
     assert_eq!(o.status.code(), Some(1));
+    // Naming a cross-encoder asks for it, even without --rerank: never silently ignored.
+    let o = pinpoint(
+        work.path(),
+        &[
+            "query",
+            "x",
+            "--index",
+            "idx",
+            "--cross-encoder",
+            "no-such-model",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no-such-model"), "{}", stderr(&o));
+
+    // A damaged BM25 segment: exit 1, the folder named, the cause told once.
+    copy_dir(&work.path().join("idx"), &work.path().join("broken"));
+    for e in std::fs::read_dir(work.path().join("broken/lexical")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "idx") {
+            std::fs::write(&p, b"not a term dictionary").unwrap();
+        }
+    }
+    let o = pinpoint(work.path(), &["query", "x", "--index", "broken"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("broken/lexical is corrupt"), "{err}");
+    assert!(err.contains("--rebuild"), "{err}");
+    assert_eq!(err.matches("Footer").count(), 1, "{err}");
 }
 
 #[test]
