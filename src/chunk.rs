@@ -84,7 +84,7 @@ pub fn chunk_document(
         let budget = cfg.max_tokens.saturating_sub(2 + prefix_tokens).max(8);
         let overlap = cfg.overlap.min(budget / 2);
         let body = &doc.text[sec.start..sec.end];
-        let tok = spans(body);
+        let tok = cap_spans(spans(body), body);
         let units = units(doc.kind, body, sec.start, &tok);
         for (s, e) in pack(&units, &tok, sec.start, budget, overlap) {
             let text = doc.text[s..e].to_string();
@@ -155,6 +155,36 @@ fn sections(doc: &Document) -> Vec<Section> {
             end: text.len(),
             heading: cur_heading,
         });
+    }
+    out
+}
+
+/// Longest byte span counted as one token when sizing chunks. WordPiece turns a word it
+/// cannot split (over 100 characters, or of characters outside its vocabulary) into one
+/// `[UNK]` spanning the whole word, so a 200 KB run without spaces (base64, a minified
+/// line) would become a single "one-token" chunk that no token budget can hold. A normal
+/// word piece is far shorter, so ordinary text is sized exactly as before.
+const MAX_TOKEN_BYTES: usize = 24;
+
+/// Cuts spans longer than [`MAX_TOKEN_BYTES`] into pieces of at most that length (at
+/// character boundaries of `text`).
+fn cap_spans(spans: Vec<(usize, usize)>, text: &str) -> Vec<(usize, usize)> {
+    if spans.iter().all(|&(s, e)| e - s <= MAX_TOKEN_BYTES) {
+        return spans;
+    }
+    let mut out = Vec::with_capacity(spans.len());
+    for (s, e) in spans {
+        let mut a = s;
+        while e - a > MAX_TOKEN_BYTES {
+            let mut b = a + MAX_TOKEN_BYTES;
+            // A character is at most 4 bytes, so `b` stays above `a`.
+            while !text.is_char_boundary(b) {
+                b -= 1;
+            }
+            out.push((a, b));
+            a = b;
+        }
+        out.push((a, e));
     }
     out
 }
@@ -409,6 +439,29 @@ mod tests {
         assert!(c.len() >= 5);
         assert!(c.iter().all(|ch| words(ch) <= 20));
         assert_eq!(c.last().unwrap().byte_range.1, text.len());
+    }
+
+    #[test]
+    fn a_run_without_spaces_is_cut_by_length() {
+        // One 200 KB "word" of multi-byte characters between two sentences: as one token
+        // it would be one 200 KB chunk.
+        let text = format!("Before it. {} After it.", "\u{e9}".repeat(100_000));
+        let d = Document::from_text("a", "", &text);
+        let c = chunks(&d, 256, 32); // budget 254 spans of at most 24 bytes
+        assert!(c.len() >= 200_000 / (254 * 24), "{} chunks", c.len());
+        for ch in &c {
+            assert!(
+                ch.text.len() <= 254 * MAX_TOKEN_BYTES,
+                "{} bytes",
+                ch.text.len()
+            );
+        }
+        // Nothing lost: the chunks cover the text without gaps.
+        assert_eq!(c[0].byte_range.0, 0);
+        assert_eq!(c.last().unwrap().byte_range.1, text.len());
+        for w in c.windows(2) {
+            assert!(w[1].byte_range.0 <= w[0].byte_range.1, "gap");
+        }
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! Precision matters as much as recall in RAG: every irrelevant passage is noise the model
 //! may hallucinate from or lose the answer in. Selection, in order:
 //! 1. merge chunks of the same file that overlap or touch (one coherent passage instead of
-//!    two fragments), and drop near-duplicates (cosine above a threshold: copies of the same
-//!    text in different files);
+//!    two fragments) when each would be handed over on its own, drop lower-ranked chunks
+//!    that repeat a kept passage's text, and drop near-duplicates (cosine above a
+//!    threshold: copies of the same text in different files);
 //! 2. optional MMR re-ordering for diversity;
 //! 3. an adaptive cut-off: stop where the score falls below a share of the top score's
 //!    margin over the candidate floor, or at a large relative gap;
@@ -89,9 +90,23 @@ pub struct Passage {
     pub reason: String,
 }
 
-/// Rough token count (words * 4/3), enough for a budget.
+/// Rough token count, enough for a budget: 4/3 per word, and a word longer than 24 bytes
+/// (base64, hashes, minified code) one per 4 bytes, as subword tokenizers cut such runs.
 pub fn approx_tokens(text: &str) -> usize {
-    (text.split_whitespace().count() * 4).div_ceil(3)
+    let (mut words, mut long) = (0usize, 0usize);
+    for w in text.split_whitespace() {
+        if w.len() > 24 {
+            long += w.len().div_ceil(4);
+        } else {
+            words += 1;
+        }
+    }
+    (words * 4).div_ceil(3) + long
+}
+
+/// Whether `a` and `b` hold some of the same text.
+fn overlaps(a: &Passage, b: &Passage) -> bool {
+    a.doc == b.doc && a.byte_range.0 < b.byte_range.1 && b.byte_range.0 < a.byte_range.1
 }
 
 /// Merges `b` into `a` when they are of the same document and overlap or touch.
@@ -148,6 +163,19 @@ fn try_merge(a: &mut Passage, b: &Passage) -> bool {
 /// is cut the same way whatever `k` asks for.
 pub const FLOOR_RANK: usize = 20;
 
+/// A score's share of the top's margin over the floor, the quantity the relative cut-off
+/// compares with `min_relative`. When every candidate down to the floor scores the same
+/// there is no margin to hold a share of: all are as good as the top (1), not as bad as
+/// the floor, so a tie is kept whole rather than cut to its first member.
+pub fn relative(score: f32, top: f32, floor: f32) -> f32 {
+    let margin = top - floor;
+    if margin <= f32::EPSILON * top.abs().max(1.0) {
+        1.0
+    } else {
+        (score - floor) / margin
+    }
+}
+
 /// Selects at most `k` passages from `ranked` (best first).
 pub fn select(ranked: Vec<Passage>, k: usize, cfg: &SelectConfig) -> Vec<Passage> {
     if ranked.is_empty() || k == 0 {
@@ -159,14 +187,22 @@ pub fn select(ranked: Vec<Passage>, k: usize, cfg: &SelectConfig) -> Vec<Passage
         .take(FLOOR_RANK)
         .map(|p| p.score)
         .fold(f32::INFINITY, f32::min);
-    let margin = (top - floor).max(1e-12);
 
-    // 1. Merge and dedupe, walking in rank order.
+    // 1. Merge and dedupe, walking in rank order. A chunk extends a kept passage only when
+    // it would have been handed over on its own (among the first k, above the relative
+    // cut-off); a later one that overlaps a kept passage only repeats its text and is
+    // dropped. Otherwise every candidate chunk of a long file (the pool holds 4k) would
+    // grow one passage to many times what k chunks hold.
     let mut kept: Vec<Passage> = Vec::new();
-    'outer: for p in ranked {
+    'outer: for (rank, p) in ranked.into_iter().enumerate() {
         if cfg.merge_adjacent {
+            let may_extend = rank < k && relative(p.score, top, floor) >= cfg.min_relative;
             for q in kept.iter_mut() {
-                if try_merge(q, &p) {
+                if !may_extend {
+                    if overlaps(q, &p) {
+                        continue 'outer;
+                    }
+                } else if try_merge(q, &p) {
                     q.reason = "merged with an overlapping or adjacent chunk".into();
                     continue 'outer;
                 }
@@ -194,7 +230,7 @@ pub fn select(ranked: Vec<Passage>, k: usize, cfg: &SelectConfig) -> Vec<Passage
             let mut best = 0;
             let mut best_v = f32::MIN;
             for (i, p) in pool.iter().enumerate() {
-                let rel = (p.score - floor) / margin;
+                let rel = relative(p.score, top, floor);
                 let red = match &p.vector {
                     Some(v) => order
                         .iter()
@@ -222,7 +258,7 @@ pub fn select(ranked: Vec<Passage>, k: usize, cfg: &SelectConfig) -> Vec<Passage
         if out.len() >= k {
             break;
         }
-        let rel = (p.score - floor) / margin;
+        let rel = relative(p.score, top, floor);
         if !out.is_empty() && cfg.stops_before(rel, prev, p.score) {
             break;
         }
@@ -283,6 +319,17 @@ mod tests {
     }
 
     #[test]
+    fn a_tie_down_to_the_floor_is_kept_whole() {
+        // Five files matched equally (a title hit in each): no margin, so no cut.
+        let r: Vec<Passage> = (0..5)
+            .map(|i| p(i, &format!("d{i}"), (0, 1), "w", 0.8))
+            .collect();
+        assert_eq!(select(r, 5, &SelectConfig::default()).len(), 5);
+        assert_eq!(relative(0.8, 0.8, 0.8), 1.0);
+        assert_eq!(relative(0.5, 1.0, 0.0), 0.5);
+    }
+
+    #[test]
     fn the_floor_is_taken_at_a_fixed_rank_whatever_k() {
         // 25 passages scored 1.0, 0.96, ...: the floor is the 20th's score (0.24), so the
         // 10th (0.64) holds 0.53 of the margin whether 5 or 25 passages are asked for.
@@ -316,6 +363,33 @@ mod tests {
         assert_eq!(s[0].chunk_id, 1);
         assert_eq!(s[0].scored_chunk, 2);
         assert_eq!(s[1].doc, "e");
+    }
+
+    #[test]
+    fn only_chunks_that_would_be_handed_over_extend_a_passage() {
+        // Ten consecutive overlapping chunks of one file, best first, then another file.
+        let mut r: Vec<Passage> = (0..10u64)
+            .map(|i| {
+                let text = format!("{i:02}-{:02}", i + 1);
+                p(i, "long", (i * 3, i * 3 + 5), &text, 1.0 - 0.05 * i as f32)
+            })
+            .collect();
+        r.push(p(10, "other", (0, 3), "xyz", 0.5));
+        // k 2: the passage holds the first two chunks only; chunk 2 repeats its text (it
+        // overlaps it) and is dropped; chunk 3 only touches it and is a passage of its own.
+        let s = select(r.clone(), 2, &uncut());
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].byte_range, (0, 8));
+        assert_eq!(s[1].byte_range, (9, 14));
+        // Below the relative cut-off a chunk does not extend a passage either: the floor is
+        // the last score (0.5), so 0.35 of the margin is 0.675; chunks 0..=6 score >= 0.7.
+        let cfg = SelectConfig {
+            min_relative: 0.35,
+            ..uncut()
+        };
+        let s = select(r, 10, &cfg);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].byte_range, (0, 6 * 3 + 5));
     }
 
     #[test]
@@ -361,7 +435,9 @@ mod tests {
             ..uncut()
         };
         assert_eq!(select(r(), 10, &cfg).len(), 2);
-        // budget: each 3-word passage is 4 tokens.
+        // budget: each 3-word passage is 4 tokens; a run without spaces counts by length.
+        assert_eq!(approx_tokens("w w w"), 4);
+        assert_eq!(approx_tokens(&format!("w {}", "x".repeat(1000))), 2 + 250);
         let cfg = SelectConfig {
             max_tokens: Some(9),
             ..uncut()

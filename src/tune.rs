@@ -382,11 +382,11 @@ pub fn evaluate_cutoff(qs: &[&CutoffFeatures], setting: (f32, f32), k: usize) ->
     };
     let mut h = Handed::default();
     for q in qs {
-        let margin = (q.top - q.floor).max(1e-12);
         let mut n = 0;
         let mut prev = q.top;
         for &score in q.scores.iter().take(k) {
-            if n > 0 && cfg.stops_before((score - q.floor) / margin, prev, score) {
+            let rel = crate::select::relative(score, q.top, q.floor);
+            if n > 0 && cfg.stops_before(rel, prev, score) {
                 break;
             }
             n += 1;
