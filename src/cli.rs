@@ -403,16 +403,18 @@ fn print_summary(out: &mut impl Write, r: &pinpoint::IndexReport, secs: f64) -> 
         1 => ", 1 file of an unsupported type left out".to_string(),
         n => format!(", {n} files of unsupported types left out"),
     };
+    let count = |n: usize, noun: &str| format!("{n} {noun}{}", if n == 1 { "" } else { "s" });
     writeln!(
         out,
-        "indexed {indexed} files (added {}, updated {}, renamed {}, removed {}, unchanged {}), skipped {}{other}, {} chunks ({} embedded) in {secs:.1} s{rss}",
+        "indexed {} (added {}, updated {}, renamed {}, removed {}, unchanged {}), skipped {}{other}, {} ({} embedded) in {secs:.1} s{rss}",
+        count(indexed, "file"),
         r.added,
         r.updated,
         r.renamed,
         r.removed,
         r.unchanged,
         r.skipped.len(),
-        r.chunks_total,
+        count(r.chunks_total, "chunk"),
         r.chunks_embedded
     )?;
     for s in r.skipped.iter().take(5) {

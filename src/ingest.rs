@@ -177,6 +177,12 @@ pub enum SkipReason {
     },
     /// A PDF without a text layer: scanned pages are images, and OCR is out of scope.
     NoText,
+    /// Its name gives the same index key as another file's (possible only for names that
+    /// are not UTF-8, see [`key_for`]); the first in path order is indexed.
+    SameKey {
+        /// The key both names give.
+        key: String,
+    },
     /// Not a regular file: a named pipe, socket or device. Reading one could block for
     /// ever or never end, so it is reported instead.
     NotRegular,
@@ -202,6 +208,12 @@ impl std::fmt::Display for SkipReason {
             SkipReason::BadPdf { error } => write!(f, "unreadable PDF: {error}"),
             SkipReason::NoText => write!(f, "PDF without a text layer (scanned pages?)"),
             SkipReason::NotRegular => write!(f, "not a regular file (pipe, socket or device)"),
+            SkipReason::SameKey { key } => {
+                write!(
+                    f,
+                    "another file's name gives the same index key {key:?}; rename one"
+                )
+            }
         }
     }
 }
@@ -307,14 +319,38 @@ pub fn walk(root: &Path, cfg: &IngestConfig) -> WalkResult {
     out
 }
 
-/// The key of `path` under `root`: relative, `/`-separated, lossless for UTF-8 names and
-/// lossy (U+FFFD) for others.
+/// The key of `path` under `root`: relative and `/`-separated. UTF-8 names are kept as
+/// they are; in other names (possible on Unix) each byte that is not UTF-8 is written
+/// `\xNN`, so that two names differing only there keep distinct keys (replacing them with
+/// U+FFFD made `a\xff.txt` and `a\xfe.txt` one document, indexed in turn).
 pub fn key_for(root: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(root).unwrap_or(path);
     rel.components()
-        .map(|c| c.as_os_str().to_string_lossy())
+        .map(|c| name_for_key(c.as_os_str()))
         .collect::<Vec<_>>()
         .join("/")
+}
+
+fn name_for_key(name: &std::ffi::OsStr) -> String {
+    if let Some(s) = name.to_str() {
+        return s.to_string();
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let mut out = String::new();
+        for chunk in name.as_bytes().utf8_chunks() {
+            out.push_str(chunk.valid());
+            for b in chunk.invalid() {
+                out.push_str(&format!("\\x{b:02X}"));
+            }
+        }
+        out
+    }
+    #[cfg(not(unix))]
+    {
+        name.to_string_lossy().into_owned()
+    }
 }
 
 /// File metadata used to decide whether a file must be read again.

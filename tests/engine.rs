@@ -112,6 +112,50 @@ fn incremental_sync_adds_updates_renames_and_removes() {
     assert_eq!(e.dense().vectors().len(), store_ids.len());
 }
 
+/// Names that are not UTF-8 (Unix allows any bytes) keep distinct documents, and a name
+/// whose key another file already gives is reported, not merged with it.
+#[cfg(unix)]
+#[test]
+fn file_names_that_are_not_utf8_stay_distinct() {
+    use std::os::unix::ffi::OsStrExt;
+    let src = tempfile::tempdir().unwrap();
+    let idx = tempfile::tempdir().unwrap();
+    let name = |b: &[u8]| src.path().join(std::ffi::OsStr::from_bytes(b));
+    std::fs::write(name(b"a\xff.txt"), "otters hold hands while sleeping").unwrap();
+    std::fs::write(name(b"a\xfe.txt"), "beavers build dams of branches").unwrap();
+    // A UTF-8 name spelling the first one's key literally.
+    std::fs::write(name(b"a\\xFF.txt"), "a literal backslash name").unwrap();
+    let mut e = Engine::create(idx.path(), fake_config()).unwrap();
+    let r = e.add_folder(src.path()).unwrap();
+    assert_eq!(r.added, 2, "{r:?}");
+    assert_eq!(r.skipped.len(), 1, "{r:?}");
+    assert_eq!(
+        r.skipped[0].reason,
+        pinpoint::ingest::SkipReason::SameKey {
+            key: "a\\xFF.txt".into()
+        }
+    );
+    let mut keys: Vec<String> = e
+        .documents()
+        .unwrap()
+        .iter()
+        .map(|d| d.key.clone())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, vec!["a\\xFE.txt", "a\\xFF.txt"]);
+    // Stable: a second sync changes nothing (a shared key made the two files swap).
+    let again = e.add_folder(src.path()).unwrap();
+    assert_eq!(
+        (again.added, again.updated, again.unchanged),
+        (0, 0, 2),
+        "{again:?}"
+    );
+    let hits = e
+        .search(&SearchRequest::new("beavers dams", 1).mode(Mode::Lexical))
+        .unwrap();
+    assert_eq!(hits[0].path, "a\\xFE.txt");
+}
+
 #[test]
 fn programmatic_documents_survive_folder_sync_and_can_be_removed() {
     let idx = tempfile::tempdir().unwrap();

@@ -630,7 +630,14 @@ impl Engine {
         let mut seen = HashSet::new();
         for p in &walked.files {
             let key = ingest::key_for(root, p);
-            seen.insert(key.clone());
+            if !seen.insert(key.clone()) {
+                // Never two files as one document, each overwriting the other in turn.
+                report.skipped.push(Skipped {
+                    path: p.clone(),
+                    reason: ingest::SkipReason::SameKey { key },
+                });
+                continue;
+            }
             match (known.get(&key), ingest::stat(p)) {
                 (Some(&(size, mtime, _)), Ok((s, m))) if size == s && mtime == m => {
                     report.unchanged += 1
