@@ -662,7 +662,7 @@ pub fn html_to_text(src: &str) -> (String, Vec<(usize, usize)>) {
     const SKIP: [&str; 7] = [
         "script", "style", "noscript", "template", "svg", "head", "title",
     ];
-    const BLOCK: [&str; 24] = [
+    const BLOCK: [&str; 23] = [
         "p",
         "div",
         "br",
@@ -686,7 +686,6 @@ pub fn html_to_text(src: &str) -> (String, Vec<(usize, usize)>) {
         "main",
         "form",
         "figure",
-        "td",
     ];
     let lower = src.to_ascii_lowercase();
     let bytes = src.as_bytes();
@@ -694,35 +693,50 @@ pub fn html_to_text(src: &str) -> (String, Vec<(usize, usize)>) {
     let mut map = Vec::new();
     let mut i = 0;
     let mut run_start: Option<usize> = None;
-    let flush = |out: &mut String, map: &mut Vec<(usize, usize)>, from: usize, to: usize| {
-        let raw = &src[from..to];
-        if raw.trim().is_empty() {
-            if !out.ends_with([' ', '\n']) && !out.is_empty() {
-                out.push(' ');
+    // Inside <pre> white space is content (code, poems): kept as it is, and the block is
+    // fenced like markdown code so that the chunker breaks it at lines.
+    let mut pre_depth = 0usize;
+    let flush =
+        |out: &mut String, map: &mut Vec<(usize, usize)>, from: usize, to: usize, pre: bool| {
+            let raw = &src[from..to];
+            if pre {
+                map.push((out.len(), from));
+                out.push_str(&html_escape::decode_html_entities(raw));
+                return;
             }
-            return;
-        }
-        let decoded = html_escape::decode_html_entities(raw);
-        // Collapse white space runs like a browser does.
-        let mut last_space = out.ends_with([' ', '\n']) || out.is_empty();
-        let lead = raw.len() - raw.trim_start().len();
-        map.push((out.len(), from + lead));
-        for c in decoded.chars() {
-            if c.is_whitespace() {
-                if !last_space {
+            if raw.trim().is_empty() {
+                if !out.ends_with([' ', '\n']) && !out.is_empty() {
                     out.push(' ');
-                    last_space = true;
                 }
-            } else {
-                out.push(c);
-                last_space = false;
+                return;
             }
-        }
-    };
+            let decoded = html_escape::decode_html_entities(raw);
+            // Collapse white space runs like a browser does.
+            let mut last_space = out.ends_with([' ', '\n']) || out.is_empty();
+            let lead = raw.len() - raw.trim_start().len();
+            map.push((out.len(), from + lead));
+            for c in decoded.chars() {
+                if c.is_whitespace() {
+                    if !last_space {
+                        out.push(' ');
+                        last_space = true;
+                    }
+                } else {
+                    out.push(c);
+                    last_space = false;
+                }
+            }
+        };
     while i < bytes.len() {
-        if bytes[i] == b'<' {
+        // `<` starts markup only before a letter, `/`, `!` or `?`, as in a browser: in
+        // "a < b" it is text.
+        let markup = bytes[i] == b'<'
+            && bytes
+                .get(i + 1)
+                .is_some_and(|&b| b.is_ascii_alphabetic() || matches!(b, b'/' | b'!' | b'?'));
+        if markup {
             if let Some(s) = run_start.take() {
-                flush(&mut out, &mut map, s, i);
+                flush(&mut out, &mut map, s, i, pre_depth > 0);
             }
             if lower[i..].starts_with("<!--") {
                 i = lower[i..]
@@ -731,10 +745,7 @@ pub fn html_to_text(src: &str) -> (String, Vec<(usize, usize)>) {
                     .unwrap_or(bytes.len());
                 continue;
             }
-            let end = match lower[i..].find('>') {
-                Some(e) => i + e + 1,
-                None => bytes.len(),
-            };
+            let end = tag_end(bytes, i);
             let tag = &lower[i + 1..end.saturating_sub(1).max(i + 1)];
             let closing = tag.starts_with('/');
             let name: String = tag
@@ -760,7 +771,37 @@ pub fn html_to_text(src: &str) -> (String, Vec<(usize, usize)>) {
                 && name.starts_with('h')
                 && name.as_bytes()[1].is_ascii_digit()
                 && (b'1'..=b'6').contains(&name.as_bytes()[1]);
-            if heading || BLOCK.contains(&name.as_str()) {
+            if name == "pre" {
+                while out.ends_with(' ') {
+                    out.pop();
+                }
+                if !out.is_empty() && !out.ends_with('\n') {
+                    out.push('\n');
+                }
+                if closing {
+                    if pre_depth > 0 {
+                        pre_depth -= 1;
+                        out.push_str("```\n");
+                    }
+                } else {
+                    pre_depth += 1;
+                    out.push_str("```\n");
+                }
+                i = end;
+                continue;
+            }
+            if pre_depth == 0 && !closing && (name == "td" || name == "th") {
+                // Cells of a row stay on one line, as a table reads.
+                while out.ends_with(' ') {
+                    out.pop();
+                }
+                if !out.is_empty() && !out.ends_with('\n') {
+                    out.push_str(" | ");
+                }
+                i = end;
+                continue;
+            }
+            if pre_depth == 0 && (heading || BLOCK.contains(&name.as_str())) {
                 while out.ends_with(' ') {
                     out.pop();
                 }
@@ -791,11 +832,45 @@ pub fn html_to_text(src: &str) -> (String, Vec<(usize, usize)>) {
         }
     }
     if let Some(s) = run_start {
-        flush(&mut out, &mut map, s, bytes.len());
+        flush(&mut out, &mut map, s, bytes.len(), pre_depth > 0);
+    }
+    if pre_depth > 0 && !out.ends_with("```\n") {
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str("```");
     }
     let trimmed = out.trim_end().len();
     out.truncate(trimmed);
     (out, map)
+}
+
+/// The end (one past `>`) of the tag starting at `start`. A `>` inside a quoted attribute
+/// value (`title="a > b"`) does not end it; a quote left open falls back to the first `>`,
+/// so that broken markup loses one tag, not the rest of the page.
+fn tag_end(bytes: &[u8], start: usize) -> usize {
+    let first = || {
+        bytes[start..]
+            .iter()
+            .position(|&b| b == b'>')
+            .map_or(bytes.len(), |e| start + e + 1)
+    };
+    let mut quote: Option<u8> = None;
+    let mut prev = 0u8; // last byte outside quotes that is not white space
+    for (j, &b) in bytes.iter().enumerate().skip(start + 1) {
+        match quote {
+            Some(q) if b == q => {
+                quote = None;
+                prev = b;
+            }
+            Some(_) => {}
+            None if matches!(b, b'"' | b'\'') && prev == b'=' => quote = Some(b),
+            None if b == b'>' => return j + 1,
+            None if !b.is_ascii_whitespace() => prev = b,
+            None => {}
+        }
+    }
+    first()
 }
 
 #[cfg(test)]
@@ -830,6 +905,25 @@ mod tests {
             "Last"
         );
         assert_eq!(doc.line_of(off), 3);
+    }
+
+    #[test]
+    fn html_pre_tables_attributes_and_bare_angle_brackets() {
+        let src = "<p>if a < b then</p><pre><code>fn f() {\n    g(&amp;x);\n}</code></pre>\
+                   <table><tr><th>Name</th><th>Size</th></tr><tr><td>Sphagnum</td><td>10 cm</td></tr></table>\
+                   <a title=\"a > b\" href='x>y'>link</a><p>it's <i>fine</i>, isn't it</p>";
+        let (text, _) = html_to_text(src);
+        assert!(text.contains("if a < b then"), "{text}");
+        // Code keeps its lines and indentation, fenced like markdown code.
+        assert!(text.contains("```\nfn f() {\n    g(&x);\n}\n```"), "{text}");
+        assert!(text.contains("Name | Size\nSphagnum | 10 cm"), "{text}");
+        assert!(text.contains("\nlink\n"), "{text}");
+        assert!(!text.contains("b\""), "{text}");
+        // Apostrophes in text are not attribute quotes.
+        assert!(text.contains("it's fine, isn't it"), "{text}");
+        // A quote left open loses one tag, not the rest of the page.
+        let (text, _) = html_to_text("<a title=\"open>one</a><p>two</p>");
+        assert!(text.contains("two"), "{text}");
     }
 
     #[test]
