@@ -653,12 +653,16 @@ pub fn evaluate(
         let mut m = ModeMetrics::default();
         let mut per_query = Vec::new();
         let t = Instant::now();
-        for (_, text, _) in &queries {
+        for (qid, text, _) in &queries {
+            // BEIR: a document whose id equals the query id is not counted (in argument
+            // and duplicate-question collections the query is itself in the corpus). It is
+            // left out before selection, so it cannot set the cut-off or take a hit's place.
             let req = SearchRequest {
                 depth: cfg.depth,
                 granularity: Granularity::Document,
                 mode: em.mode,
                 pipeline: em.pipeline.clone(),
+                exclude: vec![qid.clone()],
                 ..SearchRequest::new(text.as_str(), 10)
             };
             per_query.push(engine.search_detailed(&req)?);
@@ -667,21 +671,11 @@ pub fn evaluate(
         m.qps = queries.len() as f64 / secs.max(1e-9);
         let mut f = Vec::new();
         for ((qid, text, rels), out) in queries.iter().zip(&per_query) {
-            // BEIR: a document whose id equals the query id is not counted. Ranking metrics
-            // use the whole ranking; context precision uses the passages that selection
-            // actually hands over (the same list when the mode does not select).
-            let ranked: Vec<String> = out
-                .ranked
-                .iter()
-                .map(|h| h.0.clone())
-                .filter(|d| d != qid)
-                .collect();
-            let selected: Vec<String> = out
-                .hits
-                .iter()
-                .map(|h| h.path.clone())
-                .filter(|d| d != qid)
-                .collect();
+            // Ranking metrics use the whole ranking; context precision uses the passages
+            // that selection actually hands over (the same list when the mode does not
+            // select).
+            let ranked: Vec<String> = out.ranked.iter().map(|h| h.0.clone()).collect();
+            let selected: Vec<String> = out.hits.iter().map(|h| h.path.clone()).collect();
             m.add(&ranked, &selected, rels);
             f.push(query_funnel(qid, text, rels, out, &ranked, &titles));
         }

@@ -491,6 +491,8 @@ pub fn collect_cutoff(
             granularity: Granularity::Document,
             mode: Mode::Hybrid,
             pipeline: p.clone(),
+            // As in `eval`: the query's own document (BEIR) is left out before selection.
+            exclude: vec![qid.clone()],
             ..SearchRequest::new(text.as_str(), k)
         };
         let o = engine.search_detailed(&req)?;
@@ -498,12 +500,7 @@ pub fn collect_cutoff(
         let seen = &o.ranked[..o.ranked.len().min(crate::select::FLOOR_RANK)];
         let top = seen.first().map(|x| x.1).unwrap_or(0.0);
         let floor = seen.iter().map(|x| x.1).fold(top, f32::min);
-        let (docs, scores) = o
-            .hits
-            .iter()
-            .filter(|h| h.path != *qid)
-            .map(|h| (h.path.clone(), h.score))
-            .unzip();
+        let (docs, scores) = o.hits.iter().map(|h| (h.path.clone(), h.score)).unzip();
         out.push(CutoffFeatures {
             rels: rels.clone(),
             docs,

@@ -283,3 +283,37 @@ fn bad_queries_and_empty_index() {
         }
     }
 }
+
+/// `SearchRequest::exclude` (BEIR's rule that a query's own document does not count) takes
+/// a document out of the ranking and the hits, and leaves the others' order as it was.
+#[test]
+fn excluded_documents_leave_the_ranking_and_the_hits() {
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(idx.path(), fake_config()).unwrap();
+    e.add_folder(samples()).unwrap();
+    let query = "why does the sea level go up and down each day";
+    for g in [Granularity::Chunk, Granularity::Document] {
+        let base = SearchRequest::new(query, 5).granularity(g);
+        let all = e.search_detailed(&base).unwrap();
+        assert_eq!(all.hits[0].path, "tides.txt", "{g:?}");
+        let without = e
+            .search_detailed(&base.clone().exclude(["tides.txt"]))
+            .unwrap();
+        assert!(!without.hits.is_empty(), "{g:?}");
+        assert!(
+            without.hits.iter().all(|h| h.path != "tides.txt"),
+            "{g:?}: {:?}",
+            paths(&without.hits)
+        );
+        if g == Granularity::Document {
+            let rest: Vec<&String> = all
+                .ranked
+                .iter()
+                .map(|r| &r.0)
+                .filter(|d| *d != "tides.txt")
+                .collect();
+            let got: Vec<&String> = without.ranked.iter().map(|r| &r.0).collect();
+            assert_eq!(got, rest);
+        }
+    }
+}

@@ -180,6 +180,11 @@ pub struct SearchRequest {
     pub pipeline: Pipeline,
     /// Attach an [`Explain`] to each hit.
     pub explain: bool,
+    /// Document keys left out of the results (the ranking and the hits), e.g. the document
+    /// a "more like this" query was taken from. They are removed after fusion and
+    /// reranking, so that the other documents keep their scores, and before selection, so
+    /// that an excluded document can neither take a hit's place nor set the cut-off.
+    pub exclude: Vec<String>,
 }
 
 impl SearchRequest {
@@ -194,6 +199,7 @@ impl SearchRequest {
             granularity: Granularity::Chunk,
             pipeline: Pipeline::default(),
             explain: false,
+            exclude: Vec::new(),
         }
     }
 
@@ -212,6 +218,12 @@ impl SearchRequest {
     /// Sets the pipeline.
     pub fn pipeline(mut self, p: Pipeline) -> SearchRequest {
         self.pipeline = p;
+        self
+    }
+
+    /// Leaves these document keys out of the results.
+    pub fn exclude<S: Into<String>>(mut self, keys: impl IntoIterator<Item = S>) -> SearchRequest {
+        self.exclude = keys.into_iter().map(Into::into).collect();
         self
     }
 }
@@ -421,7 +433,7 @@ impl Engine {
             rankings.push(self.rank(t, req, &mut out.timings)?);
         }
         let first = rankings.remove(0);
-        let final_list = if rankings.is_empty() {
+        let mut final_list = if rankings.is_empty() {
             first.final_.clone()
         } else {
             // Several queries: fuse their final lists by weighted rank, the original first.
@@ -431,6 +443,27 @@ impl Engine {
             f.truncate(req.depth.max(req.k));
             f
         };
+        if !req.exclude.is_empty() {
+            let di = self.doc_index()?;
+            let excluded: HashSet<usize> = di
+                .keys
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| req.exclude.contains(k))
+                .map(|(i, _)| i)
+                .collect();
+            let doc_of = |key: u64| -> Option<usize> {
+                match req.granularity {
+                    Granularity::Document => Some(key as usize),
+                    Granularity::Chunk => self
+                        .store
+                        .position(key)
+                        .and_then(|p| di.chunk_doc.get(p))
+                        .map(|&d| d as usize),
+                }
+            };
+            final_list.retain(|&(k, _)| doc_of(k).is_none_or(|d| !excluded.contains(&d)));
+        }
 
         let names = |v: &[(u64, f32)]| -> Result<Vec<(String, f32)>> {
             v.iter()
