@@ -237,7 +237,7 @@ struct QueryArgs {
     #[arg(long)]
     recency_days: Option<f32>,
     /// Expansion command: reads the query on stdin, prints extra queries one per line
-    /// (e.g. a local LLM writing a hypothetical answer).
+    /// (e.g. a local LLM writing a hypothetical answer). Killed after 60 s.
     #[arg(long)]
     expand_cmd: Option<String>,
 }

@@ -10,8 +10,9 @@
 //!   every non-empty stdout line is an extra query (HyDE-style rewriting by a local LLM).
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -122,31 +123,64 @@ pub fn split_questions(query: &str) -> Vec<String> {
         .collect()
 }
 
+/// How long an expansion command may run. A local LLM writing a hypothetical answer
+/// takes seconds; a command that hangs must not hang the query with it.
+pub const EXPAND_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Runs `cmd` through the shell with the query on stdin; each non-empty output line is
-/// an extra query.
+/// an extra query. Fails when the command cannot start, exits unsuccessfully or runs
+/// longer than [`EXPAND_TIMEOUT`] (it is then killed, with what it started).
 pub fn external(cmd: &str, query: &str) -> Result<Vec<String>> {
-    let mut child = Command::new("sh")
+    external_within(cmd, query, EXPAND_TIMEOUT)
+}
+
+fn external_within(cmd: &str, query: &str, timeout: Duration) -> Result<Vec<String>> {
+    let failed = |why: String| Error::invalid("expand-cmd", format!("{cmd:?} {why}"));
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(cmd)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    // Its own process group, so that a timeout kills what the shell started too.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command
         .spawn()
-        .map_err(|e| Error::invalid("expand-cmd", format!("{cmd:?} cannot start: {e}")))?;
+        .map_err(|e| failed(format!("cannot start: {e}")))?;
+    // Writing and reading on their own threads: a command that writes before it has read
+    // all of a long query cannot deadlock with us, and the wait below can time out.
     if let Some(mut stdin) = child.stdin.take() {
+        let q = query.to_string();
         // A command that ignores its input may close stdin early: not an error.
-        let _ = stdin.write_all(query.as_bytes());
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(q.as_bytes());
+        });
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Error::invalid("expand-cmd", format!("{cmd:?} failed: {e}")))?;
-    if !out.status.success() {
-        return Err(Error::invalid(
-            "expand-cmd",
-            format!("{cmd:?} exited with {}", out.status),
-        ));
+    let (tx, rx) = std::sync::mpsc::channel();
+    if let Some(mut stdout) = child.stdout.take() {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let r = stdout.read_to_end(&mut buf).map(|_| buf);
+            let _ = tx.send(r);
+        });
     }
-    Ok(String::from_utf8_lossy(&out.stdout)
+    let output = match rx.recv_timeout(timeout) {
+        Ok(r) => r.map_err(|e| failed(format!("failed: {e}")))?,
+        Err(_) => {
+            kill_tree(&mut child);
+            return Err(failed(format!(
+                "did not finish within {} s; killed",
+                timeout.as_secs_f32()
+            )));
+        }
+    };
+    let status = child.wait().map_err(|e| failed(format!("failed: {e}")))?;
+    if !status.success() {
+        return Err(failed(format!("exited with {status}")));
+    }
+    Ok(String::from_utf8_lossy(&output)
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -154,9 +188,40 @@ pub fn external(cmd: &str, query: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Kills `child` and, on Unix, the process group it leads.
+fn kill_tree(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(format!("-{}", child.id()))
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_expansion_command_gives_lines_fails_loudly_and_times_out() {
+        let t = Duration::from_secs(20);
+        let got = external_within("tr a-z A-Z; echo; echo second line", "moon tides", t).unwrap();
+        assert_eq!(got, vec!["MOON TIDES", "second line"]);
+        let e = external_within("exit 3", "q", t).unwrap_err().to_string();
+        assert!(e.contains("exit status: 3"), "{e}");
+        // A command that hangs, with a child of its own: killed at the deadline.
+        let start = std::time::Instant::now();
+        let e = external_within("sleep 30 & sleep 30", "q", Duration::from_millis(300))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did not finish within 0.3 s"), "{e}");
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
 
     #[test]
     fn questions_are_split_only_when_there_are_several() {
