@@ -102,8 +102,11 @@ pub fn chunk_document(
     out
 }
 
-/// Sections delimited by ATX headings (outside code fences) for markdown and HTML; one
-/// section for everything else.
+/// Sections delimited by headings (outside code fences) for markdown and HTML; one section
+/// for everything else. Headings are ATX (`## Title`) or setext (a one-line paragraph
+/// underlined with `===` or `---`, as many READMEs write them). A YAML front matter block
+/// (`---` ... `---` at the very start) belongs to the first section and holds no heading:
+/// its closing `---` under `title: x` is not a setext underline.
 fn sections(doc: &Document) -> Vec<Section> {
     let text = &doc.text;
     if !matches!(doc.kind, DocKind::Markdown | DocKind::Html) {
@@ -119,34 +122,56 @@ fn sections(doc: &Document) -> Vec<Section> {
     let mut cur_heading: Option<String> = None;
     let mut in_fence = false;
     let mut pos = 0;
+    let mut front_matter = doc.kind == DocKind::Markdown && text.lines().next() == Some("---");
+    // A one-line paragraph (start, text) that an underline on the next line would make a
+    // setext heading, and whether the line before the current one was blank.
+    let mut para: Option<(usize, String)> = None;
+    let mut after_blank = true;
+    let mut open = |at: usize, level: usize, title: String, cur_start: &mut usize| {
+        if at > *cur_start && !text[*cur_start..at].trim().is_empty() {
+            out.push(Section {
+                start: *cur_start,
+                end: at,
+                heading: cur_heading.clone(),
+            });
+        }
+        trail.retain(|(l, _)| *l < level);
+        trail.push((level, title));
+        cur_heading = Some(
+            trail
+                .iter()
+                .map(|(_, t)| t.as_str())
+                .collect::<Vec<_>>()
+                .join(" > "),
+        );
+        *cur_start = at;
+    };
     for line in text.split_inclusive('\n') {
         let t = line.trim_start();
-        if t.starts_with("```") || t.starts_with("~~~") {
-            in_fence = !in_fence;
-        } else if !in_fence && line.starts_with('#') {
-            let level = line.bytes().take_while(|&b| b == b'#').count();
-            let rest = &line[level..];
-            if level <= 6 && (rest.starts_with(' ') || rest.starts_with('\t')) {
-                let title = rest.trim().trim_end_matches('#').trim().to_string();
-                if pos > cur_start && !text[cur_start..pos].trim().is_empty() {
-                    out.push(Section {
-                        start: cur_start,
-                        end: pos,
-                        heading: cur_heading.clone(),
-                    });
-                }
-                trail.retain(|(l, _)| *l < level);
-                trail.push((level, title));
-                cur_heading = Some(
-                    trail
-                        .iter()
-                        .map(|(_, t)| t.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" > "),
-                );
-                cur_start = pos;
+        let blank = t.is_empty();
+        if front_matter {
+            if pos > 0 && matches!(line.trim_end(), "---" | "...") {
+                front_matter = false;
             }
+        } else if t.starts_with("```") || t.starts_with("~~~") {
+            in_fence = !in_fence;
+            para = None;
+        } else if in_fence {
+            // Code: a `# comment` or a `---` line is not markdown here.
+        } else if let Some(level) = atx_level(line) {
+            let title = line[level..]
+                .trim()
+                .trim_end_matches('#')
+                .trim()
+                .to_string();
+            open(pos, level, title, &mut cur_start);
+            para = None;
+        } else if let (Some(level), Some((at, title))) = (setext_level(line), para.take()) {
+            open(at, level, title, &mut cur_start);
+        } else {
+            para = (!blank && after_blank && plain_line(t)).then(|| (pos, line.trim().to_string()));
         }
+        after_blank = blank;
         pos += line.len();
     }
     if text.len() > cur_start && !text[cur_start..].trim().is_empty() {
@@ -157,6 +182,37 @@ fn sections(doc: &Document) -> Vec<Section> {
         });
     }
     out
+}
+
+/// The level of an ATX heading line (`#` to `######` then a space), if it is one.
+fn atx_level(line: &str) -> Option<usize> {
+    let level = line.bytes().take_while(|&b| b == b'#').count();
+    let rest = &line[level..];
+    ((1..=6).contains(&level) && (rest.starts_with(' ') || rest.starts_with('\t'))).then_some(level)
+}
+
+/// The level of a setext underline (`==` for 1, `--` for 2; up to three spaces of indent).
+fn setext_level(line: &str) -> Option<usize> {
+    let t = line.trim_end();
+    let body = t.trim_start_matches(' ');
+    if t.len() - body.len() > 3 || body.len() < 2 {
+        return None;
+    }
+    if body.bytes().all(|b| b == b'=') {
+        Some(1)
+    } else if body.bytes().all(|b| b == b'-') {
+        Some(2)
+    } else {
+        None
+    }
+}
+
+/// Whether a line can be a setext heading's text: not a list item, quote, table row or tag.
+fn plain_line(t: &str) -> bool {
+    let list = t.starts_with(['-', '*', '+']) && t[1..].starts_with([' ', '\t'])
+        || t.split_once(['.', ')'])
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    !list && !t.starts_with(['>', '|', '<']) && !t.starts_with("    ")
 }
 
 /// Longest byte span counted as one token when sizing chunks. WordPiece turns a word it
@@ -486,6 +542,35 @@ mod tests {
             contextual_text("g.md", c[2].heading.as_deref(), "x"),
             "g.md > Guide > Install > Linux\nx"
         );
+    }
+
+    #[test]
+    fn setext_headings_and_front_matter() {
+        let md = "---\ntitle: Notes\ntags: [a]\n---\nIntro line.\n\nInstall\n=======\n\nRun it.\n\nOn Linux\n--------\napt it\n\nA paragraph\nof two lines\n---\n\n- item\n---\n";
+        let mut d = Document::from_text("r.md", "r.md", md);
+        d.kind = DocKind::Markdown;
+        let c = chunks(&d, 256, 32);
+        let heads: Vec<Option<String>> = c.iter().map(|x| x.heading.clone()).collect();
+        assert_eq!(
+            heads,
+            vec![
+                None,
+                Some("Install".to_string()),
+                Some("Install > On Linux".to_string())
+            ],
+            "{c:#?}"
+        );
+        // The front matter stays with the first section, its `---` not an underline.
+        assert!(
+            c[0].text.starts_with("---\ntitle: Notes"),
+            "{:?}",
+            c[0].text
+        );
+        assert!(c[1].text.starts_with("Install\n="), "{:?}", c[1].text);
+        assert_eq!(c[2].line_range.0, 12);
+        // An underline under a two-line paragraph or a list item is not a heading here.
+        assert!(c[2].text.contains("of two lines\n---"), "{:?}", c[2].text);
+        assert!(c[2].text.ends_with("- item\n---"), "{:?}", c[2].text);
     }
 
     #[test]
