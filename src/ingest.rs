@@ -238,6 +238,10 @@ pub struct IngestConfig {
     pub max_pdf_bytes: u64,
     /// Also index hidden files and folders.
     pub hidden: bool,
+    /// A folder sync commits after about this many bytes of changed files (or a quarter of
+    /// what the index holds, when more), so that an interrupted run keeps what it embedded:
+    /// 8 MiB is a few minutes of CPU embedding.
+    pub checkpoint_bytes: u64,
 }
 
 impl Default for IngestConfig {
@@ -246,6 +250,7 @@ impl Default for IngestConfig {
             max_file_bytes: 16 * 1024 * 1024,
             max_pdf_bytes: 256 * 1024 * 1024,
             hidden: false,
+            checkpoint_bytes: 8 * 1024 * 1024,
         }
     }
 }

@@ -317,3 +317,102 @@ fn excluded_documents_leave_the_ranking_and_the_hits() {
         }
     }
 }
+
+/// Stops a sync by panicking when the `n`th commit starts writing, as an interruption
+/// would (the process dies between two checkpoints).
+struct StopAtCommit {
+    n: usize,
+    seen: std::sync::atomic::AtomicUsize,
+}
+
+impl pinpoint::Progress for StopAtCommit {
+    fn start(&self, stage: &str, _total: u64) {
+        if stage == "write" {
+            let i = self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if i == self.n {
+                panic!("interrupted at commit {i}");
+            }
+        }
+    }
+}
+
+/// A large sync commits in checkpoints: the result is the same as one commit, and a run
+/// interrupted between checkpoints keeps what it committed, so the next run embeds only
+/// the rest.
+#[test]
+fn a_large_sync_commits_in_checkpoints_and_resumes_after_an_interruption() {
+    let src = tempfile::tempdir().unwrap();
+    copy_dir(&samples(), src.path());
+    let whole_dir = tempfile::tempdir().unwrap();
+    let mut whole = Engine::create(whole_dir.path(), fake_config()).unwrap();
+    let one = whole.add_folder(src.path()).unwrap();
+    let one_gen = whole.manifest().generation;
+
+    let mut cfg = fake_config();
+    cfg.ingest.checkpoint_bytes = 2048; // the samples are ~0.7 KB: a few per checkpoint
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(idx.path(), cfg.clone()).unwrap();
+    let r = e.add_folder(src.path()).unwrap();
+    assert!(
+        e.manifest().generation >= one_gen + 3,
+        "{} commits",
+        e.manifest().generation
+    );
+    assert_eq!(
+        (
+            r.added,
+            r.chunks_embedded,
+            r.chunks_total,
+            r.documents_total
+        ),
+        (
+            one.added,
+            one.chunks_embedded,
+            one.chunks_total,
+            one.documents_total
+        )
+    );
+    for q in [
+        "why does the sea level go up and down",
+        "paper crane origami",
+    ] {
+        let a = whole.search(&SearchRequest::new(q, 5)).unwrap();
+        let b = e.search(&SearchRequest::new(q, 5)).unwrap();
+        assert_eq!(paths(&a), paths(&b), "{q}");
+    }
+    drop(e);
+
+    // Interrupted while writing its third commit: two checkpoints are kept.
+    let idx = tempfile::tempdir().unwrap();
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut e = Engine::create(idx.path(), cfg.clone()).unwrap();
+        e.set_progress(std::sync::Arc::new(StopAtCommit {
+            n: 3,
+            seen: Default::default(),
+        }));
+        e.add_folder(src.path())
+    }));
+    assert!(run.is_err(), "the sync was not interrupted");
+    let mut e = Engine::open_or_create(idx.path(), cfg).unwrap();
+    let kept = e.documents().unwrap().len();
+    assert!(kept > 0 && kept < one.added, "{kept} documents kept");
+    assert!(e.verify().unwrap().is_empty());
+    let rest = e.add_folder(src.path()).unwrap();
+    assert_eq!((rest.added, rest.unchanged), (one.added - kept, kept));
+    assert!(rest.chunks_embedded < one.chunks_embedded);
+    assert_eq!(rest.documents_total, one.documents_total);
+
+    // A rename among many new files still reuses its vectors: the file whose size matches
+    // a vanished document's goes into the checkpoint that removes the old name.
+    std::fs::rename(
+        src.path().join("origami.txt"),
+        src.path().join("zz_paper.txt"),
+    )
+    .unwrap();
+    for i in 0..10 {
+        let text = format!("New note {i} about lighthouses and fog horns. ").repeat(20);
+        std::fs::write(src.path().join(format!("new{i}.txt")), text).unwrap();
+    }
+    let r = e.add_folder(src.path()).unwrap();
+    assert_eq!((r.renamed, r.added, r.removed), (1, 10, 0), "{r:?}");
+}

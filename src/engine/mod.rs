@@ -156,6 +156,28 @@ pub struct IndexReport {
     pub timings: Vec<(String, f64)>,
 }
 
+impl IndexReport {
+    /// Adds a later commit's counts to this one (a sync made of several checkpoints).
+    fn absorb(&mut self, r: IndexReport) {
+        self.added += r.added;
+        self.updated += r.updated;
+        self.removed += r.removed;
+        self.unchanged += r.unchanged;
+        self.renamed += r.renamed;
+        self.skipped.extend(r.skipped);
+        self.unsupported += r.unsupported;
+        self.chunks_embedded += r.chunks_embedded;
+        self.chunks_total = r.chunks_total;
+        self.documents_total = r.documents_total;
+        for (stage, secs) in r.timings {
+            match self.timings.iter_mut().find(|t| t.0 == stage) {
+                Some(t) => t.1 += secs,
+                None => self.timings.push((stage, secs)),
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Staged {
     upserts: Vec<Document>,
@@ -626,7 +648,7 @@ impl Engine {
             .map(|d| (d.key.clone(), (d.size, d.mtime, d.external)))
             .collect();
         // Cheap check first: size and mtime unchanged means the file is unchanged.
-        let mut to_read = Vec::new();
+        let mut to_read: Vec<(PathBuf, u64)> = Vec::new();
         let mut seen = HashSet::new();
         for p in &walked.files {
             let key = ingest::key_for(root, p);
@@ -642,15 +664,70 @@ impl Engine {
                 (Some(&(size, mtime, _)), Ok((s, m))) if size == s && mtime == m => {
                     report.unchanged += 1
                 }
-                _ => to_read.push(p.clone()),
+                (_, Ok((s, _))) => to_read.push((p.clone(), s)),
+                (_, Err(_)) => to_read.push((p.clone(), 0)),
             }
         }
-        self.progress.start("reading", to_read.len() as u64);
+        let gone: Vec<String> = known
+            .iter()
+            .filter(|(key, &(_, _, external))| !external && !seen.contains(*key))
+            .map(|(key, _)| key.clone())
+            .collect();
+        // Files that may be renames of a document that is gone (same size) go first, into
+        // the commit that removes it, so that its vectors can be reused.
+        let gone_sizes: HashSet<u64> = gone.iter().map(|k| known[k].0).collect();
+        to_read.sort_by_key(|(_, size)| !gone_sizes.contains(size));
+
+        // Checkpoints: a large sync commits every `checkpoint_bytes` of source (at least a
+        // quarter of what the index already holds, so that rewriting the generation's files
+        // stays a small multiple of their size), so an interrupted run keeps what it
+        // embedded and the next run resumes where it stopped.
+        let mut index_bytes: u64 = known.values().map(|v| v.0).sum();
+        let mut total = IndexReport::default();
+        let mut rest = to_read.as_slice();
+        let mut first = true;
+        while first || !rest.is_empty() {
+            let threshold = self.cfg.ingest.checkpoint_bytes.max(index_bytes / 4);
+            let mut n = 0;
+            let mut bytes = 0u64;
+            while n < rest.len() && (n == 0 || bytes < threshold) {
+                bytes += rest[n].1;
+                n += 1;
+            }
+            let (batch, later) = rest.split_at(n);
+            rest = later;
+            self.stage_files(root, batch, &known, &mut report)?;
+            if first {
+                self.staged.removes.extend(gone.iter().cloned());
+                first = false;
+            }
+            index_bytes += bytes;
+            total.absorb(self.commit()?);
+        }
+        total
+            .timings
+            .insert(0, ("walk+read".into(), t0.elapsed().as_secs_f64()));
+        total.skipped = report.skipped;
+        total.unsupported = report.unsupported;
+        total.unchanged += report.unchanged;
+        Ok(total)
+    }
+
+    /// Reads `files` in parallel and stages them; a known file that can no longer be read
+    /// leaves the index.
+    fn stage_files(
+        &mut self,
+        root: &Path,
+        files: &[(PathBuf, u64)],
+        known: &HashMap<String, (u64, i64, bool)>,
+        report: &mut IndexReport,
+    ) -> Result<()> {
+        self.progress.start("reading", files.len() as u64);
         let cfg = self.cfg.ingest.clone();
         let progress = self.progress.clone();
-        let read: Vec<(PathBuf, std::result::Result<Document, ingest::SkipReason>)> = to_read
+        let read: Vec<(PathBuf, std::result::Result<Document, ingest::SkipReason>)> = files
             .par_iter()
-            .map(|p| {
+            .map(|(p, _)| {
                 let r = ingest::read_document(root, p, &cfg);
                 progress.inc(1);
                 (p.clone(), r)
@@ -670,19 +747,7 @@ impl Engine {
                 }
             }
         }
-        for (key, &(_, _, external)) in &known {
-            if !external && !seen.contains(key) {
-                self.staged.removes.insert(key.clone());
-            }
-        }
-        let mut commit = self.commit()?;
-        commit
-            .timings
-            .insert(0, ("walk+read".into(), t0.elapsed().as_secs_f64()));
-        commit.skipped = report.skipped;
-        commit.unsupported = report.unsupported;
-        commit.unchanged += report.unchanged;
-        Ok(commit)
+        Ok(())
     }
 
     /// Checks every file of the current generation against the checksums in the manifest
