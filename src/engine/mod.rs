@@ -156,6 +156,13 @@ pub struct IndexReport {
     pub timings: Vec<(String, f64)>,
 }
 
+// Servers and parallel evaluators share one engine across threads (`search` takes `&self`):
+// keep it `Send + Sync`, checked at compile time.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Engine>();
+};
+
 impl IndexReport {
     /// Adds a later commit's counts to this one (a sync made of several checkpoints).
     fn absorb(&mut self, r: IndexReport) {
