@@ -123,43 +123,34 @@ fn index_query_stats_contract_and_exit_codes() {
     assert!(codes > 100, "a new index keeps token codes: {out}");
 
     // User errors: exit 1 with a message, no backtrace.
-    let o = pinpoint(work.path(), &["query", "x", "--index", "nope"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
-    let o = pinpoint(
-        work.path(),
+    let w = work.path();
+    user_error(w, &["query", "x", "--index", "nope"], "does not exist");
+    user_error(
+        w,
         &["query", "x", "--index", "idx", "--mode", "psychic"],
+        "mode",
     );
-    assert_eq!(o.status.code(), Some(1));
-    let o = pinpoint(
-        work.path(),
+    user_error(
+        w,
         &["index", "docs", "--index", "idx2", "--model", "docs"],
+        "config.json",
     );
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("config.json"), "{}", stderr(&o));
-    let o = pinpoint(work.path(), &["query", "x", "--index", "docs"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("not a pinpoint index"),
-        "{}",
-        stderr(&o)
+    user_error(
+        w,
+        &["query", "x", "--index", "docs"],
+        "not a pinpoint index",
     );
-    let o = pinpoint(work.path(), &["frobnicate"]);
-    assert_eq!(o.status.code(), Some(1));
+    user_error(w, &["frobnicate"], "frobnicate");
     // Naming a cross-encoder asks for it, even without --rerank: never silently ignored.
-    let o = pinpoint(
-        work.path(),
-        &[
-            "query",
-            "x",
-            "--index",
-            "idx",
-            "--cross-encoder",
-            "no-such-model",
-        ],
-    );
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("no-such-model"), "{}", stderr(&o));
+    let args = [
+        "query",
+        "x",
+        "--index",
+        "idx",
+        "--cross-encoder",
+        "no-such-model",
+    ];
+    user_error(w, &args, "no-such-model");
 
     // A damaged BM25 segment: exit 1, the folder named, the cause told once.
     copy_dir(&work.path().join("idx"), &work.path().join("broken"));
@@ -169,10 +160,11 @@ fn index_query_stats_contract_and_exit_codes() {
             std::fs::write(&p, b"not a term dictionary").unwrap();
         }
     }
-    let o = pinpoint(work.path(), &["query", "x", "--index", "broken"]);
-    assert_eq!(o.status.code(), Some(1));
-    let err = stderr(&o);
-    assert!(err.contains("broken/lexical is corrupt"), "{err}");
+    let err = user_error(
+        w,
+        &["query", "x", "--index", "broken"],
+        "broken/lexical is corrupt",
+    );
     assert!(err.contains("--rebuild"), "{err}");
     assert_eq!(err.matches("Footer").count(), 1, "{err}");
 }
@@ -288,18 +280,6 @@ fn explain_is_consistent_with_the_final_order() {
         let in_head = e["fused_rank"].as_u64().unwrap() <= 4;
         assert_eq!(e["rerank_score"].is_f64(), in_head, "{e}");
     }
-    let o = pinpoint(
-        work.path(),
-        &[
-            "query",
-            "x",
-            "--index",
-            "idx",
-            "--rerank",
-            "--reranker",
-            "bogus",
-        ],
-    );
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("reranker"), "{}", stderr(&o));
+    let args = ["query", "x", "--index", "idx", "--reranker", "bogus"];
+    user_error(work.path(), &args, "reranker");
 }

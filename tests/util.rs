@@ -49,6 +49,16 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Runs `pinpoint` with `args`, expecting a user error: exit code 1 and a message on
+/// stderr that contains `needle`. Returns the message.
+pub fn user_error(cwd: &Path, args: &[&str], needle: &str) -> String {
+    let o = pinpoint(cwd, args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err}");
+    err
+}
+
 /// Runs the `pinpoint` binary with `args` in `cwd`.
 pub fn pinpoint(cwd: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pinpoint"))
