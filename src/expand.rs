@@ -191,12 +191,16 @@ fn external_within(cmd: &str, query: &str, timeout: Duration) -> Result<Vec<Stri
 /// Kills `child` and, on Unix, the process group it leads.
 fn kill_tree(child: &mut std::process::Child) {
     #[cfg(unix)]
-    {
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", child.id()))
-            .stderr(Stdio::null())
-            .status();
+    if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
+        // 0 would be our own group and 1 init's: never signal those.
+        if pgid > 1 {
+            // SAFETY: killpg only sends a signal. `pgid` is the group the child leads (it was
+            // spawned with `process_group(0)` and not yet reaped, so the id is still its own),
+            // checked above to be neither our group nor every process.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
     }
     let _ = child.kill();
     let _ = child.wait();

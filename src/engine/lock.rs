@@ -70,34 +70,37 @@ impl Drop for WriterLock {
 }
 
 /// Whether a process with this pid runs, so that a lock it left can be told from a live
-/// one. Linux: `/proc`. Other Unix (macOS, the BSDs): `kill -0`, which signals nothing and
-/// fails for a pid that does not exist; a process of another user also makes it fail, with
-/// "not permitted", and counts as alive. Elsewhere, or when `kill` cannot run: assumed alive,
-/// and the error tells the user which file to remove.
+/// one. Linux: `/proc` when mounted. Other Unix (macOS, the BSDs), or Linux without `/proc`:
+/// `kill(pid, 0)`, which signals nothing and fails for a pid that does not exist; a process
+/// of another user makes it fail with "not permitted", and counts as alive. Elsewhere:
+/// assumed alive, and the error tells the user which file to remove.
+#[cfg(unix)]
 fn process_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new(&format!("/proc/{pid}")).exists()
-    } else if cfg!(unix) {
-        alive_by_kill(pid)
-    } else {
-        true
+    if cfg!(target_os = "linux") && Path::new("/proc/self").exists() {
+        return Path::new(&format!("/proc/{pid}")).exists();
     }
+    alive_by_kill(pid)
 }
 
+#[cfg(not(unix))]
+fn process_alive(_pid: u32) -> bool {
+    true
+}
+
+#[cfg(unix)]
 fn alive_by_kill(pid: u32) -> bool {
-    match std::process::Command::new("kill")
-        .args(["-0", &pid.to_string()])
-        .stdin(std::process::Stdio::null())
-        .output()
-    {
-        Ok(o) => {
-            o.status.success()
-                || String::from_utf8_lossy(&o.stderr)
-                    .to_lowercase()
-                    .contains("not permitted")
-        }
-        Err(_) => true,
+    // A pid of 0 or above `pid_t`'s range would address a process group (or all
+    // processes), not one process: no live writer has such an id.
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
     }
+    // SAFETY: signal 0 sends nothing; kill only checks that `pid` (positive, so one process)
+    // exists and may be signalled.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 #[cfg(all(test, unix))]
