@@ -541,7 +541,7 @@ fn query(a: QueryArgs) -> Result<()> {
                     path: &h.path,
                     line_start: h.line_start,
                     line_end: h.line_end,
-                    unit: if is_pdf(&h.path) { "page" } else { "line" },
+                    unit: kind_of(&h.path).location_unit(),
                     heading: h.heading.as_deref(),
                     score: h.score,
                     text: &h.text,
@@ -559,7 +559,7 @@ fn query(a: QueryArgs) -> Result<()> {
             .as_deref()
             .map(|x| format!("  [{x}]"))
             .unwrap_or_default();
-        let page = if is_pdf(&h.path) { "p" } else { "" };
+        let page = kind_of(&h.path).location_prefix();
         writeln!(
             out,
             "{}:{page}{}-{}  {:.4}{heading}",
@@ -614,9 +614,9 @@ struct HitJson<'a> {
     explain: Option<&'a pinpoint::Explain>,
 }
 
-/// A PDF's locations are pages ([`DocKind::Pdf`]).
-fn is_pdf(key: &str) -> bool {
-    DocKind::from_path(std::path::Path::new(key)) == Some(DocKind::Pdf)
+/// The kind of file a hit comes from, for its location unit (lines, pages, paragraphs).
+fn kind_of(key: &str) -> DocKind {
+    DocKind::from_path(std::path::Path::new(key)).unwrap_or(DocKind::Text)
 }
 
 /// The first `lines` non-empty lines of `text`, cut at `chars` characters in all.

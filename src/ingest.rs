@@ -27,6 +27,9 @@ pub enum DocKind {
     /// PDF, reduced to its text layer. Its location unit is the page: a PDF document's
     /// "source lines" ([`Document::line_of`], a hit's line range) are page numbers.
     Pdf,
+    /// Word (Office Open XML, `.docx`), reduced to its paragraphs (heading styles kept as
+    /// markdown headings). It has no lines: its location unit is the paragraph.
+    Docx,
 }
 
 impl DocKind {
@@ -50,6 +53,7 @@ impl DocKind {
             "md" | "markdown" | "mdx" => DocKind::Markdown,
             "html" | "htm" | "xhtml" => DocKind::Html,
             "pdf" => DocKind::Pdf,
+            "docx" => DocKind::Docx,
             "rs" | "py" | "js" | "mjs" | "cjs" | "jsx" | "ts" | "tsx" | "go" | "c" | "h" | "cc"
             | "cpp" | "cxx" | "hpp" | "hh" | "java" | "kt" | "scala" | "cs" | "rb" | "php"
             | "swift" | "sh" | "bash" | "zsh" | "sql" | "lua" | "toml" | "yaml" | "yml"
@@ -57,6 +61,27 @@ impl DocKind {
             | "erl" | "clj" | "dart" | "vue" | "svelte" | "css" | "scss" | "xml" => DocKind::Code,
             _ => return None,
         })
+    }
+}
+
+impl DocKind {
+    /// What a location (a hit's `line_start`..`line_end`) counts in this kind of file.
+    pub fn location_unit(self) -> &'static str {
+        match self {
+            DocKind::Pdf => "page",
+            DocKind::Docx => "paragraph",
+            _ => "line",
+        }
+    }
+
+    /// Written before a location's numbers (`paper.pdf:p3-4`, `notes.docx:¶2-5`), so that a
+    /// page or paragraph number is not read as a line number.
+    pub fn location_prefix(self) -> &'static str {
+        match self {
+            DocKind::Pdf => "p",
+            DocKind::Docx => "¶",
+            _ => "",
+        }
     }
 }
 
@@ -177,6 +202,12 @@ pub enum SkipReason {
     },
     /// A PDF without a text layer: scanned pages are images, and OCR is out of scope.
     NoText,
+    /// A `.docx` that is not a readable Word document (not a zip archive, e.g. encrypted or
+    /// an old `.doc` renamed; no `word/document.xml`; or that part too large).
+    BadDocx {
+        /// What is wrong.
+        error: String,
+    },
     /// Its name gives the same index key as another file's (possible only for names that
     /// are not UTF-8, see [`key_for`]); the first in path order is indexed.
     SameKey {
@@ -207,6 +238,7 @@ impl std::fmt::Display for SkipReason {
             SkipReason::Symlink => write!(f, "symbolic link (not followed)"),
             SkipReason::BadPdf { error } => write!(f, "unreadable PDF: {error}"),
             SkipReason::NoText => write!(f, "PDF without a text layer (scanned pages?)"),
+            SkipReason::BadDocx { error } => write!(f, "unreadable Word document: {error}"),
             SkipReason::NotRegular => write!(f, "not a regular file (pipe, socket or device)"),
             SkipReason::SameKey { key } => {
                 write!(
@@ -233,8 +265,8 @@ pub struct Skipped {
 pub struct IngestConfig {
     /// Files larger than this are skipped with [`SkipReason::TooLarge`].
     pub max_file_bytes: u64,
-    /// The same for PDF files, whose size is mostly fonts and images: a 16 MiB PDF may hold
-    /// less text than a 1 MiB text file.
+    /// The same for PDF and Word files, whose size is mostly fonts and images: a 16 MiB PDF
+    /// may hold less text than a 1 MiB text file.
     pub max_pdf_bytes: u64,
     /// Also index hidden files and folders.
     pub hidden: bool,
@@ -377,7 +409,7 @@ pub fn read_document(root: &Path, path: &Path, cfg: &IngestConfig) -> Result<Doc
     };
     let kind = DocKind::from_path(path).unwrap_or(DocKind::Text);
     let limit = match kind {
-        DocKind::Pdf => cfg.max_pdf_bytes,
+        DocKind::Pdf | DocKind::Docx => cfg.max_pdf_bytes,
         _ => cfg.max_file_bytes,
     };
     let (size, mtime) = stat(path).map_err(unreadable)?;
@@ -413,6 +445,9 @@ pub fn document_from_bytes(
 ) -> Result<Document, SkipReason> {
     if kind == DocKind::Pdf {
         return pdf_document(key, title, bytes, mtime);
+    }
+    if kind == DocKind::Docx {
+        return docx_document(key, title, bytes, mtime);
     }
     // UTF-16 text (Windows tools write it, with a byte-order mark) holds NUL bytes in its
     // ASCII range, so it is decoded before the binary check would reject it. Locations stay
@@ -539,6 +574,173 @@ fn pdf_document(
         mtime,
         text,
     })
+}
+
+/// Largest `word/document.xml` read out of a `.docx`: the archive's own size is capped, but
+/// a small archive can inflate to gigabytes (a zip bomb).
+const MAX_DOCX_XML_BYTES: u64 = 256 * 1024 * 1024;
+
+/// A Word document as text: one line per paragraph, heading styles as markdown headings
+/// (so the chunker's heading trail works), locations counted in paragraphs.
+fn docx_document(
+    key: String,
+    title: String,
+    bytes: &[u8],
+    mtime: i64,
+) -> Result<Document, SkipReason> {
+    let bad = |error: String| SkipReason::BadDocx { error };
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
+        bad(format!(
+            "not a zip archive (encrypted, or an old .doc renamed?): {e}"
+        ))
+    })?;
+    let mut part = archive
+        .by_name("word/document.xml")
+        .map_err(|e| bad(format!("no word/document.xml: {e}")))?;
+    if part.size() > MAX_DOCX_XML_BYTES {
+        return Err(bad(format!(
+            "word/document.xml inflates to {} bytes (limit {MAX_DOCX_XML_BYTES})",
+            part.size()
+        )));
+    }
+    let mut xml = String::new();
+    part.by_ref()
+        .take(MAX_DOCX_XML_BYTES + 1)
+        .read_to_string(&mut xml)
+        .map_err(|e| bad(format!("word/document.xml: {e}")))?;
+    if xml.len() as u64 > MAX_DOCX_XML_BYTES {
+        return Err(bad("word/document.xml is larger than it says".into()));
+    }
+    let body = docx_text(&xml);
+    if body.text.trim().is_empty() {
+        return Err(SkipReason::Empty);
+    }
+    let text = body.text;
+    Ok(Document {
+        key,
+        // Like an HTML <title>: the paragraph styled "Title" names the document.
+        title: body.title.unwrap_or(title),
+        kind: DocKind::Docx,
+        // Locations count paragraphs, whatever line breaks they hold.
+        source_line_starts: body.paragraph_starts,
+        offset_map: Vec::new(),
+        hash: hash_bytes(bytes),
+        size: bytes.len() as u64,
+        mtime,
+        text,
+    })
+}
+
+/// The paragraphs of a WordprocessingML body: the text of `<w:t>` runs, `<w:tab/>` and
+/// `<w:br/>`, one line per `<w:p>`, and a `HeadingN` or `Title` paragraph style written as
+/// a markdown heading. Deleted text (`<w:delText>`) and field codes (`<w:instrText>`) are
+/// not text a reader sees, and are left out.
+pub fn docx_text(xml: &str) -> DocxText {
+    let mut out = String::with_capacity(xml.len() / 4);
+    let mut title = None;
+    let mut starts = Vec::new();
+    let mut para = String::new();
+    let mut level: Option<usize> = None;
+    let mut is_title = false;
+    let mut in_text = false;
+    // Paragraph properties hold tab-stop definitions (`<w:tabs><w:tab .../>`), not tabs.
+    let mut in_props = false;
+    let mut i = 0;
+    while let Some(lt) = xml[i..].find('<').map(|o| i + o) {
+        if in_text {
+            para.push_str(&html_escape::decode_html_entities(&xml[i..lt]));
+        }
+        let Some(gt) = xml[lt..].find('>').map(|o| lt + o) else {
+            break;
+        };
+        let tag = &xml[lt + 1..gt];
+        i = gt + 1;
+        if let Some(close) = tag.strip_prefix('/') {
+            match close.trim() {
+                "w:t" => in_text = false,
+                "w:pPr" => in_props = false,
+                "w:p" => {
+                    let line = para.trim();
+                    if is_title && title.is_none() && !line.is_empty() {
+                        title = Some(line.to_string());
+                    }
+                    if !line.is_empty() {
+                        if let Some(l) = level {
+                            if !out.is_empty() {
+                                out.push('\n');
+                            }
+                            starts.push(out.len());
+                            out.push_str(&"#".repeat(l));
+                            out.push(' ');
+                        } else {
+                            starts.push(out.len());
+                        }
+                        out.push_str(line);
+                        out.push('\n');
+                    }
+                    para.clear();
+                    level = None;
+                    is_title = false;
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let self_closing = tag.ends_with('/');
+        let name = tag
+            .split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or("");
+        match name {
+            "w:t" => in_text = !self_closing,
+            "w:pPr" => in_props = !self_closing,
+            "w:tab" if !in_props => para.push('\t'),
+            "w:br" | "w:cr" => para.push('\n'),
+            "w:p" => {
+                para.clear();
+                level = None;
+                is_title = false;
+            }
+            "w:pStyle" => {
+                level = heading_style_level(tag);
+                is_title = tag.contains(r#"w:val="Title""#);
+            }
+            _ => {}
+        }
+    }
+    let trimmed = out.trim_end().len();
+    out.truncate(trimmed);
+    if starts.is_empty() {
+        starts.push(0);
+    }
+    DocxText {
+        text: out,
+        title,
+        paragraph_starts: starts,
+    }
+}
+
+/// What [`docx_text`] extracts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocxText {
+    /// One line per paragraph (a heading after a blank line, as markdown writes it).
+    pub text: String,
+    /// The first paragraph styled `Title`.
+    pub title: Option<String>,
+    /// Where each non-empty paragraph starts in `text`: its locations count paragraphs.
+    pub paragraph_starts: Vec<usize>,
+}
+
+/// The heading level of a `<w:pStyle w:val="...">` tag: `Heading1`..`Heading9` (capped at
+/// markdown's 6) or `Title` (1).
+fn heading_style_level(tag: &str) -> Option<usize> {
+    let val = tag.split("w:val=\"").nth(1)?.split('"').next()?;
+    let val = val.to_ascii_lowercase();
+    if val == "title" {
+        return Some(1);
+    }
+    let n: usize = val.strip_prefix("heading")?.trim().parse().ok()?;
+    (1..=9).contains(&n).then_some(n.min(6))
 }
 
 thread_local! {
@@ -929,6 +1131,45 @@ mod tests {
         // A quote left open loses one tag, not the rest of the page.
         let (text, _) = html_to_text("<a title=\"open>one</a><p>two</p>");
         assert!(text.contains("two"), "{text}");
+    }
+
+    #[test]
+    fn docx_paragraphs_headings_and_what_is_not_text() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>
+<w:p><w:pPr><w:pStyle w:val="Title"/></w:pPr><w:r><w:t>Field Guide</w:t></w:r></w:p>
+<w:p><w:pPr><w:pStyle w:val="Heading2"/><w:tabs><w:tab w:val="left" w:pos="720"/></w:tabs></w:pPr><w:r><w:t>Ferns &amp; Mosses</w:t></w:r></w:p>
+<w:p><w:r><w:t xml:space="preserve">Ferns reproduce by </w:t></w:r><w:r><w:rPr><w:b/></w:rPr><w:t>spores</w:t></w:r><w:r><w:tab/><w:t>not seeds.</w:t></w:r></w:p>
+<w:p><w:r><w:delText>deleted words</w:delText></w:r><w:r><w:instrText> PAGE </w:instrText></w:r><w:r><w:t>Kept</w:t></w:r><w:r><w:br/><w:t>after a break</w:t></w:r></w:p>
+<w:p/>
+<w:tbl><w:tr><w:tc><w:p><w:r><w:t>Cell one</w:t></w:r></w:p></w:tc></w:tr></w:tbl>
+</w:body></w:document>"#;
+        let d = docx_text(xml);
+        assert_eq!(
+            d.text,
+            "# Field Guide\n\n## Ferns & Mosses\nFerns reproduce by spores\tnot seeds.\nKept\nafter a break\nCell one"
+        );
+        assert_eq!(d.title.as_deref(), Some("Field Guide"));
+        // Five paragraphs; the break inside the fourth does not start a sixth.
+        let starts: Vec<&str> = d
+            .paragraph_starts
+            .iter()
+            .map(|&i| &d.text[i..i + 4])
+            .collect();
+        assert_eq!(starts, vec!["# Fi", "## F", "Fern", "Kept", "Cell"]);
+        assert_eq!(heading_style_level(r#"w:pStyle w:val="Heading9""#), Some(6));
+        assert_eq!(heading_style_level(r#"w:pStyle w:val="BodyText""#), None);
+    }
+
+    #[test]
+    fn bad_docx_files_get_reasons() {
+        let k = || ("k.docx".to_string(), "k".to_string());
+        let (a, b) = k();
+        let e = document_from_bytes(a, b, DocKind::Docx, b"\xd0\xcf\x11\xe0 old doc", 0);
+        assert!(
+            matches!(&e, Err(SkipReason::BadDocx { error }) if error.contains("not a zip")),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod cli;
 mod crash;
 mod cross_encoder;
+mod docx;
 mod engine;
 mod eval;
 mod late;
