@@ -645,6 +645,10 @@ pub fn docx_text(xml: &str) -> DocxText {
     let mut in_text = false;
     // Paragraph properties hold tab-stop definitions (`<w:tabs><w:tab .../>`), not tabs.
     let mut in_props = false;
+    // A table row's cells become one line (`a | b`), as a table reads; nested tables fold
+    // into their outer row.
+    let mut row_depth = 0usize;
+    let mut row: Vec<String> = Vec::new();
     let mut i = 0;
     while let Some(lt) = xml[i..].find('<').map(|o| i + o) {
         if in_text {
@@ -659,6 +663,24 @@ pub fn docx_text(xml: &str) -> DocxText {
             match close.trim() {
                 "w:t" => in_text = false,
                 "w:pPr" => in_props = false,
+                "w:tr" if row_depth > 0 => {
+                    row_depth -= 1;
+                    if row_depth == 0 && !row.is_empty() {
+                        starts.push(out.len());
+                        out.push_str(&row.join(" | "));
+                        out.push('\n');
+                        row.clear();
+                    }
+                }
+                "w:p" if row_depth > 0 => {
+                    let line = para.trim();
+                    if !line.is_empty() {
+                        row.push(line.replace('\n', " "));
+                    }
+                    para.clear();
+                    level = None;
+                    is_title = false;
+                }
                 "w:p" => {
                     let line = para.trim();
                     if is_title && title.is_none() && !line.is_empty() {
@@ -696,6 +718,7 @@ pub fn docx_text(xml: &str) -> DocxText {
             "w:pPr" => in_props = !self_closing,
             "w:tab" if !in_props => para.push('\t'),
             "w:br" | "w:cr" => para.push('\n'),
+            "w:tr" if !self_closing => row_depth += 1,
             "w:p" => {
                 para.clear();
                 level = None;
@@ -1142,21 +1165,22 @@ mod tests {
 <w:p><w:r><w:t xml:space="preserve">Ferns reproduce by </w:t></w:r><w:r><w:rPr><w:b/></w:rPr><w:t>spores</w:t></w:r><w:r><w:tab/><w:t>not seeds.</w:t></w:r></w:p>
 <w:p><w:r><w:delText>deleted words</w:delText></w:r><w:r><w:instrText> PAGE </w:instrText></w:r><w:r><w:t>Kept</w:t></w:r><w:r><w:br/><w:t>after a break</w:t></w:r></w:p>
 <w:p/>
-<w:tbl><w:tr><w:tc><w:p><w:r><w:t>Cell one</w:t></w:r></w:p></w:tc></w:tr></w:tbl>
+<w:tbl><w:tr><w:tc><w:p><w:r><w:t>Month</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r><w:t>Task</w:t></w:r></w:p><w:p/></w:tc></w:tr>
+<w:tr><w:tc><w:p><w:r><w:t>March</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r><w:t>Inspect</w:t></w:r></w:p><w:p><w:r><w:t>brood</w:t></w:r></w:p></w:tc></w:tr></w:tbl>
 </w:body></w:document>"#;
         let d = docx_text(xml);
         assert_eq!(
             d.text,
-            "# Field Guide\n\n## Ferns & Mosses\nFerns reproduce by spores\tnot seeds.\nKept\nafter a break\nCell one"
+            "# Field Guide\n\n## Ferns & Mosses\nFerns reproduce by spores\tnot seeds.\nKept\nafter a break\nMonth | Task\nMarch | Inspect | brood"
         );
         assert_eq!(d.title.as_deref(), Some("Field Guide"));
-        // Five paragraphs; the break inside the fourth does not start a sixth.
+        // Four paragraphs and two table rows; a break inside a paragraph starts none.
         let starts: Vec<&str> = d
             .paragraph_starts
             .iter()
             .map(|&i| &d.text[i..i + 4])
             .collect();
-        assert_eq!(starts, vec!["# Fi", "## F", "Fern", "Kept", "Cell"]);
+        assert_eq!(starts, vec!["# Fi", "## F", "Fern", "Kept", "Mont", "Marc"]);
         assert_eq!(heading_style_level(r#"w:pStyle w:val="Heading9""#), Some(6));
         assert_eq!(heading_style_level(r#"w:pStyle w:val="BodyText""#), None);
     }
