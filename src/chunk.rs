@@ -109,7 +109,10 @@ pub fn chunk_document(
 /// its closing `---` under `title: x` is not a setext underline.
 fn sections(doc: &Document) -> Vec<Section> {
     let text = &doc.text;
-    if !matches!(doc.kind, DocKind::Markdown | DocKind::Html | DocKind::Docx) {
+    if !matches!(
+        doc.kind,
+        DocKind::Markdown | DocKind::Html | DocKind::Docx | DocKind::Notebook
+    ) {
         return vec![Section {
             start: 0,
             end: text.len(),

@@ -30,6 +30,9 @@ pub enum DocKind {
     /// Word (Office Open XML, `.docx`), reduced to its paragraphs (heading styles kept as
     /// markdown headings). It has no lines: its location unit is the paragraph.
     Docx,
+    /// Jupyter notebook (`.ipynb`, JSON): markdown cells as they are, code cells fenced,
+    /// outputs left out. Its location unit is the cell.
+    Notebook,
 }
 
 impl DocKind {
@@ -54,6 +57,7 @@ impl DocKind {
             "html" | "htm" | "xhtml" => DocKind::Html,
             "pdf" => DocKind::Pdf,
             "docx" => DocKind::Docx,
+            "ipynb" => DocKind::Notebook,
             "rs" | "py" | "js" | "mjs" | "cjs" | "jsx" | "ts" | "tsx" | "go" | "c" | "h" | "cc"
             | "cpp" | "cxx" | "hpp" | "hh" | "java" | "kt" | "scala" | "cs" | "rb" | "php"
             | "swift" | "sh" | "bash" | "zsh" | "sql" | "lua" | "toml" | "yaml" | "yml"
@@ -70,6 +74,7 @@ impl DocKind {
         match self {
             DocKind::Pdf => "page",
             DocKind::Docx => "paragraph",
+            DocKind::Notebook => "cell",
             _ => "line",
         }
     }
@@ -80,6 +85,7 @@ impl DocKind {
         match self {
             DocKind::Pdf => "p",
             DocKind::Docx => "¶",
+            DocKind::Notebook => "cell",
             _ => "",
         }
     }
@@ -202,6 +208,11 @@ pub enum SkipReason {
     },
     /// A PDF without a text layer: scanned pages are images, and OCR is out of scope.
     NoText,
+    /// An `.ipynb` that is not a notebook (not JSON, or no cells).
+    BadNotebook {
+        /// What is wrong.
+        error: String,
+    },
     /// A `.docx` that is not a readable Word document (not a zip archive, e.g. encrypted or
     /// an old `.doc` renamed; no `word/document.xml`; or that part too large).
     BadDocx {
@@ -239,6 +250,7 @@ impl std::fmt::Display for SkipReason {
             SkipReason::BadPdf { error } => write!(f, "unreadable PDF: {error}"),
             SkipReason::NoText => write!(f, "PDF without a text layer (scanned pages?)"),
             SkipReason::BadDocx { error } => write!(f, "unreadable Word document: {error}"),
+            SkipReason::BadNotebook { error } => write!(f, "unreadable notebook: {error}"),
             SkipReason::NotRegular => write!(f, "not a regular file (pipe, socket or device)"),
             SkipReason::SameKey { key } => {
                 write!(
@@ -265,8 +277,8 @@ pub struct Skipped {
 pub struct IngestConfig {
     /// Files larger than this are skipped with [`SkipReason::TooLarge`].
     pub max_file_bytes: u64,
-    /// The same for PDF and Word files, whose size is mostly fonts and images: a 16 MiB PDF
-    /// may hold less text than a 1 MiB text file.
+    /// The same for PDF, Word and notebook files, whose size is mostly fonts, images and
+    /// outputs: a 16 MiB PDF may hold less text than a 1 MiB text file.
     pub max_pdf_bytes: u64,
     /// Also index hidden files and folders.
     pub hidden: bool,
@@ -409,7 +421,8 @@ pub fn read_document(root: &Path, path: &Path, cfg: &IngestConfig) -> Result<Doc
     };
     let kind = DocKind::from_path(path).unwrap_or(DocKind::Text);
     let limit = match kind {
-        DocKind::Pdf | DocKind::Docx => cfg.max_pdf_bytes,
+        // Their bytes are mostly fonts, images and cell outputs, not text.
+        DocKind::Pdf | DocKind::Docx | DocKind::Notebook => cfg.max_pdf_bytes,
         _ => cfg.max_file_bytes,
     };
     let (size, mtime) = stat(path).map_err(unreadable)?;
@@ -448,6 +461,9 @@ pub fn document_from_bytes(
     }
     if kind == DocKind::Docx {
         return docx_document(key, title, bytes, mtime);
+    }
+    if kind == DocKind::Notebook {
+        return notebook_document(key, title, bytes, mtime);
     }
     // UTF-16 text (Windows tools write it, with a byte-order mark) holds NUL bytes in its
     // ASCII range, so it is decoded before the binary check would reject it. Locations stay
@@ -568,6 +584,84 @@ fn pdf_document(
         title,
         kind: DocKind::Pdf,
         source_line_starts: page_starts,
+        offset_map: Vec::new(),
+        hash: hash_bytes(bytes),
+        size: bytes.len() as u64,
+        mtime,
+        text,
+    })
+}
+
+/// A Jupyter notebook as text: markdown and raw cells as they are, code cells fenced in
+/// the notebook's language (so the chunker keeps their lines and a `# comment` is not a
+/// heading), outputs left out (images, tables of numbers: noise for retrieval, and most of
+/// a notebook's bytes). Locations count cells. Reads nbformat 4 (`cells`, `source`) and 3
+/// (`worksheets`, `input`).
+fn notebook_document(
+    key: String,
+    title: String,
+    bytes: &[u8],
+    mtime: i64,
+) -> Result<Document, SkipReason> {
+    let bad = |error: String| SkipReason::BadNotebook { error };
+    let nb: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let cells: Vec<&serde_json::Value> = match nb.get("cells").and_then(|c| c.as_array()) {
+        Some(c) => c.iter().collect(),
+        None => nb
+            .get("worksheets")
+            .and_then(|w| w.as_array())
+            .ok_or_else(|| bad("no cells (not a Jupyter notebook?)".into()))?
+            .iter()
+            .filter_map(|w| w.get("cells").and_then(|c| c.as_array()))
+            .flatten()
+            .collect(),
+    };
+    let language = nb
+        .pointer("/metadata/language_info/name")
+        .or_else(|| nb.pointer("/metadata/kernelspec/language"))
+        .and_then(|l| l.as_str())
+        .unwrap_or("");
+    // `source` is a string or a list of lines (each with its newline).
+    let joined = |v: Option<&serde_json::Value>| -> String {
+        match v {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Array(parts)) => {
+                parts.iter().filter_map(|p| p.as_str()).collect()
+            }
+            _ => String::new(),
+        }
+    };
+    let mut text = String::new();
+    let mut starts = Vec::new();
+    for cell in cells {
+        let kind = cell.get("cell_type").and_then(|t| t.as_str()).unwrap_or("");
+        let source = joined(cell.get("source").or_else(|| cell.get("input")));
+        let source = source.trim_end();
+        // Every cell counts, so that `cell 3` is the notebook's third cell.
+        starts.push(text.len());
+        if source.trim().is_empty() {
+            continue;
+        }
+        if kind == "code" {
+            text.push_str(&format!("```{language}\n{source}\n```\n\n"));
+        } else {
+            text.push_str(source);
+            text.push_str("\n\n");
+        }
+    }
+    let trimmed = text.trim_end().len();
+    text.truncate(trimmed);
+    if text.is_empty() {
+        return Err(SkipReason::Empty);
+    }
+    // Cells past the end of the trimmed text (empty last cells) start at its end.
+    starts.iter_mut().for_each(|s| *s = (*s).min(text.len()));
+    Ok(Document {
+        key,
+        title,
+        kind: DocKind::Notebook,
+        source_line_starts: starts,
         offset_map: Vec::new(),
         hash: hash_bytes(bytes),
         size: bytes.len() as u64,
@@ -1183,6 +1277,64 @@ mod tests {
         assert_eq!(starts, vec!["# Fi", "## F", "Fern", "Kept", "Mont", "Marc"]);
         assert_eq!(heading_style_level(r#"w:pStyle w:val="Heading9""#), Some(6));
         assert_eq!(heading_style_level(r#"w:pStyle w:val="BodyText""#), None);
+    }
+
+    #[test]
+    fn notebooks_keep_cells_fence_code_and_drop_outputs() {
+        let nb = r###"{"nbformat": 4, "metadata": {"language_info": {"name": "python"}},
+          "cells": [
+            {"cell_type": "markdown", "source": ["# Tide analysis\n", "Load the gauge data."]},
+            {"cell_type": "code", "source": "# a comment, not a heading\nimport pandas as pd",
+             "outputs": [{"output_type": "stream", "text": ["SECRET OUTPUT"]}]},
+            {"cell_type": "code", "source": []},
+            {"cell_type": "markdown", "source": "## Fit\nHarmonic fit of the M2 constituent."}
+          ]}"###;
+        let d = document_from_bytes(
+            "t.ipynb".into(),
+            "t".into(),
+            DocKind::Notebook,
+            nb.as_bytes(),
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            d.text,
+            "# Tide analysis\nLoad the gauge data.\n\n```python\n# a comment, not a heading\nimport pandas as pd\n```\n\n## Fit\nHarmonic fit of the M2 constituent."
+        );
+        assert!(!d.text.contains("SECRET"));
+        // Cells are the locations; the empty third cell still counts.
+        assert_eq!(d.line_of(d.text.find("import").unwrap()), 2);
+        assert_eq!(d.line_of(d.text.find("Harmonic").unwrap()), 4);
+        // The chunker sees the markdown headings, not the code comment.
+        let c = crate::chunk::chunk_document(
+            &d,
+            &crate::embed::whitespace_spans,
+            &crate::chunk::ChunkConfig::default(),
+        );
+        let heads: Vec<_> = c.iter().filter_map(|x| x.heading.clone()).collect();
+        assert_eq!(heads, vec!["Tide analysis", "Tide analysis > Fit"]);
+
+        // nbformat 3: worksheets, and code in `input`.
+        let v3 = r#"{"worksheets": [{"cells": [{"cell_type": "code", "input": ["x = 1"]}]}]}"#;
+        let d = document_from_bytes(
+            "o.ipynb".into(),
+            "o".into(),
+            DocKind::Notebook,
+            v3.as_bytes(),
+            0,
+        )
+        .unwrap();
+        assert_eq!(d.text, "```\nx = 1\n```");
+        for (bytes, why) in [
+            (&b"{not json"[..], "not JSON"),
+            (&br#"{"metadata": {}}"#[..], "no cells"),
+        ] {
+            let e = document_from_bytes("b.ipynb".into(), "b".into(), DocKind::Notebook, bytes, 0);
+            assert!(
+                matches!(&e, Err(SkipReason::BadNotebook { error }) if error.contains(why)),
+                "{e:?}"
+            );
+        }
     }
 
     #[test]
