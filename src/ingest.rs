@@ -9,6 +9,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::models::hex;
@@ -604,46 +605,31 @@ fn notebook_document(
     mtime: i64,
 ) -> Result<Document, SkipReason> {
     let bad = |error: String| SkipReason::BadNotebook { error };
-    let nb: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
-    let cells: Vec<&serde_json::Value> = match nb.get("cells").and_then(|c| c.as_array()) {
-        Some(c) => c.iter().collect(),
-        None => nb
-            .get("worksheets")
-            .and_then(|w| w.as_array())
-            .ok_or_else(|| bad("no cells (not a Jupyter notebook?)".into()))?
-            .iter()
-            .filter_map(|w| w.get("cells").and_then(|c| c.as_array()))
-            .flatten()
-            .collect(),
+    // Typed, so that outputs (most of the bytes) are skipped while parsing, not kept.
+    let nb: NotebookJson =
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("not a notebook: {e}")))?;
+    let cells: Vec<CellJson> = match (nb.cells, nb.worksheets) {
+        (Some(cells), _) => cells,
+        (None, Some(sheets)) => sheets.into_iter().flat_map(|w| w.cells).collect(),
+        (None, None) => return Err(bad("no cells (not a Jupyter notebook?)".into())),
     };
-    let language = nb
-        .pointer("/metadata/language_info/name")
-        .or_else(|| nb.pointer("/metadata/kernelspec/language"))
-        .and_then(|l| l.as_str())
-        .unwrap_or("");
-    // `source` is a string or a list of lines (each with its newline).
-    let joined = |v: Option<&serde_json::Value>| -> String {
-        match v {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(serde_json::Value::Array(parts)) => {
-                parts.iter().filter_map(|p| p.as_str()).collect()
-            }
-            _ => String::new(),
-        }
-    };
+    let meta = nb.metadata.unwrap_or_default();
+    let language = meta
+        .language_info
+        .and_then(|l| l.name)
+        .or_else(|| meta.kernelspec.and_then(|k| k.language))
+        .unwrap_or_default();
     let mut text = String::new();
     let mut starts = Vec::new();
     for cell in cells {
-        let kind = cell.get("cell_type").and_then(|t| t.as_str()).unwrap_or("");
-        let source = joined(cell.get("source").or_else(|| cell.get("input")));
-        let source = source.trim_end();
+        let source = cell.source.or(cell.input).map(SourceJson::joined);
+        let source = source.as_deref().unwrap_or("").trim_end();
         // Every cell counts, so that `cell 3` is the notebook's third cell.
         starts.push(text.len());
         if source.trim().is_empty() {
             continue;
         }
-        if kind == "code" {
+        if cell.cell_type == "code" {
             text.push_str(&format!("```{language}\n{source}\n```\n\n"));
         } else {
             text.push_str(source);
@@ -668,6 +654,66 @@ fn notebook_document(
         mtime,
         text,
     })
+}
+
+/// The parts of a notebook file that are read; everything else (outputs, metadata) is
+/// skipped by the parser.
+#[derive(Deserialize)]
+struct NotebookJson {
+    /// nbformat 4.
+    cells: Option<Vec<CellJson>>,
+    /// nbformat 3.
+    worksheets: Option<Vec<WorksheetJson>>,
+    metadata: Option<NotebookMeta>,
+}
+
+#[derive(Deserialize)]
+struct WorksheetJson {
+    #[serde(default)]
+    cells: Vec<CellJson>,
+}
+
+#[derive(Deserialize, Default)]
+struct NotebookMeta {
+    language_info: Option<LanguageInfo>,
+    kernelspec: Option<KernelSpec>,
+}
+
+#[derive(Deserialize)]
+struct LanguageInfo {
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct KernelSpec {
+    language: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CellJson {
+    #[serde(default)]
+    cell_type: String,
+    /// nbformat 4.
+    source: Option<SourceJson>,
+    /// nbformat 3's code cells.
+    input: Option<SourceJson>,
+}
+
+/// A cell's text: one string, or a list of lines that keep their newlines.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SourceJson {
+    One(String),
+    Lines(Vec<String>),
+}
+
+impl SourceJson {
+    fn joined(self) -> String {
+        match self {
+            SourceJson::One(s) => s,
+            SourceJson::Lines(lines) => lines.concat(),
+        }
+    }
 }
 
 /// Largest `word/document.xml` read out of a `.docx`: the archive's own size is capped, but
@@ -1326,7 +1372,7 @@ mod tests {
         .unwrap();
         assert_eq!(d.text, "```\nx = 1\n```");
         for (bytes, why) in [
-            (&b"{not json"[..], "not JSON"),
+            (&b"{not json"[..], "not a notebook"),
             (&br#"{"metadata": {}}"#[..], "no cells"),
         ] {
             let e = document_from_bytes("b.ipynb".into(), "b".into(), DocKind::Notebook, bytes, 0);
