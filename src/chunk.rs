@@ -111,7 +111,7 @@ fn sections(doc: &Document) -> Vec<Section> {
     let text = &doc.text;
     if !matches!(
         doc.kind,
-        DocKind::Markdown | DocKind::Html | DocKind::Docx | DocKind::Notebook
+        DocKind::Markdown | DocKind::Html | DocKind::Docx | DocKind::Pptx | DocKind::Notebook
     ) {
         return vec![Section {
             start: 0,

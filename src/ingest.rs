@@ -31,6 +31,9 @@ pub enum DocKind {
     /// Word (Office Open XML, `.docx`), reduced to its paragraphs (heading styles kept as
     /// markdown headings). It has no lines: its location unit is the paragraph.
     Docx,
+    /// PowerPoint (`.pptx`): each slide's title as a markdown heading, then its text. Its
+    /// location unit is the slide.
+    Pptx,
     /// Jupyter notebook (`.ipynb`, JSON): markdown cells as they are, code cells fenced,
     /// outputs left out. Its location unit is the cell.
     Notebook,
@@ -58,6 +61,7 @@ impl DocKind {
             "html" | "htm" | "xhtml" => DocKind::Html,
             "pdf" => DocKind::Pdf,
             "docx" => DocKind::Docx,
+            "pptx" => DocKind::Pptx,
             "ipynb" => DocKind::Notebook,
             "rs" | "py" | "js" | "mjs" | "cjs" | "jsx" | "ts" | "tsx" | "go" | "c" | "h" | "cc"
             | "cpp" | "cxx" | "hpp" | "hh" | "java" | "kt" | "scala" | "cs" | "rb" | "php"
@@ -75,6 +79,7 @@ impl DocKind {
         match self {
             DocKind::Pdf => "page",
             DocKind::Docx => "paragraph",
+            DocKind::Pptx => "slide",
             DocKind::Notebook => "cell",
             _ => "line",
         }
@@ -86,6 +91,7 @@ impl DocKind {
         match self {
             DocKind::Pdf => "p",
             DocKind::Docx => "¶",
+            DocKind::Pptx => "slide",
             DocKind::Notebook => "cell",
             _ => "",
         }
@@ -214,9 +220,9 @@ pub enum SkipReason {
         /// What is wrong.
         error: String,
     },
-    /// A `.docx` that is not a readable Word document (not a zip archive, e.g. encrypted or
-    /// an old `.doc` renamed; no `word/document.xml`; or that part too large).
-    BadDocx {
+    /// A `.docx` or `.pptx` that is not a readable Office document (not a zip archive, e.g.
+    /// encrypted or an old `.doc`/`.ppt` renamed; a missing part; or a part too large).
+    BadOffice {
         /// What is wrong.
         error: String,
     },
@@ -250,7 +256,7 @@ impl std::fmt::Display for SkipReason {
             SkipReason::Symlink => write!(f, "symbolic link (not followed)"),
             SkipReason::BadPdf { error } => write!(f, "unreadable PDF: {error}"),
             SkipReason::NoText => write!(f, "PDF without a text layer (scanned pages?)"),
-            SkipReason::BadDocx { error } => write!(f, "unreadable Word document: {error}"),
+            SkipReason::BadOffice { error } => write!(f, "unreadable Office document: {error}"),
             SkipReason::BadNotebook { error } => write!(f, "unreadable notebook: {error}"),
             SkipReason::NotRegular => write!(f, "not a regular file (pipe, socket or device)"),
             SkipReason::SameKey { key } => {
@@ -423,7 +429,7 @@ pub fn read_document(root: &Path, path: &Path, cfg: &IngestConfig) -> Result<Doc
     let kind = DocKind::from_path(path).unwrap_or(DocKind::Text);
     let limit = match kind {
         // Their bytes are mostly fonts, images and cell outputs, not text.
-        DocKind::Pdf | DocKind::Docx | DocKind::Notebook => cfg.max_pdf_bytes,
+        DocKind::Pdf | DocKind::Docx | DocKind::Pptx | DocKind::Notebook => cfg.max_pdf_bytes,
         _ => cfg.max_file_bytes,
     };
     let (size, mtime) = stat(path).map_err(unreadable)?;
@@ -462,6 +468,9 @@ pub fn document_from_bytes(
     }
     if kind == DocKind::Docx {
         return docx_document(key, title, bytes, mtime);
+    }
+    if kind == DocKind::Pptx {
+        return pptx_document(key, title, bytes, mtime);
     }
     if kind == DocKind::Notebook {
         return notebook_document(key, title, bytes, mtime);
@@ -716,9 +725,203 @@ impl SourceJson {
     }
 }
 
-/// Largest `word/document.xml` read out of a `.docx`: the archive's own size is capped, but
-/// a small archive can inflate to gigabytes (a zip bomb).
-const MAX_DOCX_XML_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest XML part read out of an Office file: the archive's own size is capped, but a
+/// small archive can inflate to gigabytes (a zip bomb).
+const MAX_XML_PART_BYTES: u64 = 256 * 1024 * 1024;
+
+type Archive<'a> = zip::ZipArchive<std::io::Cursor<&'a [u8]>>;
+
+/// Opens an Office file (a zip archive of XML parts).
+fn open_office(bytes: &[u8]) -> Result<Archive<'_>, SkipReason> {
+    zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| SkipReason::BadOffice {
+        error: format!("not a zip archive (encrypted, or an old binary format renamed?): {e}"),
+    })
+}
+
+/// One XML part of an Office archive as text, at most [`MAX_XML_PART_BYTES`] inflated.
+fn office_part(archive: &mut Archive<'_>, name: &str) -> Result<String, SkipReason> {
+    let bad = |error: String| SkipReason::BadOffice { error };
+    let mut part = archive
+        .by_name(name)
+        .map_err(|e| bad(format!("no {name}: {e}")))?;
+    if part.size() > MAX_XML_PART_BYTES {
+        return Err(bad(format!(
+            "{name} inflates to {} bytes (limit {MAX_XML_PART_BYTES})",
+            part.size()
+        )));
+    }
+    let mut xml = String::new();
+    part.by_ref()
+        .take(MAX_XML_PART_BYTES + 1)
+        .read_to_string(&mut xml)
+        .map_err(|e| bad(format!("{name}: {e}")))?;
+    if xml.len() as u64 > MAX_XML_PART_BYTES {
+        return Err(bad(format!("{name} is larger than it says")));
+    }
+    Ok(xml)
+}
+
+/// The tags of an XML text in order, each with the text before it: `(text, tag)` where
+/// `tag` is what stands between `<` and `>`. Office parts are flat enough that this scan is
+/// all their text extraction needs.
+fn xml_tags(xml: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let lt = i + xml[i..].find('<')?;
+        let gt = lt + xml[lt..].find('>')?;
+        let text = &xml[i..lt];
+        i = gt + 1;
+        Some((text, &xml[lt + 1..gt]))
+    })
+}
+
+/// A tag's name: `w:p` for `<w:p w:rsidR="..">`, `<w:p/>` and `</w:p>` alike.
+fn tag_name(tag: &str) -> &str {
+    tag.trim_start_matches('/')
+        .split(|c: char| c.is_whitespace() || c == '/')
+        .next()
+        .unwrap_or("")
+}
+
+/// A PowerPoint deck as text: per slide, in presentation order, its title as a markdown
+/// heading (`Slide N` when it has none, so that a slide never takes the previous one's
+/// heading trail) and one line per paragraph of its other text. Locations count slides.
+/// Speaker notes are not read.
+fn pptx_document(
+    key: String,
+    title: String,
+    bytes: &[u8],
+    mtime: i64,
+) -> Result<Document, SkipReason> {
+    let mut archive = open_office(bytes)?;
+    let slides = pptx_slide_order(&mut archive)?;
+    let mut text = String::new();
+    let mut starts = Vec::with_capacity(slides.len());
+    for (n, name) in slides.iter().enumerate() {
+        let xml = office_part(&mut archive, name)?;
+        let slide = pptx_slide_text(&xml);
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        starts.push(text.len());
+        let heading = slide.title.unwrap_or_else(|| format!("Slide {}", n + 1));
+        text.push_str(&format!("# {heading}\n"));
+        for line in slide.lines {
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+    let trimmed = text.trim_end().len();
+    text.truncate(trimmed);
+    if text.trim().is_empty() {
+        return Err(SkipReason::Empty);
+    }
+    Ok(Document {
+        key,
+        title,
+        kind: DocKind::Pptx,
+        source_line_starts: starts,
+        offset_map: Vec::new(),
+        hash: hash_bytes(bytes),
+        size: bytes.len() as u64,
+        mtime,
+        text,
+    })
+}
+
+/// The slide parts in presentation order: `ppt/presentation.xml` lists slide relationship
+/// ids, `ppt/_rels/presentation.xml.rels` maps them to parts (a moved slide keeps its file
+/// name, so file order is not slide order). Without them: slide files by number.
+fn pptx_slide_order(archive: &mut Archive<'_>) -> Result<Vec<String>, SkipReason> {
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        Some(tag[at..].split('"').next()?.to_string())
+    };
+    let ordered = (|| -> Option<Vec<String>> {
+        let pres = office_part(archive, "ppt/presentation.xml").ok()?;
+        let rels = office_part(archive, "ppt/_rels/presentation.xml.rels").ok()?;
+        let targets: std::collections::HashMap<String, String> = xml_tags(&rels)
+            .filter(|(_, t)| tag_name(t) == "Relationship")
+            .filter_map(|(_, t)| Some((attr(t, "Id")?, attr(t, "Target")?)))
+            .collect();
+        let order: Vec<String> = xml_tags(&pres)
+            .filter(|(_, t)| tag_name(t) == "p:sldId")
+            .filter_map(|(_, t)| targets.get(&attr(t, "r:id")?).cloned())
+            .map(|target| match target.strip_prefix('/') {
+                Some(abs) => abs.to_string(),
+                None => format!("ppt/{target}"),
+            })
+            .collect();
+        (!order.is_empty()).then_some(order)
+    })();
+    if let Some(order) = ordered {
+        return Ok(order);
+    }
+    let mut numbered: Vec<(u32, String)> = archive
+        .file_names()
+        .filter_map(|n| {
+            let n = n.ok()?;
+            let num = n.strip_prefix("ppt/slides/slide")?.strip_suffix(".xml")?;
+            Some((num.parse().ok()?, n.to_string()))
+        })
+        .collect();
+    if numbered.is_empty() {
+        return Err(SkipReason::BadOffice {
+            error: "no slides (ppt/slides/slideN.xml)".into(),
+        });
+    }
+    numbered.sort();
+    Ok(numbered.into_iter().map(|(_, n)| n).collect())
+}
+
+/// A slide's text: the title placeholder's paragraphs joined, the other paragraphs (text
+/// runs `<a:t>`, breaks) one per line.
+#[derive(Debug, Default, PartialEq)]
+struct SlideText {
+    title: Option<String>,
+    lines: Vec<String>,
+}
+
+fn pptx_slide_text(xml: &str) -> SlideText {
+    let mut out = SlideText::default();
+    let mut para = String::new();
+    let mut title_parts: Vec<String> = Vec::new();
+    let (mut in_text, mut in_title_shape) = (false, false);
+    for (before, tag) in xml_tags(xml) {
+        if in_text {
+            para.push_str(&html_escape::decode_html_entities(before));
+        }
+        let closing = tag.starts_with('/');
+        match tag_name(tag) {
+            "a:t" => in_text = !closing && !tag.ends_with('/'),
+            "a:br" => para.push(' '),
+            "p:sp" if !closing => in_title_shape = false,
+            "p:ph" => {
+                in_title_shape = tag.contains("type=\"title\"") || tag.contains("type=\"ctrTitle\"")
+            }
+            "a:p" if closing => {
+                let line = para.trim();
+                if !line.is_empty() {
+                    if in_title_shape {
+                        title_parts.push(line.to_string());
+                    } else {
+                        out.lines.push(line.to_string());
+                    }
+                }
+                para.clear();
+            }
+            "p:sp" if closing => {
+                if in_title_shape && out.title.is_none() && !title_parts.is_empty() {
+                    out.title = Some(title_parts.join(" "));
+                }
+                title_parts.clear();
+                in_title_shape = false;
+            }
+            _ => {}
+        }
+    }
+    out
+}
 
 /// A Word document as text: one line per paragraph, heading styles as markdown headings
 /// (so the chunker's heading trail works), locations counted in paragraphs.
@@ -728,29 +931,8 @@ fn docx_document(
     bytes: &[u8],
     mtime: i64,
 ) -> Result<Document, SkipReason> {
-    let bad = |error: String| SkipReason::BadDocx { error };
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
-        bad(format!(
-            "not a zip archive (encrypted, or an old .doc renamed?): {e}"
-        ))
-    })?;
-    let mut part = archive
-        .by_name("word/document.xml")
-        .map_err(|e| bad(format!("no word/document.xml: {e}")))?;
-    if part.size() > MAX_DOCX_XML_BYTES {
-        return Err(bad(format!(
-            "word/document.xml inflates to {} bytes (limit {MAX_DOCX_XML_BYTES})",
-            part.size()
-        )));
-    }
-    let mut xml = String::new();
-    part.by_ref()
-        .take(MAX_DOCX_XML_BYTES + 1)
-        .read_to_string(&mut xml)
-        .map_err(|e| bad(format!("word/document.xml: {e}")))?;
-    if xml.len() as u64 > MAX_DOCX_XML_BYTES {
-        return Err(bad("word/document.xml is larger than it says".into()));
-    }
+    let mut archive = open_office(bytes)?;
+    let xml = office_part(&mut archive, "word/document.xml")?;
     let body = docx_text(&xml);
     if body.text.trim().is_empty() {
         return Err(SkipReason::Empty);
@@ -789,82 +971,62 @@ pub fn docx_text(xml: &str) -> DocxText {
     // into their outer row.
     let mut row_depth = 0usize;
     let mut row: Vec<String> = Vec::new();
-    let mut i = 0;
-    while let Some(lt) = xml[i..].find('<').map(|o| i + o) {
+    for (before, tag) in xml_tags(xml) {
         if in_text {
-            para.push_str(&html_escape::decode_html_entities(&xml[i..lt]));
+            para.push_str(&html_escape::decode_html_entities(before));
         }
-        let Some(gt) = xml[lt..].find('>').map(|o| lt + o) else {
-            break;
-        };
-        let tag = &xml[lt + 1..gt];
-        i = gt + 1;
-        if let Some(close) = tag.strip_prefix('/') {
-            match close.trim() {
-                "w:t" => in_text = false,
-                "w:pPr" => in_props = false,
-                "w:tr" if row_depth > 0 => {
-                    row_depth -= 1;
-                    if row_depth == 0 && !row.is_empty() {
-                        starts.push(out.len());
-                        out.push_str(&row.join(" | "));
-                        out.push('\n');
-                        row.clear();
-                    }
+        let closing = tag.starts_with('/');
+        let self_closing = tag.ends_with('/');
+        match (tag_name(tag), closing) {
+            ("w:t", true) => in_text = false,
+            ("w:pPr", true) => in_props = false,
+            ("w:tr", true) if row_depth > 0 => {
+                row_depth -= 1;
+                if row_depth == 0 && !row.is_empty() {
+                    starts.push(out.len());
+                    out.push_str(&row.join(" | "));
+                    out.push('\n');
+                    row.clear();
                 }
-                "w:p" if row_depth > 0 => {
-                    let line = para.trim();
+            }
+            ("w:p", true) => {
+                let line = para.trim();
+                if row_depth > 0 {
                     if !line.is_empty() {
                         row.push(line.replace('\n', " "));
                     }
-                    para.clear();
-                    level = None;
-                    is_title = false;
-                }
-                "w:p" => {
-                    let line = para.trim();
-                    if is_title && title.is_none() && !line.is_empty() {
+                } else if !line.is_empty() {
+                    if is_title && title.is_none() {
                         title = Some(line.to_string());
                     }
-                    if !line.is_empty() {
-                        if let Some(l) = level {
-                            if !out.is_empty() {
-                                out.push('\n');
-                            }
-                            starts.push(out.len());
-                            out.push_str(&"#".repeat(l));
-                            out.push(' ');
-                        } else {
-                            starts.push(out.len());
+                    if let Some(l) = level {
+                        if !out.is_empty() {
+                            out.push('\n');
                         }
-                        out.push_str(line);
-                        out.push('\n');
+                        starts.push(out.len());
+                        out.push_str(&"#".repeat(l));
+                        out.push(' ');
+                    } else {
+                        starts.push(out.len());
                     }
-                    para.clear();
-                    level = None;
-                    is_title = false;
+                    out.push_str(line);
+                    out.push('\n');
                 }
-                _ => {}
-            }
-            continue;
-        }
-        let self_closing = tag.ends_with('/');
-        let name = tag
-            .split(|c: char| c.is_whitespace() || c == '/')
-            .next()
-            .unwrap_or("");
-        match name {
-            "w:t" => in_text = !self_closing,
-            "w:pPr" => in_props = !self_closing,
-            "w:tab" if !in_props => para.push('\t'),
-            "w:br" | "w:cr" => para.push('\n'),
-            "w:tr" if !self_closing => row_depth += 1,
-            "w:p" => {
                 para.clear();
                 level = None;
                 is_title = false;
             }
-            "w:pStyle" => {
+            ("w:t", false) => in_text = !self_closing,
+            ("w:pPr", false) => in_props = !self_closing,
+            ("w:tab", false) if !in_props => para.push('\t'),
+            ("w:br" | "w:cr", false) => para.push('\n'),
+            ("w:tr", false) if !self_closing => row_depth += 1,
+            ("w:p", false) => {
+                para.clear();
+                level = None;
+                is_title = false;
+            }
+            ("w:pStyle", false) => {
                 level = heading_style_level(tag);
                 is_title = tag.contains(r#"w:val="Title""#);
             }
@@ -1383,13 +1545,64 @@ mod tests {
         }
     }
 
+    /// A `.pptx` whose slide files are in the reverse of presentation order.
+    fn pptx_bytes() -> Vec<u8> {
+        use std::io::Write;
+        let slide = |title: Option<&str>, body: &[&str]| {
+            let mut x = String::from(r#"<p:sld xmlns:a="a" xmlns:p="p"><p:cSld><p:spTree>"#);
+            if let Some(t) = title {
+                x.push_str(&format!(
+                    r#"<p:sp><p:nvSpPr><p:nvPr><p:ph type="title"/></p:nvPr></p:nvSpPr><p:txBody><a:p><a:r><a:t>{t}</a:t></a:r></a:p></p:txBody></p:sp>"#
+                ));
+            }
+            x.push_str("<p:sp><p:txBody>");
+            for line in body {
+                x.push_str(&format!("<a:p><a:r><a:t>{line}</a:t></a:r></a:p>"));
+            }
+            x.push_str("</p:txBody></p:sp></p:spTree></p:cSld></p:sld>");
+            x
+        };
+        let parts = [
+            (
+                "ppt/presentation.xml",
+                r#"<p:presentation xmlns:p="p" xmlns:r="r"><p:sldIdLst><p:sldId id="256" r:id="rId3"/><p:sldId id="257" r:id="rId2"/></p:sldIdLst></p:presentation>"#.to_string(),
+            ),
+            (
+                "ppt/_rels/presentation.xml.rels",
+                r#"<Relationships><Relationship Id="rId2" Type="slide" Target="slides/slide1.xml"/><Relationship Id="rId3" Type="slide" Target="slides/slide2.xml"/></Relationships>"#.to_string(),
+            ),
+            ("ppt/slides/slide1.xml", slide(None, &["Costs rose by 4 &amp; 5 percent"])),
+            ("ppt/slides/slide2.xml", slide(Some("Quarterly review"), &["Sales grew", "Churn fell"])),
+        ];
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, body) in parts {
+            zip.start_file(name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(body.as_bytes()).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn pptx_slides_in_presentation_order_with_titles() {
+        let d = document_from_bytes("d.pptx".into(), "d".into(), DocKind::Pptx, &pptx_bytes(), 0)
+            .unwrap();
+        assert_eq!(
+            d.text,
+            "# Quarterly review\nSales grew\nChurn fell\n\n# Slide 2\nCosts rose by 4 & 5 percent"
+        );
+        assert_eq!(d.line_of(d.text.find("Churn").unwrap()), 1);
+        assert_eq!(d.line_of(d.text.find("Costs").unwrap()), 2);
+        assert_eq!(DocKind::Pptx.location_unit(), "slide");
+    }
+
     #[test]
     fn bad_docx_files_get_reasons() {
         let k = || ("k.docx".to_string(), "k".to_string());
         let (a, b) = k();
         let e = document_from_bytes(a, b, DocKind::Docx, b"\xd0\xcf\x11\xe0 old doc", 0);
         assert!(
-            matches!(&e, Err(SkipReason::BadDocx { error }) if error.contains("not a zip")),
+            matches!(&e, Err(SkipReason::BadOffice { error }) if error.contains("not a zip")),
             "{e:?}"
         );
     }
