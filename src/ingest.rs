@@ -73,6 +73,33 @@ impl DocKind {
     }
 }
 
+impl Document {
+    /// A document extracted from a packaged format (PDF, Office, notebook): its locations
+    /// are the units (pages, paragraphs, slides, cells) starting at `unit_starts` in `text`,
+    /// not lines of the source bytes.
+    fn packaged(
+        key: String,
+        title: String,
+        kind: DocKind,
+        bytes: &[u8],
+        mtime: i64,
+        text: String,
+        unit_starts: Vec<usize>,
+    ) -> Document {
+        Document {
+            key,
+            title,
+            kind,
+            source_line_starts: unit_starts,
+            offset_map: Vec::new(),
+            hash: hash_bytes(bytes),
+            size: bytes.len() as u64,
+            mtime,
+            text,
+        }
+    }
+}
+
 impl DocKind {
     /// What a location (a hit's `line_start`..`line_end`) counts in this kind of file.
     pub fn location_unit(self) -> &'static str {
@@ -589,17 +616,15 @@ fn pdf_document(
     if text.trim().is_empty() {
         return Err(SkipReason::NoText);
     }
-    Ok(Document {
+    Ok(Document::packaged(
         key,
         title,
-        kind: DocKind::Pdf,
-        source_line_starts: page_starts,
-        offset_map: Vec::new(),
-        hash: hash_bytes(bytes),
-        size: bytes.len() as u64,
+        DocKind::Pdf,
+        bytes,
         mtime,
         text,
-    })
+        page_starts,
+    ))
 }
 
 /// A Jupyter notebook as text: markdown and raw cells as they are, code cells fenced in
@@ -652,17 +677,15 @@ fn notebook_document(
     }
     // Cells past the end of the trimmed text (empty last cells) start at its end.
     starts.iter_mut().for_each(|s| *s = (*s).min(text.len()));
-    Ok(Document {
+    Ok(Document::packaged(
         key,
         title,
-        kind: DocKind::Notebook,
-        source_line_starts: starts,
-        offset_map: Vec::new(),
-        hash: hash_bytes(bytes),
-        size: bytes.len() as u64,
+        DocKind::Notebook,
+        bytes,
         mtime,
         text,
-    })
+        starts,
+    ))
 }
 
 /// The parts of a notebook file that are read; everything else (outputs, metadata) is
@@ -816,17 +839,15 @@ fn pptx_document(
     if text.trim().is_empty() {
         return Err(SkipReason::Empty);
     }
-    Ok(Document {
+    Ok(Document::packaged(
         key,
         title,
-        kind: DocKind::Pptx,
-        source_line_starts: starts,
-        offset_map: Vec::new(),
-        hash: hash_bytes(bytes),
-        size: bytes.len() as u64,
+        DocKind::Pptx,
+        bytes,
         mtime,
         text,
-    })
+        starts,
+    ))
 }
 
 /// The slide parts in presentation order: `ppt/presentation.xml` lists slide relationship
@@ -937,20 +958,17 @@ fn docx_document(
     if body.text.trim().is_empty() {
         return Err(SkipReason::Empty);
     }
-    let text = body.text;
-    Ok(Document {
+    // Like an HTML <title>: the paragraph styled "Title" names the document; locations
+    // count paragraphs, whatever line breaks they hold.
+    Ok(Document::packaged(
         key,
-        // Like an HTML <title>: the paragraph styled "Title" names the document.
-        title: body.title.unwrap_or(title),
-        kind: DocKind::Docx,
-        // Locations count paragraphs, whatever line breaks they hold.
-        source_line_starts: body.paragraph_starts,
-        offset_map: Vec::new(),
-        hash: hash_bytes(bytes),
-        size: bytes.len() as u64,
+        body.title.unwrap_or(title),
+        DocKind::Docx,
+        bytes,
         mtime,
-        text,
-    })
+        body.text,
+        body.paragraph_starts,
+    ))
 }
 
 /// The paragraphs of a WordprocessingML body: the text of `<w:t>` runs, `<w:tab/>` and
