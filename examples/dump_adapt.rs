@@ -1,0 +1,53 @@
+//! Experiment input for benches/reference/query_adapter.py ("Learned query adapter" in
+//! docs/decisions.md): dumps chunk vectors, chunk → document, query vectors, judgements and
+//! each query's lexical top 100 (document level) for the train and test splits.
+//! `cargo run --release --example dump_adapt -- INDEX BEIR_DIR OUT_DIR`
+use std::io::Write;
+use std::path::Path;
+
+use pinpoint::eval::{beir_labelled, Dataset};
+use pinpoint::{Engine, EngineConfig, Granularity, Mode, Pipeline, SearchRequest};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let out = Path::new(&args[3]);
+    let engine =
+        Engine::open_read_only(Path::new(&args[1]), EngineConfig::default()).expect("index");
+    let v = engine.dense().vectors();
+    let bytes: Vec<u8> = v.as_slice().iter().flat_map(|x| x.to_le_bytes()).collect();
+    std::fs::write(out.join("chunks.f32"), bytes).unwrap();
+    let mut f = std::fs::File::create(out.join("chunk_doc.txt")).unwrap();
+    for p in 0..engine.store().len() {
+        writeln!(f, "{}", engine.store().get(p).unwrap().doc).unwrap();
+    }
+    let e = engine.embedder().unwrap();
+    for split in ["train", "test"] {
+        let ds = Dataset::load_beir(Path::new(&args[2]), split).expect("dataset");
+        let lab = beir_labelled(&ds);
+        let mut qv = Vec::new();
+        let mut meta = std::fs::File::create(out.join(format!("{split}.tsv"))).unwrap();
+        let mut lex = std::fs::File::create(out.join(format!("{split}.lex"))).unwrap();
+        for (qid, text, rels) in &lab {
+            qv.extend(e.embed_query(text).unwrap());
+            let r: Vec<String> = rels.iter().map(|(d, g)| format!("{d}:{g}")).collect();
+            writeln!(meta, "{qid}\t{}", r.join(",")).unwrap();
+            let req = SearchRequest {
+                depth: 100,
+                granularity: Granularity::Document,
+                mode: Mode::Lexical,
+                pipeline: Pipeline {
+                    select: None,
+                    multi_query: false,
+                    rerank: None,
+                    ..Pipeline::default()
+                },
+                ..SearchRequest::new(text.as_str(), 10)
+            };
+            let o = engine.search_detailed(&req).unwrap();
+            let l: Vec<String> = o.lexical.iter().map(|(d, s)| format!("{d}:{s}")).collect();
+            writeln!(lex, "{}", l.join(" ")).unwrap();
+        }
+        let bytes: Vec<u8> = qv.iter().flat_map(|x| x.to_le_bytes()).collect();
+        std::fs::write(out.join(format!("{split}.f32")), bytes).unwrap();
+    }
+}
