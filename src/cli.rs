@@ -9,9 +9,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use pinpoint::ingest::DocKind;
+use pinpoint::api::{kind_of, Answer, QueryOptions};
 use pinpoint::{
-    ChunkConfig, DeviceChoice, Engine, EngineConfig, Mode, Progress, RerankConfig, RerankKind,
+    ChunkConfig, DeviceChoice, Engine, EngineConfig, Progress, RerankConfig, RerankKind,
     SearchRequest,
 };
 
@@ -242,6 +242,28 @@ struct QueryArgs {
     expand_cmd: Option<String>,
 }
 
+impl QueryArgs {
+    /// The flags as the library's options (the same a `pinpoint serve` request carries).
+    fn options(&self) -> QueryOptions {
+        QueryOptions {
+            k: Some(self.k),
+            mode: Some(self.mode.clone()),
+            fusion: self.fusion.clone(),
+            rerank: self.rerank,
+            no_rerank: self.no_rerank,
+            reranker: self.reranker.clone(),
+            cross_encoder: self.cross_encoder.clone(),
+            rerank_depth: self.rerank_depth,
+            max_tokens: self.max_tokens,
+            no_cutoff: self.no_cutoff,
+            explain: self.explain,
+            boost: self.boost.clone(),
+            recency_days: self.recency_days,
+            expand_cmd: self.expand_cmd.clone(),
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 struct StatsArgs {
     #[command(flatten)]
@@ -448,107 +470,16 @@ fn remove_index(dir: &std::path::Path) -> Result<()> {
 }
 
 fn query(a: QueryArgs) -> Result<()> {
-    let mode: Mode = a.mode.parse()?;
     let engine = Engine::open_read_only(&a.common.index, a.common.config()?)?;
-    let mut pipeline = engine.default_pipeline();
-    match a.fusion.as_deref() {
-        None => {}
-        Some("rrf") => {
-            pipeline.fusion = pinpoint::Fusion::default();
-            pipeline.full_features = false;
-        }
-        Some(n @ ("zscore" | "minmax")) => {
-            pipeline.fusion = pinpoint::Fusion::Weighted {
-                norm: if n == "zscore" {
-                    pinpoint::Norm::ZScore
-                } else {
-                    pinpoint::Norm::MinMax
-                },
-                weights: vec![0.5, 0.5],
-            };
-            pipeline.full_features = true;
-        }
-        Some(other) => anyhow::bail!(pinpoint::Error::invalid(
-            "fusion",
-            format!("{other:?} (use rrf, zscore or minmax)")
-        )),
-    }
-    // Naming a reranker asks for reranking: ignoring `--cross-encoder DIR` because
-    // `--rerank` was not also given would silently answer with another ranking.
-    let kind = match (&a.cross_encoder, &a.reranker) {
-        (Some(m), _) => Some(RerankKind::CrossEncoder { model: m.clone() }),
-        (None, Some(r)) => Some(r.parse()?),
-        (None, None) if a.rerank => Some(RerankKind::Tokens),
-        (None, None) => None,
-    };
-    if let Some(kind) = kind {
-        // The index's own reranker keeps the depth and weight `pinpoint tune` chose for it.
-        if pipeline.rerank.as_ref().map(|r| &r.kind) != Some(&kind) {
-            pipeline.rerank = Some(RerankConfig::new(kind));
-        }
-    }
-    if let Some(depth) = a.rerank_depth {
-        pipeline
-            .rerank
-            .get_or_insert_with(|| RerankConfig::new(RerankKind::Tokens))
-            .depth = depth;
-    }
-    if a.no_rerank {
-        pipeline.rerank = None;
-    }
-    if let Some(t) = a.max_tokens {
-        pipeline
-            .select
-            .get_or_insert_with(Default::default)
-            .max_tokens = Some(t);
-    }
-    if a.no_cutoff {
-        if let Some(sel) = pipeline.select.as_mut() {
-            (sel.min_relative, sel.max_gap) = (0.0, 1.0);
-        }
-    }
-    for b in &a.boost {
-        pipeline
-            .rules
-            .boosts
-            .push(pinpoint::rerank::Rules::parse_boost(b)?);
-    }
-    if a.recency_days.is_some() {
-        pipeline.rules.recency_half_life_days = a.recency_days;
-    }
-    if a.expand_cmd.is_some() {
-        pipeline.expand_cmd = a.expand_cmd.clone();
-    }
-    let req = SearchRequest {
-        mode,
-        explain: a.explain,
-        pipeline,
-        ..SearchRequest::new(a.text.clone(), a.k)
-    };
+    let req = a.options().request(&engine, &a.text)?;
+    let mode = req.mode;
     let hits = engine.search(&req)?;
     if engine.store().is_empty() {
         eprintln!("note: the index is empty; add documents with `pinpoint index <FOLDER>`");
     }
     let mut out = std::io::stdout().lock();
     if a.json {
-        let v = QueryJson {
-            query: &a.text,
-            mode: mode.to_string(),
-            hits: hits
-                .iter()
-                .map(|h| HitJson {
-                    rank: h.rank,
-                    path: &h.path,
-                    line_start: h.line_start,
-                    line_end: h.line_end,
-                    unit: kind_of(&h.path).location_unit(),
-                    heading: h.heading.as_deref(),
-                    score: h.score,
-                    text: &h.text,
-                    explain: h.explain.as_ref(),
-                })
-                .collect(),
-        };
+        let v = Answer::new(&a.text, mode, &hits);
         serde_json::to_writer(&mut out, &v)?;
         writeln!(out)?;
         return Ok(());
@@ -589,34 +520,6 @@ fn query(a: QueryArgs) -> Result<()> {
         writeln!(out)?;
     }
     Ok(())
-}
-
-/// `pinpoint query --json`: one object, keys in this order (other tools rely on them).
-#[derive(serde::Serialize)]
-struct QueryJson<'a> {
-    query: &'a str,
-    mode: String,
-    hits: Vec<HitJson<'a>>,
-}
-
-#[derive(serde::Serialize)]
-struct HitJson<'a> {
-    rank: usize,
-    path: &'a str,
-    line_start: u32,
-    line_end: u32,
-    /// What `line_start`/`line_end` count: "page" for PDF files, "line" otherwise.
-    unit: &'static str,
-    heading: Option<&'a str>,
-    score: f32,
-    text: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    explain: Option<&'a pinpoint::Explain>,
-}
-
-/// The kind of file a hit comes from, for its location unit (lines, pages, paragraphs).
-fn kind_of(key: &str) -> DocKind {
-    DocKind::from_path(std::path::Path::new(key)).unwrap_or(DocKind::Text)
 }
 
 /// The first `lines` non-empty lines of `text`, cut at `chars` characters in all.

@@ -64,6 +64,7 @@ macro_rules! multiversion {
     };
 }
 
+pub mod api;
 pub mod bench;
 pub mod chunk;
 mod cpu_bert;
