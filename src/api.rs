@@ -19,6 +19,11 @@ use crate::rerank::Rules;
 /// Hits handed over when a request names no `k`.
 pub const DEFAULT_K: usize = 5;
 
+/// Why an answer has no hits when the index holds nothing: an empty list alone would read
+/// as "nothing relevant".
+pub const EMPTY_INDEX_NOTE: &str =
+    "the index is empty; add documents with `pinpoint index <FOLDER>`";
+
 /// Everything about a question except its text. Every field is optional; missing ones
 /// keep the index's defaults. Unknown fields are an error, so that a misspelt option is
 /// not silently ignored.
@@ -163,6 +168,9 @@ pub struct Answer<'a> {
     pub mode: String,
     /// Hits, best first.
     pub hits: Vec<AnswerHit<'a>>,
+    /// Said when the answer needs a word of explanation ([`EMPTY_INDEX_NOTE`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'static str>,
 }
 
 /// One hit of an [`Answer`].
@@ -210,6 +218,7 @@ impl<'a> Answer<'a> {
                     explain: h.explain.as_ref(),
                 })
                 .collect(),
+            note: None,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use pinpoint::api::{kind_of, Answer, QueryOptions};
+use pinpoint::api::{kind_of, Answer, QueryOptions, EMPTY_INDEX_NOTE};
 use pinpoint::{
     ChunkConfig, DeviceChoice, Engine, EngineConfig, Progress, RerankConfig, RerankKind,
     SearchRequest,
@@ -45,6 +45,31 @@ enum Command {
     /// Choose fusion and expansion settings on labelled queries (cross-validated) and store
     /// them as the index's defaults.
     Tune(TuneArgs),
+    /// Answer questions over local HTTP (POST /query with JSON, GET /query?q=...), following
+    /// the index as it is re-indexed.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Address to listen on. The default answers this machine only; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    addr: String,
+    /// Requests answered at once (default: the number of CPU cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Do not print a line per request.
+    #[arg(long)]
+    quiet: bool,
+    /// Expansion command run for every question (requests may not name one: it runs a
+    /// program on this machine).
+    #[arg(long)]
+    expand_cmd: Option<String>,
+    /// Cross-encoder folder every question is reranked with (requests may not name one).
+    #[arg(long)]
+    cross_encoder: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -340,6 +365,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval(a),
         Command::Tune(a) => tune(a),
         Command::Watch(a) => watch(a),
+        Command::Serve(a) => serve(a),
         Command::Bench(a) => bench(a),
         Command::Verify(a) => verify(a),
         Command::Compact(a) => compact(a),
@@ -474,12 +500,14 @@ fn query(a: QueryArgs) -> Result<()> {
     let req = a.options().request(&engine, &a.text)?;
     let mode = req.mode;
     let hits = engine.search(&req)?;
-    if engine.store().is_empty() {
-        eprintln!("note: the index is empty; add documents with `pinpoint index <FOLDER>`");
+    let empty = engine.store().is_empty();
+    if empty {
+        eprintln!("note: {EMPTY_INDEX_NOTE}");
     }
     let mut out = std::io::stdout().lock();
     if a.json {
-        let v = Answer::new(&a.text, mode, &hits);
+        let mut v = Answer::new(&a.text, mode, &hits);
+        v.note = empty.then_some(EMPTY_INDEX_NOTE);
         serde_json::to_writer(&mut out, &v)?;
         writeln!(out)?;
         return Ok(());
@@ -541,6 +569,37 @@ fn snippet(text: &str, lines: usize, chars: usize) -> Vec<String> {
         out.push(if more { format!("{cut}…") } else { cut });
     }
     out
+}
+
+fn serve(a: ServeArgs) -> Result<()> {
+    let mut server = pinpoint::serve::Server::bind(&a.addr, &a.common.index, a.common.config()?)?;
+    server.set_log(!a.quiet);
+    server.set_defaults(&QueryOptions {
+        expand_cmd: a.expand_cmd.clone(),
+        cross_encoder: a.cross_encoder.clone(),
+        ..Default::default()
+    })?;
+    let server = Arc::new(server);
+    let s2 = server.clone();
+    ctrlc::set_handler(move || s2.stop()).context("installing the Ctrl-C handler")?;
+    let threads = a.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    let addr = server
+        .addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| a.addr.clone());
+    // One line a script can wait for (and read the port from, with --addr 127.0.0.1:0).
+    eprintln!(
+        "listening on http://{addr} (index {}, generation {}, {threads} threads); Ctrl-C stops",
+        a.common.index.display(),
+        server.generation()
+    );
+    server.run(threads);
+    eprintln!("stopped");
+    Ok(())
 }
 
 fn stats(a: StatsArgs) -> Result<()> {

@@ -81,6 +81,7 @@ pub mod lexical;
 pub mod models;
 pub mod rerank;
 pub mod select;
+pub mod serve;
 pub mod store;
 pub mod tune;
 

@@ -10,5 +10,6 @@ mod late;
 mod living;
 mod pdf;
 mod real_model;
+mod serve;
 mod tiny_bert;
 mod util;

@@ -230,7 +230,7 @@ pub struct Engine {
     progress: Arc<dyn Progress>,
 }
 
-const MANIFEST: &str = "manifest.json";
+pub(crate) const MANIFEST: &str = "manifest.json";
 
 fn pending_manifest(gen: u64) -> String {
     format!("manifest.{gen}.json")
