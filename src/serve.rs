@@ -178,15 +178,15 @@ impl Server {
     /// mapped, so a writer's cleanup cannot pull them away) and the reason is logged.
     fn engine(&self) -> Arc<Engine> {
         let held = self.current();
-        let Ok(latest) = Manifest::read(&self.dir.join(MANIFEST)).map(|m| m.generation) else {
+        let Ok(latest) = Manifest::read(&self.dir.join(MANIFEST)) else {
             return held;
         };
-        if latest == held.manifest().generation {
+        if same_state(&latest, held.manifest()) {
             return held;
         }
         let _one = self.reopening.lock();
         let held = self.current();
-        if latest == held.manifest().generation {
+        if same_state(&latest, held.manifest()) {
             return held;
         }
         let opened = Engine::open_read_only(&self.dir, self.cfg.clone()).or_else(|e| match e {
@@ -218,7 +218,8 @@ impl Server {
             }
             Err(err) => {
                 eprintln!(
-                    "serve: generation {latest} cannot be opened, still serving {}: {err}",
+                    "serve: generation {} cannot be opened, still serving {}: {err}",
+                    latest.generation,
                     held.manifest().generation
                 );
                 held
@@ -352,6 +353,13 @@ impl Server {
             Err(e) => Reply::error(500, e.to_string()),
         }
     }
+}
+
+/// Whether two manifests describe the same index state. The generation alone is not
+/// enough: an index deleted and built again starts over at generation 1, and `pinpoint
+/// tune` stores new defaults without a new generation.
+fn same_state(a: &Manifest, b: &Manifest) -> bool {
+    a.generation == b.generation && a.files == b.files && a.search_defaults == b.search_defaults
 }
 
 /// The fields of a POST body: a JSON object, declared as JSON, at most

@@ -316,3 +316,34 @@ fn the_cli_server_answers_what_query_json_prints() {
     assert!(child.wait().unwrap().success(), "{rest}");
     assert!(rest.contains("stopped"), "{rest}");
 }
+
+#[test]
+fn an_index_built_again_in_place_is_followed_too() {
+    let idx = tempfile::tempdir().unwrap();
+    let dir = idx.path().join("index");
+    let mut e = Engine::create(&dir, fake_config()).unwrap();
+    e.add_folder(samples()).unwrap();
+    let before = e.manifest().generation;
+    drop(e);
+    let (server, thread) = start(&dir);
+    // Deleted and built again from another folder: it starts over at the same generation.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let src = idx.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(
+        src.join("zeppelins.txt"),
+        "Zeppelin airships were rigid dirigibles.\n",
+    )
+    .unwrap();
+    let mut e = Engine::create(&dir, fake_config()).unwrap();
+    e.add_folder(&src).unwrap();
+    assert_eq!(e.manifest().generation, before);
+    let (code, body) = post(
+        server.addr().unwrap(),
+        r#"{"query": "zeppelin airships", "mode": "lexical"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(paths(&json(&body)), ["zeppelins.txt"], "{body}");
+    server.stop();
+    thread.join().unwrap();
+}
