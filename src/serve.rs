@@ -25,7 +25,7 @@
 //! cross-site requests without asking first), 500 for an index that cannot be read.
 
 use std::io::Read;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -98,7 +98,10 @@ impl Server {
             // Keep the loaded model for later generations (the first query pays nothing).
             cfg.embedder = Some(engine.embedder()?.clone());
         }
-        let http = tiny_http::Server::http(addr)
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| Error::invalid("addr", format!("cannot listen on {addr}: {e}")))?;
+        no_delay(&listener);
+        let http = tiny_http::Server::from_listener(listener, None)
             .map_err(|e| Error::invalid("addr", format!("cannot listen on {addr}: {e}")))?;
         Ok(Server {
             http,
@@ -354,6 +357,37 @@ impl Server {
         }
     }
 }
+
+/// Turns off Nagle's algorithm for the connections `l` accepts (Linux copies the option
+/// from the listening socket to each accepted one; tiny_http gives no hook on them). The
+/// server writes a reply's head and body separately, and with Nagle the body's last segment
+/// waits for the client's delayed acknowledgement: measured on SciFact with keep-alive
+/// clients, 60 ms per question for 17 ms of work.
+#[cfg(unix)]
+fn no_delay(l: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: `l` keeps the descriptor open for the call; the option value points at a live
+    // c_int and the length passed is its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            l.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        eprintln!(
+            "serve: cannot set TCP_NODELAY ({}); replies may wait for acknowledgements",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn no_delay(_: &TcpListener) {}
 
 /// Whether two manifests describe the same index state. The generation alone is not
 /// enough: an index deleted and built again starts over at generation 1, and `pinpoint
