@@ -28,7 +28,9 @@
 //! [`dense`] (HNSW / exact scan), [`lexical`] (BM25), [`store`] (chunk store, manifest),
 //! [`late`] (token codes for late interaction), [`fuse`] (RRF, weighted), [`expand`] (PRF,
 //! multi-query), [`rerank`] (cross-encoder, sentence- and token-level), [`select`] (context selection), [`eval`] (BEIR metrics and the per-query funnel), [`tune`] (settings chosen on labels with folds held out), and
-//! [`engine`], the only place that coordinates the stores.
+//! [`engine`], the only place that coordinates the stores. Around it: [`api`] (a question's
+//! options and the answer's JSON, shared by the CLI and the server) and [`serve`] (local
+//! HTTP).
 #![warn(missing_docs)]
 
 /// Defines `fn $name` that runs its body compiled for AVX-512 or AVX2+FMA when the CPU has
