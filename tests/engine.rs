@@ -416,3 +416,47 @@ fn a_large_sync_commits_in_checkpoints_and_resumes_after_an_interruption() {
     let r = e.add_folder(src.path()).unwrap();
     assert_eq!((r.renamed, r.added, r.removed), (1, 10, 0), "{r:?}");
 }
+
+/// Readers opening the index while a writer commits again and again always see a whole
+/// generation: never an error, never a mix (what `serve` and a `query` beside `watch` do).
+#[test]
+fn readers_open_cleanly_while_a_writer_commits() {
+    let idx = tempfile::tempdir().unwrap();
+    let mut w = Engine::create(idx.path(), fake_config()).unwrap();
+    w.add_document("seed", "Seed", "the first document")
+        .unwrap();
+    w.commit().unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let dir = idx.path().to_path_buf();
+    let (opened, commits) = std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut n = 0;
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        let e = Engine::open_read_only(&dir, fake_config())
+                            .unwrap_or_else(|e| panic!("open during a commit: {e}"));
+                        // A whole generation: its counts agree with its stores.
+                        assert_eq!(e.manifest().counts.chunks as usize, e.store().len());
+                        let req = SearchRequest {
+                            mode: Mode::Lexical,
+                            ..SearchRequest::new("document", 3)
+                        };
+                        assert!(!e.search(&req).unwrap().is_empty());
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        for i in 0..40 {
+            w.add_document(&format!("d{i}"), "Doc", &format!("document number {i}"))
+                .unwrap();
+            w.commit().unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let opened: usize = readers.into_iter().map(|r| r.join().unwrap()).sum();
+        (opened, 40)
+    });
+    assert!(opened > commits, "readers opened {opened} times");
+}

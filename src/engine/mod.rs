@@ -232,6 +232,10 @@ pub struct Engine {
 
 pub(crate) const MANIFEST: &str = "manifest.json";
 
+/// Times a read-only open starts over because a writer committed meanwhile (each retry
+/// needs another commit inside the open's few milliseconds, so a handful is plenty).
+const READ_ONLY_RETRIES: usize = 8;
+
 fn pending_manifest(gen: u64) -> String {
     format!("manifest.{gen}.json")
 }
@@ -337,8 +341,22 @@ impl Engine {
 
     /// Opens an existing index for searching only: no lock, sees the last committed
     /// generation.
+    ///
+    /// A writer may commit while this opens (a query beside `pinpoint watch`, `pinpoint
+    /// serve` following an index): the manifest read first can then be one or two
+    /// generations behind the BM25 index, or its files already cleaned up. When opening fails
+    /// and the manifest has changed meanwhile, it is opened again, on the new generation.
     pub fn open_read_only(dir: impl AsRef<Path>, cfg: EngineConfig) -> Result<Engine> {
-        Self::open_inner(dir.as_ref(), cfg, false)
+        let dir = dir.as_ref();
+        let manifest = || std::fs::read(dir.join(MANIFEST)).ok();
+        let mut left = READ_ONLY_RETRIES;
+        loop {
+            let before = manifest();
+            match Self::open_inner(dir, cfg.clone(), false) {
+                Err(_) if left > 0 && before.is_some() && manifest() != before => left -= 1,
+                result => return result,
+            }
+        }
     }
 
     /// Opens the index in `dir`, creating it when there is none.
