@@ -199,8 +199,9 @@ pub struct AnswerHit<'a> {
 }
 
 impl<'a> Answer<'a> {
-    /// The answer to `query`, answered in `mode` with `hits`.
-    pub fn new(query: &'a str, mode: Mode, hits: &'a [Hit]) -> Answer<'a> {
+    /// The answer to `query`, answered by `engine` in `mode` with `hits` (noted as coming
+    /// from an empty index when it holds nothing).
+    pub fn new(engine: &Engine, query: &'a str, mode: Mode, hits: &'a [Hit]) -> Answer<'a> {
         Answer {
             query,
             mode: mode.to_string(),
@@ -218,7 +219,7 @@ impl<'a> Answer<'a> {
                     explain: h.explain.as_ref(),
                 })
                 .collect(),
-            note: None,
+            note: engine.store().is_empty().then_some(EMPTY_INDEX_NOTE),
         }
     }
 }

@@ -500,14 +500,12 @@ fn query(a: QueryArgs) -> Result<()> {
     let req = a.options().request(&engine, &a.text)?;
     let mode = req.mode;
     let hits = engine.search(&req)?;
-    let empty = engine.store().is_empty();
-    if empty {
+    if engine.store().is_empty() {
         eprintln!("note: {EMPTY_INDEX_NOTE}");
     }
     let mut out = std::io::stdout().lock();
     if a.json {
-        let mut v = Answer::new(&a.text, mode, &hits);
-        v.note = empty.then_some(EMPTY_INDEX_NOTE);
+        let v = Answer::new(&engine, &a.text, mode, &hits);
         serde_json::to_writer(&mut out, &v)?;
         writeln!(out)?;
         return Ok(());

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 use tiny_http::{Header, Method, Request, Response};
 
-use crate::api::{Answer, QueryOptions, EMPTY_INDEX_NOTE};
+use crate::api::{Answer, QueryOptions};
 use crate::engine::{Engine, EngineConfig, MANIFEST};
 use crate::error::{Error, Result};
 use crate::store::Manifest;
@@ -345,13 +345,7 @@ impl Server {
             .request(&engine, &text)
             .and_then(|r| Ok((engine.search(&r)?, r.mode)));
         match result {
-            Ok((hits, mode)) => {
-                let mut a = Answer::new(&text, mode, &hits);
-                if engine.store().is_empty() {
-                    a.note = Some(EMPTY_INDEX_NOTE);
-                }
-                Reply::ok(&a)
-            }
+            Ok((hits, mode)) => Reply::ok(&Answer::new(&engine, &text, mode, &hits)),
             Err(e @ Error::Invalid { .. }) => Reply::error(400, e.to_string()),
             Err(e) => Reply::error(500, e.to_string()),
         }
