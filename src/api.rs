@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Engine, Explain, Hit, Mode, RerankConfig, RerankKind, SearchRequest};
+use crate::engine::{Engine, Explain, Mode, RerankConfig, RerankKind, SearchOutput, SearchRequest};
 use crate::error::{Error, Result};
 use crate::fuse::{Fusion, Norm};
 use crate::ingest::DocKind;
@@ -19,10 +19,7 @@ use crate::rerank::Rules;
 /// Hits handed over when a request names no `k`.
 pub const DEFAULT_K: usize = 5;
 
-/// Why an answer has no hits when the index holds nothing: an empty list alone would read
-/// as "nothing relevant".
-pub const EMPTY_INDEX_NOTE: &str =
-    "the index is empty; add documents with `pinpoint index <FOLDER>`";
+pub use crate::engine::EMPTY_INDEX_NOTE;
 
 /// Everything about a question except its text. Every field is optional; missing ones
 /// keep the index's defaults. Unknown fields are an error, so that a misspelt option is
@@ -51,6 +48,9 @@ pub struct QueryOptions {
     pub max_tokens: Option<usize>,
     /// Hand over all `k` hits: no adaptive cut-off.
     pub no_cutoff: bool,
+    /// Hand over the closest passages even for a question that shares no word with the
+    /// index and is not close in meaning to any passage (no abstention).
+    pub no_abstain: bool,
     /// Per hit: each stage's ranks and scores, and why it was kept.
     pub explain: bool,
     /// Path boosts, `GLOB=FACTOR`.
@@ -136,9 +136,12 @@ impl QueryOptions {
                 .get_or_insert_with(Default::default)
                 .max_tokens = Some(t);
         }
-        if self.no_cutoff {
-            if let Some(sel) = pipeline.select.as_mut() {
+        if let Some(sel) = pipeline.select.as_mut() {
+            if self.no_cutoff {
                 (sel.min_relative, sel.max_gap) = (0.0, 1.0);
+            }
+            if self.no_abstain {
+                sel.min_similarity = 0.0;
             }
         }
         for b in &self.boost {
@@ -168,9 +171,11 @@ pub struct Answer<'a> {
     pub mode: String,
     /// Hits, best first.
     pub hits: Vec<AnswerHit<'a>>,
-    /// Said when the answer needs a word of explanation ([`EMPTY_INDEX_NOTE`]).
+    /// Said when the answer has fewer hits than asked for a reason other than the ranking:
+    /// the index is empty ([`EMPTY_INDEX_NOTE`]), or the engine abstained
+    /// ([`crate::select::SelectConfig::min_similarity`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<&'static str>,
+    pub note: Option<&'a str>,
 }
 
 /// One hit of an [`Answer`].
@@ -199,13 +204,13 @@ pub struct AnswerHit<'a> {
 }
 
 impl<'a> Answer<'a> {
-    /// The answer to `query`, answered by `engine` in `mode` with `hits` (noted as coming
-    /// from an empty index when it holds nothing).
-    pub fn new(engine: &Engine, query: &'a str, mode: Mode, hits: &'a [Hit]) -> Answer<'a> {
+    /// The answer to `query`, answered in `mode` with `out`'s hits and note.
+    pub fn new(query: &'a str, mode: Mode, out: &'a SearchOutput) -> Answer<'a> {
         Answer {
             query,
             mode: mode.to_string(),
-            hits: hits
+            hits: out
+                .hits
                 .iter()
                 .map(|h| AnswerHit {
                     rank: h.rank,
@@ -219,7 +224,7 @@ impl<'a> Answer<'a> {
                     explain: h.explain.as_ref(),
                 })
                 .collect(),
-            note: engine.store().is_empty().then_some(EMPTY_INDEX_NOTE),
+            note: out.note.as_deref(),
         }
     }
 }

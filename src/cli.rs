@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use pinpoint::api::{kind_of, Answer, QueryOptions, EMPTY_INDEX_NOTE};
+use pinpoint::api::{kind_of, Answer, QueryOptions};
 use pinpoint::{
     ChunkConfig, DeviceChoice, Engine, EngineConfig, Progress, RerankConfig, RerankKind,
     SearchRequest,
@@ -221,6 +221,10 @@ struct QueryArgs {
     /// Hand over all k hits: no adaptive cut-off.
     #[arg(long)]
     no_cutoff: bool,
+    /// Hand over the closest passages even when the question shares no word with the
+    /// index and no passage is close to it in meaning.
+    #[arg(long)]
+    no_abstain: bool,
     /// Retrieval mode: hybrid, dense or lexical.
     #[arg(long, default_value = "hybrid")]
     mode: String,
@@ -281,6 +285,7 @@ impl QueryArgs {
             rerank_depth: self.rerank_depth,
             max_tokens: self.max_tokens,
             no_cutoff: self.no_cutoff,
+            no_abstain: self.no_abstain,
             explain: self.explain,
             boost: self.boost.clone(),
             recency_days: self.recency_days,
@@ -499,18 +504,19 @@ fn query(a: QueryArgs) -> Result<()> {
     let engine = Engine::open_read_only(&a.common.index, a.common.config()?)?;
     let req = a.options().request(&engine, &a.text)?;
     let mode = req.mode;
-    let hits = engine.search(&req)?;
-    if engine.store().is_empty() {
-        eprintln!("note: {EMPTY_INDEX_NOTE}");
+    let found = engine.search_detailed(&req)?;
+    if let Some(note) = &found.note {
+        eprintln!("note: {note}");
     }
+    let hits = &found.hits;
     let mut out = std::io::stdout().lock();
     if a.json {
-        let v = Answer::new(&engine, &a.text, mode, &hits);
+        let v = Answer::new(&a.text, mode, &found);
         serde_json::to_writer(&mut out, &v)?;
         writeln!(out)?;
         return Ok(());
     }
-    for h in &hits {
+    for h in hits {
         let heading = h
             .heading
             .as_deref()
@@ -763,6 +769,18 @@ fn eval(a: EvalArgs) -> Result<()> {
                 m.passages5,
                 m.qps
             )?;
+        }
+    }
+    for mode in &a.modes {
+        match r.modes.get(mode.trim()) {
+            Some(m) if m.abstained > 0.0 => writeln!(
+                out,
+                "{}: abstained on {:.0} of {} queries (no word in the index, no close passage)",
+                mode.trim(),
+                m.abstained * r.queries as f64,
+                r.queries
+            )?,
+            _ => {}
         }
     }
     writeln!(

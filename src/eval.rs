@@ -319,6 +319,11 @@ pub struct ModeMetrics {
     /// Passages handed over, of at most 5.
     #[serde(rename = "passages@5", default)]
     pub passages5: f64,
+    /// Share of queries given no passage because the engine abstained (the question shares
+    /// no word with the index and is close to no passage). On a collection whose every
+    /// query has an answer, each abstention is a loss.
+    #[serde(default)]
+    pub abstained: f64,
     /// Queries per second (single thread, end to end through the engine).
     pub qps: f64,
 }
@@ -352,6 +357,7 @@ impl ModeMetrics {
             &mut self.context_precision5,
             &mut self.passage_precision5,
             &mut self.passages5,
+            &mut self.abstained,
         ] {
             *x /= n;
         }
@@ -677,6 +683,9 @@ pub fn evaluate(
             let ranked: Vec<String> = out.ranked.iter().map(|h| h.0.clone()).collect();
             let selected: Vec<String> = out.hits.iter().map(|h| h.path.clone()).collect();
             m.add(&ranked, &selected, rels);
+            if out.hits.is_empty() && out.note.is_some() {
+                m.abstained += 1.0;
+            }
             f.push(query_funnel(qid, text, rels, out, &ranked, &titles));
         }
         m.scale(queries.len());

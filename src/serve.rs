@@ -343,9 +343,9 @@ impl Server {
         let engine = self.engine();
         let result = opts
             .request(&engine, &text)
-            .and_then(|r| Ok((engine.search(&r)?, r.mode)));
+            .and_then(|r| Ok((engine.search_detailed(&r)?, r.mode)));
         match result {
-            Ok((hits, mode)) => Reply::ok(&Answer::new(&engine, &text, mode, &hits)),
+            Ok((out, mode)) => Reply::ok(&Answer::new(&text, mode, &out)),
             Err(e @ Error::Invalid { .. }) => Reply::error(400, e.to_string()),
             Err(e) => Reply::error(500, e.to_string()),
         }

@@ -263,12 +263,17 @@ fn bad_folders_and_model_mismatch_are_clear_errors() {
 fn bad_queries_and_empty_index() {
     let idx = tempfile::tempdir().unwrap();
     let mut e = Engine::create(idx.path(), fake_config()).unwrap();
-    // Empty index: no hits, no error.
-    assert!(e
-        .search(&SearchRequest::new("anything", 5))
-        .unwrap()
-        .is_empty());
+    // Empty index: no hits, no error, and a note that says why.
+    let out = e
+        .search_detailed(&SearchRequest::new("anything", 5))
+        .unwrap();
+    assert!(out.hits.is_empty());
+    assert_eq!(out.note.as_deref(), Some(pinpoint::api::EMPTY_INDEX_NOTE));
     e.add_folder(samples()).unwrap();
+    let out = e
+        .search_detailed(&SearchRequest::new("tides moon", 5))
+        .unwrap();
+    assert!(!out.hits.is_empty() && out.note.is_none());
     assert!(matches!(
         e.search(&SearchRequest::new("   ", 5)),
         Err(Error::Invalid { .. })

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use pinpoint::api::QueryOptions;
 use pinpoint::{BertEmbedder, DeviceChoice, Embedder, Engine, EngineConfig, Mode, SearchRequest};
 
 use crate::util::*;
@@ -142,6 +143,59 @@ fn paraphrased_questions_find_the_right_file_in_dense_and_hybrid() {
             );
         }
     }
+}
+
+/// Abstention: a question that shares no word with the index and is not close in meaning
+/// to any passage gets no passages and a note, in the default pipeline only; a paraphrase
+/// that shares no word but is close in meaning is answered.
+#[test]
+fn questions_the_samples_cannot_answer_get_nothing_and_a_note() {
+    let (_d, e) = sample_engine();
+    let ask =
+        |q: &str, opts: &QueryOptions| e.search_detailed(&opts.request(e, q).unwrap()).unwrap();
+    let plain = QueryOptions::default();
+    for q in [
+        "ok",
+        "the of and",
+        "潮汐是如何形成的",
+        "what is the capital of australia",
+    ] {
+        let out = ask(q, &plain);
+        assert!(
+            out.hits.is_empty(),
+            "{q}: {:?}",
+            out.hits.first().map(|h| &h.path)
+        );
+        assert!(
+            out.note
+                .as_deref()
+                .is_some_and(|n| n.contains("no word of the question")),
+            "{q}: {:?}",
+            out.note
+        );
+        // Every stage still ranked: only the handing over is withheld.
+        assert!(!out.ranked.is_empty(), "{q}");
+        let forced = QueryOptions {
+            no_abstain: true,
+            ..QueryOptions::default()
+        };
+        let dense = QueryOptions {
+            mode: Some("dense".into()),
+            ..QueryOptions::default()
+        };
+        for o in [forced, dense] {
+            let out = ask(q, &o);
+            assert!(!out.hits.is_empty() && out.note.is_none(), "{q} {o:?}");
+        }
+    }
+    // No word in common with any file, but close in meaning: answered.
+    let out = ask("immunisation", &plain);
+    assert!(out.lexical.is_empty(), "{:?}", out.lexical);
+    assert_eq!(
+        out.hits.first().map(|h| h.path.as_str()),
+        Some("vaccines.md")
+    );
+    assert!(out.note.is_none());
 }
 
 #[test]

@@ -37,7 +37,7 @@ use commit::Generation;
 use lock::WriterLock;
 pub use search::{
     blend_rerank, Explain, Granularity, Hit, Pipeline, RerankConfig, RerankKind, SearchOutput,
-    SearchRequest,
+    SearchRequest, EMPTY_INDEX_NOTE,
 };
 
 /// Progress of long operations, reported by stage. The CLI draws bars from it.

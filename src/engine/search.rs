@@ -299,6 +299,9 @@ pub struct SearchOutput {
     pub reranked: Vec<(String, f32)>,
     /// Seconds per stage.
     pub timings: Vec<(&'static str, f64)>,
+    /// Why fewer hits than asked were handed over, when the reason is not the ranking
+    /// itself: an empty index, or an abstention ([`SelectConfig::min_similarity`]).
+    pub note: Option<String>,
 }
 
 /// Lazily built maps between documents and chunk positions.
@@ -405,6 +408,7 @@ impl Engine {
         }
         let mut out = SearchOutput::default();
         if self.store.is_empty() {
+            out.note = Some(EMPTY_INDEX_NOTE.to_string());
             return Ok(out);
         }
         let p = &req.pipeline;
@@ -432,6 +436,7 @@ impl Engine {
         for t in &texts {
             rankings.push(self.rank(t, req, &mut out.timings)?);
         }
+        let abstain = abstention(p.select.as_ref(), req.mode, &rankings);
         let first = rankings.remove(0);
         let mut final_list = if rankings.is_empty() {
             first.final_.clone()
@@ -490,10 +495,12 @@ impl Engine {
 
         // Selection over passages (a document is represented by its best chunk).
         let t = Instant::now();
-        let want = match &p.select {
-            Some(_) => select_pool(req.k),
-            None => req.k,
+        let want = match (&p.select, &abstain) {
+            (_, Some(_)) => 0,
+            (Some(_), None) => select_pool(req.k),
+            (None, None) => req.k,
         };
+        out.note = abstain;
         let mut passages = Vec::new();
         for &(key, score) in final_list.iter().take(want) {
             let pos = self.best_position(key, req.granularity, &first)?;
@@ -1019,6 +1026,32 @@ impl Engine {
         Ok(ce)
     }
 }
+
+/// The abstention rule ([`SelectConfig::min_similarity`]): in hybrid mode, when no
+/// ranking's lexical leg matched a term (the question shares no word with the index) and
+/// no passage's cosine reaches the floor, the note that says so; `None` otherwise.
+fn abstention(select: Option<&SelectConfig>, mode: Mode, rankings: &[Ranking]) -> Option<String> {
+    let floor = select.map_or(0.0, |s| s.min_similarity);
+    if floor <= 0.0 || mode != Mode::Hybrid || rankings.iter().any(|r| !r.lex.is_empty()) {
+        return None;
+    }
+    let best = rankings
+        .iter()
+        .flat_map(|r| r.den.iter().map(|x| x.1))
+        .fold(f32::NEG_INFINITY, f32::max);
+    (best < floor).then(|| {
+        format!(
+            "nothing handed over: no word of the question occurs in the index, and the \
+             closest passage's similarity ({best:.2}) is below {floor:.2}; ask with \
+             `--no-abstain` (`no_abstain`) to see it anyway"
+        )
+    })
+}
+
+/// Why an answer has no hits when the index holds nothing: an empty list alone would read
+/// as "nothing relevant".
+pub const EMPTY_INDEX_NOTE: &str =
+    "the index is empty; add documents with `pinpoint index <FOLDER>`";
 
 /// Puts a reranked head back into a fused list: the first `scores.len()` entries of `fused`
 /// are re-ordered by `weight · reranker + (1 − weight) · fused`, both min-max normalised
