@@ -141,21 +141,12 @@ fn main() {
         ..Pipeline::default()
     };
     let base = collect_rerank(&engine, &labelled, &no_rerank, 100).expect("search");
-    let docs = engine.documents().expect("docs");
-    let store = engine.store();
     let codes = engine.token_codes();
     assert!(!codes.is_empty(), "this index keeps no token codes");
-    let doc_parts: Vec<(&str, Vec<usize>)> = docs
-        .iter()
-        .map(|d| {
-            (
-                d.key.as_str(),
-                d.chunks
-                    .iter()
-                    .filter_map(|&id| store.position(id))
-                    .collect(),
-            )
-        })
+    let doc_parts: Vec<(&str, Vec<usize>)> = engine
+        .document_positions()
+        .expect("documents")
+        .map(|(k, ps)| (k, ps.iter().map(|&p| p as usize).collect()))
         .collect();
     let e = engine.embedder().expect("model");
     if std::env::var("PP_FEATURE").is_ok() {

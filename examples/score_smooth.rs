@@ -25,20 +25,11 @@ fn main() {
     let pipeline = Pipeline::default();
     let rc = pipeline.rerank.clone().expect("default reranks");
     let base = collect_rerank(&engine, &labelled, &pipeline, 100).expect("search");
-    let docs = engine.documents().expect("docs");
-    let store = engine.store();
     let vecs = engine.dense().vectors();
-    let parts: HashMap<&str, Vec<usize>> = docs
-        .iter()
-        .map(|d| {
-            (
-                d.key.as_str(),
-                d.chunks
-                    .iter()
-                    .filter_map(|&id| store.position(id))
-                    .collect(),
-            )
-        })
+    let parts: HashMap<&str, Vec<usize>> = engine
+        .document_positions()
+        .expect("documents")
+        .map(|(k, ps)| (k, ps.iter().map(|&p| p as usize).collect()))
         .collect();
     let sim = |a: &str, b: &str| -> f32 {
         let mut best = f32::MIN;

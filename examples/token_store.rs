@@ -554,19 +554,10 @@ fn main() {
     let rms = (sq.iter().sum::<f64>() / (dim as f64 * total as f64)).sqrt() as f32;
     eprintln!("rms per dim {rms:.4}");
 
-    let docs = engine.documents().expect("docs");
-    let store = engine.store();
-    let doc_chunks: HashMap<&str, Vec<usize>> = docs
-        .iter()
-        .map(|d| {
-            (
-                d.key.as_str(),
-                d.chunks
-                    .iter()
-                    .filter_map(|&id| store.position(id))
-                    .collect(),
-            )
-        })
+    let doc_chunks: HashMap<&str, Vec<usize>> = engine
+        .document_positions()
+        .expect("documents")
+        .map(|(k, ps)| (k, ps.iter().map(|&p| p as usize).collect()))
         .collect();
 
     let t0 = Instant::now();

@@ -193,6 +193,16 @@ fn document_granularity_max_pools_chunks() {
     assert_eq!(p.len(), dedup.len(), "one hit per document");
     assert_eq!(p[0], "volcanoes.md");
     assert!(e.store().len() > 60, "small chunks expected");
+    // Every chunk belongs to exactly one document, the one its record names.
+    let mut seen = vec![false; e.store().len()];
+    for (key, positions) in e.document_positions().unwrap() {
+        assert!(!positions.is_empty(), "{key}");
+        for &pos in positions {
+            assert_eq!(e.store().get(pos as usize).unwrap().doc, key);
+            assert!(!std::mem::replace(&mut seen[pos as usize], true));
+        }
+    }
+    assert!(seen.iter().all(|&s| s));
 }
 
 #[test]

@@ -357,6 +357,18 @@ impl Engine {
         Ok(self.doc_index.get_or_init(|| di))
     }
 
+    /// Each document's key with the store positions of its chunks (their rows in the
+    /// vector file and the token codes), in document-table order: the map search itself
+    /// uses, built once per open.
+    pub fn document_positions(&self) -> Result<impl Iterator<Item = (&str, &[u32])>> {
+        let di = self.doc_index()?;
+        Ok(di
+            .keys
+            .iter()
+            .map(String::as_str)
+            .zip(di.chunk_pos.iter().map(Vec::as_slice)))
+    }
+
     /// The pipeline `pinpoint query` runs without flags: the one stored by `pinpoint tune`
     /// in this index, else [`Pipeline::default`].
     /// An index without token codes answers without token reranking unless told to (it
