@@ -404,7 +404,9 @@ impl Engine {
         self.manifest.write_atomic(&self.dir.join(super::MANIFEST))
     }
 
-    /// Runs a search and returns the hits.
+    /// Runs a search and returns the hits. No hits can mean an empty index or an
+    /// abstention ([`SelectConfig::min_similarity`]) as well as no match:
+    /// [`Engine::search_detailed`]'s `note` tells which.
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<Hit>> {
         Ok(self.search_detailed(req)?.hits)
     }
