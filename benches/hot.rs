@@ -68,6 +68,7 @@ fn selection(c: &mut Criterion) {
             text: "word ".repeat(150),
             score: 1.0 - i as f32 * 0.02,
             vector: Some(vecs[i as usize * DIM..(i as usize + 1) * DIM].to_vec()),
+            similarity: None,
             reason: String::new(),
         })
         .collect();

@@ -138,7 +138,7 @@ impl QueryOptions {
         }
         if let Some(sel) = pipeline.select.as_mut() {
             if self.no_cutoff {
-                (sel.min_relative, sel.max_gap) = (0.0, 1.0);
+                sel.disable_cutoff();
             }
             if self.no_abstain {
                 sel.min_similarity = 0.0;

@@ -953,7 +953,11 @@ fn tune(a: TuneArgs) -> Result<()> {
         const K: usize = 5;
         eprintln!("replaying the cut-off over {} queries ...", labelled.len());
         let cf = tune::collect_cutoff(&engine, &labelled, &chosen, K)?;
-        let c = tune::tune_cutoff(&cf, K, a.max_recall_loss, a.folds);
+        let share = chosen
+            .select
+            .as_ref()
+            .map_or(0.0, |s| s.min_similarity_share);
+        let c = tune::tune_cutoff(&cf, K, a.max_recall_loss, a.folds, share);
         let show = |h: &tune::Handed| {
             format!(
                 "precision {:.4} recall {:.4} passages {:.2}",
@@ -962,27 +966,26 @@ fn tune(a: TuneArgs) -> Result<()> {
         };
         writeln!(
             out,
-            "cut-off (top {K}, recall loss at most {}): off: {}",
+            "cut-off (top {K}, recall loss at most {}, similarity share {share} kept as a \
+             guard): off: {}",
             a.max_recall_loss,
             show(&c.off)
         )?;
-        writeln!(
-            out,
-            "  best min_relative {} max_gap {}: train {}",
-            c.setting.0,
-            c.setting.1,
-            show(&c.train)
-        )?;
+        writeln!(out, "  best {}: train {}", c.setting, show(&c.train))?;
         writeln!(out, "  {}-fold held-out: {}", a.folds, show(&c.held_out))?;
-        for (i, (r, g)) in c.fold_choices.iter().enumerate() {
-            writeln!(out, "  fold {i} chose min_relative {r} max_gap {g}")?;
+        for (i, choice) in c.fold_choices.iter().enumerate() {
+            writeln!(out, "  fold {i} chose {choice}")?;
         }
         // Adopted when it holds out: more precise, within the recall allowance.
-        let adopt = c.setting != (0.0, 1.0)
+        let adopt = c.setting != tune::Cutoff::OFF
             && c.held_out.precision > c.off.precision + 0.002
             && c.held_out.recall >= c.off.recall - a.max_recall_loss;
         if let Some(sel) = chosen.select.as_mut() {
-            (sel.min_relative, sel.max_gap) = if adopt { c.setting } else { (0.0, 1.0) };
+            (sel.min_relative, sel.max_gap) = if adopt {
+                (c.setting.min_relative, c.setting.max_gap)
+            } else {
+                (0.0, 1.0)
+            };
         }
         if !adopt {
             writeln!(

@@ -62,6 +62,8 @@ fn index_query_stats_contract_and_exit_codes() {
             "-k",
             "3",
             "--json",
+            // All k, to check the rank numbering and that -k bounds them.
+            "--no-cutoff",
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));

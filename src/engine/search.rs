@@ -538,6 +538,7 @@ impl Engine {
                         .select
                         .as_ref()
                         .map(|_| self.dense.vectors().row(pos).to_vec()),
+                    similarity: first.cos.get(&key).copied(),
                     reason: String::new(),
                 },
             ));
