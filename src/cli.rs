@@ -957,7 +957,17 @@ fn tune(a: TuneArgs) -> Result<()> {
             .select
             .as_ref()
             .map_or(0.0, |s| s.min_similarity_share);
-        let c = tune::tune_cutoff(&cf, K, a.max_recall_loss, a.folds, share);
+        // The allowance is measured from no cut-off and no guard.
+        let unguarded = if share > 0.0 {
+            let mut p = chosen.clone();
+            if let Some(s) = p.select.as_mut() {
+                s.min_similarity_share = 0.0;
+            }
+            tune::collect_cutoff(&engine, &labelled, &p, K)?
+        } else {
+            cf.clone()
+        };
+        let c = tune::tune_cutoff(&cf, &unguarded, K, a.max_recall_loss, a.folds);
         let show = |h: &tune::Handed| {
             format!(
                 "precision {:.4} recall {:.4} passages {:.2}",
@@ -966,8 +976,8 @@ fn tune(a: TuneArgs) -> Result<()> {
         };
         writeln!(
             out,
-            "cut-off (top {K}, recall loss at most {}, similarity share {share} kept as a \
-             guard): off: {}",
+            "cut-off (top {K}, recall loss at most {}, after the similarity guard at \
+             {share}): no cut-off, no guard: {}",
             a.max_recall_loss,
             show(&c.off)
         )?;

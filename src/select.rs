@@ -7,9 +7,9 @@
 //!    that repeat a kept passage's text, and drop near-duplicates (cosine above a
 //!    threshold: copies of the same text in different files);
 //! 2. optional MMR re-ordering for diversity;
-//! 3. an adaptive cut-off: stop where the score falls below a share of the top score's
-//!    margin over the candidate floor, at a large relative gap, or at a passage whose
-//!    similarity with the question is a small share of the best;
+//! 3. an adaptive cut-off: leave out passages whose similarity with the question is a
+//!    small share of the best, and stop where the score falls below a share of the top
+//!    score's margin over the candidate floor, or at a large relative gap;
 //! 4. a token budget.
 
 use crate::embed::dot;
@@ -30,11 +30,14 @@ pub struct SelectConfig {
     /// Stop before a passage whose relative drop from its predecessor exceeds this
     /// (1.0: off).
     pub max_gap: f32,
-    /// Stop before a passage whose cosine with the question is below this share of the
-    /// best cosine among the ranking's first [`FLOOR_RANK`] (0: off). The relative cut-off
-    /// only compares scores with each other, so on a small folder, where the first
-    /// [`FLOOR_RANK`] hold nearly every file, an unrelated passage that shares a word with
-    /// the question stands well above that floor; its low similarity is what tells it apart.
+    /// Leave out a passage (not the first) whose cosine with the question is below this
+    /// share of the best cosine among the ranking's first [`FLOOR_RANK`] (0: off). The
+    /// relative cut-off only compares scores with each other, so on a small folder, where
+    /// the first [`FLOOR_RANK`] hold nearly every file, an unrelated passage that shares a
+    /// word with the question stands well above that floor; its low similarity is what
+    /// tells it apart. A filter, not a stop: after a multi-question query's rank fusion or
+    /// a boost rule, the order is not the order of similarity, and an on-topic passage may
+    /// follow an off-topic one.
     pub min_similarity_share: f32,
     /// Token budget for all passages together (`None`: unlimited).
     pub max_tokens: Option<usize>,
@@ -61,7 +64,7 @@ impl Default for SelectConfig {
     ///
     /// `min_similarity_share` 0.5 is a guard for small folders (docs/decisions.md,
     /// "Similarity guard"): on 50 labelled questions about the bundled samples the share of
-    /// handed passages that are relevant rose from 0.79 to 0.94 (1.64 to 1.16 passages, the
+    /// handed passages that are relevant rose from 0.79 to 0.93 (1.68 to 1.18 passages, the
     /// answering file still first for all 50); on SciFact train it cost one handed relevant
     /// passage of 936. A share of the best rather than an absolute floor, so that a question
     /// every relevant passage matches weakly (an identifier, an error message) keeps them all.
@@ -87,12 +90,16 @@ impl SelectConfig {
         rel < self.min_relative || (prev > 0.0 && (prev - score) / prev > self.max_gap)
     }
 
-    /// Whether selection stops before a passage (not the first) whose cosine with the
+    /// Whether selection leaves out a passage (not the first) whose cosine with the
     /// question is `similarity`, `best` the best among the ranking's first [`FLOOR_RANK`].
-    /// An unknown similarity never stops it. `pinpoint tune` replays it too.
+    /// An unknown similarity never does.
     pub fn off_topic(&self, similarity: Option<f32>, best: f32) -> bool {
         match similarity {
-            Some(s) => best > 0.0 && s < self.min_similarity_share * best,
+            Some(s) => {
+                self.min_similarity_share > 0.0
+                    && best > 0.0
+                    && s < self.min_similarity_share * best
+            }
             None => false,
         }
     }
@@ -132,8 +139,9 @@ pub struct Passage {
     pub score: f32,
     /// Embedding (for dedupe and MMR), when known.
     pub vector: Option<Vec<f32>>,
-    /// Cosine between the question and the chunk the score stands for, when known (the
-    /// evidence [`SelectConfig::min_similarity_share`] reads).
+    /// Cosine between the question (its best, for a query asking several) and the chunk
+    /// the score stands for, when known: the evidence
+    /// [`SelectConfig::min_similarity_share`] reads.
     pub similarity: Option<f32>,
     /// Why it was kept (filled by `select`).
     pub reason: String,
@@ -318,11 +326,11 @@ pub fn select(ranked: Vec<Passage>, k: usize, cfg: &SelectConfig) -> Vec<Passage
         if out.len() >= k {
             break;
         }
+        if !out.is_empty() && cfg.off_topic(p.similarity, best_similarity) {
+            continue;
+        }
         let rel = relative(p.score, top, floor);
-        if !out.is_empty()
-            && (cfg.stops_before(rel, prev, p.score)
-                || cfg.off_topic(p.similarity, best_similarity))
-        {
+        if !out.is_empty() && cfg.stops_before(rel, prev, p.score) {
             break;
         }
         let t = approx_tokens(&p.text);
@@ -384,17 +392,18 @@ mod tests {
     }
 
     #[test]
-    fn a_passage_far_less_similar_than_the_best_stops_the_list() {
-        // A small folder: every file is in the first 20, so the unrelated second and third
-        // passages hold most of the margin; their cosines (0.15, 0.5 of a best 0.6 held by
-        // a passage below) tell them apart. The share stops before 0.15 < 0.5 · 0.6.
+    fn a_passage_far_less_similar_than_the_best_is_left_out() {
+        // A small folder: every file is in the first 20, so the unrelated third passage
+        // holds most of the margin; its cosine (below 0 against a best 0.6 held by a
+        // passage below) tells it apart. A share of 0.5 leaves it out and keeps what follows.
         let mut r = vec![
             p(1, "tides", (0, 1), "w", 1.0),
             p(2, "hurricanes", (0, 1), "w", 0.9),
             p(3, "bread", (0, 1), "w", 0.8),
             p(4, "moon", (0, 1), "w", 0.1),
         ];
-        for (x, s) in r.iter_mut().zip([0.5, 0.45, 0.15, 0.6]) {
+        // The third's cosine is negative: a share of 0 (off) still keeps it.
+        for (x, s) in r.iter_mut().zip([0.5, 0.45, -0.15, 0.6]) {
             x.similarity = Some(s);
         }
         let ids = |r: &[Passage], cfg: &SelectConfig| -> Vec<u64> {
@@ -408,9 +417,17 @@ mod tests {
             ..uncut()
         };
         assert_eq!(ids(&r, &uncut()), vec![1, 2, 3, 4]);
-        assert_eq!(ids(&r, &share(0.5)), vec![1, 2]);
-        // 0.8 · 0.6 = 0.48: the second (0.45) stops it too; the first always goes.
-        assert_eq!(ids(&r, &share(0.8)), vec![1]);
+        assert_eq!(ids(&r, &share(0.5)), vec![1, 2, 4]);
+        // 0.8 · 0.6 = 0.48: the second (0.45) goes too; the first always stays.
+        assert_eq!(ids(&r, &share(0.8)), vec![1, 4]);
+        // With k 2, the passage after a left-out one takes its place.
+        assert_eq!(
+            select(r.clone(), 2, &share(0.8))
+                .iter()
+                .map(|x| x.chunk_id)
+                .collect::<Vec<_>>(),
+            vec![1, 4]
+        );
         assert_eq!(best_similarity(&r), 0.6);
         // Unknown similarities never stop anything.
         for x in r.iter_mut() {

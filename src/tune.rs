@@ -402,21 +402,19 @@ pub struct CutoffFeatures {
     /// The score the relative cut-off measures against: the lowest of the final
     /// ranking's first [`crate::select::FLOOR_RANK`].
     pub floor: f32,
-    /// The handed passages' cosines with the query, when known.
-    pub similarities: Vec<Option<f32>>,
-    /// The best cosine among the final ranking's first [`crate::select::FLOOR_RANK`].
-    pub best_similarity: f32,
 }
 
-/// The adaptive cut-off's settings, as [`crate::select::SelectConfig`] holds them.
+/// The settings the cut-off stage searches, as [`crate::select::SelectConfig`] holds
+/// them. The similarity guard ([`crate::select::SelectConfig::min_similarity_share`]) is
+/// not among them: it is a filter the replayed passages have been through already, and a
+/// collection whose first candidates are all on its topic cannot say where a guard
+/// against off-topic passages belongs (docs/decisions.md, "Similarity guard").
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cutoff {
     /// [`crate::select::SelectConfig::min_relative`].
     pub min_relative: f32,
     /// [`crate::select::SelectConfig::max_gap`].
     pub max_gap: f32,
-    /// [`crate::select::SelectConfig::min_similarity_share`].
-    pub min_similarity_share: f32,
 }
 
 impl Cutoff {
@@ -424,14 +422,12 @@ impl Cutoff {
     pub const OFF: Cutoff = Cutoff {
         min_relative: 0.0,
         max_gap: 1.0,
-        min_similarity_share: 0.0,
     };
 
     /// Writes the settings into `cfg`.
     pub fn apply(&self, cfg: &mut crate::select::SelectConfig) {
         cfg.min_relative = self.min_relative;
         cfg.max_gap = self.max_gap;
-        cfg.min_similarity_share = self.min_similarity_share;
     }
 }
 
@@ -439,8 +435,8 @@ impl std::fmt::Display for Cutoff {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "min_relative {} max_gap {} min_similarity_share {}",
-            self.min_relative, self.max_gap, self.min_similarity_share
+            "min_relative {} max_gap {}",
+            self.min_relative, self.max_gap
         )
     }
 }
@@ -479,12 +475,9 @@ pub fn evaluate_cutoff(qs: &[&CutoffFeatures], setting: Cutoff, k: usize) -> Han
     for q in qs {
         let mut n = 0;
         let mut prev = q.top;
-        for (i, &score) in q.scores.iter().take(k).enumerate() {
+        for &score in q.scores.iter().take(k) {
             let rel = crate::select::relative(score, q.top, q.floor);
-            let sim = q.similarities.get(i).copied().flatten();
-            if n > 0
-                && (cfg.stops_before(rel, prev, score) || cfg.off_topic(sim, q.best_similarity))
-            {
+            if n > 0 && cfg.stops_before(rel, prev, score) {
                 break;
             }
             n += 1;
@@ -508,21 +501,14 @@ pub fn evaluate_cutoff(qs: &[&CutoffFeatures], setting: Cutoff, k: usize) -> Han
     }
 }
 
-/// Settings searched for the cut-off: relative thresholds and relative gaps, each with the
-/// similarity share the pipeline has.
-///
-/// The share is a guard, not searched: it stops at passages about something else, which a
-/// collection whose first 20 candidates are all on its topic (SciFact) hardly has, so its
-/// labels cannot say where the guard belongs; searched with the rest, it went to the edge
-/// of the recall allowance on train and past it held out (docs/decisions.md).
-pub fn cutoff_grid(min_similarity_share: f32) -> Vec<Cutoff> {
+/// Settings searched for the cut-off: relative thresholds and relative gaps.
+pub fn cutoff_grid() -> Vec<Cutoff> {
     let mut g = Vec::new();
     for min_relative in [0.0f32, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] {
         for max_gap in [1.0f32, 0.3, 0.2, 0.15, 0.1, 0.05] {
             g.push(Cutoff {
                 min_relative,
                 max_gap,
-                min_similarity_share,
             });
         }
     }
@@ -531,20 +517,25 @@ pub fn cutoff_grid(min_similarity_share: f32) -> Vec<Cutoff> {
 
 /// The cut-off that hands over the most precise context while losing at most
 /// `max_recall_loss` of the handed recall that no cut-off keeps (the mission: precision
-/// without losing recall), chosen with `folds`-fold cross-validation; `k` passages; the
-/// similarity share stays `min_similarity_share` ([`cutoff_grid`]).
+/// without losing recall), chosen with `folds`-fold cross-validation; `k` passages.
+///
+/// `qs` are the passages the pipeline's similarity guard lets through, `unguarded` the same
+/// queries' passages without it (the same slice when there is no guard): the allowance is
+/// measured from no cut-off at all, so what the guard loses counts against it.
 pub fn tune_cutoff(
     qs: &[CutoffFeatures],
+    unguarded: &[CutoffFeatures],
     k: usize,
     max_recall_loss: f64,
     folds: usize,
-    min_similarity_share: f32,
 ) -> TunedCutoff {
-    let grid = cutoff_grid(min_similarity_share);
+    let grid = cutoff_grid();
     let pick = |idx: &[usize]| -> Vec<&CutoffFeatures> { idx.iter().map(|&i| &qs[i]).collect() };
+    let pick_off =
+        |idx: &[usize]| -> Vec<&CutoffFeatures> { idx.iter().map(|&i| &unguarded[i]).collect() };
     // Precision where the recall bound holds; an infeasible setting ranks below "off".
     let objective = |idx: &[usize], g: &Cutoff| {
-        let off = evaluate_cutoff(&pick(idx), Cutoff::OFF, k);
+        let off = evaluate_cutoff(&pick_off(idx), Cutoff::OFF, k);
         let h = evaluate_cutoff(&pick(idx), *g, k);
         if h.recall + 1e-12 >= off.recall - max_recall_loss {
             h.precision
@@ -575,7 +566,7 @@ pub fn tune_cutoff(
         setting: best.0,
         train: evaluate_cutoff(&pick(&all), best.0, k),
         held_out,
-        off: evaluate_cutoff(&pick(&all), Cutoff::OFF, k),
+        off: evaluate_cutoff(&pick_off(&all), Cutoff::OFF, k),
         fold_choices,
     }
 }
@@ -592,6 +583,8 @@ pub fn collect_cutoff(
     let Some(sel) = p.select.as_mut() else {
         return Ok(Vec::new());
     };
+    // The similarity guard stays as the pipeline has it: the replay is of what the
+    // relative threshold and gap would cut from what the guard lets through.
     Cutoff::OFF.apply(sel);
     sel.max_tokens = None;
     let mut out = Vec::with_capacity(queries.len());
@@ -612,25 +605,12 @@ pub fn collect_cutoff(
         let floor = seen.iter().map(|x| x.1).fold(top, f32::min);
         let (docs, scores): (Vec<String>, Vec<f32>) =
             o.hits.iter().map(|h| (h.path.clone(), h.score)).unzip();
-        // Cosines as selection reads them: each candidate's, from the full-feature pool.
-        let cos: HashMap<&str, f32> = o
-            .candidates
-            .iter()
-            .map(|(d, _, c)| (d.as_str(), *c))
-            .collect();
-        let similarities = docs.iter().map(|d| cos.get(d.as_str()).copied()).collect();
-        let best_similarity = seen
-            .iter()
-            .filter_map(|x| cos.get(x.0.as_str()).copied())
-            .fold(0.0, f32::max);
         out.push(CutoffFeatures {
             rels: rels.clone(),
             docs,
             scores,
             top,
             floor,
-            similarities,
-            best_similarity,
         });
     }
     Ok(out)
@@ -682,20 +662,17 @@ mod tests {
         }
         CutoffFeatures {
             rels,
-            similarities: vec![None; docs.len()],
             docs,
             scores,
             top,
             floor: 0.0,
-            best_similarity: 0.0,
         }
     }
 
-    fn setting(min_relative: f32, max_gap: f32, min_similarity_share: f32) -> Cutoff {
+    fn setting(min_relative: f32, max_gap: f32) -> Cutoff {
         Cutoff {
             min_relative,
             max_gap,
-            min_similarity_share,
         }
     }
 
@@ -708,47 +685,13 @@ mod tests {
         assert!((off.precision - 0.5).abs() < 1e-12);
         assert_eq!(off.recall, 1.0);
         // Keep shares of at least 0.5: two passages, both relevant.
-        let cut = evaluate_cutoff(&[&q], setting(0.5, 1.0, 0.0), 5);
+        let cut = evaluate_cutoff(&[&q], setting(0.5, 1.0), 5);
         assert_eq!((cut.passages, cut.precision, cut.recall), (2.0, 1.0, 1.0));
         // A relative drop above 0.5 stops at 0.9 -> 0.4 as well.
-        assert_eq!(
-            evaluate_cutoff(&[&q], setting(0.0, 0.5, 0.0), 5).passages,
-            2.0
-        );
+        assert_eq!(evaluate_cutoff(&[&q], setting(0.0, 0.5), 5).passages, 2.0);
         // The first passage is always handed over, and k bounds the rest.
-        assert_eq!(
-            evaluate_cutoff(&[&q], setting(0.99, 1.0, 0.0), 5).passages,
-            1.0
-        );
+        assert_eq!(evaluate_cutoff(&[&q], setting(0.99, 1.0), 5).passages, 1.0);
         assert_eq!(evaluate_cutoff(&[&q], Cutoff::OFF, 3).passages, 3.0);
-    }
-
-    #[test]
-    fn cutoff_replay_stops_at_a_passage_far_less_similar_than_the_best() {
-        // Scores that the relative cut-off keeps; cosines 0.6, 0.55, 0.2, 0.5 against a
-        // best of 0.6: a share of 0.5 stops before the third (0.2 < 0.3), whatever follows.
-        let mut q = handed(0, 1.0, &[(0.95, true), (0.9, false), (0.85, false)]);
-        q.similarities = vec![Some(0.6), Some(0.55), Some(0.2), Some(0.5)];
-        q.best_similarity = 0.6;
-        assert_eq!(
-            evaluate_cutoff(&[&q], setting(0.0, 1.0, 0.5), 5).passages,
-            2.0
-        );
-        assert_eq!(
-            evaluate_cutoff(&[&q], setting(0.0, 1.0, 0.3), 5).passages,
-            4.0
-        );
-        // An unknown cosine never stops it; the first passage is always handed over.
-        q.similarities[2] = None;
-        assert_eq!(
-            evaluate_cutoff(&[&q], setting(0.0, 1.0, 0.5), 5).passages,
-            4.0
-        );
-        q.similarities[0] = Some(0.1);
-        assert_eq!(
-            evaluate_cutoff(&[&q], setting(0.0, 1.0, 0.99), 5).passages,
-            1.0
-        );
     }
 
     #[test]
@@ -763,7 +706,7 @@ mod tests {
                 )
             })
             .collect();
-        let t = tune_cutoff(&clean, 5, 0.01, 5, 0.0);
+        let t = tune_cutoff(&clean, &clean, 5, 0.01, 5);
         assert_ne!(t.setting, Cutoff::OFF);
         assert_eq!(t.train.recall, t.off.recall);
         assert!(t.train.precision > t.off.precision);
@@ -778,9 +721,28 @@ mod tests {
                 )
             })
             .collect();
-        let t = tune_cutoff(&hidden, 5, 0.01, 5, 0.0);
+        let t = tune_cutoff(&hidden, &hidden, 5, 0.01, 5);
         assert_eq!(t.setting, Cutoff::OFF);
         assert_eq!(t.train, t.off);
+        // What a guard before the cut-off lost counts against the allowance: with the
+        // second relevant passage of one query in ten filtered out (recall 0.95 against 1),
+        // no setting stays within 0.01 of no cut-off, not even the guard alone.
+        let guarded: Vec<CutoffFeatures> = clean
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                let mut q = q.clone();
+                if i % 10 == 0 {
+                    q.docs.remove(1);
+                    q.scores.remove(1);
+                }
+                q
+            })
+            .collect();
+        let t = tune_cutoff(&guarded, &clean, 5, 0.01, 5);
+        assert_eq!(t.off.recall, 1.0);
+        assert!(t.train.recall < t.off.recall - 0.01, "{t:?}");
+        assert!(t.held_out.recall < t.off.recall - 0.01, "{t:?}");
     }
 
     #[test]

@@ -515,6 +515,14 @@ impl Engine {
             (None, None) => req.k,
         };
         out.note = abstain;
+        // A passage's similarity is its best with any of the queries (the whole query, its
+        // questions, expansions): a passage that answers one question of several is on topic.
+        let similarity = |key: u64| -> Option<f32> {
+            std::iter::once(&first)
+                .chain(&rankings)
+                .filter_map(|r| r.cos.get(&key).copied())
+                .reduce(f32::max)
+        };
         let mut passages = Vec::new();
         for &(key, score) in final_list.iter().take(want) {
             let pos = self.best_position(key, req.granularity, &first)?;
@@ -538,7 +546,7 @@ impl Engine {
                         .select
                         .as_ref()
                         .map(|_| self.dense.vectors().row(pos).to_vec()),
-                    similarity: first.cos.get(&key).copied(),
+                    similarity: similarity(key),
                     reason: String::new(),
                 },
             ));
