@@ -991,11 +991,8 @@ fn tune(a: TuneArgs) -> Result<()> {
             && c.held_out.precision > c.off.precision + 0.002
             && c.held_out.recall >= c.off.recall - a.max_recall_loss;
         if let Some(sel) = chosen.select.as_mut() {
-            (sel.min_relative, sel.max_gap) = if adopt {
-                (c.setting.min_relative, c.setting.max_gap)
-            } else {
-                (0.0, 1.0)
-            };
+            let setting = if adopt { c.setting } else { tune::Cutoff::OFF };
+            setting.apply(sel);
         }
         if !adopt {
             writeln!(
