@@ -125,6 +125,7 @@ fn tuned(
             qid: q.qid.clone(),
             fused: q.fused.clone(),
             scores,
+            fade: q.fade,
         })
         .collect();
     tune_rerank(&qs, Target::Ndcg10, 5)

@@ -297,6 +297,24 @@ impl QueryCodes {
         }
         total * self.scale / self.nq as f32
     }
+
+    /// Each query token's best cosine with any token of `parts` (what [`QueryCodes::maxsim`]
+    /// averages), for weighting query tokens unevenly; empty when either side is empty.
+    pub fn token_bests(&self, parts: &[&[u8]]) -> Vec<f32> {
+        let nb = self.nibbles / 2;
+        if self.nq == 0 || nb == 0 || parts.iter().all(|p| p.len() < nb) {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(self.nq);
+        for g in 0..self.groups {
+            let lut = &self.lut[g * self.nibbles * 16..(g + 1) * self.nibbles * 16];
+            let mut best = [f32::MIN; LANES];
+            best_of_group(lut, parts, nb, &mut best);
+            let used = (self.nq - g * LANES).min(LANES);
+            out.extend(best[..used].iter().map(|b| b * self.scale));
+        }
+        out
+    }
 }
 
 multiversion! {

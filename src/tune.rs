@@ -286,6 +286,9 @@ pub struct RerankFeatures {
     pub fused: Vec<(String, f32)>,
     /// Reranker scores of the first `scores.len()` fused documents.
     pub scores: Vec<f32>,
+    /// The share of the reranker's weight this query gets ([`crate::LengthFade`]; 1 when
+    /// the weight does not fade, 0 for a query too long to rerank).
+    pub fade: f32,
 }
 
 /// Depths searched for a reranker (0: no reranking).
@@ -315,11 +318,17 @@ pub fn collect_rerank(
         };
         let o = engine.search_detailed(&req)?;
         let scores = o.reranked.iter().map(|x| x.1).collect();
+        let full = pipeline.rerank.as_ref().map_or(0.0, |r| r.weight);
         out.push(RerankFeatures {
             rels: rels.clone(),
             qid: qid.clone(),
             fused: o.fused,
             scores,
+            fade: if full > 0.0 {
+                o.rerank_weight / full
+            } else {
+                1.0
+            },
         });
     }
     Ok(out)
@@ -332,7 +341,7 @@ pub fn evaluate_rerank(qs: &[&RerankFeatures], depth: usize, weight: f32, target
     for q in qs {
         let fused = by_position(q.fused.iter().map(|x| x.1));
         let n = depth.min(q.scores.len());
-        let order = crate::engine::blend_rerank(&fused, &q.scores[..n], weight);
+        let order = crate::engine::blend_rerank(&fused, &q.scores[..n], weight * q.fade);
         sum += score_order(target, order, |i| &q.fused[i].0, &q.qid, &q.rels);
     }
     sum / qs.len().max(1) as f64
@@ -804,6 +813,7 @@ mod tests {
                     qid: format!("q{q}"),
                     fused,
                     scores,
+                    fade: 1.0,
                 }
             })
             .collect()
@@ -818,6 +828,14 @@ mod tests {
         assert_eq!(good.fold_choices.len(), 5);
         // nDCG@10 with the relevant document third: 1 / log2(4) = 0.5.
         assert!((good.none_score - 0.5).abs() < 1e-9, "{good:?}");
+        // Queries whose length fades the reranker out are scored as the engine ranks them:
+        // not reranked, whatever the weight.
+        let faded: Vec<RerankFeatures> = synthetic(2.0)
+            .into_iter()
+            .map(|q| RerankFeatures { fade: 0.0, ..q })
+            .collect();
+        let all: Vec<&RerankFeatures> = faded.iter().collect();
+        assert!((evaluate_rerank(&all, 20, 1.0, Target::Ndcg10) - 0.5).abs() < 1e-9);
 
         let bad = tune_rerank(&synthetic(-2.0), Target::Ndcg10, 5);
         assert_eq!(bad.depth, 0, "{bad:?}");

@@ -188,10 +188,10 @@ fn explain_is_consistent_with_the_final_order() {
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let check = |args: &[&str]| {
+    let check_query = |query: &str, args: &[&str]| {
         let mut full = vec![
             "query",
-            "how do storms get their energy from the ocean",
+            query,
             "--index",
             "idx",
             "-k",
@@ -222,6 +222,7 @@ fn explain_is_consistent_with_the_final_order() {
         }
         hits
     };
+    let check = |args: &[&str]| check_query("how do storms get their energy from the ocean", args);
     // Without reranking or rules, the final order is the fused order (selection only drops).
     let hits = check(&["--no-rerank"]);
     assert!(hits.iter().all(|h| h["explain"]["rerank_score"].is_null()));
@@ -244,8 +245,29 @@ fn explain_is_consistent_with_the_final_order() {
         let e = &h["explain"];
         let in_head = e["fused_rank"].as_u64().unwrap() <= 20;
         assert_eq!(e["rerank_score"].is_f64(), in_head, "{e}");
+        assert!(
+            (e["rerank_weight"].as_f64().unwrap() - 0.6).abs() < 1e-6,
+            "{e}"
+        );
     }
     assert_eq!(hits[0]["path"], "hurricanes.html");
+    // A paragraph-long query is not reranked by token MaxSim (its weight fades to 0 from 64
+    // query tokens): no rerank scores, and the final order is the fused order.
+    let long = "Hurricanes and typhoons are storms that form over warm tropical oceans, \
+        drawing their energy from the heat and moisture of the sea surface; as the warm \
+        air rises and condenses it releases latent heat, which lowers the pressure, draws \
+        in more air and strengthens the winds, until the storm reaches cooler water or land \
+        and weakens because its supply of warm moist air has been cut off.";
+    let hits = check_query(long, &[]);
+    let mut prev = 0;
+    for h in &hits {
+        let e = &h["explain"];
+        assert!(e["rerank_score"].is_null(), "{e}");
+        assert_eq!(e["rerank_weight"].as_f64(), Some(0.0), "{e}");
+        let rank = e["fused_rank"].as_u64().unwrap();
+        assert!(rank > prev, "not in fused order: {hits:?}");
+        prev = rank;
+    }
     // The adaptive cut-off: every hit holds at least 0.4 of the top's margin (its reason
     // says so, unless it merged), and `--no-cutoff` hands over all k in the same order.
     let all = check(&["--no-cutoff"]);

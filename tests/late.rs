@@ -212,7 +212,11 @@ fn default_pipeline_reranks_with_the_codes_as_plain_maxsim_says() {
         .map(|(i, x)| (i as u64, x.1))
         .collect();
     let scores: Vec<f32> = o.reranked.iter().map(|x| x.1).collect();
-    let blended = pinpoint::engine::blend_rerank(&fused, &scores, rc.weight);
+    assert_eq!(
+        o.rerank_weight, rc.weight,
+        "a short query keeps the full weight"
+    );
+    let blended = pinpoint::engine::blend_rerank(&fused, &scores, o.rerank_weight);
     let want: Vec<&str> = blended
         .iter()
         .take(5)

@@ -36,8 +36,8 @@ mod search;
 use commit::Generation;
 use lock::WriterLock;
 pub use search::{
-    blend_rerank, Explain, Granularity, Hit, Pipeline, RerankConfig, RerankKind, SearchOutput,
-    SearchRequest, EMPTY_INDEX_NOTE,
+    blend_rerank, Explain, Granularity, Hit, LengthFade, Pipeline, RerankConfig, RerankKind,
+    SearchOutput, SearchRequest, EMPTY_INDEX_NOTE,
 };
 
 /// Progress of long operations, reported by stage. The CLI draws bars from it.

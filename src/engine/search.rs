@@ -51,9 +51,10 @@ pub enum RerankKind {
 impl RerankConfig {
     /// `kind` with the settings `pinpoint tune` chose on SciFact's train split for token
     /// MaxSim over stored codes: depth 20, weight 0.6 against the fused score (train 0.7477,
-    /// 5-fold held-out 0.7470 vs 0.7383 without; four folds chose 0.6, one 0.5). Other
-    /// bi-encoder rerankers share it. A cross-encoder is trusted alone (weight 1): it reads
-    /// query and passage together, which no fused score does.
+    /// 5-fold held-out 0.7470 vs 0.7383 without; four folds chose 0.6, one 0.5), fading on
+    /// long queries ([`LengthFade::TOKENS`]). The sentence reranker shares depth and weight.
+    /// A cross-encoder is trusted alone (weight 1): it reads query and passage together,
+    /// which no fused score does.
     pub fn new(kind: RerankKind) -> RerankConfig {
         let weight = match kind {
             RerankKind::CrossEncoder { .. } => 1.0,
@@ -93,8 +94,71 @@ pub struct RerankConfig {
     pub kind: RerankKind,
     /// How many of the fused candidates are reranked.
     pub depth: usize,
-    /// Weight of the (normalised) rerank score against the (normalised) fused score.
+    /// Weight of the (normalised) rerank score against the (normalised) fused score, for
+    /// a query short enough to get all of it ([`RerankKind::fade`]).
     pub weight: f32,
+}
+
+impl RerankConfig {
+    /// The weight a query of `query_tokens` model tokens gets: [`RerankConfig::weight`]
+    /// times the reranker's fade factor.
+    pub fn weight_for(&self, query_tokens: usize) -> f32 {
+        self.weight * self.kind.fade().map_or(1.0, |f| f.factor(query_tokens))
+    }
+}
+
+impl RerankKind {
+    /// How this reranker's weight fades as the query grows long; none for a reranker
+    /// that reads any query as well as a short one (as far as measured).
+    ///
+    /// A property of the reranker, not a stored setting: `pinpoint tune` tunes the weight
+    /// under it, and defaults stored before it existed get it too.
+    pub fn fade(&self) -> Option<LengthFade> {
+        match self {
+            RerankKind::Tokens => Some(LengthFade::TOKENS),
+            _ => None,
+        }
+    }
+}
+
+/// A reranker's weight as a function of the query's length in model tokens: full up to
+/// `full_until`, none from `off_from`, linear between (no cliff: one more word never flips a
+/// ranking).
+///
+/// Why token MaxSim has one: it averages every query token's best match, and once a query
+/// is a paragraph rather than a question that average rewards passages that echo its
+/// incidental words. On four collections' train splits its gain held up to ~24 tokens and
+/// turned into a loss past ~32-48 (SciFact, Rust and Python code search with one-sentence
+/// and whole-docstring queries; docs/decisions.md, "Token reranking fades on long
+/// queries"), as ColBERT's did on BEIR's argument collections.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LengthFade {
+    /// Query tokens up to which the weight holds in full.
+    pub full_until: usize,
+    /// Query tokens from which the weight is 0.
+    pub off_from: usize,
+}
+
+impl LengthFade {
+    /// Token MaxSim's fade, chosen on the long-query Rust collection's train split (32 to
+    /// 64: 0.5361 -> 0.5668 nDCG@10 against 0.5653 without reranking) and checked on the
+    /// other train splits (SciFact 0.7491 -> 0.7488, Python whole docstrings 0.6974 ->
+    /// 0.7088).
+    pub const TOKENS: LengthFade = LengthFade {
+        full_until: 32,
+        off_from: 64,
+    };
+
+    /// The share of the weight a query of `query_tokens` tokens keeps, in [0, 1].
+    pub fn factor(&self, query_tokens: usize) -> f32 {
+        if query_tokens <= self.full_until {
+            1.0
+        } else if query_tokens >= self.off_from {
+            0.0
+        } else {
+            (self.off_from - query_tokens) as f32 / (self.off_from - self.full_until) as f32
+        }
+    }
 }
 
 /// The stages after candidate retrieval, with their settings. `Pipeline::default()` is
@@ -245,6 +309,9 @@ pub struct Explain {
     pub fused_rank: usize,
     /// Rerank score, when reranked.
     pub rerank_score: Option<f32>,
+    /// The weight the query's reranked head was blended with (0 when nothing was
+    /// reranked; below the configured weight for a long query, [`LengthFade`]).
+    pub rerank_weight: f32,
     /// Product of the rule factors.
     pub rule_factor: f32,
     /// Final score.
@@ -295,8 +362,12 @@ pub struct SearchOutput {
     /// BM25 0 when no query term matched. What `pinpoint tune` learns fusion from.
     pub candidates: Vec<(String, f32, f32)>,
     /// Raw reranker scores of the reranked head, in fused order (empty without a
-    /// reranker). What `pinpoint tune --rerank` learns the rerank depth and weight from.
+    /// reranker, or when the query is too long for it to weigh anything). What `pinpoint
+    /// tune --rerank` learns the rerank depth and weight from.
     pub reranked: Vec<(String, f32)>,
+    /// The weight the head was blended with ([`RerankConfig::weight_for`] this query; 0
+    /// without a reranker).
+    pub rerank_weight: f32,
     /// Seconds per stage.
     pub timings: Vec<(&'static str, f64)>,
     /// Why fewer hits than asked were handed over, when the reason is not the ranking
@@ -322,6 +393,8 @@ struct Ranking {
     bm25: HashMap<u64, f32>,
     cos: HashMap<u64, f32>,
     rerank: HashMap<u64, f32>,
+    /// The weight the reranked head was blended with.
+    rerank_weight: f32,
     rule: HashMap<u64, f32>,
     /// Documents: position of the chunk that stands for them (best cosine, else BM25).
     best_pos: HashMap<u64, usize>,
@@ -495,6 +568,7 @@ impl Engine {
             out.fused = names(&first.fused)?;
         }
         out.ranked = names(&final_list)?;
+        out.rerank_weight = first.rerank_weight;
         out.reranked = first
             .fused
             .iter()
@@ -576,6 +650,7 @@ impl Engine {
                     .unwrap_or(0.0),
                 fused_rank: rank_in(&first.fused, key).unwrap_or(0),
                 rerank_score: first.rerank.get(&key).copied(),
+                rerank_weight: first.rerank_weight,
                 rule_factor: first.rule.get(&key).copied().unwrap_or(1.0),
                 final_score: s.score,
                 kept: if s.reason.is_empty() {
@@ -750,12 +825,16 @@ impl Engine {
             r = self.fuse_pass(&terms, &legs, req, timings)?;
         }
 
-        // Rerank the head of the fused list.
+        // Rerank the head of the fused list, with the weight this query's length leaves it.
         let mut final_ = r.fused.clone();
         if let Some(rc) = &p.rerank {
             let t = Instant::now();
+            let weight = match rc.kind.fade() {
+                Some(_) => rc.weight_for(self.embedder()?.token_spans(text).len()),
+                None => rc.weight,
+            };
             let n = rc.depth.min(final_.len());
-            if n > 0 {
+            if n > 0 && weight > 0.0 {
                 let head: Vec<(u64, f32)> = final_[..n].to_vec();
                 let q = QueryVectors {
                     text,
@@ -766,7 +845,8 @@ impl Engine {
                 for (h, s) in head.iter().zip(&scores) {
                     r.rerank.insert(h.0, *s);
                 }
-                final_ = blend_rerank(&final_, &scores, rc.weight);
+                final_ = blend_rerank(&final_, &scores, weight);
+                r.rerank_weight = weight;
             }
             timings.push(("rerank", t.elapsed().as_secs_f64()));
         }
@@ -898,6 +978,7 @@ impl Engine {
             bm25,
             cos,
             rerank: HashMap::new(),
+            rerank_weight: 0.0,
             rule: HashMap::new(),
         })
     }
@@ -1123,4 +1204,36 @@ struct Legs<'a> {
     full: bool,
     chunk_depth: usize,
     depth: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_reranker_fades_linearly_on_long_queries_and_others_do_not() {
+        let f = LengthFade {
+            full_until: 32,
+            off_from: 64,
+        };
+        assert_eq!(f.factor(0), 1.0);
+        assert_eq!(f.factor(32), 1.0);
+        assert_eq!(f.factor(48), 0.5);
+        assert_eq!(f.factor(64), 0.0);
+        assert_eq!(f.factor(1000), 0.0);
+        // No cliff: one more token never moves the weight by more than one step.
+        for n in 0..100 {
+            let step = f.factor(n) - f.factor(n + 1);
+            assert!((0.0..=1.0 / 32.0 + 1e-6).contains(&step), "{n}: {step}");
+        }
+        let tokens = RerankConfig::new(RerankKind::Tokens);
+        assert_eq!(tokens.kind.fade(), Some(LengthFade::TOKENS));
+        assert_eq!(tokens.weight_for(10), tokens.weight);
+        assert_eq!(tokens.weight_for(48), tokens.weight * 0.5);
+        let cross = RerankConfig::new(RerankKind::CrossEncoder {
+            model: PathBuf::from("m"),
+        });
+        assert_eq!(cross.weight_for(500), 1.0);
+        assert_eq!(RerankKind::Sentence.fade(), None);
+    }
 }

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Build a code-search collection in BEIR format from Rust crate sources.
+
+Why: SciFact is the only labelled collection on these machines, and pinpoint's defaults were
+chosen on its train split. A collection of a different kind (code, not abstracts; queries that
+describe behaviour, not scientific claims) checks that the defaults are not tuned to it.
+
+Each documented function becomes one document: its signature and body with the doc comment
+taken out, titled with its file path. The query is the first sentence of the doc comment that
+was taken out (CodeSearchNet's construction). A query whose text is shared by several
+functions is dropped (ambiguous labels), and so is one under four words. Queries are split
+into train/test halves by a hash of their id, so the split does not depend on file order.
+
+Usage: rust_code.py [--long] OUT_DIR CRATE_DIR [CRATE_DIR ...]
+Standard library only.
+"""
+
+import hashlib
+import json
+import os
+import re
+import sys
+from collections import defaultdict
+
+FN_RE = re.compile(r"^\s*(pub(\([^)]*\))?\s+)?(const\s+)?(async\s+)?(unsafe\s+)?(extern\s+\"[^\"]*\"\s+)?fn\s+(\w+)")
+# String literals (plain and raw) and char literals: braces inside them are not code.
+LIT_RE = re.compile(r'r(#*)"(?:.|\n)*?"\1|"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])\'')
+
+
+def strip_literals(s):
+    return LIT_RE.sub(lambda m: " " * len(m.group(0)), s)
+
+
+def prose(doc_lines):
+    """Every prose line of a doc comment (code blocks, headings and links taken out)."""
+    out, fenced = [], False
+    for line in doc_lines:
+        line = line.strip()
+        if line.startswith("```"):
+            fenced = not fenced
+            continue
+        if fenced or line.startswith("#"):
+            continue
+        out.append(line)
+    text = " ".join(l for l in out if l)
+    text = re.sub(r"`([^`]*)`", r"\1", text)
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
+    return re.sub(r"\[([^\]]*)\]", r"\1", text).strip()
+
+
+def first_sentence(doc_lines):
+    """The first sentence of the summary paragraph (before a blank line, heading or code)."""
+    para = []
+    for line in doc_lines:
+        line = line.strip()
+        if not line or line.startswith("#") or line.startswith("```"):
+            break
+        para.append(line)
+    text = " ".join(para).strip()
+    text = re.sub(r"`([^`]*)`", r"\1", text)
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
+    text = re.sub(r"\[([^\]]*)\]", r"\1", text)
+    m = re.match(r"(.+?[.!?])(\s|$)", text)
+    s = (m.group(1) if m else text).strip()
+    return s
+
+
+def functions(path, long_queries):
+    """(name, doc first sentence, code without doc comments) for each documented fn."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+    except (OSError, UnicodeDecodeError):
+        return
+    i = 0
+    while i < len(lines):
+        if not lines[i].strip().startswith("///"):
+            i += 1
+            continue
+        doc = []
+        while i < len(lines) and lines[i].strip().startswith("///"):
+            doc.append(lines[i].strip()[3:])
+            i += 1
+        # Attributes between the doc comment and the item.
+        j = i
+        while j < len(lines) and lines[j].strip().startswith("#["):
+            j += 1
+        if j >= len(lines):
+            break
+        m = FN_RE.match(lines[j])
+        if not m:
+            continue
+        # Body: from the signature to the matching closing brace.
+        depth, seen, k, body = 0, False, j, []
+        while k < len(lines):
+            line = lines[k]
+            body.append(line)
+            code = strip_literals(line.split("//")[0] if "//" in line and '"' not in line else line)
+            depth += code.count("{") - code.count("}")
+            if "{" in code:
+                seen = True
+            if (seen and depth <= 0) or (not seen and code.rstrip().endswith(";")):
+                break
+            k += 1
+        if not seen or len(body) < 3 or len(body) > 200:
+            i = k + 1
+            continue
+        code = "\n".join(lines[i:j] + body)
+        query = prose(doc) if long_queries else first_sentence(doc)
+        yield m.group(7), query, code
+        i = k + 1
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    args = sys.argv[1:]
+    long_queries = "--long" in args
+    args = [a for a in args if a != "--long"]
+    out, min_words = args[0], (25 if long_queries else 4)
+    docs, by_query = [], defaultdict(list)
+    for crate in args[1:]:
+        crate = crate.rstrip("/")
+        base = os.path.basename(crate)
+        for root, dirs, files in os.walk(crate):
+            dirs[:] = sorted(d for d in dirs if d not in ("target", ".git"))
+            for name in sorted(files):
+                if not name.endswith(".rs"):
+                    continue
+                path = os.path.join(root, name)
+                rel = os.path.join(base, os.path.relpath(path, crate))
+                for n, (fn, query, code) in enumerate(functions(path, long_queries)):
+                    did = f"{rel}#{fn}#{n}"
+                    docs.append({"_id": did, "title": rel, "text": code})
+                    if len(query.split()) >= min_words:
+                        by_query[query.lower()].append((query, did))
+    os.makedirs(os.path.join(out, "qrels"), exist_ok=True)
+    with open(os.path.join(out, "corpus.jsonl"), "w") as f:
+        for d in docs:
+            f.write(json.dumps(d) + "\n")
+    queries, splits = [], {"train": [], "test": []}
+    for key in sorted(by_query):
+        hits = by_query[key]
+        if len(hits) != 1:
+            continue
+        text, did = hits[0]
+        qid = "q" + hashlib.sha1(did.encode()).hexdigest()[:12]
+        queries.append({"_id": qid, "text": text})
+        split = "train" if int(qid[1:], 16) % 2 == 0 else "test"
+        splits[split].append((qid, did))
+    with open(os.path.join(out, "queries.jsonl"), "w") as f:
+        for q in queries:
+            f.write(json.dumps(q) + "\n")
+    for split, rows in splits.items():
+        with open(os.path.join(out, "qrels", f"{split}.tsv"), "w") as f:
+            f.write("query-id\tcorpus-id\tscore\n")
+            for qid, did in rows:
+                f.write(f"{qid}\t{did}\t1\n")
+    print(f"{len(docs)} documents, {len(queries)} queries "
+          f"(train {len(splits['train'])}, test {len(splits['test'])})")
+
+
+if __name__ == "__main__":
+    main()
