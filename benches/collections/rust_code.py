@@ -42,7 +42,11 @@ def prose(doc_lines):
         if fenced or line.startswith("#"):
             continue
         out.append(line)
-    text = " ".join(l for l in out if l)
+    return plain(" ".join(l for l in out if l))
+
+
+def plain(text):
+    """Markdown code spans and links reduced to their text."""
     text = re.sub(r"`([^`]*)`", r"\1", text)
     text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
     return re.sub(r"\[([^\]]*)\]", r"\1", text).strip()
@@ -56,10 +60,7 @@ def first_sentence(doc_lines):
         if not line or line.startswith("#") or line.startswith("```"):
             break
         para.append(line)
-    text = " ".join(para).strip()
-    text = re.sub(r"`([^`]*)`", r"\1", text)
-    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
-    text = re.sub(r"\[([^\]]*)\]", r"\1", text)
+    text = plain(" ".join(para))
     m = re.match(r"(.+?[.!?])(\s|$)", text)
     s = (m.group(1) if m else text).strip()
     return s
