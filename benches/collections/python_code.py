@@ -13,12 +13,9 @@ Standard library only.
 """
 
 import ast
-import hashlib
-import json
-import os
 import re
-import sys
-from collections import defaultdict
+
+import beir
 
 
 def prose(doc):
@@ -66,53 +63,5 @@ def functions(path, long_queries):
         yield node.name, query, "\n".join(body)
 
 
-def main():
-    args = sys.argv[1:]
-    long_queries = "--long" in args
-    args = [a for a in args if a != "--long"]
-    if len(args) < 2:
-        sys.exit(__doc__)
-    out, min_words = args[0], (25 if long_queries else 4)
-    docs, by_query = [], defaultdict(list)
-    for top in args[1:]:
-        top = top.rstrip("/")
-        base = os.path.basename(top)
-        for root, dirs, files in os.walk(top):
-            dirs[:] = sorted(d for d in dirs if d not in ("test", "tests", "__pycache__", "site-packages", "dist-packages", "idlelib"))
-            for name in sorted(files):
-                if not name.endswith(".py"):
-                    continue
-                path = os.path.join(root, name)
-                rel = os.path.join(base, os.path.relpath(path, top))
-                for n, (fn, query, code) in enumerate(functions(path, long_queries)):
-                    did = f"{rel}#{fn}#{n}"
-                    docs.append({"_id": did, "title": rel, "text": code})
-                    if len(query.split()) >= min_words:
-                        by_query[query.lower()].append((query, did))
-    os.makedirs(os.path.join(out, "qrels"), exist_ok=True)
-    with open(os.path.join(out, "corpus.jsonl"), "w") as f:
-        for d in docs:
-            f.write(json.dumps(d) + "\n")
-    queries, splits = [], {"train": [], "test": []}
-    for key in sorted(by_query):
-        hits = by_query[key]
-        if len(hits) != 1:
-            continue
-        text, did = hits[0]
-        qid = "q" + hashlib.sha1(did.encode()).hexdigest()[:12]
-        queries.append({"_id": qid, "text": text})
-        splits["train" if int(qid[1:], 16) % 2 == 0 else "test"].append((qid, did))
-    with open(os.path.join(out, "queries.jsonl"), "w") as f:
-        for q in queries:
-            f.write(json.dumps(q) + "\n")
-    for split, rows in splits.items():
-        with open(os.path.join(out, "qrels", f"{split}.tsv"), "w") as f:
-            f.write("query-id\tcorpus-id\tscore\n")
-            for qid, did in rows:
-                f.write(f"{qid}\t{did}\t1\n")
-    print(f"{len(docs)} documents, {len(queries)} queries "
-          f"(train {len(splits['train'])}, test {len(splits['test'])})")
-
-
 if __name__ == "__main__":
-    main()
+    beir.main(__doc__, ".py", ("test", "tests", "__pycache__", "site-packages", "dist-packages", "idlelib"), functions)
