@@ -5,18 +5,16 @@
 //! guard at that share and the relative cut-off off, then the cut-off is replayed off and
 //! at the shipped `min_relative`: share relevant, handed recall and passages on all queries,
 //! and precision/recall per grouped fold (their spread is the noise).
-use std::path::Path;
+#[path = "support/mod.rs"]
+mod support;
 
-use pinpoint::eval::{beir_labelled, Dataset};
+use pinpoint::eval::beir_labelled;
 use pinpoint::select::SelectConfig;
 use pinpoint::tune::{collect_cutoff, evaluate_cutoff, fold_split, Cutoff};
-use pinpoint::{Engine, EngineConfig, Pipeline};
+use pinpoint::Pipeline;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let engine =
-        Engine::open_read_only(Path::new(&args[1]), EngineConfig::default()).expect("index");
-    let ds = Dataset::load_beir(Path::new(&args[2]), &args[3]).expect("dataset");
+    let (engine, ds) = support::open_eval();
     let labelled = beir_labelled(&ds);
     let shipped = SelectConfig::default();
     for share in [0.0f32, 0.4, 0.5, 0.6, 0.7] {

@@ -5,15 +5,17 @@
 //! Scores every document of the index by 1-bit MaxSim (all its chunks' codes) for each query,
 //! then merges the MaxSim top 100 with the fused list (z-scores of the fused score and of
 //! MaxSim over the union, MaxSim weight w) and prints recall@100 and nDCG@10 per w.
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::time::Instant;
 
+use pinpoint::eval::beir_labelled;
 use pinpoint::eval::metrics::{ndcg, recall};
-use pinpoint::eval::{beir_labelled, Dataset};
 use pinpoint::late::QueryCodes;
 use pinpoint::tune::collect_rerank;
-use pinpoint::{Engine, EngineConfig, Pipeline};
+use pinpoint::{Engine, Pipeline};
 use rayon::prelude::*;
 
 fn zscore(v: &[f32]) -> Vec<f32> {
@@ -129,10 +131,7 @@ fn feature_cv(
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let engine =
-        Engine::open_read_only(Path::new(&args[1]), EngineConfig::default()).expect("index");
-    let ds = Dataset::load_beir(Path::new(&args[2]), &args[3]).expect("dataset");
+    let (engine, ds) = support::open_eval();
     let labelled = beir_labelled(&ds);
     // PP_NO_LEG=1: MaxSim only as a feature of the fused list's candidates.
     let with_leg = std::env::var("PP_NO_LEG").is_err();

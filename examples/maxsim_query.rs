@@ -8,55 +8,27 @@
 //! compares query-token weightings: uniform (shipped), content tokens only (stopwords and
 //! punctuation out, as passages already are), word-piece IDF over the chunks, and both.
 //! Each is scored at the shipped depth and weight and by `tune_rerank` (train, 5 grouped
-//! folds held out).
-use std::collections::HashMap;
-use std::path::Path;
+//! folds held out). Then blends, and the gain by query length with the weight fading over
+//! several ranges (what `LengthFade::TOKENS` was chosen from). "Shipped" here is the blend
+//! without the fade, for every query: the reranker as it was before this experiment.
+#[path = "support/mod.rs"]
+mod support;
 
-use pinpoint::chunk::contextual_text;
-use pinpoint::eval::{beir_labelled, metrics, Dataset};
+use std::collections::HashMap;
+
+use pinpoint::eval::{beir_labelled, metrics};
 use pinpoint::late::{keep_token, QueryCodes};
 use pinpoint::tune::{
     collect_rerank, evaluate_rerank, fold_split, tune_rerank, RerankFeatures, Target,
 };
-use pinpoint::{Engine, EngineConfig, Pipeline, RerankConfig, RerankKind};
+use pinpoint::{Pipeline, RerankConfig, RerankKind};
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let engine =
-        Engine::open_read_only(Path::new(&args[1]), EngineConfig::default()).expect("index");
-    let ds = Dataset::load_beir(Path::new(&args[2]), &args[3]).expect("dataset");
+    let (engine, ds) = support::open_eval();
     let labelled = beir_labelled(&ds);
     let e = engine.embedder().expect("model");
-    let store = engine.store();
     let codes = engine.token_codes();
-
-    // Word-piece document frequency over the chunks, as they were embedded.
-    let docs = engine.documents().expect("docs");
-    let titles: HashMap<&str, &str> = docs
-        .iter()
-        .map(|d| (d.key.as_str(), d.title.as_str()))
-        .collect();
-    let mut df: HashMap<String, f32> = HashMap::new();
-    for p in 0..store.len() {
-        let c = store.get(p).expect("chunk");
-        let t = titles.get(c.doc.as_str()).copied().unwrap_or("");
-        let text = contextual_text(t, c.heading.as_deref(), &c.text);
-        let mut seen: Vec<String> = e
-            .token_spans(&text)
-            .iter()
-            .map(|&(a, b)| text[a..b].to_lowercase())
-            .collect();
-        seen.sort();
-        seen.dedup();
-        for w in seen {
-            *df.entry(w).or_default() += 1.0;
-        }
-    }
-    let n = store.len() as f32;
-    let idf = |w: &str| {
-        let d = df.get(&w.to_lowercase()).copied().unwrap_or(0.0);
-        (1.0 + (n - d + 0.5) / (d + 0.5)).ln()
-    };
+    let idf = support::piece_idf(&engine);
 
     let doc_chunks: HashMap<&str, Vec<usize>> = engine
         .document_positions()

@@ -6,21 +6,20 @@
 //! similarity: best cosine between any two of their chunks):
 //! `s'_i = (1 - a) s_i + a * sum_j S_ij s_j / sum_j S_ij`. Label-free, no extra model call.
 //! Grid over (m, k, a) with train scores and grouped 5-fold held-out scores.
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::HashMap;
-use std::path::Path;
 
 use pinpoint::engine::blend_rerank;
+use pinpoint::eval::beir_labelled;
 use pinpoint::eval::metrics::ndcg;
-use pinpoint::eval::{beir_labelled, Dataset};
 use pinpoint::tune::{collect_rerank, cross_validate};
-use pinpoint::{Engine, EngineConfig, Pipeline};
+use pinpoint::Pipeline;
 use rayon::prelude::*;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let engine =
-        Engine::open_read_only(Path::new(&args[1]), EngineConfig::default()).expect("index");
-    let ds = Dataset::load_beir(Path::new(&args[2]), &args[3]).expect("dataset");
+    let (engine, ds) = support::open_eval();
     let labelled = beir_labelled(&ds);
     let pipeline = Pipeline::default();
     let rc = pipeline.rerank.clone().expect("default reranks");

@@ -14,6 +14,9 @@
 //! term proximity (ordered bigrams, 8-term windows) alone and added to MaxSim; `PP_MAXP=1`
 //! scores a document by its best chunk's MaxSim instead of over all its tokens; `PP_QMASK=N`
 //! appends N `[MASK]` tokens to each query (ColBERT's query augmentation).
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -214,33 +217,7 @@ fn idf_weighting(
     doc_chunks: &HashMap<&str, Vec<usize>>,
 ) {
     let e = engine.embedder().expect("model");
-    let store = engine.store();
-    let docs = engine.documents().expect("docs");
-    let titles: HashMap<&str, &str> = docs
-        .iter()
-        .map(|d| (d.key.as_str(), d.title.as_str()))
-        .collect();
-    let mut df: HashMap<String, f32> = HashMap::new();
-    let n = store.len() as f32;
-    for p in 0..store.len() {
-        let c = store.get(p).expect("chunk");
-        let t = titles.get(c.doc.as_str()).copied().unwrap_or("");
-        let text = contextual_text(t, c.heading.as_deref(), &c.text);
-        let mut seen: Vec<String> = e
-            .token_spans(&text)
-            .iter()
-            .map(|&(a, b)| text[a..b].to_lowercase())
-            .collect();
-        seen.sort();
-        seen.dedup();
-        for w in seen {
-            *df.entry(w).or_default() += 1.0;
-        }
-    }
-    let idf = |w: &str| {
-        let d = df.get(&w.to_lowercase()).copied().unwrap_or(0.0);
-        (1.0 + (n - d + 0.5) / (d + 0.5)).ln()
-    };
+    let idf = support::piece_idf(engine);
     let signed: Vec<Vec<f32>> = toks
         .iter()
         .map(|m| {

@@ -1,0 +1,57 @@
+//! What the experiment examples share: opening an eval index with its BEIR split, and the
+//! word-piece document frequencies of an index's chunks. Included with `#[path]`, so an
+//! example that uses only part of it must not warn about the rest.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use pinpoint::chunk::contextual_text;
+use pinpoint::eval::Dataset;
+use pinpoint::{Engine, EngineConfig};
+
+/// `INDEX BEIR_DIR SPLIT` from the command line: the eval index, read-only, and the split.
+pub fn open_eval() -> (Engine, Dataset) {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 4 {
+        eprintln!("usage: {} INDEX_DIR BEIR_DIR SPLIT [...]", args[0]);
+        std::process::exit(2);
+    }
+    let engine =
+        Engine::open_read_only(Path::new(&args[1]), EngineConfig::default()).expect("index");
+    let ds = Dataset::load_beir(Path::new(&args[2]), &args[3]).expect("dataset");
+    (engine, ds)
+}
+
+/// The BM25-style IDF of each word piece (lowercased) over the index's chunks, each taken
+/// as it was embedded (title and heading trail first); an unseen piece gets the largest.
+pub fn piece_idf(engine: &Engine) -> impl Fn(&str) -> f32 {
+    let e = engine.embedder().expect("model");
+    let store = engine.store();
+    let docs = engine.documents().expect("docs");
+    let titles: HashMap<&str, &str> = docs
+        .iter()
+        .map(|d| (d.key.as_str(), d.title.as_str()))
+        .collect();
+    let mut df: HashMap<String, f32> = HashMap::new();
+    for p in 0..store.len() {
+        let c = store.get(p).expect("chunk");
+        let t = titles.get(c.doc.as_str()).copied().unwrap_or("");
+        let text = contextual_text(t, c.heading.as_deref(), &c.text);
+        let mut seen: Vec<String> = e
+            .token_spans(&text)
+            .iter()
+            .map(|&(a, b)| text[a..b].to_lowercase())
+            .collect();
+        seen.sort();
+        seen.dedup();
+        for w in seen {
+            *df.entry(w).or_default() += 1.0;
+        }
+    }
+    let n = store.len() as f32;
+    move |w: &str| {
+        let d = df.get(&w.to_lowercase()).copied().unwrap_or(0.0);
+        (1.0 + (n - d + 0.5) / (d + 0.5)).ln()
+    }
+}
