@@ -167,21 +167,12 @@ const STOP: &[&str] = &[
 
 /// Drops stopword and punctuation rows of each chunk's token matrix.
 fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
-    let store = engine.store();
-    let docs = engine.documents().expect("docs");
-    let titles: HashMap<&str, &str> = docs
-        .iter()
-        .map(|d| (d.key.as_str(), d.title.as_str()))
-        .collect();
     let e = engine.embedder().expect("model");
     let (mut before, mut after, mut mismatched) = (0usize, 0usize, 0usize);
     let out = toks
         .into_iter()
-        .enumerate()
-        .map(|(p, m)| {
-            let c = store.get(p).expect("chunk");
-            let t = titles.get(c.doc.as_str()).copied().unwrap_or("");
-            let text = contextual_text(t, c.heading.as_deref(), &c.text);
+        .zip(support::chunk_texts(engine))
+        .map(|(m, text)| {
             let spans = e.token_spans(&text);
             before += m.len();
             if spans.len() != m.len() {

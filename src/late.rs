@@ -283,17 +283,9 @@ impl QueryCodes {
     /// MaxSim of the query against a passage made of `parts` (each a chunk's codes): the mean
     /// over query tokens of the best cosine with any passage token; 0 when either is empty.
     pub fn maxsim(&self, parts: &[&[u8]]) -> f32 {
-        let nb = self.nibbles / 2;
-        if self.nq == 0 || nb == 0 || parts.iter().all(|p| p.len() < nb) {
-            return 0.0;
-        }
         let mut total = 0f32;
-        for g in 0..self.groups {
-            let lut = &self.lut[g * self.nibbles * 16..(g + 1) * self.nibbles * 16];
-            let mut best = [f32::MIN; LANES];
-            best_of_group(lut, parts, nb, &mut best);
-            let used = (self.nq - g * LANES).min(LANES);
-            total += best[..used].iter().sum::<f32>();
+        if !self.each_group(parts, |best| total += best.iter().sum::<f32>()) {
+            return 0.0;
         }
         total * self.scale / self.nq as f32
     }
@@ -301,19 +293,28 @@ impl QueryCodes {
     /// Each query token's best cosine with any token of `parts` (what [`QueryCodes::maxsim`]
     /// averages), for weighting query tokens unevenly; empty when either side is empty.
     pub fn token_bests(&self, parts: &[&[u8]]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.nq);
+        self.each_group(parts, |best| {
+            out.extend(best.iter().map(|b| b * self.scale))
+        });
+        out
+    }
+
+    /// Calls `f` with the unscaled best scores of each group of query tokens over every
+    /// token of `parts`, in query order; false (and no call) when either side is empty.
+    fn each_group(&self, parts: &[&[u8]], mut f: impl FnMut(&[f32])) -> bool {
         let nb = self.nibbles / 2;
         if self.nq == 0 || nb == 0 || parts.iter().all(|p| p.len() < nb) {
-            return Vec::new();
+            return false;
         }
-        let mut out = Vec::with_capacity(self.nq);
         for g in 0..self.groups {
             let lut = &self.lut[g * self.nibbles * 16..(g + 1) * self.nibbles * 16];
             let mut best = [f32::MIN; LANES];
             best_of_group(lut, parts, nb, &mut best);
             let used = (self.nq - g * LANES).min(LANES);
-            out.extend(best[..used].iter().map(|b| b * self.scale));
+            f(&best[..used]);
         }
-        out
+        true
     }
 }
 
@@ -398,7 +399,7 @@ mod tests {
         );
         assert_eq!(c1.len(), 5 * 3);
         let qc = QueryCodes::new(&qm);
-        let expect: f32 = q
+        let bests: Vec<f32> = q
             .iter()
             .map(|qt| {
                 d1.iter()
@@ -406,10 +407,17 @@ mod tests {
                     .map(|dt| sign_cos(qt, dt))
                     .fold(f32::MIN, f32::max)
             })
-            .sum::<f32>()
-            / q.len() as f32;
+            .collect();
+        let expect = bests.iter().sum::<f32>() / q.len() as f32;
         let got = qc.maxsim(&[&c1, &c2]);
         assert!((got - expect).abs() < 1e-5, "{got} vs {expect}");
+        // Each query token's best, in query order, across both groups.
+        let per_token = qc.token_bests(&[&c1, &c2]);
+        assert_eq!(per_token.len(), q.len());
+        for (g, w) in per_token.iter().zip(&bests) {
+            assert!((g - w).abs() < 1e-5, "{g} vs {w}");
+        }
+        assert!(qc.token_bests(&[]).is_empty());
         // One part alone can only score lower or equal.
         assert!(qc.maxsim(&[&c1]) <= got + 1e-6);
     }

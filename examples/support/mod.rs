@@ -23,21 +23,29 @@ pub fn open_eval() -> (Engine, Dataset) {
     (engine, ds)
 }
 
-/// The BM25-style IDF of each word piece (lowercased) over the index's chunks, each taken
-/// as it was embedded (title and heading trail first); an unseen piece gets the largest.
-pub fn piece_idf(engine: &Engine) -> impl Fn(&str) -> f32 {
-    let e = engine.embedder().expect("model");
+/// Every chunk's text as it was embedded (title and heading trail first), in store order.
+pub fn chunk_texts(engine: &Engine) -> Vec<String> {
     let store = engine.store();
     let docs = engine.documents().expect("docs");
     let titles: HashMap<&str, &str> = docs
         .iter()
         .map(|d| (d.key.as_str(), d.title.as_str()))
         .collect();
+    (0..store.len())
+        .map(|p| {
+            let c = store.get(p).expect("chunk");
+            let t = titles.get(c.doc.as_str()).copied().unwrap_or("");
+            contextual_text(t, c.heading.as_deref(), &c.text)
+        })
+        .collect()
+}
+
+/// The BM25-style IDF of each word piece (lowercased) over the index's chunks, each taken
+/// as it was embedded (title and heading trail first); an unseen piece gets the largest.
+pub fn piece_idf(engine: &Engine) -> impl Fn(&str) -> f32 {
+    let e = engine.embedder().expect("model");
     let mut df: HashMap<String, f32> = HashMap::new();
-    for p in 0..store.len() {
-        let c = store.get(p).expect("chunk");
-        let t = titles.get(c.doc.as_str()).copied().unwrap_or("");
-        let text = contextual_text(t, c.heading.as_deref(), &c.text);
+    for text in chunk_texts(engine) {
         let mut seen: Vec<String> = e
             .token_spans(&text)
             .iter()
@@ -49,7 +57,7 @@ pub fn piece_idf(engine: &Engine) -> impl Fn(&str) -> f32 {
             *df.entry(w).or_default() += 1.0;
         }
     }
-    let n = store.len() as f32;
+    let n = engine.store().len() as f32;
     move |w: &str| {
         let d = df.get(&w.to_lowercase()).copied().unwrap_or(0.0);
         (1.0 + (n - d + 0.5) / (d + 0.5)).ln()
