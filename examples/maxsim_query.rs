@@ -48,7 +48,14 @@ fn main() {
     let mut per_q: Vec<(Weights, Vec<Vec<Vec<f32>>>)> = Vec::new();
     let mut lens = Vec::new();
     for (q, (_, text, _)) in base.iter().zip(&labelled) {
-        let (_, mut qt) = e.embed_query_with_tokens(text).expect("query");
+        // PP_MASK=k: ColBERT's query augmentation, k [MASK] tokens appended to the query so
+        // that their contextual vectors act as soft expansion terms.
+        let masks: usize = std::env::var("PP_MASK")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let augmented = format!("{text}{}", " [MASK]".repeat(masks));
+        let (_, mut qt) = e.embed_query_with_tokens(&augmented).expect("query");
         // PP_QSENT=1: each sentence of the query encoded on its own (shorter contexts).
         if std::env::var("PP_QSENT").is_ok() {
             let sents = pinpoint::rerank::sentences(text);
