@@ -65,6 +65,24 @@ fn id_string(v: &serde_json::Value) -> Option<String> {
     }
 }
 
+/// Line `n` of a BEIR JSON-lines file and its `_id` as a string; errors name the file and line.
+fn parse_line<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    n: usize,
+    line: &str,
+    id: impl Fn(&T) -> &serde_json::Value,
+) -> Result<(String, T)> {
+    let parse_error = |what: String| Error::Parse {
+        path: path.to_path_buf(),
+        line: n,
+        what,
+    };
+    let value: T = serde_json::from_str(line).map_err(|e| parse_error(e.to_string()))?;
+    let id =
+        id_string(id(&value)).ok_or_else(|| parse_error("_id is not a string or number".into()))?;
+    Ok((id, value))
+}
+
 fn lines(path: &Path) -> Result<impl Iterator<Item = (usize, Result<String>)>> {
     let f = std::fs::File::open(path).at(path)?;
     let p = path.to_path_buf();
@@ -96,16 +114,7 @@ impl Dataset {
             if line.trim().is_empty() {
                 continue;
             }
-            let c: CorpusLine = serde_json::from_str(&line).map_err(|e| Error::Parse {
-                path: corpus_path.clone(),
-                line: n,
-                what: e.to_string(),
-            })?;
-            let id = id_string(&c.id).ok_or_else(|| Error::Parse {
-                path: corpus_path.clone(),
-                line: n,
-                what: "_id is not a string or number".into(),
-            })?;
+            let (id, c) = parse_line(&corpus_path, n, &line, |c: &CorpusLine| &c.id)?;
             ds.corpus
                 .push((id, c.title.unwrap_or_default(), c.text.unwrap_or_default()));
         }
@@ -115,16 +124,7 @@ impl Dataset {
             if line.trim().is_empty() {
                 continue;
             }
-            let q: QueryLine = serde_json::from_str(&line).map_err(|e| Error::Parse {
-                path: queries_path.clone(),
-                line: n,
-                what: e.to_string(),
-            })?;
-            let id = id_string(&q.id).ok_or_else(|| Error::Parse {
-                path: queries_path.clone(),
-                line: n,
-                what: "_id is not a string or number".into(),
-            })?;
+            let (id, q) = parse_line(&queries_path, n, &line, |q: &QueryLine| &q.id)?;
             ds.queries.insert(id, q.text);
         }
         ds.qrels = load_qrels(&qrels_path)?;
@@ -822,6 +822,59 @@ pub fn unknown_labels(engine: &Engine, queries: &Labelled) -> Result<Vec<String>
 mod tests {
     use super::metrics::*;
     use super::*;
+
+    /// A BEIR folder whose corpus is `corpus`; queries and qrels are well-formed.
+    fn beir_dir(corpus: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("corpus.jsonl"), corpus).expect("corpus");
+        std::fs::write(
+            dir.path().join("queries.jsonl"),
+            "{\"_id\": 1, \"text\": \"what\"}\n",
+        )
+        .expect("queries");
+        std::fs::create_dir(dir.path().join("qrels")).expect("qrels dir");
+        std::fs::write(dir.path().join("qrels/test.tsv"), "1\td1\t1\n").expect("qrels");
+        dir
+    }
+
+    #[test]
+    fn beir_lines_that_do_not_parse_are_named_by_file_and_line() {
+        let ok = beir_dir("{\"_id\": \"d1\", \"title\": \"T\", \"text\": \"x\"}\n\n{\"_id\": 7}\n");
+        let ds = Dataset::load_beir(ok.path(), "test").expect("well-formed");
+        // A numeric id is kept as its decimal text; missing title and text are empty.
+        assert_eq!(
+            ds.corpus[1],
+            ("7".to_string(), String::new(), String::new())
+        );
+        assert_eq!(ds.queries.get("1").map(String::as_str), Some("what"));
+
+        for (corpus, line, what) in [
+            (
+                "{\"_id\": \"d1\"}\n{\"_id\": [1]}\n",
+                2,
+                "_id is not a string",
+            ),
+            (
+                "{\"_id\": \"d1\"}\n\n{not json\n",
+                3,
+                "key must be a string",
+            ),
+        ] {
+            let dir = beir_dir(corpus);
+            match Dataset::load_beir(dir.path(), "test") {
+                Err(Error::Parse {
+                    path,
+                    line: n,
+                    what: w,
+                }) => {
+                    assert!(path.ends_with("corpus.jsonl"), "{path:?}");
+                    assert_eq!(n, line);
+                    assert!(w.contains(what), "{w}");
+                }
+                other => panic!("expected a parse error, got {other:?}"),
+            }
+        }
+    }
 
     fn rels(v: &[(&str, i32)]) -> HashMap<String, i32> {
         v.iter().map(|(d, g)| (d.to_string(), *g)).collect()
