@@ -387,8 +387,18 @@ mod tests {
             p(3, "c", (0, 1), "w", 0.45),
             p(4, "d", (0, 1), "w", 0.2),
         ];
-        let s = select(r, 10, &SelectConfig::default());
+        let s = select(r.clone(), 10, &SelectConfig::default());
         assert_eq!(s.iter().map(|x| x.chunk_id).collect::<Vec<_>>(), vec![1, 2]);
+        // `--no-cutoff` turns every rule off: all of them, in order.
+        let mut off = SelectConfig::default();
+        assert!(off.cuts());
+        off.disable_cutoff();
+        assert!(!off.cuts());
+        let s = select(r, 10, &off);
+        assert_eq!(
+            s.iter().map(|x| x.chunk_id).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
     }
 
     #[test]
