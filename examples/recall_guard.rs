@@ -2,11 +2,13 @@
 //! leg's top G documents a place in the final top 100 raise recall@100 without touching the
 //! head? `cargo run --release --example recall_guard -- INDEX_DIR BEIR_DIR SPLIT`
 //! (`PP_DEPTH=N`: candidates per leg, 100 by default).
-use std::collections::HashSet;
-use std::path::Path;
+#[path = "support/mod.rs"]
+mod support;
 
-use pinpoint::eval::{metrics, Dataset};
-use pinpoint::{Engine, EngineConfig, Granularity, Mode, Pipeline, SearchRequest};
+use std::collections::HashSet;
+
+use pinpoint::eval::metrics;
+use pinpoint::Pipeline;
 
 fn guarded(fused: &[String], legs: [&[String]; 2], g: usize, keep: usize) -> Vec<String> {
     let mut must: Vec<&String> = Vec::new();
@@ -51,10 +53,7 @@ fn guarded(fused: &[String], legs: [&[String]; 2], g: usize, keep: usize) -> Vec
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let ds = Dataset::load_beir(Path::new(&args[2]), &args[3]).expect("dataset");
-    let engine =
-        Engine::open_read_only(Path::new(&args[1]), EngineConfig::default()).expect("index");
+    let (engine, ds) = support::open_eval();
     let p = Pipeline {
         select: None,
         multi_query: false,
@@ -71,16 +70,7 @@ fn main() {
         let Some(text) = ds.queries.get(qid) else {
             continue;
         };
-        let req = SearchRequest {
-            depth: std::env::var("PP_DEPTH")
-                .ok()
-                .and_then(|d| d.parse().ok())
-                .unwrap_or(100),
-            granularity: Granularity::Document,
-            mode: Mode::Hybrid,
-            pipeline: p.clone(),
-            ..SearchRequest::new(text.as_str(), 10)
-        };
+        let req = support::document_request(text, &p);
         let o = engine.search_detailed(&req).expect("search");
         let clean = |v: &[(String, f32)]| -> Vec<String> {
             v.iter().map(|x| x.0.clone()).filter(|d| d != qid).collect()

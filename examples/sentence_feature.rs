@@ -16,14 +16,16 @@
 //!   with smaller chunks).
 //!
 //! `PP_DEPTH=N` takes N candidates per leg instead of 100.
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::HashMap;
 use std::path::Path;
 
 use pinpoint::embed::{dot, normalize};
 use pinpoint::eval::{metrics, Dataset};
 use pinpoint::{
-    BertEmbedder, DeviceChoice, Embedder, Engine, EngineConfig, Granularity, Mode, Pipeline,
-    SearchOutput, SearchRequest,
+    BertEmbedder, DeviceChoice, Embedder, Engine, EngineConfig, Pipeline, SearchOutput,
 };
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -166,16 +168,7 @@ fn collect(
         let Some(text) = ds.queries.get(qid) else {
             continue;
         };
-        let req = SearchRequest {
-            depth: std::env::var("PP_DEPTH")
-                .ok()
-                .and_then(|d| d.parse().ok())
-                .unwrap_or(100),
-            granularity: Granularity::Document,
-            mode: Mode::Hybrid,
-            pipeline: pipeline.clone(),
-            ..SearchRequest::new(text.as_str(), 10)
-        };
+        let req = support::document_request(text, &pipeline);
         let out = engine.search_detailed(&req).expect("search");
         let qv = embedder.embed_query(text).expect("embed");
         let ctx = Ctx {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use pinpoint::chunk::contextual_text;
 use pinpoint::eval::Dataset;
-use pinpoint::{Engine, EngineConfig};
+use pinpoint::{Engine, EngineConfig, Granularity, Mode, Pipeline, SearchRequest};
 
 /// `INDEX BEIR_DIR SPLIT` from the command line: the eval index, read-only, and the split.
 pub fn open_eval() -> (Engine, Dataset) {
@@ -61,5 +61,20 @@ pub fn piece_idf(engine: &Engine) -> impl Fn(&str) -> f32 {
     move |w: &str| {
         let d = df.get(&w.to_lowercase()).copied().unwrap_or(0.0);
         (1.0 + (n - d + 0.5) / (d + 0.5)).ln()
+    }
+}
+
+/// A document-level hybrid search of `text` as `pinpoint eval` runs it, over each leg's top
+/// `PP_DEPTH` documents (100 unless the environment says otherwise).
+pub fn document_request(text: &str, pipeline: &Pipeline) -> SearchRequest {
+    SearchRequest {
+        depth: std::env::var("PP_DEPTH")
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(100),
+        granularity: Granularity::Document,
+        mode: Mode::Hybrid,
+        pipeline: pipeline.clone(),
+        ..SearchRequest::new(text, 10)
     }
 }
