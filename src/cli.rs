@@ -253,7 +253,8 @@ struct QueryArgs {
     /// Candidates reranked (default 20, or what `pinpoint tune` stored in the index).
     #[arg(long, conflicts_with = "no_rerank")]
     rerank_depth: Option<usize>,
-    /// Token budget for all returned passages together.
+    /// Token budget for all returned passages together (approximate tokens). Passages are
+    /// never cut: the best one is returned whole even when it alone is over the budget.
     #[arg(long)]
     max_tokens: Option<usize>,
     /// Show each hit's leg ranks and scores, fused and rerank scores, and why it was kept.

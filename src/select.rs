@@ -39,7 +39,10 @@ pub struct SelectConfig {
     /// a boost rule, the order is not the order of similarity, and an on-topic passage may
     /// follow an off-topic one.
     pub min_similarity_share: f32,
-    /// Token budget for all passages together (`None`: unlimited).
+    /// Token budget for all passages together (`None`: unlimited), counted as
+    /// [`approx_tokens`]. Passages are never cut: the best one is handed over whole even
+    /// when it alone is over the budget, and selection stops before the first that would
+    /// overflow it.
     pub max_tokens: Option<usize>,
     /// Abstention: when no term of the question occurs in the index, nothing is handed
     /// over unless the closest passage's cosine with it reaches this (0: off). See
@@ -338,6 +341,13 @@ pub fn select(ranked: Vec<Passage>, k: usize, cfg: &SelectConfig) -> Vec<Passage
             if !out.is_empty() && tokens + t > b {
                 break;
             }
+            // A passage is never cut (the cut could be where the answer is), so the best
+            // one is handed over whole even when it alone is over the budget; say so.
+            if out.is_empty() && t > b && p.reason.is_empty() {
+                p.reason = format!(
+                    "the best passage, handed over whole: ~{t} tokens against a budget of {b}"
+                );
+            }
         }
         tokens += t;
         prev = p.score;
@@ -570,7 +580,16 @@ mod tests {
             max_tokens: Some(1),
             ..uncut()
         };
-        assert_eq!(select(r(), 10, &cfg).len(), 1);
+        let one = select(r(), 10, &cfg);
+        assert_eq!(one.len(), 1);
+        assert_eq!(
+            one[0].reason,
+            "the best passage, handed over whole: ~4 tokens against a budget of 1"
+        );
+        // Within the budget the reason is the usual one.
+        assert!(select(r(), 10, &uncut())[0]
+            .reason
+            .starts_with("score 1.000"));
         assert_eq!(select(r(), 3, &uncut()).len(), 3);
         assert!(select(Vec::new(), 3, &SelectConfig::default()).is_empty());
     }

@@ -143,6 +143,12 @@ fn index_query_stats_contract_and_exit_codes() {
         "not a pinpoint index",
     );
     user_error(w, &["frobnicate"], "frobnicate");
+    user_error(w, &["query", "x", "--index", "idx", "-k", "0"], "k");
+    user_error(
+        w,
+        &["query", "x", "--index", "idx", "--max-tokens", "0"],
+        "max_tokens: must be at least 1",
+    );
     // Naming a cross-encoder asks for it, even without --rerank: never silently ignored.
     let args = [
         "query",

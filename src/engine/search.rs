@@ -493,6 +493,9 @@ impl Engine {
         if req.k == 0 {
             return Err(Error::invalid("k", "must be at least 1"));
         }
+        if req.pipeline.select.as_ref().and_then(|s| s.max_tokens) == Some(0) {
+            return Err(Error::invalid("max_tokens", "must be at least 1"));
+        }
         let mut out = SearchOutput::default();
         if self.store.is_empty() {
             out.note = Some(EMPTY_INDEX_NOTE.to_string());
