@@ -245,6 +245,12 @@ pub mod metrics {
         if n == 0 {
             return 0.0;
         }
+        precision_at_hits(ranked, rels, k).1 / n as f64
+    }
+
+    /// Relevant items in the top `k`, and the sum of precision@i over the positions i that
+    /// hold one: AP and context precision differ only in what they divide it by.
+    fn precision_at_hits(ranked: &[String], rels: &HashMap<String, i32>, k: usize) -> (usize, f64) {
         let mut hits = 0;
         let mut sum = 0.0;
         for (i, d) in ranked.iter().take(k).enumerate() {
@@ -253,7 +259,7 @@ pub mod metrics {
                 sum += hits as f64 / (i + 1) as f64;
             }
         }
-        sum / n as f64
+        (hits, sum)
     }
 
     /// Precision at `k` (divides by `k` even when fewer results exist).
@@ -265,14 +271,7 @@ pub mod metrics {
     /// i <= k that hold a relevant item (sum of P@i * rel_i, divided by the number of relevant
     /// items in the top k); 0 when there is none. Rewards putting the relevant passages first.
     pub fn context_precision(ranked: &[String], rels: &HashMap<String, i32>, k: usize) -> f64 {
-        let mut hits = 0;
-        let mut sum = 0.0;
-        for (i, d) in ranked.iter().take(k).enumerate() {
-            if grade(rels, d) > 0 {
-                hits += 1;
-                sum += hits as f64 / (i + 1) as f64;
-            }
-        }
+        let (hits, sum) = precision_at_hits(ranked, rels, k);
         if hits == 0 {
             0.0
         } else {
