@@ -337,22 +337,22 @@ pub fn select(ranked: Vec<Passage>, k: usize, cfg: &SelectConfig) -> Vec<Passage
             break;
         }
         let t = approx_tokens(&p.text);
+        // A passage is never cut (the cut could be where the answer is), so the best one is
+        // handed over whole even when it alone is over the budget; its reason says so.
+        let mut over_budget = None;
         if let Some(b) = cfg.max_tokens {
             if !out.is_empty() && tokens + t > b {
                 break;
             }
-            // A passage is never cut (the cut could be where the answer is), so the best
-            // one is handed over whole even when it alone is over the budget; say so.
-            if out.is_empty() && t > b && p.reason.is_empty() {
-                p.reason = format!(
-                    "the best passage, handed over whole: ~{t} tokens against a budget of {b}"
-                );
-            }
+            over_budget = (t > b).then_some(b);
         }
         tokens += t;
         prev = p.score;
         if p.reason.is_empty() {
             p.reason = format!("score {:.3} of the top's margin", rel);
+        }
+        if let Some(b) = over_budget {
+            p.reason += &format!("; handed over whole: ~{t} tokens against a budget of {b}");
         }
         out.push(p);
     }
@@ -487,7 +487,7 @@ mod tests {
             p(1, "d", (0, 6), "abcdef", 0.8),
             p(3, "e", (0, 3), "xyz", 0.5),
         ];
-        let s = select(r, 10, &uncut());
+        let s = select(r.clone(), 10, &uncut());
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].text, "abcdefghij");
         assert_eq!(s[0].byte_range, (0, 10));
@@ -495,6 +495,18 @@ mod tests {
         assert_eq!(s[0].chunk_id, 1);
         assert_eq!(s[0].scored_chunk, 2);
         assert_eq!(s[1].doc, "e");
+        // Over a token budget the merged passage is still handed over whole, and both
+        // reasons are told.
+        let cfg = SelectConfig {
+            max_tokens: Some(1),
+            ..uncut()
+        };
+        let s = select(r, 10, &cfg);
+        assert_eq!(s.len(), 1);
+        assert_eq!(
+            s[0].reason,
+            "merged with an overlapping or adjacent chunk; handed over whole: ~2 tokens against a budget of 1"
+        );
     }
 
     #[test]
@@ -584,7 +596,7 @@ mod tests {
         assert_eq!(one.len(), 1);
         assert_eq!(
             one[0].reason,
-            "the best passage, handed over whole: ~4 tokens against a budget of 1"
+            "score 1.000 of the top's margin; handed over whole: ~4 tokens against a budget of 1"
         );
         // Within the budget the reason is the usual one.
         assert!(select(r(), 10, &uncut())[0]
