@@ -17,11 +17,12 @@ mod support;
 use std::collections::HashMap;
 
 use pinpoint::eval::{beir_labelled, metrics};
+use pinpoint::fuse::normalize;
 use pinpoint::late::{keep_token, QueryCodes};
 use pinpoint::tune::{
     collect_rerank, evaluate_rerank, fold_split, tune_rerank, RerankFeatures, Target,
 };
-use pinpoint::{Pipeline, RerankConfig, RerankKind};
+use pinpoint::{LengthFade, Norm, Pipeline, RerankConfig, RerankKind};
 
 fn main() {
     let (engine, ds) = support::open_eval();
@@ -178,13 +179,11 @@ fn by_length(qs: &[RerankFeatures], lens: &[usize], depth: usize, weight: f32) {
     ] {
         let mut sum = 0.0;
         for (q, &l) in qs.iter().zip(lens) {
-            let f = if l <= lo {
-                1.0
-            } else if l >= hi {
-                0.0
-            } else {
-                (hi - l) as f32 / (hi - lo) as f32
-            };
+            let f = LengthFade {
+                full_until: lo,
+                off_from: hi,
+            }
+            .factor(l);
             sum += evaluate_rerank(&[q], depth, weight * f, Target::Ndcg10);
         }
         println!(
@@ -227,21 +226,10 @@ fn ndcg_with(q: &RerankFeatures, head: &[f32]) -> f64 {
     metrics::ndcg(&ranked, &q.rels, 10)
 }
 
-fn z(v: &[f32]) -> Vec<f32> {
-    let n = v.len().max(1) as f32;
-    let m = v.iter().sum::<f32>() / n;
-    let sd = (v.iter().map(|x| (x - m) * (x - m)).sum::<f32>() / n).sqrt();
-    v.iter()
-        .map(|x| if sd > 1e-9 { (x - m) / sd } else { 0.0 })
-        .collect()
-}
-
-fn minmax(v: &[f32]) -> Vec<f32> {
-    let lo = v.iter().copied().fold(f32::MAX, f32::min);
-    let hi = v.iter().copied().fold(f32::MIN, f32::max);
-    v.iter()
-        .map(|x| if hi > lo { (x - lo) / (hi - lo) } else { 0.0 })
-        .collect()
+/// `v` normalised as the engine normalises a leg ([`normalize`]).
+fn norm(v: &[f32], how: Norm) -> Vec<f32> {
+    let leg: Vec<(u64, f32)> = v.iter().enumerate().map(|(i, &s)| (i as u64, s)).collect();
+    normalize(&leg, how).into_iter().map(|x| x.1).collect()
 }
 
 /// Blends of the fused score with MaxSim over the head: the shipped min-max blend, and the
@@ -254,7 +242,7 @@ fn blends(qs: &[RerankFeatures], depth: usize) {
         grid.push((
             format!("minmax w {w}"),
             Box::new(move |f, r| {
-                let (a, b) = (minmax(f), minmax(r));
+                let (a, b) = (norm(f, Norm::MinMax), norm(r, Norm::MinMax));
                 a.iter()
                     .zip(&b)
                     .map(|(x, y)| (1.0 - w) * x + w * y)
@@ -266,7 +254,7 @@ fn blends(qs: &[RerankFeatures], depth: usize) {
         grid.push((
             format!("z-head lambda {l}"),
             Box::new(move |f, r| {
-                let b = z(r);
+                let b = norm(r, Norm::ZScore);
                 f.iter().zip(&b).map(|(x, y)| x + l * y).collect()
             }),
         ));
