@@ -89,3 +89,33 @@ def summary(rows, idx=None):
     fused = {a: round(float(np.mean([r[1][a] for r in rows])), 4) for a in ALPHAS}
     rec = {a: round(float(np.mean([r[2][a] for r in rows])), 4) for a in ALPHAS}
     return f"dense {dense:.4f}  fused nDCG@10 {fused}  R@100 {rec}"
+
+
+def grouped_folds(qs, k=5):
+    """A fold per query; queries sharing a relevant document share a fold (as `tune` does),
+    so a fold's held-out score is not memory of its judged documents."""
+    parent = list(range(len(qs)))
+
+    def root(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    first = {}
+    for i, rels in enumerate(qs):
+        for doc in sorted(rels):
+            if doc in first:
+                a, b = root(i), root(first[doc])
+                parent[max(a, b)] = min(a, b)
+            else:
+                first[doc] = i
+    groups = {}
+    for i in range(len(qs)):
+        groups.setdefault(root(i), []).append(i)
+    folds, sizes = np.zeros(len(qs), dtype=int), [0] * k
+    for g in sorted(groups.values(), key=lambda g: (-len(g), g[0])):
+        f = int(np.argmin(sizes))
+        folds[g] = f
+        sizes[f] += len(g)
+    return folds

@@ -25,7 +25,7 @@ import numpy as np
 import Stemmer
 import torch
 
-from adapt_dump import Dump
+from adapt_dump import Dump, grouped_folds
 
 torch.set_num_threads(2)
 
@@ -109,7 +109,6 @@ def main():
         print(f"{name:24} BM25 nDCG@10 {np.mean([dump.ndcg10(lo[i].tolist(), rels[i]) for i in range(len(qtok))]):.4f}"
               f"   fused nDCG@10 {m[:, 0].mean():.4f} R@100 {m[:, 1].mean():.4f}", flush=True)
     # Held out: each grouped fold takes the variant best on the other four (by nDCG@10).
-    from query_adapter import grouped_folds
     folds = grouped_folds(rels)
     held = np.zeros((len(qtok), 2))
     picks = []

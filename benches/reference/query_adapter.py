@@ -19,7 +19,7 @@ import sys
 import numpy as np
 import torch
 
-from adapt_dump import DIM, Dump, summary
+from adapt_dump import DIM, Dump, grouped_folds, summary
 
 torch.set_num_threads(2)
 torch.manual_seed(0)
@@ -42,34 +42,6 @@ def train(dump, q, qs, epochs=50, tau=0.05, lr=1e-3):
         opt.step()
     w = w.detach()
     return lambda x: torch.nn.functional.normalize(torch.tensor(x) + torch.tensor(x) @ w, dim=1)
-
-
-def grouped_folds(qs, k=5):
-    parent = list(range(len(qs)))
-
-    def root(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    first = {}
-    for i, rels in enumerate(qs):
-        for doc in sorted(rels):
-            if doc in first:
-                a, b = root(i), root(first[doc])
-                parent[max(a, b)] = min(a, b)
-            else:
-                first[doc] = i
-    groups = {}
-    for i in range(len(qs)):
-        groups.setdefault(root(i), []).append(i)
-    folds, sizes = np.zeros(len(qs), dtype=int), [0] * k
-    for g in sorted(groups.values(), key=lambda g: (-len(g), g[0])):
-        f = int(np.argmin(sizes))
-        folds[g] = f
-        sizes[f] += len(g)
-    return folds
 
 
 def main():
