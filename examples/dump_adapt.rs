@@ -2,10 +2,17 @@
 //! docs/decisions.md): dumps chunk vectors, chunk → document, query vectors, judgements and
 //! each query's lexical top 100 (document level) for the train and test splits.
 //! `cargo run --release --example dump_adapt -- INDEX BEIR_DIR OUT_DIR`
+//!
+//! `PP_MAXSIM=1` (an index with token codes) also writes, per split, every query's token
+//! MaxSim with every document (`{split}.maxsim`, f32 rows over the documents in sorted key
+//! order, as `adapt_dump.py` numbers them) and its length in model tokens (`{split}.qtok`),
+//! so that benches/reference/doc_expansion.py can rerank a head as the engine's default does.
 use std::io::Write;
 use std::path::Path;
 
 use pinpoint::eval::{beir_labelled, Dataset};
+use pinpoint::late::QueryCodes;
+use rayon::prelude::*;
 use pinpoint::{Engine, EngineConfig, Granularity, Mode, Pipeline, SearchRequest};
 
 fn main() {
@@ -49,5 +56,32 @@ fn main() {
         }
         let bytes: Vec<u8> = qv.iter().flat_map(|x| x.to_le_bytes()).collect();
         std::fs::write(out.join(format!("{split}.f32")), bytes).unwrap();
+        if std::env::var("PP_MAXSIM").is_ok() {
+            let codes = engine.token_codes();
+            let mut docs: Vec<(&str, Vec<usize>)> = engine
+                .document_positions()
+                .expect("documents")
+                .map(|(k, ps)| (k, ps.iter().map(|&p| p as usize).collect()))
+                .collect();
+            docs.sort_by(|a, b| a.0.cmp(b.0));
+            let mut ms = Vec::new();
+            let mut lens = String::new();
+            for (_, text, _) in &lab {
+                let (_, qt) = e.embed_query_with_tokens(text).unwrap();
+                lens.push_str(&format!("{}\n", e.token_spans(text).len()));
+                let qc = QueryCodes::new(&qt);
+                let row: Vec<f32> = docs
+                    .par_iter()
+                    .map(|(_, ps)| {
+                        let parts: Vec<&[u8]> = ps.iter().map(|&p| codes.codes(p)).collect();
+                        qc.maxsim(&parts)
+                    })
+                    .collect();
+                ms.extend(row);
+            }
+            let bytes: Vec<u8> = ms.iter().flat_map(|x| x.to_le_bytes()).collect();
+            std::fs::write(out.join(format!("{split}.maxsim")), bytes).unwrap();
+            std::fs::write(out.join(format!("{split}.qtok")), lens).unwrap();
+        }
     }
 }

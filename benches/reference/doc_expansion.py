@@ -10,7 +10,7 @@ with weight 0.1-0.5; BM25 (bm25s, English stemmer and stopwords, k1 1.2, b 0.75)
 over plain and expanded texts; fused with the dense leg (a document's best chunk cosine) by
 z-scores with equal weights over the union of both legs' top 100, as the engine's default
 fusion. Train split only; the variant is then chosen on four grouped folds and scored on the
-fifth.
+fifth (on the reranked ranking when the dump has MaxSim scores).
 
 Inputs: the folder written by `cargo run --release --example dump_adapt -- INDEX BEIR_DIR OUT`
 and the BEIR folder. Needs the reference venv (setup.sh).
@@ -31,11 +31,31 @@ torch.set_num_threads(2)
 
 
 def zfuse(lex_row, den_row, depth=100):
-    """Document indices by equal-weight z-score fusion over both legs' top `depth`."""
+    """Document indices by equal-weight z-score fusion over both legs' top `depth`, and
+    their fused scores."""
     cand = np.union1d(np.argsort(-lex_row)[:depth], np.argsort(-den_row)[:depth])
     z = lambda v: (v - v.mean()) / (v.std() + 1e-9)
     f = z(lex_row[cand]) + z(den_row[cand])
-    return cand[np.argsort(-f, kind="stable")].tolist()
+    order = np.argsort(-f, kind="stable")
+    return cand[order].tolist(), f[order]
+
+
+def rerank(order, fused, maxsim, weight, depth=20):
+    """The head reordered as the engine's default does (`blend_rerank`): min-max of the fused
+    score and of MaxSim within the head, blended with `weight`."""
+    n = min(depth, len(order))
+    if n == 0 or weight <= 0:
+        return order
+    mm = lambda v: (v - v.min()) / (v.max() - v.min()) if v.max() > v.min() else np.ones_like(v)
+    head = np.array(order[:n])
+    s = weight * mm(maxsim[head]) + (1 - weight) * mm(fused[:n])
+    return head[np.argsort(-s, kind="stable")].tolist() + order[n:]
+
+
+def fade(tokens, full_until=32, off_from=64):
+    """`LengthFade::TOKENS`: the share of the reranker's weight a query of `tokens` keeps."""
+    return 1.0 if tokens <= full_until else 0.0 if tokens >= off_from else \
+        (off_from - tokens) / (off_from - full_until)
 
 
 def main():
@@ -97,17 +117,30 @@ def main():
     for name, f in fields.items():
         for lam in (0.1, 0.2, 0.3, 0.5):
             variants.append((f"+ {lam} x {name}", plain + lam * f))
-    rows = []  # per variant: per query (nDCG@10, R@100) of the fused ranking
+    # With `dump_adapt` run under PP_MAXSIM=1: every document's token MaxSim, so the fused
+    # head can be reranked as the default does (depth 20, weight 0.6, fading on long queries).
+    try:
+        ms = np.fromfile(dump.dir + "train.maxsim", dtype="<f4").reshape(len(qtok), n)
+        weights = [0.6 * fade(int(l)) for l in open(dump.dir + "train.qtok")]
+    except FileNotFoundError:
+        ms = None
+    rows = []  # per variant: per query (nDCG@10, R@100) of the fused (or reranked) ranking
     for name, lex in variants:
-        m = []
+        m, mr = [], []
         for i in range(len(qtok)):
-            fused = zfuse(lex[i], den[i])
+            fused, scores = zfuse(lex[i], den[i])
             m.append((dump.ndcg10(fused, rels[i]), dump.recall100(fused, rels[i])))
+            if ms is not None:
+                r = rerank(fused, scores, ms[i], weights[i])
+                mr.append((dump.ndcg10(r, rels[i]), dump.recall100(r, rels[i])))
         m = np.array(m)
-        rows.append(m)
+        rows.append(np.array(mr) if mr else m)
         lo = np.argsort(-lex, axis=1, kind="stable")[:, :100]
-        print(f"{name:24} BM25 nDCG@10 {np.mean([dump.ndcg10(lo[i].tolist(), rels[i]) for i in range(len(qtok))]):.4f}"
-              f"   fused nDCG@10 {m[:, 0].mean():.4f} R@100 {m[:, 1].mean():.4f}", flush=True)
+        line = (f"{name:24} BM25 nDCG@10 {np.mean([dump.ndcg10(lo[i].tolist(), rels[i]) for i in range(len(qtok))]):.4f}"
+                f"   fused nDCG@10 {m[:, 0].mean():.4f} R@100 {m[:, 1].mean():.4f}")
+        if mr:
+            line += f"   reranked nDCG@10 {rows[-1][:, 0].mean():.4f}"
+        print(line, flush=True)
     # Held out: each grouped fold takes the variant best on the other four (by nDCG@10).
     folds = grouped_folds(rels)
     held = np.zeros((len(qtok), 2))
