@@ -12,8 +12,8 @@ use std::path::Path;
 
 use pinpoint::eval::{beir_labelled, Dataset};
 use pinpoint::late::QueryCodes;
-use rayon::prelude::*;
 use pinpoint::{Engine, EngineConfig, Granularity, Mode, Pipeline, SearchRequest};
+use rayon::prelude::*;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
