@@ -59,6 +59,9 @@ pub struct QueryOptions {
     pub recency_days: Option<f32>,
     /// Command that prints extra queries (reads the query on stdin).
     pub expand_cmd: Option<String>,
+    /// Weight of the dense neighbours' words in the lexical leg (document expansion;
+    /// 0 turns it off) instead of the index's.
+    pub expansion: Option<f32>,
 }
 
 impl QueryOptions {
@@ -152,6 +155,15 @@ impl QueryOptions {
         }
         if self.expand_cmd.is_some() {
             pipeline.expand_cmd = self.expand_cmd.clone();
+        }
+        if let Some(w) = self.expansion {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(Error::invalid(
+                    "expansion",
+                    format!("{w} (use a weight of 0 or more)"),
+                ));
+            }
+            pipeline.expansion = w;
         }
         Ok(SearchRequest {
             mode,

@@ -203,6 +203,10 @@ struct IndexArgs {
     /// queries are then not reranked by token MaxSim unless asked (and then slowly).
     #[arg(long)]
     no_token_codes: bool,
+    /// No document expansion (new indexes only): the lexical index then holds no words of
+    /// each chunk's dense neighbours, and the hybrid's lexical leg is plain BM25.
+    #[arg(long)]
+    no_expansion: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -270,6 +274,10 @@ struct QueryArgs {
     /// (e.g. a local LLM writing a hypothetical answer). Killed after 60 s.
     #[arg(long)]
     expand_cmd: Option<String>,
+    /// Weight of each chunk's dense neighbours' words in the lexical leg (document
+    /// expansion; 0 turns it off). Default: the index's (0.1).
+    #[arg(long)]
+    expansion: Option<f32>,
 }
 
 impl QueryArgs {
@@ -291,6 +299,7 @@ impl QueryArgs {
             boost: self.boost.clone(),
             recency_days: self.recency_days,
             expand_cmd: self.expand_cmd.clone(),
+            expansion: self.expansion,
         }
     }
 }
@@ -340,6 +349,10 @@ struct EvalArgs {
     /// Overlap in tokens (BEIR index builds).
     #[arg(long, default_value_t = 32)]
     overlap: usize,
+    /// Weight of document expansion in the modes that have it (fused, prf, rerank,
+    /// tokens, default) instead of the index's; 0 turns it off.
+    #[arg(long)]
+    expansion: Option<f32>,
     #[command(flatten)]
     common: Common,
 }
@@ -424,6 +437,7 @@ fn index(a: IndexArgs) -> Result<()> {
         overlap: a.overlap,
     };
     cfg.without_token_codes = a.no_token_codes;
+    cfg.without_expansion = a.no_expansion;
     if a.rebuild && a.common.index.join("manifest.json").exists() {
         remove_index(&a.common.index)?;
     }
@@ -669,6 +683,7 @@ fn eval(a: EvalArgs) -> Result<()> {
     let ecfg = EvalConfig {
         modes: a.modes.iter().map(|m| m.trim().to_string()).collect(),
         limit: a.limit,
+        expansion: a.expansion,
         ..Default::default()
     };
     let mut cfg = a.common.config()?;

@@ -458,6 +458,25 @@ fn gemm_strided(
     }
 }
 
+/// `dst (m × n) = a (m × d) · bᵀ` for row-major `a` and `b (n × d)`: every row of `a`
+/// dotted with every row of `b` in one GEMM (the exact neighbour search of
+/// [`crate::dense::exact_neighbours`] scores a block of rows against the whole set this way,
+/// instead of one memory-bound scan per row).
+pub(crate) fn dot_all(dst: &mut [f32], a: &[f32], b: &[f32], d: usize) {
+    if d == 0 {
+        return;
+    }
+    let (m, n) = (a.len() / d, b.len() / d);
+    gemm_strided(
+        Mat::new(&mut dst[..m * n], m, n, n as isize, 1),
+        Mat::new(a, m, d, d as isize, 1),
+        Mat::new(b, d, n, 1, d as isize),
+        1.0,
+        false,
+        Parallelism::Rayon(0),
+    );
+}
+
 /// Below this many tokens a GEMM runs on the calling thread.
 const SERIAL_ROWS: usize = 64;
 

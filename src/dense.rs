@@ -112,6 +112,47 @@ impl DenseIndex {
     }
 }
 
+/// Exact top `m` rows by dot product for each of `rows` (the set's own rows as queries):
+/// `(row, score)` lists, best first, each including the row itself.
+///
+/// Why a GEMM: a neighbour table of the whole set is n queries, and n memory-bound scans
+/// read the vectors n times; blocks of rows scored against all rows in one matrix product
+/// read them once per block (SciFact's 10k chunks: about a second on 2 cores).
+pub fn exact_neighbours(vectors: &VectorFile, rows: &[usize], m: usize) -> Vec<Vec<(usize, f32)>> {
+    use rayon::prelude::*;
+    let (dim, n) = (vectors.dim(), vectors.len());
+    if m == 0 || n == 0 || dim == 0 {
+        return vec![Vec::new(); rows.len()];
+    }
+    const BLOCK: usize = 256;
+    let all = vectors.as_slice();
+    let mut out = Vec::with_capacity(rows.len());
+    let mut queries = Vec::with_capacity(BLOCK * dim);
+    let mut scores = vec![0f32; BLOCK * n];
+    for block in rows.chunks(BLOCK) {
+        queries.clear();
+        for &r in block {
+            queries.extend_from_slice(vectors.row(r));
+        }
+        crate::cpu_bert::dot_all(&mut scores, &queries, all, dim);
+        let lists: Vec<Vec<(usize, f32)>> = scores[..block.len() * n]
+            .par_chunks(n)
+            .map(|row| {
+                let mut idx: Vec<(usize, f32)> = row.iter().copied().enumerate().collect();
+                let keep = m.min(idx.len());
+                if keep < idx.len() {
+                    idx.select_nth_unstable_by(keep, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    idx.truncate(keep);
+                }
+                idx.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                idx
+            })
+            .collect();
+        out.extend(lists);
+    }
+    out
+}
+
 /// Exact top `k` by dot product: `(row, score)`, best first.
 ///
 /// A scan of a large set is bound by memory bandwidth, not arithmetic, so above 32k rows it

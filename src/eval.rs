@@ -531,6 +531,9 @@ pub struct EvalConfig {
     pub limit: usize,
     /// Documents ranked per query.
     pub depth: usize,
+    /// Weight of document expansion ([`crate::near`]) in every mode that has it (all but
+    /// `lexical`, `dense` and `hybrid`), instead of the mode's own.
+    pub expansion: Option<f32>,
 }
 
 impl Default for EvalConfig {
@@ -539,6 +542,7 @@ impl Default for EvalConfig {
             modes: vec!["lexical".into(), "dense".into(), "hybrid".into()],
             limit: 0,
             depth: 100,
+            expansion: None,
         }
     }
 }
@@ -572,6 +576,10 @@ pub fn cache_dir(root: &Path, ds: &Dataset, cfg: &EngineConfig) -> Result<PathBu
     // An index with token codes is a different index (more files, another default).
     if !cfg.without_token_codes {
         h.update(b"token-codes-v1");
+    }
+    // So is one with the neighbour field (document expansion).
+    if !cfg.without_expansion {
+        h.update(b"neighbours-v1");
     }
     let key = hex(&h.finalize()[..6]);
     Ok(root.join("eval").join(format!("{}-{key}", ds.name)))
@@ -654,7 +662,10 @@ pub fn evaluate(
     let mut funnel = Vec::new();
     let mut funnel_mode = String::new();
     for name in &cfg.modes {
-        let em = EvalMode::named(name, engine)?;
+        let mut em = EvalMode::named(name, engine)?;
+        if let (Some(w), true) = (cfg.expansion, em.pipeline.expansion > 0.0) {
+            em.pipeline.expansion = w;
+        }
         let mut m = ModeMetrics::default();
         let mut per_query = Vec::new();
         let t = Instant::now();

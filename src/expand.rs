@@ -276,7 +276,7 @@ mod tests {
             "unrelated gardening text",
         ];
         for (i, d) in docs.iter().enumerate() {
-            w.add_chunk(i as u64, &format!("d{i}"), d).unwrap();
+            w.add_chunk(i as u64, &format!("d{i}"), d, "").unwrap();
         }
         w.commit(1).unwrap();
         idx.reload().unwrap();

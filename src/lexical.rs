@@ -41,9 +41,14 @@ struct Fields {
     chunk: Field,
     doc: Field,
     text: Field,
+    /// Words of the chunk's dense neighbours ([`crate::near`]); absent in indexes written
+    /// before it existed, which then search without expansion.
+    near: Option<Field>,
 }
 
-fn schema() -> (Schema, Fields) {
+/// The schema; `with_near` adds the neighbour field last, so the other fields keep their
+/// ids in both forms.
+fn schema(with_near: bool) -> (Schema, Fields) {
     let mut b = Schema::builder();
     let chunk = b.add_u64_field("chunk", INDEXED | STORED | FAST);
     let doc = b.add_text_field("doc", STRING);
@@ -52,8 +57,17 @@ fn schema() -> (Schema, Fields) {
             .set_tokenizer(ANALYZER)
             .set_index_option(IndexRecordOption::WithFreqs),
     );
-    let text = b.add_text_field("text", opts);
-    (b.build(), Fields { chunk, doc, text })
+    let text = b.add_text_field("text", opts.clone());
+    let near = with_near.then(|| b.add_text_field("near", opts));
+    (
+        b.build(),
+        Fields {
+            chunk,
+            doc,
+            text,
+            near,
+        },
+    )
 }
 
 /// The BM25 index.
@@ -67,16 +81,24 @@ impl LexicalIndex {
     /// Opens the index in `dir`, creating it when absent.
     pub fn open_or_create(dir: &Path) -> Result<LexicalIndex> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let (schema, fields) = schema();
-        let mmap = tantivy::directory::MmapDirectory::open(dir)
-            .map_err(|e| Error::corrupt(dir, format!("cannot open lexical index: {e}")))?;
-        let index = Index::open_or_create(mmap, schema.clone()).map_err(|e| match e {
-            tantivy::TantivyError::SchemaError(s) => Error::IncompatibleIndex {
+        let open = |with_near: bool| -> Result<std::result::Result<(Index, Fields), String>> {
+            let (schema, fields) = schema(with_near);
+            let mmap = tantivy::directory::MmapDirectory::open(dir)
+                .map_err(|e| Error::corrupt(dir, format!("cannot open lexical index: {e}")))?;
+            match Index::open_or_create(mmap, schema) {
+                Ok(index) => Ok(Ok((index, fields))),
+                Err(tantivy::TantivyError::SchemaError(s)) => Ok(Err(s)),
+                Err(other) => Err(Error::corrupt(dir, describe_tantivy(&other))),
+            }
+        };
+        // A new index gets the neighbour field; one written before it existed opens as it is.
+        let (index, fields) = match open(true)? {
+            Ok(x) => x,
+            Err(_) => open(false)?.map_err(|s| Error::IncompatibleIndex {
                 path: dir.to_path_buf(),
                 what: format!("lexical index has another schema: {s}"),
-            },
-            other => Error::corrupt(dir, describe_tantivy(&other)),
-        })?;
+            })?,
+        };
         // Custom analyzers are not persisted: register on every open.
         index.tokenizers().register(ANALYZER, analyzer());
         // Segments are opened here: a damaged segment file is a corrupt index.
@@ -112,12 +134,18 @@ impl LexicalIndex {
             chunk: self.fields.chunk,
             doc: self.fields.doc,
             text: self.fields.text,
+            near: self.fields.near,
         })
     }
 
     /// Makes the last commit visible to searches.
     pub fn reload(&self) -> Result<()> {
         Ok(self.reader.reload()?)
+    }
+
+    /// Whether the index has the neighbour field ([`crate::near`]).
+    pub fn has_near(&self) -> bool {
+        self.fields.near.is_some()
     }
 
     /// Number of indexed chunks visible to searches.
@@ -138,24 +166,45 @@ impl LexicalIndex {
 
     /// Top `k` chunks for `text` with weights per term: `(chunk id, bm25)`, best first.
     pub fn search_weighted(&self, terms: &[(String, f32)], k: usize) -> Result<Vec<(u64, f32)>> {
+        self.search_expanded(terms, k, 0.0)
+    }
+
+    /// As [`LexicalIndex::search_weighted`], plus `near_weight` times the BM25 of the
+    /// chunk's neighbour field ([`crate::near`]): a chunk whose neighbours in meaning hold
+    /// the query's words scores (a little) even when it does not. 0, or an index without
+    /// the field, is plain BM25.
+    pub fn search_expanded(
+        &self,
+        terms: &[(String, f32)],
+        k: usize,
+        near_weight: f32,
+    ) -> Result<Vec<(u64, f32)>> {
         if terms.is_empty() || k == 0 {
             return Ok(Vec::new());
         }
-        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+        let clause = |field: Field, t: &str, w: f32| -> (Occur, Box<dyn Query>) {
+            let tq: Box<dyn Query> = Box::new(TermQuery::new(
+                Term::from_field_text(field, t),
+                IndexRecordOption::WithFreqs,
+            ));
+            let q: Box<dyn Query> = if (w - 1.0).abs() > f32::EPSILON {
+                Box::new(BoostQuery::new(tq, w))
+            } else {
+                tq
+            };
+            (Occur::Should, q)
+        };
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = terms
             .iter()
-            .map(|(t, w)| {
-                let tq: Box<dyn Query> = Box::new(TermQuery::new(
-                    Term::from_field_text(self.fields.text, t),
-                    IndexRecordOption::WithFreqs,
-                ));
-                let q: Box<dyn Query> = if (*w - 1.0).abs() > f32::EPSILON {
-                    Box::new(BoostQuery::new(tq, *w))
-                } else {
-                    tq
-                };
-                (Occur::Should, q)
-            })
+            .map(|(t, w)| clause(self.fields.text, t, *w))
             .collect();
+        if let (Some(near), true) = (self.fields.near, near_weight > 0.0) {
+            clauses.extend(
+                terms
+                    .iter()
+                    .map(|(t, w)| clause(near, t, *w * near_weight)),
+            );
+        }
         let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
         let top = searcher.search(&query, &TopDocs::with_limit(k).order_by_score())?;
@@ -229,6 +278,7 @@ pub struct LexicalWriter {
     chunk: Field,
     doc: Field,
     text: Field,
+    near: Option<Field>,
 }
 
 impl LexicalWriter {
@@ -237,12 +287,21 @@ impl LexicalWriter {
         self.w.delete_term(Term::from_field_text(self.doc, key));
     }
 
-    /// Adds one chunk.
-    pub fn add_chunk(&mut self, id: u64, doc_key: &str, text: &str) -> Result<()> {
+    /// Removes one chunk (to write it again with other neighbours).
+    pub fn delete_chunk(&mut self, id: u64) {
+        self.w.delete_term(Term::from_field_u64(self.chunk, id));
+    }
+
+    /// Adds one chunk: its indexed text and its neighbours' (dropped by an index without
+    /// the neighbour field).
+    pub fn add_chunk(&mut self, id: u64, doc_key: &str, text: &str, near: &str) -> Result<()> {
         let mut d = TantivyDocument::default();
         d.add_u64(self.chunk, id);
         d.add_text(self.doc, doc_key);
         d.add_text(self.text, text);
+        if let (Some(f), false) = (self.near, near.is_empty()) {
+            d.add_text(f, near);
+        }
         self.w.add_document(d)?;
         Ok(())
     }
@@ -273,9 +332,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let idx = LexicalIndex::open_or_create(tmp.path()).unwrap();
         let mut w = idx.writer().unwrap();
-        w.add_chunk(1, "a", "Dogs are running in the park").unwrap();
-        w.add_chunk(2, "b", "Cats sleep all day long").unwrap();
-        w.add_chunk(3, "b", "A dog and a cat").unwrap();
+        w.add_chunk(1, "a", "Dogs are running in the park", "").unwrap();
+        w.add_chunk(2, "b", "Cats sleep all day long", "").unwrap();
+        w.add_chunk(3, "b", "A dog and a cat", "").unwrap();
         w.commit(1).unwrap();
         idx.reload().unwrap();
         assert_eq!(idx.committed_generation().unwrap(), Some(1));
@@ -293,5 +352,72 @@ mod tests {
         idx.reload().unwrap();
         assert_eq!(idx.all_chunk_ids().unwrap(), vec![1]);
         assert_eq!(idx.committed_generation().unwrap(), Some(2));
+    }
+}
+
+#[cfg(test)]
+mod near_tests {
+    use super::*;
+
+    fn add(ix: &LexicalIndex, gen: u64, docs: &[(u64, &str, &str)]) {
+        let mut w = ix.writer().unwrap();
+        for (id, text, near) in docs {
+            w.add_chunk(*id, &format!("d{id}"), text, near).unwrap();
+        }
+        w.commit(gen).unwrap();
+        ix.reload().unwrap();
+    }
+
+    #[test]
+    fn the_neighbour_field_scores_only_with_its_weight() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = LexicalIndex::open_or_create(dir.path()).unwrap();
+        assert!(ix.has_near());
+        add(
+            &ix,
+            1,
+            &[
+                (1, "ocean tides follow the moon", "perigee spring tides"),
+                (2, "perigee brings the moon closest", ""),
+                (3, "bread rises with yeast", "flour water"),
+            ],
+        );
+        let q = LexicalIndex::weighted_terms("perigee");
+        let plain = ix.search_expanded(&q, 10, 0.0).unwrap();
+        assert_eq!(plain.iter().map(|x| x.0).collect::<Vec<_>>(), vec![2]);
+        let expanded = ix.search_expanded(&q, 10, 0.1).unwrap();
+        assert_eq!(expanded.iter().map(|x| x.0).collect::<Vec<_>>(), vec![2, 1]);
+        // Own words count in full, a neighbour's at the weight: well below.
+        assert!(expanded[1].1 < 0.5 * expanded[0].1, "{expanded:?}");
+        // Rewriting one chunk (delete by id, add again) leaves the others alone.
+        let mut w = ix.writer().unwrap();
+        w.delete_chunk(1);
+        w.add_chunk(1, "d1", "ocean tides follow the moon", "flour")
+            .unwrap();
+        w.commit(2).unwrap();
+        ix.reload().unwrap();
+        assert_eq!(ix.all_chunk_ids().unwrap(), vec![1, 2, 3]);
+        let again = ix.search_expanded(&q, 10, 0.1).unwrap();
+        assert_eq!(again.iter().map(|x| x.0).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn an_index_written_before_the_neighbour_field_opens_and_searches() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // The schema as it was: no neighbour field.
+            let (schema, _) = schema(false);
+            let mmap = tantivy::directory::MmapDirectory::open(dir.path()).unwrap();
+            Index::open_or_create(mmap, schema).unwrap();
+        }
+        let ix = LexicalIndex::open_or_create(dir.path()).unwrap();
+        assert!(!ix.has_near());
+        add(&ix, 1, &[(7, "perigee tides", "words that are dropped")]);
+        let q = LexicalIndex::weighted_terms("perigee dropped");
+        let hits = ix.search_expanded(&q, 10, 0.5).unwrap();
+        assert_eq!(hits.iter().map(|x| x.0).collect::<Vec<_>>(), vec![7]);
+        assert!(ix.search_expanded(&LexicalIndex::weighted_terms("dropped"), 10, 0.5)
+            .unwrap()
+            .is_empty());
     }
 }

@@ -81,6 +81,7 @@ pub mod ingest;
 pub mod late;
 pub mod lexical;
 pub mod models;
+pub mod near;
 pub mod rerank;
 pub mod select;
 pub mod serve;

@@ -113,6 +113,11 @@ pub struct Manifest {
     /// Indexes written before they existed read as `false`.
     #[serde(default)]
     pub token_codes: bool,
+    /// Dense neighbours per chunk written into the lexical index's neighbour field
+    /// (`near/{gen}.bin`, see [`crate::near`]); 0 for none. Indexes written before it
+    /// existed read as 0.
+    #[serde(default)]
+    pub neighbours: usize,
 }
 
 impl Manifest {
@@ -604,6 +609,7 @@ mod tests {
             }],
             search_defaults: None,
             token_codes: false,
+            neighbours: 3,
         };
         m.write_atomic(&p).unwrap();
         assert_eq!(Manifest::read(&p).unwrap(), m);

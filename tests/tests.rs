@@ -8,6 +8,7 @@ mod engine;
 mod eval;
 mod late;
 mod living;
+mod near;
 mod pdf;
 mod real_model;
 mod serve;

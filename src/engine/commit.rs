@@ -10,14 +10,17 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::{
-    chunks_file, docs_file, hnsw_base, late_file, pending_manifest, vec_file, Engine, IndexReport,
-    MANIFEST,
+    chunks_file, docs_file, hnsw_base, late_file, near_file, pending_manifest, vec_file, Engine,
+    IndexReport, MANIFEST,
 };
 use crate::chunk::{chunk_document, contextual_text};
-use crate::dense::{build_graph, dump_graph, extend_graph, DenseIndex};
+use crate::dense::{
+    build_graph, dump_graph, exact_neighbours, extend_graph, search_graph, DenseIndex, Graph,
+};
 use crate::error::{Error, IoContext, Result};
 use crate::ingest::Document;
 use crate::late::TokenCodes;
+use crate::near::NeighbourTable;
 use crate::store::{
     file_sum, sync_dir, write_chunks, write_docs, write_vectors, ChunkRecord, ChunkStore, Counts,
     DocRecord, VectorFile,
@@ -399,6 +402,49 @@ impl Engine {
             sync_dir(&dir.join(sub))?;
         }
 
+        // Document expansion: the neighbour table of this generation, and the kept chunks
+        // whose lexical entry must be written again because their neighbours changed.
+        let mut near_text: HashMap<u64, String> = HashMap::new();
+        let mut rewrite: Vec<usize> = Vec::new();
+        let k = self.manifest.neighbours;
+        let expand = k > 0 && self.lexical.has_near();
+        if expand {
+            self.progress.start("neighbours", 0);
+            let old = self.previous_neighbours()?;
+            let positions: HashMap<&str, usize> = docs
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (d.key.as_str(), i))
+                .collect();
+            let doc_of: Vec<u32> = records
+                .iter()
+                .map(|r| positions.get(r.doc.as_str()).map_or(u32::MAX, |&i| i as u32))
+                .collect();
+            let store = ChunkStore::open(&dir.join(chunks_file(gen)))?;
+            let search = neighbour_search(&vectors, graph.as_ref(), &ids, &store, params.ef_search);
+            let up = crate::near::update(k, &ids, &doc_of, &old, &search);
+            let text_of = |id: u64| -> Option<String> {
+                let p = ids.binary_search(&id).ok()?;
+                let r = &records[p];
+                let title = docs.get(*doc_of.get(p)? as usize).map_or("", |d| d.title.as_str());
+                Some(contextual_text(title, r.heading.as_deref(), &r.text))
+            };
+            let adds: HashSet<u64> = lex_adds.iter().map(|a| a.0).collect();
+            for &p in &up.changed {
+                let text: Vec<String> = up.table.lists[p]
+                    .iter()
+                    .filter_map(|&(nb, _)| text_of(nb))
+                    .collect();
+                near_text.insert(ids[p], text.join("\n"));
+                if !adds.contains(&ids[p]) {
+                    rewrite.push(p);
+                }
+            }
+            up.table.write(&dir.join(near_file(gen)))?;
+            sync_dir(&dir.join("near"))?;
+            self.progress.finish();
+        }
+
         let mut next = self.manifest.clone();
         next.generation = gen;
         next.model = self.spec.clone();
@@ -411,6 +457,9 @@ impl Engine {
         let mut files = vec![chunks_file(gen), vec_file(gen), docs_file(gen)];
         if next.token_codes {
             files.push(late_file(gen));
+        }
+        if expand {
+            files.push(near_file(gen));
         }
         if let Some(h) = &hnsw_name {
             files.push(format!("dense/{h}.hnsw.graph"));
@@ -431,7 +480,24 @@ impl Engine {
             w.delete_doc(k);
         }
         for (id, doc, text) in &lex_adds {
-            w.add_chunk(*id, doc, text)?;
+            let near = near_text.get(id).map_or("", |s| s.as_str());
+            w.add_chunk(*id, doc, text, near)?;
+        }
+        for &p in &rewrite {
+            // A kept chunk: its own text is unchanged, its neighbours' are not.
+            let r = &records[p];
+            let title = docs
+                .binary_search_by(|d| d.key.as_str().cmp(r.doc.as_str()))
+                .ok()
+                .map_or("", |i| docs[i].title.as_str());
+            let near = near_text.get(&r.id).map_or("", |s| s.as_str());
+            w.delete_chunk(r.id);
+            w.add_chunk(
+                r.id,
+                &r.doc,
+                &contextual_text(title, r.heading.as_deref(), &r.text),
+                near,
+            )?;
         }
         w.commit(gen)?;
 
@@ -489,7 +555,7 @@ impl Engine {
     pub(super) fn remove_stray_files(&self) -> Result<()> {
         let gen = self.manifest.generation;
         let keep = |g: u64| g == gen || g + 1 == gen;
-        for sub in ["chunks", "dense", "docs", "late"] {
+        for sub in ["chunks", "dense", "docs", "late", "near"] {
             let d = self.dir.join(sub);
             let Ok(rd) = std::fs::read_dir(&d) else {
                 continue;
@@ -522,6 +588,41 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+impl Engine {
+    /// The current generation's neighbour table; empty when it has none (a new index, or
+    /// one that had no expansion), so that every chunk gets its list computed.
+    fn previous_neighbours(&self) -> Result<NeighbourTable> {
+        let path = self.dir.join(near_file(self.manifest.generation));
+        if self.manifest.generation == 0 || !path.exists() {
+            return Ok(NeighbourTable::default());
+        }
+        NeighbourTable::read(&path)
+    }
+}
+
+/// The neighbour search over a generation's vectors: one GEMM per block of rows without a
+/// graph, the graph (skipping dead points) with one.
+fn neighbour_search<'a>(
+    vectors: &'a VectorFile,
+    graph: Option<&'a Graph>,
+    ids: &'a [u64],
+    store: &'a ChunkStore,
+    ef: usize,
+) -> impl Fn(&[usize], usize) -> Vec<Vec<(usize, f32)>> + Sync + 'a {
+    move |rows: &[usize], m: usize| match graph {
+        None => exact_neighbours(vectors, rows, m),
+        Some(g) => rows
+            .par_iter()
+            .map(|&p| {
+                search_graph(g, vectors.row(p), m, ef.max(m), Some(store))
+                    .into_iter()
+                    .filter_map(|(id, s)| ids.binary_search(&id).ok().map(|q| (q, s)))
+                    .collect()
+            })
+            .collect(),
     }
 }
 

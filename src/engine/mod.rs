@@ -72,6 +72,10 @@ pub struct EngineConfig {
     /// stored token less on disk (≈ 6x the text), but the default pipeline then has no
     /// token reranking. An existing index keeps its own choice.
     pub without_token_codes: bool,
+    /// Create new indexes without document expansion (see [`crate::near`]): no neighbour
+    /// field in the lexical index, so the default pipeline's lexical leg is plain BM25.
+    /// An existing index keeps its own choice.
+    pub without_expansion: bool,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -83,6 +87,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("ingest", &self.ingest)
             .field("hnsw", &self.hnsw)
             .field("without_token_codes", &self.without_token_codes)
+            .field("without_expansion", &self.without_expansion)
             .field(
                 "embedder",
                 &self.embedder.as_ref().map(|e| e.spec().id.clone()),
@@ -251,6 +256,9 @@ fn docs_file(gen: u64) -> String {
 fn late_file(gen: u64) -> String {
     format!("late/{gen}.tok")
 }
+fn near_file(gen: u64) -> String {
+    format!("near/{gen}.bin")
+}
 fn hnsw_base(gen: u64) -> String {
     format!("g{gen}")
 }
@@ -317,6 +325,11 @@ impl Engine {
             files: Vec::new(),
             search_defaults: None,
             token_codes: !cfg.without_token_codes,
+            neighbours: if cfg.without_expansion {
+                0
+            } else {
+                crate::near::DEFAULT_NEIGHBOURS
+            },
         };
         let dense = DenseIndex::new(VectorFile::from_vec(spec.dim, Vec::new()), None);
         let mut engine = Engine::assemble(
@@ -838,6 +851,30 @@ impl Engine {
                 store_ids.len()
             ));
         }
+        let near = self.dir.join(near_file(self.manifest.generation));
+        if self.manifest.neighbours > 0 && self.lexical.has_near() && near.exists() {
+            match crate::near::NeighbourTable::read(&near) {
+                Ok(t) if t.ids != store_ids => problems.push(format!(
+                    "neighbour table lists {} chunks, the store holds {} (or other ids)",
+                    t.ids.len(),
+                    store_ids.len()
+                )),
+                Ok(t) => {
+                    let dangling = t
+                        .lists
+                        .iter()
+                        .flatten()
+                        .filter(|(id, _)| store_ids.binary_search(id).is_err())
+                        .count();
+                    if dangling > 0 {
+                        problems.push(format!(
+                            "neighbour table names {dangling} chunks that are not in the store"
+                        ));
+                    }
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
         if let Some(g) = self.dense.graph() {
             if g.get_nb_point() < store_ids.len() {
                 problems.push(format!(
@@ -853,7 +890,7 @@ impl Engine {
     /// Facts for `pinpoint stats`.
     pub fn stats(&self) -> Result<Stats> {
         let mut bytes = Vec::new();
-        for sub in ["lexical", "dense", "late", "chunks", "docs"] {
+        for sub in ["lexical", "dense", "late", "near", "chunks", "docs"] {
             bytes.push((sub.to_string(), dir_size(&self.dir.join(sub))));
         }
         Ok(Stats {

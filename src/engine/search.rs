@@ -174,6 +174,10 @@ pub struct Pipeline {
     pub full_features: bool,
     /// Pseudo-relevance feedback for the lexical leg.
     pub prf: Option<PrfConfig>,
+    /// Weight of the neighbour field's BM25 in the hybrid's lexical leg (document
+    /// expansion, [`crate::near`]); 0 is plain BM25, as is an index without the field.
+    /// Lexical mode is always plain BM25: it is the single-leg baseline.
+    pub expansion: f32,
     /// Split a query holding several questions and merge their results.
     pub multi_query: bool,
     /// External expansion command (off by default).
@@ -193,6 +197,7 @@ impl Pipeline {
             fusion: Fusion::default(),
             full_features: false,
             prf: None,
+            expansion: 0.0,
             multi_query: false,
             expand_cmd: None,
             rerank: None,
@@ -218,6 +223,7 @@ impl Default for Pipeline {
             },
             full_features: true,
             prf: None,
+            expansion: crate::near::DEFAULT_WEIGHT,
             multi_query: true,
             expand_cmd: None,
             rerank: Some(RerankConfig::new(RerankKind::Tokens)),
@@ -911,7 +917,11 @@ impl Engine {
             } else {
                 chunk_depth
             };
-            lex_chunks = self.lexical.search_weighted(terms, deep)?;
+            let near = match req.mode {
+                Mode::Hybrid => req.pipeline.expansion,
+                _ => 0.0,
+            };
+            lex_chunks = self.lexical.search_expanded(terms, deep, near)?;
             // A reader may see a newer lexical commit than its store: drop unknown ids.
             lex_chunks.retain(|(id, _)| self.store.position(*id).is_some());
             timings.push(("lexical", t.elapsed().as_secs_f64()));

@@ -1,0 +1,133 @@
+//! Document expansion ([`pinpoint::near`]): each chunk's lexical entry holds its dense
+//! neighbours' words, kept right as documents come and go.
+
+use pinpoint::lexical::LexicalIndex;
+use pinpoint::near::NeighbourTable;
+use pinpoint::{Engine, EngineConfig};
+
+use crate::util::fake_config;
+
+/// Documents whose chunks hold `word` by their own text, and those that reach it only
+/// through the neighbour field (with the weight at 0.1).
+fn reached(e: &Engine, word: &str) -> (Vec<String>, Vec<String>) {
+    let q = LexicalIndex::weighted_terms(word);
+    let docs = |w: f32| -> Vec<String> {
+        let mut d: Vec<String> = e
+            .lexical()
+            .search_expanded(&q, 50, w)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| e.store().get_id(id).unwrap().unwrap().doc)
+            .collect();
+        d.sort();
+        d
+    };
+    let own = docs(0.0);
+    let near = docs(0.1).into_iter().filter(|d| !own.contains(d)).collect();
+    (own, near)
+}
+
+const TIDES: &str = "Tides rise and fall as the moon pulls the ocean water along the coast";
+const BREAD: &str = "Sourdough bread rises slowly as wild yeast ferments the flour in a warm kitchen";
+
+#[test]
+fn neighbours_lend_their_words_and_take_them_back_when_they_go() {
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(idx.path(), fake_config()).unwrap();
+    assert_eq!(e.manifest().neighbours, 3);
+    e.add_document("tides-1", "", TIDES).unwrap();
+    e.add_document("tides-2", "", &format!("{TIDES} at perigee")).unwrap();
+    e.add_document("bread-1", "", BREAD).unwrap();
+    e.add_document("bread-2", "", &format!("{BREAD} with levain"))
+        .unwrap();
+    e.commit().unwrap();
+    assert!(e.verify().unwrap().is_empty());
+    // Each document's neighbours are the other three (k = 3), so every other document
+    // reaches "perigee" through its field.
+    let (own, near) = reached(&e, "perigee");
+    assert_eq!(own, ["tides-2"]);
+    assert_eq!(near, ["bread-1", "bread-2", "tides-1"]);
+
+    // The document that held the word goes: nobody reaches it any more.
+    e.remove_document("tides-2").unwrap();
+    e.commit().unwrap();
+    assert_eq!(reached(&e, "perigee"), (vec![], vec![]));
+    assert!(e.verify().unwrap().is_empty());
+
+    // A new document lends its words to the kept ones whose lists had room.
+    e.add_document("tides-3", "", &format!("{TIDES} during a syzygy"))
+        .unwrap();
+    e.commit().unwrap();
+    let (own, near) = reached(&e, "syzygy");
+    assert_eq!(own, ["tides-3"]);
+    assert_eq!(near, ["bread-1", "bread-2", "tides-1"]);
+    assert!(e.verify().unwrap().is_empty());
+
+    // The table and the field survive a reopen; compaction keeps them.
+    drop(e);
+    let mut e = Engine::open(idx.path(), fake_config()).unwrap();
+    assert_eq!(reached(&e, "syzygy").1, ["bread-1", "bread-2", "tides-1"]);
+    e.compact().unwrap();
+    assert_eq!(reached(&e, "syzygy").1, ["bread-1", "bread-2", "tides-1"]);
+    assert!(e.verify().unwrap().is_empty());
+}
+
+#[test]
+fn a_document_takes_neighbours_from_other_documents_of_its_kind() {
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(idx.path(), fake_config()).unwrap();
+    // Five tide documents and five bread documents: each one's three neighbours are of
+    // its own kind (the hashing embedder scores shared words), never itself.
+    let notes = ["alpha", "bravo", "charlie", "delta", "echo"];
+    for n in notes {
+        e.add_document(&format!("tides-{n}"), "", &format!("{TIDES} {n}"))
+            .unwrap();
+        e.add_document(&format!("bread-{n}"), "", &format!("{BREAD} {n}"))
+            .unwrap();
+    }
+    e.commit().unwrap();
+    let gen = e.manifest().generation;
+    let t = NeighbourTable::read(&idx.path().join(format!("near/{gen}.bin"))).unwrap();
+    let doc = |id: u64| e.store().get_id(id).unwrap().unwrap().doc;
+    assert_eq!(t.lists.len(), 10);
+    for (&id, list) in t.ids.iter().zip(&t.lists) {
+        let me = doc(id);
+        assert_eq!(list.len(), 3, "{me}: {list:?}");
+        let kind = &me[..5];
+        for &(nb, s) in list {
+            let other = doc(nb);
+            assert!(other != me && other.starts_with(kind), "{me} has {other}");
+            assert!(s > 0.5, "{me} has {other} at {s}");
+        }
+        assert!(list.windows(2).all(|w| w[0].1 >= w[1].1), "{list:?}");
+    }
+    // The words of a neighbour reach a document: bread-alpha's three neighbours lend it
+    // theirs, so a query word of one of them finds it.
+    let alpha = t
+        .ids
+        .iter()
+        .position(|&id| doc(id) == "bread-alpha")
+        .unwrap();
+    let lent = doc(t.lists[alpha][0].0);
+    let word = lent.trim_start_matches("bread-");
+    let (own, near) = reached(&e, word);
+    assert_eq!(own, [lent.clone(), format!("tides-{word}")]);
+    assert!(near.contains(&"bread-alpha".to_string()), "{near:?}");
+}
+
+#[test]
+fn an_index_without_expansion_has_plain_bm25() {
+    let idx = tempfile::tempdir().unwrap();
+    let cfg = EngineConfig {
+        without_expansion: true,
+        ..fake_config()
+    };
+    let mut e = Engine::create(idx.path(), cfg).unwrap();
+    e.add_document("tides-1", "", TIDES).unwrap();
+    e.add_document("tides-2", "", &format!("{TIDES} at perigee")).unwrap();
+    e.commit().unwrap();
+    assert_eq!(e.manifest().neighbours, 0);
+    assert!(!idx.path().join("near").exists());
+    assert_eq!(reached(&e, "perigee"), (vec!["tides-2".to_string()], vec![]));
+    assert!(e.verify().unwrap().is_empty());
+}
