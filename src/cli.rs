@@ -275,7 +275,7 @@ struct QueryArgs {
     #[arg(long)]
     expand_cmd: Option<String>,
     /// Weight of each chunk's dense neighbours' words in the lexical leg (document
-    /// expansion; 0 turns it off). Default: the index's (0.1).
+    /// expansion; 0 turns it off). Default: the index's (0.2).
     #[arg(long)]
     expansion: Option<f32>,
 }
@@ -650,6 +650,13 @@ fn stats(a: StatsArgs) -> Result<()> {
     match s.token_codes {
         Some(n) => writeln!(out, "token codes {n} tokens (reranking by MaxSim)")?,
         None => writeln!(out, "token codes none (built with --no-token-codes)")?,
+    }
+    match s.neighbours {
+        0 => writeln!(
+            out,
+            "expansion   none (built with --no-expansion, or before it existed)"
+        )?,
+        n => writeln!(out, "expansion   {n} dense neighbours' words per chunk")?,
     }
     let total: u64 = s.bytes_on_disk.iter().map(|x| x.1).sum();
     writeln!(out, "on disk     {} total", human_bytes(total))?;

@@ -141,7 +141,9 @@ pub fn exact_neighbours(vectors: &VectorFile, rows: &[usize], m: usize) -> Vec<V
                 let mut idx: Vec<(usize, f32)> = row.iter().copied().enumerate().collect();
                 let keep = m.min(idx.len());
                 if keep < idx.len() {
-                    idx.select_nth_unstable_by(keep, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    idx.select_nth_unstable_by(keep, |a, b| {
+                        b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+                    });
                     idx.truncate(keep);
                 }
                 idx.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));

@@ -1,8 +1,10 @@
 //! The lexical (BM25) index, over tantivy.
 //!
 //! One tantivy document per chunk: `chunk` (u64 id, fast field), `doc` (the document key,
-//! for deletes) and `text` (title + heading trail + chunk text, analysed with an English
-//! stemming chain). BM25 uses tantivy's k1 = 1.2, b = 0.75.
+//! for deletes), `text` (title + heading trail + chunk text, analysed with an English
+//! stemming chain) and `near` (the texts of the chunk's dense neighbours in other documents,
+//! [`crate::near`]; searched only with a weight). BM25 uses tantivy's k1 = 1.2, b = 0.75,
+//! with each field's own statistics.
 //!
 //! Queries are *not* parsed with tantivy's query language: user text such as `C++ AND (`
 //! must never be a syntax error. The query is run through the same analyzer and becomes a
@@ -199,11 +201,7 @@ impl LexicalIndex {
             .map(|(t, w)| clause(self.fields.text, t, *w))
             .collect();
         if let (Some(near), true) = (self.fields.near, near_weight > 0.0) {
-            clauses.extend(
-                terms
-                    .iter()
-                    .map(|(t, w)| clause(near, t, *w * near_weight)),
-            );
+            clauses.extend(terms.iter().map(|(t, w)| clause(near, t, *w * near_weight)));
         }
         let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
@@ -332,7 +330,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let idx = LexicalIndex::open_or_create(tmp.path()).unwrap();
         let mut w = idx.writer().unwrap();
-        w.add_chunk(1, "a", "Dogs are running in the park", "").unwrap();
+        w.add_chunk(1, "a", "Dogs are running in the park", "")
+            .unwrap();
         w.add_chunk(2, "b", "Cats sleep all day long", "").unwrap();
         w.add_chunk(3, "b", "A dog and a cat", "").unwrap();
         w.commit(1).unwrap();
@@ -416,7 +415,8 @@ mod near_tests {
         let q = LexicalIndex::weighted_terms("perigee dropped");
         let hits = ix.search_expanded(&q, 10, 0.5).unwrap();
         assert_eq!(hits.iter().map(|x| x.0).collect::<Vec<_>>(), vec![7]);
-        assert!(ix.search_expanded(&LexicalIndex::weighted_terms("dropped"), 10, 0.5)
+        assert!(ix
+            .search_expanded(&LexicalIndex::weighted_terms("dropped"), 10, 0.5)
             .unwrap()
             .is_empty());
     }

@@ -28,7 +28,8 @@ fn reached(e: &Engine, word: &str) -> (Vec<String>, Vec<String>) {
 }
 
 const TIDES: &str = "Tides rise and fall as the moon pulls the ocean water along the coast";
-const BREAD: &str = "Sourdough bread rises slowly as wild yeast ferments the flour in a warm kitchen";
+const BREAD: &str =
+    "Sourdough bread rises slowly as wild yeast ferments the flour in a warm kitchen";
 
 #[test]
 fn neighbours_lend_their_words_and_take_them_back_when_they_go() {
@@ -36,7 +37,8 @@ fn neighbours_lend_their_words_and_take_them_back_when_they_go() {
     let mut e = Engine::create(idx.path(), fake_config()).unwrap();
     assert_eq!(e.manifest().neighbours, 3);
     e.add_document("tides-1", "", TIDES).unwrap();
-    e.add_document("tides-2", "", &format!("{TIDES} at perigee")).unwrap();
+    e.add_document("tides-2", "", &format!("{TIDES} at perigee"))
+        .unwrap();
     e.add_document("bread-1", "", BREAD).unwrap();
     e.add_document("bread-2", "", &format!("{BREAD} with levain"))
         .unwrap();
@@ -124,10 +126,14 @@ fn an_index_without_expansion_has_plain_bm25() {
     };
     let mut e = Engine::create(idx.path(), cfg).unwrap();
     e.add_document("tides-1", "", TIDES).unwrap();
-    e.add_document("tides-2", "", &format!("{TIDES} at perigee")).unwrap();
+    e.add_document("tides-2", "", &format!("{TIDES} at perigee"))
+        .unwrap();
     e.commit().unwrap();
     assert_eq!(e.manifest().neighbours, 0);
     assert!(!idx.path().join("near").exists());
-    assert_eq!(reached(&e, "perigee"), (vec!["tides-2".to_string()], vec![]));
+    assert_eq!(
+        reached(&e, "perigee"),
+        (vec!["tides-2".to_string()], vec![])
+    );
     assert!(e.verify().unwrap().is_empty());
 }

@@ -418,7 +418,11 @@ impl Engine {
                 .collect();
             let doc_of: Vec<u32> = records
                 .iter()
-                .map(|r| positions.get(r.doc.as_str()).map_or(u32::MAX, |&i| i as u32))
+                .map(|r| {
+                    positions
+                        .get(r.doc.as_str())
+                        .map_or(u32::MAX, |&i| i as u32)
+                })
                 .collect();
             let store = ChunkStore::open(&dir.join(chunks_file(gen)))?;
             let search = neighbour_search(&vectors, graph.as_ref(), &ids, &store, params.ef_search);
@@ -426,7 +430,9 @@ impl Engine {
             let text_of = |id: u64| -> Option<String> {
                 let p = ids.binary_search(&id).ok()?;
                 let r = &records[p];
-                let title = docs.get(*doc_of.get(p)? as usize).map_or("", |d| d.title.as_str());
+                let title = docs
+                    .get(*doc_of.get(p)? as usize)
+                    .map_or("", |d| d.title.as_str());
                 Some(contextual_text(title, r.heading.as_deref(), &r.text))
             };
             let adds: HashSet<u64> = lex_adds.iter().map(|a| a.0).collect();

@@ -1,7 +1,8 @@
 //! The engine: the only place that coordinates the stores.
 //!
 //! An index folder holds one *generation* at a time. A commit writes every file of the next
-//! generation (chunk store, vectors, HNSW dump, doc table, pending manifest) and fsyncs
+//! generation (chunk store, vectors, HNSW dump, doc table, token codes, neighbour table,
+//! pending manifest) and fsyncs
 //! them; then commits tantivy with the generation number as payload: **that is the commit
 //! point**; then atomically renames the pending manifest over `manifest.json`. On open, a
 //! tantivy payload one ahead of the manifest means the crash came after the commit point:
@@ -905,6 +906,11 @@ impl Engine {
             chunk_overlap: self.manifest.chunking.overlap,
             hnsw: self.manifest.hnsw.is_some(),
             token_codes: self.manifest.token_codes.then(|| self.late.tokens()),
+            neighbours: if self.lexical.has_near() {
+                self.manifest.neighbours
+            } else {
+                0
+            },
             bytes_on_disk: bytes,
         })
     }
@@ -935,6 +941,8 @@ pub struct Stats {
     pub hnsw: bool,
     /// Passage tokens kept as token codes (`None`: the index keeps none).
     pub token_codes: Option<u64>,
+    /// Dense neighbours per chunk in the lexical index (document expansion; 0: none).
+    pub neighbours: usize,
     /// Bytes on disk per part.
     pub bytes_on_disk: Vec<(String, u64)>,
 }

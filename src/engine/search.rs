@@ -303,7 +303,8 @@ impl SearchRequest {
 pub struct Explain {
     /// Rank in the lexical leg (1-based), if present.
     pub lexical_rank: Option<usize>,
-    /// BM25 score (of the best chunk for documents), if any term matched.
+    /// BM25 score (of the best chunk for documents), if any term matched; in hybrid mode
+    /// it includes the weighted BM25 of the chunk's neighbour words ([`crate::near`]).
     pub lexical_score: Option<f32>,
     /// Rank in the dense leg, if present.
     pub dense_rank: Option<usize>,
