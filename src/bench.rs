@@ -144,6 +144,8 @@ pub struct BenchConfig {
     /// Time queries with this reranker added to the index's default pipeline (none: the
     /// default pipeline as it is).
     pub rerank: Option<crate::engine::RerankConfig>,
+    /// Time queries with this document-expansion weight instead of the index's (0: none).
+    pub expansion: Option<f32>,
 }
 
 /// Clustered unit vectors: `clusters` random centres, points spread around them. Real
@@ -366,6 +368,9 @@ pub fn run(
     }
     log(&format!("timing {} queries ...", queries.len()));
     let mut pipeline = qengine.default_pipeline();
+    if let Some(w) = cfg.expansion {
+        pipeline.expansion = w;
+    }
     if let Some(rc) = &cfg.rerank {
         pipeline.rerank = Some(rc.clone());
     }

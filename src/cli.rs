@@ -103,6 +103,9 @@ struct BenchArgs {
     /// folder) added to the default pipeline.
     #[arg(long)]
     rerank: Option<String>,
+    /// Time queries with this document-expansion weight instead of the index's (0: none).
+    #[arg(long)]
+    expansion: Option<f32>,
     /// Print exactly one JSON object.
     #[arg(long)]
     json: bool,
@@ -1165,6 +1168,7 @@ fn bench(a: BenchArgs) -> Result<()> {
             Some(kind) => Some(RerankConfig::new(kind.parse()?)),
             None => None,
         },
+        expansion: a.expansion,
     };
     let ecfg = EngineConfig {
         model_dir: Some(
