@@ -137,3 +137,65 @@ fn an_index_without_expansion_has_plain_bm25() {
     );
     assert!(e.verify().unwrap().is_empty());
 }
+
+/// The table of generation `gen` with each chunk named by its document and byte range, so
+/// that two indexes of the same content compare whatever ids they gave their chunks.
+fn named_table(e: &Engine, dir: &std::path::Path) -> Vec<(String, Vec<String>)> {
+    let gen = e.manifest().generation;
+    let t = NeighbourTable::read(&dir.join(format!("near/{gen}.bin"))).unwrap();
+    let name = |id: u64| {
+        let c = e.store().get_id(id).unwrap().unwrap();
+        format!("{}@{}", c.doc, c.byte_range.0)
+    };
+    let mut out: Vec<(String, Vec<String>)> = t
+        .ids
+        .iter()
+        .zip(&t.lists)
+        .map(|(&id, l)| (name(id), l.iter().map(|x| name(x.0)).collect()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn the_graph_search_builds_and_keeps_the_same_table_as_the_exact_scan() {
+    let src = tempfile::tempdir().unwrap();
+    crate::util::copy_dir(&crate::util::samples(), src.path());
+    let (exact_dir, graph_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut graph_cfg = fake_config();
+    graph_cfg.hnsw.min_points = 2;
+    let mut exact = Engine::create(exact_dir.path(), fake_config()).unwrap();
+    let mut graph = Engine::create(graph_dir.path(), graph_cfg).unwrap();
+    exact.add_folder(src.path()).unwrap();
+    graph.add_folder(src.path()).unwrap();
+    assert!(graph.dense().graph().is_some() && exact.dense().graph().is_none());
+    let a = named_table(&exact, exact_dir.path());
+    assert!(a.len() > 20, "{} chunks", a.len());
+    assert_eq!(a, named_table(&graph, graph_dir.path()));
+    // A sync that removes one file and changes another keeps them equal.
+    let files: Vec<_> = std::fs::read_dir(src.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md" || x == "txt"))
+        .collect();
+    std::fs::remove_file(&files[0]).unwrap();
+    let text = std::fs::read_to_string(&files[1]).unwrap();
+    std::fs::write(
+        &files[1],
+        format!("{text}\n\nA new closing paragraph about tides.\n"),
+    )
+    .unwrap();
+    exact.add_folder(src.path()).unwrap();
+    graph.add_folder(src.path()).unwrap();
+    let b = named_table(&exact, exact_dir.path());
+    assert_ne!(a, b);
+    assert_eq!(b, named_table(&graph, graph_dir.path()));
+    // And both equal a table built from scratch over the changed folder: on a folder this
+    // small every chunk that a new one comes closer to is among its 12 nearest.
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let mut fresh = Engine::create(fresh_dir.path(), fake_config()).unwrap();
+    fresh.add_folder(src.path()).unwrap();
+    assert_eq!(b, named_table(&fresh, fresh_dir.path()));
+    assert!(exact.verify().unwrap().is_empty());
+    assert!(graph.verify().unwrap().is_empty());
+}
