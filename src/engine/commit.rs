@@ -405,7 +405,7 @@ impl Engine {
         // Document expansion: the neighbour table of this generation, and the kept chunks
         // whose lexical entry must be written again because their neighbours changed.
         let mut near_text: HashMap<u64, String> = HashMap::new();
-        let mut rewrite: Vec<usize> = Vec::new();
+        let mut rewrites: Vec<(u64, String, String)> = Vec::new();
         let k = self.manifest.neighbours;
         let expand = k > 0 && self.lexical.has_near();
         if expand {
@@ -443,7 +443,8 @@ impl Engine {
                     .collect();
                 near_text.insert(ids[p], text.join("\n"));
                 if !adds.contains(&ids[p]) {
-                    rewrite.push(p);
+                    let own = text_of(ids[p]).unwrap_or_default();
+                    rewrites.push((ids[p], records[p].doc.clone(), own));
                 }
             }
             up.table.write(&dir.join(near_file(gen)))?;
@@ -489,21 +490,11 @@ impl Engine {
             let near = near_text.get(id).map_or("", |s| s.as_str());
             w.add_chunk(*id, doc, text, near)?;
         }
-        for &p in &rewrite {
+        for (id, doc, text) in &rewrites {
             // A kept chunk: its own text is unchanged, its neighbours' are not.
-            let r = &records[p];
-            let title = docs
-                .binary_search_by(|d| d.key.as_str().cmp(r.doc.as_str()))
-                .ok()
-                .map_or("", |i| docs[i].title.as_str());
-            let near = near_text.get(&r.id).map_or("", |s| s.as_str());
-            w.delete_chunk(r.id);
-            w.add_chunk(
-                r.id,
-                &r.doc,
-                &contextual_text(title, r.heading.as_deref(), &r.text),
-                near,
-            )?;
+            let near = near_text.get(id).map_or("", |s| s.as_str());
+            w.delete_chunk(*id);
+            w.add_chunk(*id, doc, text, near)?;
         }
         w.commit(gen)?;
 
