@@ -199,3 +199,27 @@ fn the_graph_search_builds_and_keeps_the_same_table_as_the_exact_scan() {
     assert!(exact.verify().unwrap().is_empty());
     assert!(graph.verify().unwrap().is_empty());
 }
+
+#[test]
+fn the_expansion_weight_is_an_option_of_the_question() {
+    use pinpoint::api::QueryOptions;
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(idx.path(), fake_config()).unwrap();
+    e.add_document("tides-1", "", TIDES).unwrap();
+    e.commit().unwrap();
+    let weight = |o: &QueryOptions| o.request(&e, "tides").map(|r| r.pipeline.expansion);
+    assert_eq!(
+        weight(&QueryOptions::default()).unwrap(),
+        pinpoint::near::DEFAULT_WEIGHT
+    );
+    let off: QueryOptions = serde_json::from_str(r#"{"expansion": 0}"#).unwrap();
+    assert_eq!(weight(&off).unwrap(), 0.0);
+    for bad in [-0.5, f32::NAN] {
+        let o = QueryOptions {
+            expansion: Some(bad),
+            ..QueryOptions::default()
+        };
+        let err = weight(&o).unwrap_err().to_string();
+        assert!(err.contains("expansion"), "{err}");
+    }
+}
