@@ -440,7 +440,9 @@ fn index(a: IndexArgs) -> Result<()> {
         overlap: a.overlap,
     };
     cfg.without_token_codes = a.no_token_codes;
-    cfg.without_expansion = a.no_expansion;
+    if a.no_expansion {
+        cfg.neighbours = Some(0);
+    }
     if a.rebuild && a.common.index.join("manifest.json").exists() {
         remove_index(&a.common.index)?;
     }
@@ -659,7 +661,14 @@ fn stats(a: StatsArgs) -> Result<()> {
             out,
             "expansion   none (built with --no-expansion, or before it existed)"
         )?,
-        n => writeln!(out, "expansion   {n} dense neighbours' words per chunk")?,
+        1 => writeln!(
+            out,
+            "expansion   each chunk holds its nearest chunk's words"
+        )?,
+        n => writeln!(
+            out,
+            "expansion   each chunk holds its {n} nearest chunks' words"
+        )?,
     }
     let total: u64 = s.bytes_on_disk.iter().map(|x| x.1).sum();
     writeln!(out, "on disk     {} total", human_bytes(total))?;

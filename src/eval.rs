@@ -577,9 +577,10 @@ pub fn cache_dir(root: &Path, ds: &Dataset, cfg: &EngineConfig) -> Result<PathBu
     if !cfg.without_token_codes {
         h.update(b"token-codes-v1");
     }
-    // So is one with the neighbour field (document expansion).
-    if !cfg.without_expansion {
-        h.update(b"neighbours-v1");
+    // So is one with the neighbour field (document expansion), per neighbour count.
+    let k = cfg.neighbours.unwrap_or(crate::near::DEFAULT_NEIGHBOURS);
+    if k > 0 {
+        h.update(format!("neighbours-{k}").as_bytes());
     }
     let key = hex(&h.finalize()[..6]);
     Ok(root.join("eval").join(format!("{}-{key}", ds.name)))

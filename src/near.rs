@@ -21,17 +21,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 
-/// Neighbours per chunk written at index time: the prototype's one setting (three
-/// neighbours' texts) that gained on every collection measured.
-pub const DEFAULT_NEIGHBOURS: usize = 3;
+/// Neighbours per chunk written at index time. Chosen with [`DEFAULT_WEIGHT`] on the train
+/// splits of five collections (1, 3 and 5 neighbours at weights 0.1 to 0.3): one
+/// neighbour at 0.2 is the only setting that raised the default's nDCG@10 on all five
+/// (+0.0009 to +0.0073, mean +0.0034; three neighbours: −0.0015 to +0.0052), with
+/// recall@100 up on four (docs/decisions.md). The nearest neighbour is also the surest: a
+/// second or third lends more words of a less related text.
+pub const DEFAULT_NEIGHBOURS: usize = 1;
 
 /// Weight of the neighbour field's BM25 against the chunk's own, at query time.
 ///
 /// Chosen on the train splits of five collections (SciFact, and Rust and Python code search
 /// with one-sentence and whole-docstring queries; `examples/expansion_weight`, grid 0 to
-/// 0.3): recall@100 rises with the weight on all five, and 0.2 is the weight whose worst
-/// change in the default's nDCG@10 on any of them is smallest (-0.0015; 0.1: -0.0017,
-/// 0.3: -0.0019), with the mean change +0.0015 (docs/decisions.md).
+/// 0.3, with [`DEFAULT_NEIGHBOURS`]): the setting whose worst change in the default's
+/// nDCG@10 on any of them is best (docs/decisions.md).
 pub const DEFAULT_WEIGHT: f32 = 0.2;
 
 const MAGIC: &[u8; 8] = b"PPNEAR01";

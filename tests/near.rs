@@ -27,6 +27,14 @@ fn reached(e: &Engine, word: &str) -> (Vec<String>, Vec<String>) {
     (own, near)
 }
 
+/// The hashing embedder with three neighbours per chunk (more to check than the default's).
+fn three_neighbours() -> EngineConfig {
+    EngineConfig {
+        neighbours: Some(3),
+        ..fake_config()
+    }
+}
+
 const TIDES: &str = "Tides rise and fall as the moon pulls the ocean water along the coast";
 const BREAD: &str =
     "Sourdough bread rises slowly as wild yeast ferments the flour in a warm kitchen";
@@ -34,7 +42,7 @@ const BREAD: &str =
 #[test]
 fn neighbours_lend_their_words_and_take_them_back_when_they_go() {
     let idx = tempfile::tempdir().unwrap();
-    let mut e = Engine::create(idx.path(), fake_config()).unwrap();
+    let mut e = Engine::create(idx.path(), three_neighbours()).unwrap();
     assert_eq!(e.manifest().neighbours, 3);
     e.add_document("tides-1", "", TIDES).unwrap();
     e.add_document("tides-2", "", &format!("{TIDES} at perigee"))
@@ -67,7 +75,7 @@ fn neighbours_lend_their_words_and_take_them_back_when_they_go() {
 
     // The table and the field survive a reopen; compaction keeps them.
     drop(e);
-    let mut e = Engine::open(idx.path(), fake_config()).unwrap();
+    let mut e = Engine::open(idx.path(), three_neighbours()).unwrap();
     assert_eq!(reached(&e, "syzygy").1, ["bread-1", "bread-2", "tides-1"]);
     e.compact().unwrap();
     assert_eq!(reached(&e, "syzygy").1, ["bread-1", "bread-2", "tides-1"]);
@@ -77,7 +85,7 @@ fn neighbours_lend_their_words_and_take_them_back_when_they_go() {
 #[test]
 fn a_document_takes_neighbours_from_other_documents_of_its_kind() {
     let idx = tempfile::tempdir().unwrap();
-    let mut e = Engine::create(idx.path(), fake_config()).unwrap();
+    let mut e = Engine::create(idx.path(), three_neighbours()).unwrap();
     // Five tide documents and five bread documents: each one's three neighbours are of
     // its own kind (the hashing embedder scores shared words), never itself.
     let notes = ["alpha", "bravo", "charlie", "delta", "echo"];
@@ -121,7 +129,7 @@ fn a_document_takes_neighbours_from_other_documents_of_its_kind() {
 fn an_index_without_expansion_has_plain_bm25() {
     let idx = tempfile::tempdir().unwrap();
     let cfg = EngineConfig {
-        without_expansion: true,
+        neighbours: Some(0),
         ..fake_config()
     };
     let mut e = Engine::create(idx.path(), cfg).unwrap();
@@ -205,6 +213,7 @@ fn the_expansion_weight_is_an_option_of_the_question() {
     use pinpoint::api::QueryOptions;
     let idx = tempfile::tempdir().unwrap();
     let mut e = Engine::create(idx.path(), fake_config()).unwrap();
+    assert_eq!(e.manifest().neighbours, pinpoint::near::DEFAULT_NEIGHBOURS);
     e.add_document("tides-1", "", TIDES).unwrap();
     e.commit().unwrap();
     let weight = |o: &QueryOptions| o.request(&e, "tides").map(|r| r.pipeline.expansion);

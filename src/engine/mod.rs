@@ -73,10 +73,11 @@ pub struct EngineConfig {
     /// stored token less on disk (≈ 6x the text), but the default pipeline then has no
     /// token reranking. An existing index keeps its own choice.
     pub without_token_codes: bool,
-    /// Create new indexes without document expansion (see [`crate::near`]): no neighbour
-    /// field in the lexical index, so the default pipeline's lexical leg is plain BM25.
-    /// An existing index keeps its own choice.
-    pub without_expansion: bool,
+    /// Dense neighbours whose words each chunk's lexical entry holds in new indexes
+    /// (document expansion, see [`crate::near`]): `None` for
+    /// [`crate::near::DEFAULT_NEIGHBOURS`], `Some(0)` for none (no neighbour field, so the
+    /// default pipeline's lexical leg is plain BM25). An existing index keeps its own.
+    pub neighbours: Option<usize>,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -88,7 +89,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("ingest", &self.ingest)
             .field("hnsw", &self.hnsw)
             .field("without_token_codes", &self.without_token_codes)
-            .field("without_expansion", &self.without_expansion)
+            .field("neighbours", &self.neighbours)
             .field(
                 "embedder",
                 &self.embedder.as_ref().map(|e| e.spec().id.clone()),
@@ -326,11 +327,7 @@ impl Engine {
             files: Vec::new(),
             search_defaults: None,
             token_codes: !cfg.without_token_codes,
-            neighbours: if cfg.without_expansion {
-                0
-            } else {
-                crate::near::DEFAULT_NEIGHBOURS
-            },
+            neighbours: cfg.neighbours.unwrap_or(crate::near::DEFAULT_NEIGHBOURS),
         };
         let dense = DenseIndex::new(VectorFile::from_vec(spec.dim, Vec::new()), None);
         let mut engine = Engine::assemble(
