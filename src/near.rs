@@ -121,9 +121,10 @@ pub type Search<'a> = dyn Fn(&[usize], usize) -> Vec<Vec<(usize, f32)>> + Sync +
 /// - `old`: the previous generation's table (empty for a new index). A row whose id is in
 ///   it keeps its list unless a neighbour left the index or a new row comes closer than
 ///   its last neighbour. That second test looks from the new row: it asks for the new row's
-///   `4k` nearest and updates those whose last neighbour is farther. A row that is not
-///   among them keeps its list (an approximation of the exact table, which a rebuild
-///   restores).
+///   `max(4k, k + 8)` nearest and updates those whose last neighbour is farther. A row that
+///   is not among them keeps its list (an approximation of the exact table, which a rebuild
+///   restores; on the bundled samples a sync gives exactly a fresh build's table, as
+///   `tests/near.rs` checks).
 pub fn update(
     k: usize,
     ids: &[u64],
@@ -158,7 +159,7 @@ pub fn update(
     // New rows: their own lists, and the kept rows they come closer to.
     let wide = (4 * k).max(k + SLACK);
     let found = search(&fresh, wide);
-    let mut new_lists: Vec<(usize, Vec<(u64, f32)>)> = Vec::with_capacity(n.min(fresh.len() * 2));
+    let mut new_lists: Vec<(usize, Vec<(u64, f32)>)> = Vec::with_capacity(fresh.len());
     // Rows whose search was filled by their own document's chunks (a long file): they ask
     // again, wider.
     let mut crowded = Vec::new();
