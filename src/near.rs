@@ -6,8 +6,10 @@
 //! Why: the relevant passages that neither leg ranks in its top 100 are vocabulary
 //! mismatches: the question says what the passage means in other words. A passage's close
 //! neighbours in meaning often use those words. This is cluster-based document expansion,
-//! label-free and built from the index alone; it gained in recall@100 on all five train
-//! splits measured (SciFact and four code-search collections, `docs/decisions.md`).
+//! label-free and built from the index alone. With the shipped settings it raised the
+//! default's nDCG@10 on all five train splits measured (SciFact and four code-search
+//! collections) and recall@100 on four; on their test splits it moved nDCG@10 by −0.002 to
+//! +0.004 and took SciFact's recall@100 from 0.9593 to 0.9660 (`docs/decisions.md`).
 //!
 //! The table is kept per generation (`near/{gen}.bin`, rows aligned with the chunk store)
 //! so that a commit recomputes only what changed: the lists of new chunks, of chunks whose
