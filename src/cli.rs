@@ -659,7 +659,7 @@ fn stats(a: StatsArgs) -> Result<()> {
     match s.neighbours {
         0 => writeln!(
             out,
-            "expansion   none (built with --no-expansion, or before it existed)"
+            "expansion   none (built with --no-expansion, or before it existed: `index --rebuild` adds it)"
         )?,
         1 => writeln!(
             out,
