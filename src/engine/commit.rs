@@ -402,6 +402,10 @@ impl Engine {
             sync_dir(&dir.join(sub))?;
         }
 
+        // Opened once: the neighbour search filters the graph with it, and it becomes the
+        // engine's store after the commit point.
+        let store = ChunkStore::open(&dir.join(chunks_file(gen)))?;
+
         // Document expansion: the neighbour table of this generation, and the kept chunks
         // whose lexical entry must be written again because their neighbours changed.
         let mut near_text: HashMap<u64, String> = HashMap::new();
@@ -424,7 +428,6 @@ impl Engine {
                         .map_or(u32::MAX, |&i| i as u32)
                 })
                 .collect();
-            let store = ChunkStore::open(&dir.join(chunks_file(gen)))?;
             let search = neighbour_search(&vectors, graph.as_ref(), &ids, &store, params.ef_search);
             let up = crate::near::update(k, &ids, &doc_of, &old, &search);
             let text_of = |id: u64| -> Option<String> {
@@ -502,7 +505,7 @@ impl Engine {
         std::fs::rename(&pending, dir.join(MANIFEST)).at(dir.join(MANIFEST))?;
         sync_dir(&dir)?;
         self.lexical.reload()?;
-        self.store = ChunkStore::open(&dir.join(chunks_file(gen)))?;
+        self.store = store;
         self.dense = DenseIndex::new(vectors, graph);
         self.late = late;
         self.manifest = next;
