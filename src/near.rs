@@ -39,6 +39,18 @@ pub const DEFAULT_NEIGHBOURS: usize = 1;
 /// nDCG@10 on any of them is best (docs/decisions.md).
 pub const DEFAULT_WEIGHT: f32 = 0.2;
 
+/// The lowest cosine at which a chunk of another document counts as a neighbour and lends
+/// its words.
+///
+/// Why: a small folder of unrelated files has no neighbours in meaning, only a nearest
+/// file, and lending its words makes a chunk match questions about another topic. On
+/// MiniLM's scale, the 32 chunks of the 22 bundled sample files (one topic each) have their
+/// nearest other-file chunk at 0.12 to 0.35, and off-topic questions reach 0.39 on
+/// SciFact ("Abstention" in docs/decisions.md); on the collections measured, 99% of chunks
+/// have their nearest at 0.46 (SciFact), 0.58 (Python) and 0.64 (Rust) or more
+/// (`examples/near_cosines`). 0.4 lies between the two.
+pub const MIN_COSINE: f32 = 0.4;
+
 const MAGIC: &[u8; 8] = b"PPNEAR01";
 
 /// Extra results asked of a search, so that a list still has `k` entries once the chunk
@@ -52,7 +64,8 @@ pub struct NeighbourTable {
     pub k: u32,
     /// Chunk id of each row (the store's order), to check alignment on read.
     pub ids: Vec<u64>,
-    /// Each row's neighbours: `(chunk id, cosine)`, best first, at most `k`.
+    /// Each row's neighbours: `(chunk id, cosine)`, best first, at most `k`, none below
+    /// [`MIN_COSINE`].
     pub lists: Vec<Vec<(u64, f32)>>,
 }
 
@@ -122,7 +135,7 @@ pub type Search<'a> = dyn Fn(&[usize], usize) -> Vec<Vec<(usize, f32)>> + Sync +
 ///   whose other chunks are never its neighbours (they hold its words already);
 /// - `old`: the previous generation's table (empty for a new index). A row whose id is in
 ///   it keeps its list unless a neighbour left the index or a new row comes closer than
-///   its last neighbour. That second test looks from the new row: it asks for the new row's
+///   its last neighbour (or, in a list shorter than `k`, above [`MIN_COSINE`]). That second test looks from the new row: it asks for the new row's
 ///   `max(4k, k + 8)` nearest and updates those whose last neighbour is farther. A row that
 ///   is not among them keeps its list (an approximation of the exact table, which a rebuild
 ///   restores; on the bundled samples a sync gives exactly a fresh build's table, as
@@ -141,7 +154,10 @@ pub fn update(
     let mut stale = HashSet::new();
     for (p, &id) in ids.iter().enumerate() {
         match old.list_of(id) {
-            Some(l) if old.k as usize == k && l.iter().all(|&(nb, _)| alive(nb)) => {
+            // A list with an entry under the floor was written before the floor existed.
+            Some(l)
+                if old.k as usize == k && l.iter().all(|&(nb, s)| alive(nb) && s >= MIN_COSINE) =>
+            {
                 lists[p] = Some(l.to_vec())
             }
             Some(_) => {
@@ -153,7 +169,7 @@ pub fn update(
     let pick = |p: usize, found: &[(usize, f32)], take: usize| -> Vec<(u64, f32)> {
         found
             .iter()
-            .filter(|&&(q, _)| q != p && docs[q] != docs[p])
+            .filter(|&&(q, s)| q != p && docs[q] != docs[p] && s >= MIN_COSINE)
             .take(take)
             .map(|&(q, s)| (ids[q], s))
             .collect()
@@ -171,18 +187,13 @@ pub fn update(
                 continue;
             }
             if let Some(l) = &lists[q] {
-                let last = if l.len() < k {
-                    f32::NEG_INFINITY
-                } else {
-                    l[k - 1].1
-                };
-                if s > last {
+                if s >= MIN_COSINE && (l.len() < k || s > l[k - 1].1) {
                     stale.insert(q);
                 }
             }
         }
         let l = pick(p, f, k);
-        if l.len() < k && f.len() >= wide {
+        if l.len() < k && f.len() >= wide && room_beyond(f) {
             crowded.push(p);
         }
         new_lists.push((p, l));
@@ -193,7 +204,7 @@ pub fn update(
     let found = search(&stale, k + SLACK);
     for (&p, f) in stale.iter().zip(&found) {
         let l = pick(p, f, k);
-        if l.len() < k && f.len() >= k + SLACK {
+        if l.len() < k && f.len() >= k + SLACK && room_beyond(f) {
             crowded.push(p);
         }
         new_lists.push((p, l));
@@ -226,6 +237,12 @@ pub fn update(
         },
         changed,
     }
+}
+
+/// Whether a search's results, best first, may go on above the floor beyond the last one:
+/// a list left short by its own document's chunks, not by the floor.
+fn room_beyond(found: &[(usize, f32)]) -> bool {
+    found.last().is_some_and(|x| x.1 >= MIN_COSINE)
 }
 
 fn same_ids(a: &[(u64, f32)], b: &[(u64, f32)]) -> bool {
@@ -279,7 +296,9 @@ mod tests {
         // Row 0's nearest is row 1 (1°), its own document: left out.
         assert_eq!(ids_of(&up.table, 0), vec![12, 13]);
         assert_eq!(ids_of(&up.table, 2), vec![11, 10]);
-        assert_eq!(ids_of(&up.table, 5), vec![14, 13]);
+        // Row 5 (100°): row 4 is 40° away; row 3, 70° away (cosine 0.34), is under the
+        // floor and lends nothing.
+        assert_eq!(ids_of(&up.table, 5), vec![14]);
         let s = up.table.lists[2][0].1;
         assert!((s - 9f32.to_radians().cos()).abs() < 1e-6);
     }
@@ -300,11 +319,11 @@ mod tests {
         assert_eq!(t.ids, ids2);
         // Chunk 4 (90°) had chunk 3 (gone) and now has the new chunk 6 (85°), which has
         // chunk 4. Chunks 1 and 2 keep each other (the new chunk is farther than their
-        // neighbour); chunk 5 (180°) keeps chunk 4 (90° away; the new one is 95° away).
+        // neighbour); chunk 5 (180°) has nothing within the floor, before and after.
         assert_eq!(ids_of(t, 0), vec![2]);
         assert_eq!(ids_of(t, 1), vec![1]);
         assert_eq!(ids_of(t, 2), vec![6]);
-        assert_eq!(ids_of(t, 3), vec![4]);
+        assert!(t.lists[3].is_empty());
         assert_eq!(ids_of(t, 4), vec![4]);
         assert_eq!(up.changed, vec![2, 4]);
         // Nothing changes: nothing is searched, and the table is the same.
@@ -332,10 +351,43 @@ mod tests {
         assert_eq!(ids_of(&up.table, 0), vec![4]);
         assert_eq!(ids_of(&up.table, 3), vec![1]);
         // Chunk 2 (50°) had chunk 1 (50° away); the new one is 45° away, so it changes
-        // too. Chunk 3 (120°) keeps chunk 2 (70° away against 115°).
+        // too. Chunk 3 (120°) has no neighbour: chunk 2 is 70° away (cosine 0.34, under
+        // the floor), the new one 115°.
         assert_eq!(ids_of(&up.table, 1), vec![4]);
-        assert_eq!(ids_of(&up.table, 2), vec![2]);
+        assert!(up.table.lists[2].is_empty());
         assert_eq!(up.changed, vec![0, 1, 3]);
+    }
+
+    #[test]
+    fn only_chunks_above_the_floor_are_neighbours_and_old_lists_under_it_are_redone() {
+        // Two documents 80° apart (cosine 0.17): unrelated, so neither lends to the other.
+        let v = circle(&[0.0, 80.0]);
+        let up = update(1, &[1, 2], &[0, 1], &NeighbourTable::default(), &brute(&v));
+        assert!(up.table.lists.iter().all(Vec::is_empty), "{:?}", up.table);
+        assert!(
+            (80f32.to_radians().cos() < MIN_COSINE) && (60f32.to_radians().cos() >= MIN_COSINE)
+        );
+        // A third comes 60° from the second (cosine 0.5): the second's empty list had room.
+        let v2 = circle(&[0.0, 80.0, 140.0]);
+        let next = update(1, &[1, 2, 3], &[0, 1, 2], &up.table, &brute(&v2));
+        assert!(next.table.lists[0].is_empty());
+        assert_eq!(ids_of(&next.table, 1), vec![3]);
+        assert_eq!(ids_of(&next.table, 2), vec![2]);
+        assert_eq!(next.changed, vec![1, 2]);
+        // A table written before the floor lists the unrelated chunk: the next commit
+        // redoes that list, and only it.
+        let old = NeighbourTable {
+            k: 1,
+            ids: vec![1, 2, 3],
+            lists: vec![
+                vec![(2, 80f32.to_radians().cos())],
+                vec![(3, 0.5)],
+                vec![(2, 0.5)],
+            ],
+        };
+        let redone = update(1, &[1, 2, 3], &[0, 1, 2], &old, &brute(&v2));
+        assert_eq!(redone.changed, vec![0]);
+        assert_eq!(redone.table, next.table);
     }
 
     #[test]
