@@ -168,6 +168,7 @@ impl QueryOptions {
         Ok(SearchRequest {
             mode,
             explain: self.explain,
+            depth: pipeline.depth,
             pipeline,
             ..SearchRequest::new(text, self.k.unwrap_or(DEFAULT_K))
         })

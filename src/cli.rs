@@ -888,7 +888,8 @@ fn tune(a: TuneArgs) -> Result<()> {
     }
     writeln!(
         out,
-        "chosen: {}  train {:.4}  {}-fold held-out {:.4}",
+        "best on the fused list alone: {}  train {:.4}  {}-fold held-out {:.4} (searched \
+         again below, with the rest)",
         serde_json::to_string(&t.fusion)?,
         t.train_score,
         a.folds,
@@ -899,10 +900,7 @@ fn tune(a: TuneArgs) -> Result<()> {
     }
 
     // Expansion: one more pass with pseudo-relevance feedback.
-    let base = pinpoint::Pipeline {
-        fusion: t.fusion.clone(),
-        ..engine.default_pipeline()
-    };
+    let base = engine.default_pipeline();
     let with_prf = pinpoint::Pipeline {
         prf: Some(pinpoint::expand::PrfConfig::default()),
         ..base.clone()
@@ -945,43 +943,173 @@ fn tune(a: TuneArgs) -> Result<()> {
     } else {
         base
     };
-    // The reranker named, else the default's own: its depth and weight are tuned too.
+    // The reranker named, else the default's own, searched together with the expansion
+    // weight, the candidate depth and the fusion (`tune::tune_joint`): the reranked head,
+    // not the fused list, is what they are for.
     let rerank_kind = named_kind.or_else(|| chosen.rerank.as_ref().map(|r| r.kind.clone()));
-    if let Some(kind) = rerank_kind {
-        let deepest = tune::RERANK_DEPTHS.iter().copied().max().unwrap_or(20);
+    let expands = engine.manifest().neighbours > 0 && engine.lexical().has_near();
+    // A reranker over stored codes scores every candidate in milliseconds, so one pass per
+    // expansion weight replays everything else; one that encodes passages at query time
+    // is run once, on the head of the index's own retrieval.
+    let cheap = match &rerank_kind {
+        None => true,
+        Some(RerankKind::Tokens) => engine.manifest().token_codes,
+        Some(_) => false,
+    };
+    let current = tune::Joint {
+        expansion: chosen.expansion,
+        depth: chosen.depth,
+        fusion: chosen.fusion.clone(),
+        rerank_depth: 0,
+        rerank_weight: 0.0,
+    };
+    let mut weights = vec![current.expansion];
+    let mut depths = vec![current.depth];
+    let mut fusions = vec![current.fusion.clone()];
+    if cheap {
+        if expands {
+            weights.extend(tune::EXPANSION_WEIGHTS);
+        }
+        depths.extend(tune::CANDIDATE_DEPTHS);
+        fusions.extend(t.top.iter().map(|f| f.0.clone()));
+    }
+    weights.sort_by(f32::total_cmp);
+    weights.dedup();
+    depths.sort_unstable();
+    depths.dedup();
+    let mut seen = Vec::new();
+    fusions.retain(|f| {
+        let new = !seen.contains(f);
+        seen.push(f.clone());
+        new
+    });
+    let deepest = tune::RERANK_DEPTHS.iter().copied().max().unwrap_or(20);
+    let probe = pinpoint::Pipeline {
+        rerank: rerank_kind.clone().map(|kind| RerankConfig {
+            kind,
+            // Every candidate, when cheap: any fusion's head can then be replayed.
+            depth: if cheap { 100_000 } else { deepest },
+            weight: 1.0,
+        }),
+        ..chosen.clone()
+    };
+    let collect_depth = depths.iter().copied().max().unwrap_or(current.depth);
+    let mut sets = Vec::with_capacity(weights.len());
+    for &w in &weights {
         eprintln!(
-            "reranking the top {deepest} of {} queries ...",
-            labelled.len()
+            "ranking {} queries at depth {collect_depth}, expansion weight {w}{} ...",
+            labelled.len(),
+            match (&rerank_kind, cheap) {
+                (None, _) => "",
+                (Some(_), true) => ", every candidate reranked",
+                (Some(_), false) => ", the head reranked",
+            }
         );
-        let probe = pinpoint::Pipeline {
-            rerank: Some(RerankConfig {
-                kind: kind.clone(),
-                depth: deepest,
-                weight: 1.0,
-            }),
-            ..chosen.clone()
+        let p = pinpoint::Pipeline {
+            expansion: w,
+            ..probe.clone()
         };
-        let rf = tune::collect_rerank(&engine, &labelled, &probe, 100)?;
-        let r = tune::tune_rerank(&rf, target, a.folds);
+        sets.push((
+            w,
+            tune::collect_joint(&engine, &labelled, &p, collect_depth)?,
+        ));
+    }
+    let tj = tune::tune_joint(
+        &sets,
+        &depths,
+        &fusions,
+        rerank_kind.is_some(),
+        &current,
+        target,
+        a.folds,
+    );
+    let show = |j: &tune::Joint| -> Result<String> {
+        Ok(format!(
+            "expansion {} depth {} fusion {} rerank depth {} weight {:.1}",
+            j.expansion,
+            j.depth,
+            serde_json::to_string(&j.fusion)?,
+            j.rerank_depth,
+            j.rerank_weight
+        ))
+    };
+    if weights.len() > 1 {
+        let per: Vec<String> = tj
+            .per_expansion
+            .iter()
+            .map(|(w, s)| format!("{w} {s:.4}"))
+            .collect();
         writeln!(
             out,
-            "rerank: none {:.4}; best depth {} weight {:.1}: train {:.4}, {}-fold held-out {:.4}",
-            r.none_score, r.depth, r.weight, r.train_score, a.folds, r.cv_score
+            "best train score at each expansion weight: {}",
+            per.join(", ")
         )?;
-        for (i, (d, w)) in r.fold_choices.iter().enumerate() {
-            writeln!(out, "  fold {i} chose depth {d} weight {w:.1}")?;
+    }
+    if depths.len() > 1 {
+        let per: Vec<String> = tj
+            .per_depth
+            .iter()
+            .map(|(d, s)| format!("{d} {s:.4}"))
+            .collect();
+        writeln!(
+            out,
+            "best train score at each candidate depth: {}",
+            per.join(", ")
+        )?;
+    }
+    writeln!(
+        out,
+        "index's retrieval ({}), no reranking: {:.4}",
+        show(&current)?,
+        tj.none_score
+    )?;
+    for (what, c) in [
+        ("rerank stage alone", &tj.fixed),
+        ("all searched together", &tj.joint),
+    ] {
+        writeln!(
+            out,
+            "{what}: {}  train {:.4}, {}-fold held-out {:.4}",
+            show(&c.setting)?,
+            c.train_score,
+            a.folds,
+            c.cv_score
+        )?;
+        for (i, f) in c.fold_choices.iter().enumerate() {
+            writeln!(out, "  fold {i} chose {}", show(f)?)?;
         }
-        // The held-out score must beat not reranking (whose score is the same on every
-        // fold partition) by more than noise.
-        if r.depth > 0 && r.cv_score > r.none_score + 0.002 {
+    }
+    // More than the rerank stage changes only when that holds out better by more than
+    // noise; a reranker only when it beats not reranking (the same on every partition).
+    let pick = if !tj.joint.setting.same_retrieval(&current)
+        && tj.joint.cv_score > tj.fixed.cv_score + 0.002
+    {
+        &tj.joint
+    } else {
+        if !tj.joint.setting.same_retrieval(&current) {
+            writeln!(
+                out,
+                "  kept the index's expansion, depth and fusion: no held-out gain from changing them"
+            )?;
+        }
+        &tj.fixed
+    };
+    chosen.expansion = pick.setting.expansion;
+    chosen.depth = pick.setting.depth;
+    chosen.fusion = pick.setting.fusion.clone();
+    if let Some(kind) = rerank_kind {
+        if pick.setting.rerank_depth > 0 && pick.cv_score > tj.none_score + 0.002 {
             chosen.rerank = Some(RerankConfig {
                 kind,
-                depth: r.depth,
-                weight: r.weight,
+                depth: pick.setting.rerank_depth,
+                weight: pick.setting.rerank_weight,
             });
         } else {
             chosen.rerank = None;
-            writeln!(out, "  not adopted: no held-out gain over not reranking")?;
+            writeln!(
+                out,
+                "  reranking not adopted: no held-out gain over not reranking"
+            )?;
         }
     }
     // Adaptive cut-off over what the pipeline chosen so far hands over.

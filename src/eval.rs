@@ -675,7 +675,9 @@ pub fn evaluate(
             // and duplicate-question collections the query is itself in the corpus). It is
             // left out before selection, so it cannot set the cut-off or take a hit's place.
             let req = SearchRequest {
-                depth: cfg.depth,
+                // A pipeline's own candidate depth ([`Pipeline::depth`]) is what `query`
+                // uses; the ranking still covers `cfg.depth` documents.
+                depth: cfg.depth.max(em.pipeline.depth),
                 granularity: Granularity::Document,
                 mode: em.mode,
                 pipeline: em.pipeline.clone(),

@@ -475,3 +475,32 @@ fn readers_open_cleanly_while_a_writer_commits() {
     });
     assert!(opened > commits, "readers opened {opened} times");
 }
+
+/// The candidate depth `pinpoint tune` stores is what a question runs with, and the legs
+/// take that many candidates; an index without stored defaults uses 100.
+#[test]
+fn a_stored_candidate_depth_is_what_questions_run_with() {
+    use pinpoint::api::QueryOptions;
+    use pinpoint::Pipeline;
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(idx.path(), fake_config()).unwrap();
+    e.add_folder(crate::util::samples()).unwrap();
+    let opts = QueryOptions::default();
+    assert_eq!(opts.request(&e, "tides").unwrap().depth, 100);
+    let p = Pipeline {
+        depth: 3,
+        ..e.default_pipeline()
+    };
+    e.set_default_pipeline(&p).unwrap();
+    let req = opts.request(&e, "tides and the moon").unwrap();
+    assert_eq!(req.depth, 3);
+    let o = e
+        .search_detailed(&SearchRequest {
+            k: 1,
+            granularity: Granularity::Document,
+            ..req
+        })
+        .unwrap();
+    assert_eq!(o.dense.len(), 3, "{:?}", o.dense);
+    assert!(o.lexical.len() <= 3, "{:?}", o.lexical);
+}

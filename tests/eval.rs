@@ -372,10 +372,13 @@ fn tune_with_reranker_stores_the_printed_settings() {
     };
     let dry = run(&["--dry-run"]);
     for want in [
-        "chosen:",
+        "best on the fused list alone:",
         "2-fold held-out",
         "pseudo-relevance feedback:",
-        "rerank: none",
+        "best train score at each candidate depth: 100 ",
+        "index's retrieval (expansion 0.2 depth 100 fusion",
+        "rerank stage alone: expansion 0.2 depth 100",
+        "all searched together: expansion",
         "cut-off (top 5, recall loss at most 0.01, after the similarity guard at 0.5): no cut-off, no guard:",
         "2-fold held-out: precision",
         "settings: {",
@@ -454,4 +457,67 @@ fn tune_with_reranker_stores_the_printed_settings() {
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("reranker"), "{}", stderr(&o));
+}
+
+/// `pinpoint tune`'s joint search replays rankings from one deep pass instead of running
+/// the engine at every grid point: a shallower candidate depth and another fusion must
+/// give exactly the fused list the engine gives at that depth and fusion.
+#[test]
+fn tune_replays_a_shallower_depth_and_another_fusion_as_the_engine_ranks_them() {
+    use pinpoint::tune::{collect_joint, replay};
+    use pinpoint::{Fusion, Granularity, Mode, Norm, Pipeline, SearchRequest};
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = pinpoint::Engine::create(idx.path(), crate::util::fake_config()).unwrap();
+    e.add_folder(crate::util::samples()).unwrap();
+    let labelled: pinpoint::eval::Labelled = [
+        "why do tides rise and fall",
+        "how to brew coffee with a pour-over",
+        "what is the python global interpreter lock",
+        "sourdough starter feeding",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, q)| (format!("q{i}"), q.to_string(), Default::default()))
+    .collect();
+    let base = Pipeline {
+        rerank: None,
+        ..Pipeline::default()
+    };
+    let deep = collect_joint(&e, &labelled, &base, 12).unwrap();
+    for fusion in [
+        Fusion::Weighted {
+            norm: Norm::ZScore,
+            weights: vec![0.5, 0.5],
+        },
+        Fusion::Weighted {
+            norm: Norm::MinMax,
+            weights: vec![0.3, 0.7],
+        },
+    ] {
+        for depth in [4, 12] {
+            for ((_, text, _), f) in labelled.iter().zip(&deep) {
+                let p = Pipeline {
+                    fusion: fusion.clone(),
+                    depth,
+                    select: None,
+                    multi_query: false,
+                    ..base.clone()
+                };
+                let req = SearchRequest {
+                    granularity: Granularity::Document,
+                    mode: Mode::Hybrid,
+                    // k 1: the engine takes max(depth, k) from each leg.
+                    ..SearchRequest::new(text.as_str(), 1).pipeline(p)
+                };
+                let o = e.search_detailed(&req).unwrap();
+                let engine: Vec<&str> = o.fused.iter().map(|x| x.0.as_str()).collect();
+                let replayed: Vec<&str> = replay(f, depth, &fusion)
+                    .into_iter()
+                    .map(|(i, _)| f.cands[i as usize].0.as_str())
+                    .collect();
+                assert!(engine.len() >= depth, "{text}: {engine:?}");
+                assert_eq!(replayed, engine, "{text} at depth {depth}, {fusion:?}");
+            }
+        }
+    }
 }

@@ -38,7 +38,7 @@ use commit::Generation;
 use lock::WriterLock;
 pub use search::{
     blend_rerank, Explain, Granularity, Hit, LengthFade, Pipeline, RerankConfig, RerankKind,
-    SearchOutput, SearchRequest, EMPTY_INDEX_NOTE,
+    SearchOutput, SearchRequest, DEFAULT_DEPTH, EMPTY_INDEX_NOTE,
 };
 
 /// Progress of long operations, reported by stage. The CLI draws bars from it.

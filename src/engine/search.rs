@@ -169,6 +169,11 @@ impl LengthFade {
 pub struct Pipeline {
     /// Fusion of the two legs (hybrid mode).
     pub fusion: Fusion,
+    /// Candidates taken from each leg (documents at document granularity, chunks at chunk
+    /// granularity): what [`SearchRequest::depth`] is set to by the front ends that run a
+    /// stored pipeline (`query`, `serve`, `eval`'s `default`). 100, or what `pinpoint tune`
+    /// chose ([`crate::tune::CANDIDATE_DEPTHS`]).
+    pub depth: usize,
     /// Score every candidate on both legs (exact cosine, deep BM25) before fusing, instead
     /// of treating a candidate missing from one leg's top list as absent from it.
     pub full_features: bool,
@@ -195,6 +200,7 @@ impl Pipeline {
     pub fn rrf() -> Pipeline {
         Pipeline {
             fusion: Fusion::default(),
+            depth: DEFAULT_DEPTH,
             full_features: false,
             prf: None,
             expansion: 0.0,
@@ -221,6 +227,7 @@ impl Default for Pipeline {
                 norm: Norm::ZScore,
                 weights: vec![0.5, 0.5],
             },
+            depth: DEFAULT_DEPTH,
             full_features: true,
             prf: None,
             expansion: crate::near::DEFAULT_WEIGHT,
@@ -232,6 +239,11 @@ impl Default for Pipeline {
         }
     }
 }
+
+/// Candidates per leg unless a pipeline or request says otherwise: deep enough for
+/// recall@100 and for the cut-off's floor rank, shallow enough that fusing and reranking
+/// stay within a warm query's few milliseconds.
+pub const DEFAULT_DEPTH: usize = 100;
 
 /// A search.
 #[derive(Debug, Clone)]
@@ -259,13 +271,13 @@ pub struct SearchRequest {
 
 impl SearchRequest {
     /// A hybrid chunk search for `query` returning `k` hits with the default pipeline and
-    /// depth 100.
+    /// depth [`DEFAULT_DEPTH`].
     pub fn new(query: impl Into<String>, k: usize) -> SearchRequest {
         SearchRequest {
             query: query.into(),
             k,
             mode: Mode::Hybrid,
-            depth: 100,
+            depth: DEFAULT_DEPTH,
             granularity: Granularity::Chunk,
             pipeline: Pipeline::default(),
             explain: false,
@@ -285,8 +297,10 @@ impl SearchRequest {
         self
     }
 
-    /// Sets the pipeline.
+    /// Sets the pipeline, and the candidate depth to the pipeline's own
+    /// ([`Pipeline::depth`]).
     pub fn pipeline(mut self, p: Pipeline) -> SearchRequest {
+        self.depth = p.depth;
         self.pipeline = p;
         self
     }
