@@ -44,6 +44,8 @@ pub struct QueryOptions {
     pub cross_encoder: Option<PathBuf>,
     /// Candidates reranked.
     pub rerank_depth: Option<usize>,
+    /// Candidates taken from each leg instead of the index's ([`crate::Pipeline::depth`]).
+    pub depth: Option<usize>,
     /// Token budget of all passages together.
     pub max_tokens: Option<usize>,
     /// Hand over all `k` hits: no adaptive cut-off.
@@ -155,6 +157,12 @@ impl QueryOptions {
         }
         if self.expand_cmd.is_some() {
             pipeline.expand_cmd = self.expand_cmd.clone();
+        }
+        if let Some(d) = self.depth {
+            if d == 0 {
+                return Err(Error::invalid("depth", "must be at least 1"));
+            }
+            pipeline.depth = d;
         }
         if let Some(w) = self.expansion {
             if !(w.is_finite() && w >= 0.0) {

@@ -260,6 +260,10 @@ struct QueryArgs {
     /// Candidates reranked (default 20, or what `pinpoint tune` stored in the index).
     #[arg(long, conflicts_with = "no_rerank")]
     rerank_depth: Option<usize>,
+    /// Candidates taken from each leg before fusion (default 100, or what `pinpoint tune`
+    /// stored in the index).
+    #[arg(long)]
+    depth: Option<usize>,
     /// Token budget for all returned passages together (approximate tokens). Passages are
     /// never cut: the best one is returned whole even when it alone is over the budget.
     #[arg(long)]
@@ -295,6 +299,7 @@ impl QueryArgs {
             reranker: self.reranker.clone(),
             cross_encoder: self.cross_encoder.clone(),
             rerank_depth: self.rerank_depth,
+            depth: self.depth,
             max_tokens: self.max_tokens,
             no_cutoff: self.no_cutoff,
             no_abstain: self.no_abstain,

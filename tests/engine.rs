@@ -503,4 +503,11 @@ fn a_stored_candidate_depth_is_what_questions_run_with() {
         .unwrap();
     assert_eq!(o.dense.len(), 3, "{:?}", o.dense);
     assert!(o.lexical.len() <= 3, "{:?}", o.lexical);
+    // A question's own depth (`query --depth`, `"depth"` in a served request) wins; 0 is
+    // refused by name.
+    let own: QueryOptions = serde_json::from_str(r#"{"depth": 7}"#).unwrap();
+    assert_eq!(own.request(&e, "tides").unwrap().depth, 7);
+    let zero: QueryOptions = serde_json::from_str(r#"{"depth": 0}"#).unwrap();
+    let err = zero.request(&e, "tides").unwrap_err().to_string();
+    assert!(err.contains("depth"), "{err}");
 }
