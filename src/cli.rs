@@ -916,11 +916,10 @@ fn tune(a: TuneArgs) -> Result<()> {
         for (qid, text, rels) in &labelled {
             let req = SearchRequest {
                 granularity: pinpoint::Granularity::Document,
-                pipeline: pinpoint::Pipeline {
+                ..SearchRequest::new(text.as_str(), 10).pipeline(pinpoint::Pipeline {
                     select: None,
                     ..(*p).clone()
-                },
-                ..SearchRequest::new(text.as_str(), 10)
+                })
             };
             let o = engine.search_detailed(&req)?;
             let ranked: Vec<String> = o

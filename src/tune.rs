@@ -911,7 +911,8 @@ pub fn collect_cutoff(
     let mut out = Vec::with_capacity(queries.len());
     for (qid, text, rels) in queries {
         let req = SearchRequest {
-            depth: 100,
+            // As `eval` does: the ranking covers 100 documents at least.
+            depth: p.depth.max(100),
             granularity: Granularity::Document,
             mode: Mode::Hybrid,
             pipeline: p.clone(),
