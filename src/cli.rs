@@ -668,11 +668,13 @@ fn stats(a: StatsArgs) -> Result<()> {
         )?,
         1 => writeln!(
             out,
-            "expansion   each chunk holds its nearest chunk's words"
+            "expansion   each chunk holds its nearest chunk's words (another file's, at cosine {} or more)",
+            pinpoint::near::MIN_COSINE
         )?,
         n => writeln!(
             out,
-            "expansion   each chunk holds its {n} nearest chunks' words"
+            "expansion   each chunk holds its {n} nearest chunks' words (other files', at cosine {} or more)",
+            pinpoint::near::MIN_COSINE
         )?,
     }
     let total: u64 = s.bytes_on_disk.iter().map(|x| x.1).sum();

@@ -1,7 +1,8 @@
 //! Document expansion from dense neighbours: each chunk's BM25 entry also holds, in a field
 //! of its own, the words of its nearest chunks of *other* documents (by the chunk vectors
 //! the dense leg already has), and the lexical leg adds that field's BM25 with a small
-//! weight ([`DEFAULT_WEIGHT`]).
+//! weight ([`DEFAULT_WEIGHT`]). Only a chunk at cosine [`MIN_COSINE`] or more counts as a
+//! neighbour: in a folder of unrelated files the nearest file is just another topic.
 //!
 //! Why: the relevant passages that neither leg ranks in its top 100 are vocabulary
 //! mismatches: the question says what the passage means in other words. A passage's close
