@@ -12,7 +12,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pinpoint::api::{kind_of, Answer, QueryOptions};
 use pinpoint::{
     ChunkConfig, DeviceChoice, Engine, EngineConfig, Progress, RerankConfig, RerankKind,
-    SearchRequest,
 };
 
 /// Local hybrid retrieval: index a folder, ask a question, get few precise passages.
@@ -880,167 +879,73 @@ fn tune(a: TuneArgs) -> Result<()> {
         let labelled = eval::load_user_queries(&path)?;
         (Engine::open(&a.common.index, cfg)?, labelled)
     };
-    eprintln!("collecting features of {} queries ...", labelled.len());
-    let feats = tune::collect(&engine, &labelled, 100)?;
-    let t = tune::tune_fusion(&feats, target, a.folds);
+    let opts = tune::TuneOptions {
+        target,
+        folds: a.folds,
+        rerank: named_kind,
+        max_recall_loss: a.max_recall_loss,
+    };
+    let r = tune::run(&engine, &labelled, &opts, &|what| eprintln!("{what} ..."))?;
     let mut out = std::io::stdout().lock();
+    print_tune_report(&mut out, &r, &a.metric)?;
+    let chosen = r.settings;
+    writeln!(out, "settings: {}", serde_json::to_string(&chosen)?)?;
+    if a.dry_run {
+        writeln!(out, "(dry run: nothing stored)")?;
+    } else {
+        engine.set_default_pipeline(&chosen)?;
+        writeln!(out, "stored as the defaults of {}", engine.dir().display())?;
+    }
+    Ok(())
+}
+
+/// `pinpoint tune`'s report: each stage's search, its held-out figures and what it chose.
+fn print_tune_report(
+    out: &mut impl Write,
+    r: &pinpoint::tune::TuneReport,
+    metric: &str,
+) -> Result<()> {
+    use pinpoint::tune;
+    let folds = r.folds;
+    let t = &r.fusion;
     writeln!(
         out,
-        "fusion, best five on all {} queries ({}):",
-        labelled.len(),
-        a.metric
+        "fusion, best five on all {} queries ({metric}):",
+        r.queries
     )?;
     for (f, s) in &t.top {
         writeln!(out, "  {:.4}  {}", s, serde_json::to_string(f)?)?;
     }
     writeln!(
         out,
-        "best on the fused list alone: {}  train {:.4}  {}-fold held-out {:.4} (searched \
+        "best on the fused list alone: {}  train {:.4}  {folds}-fold held-out {:.4} (searched \
          again below, with the rest)",
         serde_json::to_string(&t.fusion)?,
         t.train_score,
-        a.folds,
         t.cv_score
     )?;
     for (i, f) in t.fold_choices.iter().enumerate() {
         writeln!(out, "  fold {i} chose {}", serde_json::to_string(f)?)?;
     }
-
-    // Expansion: one more pass with pseudo-relevance feedback.
-    let base = engine.default_pipeline();
-    let with_prf = pinpoint::Pipeline {
-        prf: Some(pinpoint::expand::PrfConfig::default()),
-        ..base.clone()
-    };
-    let mut scores = Vec::new();
-    for p in [&base, &with_prf] {
-        let mut sum = 0.0;
-        for (qid, text, rels) in &labelled {
-            let req = SearchRequest {
-                granularity: pinpoint::Granularity::Document,
-                ..SearchRequest::new(text.as_str(), 10).pipeline(pinpoint::Pipeline {
-                    select: None,
-                    ..(*p).clone()
-                })
-            };
-            let o = engine.search_detailed(&req)?;
-            let ranked: Vec<String> = o
-                .ranked
-                .into_iter()
-                .map(|x| x.0)
-                .filter(|d| d != qid)
-                .collect();
-            sum += match target {
-                tune::Target::Ndcg10 => eval::metrics::ndcg(&ranked, rels, 10),
-                tune::Target::ContextPrecision5 => {
-                    eval::metrics::context_precision(&ranked, rels, 5)
-                }
-            };
-        }
-        scores.push(sum / labelled.len().max(1) as f64);
-    }
     writeln!(
         out,
         "pseudo-relevance feedback: off {:.4}, on {:.4}",
-        scores[0], scores[1]
+        r.prf.off, r.prf.on
     )?;
-    let mut chosen = if scores[1] > scores[0] + 0.002 {
-        with_prf
-    } else {
-        base
-    };
-    // The reranker named, else the default's own, searched together with the expansion
-    // weight, the candidate depth and the fusion (`tune::tune_joint`): the reranked head,
-    // not the fused list, is what they are for.
-    let rerank_kind = named_kind.or_else(|| chosen.rerank.as_ref().map(|r| r.kind.clone()));
-    let expands = engine.manifest().neighbours > 0 && engine.lexical().has_near();
-    // A reranker over stored codes scores every candidate in milliseconds, so one pass per
-    // expansion weight replays everything else; one that encodes passages at query time
-    // is run once, on the head of the index's own retrieval.
-    let cheap = match &rerank_kind {
-        None => true,
-        Some(RerankKind::Tokens) => engine.manifest().token_codes,
-        Some(_) => false,
-    };
-    let current = tune::Joint {
-        expansion: chosen.expansion,
-        depth: chosen.depth,
-        fusion: chosen.fusion.clone(),
-        rerank_depth: 0,
-        rerank_weight: 0.0,
-    };
-    let mut weights = vec![current.expansion];
-    let mut depths = vec![current.depth];
-    let mut fusions = vec![current.fusion.clone()];
-    if cheap {
-        if expands {
-            weights.extend(tune::EXPANSION_WEIGHTS);
-        }
-        depths.extend(tune::CANDIDATE_DEPTHS);
-        fusions.extend(t.top.iter().map(|f| f.0.clone()));
-    }
-    weights.sort_by(f32::total_cmp);
-    weights.dedup();
-    depths.sort_unstable();
-    depths.dedup();
-    let mut seen = Vec::new();
-    fusions.retain(|f| {
-        let new = !seen.contains(f);
-        seen.push(f.clone());
-        new
-    });
-    let deepest = tune::RERANK_DEPTHS.iter().copied().max().unwrap_or(20);
-    let probe = pinpoint::Pipeline {
-        rerank: rerank_kind.clone().map(|kind| RerankConfig {
-            kind,
-            // Every candidate, when cheap: any fusion's head can then be replayed.
-            depth: if cheap { 100_000 } else { deepest },
-            weight: 1.0,
-        }),
-        ..chosen.clone()
-    };
-    let collect_depth = depths.iter().copied().max().unwrap_or(current.depth);
-    let mut sets = Vec::with_capacity(weights.len());
-    for &w in &weights {
-        eprintln!(
-            "ranking {} queries at depth {collect_depth}, expansion weight {w}{} ...",
-            labelled.len(),
-            match (&rerank_kind, cheap) {
-                (None, _) => "",
-                (Some(_), true) => ", every candidate reranked",
-                (Some(_), false) => ", the head reranked",
-            }
-        );
-        let p = pinpoint::Pipeline {
-            expansion: w,
-            ..probe.clone()
-        };
-        sets.push((
-            w,
-            tune::collect_joint(&engine, &labelled, &p, collect_depth)?,
-        ));
-    }
-    let tj = tune::tune_joint(
-        &sets,
-        &depths,
-        &fusions,
-        rerank_kind.is_some(),
-        &current,
-        target,
-        a.folds,
-    );
-    let show = |j: &tune::Joint| -> Result<String> {
+    let j = &r.joint;
+    let show = |s: &tune::Joint| -> Result<String> {
         Ok(format!(
             "expansion {} depth {} fusion {} rerank depth {} weight {:.1}",
-            j.expansion,
-            j.depth,
-            serde_json::to_string(&j.fusion)?,
-            j.rerank_depth,
-            j.rerank_weight
+            s.expansion,
+            s.depth,
+            serde_json::to_string(&s.fusion)?,
+            s.rerank_depth,
+            s.rerank_weight
         ))
     };
-    if weights.len() > 1 {
-        let per: Vec<String> = tj
+    if j.weights.len() > 1 {
+        let per: Vec<String> = j
+            .tuned
             .per_expansion
             .iter()
             .map(|(w, s)| format!("{w} {s:.4}"))
@@ -1051,8 +956,9 @@ fn tune(a: TuneArgs) -> Result<()> {
             per.join(", ")
         )?;
     }
-    if depths.len() > 1 {
-        let per: Vec<String> = tj
+    if j.depths.len() > 1 {
+        let per: Vec<String> = j
+            .tuned
             .per_depth
             .iter()
             .map(|(d, s)| format!("{d} {s:.4}"))
@@ -1063,120 +969,73 @@ fn tune(a: TuneArgs) -> Result<()> {
             per.join(", ")
         )?;
     }
+    if !j.every_candidate {
+        writeln!(
+            out,
+            "(this reranker encodes passages at query time: only its depth and weight are searched)"
+        )?;
+    }
     writeln!(
         out,
         "index's retrieval ({}), no reranking: {:.4}",
-        show(&current)?,
-        tj.none_score
+        show(&j.current)?,
+        j.tuned.none_score
     )?;
     for (what, c) in [
-        ("rerank stage alone", &tj.fixed),
-        ("all searched together", &tj.joint),
+        ("rerank stage alone", &j.tuned.fixed),
+        ("all searched together", &j.tuned.joint),
     ] {
         writeln!(
             out,
-            "{what}: {}  train {:.4}, {}-fold held-out {:.4}",
+            "{what}: {}  train {:.4}, {folds}-fold held-out {:.4}",
             show(&c.setting)?,
             c.train_score,
-            a.folds,
             c.cv_score
         )?;
         for (i, f) in c.fold_choices.iter().enumerate() {
             writeln!(out, "  fold {i} chose {}", show(f)?)?;
         }
     }
-    // More than the rerank stage changes only when that holds out better by more than
-    // noise; a reranker only when it beats not reranking (the same on every partition).
-    let pick = if !tj.joint.setting.same_retrieval(&current)
-        && tj.joint.cv_score > tj.fixed.cv_score + 0.002
-    {
-        &tj.joint
-    } else {
-        if !tj.joint.setting.same_retrieval(&current) {
-            writeln!(
-                out,
-                "  kept the index's expansion, depth and fusion: no held-out gain from changing them"
-            )?;
-        }
-        &tj.fixed
-    };
-    chosen.expansion = pick.setting.expansion;
-    chosen.depth = pick.setting.depth;
-    chosen.fusion = pick.setting.fusion.clone();
-    if let Some(kind) = rerank_kind {
-        if pick.setting.rerank_depth > 0 && pick.cv_score > tj.none_score + 0.002 {
-            chosen.rerank = Some(RerankConfig {
-                kind,
-                depth: pick.setting.rerank_depth,
-                weight: pick.setting.rerank_weight,
-            });
-        } else {
-            chosen.rerank = None;
-            writeln!(
-                out,
-                "  reranking not adopted: no held-out gain over not reranking"
-            )?;
-        }
+    if !j.retrieval_changed && !j.tuned.joint.setting.same_retrieval(&j.current) {
+        writeln!(
+            out,
+            "  kept the index's expansion, depth and fusion: no held-out gain from changing them"
+        )?;
     }
-    // Adaptive cut-off over what the pipeline chosen so far hands over.
-    if chosen.select.is_some() {
-        const K: usize = 5;
-        eprintln!("replaying the cut-off over {} queries ...", labelled.len());
-        let cf = tune::collect_cutoff(&engine, &labelled, &chosen, K)?;
-        let share = chosen
-            .select
-            .as_ref()
-            .map_or(0.0, |s| s.min_similarity_share);
-        // The allowance is measured from no cut-off and no guard.
-        let unguarded = if share > 0.0 {
-            let mut p = chosen.clone();
-            if let Some(s) = p.select.as_mut() {
-                s.min_similarity_share = 0.0;
-            }
-            tune::collect_cutoff(&engine, &labelled, &p, K)?
-        } else {
-            cf.clone()
-        };
-        let c = tune::tune_cutoff(&cf, &unguarded, K, a.max_recall_loss, a.folds);
+    if j.rerank.is_some() && !j.rerank_adopted {
+        writeln!(
+            out,
+            "  reranking not adopted: no held-out gain over not reranking"
+        )?;
+    }
+    if let Some(c) = &r.cutoff {
         let show = |h: &tune::Handed| {
             format!(
                 "precision {:.4} recall {:.4} passages {:.2}",
                 h.precision, h.recall, h.passages
             )
         };
+        let ct = &c.tuned;
         writeln!(
             out,
-            "cut-off (top {K}, recall loss at most {}, after the similarity guard at \
-             {share}): no cut-off, no guard: {}",
-            a.max_recall_loss,
-            show(&c.off)
+            "cut-off (top {}, recall loss at most {}, after the similarity guard at {}): no \
+             cut-off, no guard: {}",
+            c.k,
+            c.max_recall_loss,
+            c.guard,
+            show(&ct.off)
         )?;
-        writeln!(out, "  best {}: train {}", c.setting, show(&c.train))?;
-        writeln!(out, "  {}-fold held-out: {}", a.folds, show(&c.held_out))?;
-        for (i, choice) in c.fold_choices.iter().enumerate() {
+        writeln!(out, "  best {}: train {}", ct.setting, show(&ct.train))?;
+        writeln!(out, "  {folds}-fold held-out: {}", show(&ct.held_out))?;
+        for (i, choice) in ct.fold_choices.iter().enumerate() {
             writeln!(out, "  fold {i} chose {choice}")?;
         }
-        // Adopted when it holds out: more precise, within the recall allowance.
-        let adopt = c.setting != tune::Cutoff::OFF
-            && c.held_out.precision > c.off.precision + 0.002
-            && c.held_out.recall >= c.off.recall - a.max_recall_loss;
-        if let Some(sel) = chosen.select.as_mut() {
-            let setting = if adopt { c.setting } else { tune::Cutoff::OFF };
-            setting.apply(sel);
-        }
-        if !adopt {
+        if !c.adopted {
             writeln!(
                 out,
                 "  not adopted: no held-out precision gain within the recall allowance"
             )?;
         }
-    }
-    writeln!(out, "settings: {}", serde_json::to_string(&chosen)?)?;
-    if a.dry_run {
-        writeln!(out, "(dry run: nothing stored)")?;
-    } else {
-        engine.set_default_pipeline(&chosen)?;
-        writeln!(out, "stored as the defaults of {}", engine.dir().display())?;
     }
     Ok(())
 }

@@ -521,3 +521,71 @@ fn tune_replays_a_shallower_depth_and_another_fusion_as_the_engine_ranks_them() 
         }
     }
 }
+
+/// The tuning run as a library call: every stage reports, the settings follow the adoption
+/// rules the report states, and nothing is stored.
+#[test]
+fn tune_runs_from_the_library_and_its_settings_follow_its_report() {
+    use pinpoint::tune::{run, TuneOptions, CANDIDATE_DEPTHS, EXPANSION_WEIGHTS};
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = pinpoint::Engine::create(idx.path(), crate::util::fake_config()).unwrap();
+    e.add_folder(crate::util::samples()).unwrap();
+    let labelled =
+        pinpoint::eval::load_user_queries(&root().join("benches/abstain/samples_labelled.jsonl"))
+            .unwrap();
+    let before = std::fs::read(idx.path().join("manifest.json")).unwrap();
+    let heard = std::sync::Mutex::new(Vec::new());
+    let r = run(&e, &labelled, &TuneOptions::default(), &|w| {
+        heard.lock().unwrap().push(w.to_string())
+    })
+    .unwrap();
+    assert_eq!(r.queries, 50);
+    // One engine pass per expansion weight (this index has expansion), both depths.
+    assert_eq!(r.joint.weights, EXPANSION_WEIGHTS);
+    assert_eq!(r.joint.depths, CANDIDATE_DEPTHS);
+    let heard = heard.into_inner().unwrap();
+    assert_eq!(
+        heard.iter().filter(|w| w.starts_with("ranking")).count(),
+        4,
+        "{heard:?}"
+    );
+    // The index keeps token codes, so its own token reranker is searched over every
+    // candidate, and is in the settings exactly when the report says it was adopted.
+    assert_eq!(r.joint.rerank, Some(pinpoint::RerankKind::Tokens));
+    assert!(r.joint.every_candidate);
+    assert_eq!(r.joint.rerank_adopted, r.settings.rerank.is_some());
+    if let Some(rc) = &r.settings.rerank {
+        let chosen = if r.joint.retrieval_changed {
+            &r.joint.tuned.joint
+        } else {
+            &r.joint.tuned.fixed
+        };
+        assert_eq!(
+            (rc.depth, rc.weight),
+            (chosen.setting.rerank_depth, chosen.setting.rerank_weight)
+        );
+        assert!(chosen.cv_score > r.joint.tuned.none_score + 0.002);
+    }
+    let pick = if r.joint.retrieval_changed {
+        assert!(r.joint.tuned.joint.cv_score > r.joint.tuned.fixed.cv_score + 0.002);
+        &r.joint.tuned.joint.setting
+    } else {
+        &r.joint.current
+    };
+    assert_eq!(r.settings.fusion, pick.fusion);
+    assert_eq!(r.settings.depth, pick.depth);
+    assert_eq!(r.settings.expansion, pick.expansion);
+    assert_eq!(r.prf.adopted, r.settings.prf.is_some());
+    let c = r
+        .cutoff
+        .as_ref()
+        .expect("the default pipeline selects passages");
+    let sel = r.settings.select.as_ref().unwrap();
+    if !c.adopted {
+        assert_eq!((sel.min_relative, sel.max_gap), (0.0, 1.0));
+    }
+    assert_eq!(
+        std::fs::read(idx.path().join("manifest.json")).unwrap(),
+        before
+    );
+}

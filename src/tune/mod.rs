@@ -10,8 +10,14 @@
 //!   is not the one that hands the reranker its best head (on SciFact train, the fused
 //!   list's best fusion reranked scores 0.7480, the index's 0.7497);
 //! - the adaptive cut-off, over what that pipeline hands over ([`tune_cutoff`]).
+//!
+//! [`run`] is the whole sequence and its [`TuneReport`]; `pinpoint tune` prints it and
+//! stores its settings.
 
 use std::collections::HashMap;
+
+mod run;
+pub use run::{run, CutoffStage, JointStage, PrfCheck, TuneOptions, TuneReport, MIN_GAIN};
 
 use crate::engine::{Engine, Granularity, Mode, Pipeline, SearchRequest};
 use crate::error::Result;

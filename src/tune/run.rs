@@ -1,0 +1,344 @@
+//! The whole tuning run (`pinpoint tune`, or [`run`] from a program): each stage's search
+//! in order, each adopted only when it holds out, gathered in a [`TuneReport`] whose
+//! `settings` are what to store ([`crate::Engine::set_default_pipeline`]).
+
+use crate::engine::{Engine, Granularity, Pipeline, RerankConfig, RerankKind, SearchRequest};
+use crate::error::Result;
+use crate::eval::Labelled;
+use crate::fuse::Fusion;
+
+use super::{
+    collect, collect_cutoff, collect_joint, score, tune_cutoff, tune_fusion, tune_joint, Cutoff,
+    Joint, Target, Tuned, TunedCutoff, TunedJoint, CANDIDATE_DEPTHS, EXPANSION_WEIGHTS,
+    RERANK_DEPTHS,
+};
+
+/// A held-out gain smaller than this is taken for noise, and the setting is not changed.
+pub const MIN_GAIN: f64 = 0.002;
+
+/// Passages the cut-off stage replays: what `query` hands over by default.
+const HANDED: usize = crate::api::DEFAULT_K;
+
+/// What [`run`] optimises, and how.
+#[derive(Debug, Clone)]
+pub struct TuneOptions {
+    /// The metric to maximise.
+    pub target: Target,
+    /// Cross-validation folds (grouped: [`super::fold_split`]).
+    pub folds: usize,
+    /// Tune this reranker instead of the index's own.
+    pub rerank: Option<RerankKind>,
+    /// The most handed recall the adaptive cut-off may give up for precision.
+    pub max_recall_loss: f64,
+}
+
+impl Default for TuneOptions {
+    fn default() -> Self {
+        TuneOptions {
+            target: Target::Ndcg10,
+            folds: 5,
+            rerank: None,
+            max_recall_loss: 0.01,
+        }
+    }
+}
+
+/// The pseudo-relevance-feedback check: the index's pipeline without and with it.
+#[derive(Debug, Clone)]
+pub struct PrfCheck {
+    /// Mean target without feedback.
+    pub off: f64,
+    /// With RM3-style feedback.
+    pub on: f64,
+    /// Whether it won by more than [`MIN_GAIN`].
+    pub adopted: bool,
+}
+
+/// The joint stage: expansion weight, candidate depth, fusion and reranking.
+#[derive(Debug, Clone)]
+pub struct JointStage {
+    /// Expansion weights searched (one engine pass each).
+    pub weights: Vec<f32>,
+    /// Candidate depths searched.
+    pub depths: Vec<usize>,
+    /// Fusions searched: the index's, then the fused-list stage's best.
+    pub fusions: Vec<Fusion>,
+    /// The reranker searched, if any.
+    pub rerank: Option<RerankKind>,
+    /// Whether every candidate was reranked (a reranker over stored codes, or none), so
+    /// that more than the rerank stage could be searched.
+    pub every_candidate: bool,
+    /// The index's retrieval settings.
+    pub current: Joint,
+    /// What the search found.
+    pub tuned: TunedJoint,
+    /// Whether the joint choice replaced the index's retrieval settings.
+    pub retrieval_changed: bool,
+    /// Whether a reranker is in the settings.
+    pub rerank_adopted: bool,
+}
+
+/// The cut-off stage.
+#[derive(Debug, Clone)]
+pub struct CutoffStage {
+    /// Passages replayed per query.
+    pub k: usize,
+    /// The similarity guard the passages went through ([`crate::select::SelectConfig::min_similarity_share`]).
+    pub guard: f32,
+    /// The most handed recall it could give up.
+    pub max_recall_loss: f64,
+    /// What the search found.
+    pub tuned: TunedCutoff,
+    /// Whether the cut-off is in the settings (else it is off).
+    pub adopted: bool,
+}
+
+/// Everything a tuning run measured and chose.
+#[derive(Debug, Clone)]
+pub struct TuneReport {
+    /// Labelled queries tuned on.
+    pub queries: usize,
+    /// Cross-validation folds asked for.
+    pub folds: usize,
+    /// The fusion on the fused list alone (a first look; the joint stage decides).
+    pub fusion: Tuned,
+    /// Pseudo-relevance feedback.
+    pub prf: PrfCheck,
+    /// Expansion, depth, fusion and reranking together.
+    pub joint: JointStage,
+    /// The cut-off, when the pipeline selects passages.
+    pub cutoff: Option<CutoffStage>,
+    /// The chosen pipeline.
+    pub settings: Pipeline,
+}
+
+/// Tunes `engine`'s default pipeline on `labelled`: every stage searched on a grid with
+/// grouped folds held out, and changed only when it holds out better by [`MIN_GAIN`].
+/// `progress` hears what each engine pass is about to do (they take minutes on a large
+/// collection). Stores nothing.
+pub fn run(
+    engine: &Engine,
+    labelled: &Labelled,
+    opts: &TuneOptions,
+    progress: &dyn Fn(&str),
+) -> Result<TuneReport> {
+    let target = opts.target;
+    progress(&format!(
+        "collecting features of {} queries",
+        labelled.len()
+    ));
+    let feats = collect(engine, labelled, 100)?;
+    let fusion = tune_fusion(&feats, target, opts.folds);
+
+    // Pseudo-relevance feedback, on the index's pipeline.
+    let base = engine.default_pipeline();
+    let with_prf = Pipeline {
+        prf: Some(crate::expand::PrfConfig::default()),
+        ..base.clone()
+    };
+    let mut means = [0.0; 2];
+    for (mean, p) in means.iter_mut().zip([&base, &with_prf]) {
+        let mut sum = 0.0;
+        for (qid, text, rels) in labelled {
+            let req = SearchRequest {
+                granularity: Granularity::Document,
+                ..SearchRequest::new(text.as_str(), 10).pipeline(Pipeline {
+                    select: None,
+                    ..p.clone()
+                })
+            };
+            let ranked: Vec<String> = engine
+                .search_detailed(&req)?
+                .ranked
+                .into_iter()
+                .map(|x| x.0)
+                .filter(|d| d != qid)
+                .collect();
+            sum += score(target, &ranked, rels);
+        }
+        *mean = sum / labelled.len().max(1) as f64;
+    }
+    let prf = PrfCheck {
+        off: means[0],
+        on: means[1],
+        adopted: means[1] > means[0] + MIN_GAIN,
+    };
+    let mut chosen = if prf.adopted { with_prf } else { base };
+
+    let joint = joint_stage(engine, labelled, opts, &fusion, &mut chosen, progress)?;
+
+    let cutoff = if chosen.select.is_some() {
+        progress(&format!(
+            "replaying the cut-off over {} queries",
+            labelled.len()
+        ));
+        let cf = collect_cutoff(engine, labelled, &chosen, HANDED)?;
+        let guard = chosen
+            .select
+            .as_ref()
+            .map_or(0.0, |s| s.min_similarity_share);
+        // The allowance is measured from no cut-off and no guard.
+        let unguarded = if guard > 0.0 {
+            let mut p = chosen.clone();
+            if let Some(s) = p.select.as_mut() {
+                s.min_similarity_share = 0.0;
+            }
+            collect_cutoff(engine, labelled, &p, HANDED)?
+        } else {
+            cf.clone()
+        };
+        let c = tune_cutoff(&cf, &unguarded, HANDED, opts.max_recall_loss, opts.folds);
+        // Adopted when it holds out: more precise, within the recall allowance.
+        let adopted = c.setting != Cutoff::OFF
+            && c.held_out.precision > c.off.precision + MIN_GAIN
+            && c.held_out.recall >= c.off.recall - opts.max_recall_loss;
+        if let Some(sel) = chosen.select.as_mut() {
+            if adopted { c.setting } else { Cutoff::OFF }.apply(sel);
+        }
+        Some(CutoffStage {
+            k: HANDED,
+            guard,
+            max_recall_loss: opts.max_recall_loss,
+            tuned: c,
+            adopted,
+        })
+    } else {
+        None
+    };
+    Ok(TuneReport {
+        queries: labelled.len(),
+        folds: opts.folds,
+        fusion,
+        prf,
+        joint,
+        cutoff,
+        settings: chosen,
+    })
+}
+
+/// The reranker named, else the pipeline's own, searched together with the expansion
+/// weight, the candidate depth and the fusion ([`tune_joint`]); the choice is written into
+/// `chosen`.
+fn joint_stage(
+    engine: &Engine,
+    labelled: &Labelled,
+    opts: &TuneOptions,
+    fusion: &Tuned,
+    chosen: &mut Pipeline,
+    progress: &dyn Fn(&str),
+) -> Result<JointStage> {
+    let rerank = opts
+        .rerank
+        .clone()
+        .or_else(|| chosen.rerank.as_ref().map(|r| r.kind.clone()));
+    let expands = engine.manifest().neighbours > 0 && engine.lexical().has_near();
+    // A reranker over stored codes scores every candidate in milliseconds, so one pass per
+    // expansion weight replays everything else; one that encodes passages at query time
+    // is run once, on the head of the index's own retrieval.
+    let every_candidate = match &rerank {
+        None => true,
+        Some(RerankKind::Tokens) => engine.manifest().token_codes,
+        Some(_) => false,
+    };
+    let current = Joint {
+        expansion: chosen.expansion,
+        depth: chosen.depth,
+        fusion: chosen.fusion.clone(),
+        rerank_depth: 0,
+        rerank_weight: 0.0,
+    };
+    let mut weights = vec![current.expansion];
+    let mut depths = vec![current.depth];
+    let mut fusions = vec![current.fusion.clone()];
+    if every_candidate {
+        if expands {
+            weights.extend(EXPANSION_WEIGHTS);
+        }
+        depths.extend(CANDIDATE_DEPTHS);
+        for (f, _) in &fusion.top {
+            if !fusions.contains(f) {
+                fusions.push(f.clone());
+            }
+        }
+    }
+    weights.sort_by(f32::total_cmp);
+    weights.dedup();
+    depths.sort_unstable();
+    depths.dedup();
+    let deepest = RERANK_DEPTHS.iter().copied().max().unwrap_or(20);
+    let probe = Pipeline {
+        rerank: rerank.clone().map(|kind| RerankConfig {
+            kind,
+            depth: if every_candidate { usize::MAX } else { deepest },
+            weight: 1.0,
+        }),
+        ..chosen.clone()
+    };
+    let collect_depth = depths.iter().copied().max().unwrap_or(current.depth);
+    let mut sets = Vec::with_capacity(weights.len());
+    for &w in &weights {
+        progress(&format!(
+            "ranking {} queries at depth {collect_depth}, expansion weight {w}{}",
+            labelled.len(),
+            match (&rerank, every_candidate) {
+                (None, _) => "",
+                (Some(_), true) => ", every candidate reranked",
+                (Some(_), false) => ", the head reranked",
+            }
+        ));
+        let p = Pipeline {
+            expansion: w,
+            ..probe.clone()
+        };
+        sets.push((w, collect_joint(engine, labelled, &p, collect_depth)?));
+    }
+    let tuned = tune_joint(
+        &sets,
+        &depths,
+        &fusions,
+        rerank.is_some(),
+        &current,
+        opts.target,
+        opts.folds,
+    );
+    // More than the rerank stage changes only when that holds out better by more than
+    // noise; a reranker only when it beats not reranking (the same on every partition).
+    let retrieval_changed = !tuned.joint.setting.same_retrieval(&current)
+        && tuned.joint.cv_score > tuned.fixed.cv_score + MIN_GAIN;
+    let pick = if retrieval_changed {
+        &tuned.joint
+    } else {
+        &tuned.fixed
+    };
+    chosen.expansion = pick.setting.expansion;
+    chosen.depth = pick.setting.depth;
+    chosen.fusion = pick.setting.fusion.clone();
+    let rerank_adopted = match &rerank {
+        Some(kind)
+            if pick.setting.rerank_depth > 0 && pick.cv_score > tuned.none_score + MIN_GAIN =>
+        {
+            chosen.rerank = Some(RerankConfig {
+                kind: kind.clone(),
+                depth: pick.setting.rerank_depth,
+                weight: pick.setting.rerank_weight,
+            });
+            true
+        }
+        Some(_) => {
+            chosen.rerank = None;
+            false
+        }
+        None => false,
+    };
+    Ok(JointStage {
+        weights,
+        depths,
+        fusions,
+        rerank,
+        every_candidate,
+        current,
+        tuned,
+        retrieval_changed,
+        rerank_adopted,
+    })
+}
