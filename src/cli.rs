@@ -943,32 +943,28 @@ fn print_tune_report(
             s.rerank_weight
         ))
     };
-    if j.weights.len() > 1 {
-        let per: Vec<String> = j
-            .tuned
+    let mut per = |what: &str, v: Vec<String>| -> std::io::Result<()> {
+        if v.len() > 1 {
+            writeln!(out, "best train score at each {what}: {}", v.join(", "))?;
+        }
+        Ok(())
+    };
+    per(
+        "expansion weight",
+        j.tuned
             .per_expansion
             .iter()
             .map(|(w, s)| format!("{w} {s:.4}"))
-            .collect();
-        writeln!(
-            out,
-            "best train score at each expansion weight: {}",
-            per.join(", ")
-        )?;
-    }
-    if j.depths.len() > 1 {
-        let per: Vec<String> = j
-            .tuned
+            .collect(),
+    )?;
+    per(
+        "candidate depth",
+        j.tuned
             .per_depth
             .iter()
             .map(|(d, s)| format!("{d} {s:.4}"))
-            .collect();
-        writeln!(
-            out,
-            "best train score at each candidate depth: {}",
-            per.join(", ")
-        )?;
-    }
+            .collect(),
+    )?;
     if !j.every_candidate {
         writeln!(
             out,

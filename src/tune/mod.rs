@@ -146,12 +146,12 @@ fn by_position(scores: impl Iterator<Item = f32>) -> Vec<(u64, f32)> {
 pub fn evaluate(features: &[&QueryFeatures], fusion: &Fusion, target: Target) -> f64 {
     let mut sum = 0.0;
     for q in features {
-        let mut by_lex = by_position(q.cands.iter().map(|c| c.1));
-        let mut by_den = by_position(q.cands.iter().map(|c| c.2));
-        for leg in [&mut by_lex, &mut by_den] {
-            leg.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        }
-        let order = fuse(&[&by_lex, &by_den], fusion);
+        let all = q
+            .cands
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i as u64, c.1, c.2));
+        let order = fuse_features(all, fusion);
         sum += score_order(target, order, |i| &q.cands[i].0, &q.qid, &q.rels);
     }
     sum / features.len().max(1) as f64
@@ -504,8 +504,18 @@ pub fn replay(q: &JointFeatures, depth: usize, fusion: &Fusion) -> Vec<(u64, f32
     let pool: Vec<usize> = (0..q.cands.len())
         .filter(|&i| q.lex_rank[i] < d || q.den_rank[i] < d)
         .collect();
-    let mut by_lex: Vec<(u64, f32)> = pool.iter().map(|&i| (i as u64, q.cands[i].1)).collect();
-    let mut by_den: Vec<(u64, f32)> = pool.iter().map(|&i| (i as u64, q.cands[i].2)).collect();
+    let feats = pool.iter().map(|&i| (i as u64, q.cands[i].1, q.cands[i].2));
+    fuse_features(feats, fusion)
+}
+
+/// Fuses candidates scored on both legs, `(key, BM25, cosine)`, as the engine does with
+/// full features: each leg ordered best first (ties by key), then [`fuse`].
+fn fuse_features(cands: impl Iterator<Item = (u64, f32, f32)>, fusion: &Fusion) -> Vec<(u64, f32)> {
+    let (mut by_lex, mut by_den) = (Vec::new(), Vec::new());
+    for (k, l, d) in cands {
+        by_lex.push((k, l));
+        by_den.push((k, d));
+    }
     for leg in [&mut by_lex, &mut by_den] {
         leg.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     }
