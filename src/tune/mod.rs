@@ -622,6 +622,7 @@ pub fn tune_joint(
         }
     }
     let n = sets.first().map_or(0, |s| s.1.len());
+    let deepest = RERANK_DEPTHS.iter().copied().max().unwrap_or(0);
     // scores[q][g]: query q's target at grid point g.
     let scores: Vec<Vec<f64>> = (0..n)
         .into_par_iter()
@@ -629,37 +630,35 @@ pub fn tune_joint(
             let mut row = Vec::with_capacity(grid.len());
             for (_, qs) in sets {
                 let q = &qs[qi];
+                // Unscored candidates (none, when the probe reranked all) take the lowest
+                // score seen, so that they never gain from reranking; a query the reranker
+                // did not weigh (too long) has no score at all and is never reranked.
+                let low = q
+                    .rerank
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .fold(f32::INFINITY, f32::min);
+                let scored = low.is_finite();
                 for &depth in depths {
                     for fusion in fusions {
                         let fused = replay(q, depth, fusion);
-                        // Unscored candidates (none, when the probe reranked all) take
-                        // the lowest score seen, so that they never gain from reranking.
-                        let low = q
-                            .rerank
-                            .iter()
-                            .flatten()
-                            .copied()
-                            .fold(f32::INFINITY, f32::min);
+                        let doc = |i: usize| q.cands[i].0.as_str();
+                        let plain = score_order(target, fused.clone(), doc, &q.qid, &q.rels);
                         let head: Vec<f32> = fused
                             .iter()
-                            .take(RERANK_DEPTHS.iter().copied().max().unwrap_or(0))
+                            .take(deepest)
                             .map(|&(i, _)| q.rerank[i as usize].unwrap_or(low))
                             .collect();
                         for &(rd, rw) in &rerank_grid {
-                            let m = rd.min(head.len());
-                            let scored = q.rerank.iter().any(Option::is_some);
-                            let order = if rd == 0 || !scored {
-                                fused.clone()
+                            row.push(if rd == 0 || !scored {
+                                plain
                             } else {
-                                crate::engine::blend_rerank(&fused, &head[..m], rw * q.fade)
-                            };
-                            row.push(score_order(
-                                target,
-                                order,
-                                |i| &q.cands[i].0,
-                                &q.qid,
-                                &q.rels,
-                            ));
+                                let m = rd.min(head.len());
+                                let order =
+                                    crate::engine::blend_rerank(&fused, &head[..m], rw * q.fade);
+                                score_order(target, order, doc, &q.qid, &q.rels)
+                            });
                         }
                     }
                 }
