@@ -63,26 +63,19 @@ fn main() {
         .par_iter()
         .map(|q| {
             let fused = replay(q, p.depth, &fusion);
-            let low = q
-                .rerank
-                .iter()
-                .flatten()
-                .copied()
-                .fold(f32::INFINITY, f32::min);
-            let head: Vec<f32> = fused
-                .iter()
-                .take(30)
-                .map(|&(i, _)| q.rerank[i as usize].unwrap_or(low))
-                .collect();
+            let head = q.head_scores(&fused, 30);
             grid.iter()
                 .map(|&(rule, d, w, k)| {
-                    let m = d.min(head.len());
-                    let order = if d == 0 || !low.is_finite() {
-                        fused.clone()
-                    } else if rule == 0 {
-                        blend_rerank(&fused, &head[..m], w * q.fade)
-                    } else {
-                        rank_blend(&fused, &head[..m], w * q.fade, k)
+                    let order = match &head {
+                        Some(head) if d > 0 => {
+                            let h = &head[..d.min(head.len())];
+                            if rule == 0 {
+                                blend_rerank(&fused, h, w * q.fade)
+                            } else {
+                                rank_blend(&fused, h, w * q.fade, k)
+                            }
+                        }
+                        _ => fused.clone(),
                     };
                     let ranked: Vec<String> = order
                         .into_iter()

@@ -441,6 +441,28 @@ pub struct JointFeatures {
     pub fade: f32,
 }
 
+impl JointFeatures {
+    /// The reranker's scores of the first `n` documents of `fused` (an order from
+    /// [`replay`]), or `None` for a query the reranker did not weigh (too long: no score at
+    /// all). A candidate the probe did not score (none, when it reranked all) takes the
+    /// lowest score seen, so that it never gains from reranking.
+    pub fn head_scores(&self, fused: &[(u64, f32)], n: usize) -> Option<Vec<f32>> {
+        let low = self
+            .rerank
+            .iter()
+            .flatten()
+            .copied()
+            .fold(f32::INFINITY, f32::min);
+        low.is_finite().then(|| {
+            fused
+                .iter()
+                .take(n)
+                .map(|&(i, _)| self.rerank[i as usize].unwrap_or(low))
+                .collect()
+        })
+    }
+}
+
 /// Runs every query through `pipeline` at candidate depth `depth`, reranking the fused
 /// head's first `pipeline.rerank.depth` candidates (all of them, for a cheap reranker), and
 /// keeps what [`replay`] needs.
@@ -630,34 +652,24 @@ pub fn tune_joint(
             let mut row = Vec::with_capacity(grid.len());
             for (_, qs) in sets {
                 let q = &qs[qi];
-                // Unscored candidates (none, when the probe reranked all) take the lowest
-                // score seen, so that they never gain from reranking; a query the reranker
-                // did not weigh (too long) has no score at all and is never reranked.
-                let low = q
-                    .rerank
-                    .iter()
-                    .flatten()
-                    .copied()
-                    .fold(f32::INFINITY, f32::min);
-                let scored = low.is_finite();
                 for &depth in depths {
                     for fusion in fusions {
                         let fused = replay(q, depth, fusion);
                         let doc = |i: usize| q.cands[i].0.as_str();
                         let plain = score_order(target, fused.clone(), doc, &q.qid, &q.rels);
-                        let head: Vec<f32> = fused
-                            .iter()
-                            .take(deepest)
-                            .map(|&(i, _)| q.rerank[i as usize].unwrap_or(low))
-                            .collect();
+                        let head = q.head_scores(&fused, deepest);
                         for &(rd, rw) in &rerank_grid {
-                            row.push(if rd == 0 || !scored {
-                                plain
-                            } else {
-                                let m = rd.min(head.len());
-                                let order =
-                                    crate::engine::blend_rerank(&fused, &head[..m], rw * q.fade);
-                                score_order(target, order, doc, &q.qid, &q.rels)
+                            row.push(match &head {
+                                Some(head) if rd > 0 => {
+                                    let m = rd.min(head.len());
+                                    let order = crate::engine::blend_rerank(
+                                        &fused,
+                                        &head[..m],
+                                        rw * q.fade,
+                                    );
+                                    score_order(target, order, doc, &q.qid, &q.rels)
+                                }
+                                _ => plain,
                             });
                         }
                     }
