@@ -360,6 +360,11 @@ struct EvalArgs {
     /// tokens, default) instead of the index's; 0 turns it off.
     #[arg(long)]
     expansion: Option<f32>,
+    /// The mode every other one is compared with, query by query (paired randomisation
+    /// test and the bootstrap interval of the difference). Default: the first of --modes;
+    /// a baseline not among them is evaluated too.
+    #[arg(long)]
+    baseline: Option<String>,
     #[command(flatten)]
     common: Common,
 }
@@ -697,7 +702,7 @@ fn human_bytes(b: u64) -> String {
 
 fn eval(a: EvalArgs) -> Result<()> {
     use pinpoint::eval::{self, EvalConfig};
-    for m in &a.modes {
+    for m in a.modes.iter().chain(&a.baseline) {
         if !eval::MODE_NAMES.contains(&m.trim()) {
             anyhow::bail!(pinpoint::Error::invalid(
                 "mode",
@@ -709,6 +714,7 @@ fn eval(a: EvalArgs) -> Result<()> {
         modes: a.modes.iter().map(|m| m.trim().to_string()).collect(),
         limit: a.limit,
         expansion: a.expansion,
+        baseline: a.baseline.as_ref().map(|b| b.trim().to_string()),
         ..Default::default()
     };
     let mut cfg = a.common.config()?;
@@ -794,8 +800,19 @@ fn eval(a: EvalArgs) -> Result<()> {
         "#P@5",
         "q/s"
     )?;
-    for mode in &a.modes {
-        if let Some(m) = r.modes.get(mode.trim()) {
+    let shown: Vec<&str> = ecfg
+        .modes
+        .iter()
+        .chain(&ecfg.baseline)
+        .map(String::as_str)
+        .fold(Vec::new(), |mut v, m| {
+            if !v.contains(&m) {
+                v.push(m);
+            }
+            v
+        });
+    for mode in &shown {
+        if let Some(m) = r.modes.get(*mode) {
             writeln!(
                 out,
                 "{:<12} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.2} {:>8.1}",
@@ -813,8 +830,9 @@ fn eval(a: EvalArgs) -> Result<()> {
             )?;
         }
     }
-    for mode in &a.modes {
-        match r.modes.get(mode.trim()) {
+    print_significance(&mut out, r, &shown)?;
+    for mode in &shown {
+        match r.modes.get(*mode) {
             Some(m) if m.abstained > 0.0 => writeln!(
                 out,
                 "{}: abstained on {:.0} of {} queries (no word in the index, no close passage)",
@@ -856,6 +874,69 @@ fn eval(a: EvalArgs) -> Result<()> {
                 let t: String = t.chars().take(90).collect();
                 writeln!(out, "    top {} {:<12} {}", i + 1, d, t)?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Per tested metric: each mode's 95% interval, and its paired comparison with the
+/// baseline, so a reader sees which differences the queries can tell apart.
+fn print_significance(
+    out: &mut impl Write,
+    r: &pinpoint::eval::Report,
+    shown: &[&str],
+) -> Result<()> {
+    use pinpoint::eval::{stats::RESAMPLES, TESTED_METRICS};
+    if r.queries < 2 {
+        return Ok(());
+    }
+    let base = r.baseline.as_deref().unwrap_or("");
+    let label = |key: &str| {
+        match key {
+            "ndcg@10" => "nDCG@10",
+            "recall@100" => "R@100",
+            "context_precision@5" => "CP@5",
+            other => other,
+        }
+        .to_string()
+    };
+    writeln!(
+        out,
+        "\n95% intervals over the {} queries (bootstrap, {RESAMPLES} resamples); each mode \
+         against {base} query by query (paired randomisation test, two-sided p):",
+        r.queries
+    )?;
+    for key in TESTED_METRICS {
+        writeln!(
+            out,
+            "  {:<12} {:>8} {:>17} {:>9} {:>19} {:>8} {:>13}",
+            label(key),
+            "mean",
+            "interval",
+            "diff",
+            "interval",
+            "p",
+            "better/worse"
+        )?;
+        for mode in shown {
+            let Some(iv) = r.intervals.get(*mode).and_then(|m| m.get(key)) else {
+                continue;
+            };
+            let span = format!("{:.4}-{:.4}", iv.low, iv.high);
+            write!(out, "  {:<12} {:>8.4} {:>17}", mode, iv.mean, span)?;
+            if let Some(p) = r.paired.get(*mode).and_then(|m| m.get(key)) {
+                let d = &p.delta;
+                let dspan = format!("{:+.4}/{:+.4}", d.low, d.high);
+                let wl = format!("{}/{}", p.wins, p.losses);
+                write!(
+                    out,
+                    " {:>+9.4} {:>19} {:>8.4} {:>13}",
+                    d.mean, dspan, p.p_value, wl
+                )?;
+            } else if *mode == base {
+                write!(out, " {:>9}", "baseline")?;
+            }
+            writeln!(out)?;
         }
     }
     Ok(())

@@ -142,6 +142,51 @@ fn toy_beir_eval_json_matches_hand_computed_values() {
         assert!((g - w).abs() < 1e-6, "lexical {k}: got {g}, want {w}");
     }
 
+    // Intervals and paired tests. The first mode is the baseline; each other mode's mean
+    // difference must equal the difference of the two means the report gives (computed by
+    // another path: summed and scaled per mode, not per query).
+    assert_eq!(v["baseline"], "lexical");
+    let f = |x: &Value| x.as_f64().unwrap();
+    for mode in ["lexical", "dense", "hybrid", "default"] {
+        for k in ["ndcg@10", "recall@100", "context_precision@5"] {
+            let iv = &v["intervals"][mode][k];
+            let (m, lo, hi) = (f(&iv["mean"]), f(&iv["low"]), f(&iv["high"]));
+            assert!((m - f(&v["modes"][mode][k])).abs() < 1e-9, "{mode} {k}");
+            assert!(
+                0.0 <= lo && lo <= m && m <= hi && hi <= 1.0,
+                "{mode} {k} {iv}"
+            );
+        }
+    }
+    // Lexical's per-query nDCG@10 are 1, 0.63, 0 and 1: four queries cannot pin the mean
+    // down, and the interval says so.
+    let lex = &v["intervals"]["lexical"]["ndcg@10"];
+    assert!(f(&lex["high"]) - f(&lex["low"]) > 0.4, "{lex}");
+    assert!(
+        v["paired"].get("lexical").is_none(),
+        "no test against itself"
+    );
+    for mode in ["dense", "hybrid", "default"] {
+        for k in ["ndcg@10", "recall@100", "context_precision@5"] {
+            let p = &v["paired"][mode][k];
+            let want = f(&v["modes"][mode][k]) - f(&v["modes"]["lexical"][k]);
+            assert!(
+                (f(&p["delta"]["mean"]) - want).abs() < 1e-9,
+                "{mode} {k} {p}"
+            );
+            let pv = f(&p["p_value"]);
+            assert!(pv > 0.0 && pv <= 1.0, "{mode} {k} {p}");
+            let decided = p["wins"].as_u64().unwrap() + p["losses"].as_u64().unwrap();
+            assert!(decided <= 4, "{mode} {k} {p}");
+            if decided == 0 {
+                assert!(
+                    f(&p["delta"]["mean"]).abs() < 1e-9 && pv > 0.99,
+                    "{mode} {k} {p}"
+                );
+            }
+        }
+    }
+
     // A second run uses the cached index.
     let o = pinpoint(
         work.path(),
@@ -157,12 +202,49 @@ fn toy_beir_eval_json_matches_hand_computed_values() {
             model.to_str().unwrap(),
             "--failures",
             "2",
+            "--baseline",
+            "dense",
         ],
     );
     let out = stdout(&o);
     assert!(out.contains("index: cached"), "{out}");
+    // A baseline outside --modes is evaluated too, and the others are compared with it.
+    assert!(
+        out.contains("each mode against dense query by query"),
+        "{out}"
+    );
+    let row = |mode: &str| {
+        out.lines()
+            .filter(|l| l.trim_start().starts_with(mode))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        row("dense").iter().any(|l| l.ends_with("baseline")),
+        "{out}"
+    );
+    assert!(
+        row("lexical").iter().filter(|l| l.contains('/')).count() >= 3,
+        "a paired row per metric: {out}"
+    );
     assert!(out.contains("missed by both legs"), "{out}");
     assert!(out.contains("xylophone"), "{out}");
+
+    // A baseline that is no mode is refused before any work.
+    let o = pinpoint(
+        work.path(),
+        &[
+            "eval",
+            "--beir",
+            "toy",
+            "--index",
+            "idx",
+            "--baseline",
+            "best",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("\"best\""), "{}", stderr(&o));
 
     // Malformed qrels name the file and line.
     std::fs::write(

@@ -20,6 +20,9 @@ use crate::engine::{
 use crate::error::{Error, IoContext, Result};
 use crate::models::hex;
 
+pub mod stats;
+pub use stats::{Interval, Paired};
+
 /// Graded relevance judgements: query id -> document id -> grade (> 0 is relevant).
 pub type Qrels = HashMap<String, HashMap<String, i32>>;
 
@@ -327,7 +330,29 @@ pub struct ModeMetrics {
     pub qps: f64,
 }
 
+/// The metrics `pinpoint eval` gives intervals and paired tests for: the ranking's quality,
+/// its recall, and the precision of what is handed over.
+pub const TESTED_METRICS: [&str; 3] = ["ndcg@10", "recall@100", "context_precision@5"];
+
 impl ModeMetrics {
+    /// The metric of the given report key (`"ndcg@10"`, `"recall@100"`, ...).
+    pub fn get(&self, key: &str) -> Option<f64> {
+        Some(match key {
+            "ndcg@10" => self.ndcg10,
+            "recall@10" => self.recall10,
+            "recall@100" => self.recall100,
+            "mrr@10" => self.mrr10,
+            "map@100" => self.map100,
+            "p@5" => self.p5,
+            "context_precision@5" => self.context_precision5,
+            "passage_precision@5" => self.passage_precision5,
+            "passages@5" => self.passages5,
+            "abstained" => self.abstained,
+            "qps" => self.qps,
+            _ => return None,
+        })
+    }
+
     fn add(&mut self, ranked: &[String], selected: &[String], rels: &HashMap<String, i32>) {
         use metrics::*;
         self.ndcg10 += ndcg(ranked, rels, 10);
@@ -344,9 +369,9 @@ impl ModeMetrics {
         self.passages5 += handed.len() as f64;
     }
 
-    fn scale(&mut self, n: usize) {
-        let n = n.max(1) as f64;
-        for x in [
+    /// Every averaged metric (all but `qps`), for summing and scaling in one place.
+    fn averaged_mut(&mut self) -> [&mut f64; 10] {
+        [
             &mut self.ndcg10,
             &mut self.recall10,
             &mut self.recall100,
@@ -357,7 +382,19 @@ impl ModeMetrics {
             &mut self.passage_precision5,
             &mut self.passages5,
             &mut self.abstained,
-        ] {
+        ]
+    }
+
+    fn merge(&mut self, one: &ModeMetrics) {
+        let mut one = one.clone();
+        for (x, y) in self.averaged_mut().into_iter().zip(one.averaged_mut()) {
+            *x += *y;
+        }
+    }
+
+    fn scale(&mut self, n: usize) {
+        let n = n.max(1) as f64;
+        for x in self.averaged_mut() {
             *x /= n;
         }
     }
@@ -374,6 +411,16 @@ pub struct Report {
     pub queries: usize,
     /// Metrics per mode, in the order asked.
     pub modes: BTreeMap<String, ModeMetrics>,
+    /// 95% bootstrap interval of each mode's mean, per metric of [`TESTED_METRICS`]: the
+    /// range another sample of such queries would likely give.
+    #[serde(default)]
+    pub intervals: BTreeMap<String, BTreeMap<String, Interval>>,
+    /// The mode every other one is compared with, query by query.
+    #[serde(default)]
+    pub baseline: Option<String>,
+    /// Each other mode against the baseline, per metric of [`TESTED_METRICS`].
+    #[serde(default)]
+    pub paired: BTreeMap<String, BTreeMap<String, Paired>>,
 }
 
 /// Where one relevant document stood in each stage (1-based ranks; `None`: not in the
@@ -534,6 +581,9 @@ pub struct EvalConfig {
     /// Weight of document expansion ([`crate::near`]) in every mode that has it (all but
     /// `lexical`, `dense` and `hybrid`), instead of the mode's own.
     pub expansion: Option<f32>,
+    /// The mode the others are compared with query by query (`None`: the first mode). A
+    /// baseline not among `modes` is evaluated too.
+    pub baseline: Option<String>,
 }
 
 impl Default for EvalConfig {
@@ -543,6 +593,7 @@ impl Default for EvalConfig {
             limit: 0,
             depth: 100,
             expansion: None,
+            baseline: None,
         }
     }
 }
@@ -556,6 +607,9 @@ pub struct Evaluation {
     pub funnel: Vec<QueryFunnel>,
     /// Funnel mode.
     pub funnel_mode: String,
+    /// Each mode's metrics query by query, in the order of the queries evaluated (`qps` is
+    /// left at 0): what the report's intervals and paired tests are computed from.
+    pub per_query: BTreeMap<String, Vec<ModeMetrics>>,
 }
 
 /// Labelled queries: (id, text, judgements).
@@ -659,10 +713,18 @@ pub fn evaluate(
         .iter()
         .map(|d| (d.key.clone(), d.title.clone()))
         .collect();
+    let mut names = cfg.modes.clone();
+    let baseline = cfg.baseline.clone().or_else(|| names.first().cloned());
+    if let Some(b) = &baseline {
+        if !names.contains(b) {
+            names.push(b.clone());
+        }
+    }
     let mut modes = BTreeMap::new();
+    let mut by_query = BTreeMap::new();
     let mut funnel = Vec::new();
     let mut funnel_mode = String::new();
-    for name in &cfg.modes {
+    for name in &names {
         let mut em = EvalMode::named(name, engine)?;
         if let (Some(w), true) = (cfg.expansion, em.pipeline.expansion > 0.0) {
             em.pipeline.expansion = w;
@@ -689,36 +751,81 @@ pub fn evaluate(
         let secs = t.elapsed().as_secs_f64();
         m.qps = queries.len() as f64 / secs.max(1e-9);
         let mut f = Vec::new();
+        let mut scores = Vec::with_capacity(queries.len());
         for ((qid, text, rels), out) in queries.iter().zip(&per_query) {
             // Ranking metrics use the whole ranking; context precision uses the passages
             // that selection actually hands over (the same list when the mode does not
             // select).
             let ranked: Vec<String> = out.ranked.iter().map(|h| h.0.clone()).collect();
             let selected: Vec<String> = out.hits.iter().map(|h| h.path.clone()).collect();
-            m.add(&ranked, &selected, rels);
+            let mut one = ModeMetrics::default();
+            one.add(&ranked, &selected, rels);
             if out.hits.is_empty() && out.note.is_some() {
-                m.abstained += 1.0;
+                one.abstained = 1.0;
             }
+            m.merge(&one);
+            scores.push(one);
             f.push(query_funnel(qid, text, rels, out, &ranked, &titles));
         }
         m.scale(queries.len());
         modes.insert(name.clone(), m);
+        by_query.insert(name.clone(), scores);
         if name == "default" || (name == "hybrid" && funnel_mode != "default") || funnel.is_empty()
         {
             funnel = f;
             funnel_mode = name.clone();
         }
     }
+    let (intervals, paired) = significance(&by_query, baseline.as_deref());
     Ok(Evaluation {
         report: Report {
             dataset: name.to_string(),
             split: split.to_string(),
             queries: queries.len(),
             modes,
+            intervals,
+            baseline,
+            paired,
         },
         funnel,
         funnel_mode,
+        per_query: by_query,
     })
+}
+
+type Intervals = BTreeMap<String, BTreeMap<String, Interval>>;
+type PairedTests = BTreeMap<String, BTreeMap<String, Paired>>;
+
+/// Intervals of every mode and paired tests of every mode against `baseline`, on each metric
+/// of [`TESTED_METRICS`], from per-query metrics.
+pub fn significance(
+    per_query: &BTreeMap<String, Vec<ModeMetrics>>,
+    baseline: Option<&str>,
+) -> (Intervals, PairedTests) {
+    let column = |scores: &[ModeMetrics], key: &str| -> Vec<f64> {
+        scores.iter().filter_map(|m| m.get(key)).collect()
+    };
+    let mut intervals = BTreeMap::new();
+    let mut paired = BTreeMap::new();
+    let base = baseline.and_then(|b| per_query.get(b));
+    for (name, scores) in per_query {
+        let mut iv = BTreeMap::new();
+        let mut pt = BTreeMap::new();
+        for key in TESTED_METRICS {
+            let x = column(scores, key);
+            iv.insert(key.to_string(), stats::bootstrap(&x));
+            if let (Some(b), false) = (base, Some(name.as_str()) == baseline) {
+                if let Some(p) = stats::paired(&x, &column(b, key)) {
+                    pt.insert(key.to_string(), p);
+                }
+            }
+        }
+        intervals.insert(name.clone(), iv);
+        if !pt.is_empty() {
+            paired.insert(name.clone(), pt);
+        }
+    }
+    (intervals, paired)
 }
 
 fn rank_of(list: &[(String, f32)], id: &str) -> Option<usize> {
