@@ -365,6 +365,10 @@ struct EvalArgs {
     /// a baseline not among them is evaluated too.
     #[arg(long)]
     baseline: Option<String>,
+    /// Write each mode's ranking (top 100 per query) to DIR/<mode>.trec as a TREC run file,
+    /// for trec_eval, ranx or a comparison with another system's runs.
+    #[arg(long, value_name = "DIR")]
+    runs: Option<PathBuf>,
     #[command(flatten)]
     common: Common,
 }
@@ -715,6 +719,7 @@ fn eval(a: EvalArgs) -> Result<()> {
         limit: a.limit,
         expansion: a.expansion,
         baseline: a.baseline.as_ref().map(|b| b.trim().to_string()),
+        runs: a.runs.clone(),
         ..Default::default()
     };
     let mut cfg = a.common.config()?;
@@ -1072,6 +1077,26 @@ fn print_tune_report(
         for (i, f) in c.fold_choices.iter().enumerate() {
             writeln!(out, "  fold {i} chose {}", show(f)?)?;
         }
+    }
+    let mut paired = |what: &str, p: Option<pinpoint::eval::Paired>| -> Result<()> {
+        if let Some(p) = p {
+            writeln!(
+                out,
+                "  held out, {what}: {:+.4} ({:+.4}/{:+.4}), paired p {:.4}, better/worse {}/{}",
+                p.delta.mean, p.delta.low, p.delta.high, p.p_value, p.wins, p.losses
+            )?;
+        }
+        Ok(())
+    };
+    paired(
+        "all searched together against the rerank stage alone",
+        j.tuned.joint_against_fixed(),
+    )?;
+    if j.rerank.is_some() {
+        paired(
+            "the rerank stage alone against no reranking",
+            j.tuned.against_none(&j.tuned.fixed),
+        )?;
     }
     if !j.retrieval_changed && !j.tuned.joint.setting.same_retrieval(&j.current) {
         writeln!(

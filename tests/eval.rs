@@ -84,10 +84,66 @@ fn toy_beir_eval_json_matches_hand_computed_values() {
             "idx",
             "--model",
             model.to_str().unwrap(),
+            "--runs",
+            "runs",
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: Value = serde_json::from_str(stdout(&o).trim()).expect("exactly one JSON object");
+    // Each mode's TREC run, scored here as trec_eval reads it (by score, not by the rank
+    // column), gives the report's nDCG@10.
+    let qrels: HashMap<&str, Vec<&str>> = HashMap::from([
+        ("q1", vec!["d1"]),
+        ("q2", vec!["d2", "d3"]),
+        ("q3", vec!["d6"]),
+        ("d7", vec!["d8"]),
+    ]);
+    for mode in ["lexical", "dense", "hybrid", "default"] {
+        let run = std::fs::read_to_string(work.path().join(format!("runs/{mode}.trec"))).unwrap();
+        let mut by_query: HashMap<&str, Vec<(f64, &str, usize)>> = HashMap::new();
+        for line in run.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            assert_eq!(f.len(), 6, "{line}");
+            assert_eq!((f[1], f[5]), ("Q0", format!("pinpoint-{mode}").as_str()));
+            assert_ne!(
+                (f[0], f[2]),
+                ("d7", "d7"),
+                "a query's own document is left out"
+            );
+            let rank: usize = f[3].parse().unwrap();
+            by_query
+                .entry(f[0])
+                .or_default()
+                .push((f[4].parse().unwrap(), f[2], rank));
+        }
+        let mut total = 0.0;
+        for (q, rel) in &qrels {
+            let mut docs = by_query.remove(q).unwrap_or_default();
+            docs.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(a.1)));
+            let ranks: Vec<usize> = docs.iter().map(|d| d.2).collect();
+            assert_eq!(ranks, (1..=docs.len()).collect::<Vec<_>>(), "{mode} {q}");
+            let dcg: f64 = docs
+                .iter()
+                .take(10)
+                .enumerate()
+                .filter(|(_, d)| rel.contains(&d.1))
+                .map(|(i, _)| 1.0 / (i as f64 + 2.0).log2())
+                .sum();
+            let ideal: f64 = (0..rel.len().min(10))
+                .map(|i| 1.0 / (i as f64 + 2.0).log2())
+                .sum();
+            total += dcg / ideal;
+        }
+        assert!(
+            by_query.is_empty(),
+            "only judged queries are run: {by_query:?}"
+        );
+        let want = v["modes"][mode]["ndcg@10"].as_f64().unwrap();
+        assert!(
+            (total / 4.0 - want).abs() < 1e-9,
+            "{mode}: run {total} report {want}"
+        );
+    }
     assert_eq!(v["dataset"], "toy");
     assert_eq!(v["split"], "test");
     assert_eq!(v["queries"], 4, "q9 has no judgements");

@@ -584,6 +584,9 @@ pub struct EvalConfig {
     /// The mode the others are compared with query by query (`None`: the first mode). A
     /// baseline not among `modes` is evaluated too.
     pub baseline: Option<String>,
+    /// A folder to write each mode's ranking to as a TREC run file (`<mode>.trec`), for
+    /// trec_eval, ranx or a comparison with another system's runs.
+    pub runs: Option<PathBuf>,
 }
 
 impl Default for EvalConfig {
@@ -594,6 +597,7 @@ impl Default for EvalConfig {
             depth: 100,
             expansion: None,
             baseline: None,
+            runs: None,
         }
     }
 }
@@ -750,6 +754,10 @@ pub fn evaluate(
         }
         let secs = t.elapsed().as_secs_f64();
         m.qps = queries.len() as f64 / secs.max(1e-9);
+        if let Some(dir) = &cfg.runs {
+            let ids = queries.iter().map(|(qid, _, _)| qid.as_str());
+            write_run(dir, name, ids.zip(per_query.iter().map(|o| &o.ranked[..])))?;
+        }
         let mut f = Vec::new();
         let mut scores = Vec::with_capacity(queries.len());
         for ((qid, text, rels), out) in queries.iter().zip(&per_query) {
@@ -826,6 +834,58 @@ pub fn significance(
         }
     }
     (intervals, paired)
+}
+
+/// Writes `rankings` as the TREC run file `dir/<mode>.trec`: one line per ranked document,
+/// `qid Q0 docid rank score tag`, ranks from 1, the tag `pinpoint-<mode>`.
+///
+/// - trec_eval orders a query's documents by score and breaks ties by document id, not by
+///   the rank column, so tied scores are nudged apart (by a millionth) to keep pinpoint's
+///   own order.
+/// - The format is split on whitespace, so whitespace and `%` in an id (a path with a
+///   space, in an evaluation of your own folder) are percent-encoded: `%20`, `%25`.
+pub fn write_run<'a>(
+    dir: &Path,
+    mode: &str,
+    rankings: impl Iterator<Item = (&'a str, &'a [(String, f32)])>,
+) -> Result<PathBuf> {
+    use std::fmt::Write as _;
+    fn field(id: &str) -> std::borrow::Cow<'_, str> {
+        if !id.contains(|c: char| c == '%' || c.is_whitespace()) {
+            return id.into();
+        }
+        let mut out = String::with_capacity(id.len() + 8);
+        for c in id.chars() {
+            if c == '%' || c.is_whitespace() {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    let _ = write!(out, "%{b:02X}");
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out.into()
+    }
+    std::fs::create_dir_all(dir).at(dir)?;
+    let path = dir.join(format!("{mode}.trec"));
+    let mut text = String::new();
+    for (qid, ranked) in rankings {
+        let qid = field(qid);
+        let mut last = f64::INFINITY;
+        for (i, (doc, score)) in ranked.iter().enumerate() {
+            // Strictly decreasing, so the file's scores order the documents as pinpoint did.
+            let mut s = f64::from(*score);
+            if s >= last - last.abs().max(1.0) * 1e-7 {
+                s = last - last.abs().max(1.0) * 1e-6;
+            }
+            last = s;
+            let doc = field(doc);
+            let _ = writeln!(text, "{qid} Q0 {doc} {} {s:.8} pinpoint-{mode}", i + 1);
+        }
+    }
+    std::fs::write(&path, text).at(&path)?;
+    Ok(path)
 }
 
 fn rank_of(list: &[(String, f32)], id: &str) -> Option<usize> {
@@ -955,6 +1015,38 @@ mod tests {
         std::fs::create_dir(dir.path().join("qrels")).expect("qrels dir");
         std::fs::write(dir.path().join("qrels/test.tsv"), "1\td1\t1\n").expect("qrels");
         dir
+    }
+
+    #[test]
+    fn a_run_file_keeps_tied_documents_in_order_and_encodes_whitespace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ranked: Vec<(String, f32)> = vec![
+            ("b".into(), 0.5),
+            ("a".into(), 0.5),
+            ("notes/my file.md".into(), 0.5),
+            ("100%.txt".into(), 0.25),
+            ("z".into(), 0.2500001),
+        ];
+        let path = write_run(dir.path(), "hybrid", [("q 1", &ranked[..])].into_iter())
+            .expect("run written");
+        assert_eq!(path, dir.path().join("hybrid.trec"));
+        let text = std::fs::read_to_string(&path).expect("run");
+        let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+        let docs: Vec<&str> = rows.iter().map(|r| r[2]).collect();
+        assert_eq!(docs, ["b", "a", "notes/my%20file.md", "100%25.txt", "z"]);
+        assert!(rows.iter().all(|r| r.len() == 6 && r[0] == "q%201"));
+        assert_eq!(rows[0][5], "pinpoint-hybrid");
+        // By score alone (trec_eval's order) the documents come out as ranked: ties and a
+        // later score above its predecessor's are pushed just below it.
+        let scores: Vec<f64> = rows.iter().map(|r| r[4].parse().expect("score")).collect();
+        assert!(scores.windows(2).all(|w| w[0] > w[1]), "{scores:?}");
+        assert!((scores[0] - 0.5).abs() < 1e-9 && (scores[3] - 0.25).abs() < 1e-9);
+        assert!(
+            scores[4] < scores[3] && scores[3] - scores[4] < 1e-5,
+            "{scores:?}"
+        );
+        let ranks: Vec<&str> = rows.iter().map(|r| r[3]).collect();
+        assert_eq!(ranks, ["1", "2", "3", "4", "5"]);
     }
 
     #[test]

@@ -579,6 +579,9 @@ pub struct JointChoice {
     pub cv_score: f64,
     /// Each fold's choice.
     pub fold_choices: Vec<Joint>,
+    /// Each query's target under the choice of the folds it was held out of, in the
+    /// queries' order (its mean is `cv_score`): what paired tests compare.
+    pub held_out: Vec<f64>,
 }
 
 /// Result of [`tune_joint`].
@@ -591,10 +594,24 @@ pub struct TunedJoint {
     pub fixed: JointChoice,
     /// The index's retrieval without reranking (the same on every fold partition).
     pub none_score: f64,
+    /// Each query's target under it, in the queries' order.
+    pub none_per_query: Vec<f64>,
     /// Best train score at each expansion weight.
     pub per_expansion: Vec<(f32, f64)>,
     /// Best train score at each candidate depth.
     pub per_depth: Vec<(usize, f64)>,
+}
+
+impl TunedJoint {
+    /// The joint choice against the rerank stage alone, query by query, both held out.
+    pub fn joint_against_fixed(&self) -> Option<crate::eval::Paired> {
+        crate::eval::stats::paired(&self.joint.held_out, &self.fixed.held_out)
+    }
+
+    /// `choice` (held out) against the index's retrieval without reranking.
+    pub fn against_none(&self, choice: &JointChoice) -> Option<crate::eval::Paired> {
+        crate::eval::stats::paired(&choice.held_out, &self.none_per_query)
+    }
 }
 
 /// Grid search of the document-expansion weight (one collected set per weight), the
@@ -686,8 +703,18 @@ pub fn tune_joint(
         .map(|s| s.1.iter().map(|q| &q.rels).collect())
         .unwrap_or_default();
     let all: Vec<usize> = (0..n).collect();
+    let splits = fold_split(&rels, folds);
     let choose = |points: &[usize]| -> JointChoice {
         let (cv_score, picks) = cross_validate(&rels, folds, points, |idx, &g| mean(idx, g));
+        // `cross_validate` walks the same deterministic split, one choice per fold.
+        let mut held_out = vec![0.0; n];
+        if picks.len() == splits.len() {
+            for ((held, _), &g) in splits.iter().zip(&picks) {
+                for &q in held {
+                    held_out[q] = scores[q][g];
+                }
+            }
+        }
         let mut best: Option<(usize, f64)> = None;
         for &g in points {
             let s = mean(&all, g);
@@ -701,6 +728,7 @@ pub fn tune_joint(
             train_score,
             cv_score,
             fold_choices: picks.into_iter().map(|g| grid[g].clone()).collect(),
+            held_out,
         }
     };
     let every: Vec<usize> = (0..grid.len()).collect();
@@ -709,10 +737,12 @@ pub fn tune_joint(
         .copied()
         .filter(|&g| grid[g].same_retrieval(current))
         .collect();
-    let none_score = at_current
+    let none_at = at_current
         .iter()
-        .find(|&&g| grid[g].rerank_depth == 0)
-        .map_or(0.0, |&g| mean(&all, g));
+        .copied()
+        .find(|&g| grid[g].rerank_depth == 0);
+    let none_score = none_at.map_or(0.0, |g| mean(&all, g));
+    let none_per_query = none_at.map_or_else(Vec::new, |g| scores.iter().map(|r| r[g]).collect());
     let best_where = |keep: &dyn Fn(&Joint) -> bool| {
         every
             .iter()
@@ -724,6 +754,7 @@ pub fn tune_joint(
         joint: choose(&every),
         fixed: choose(&at_current),
         none_score,
+        none_per_query,
         per_expansion: sets
             .iter()
             .map(|(w, _)| (*w, best_where(&|j: &Joint| j.expansion == *w)))
@@ -1106,6 +1137,19 @@ mod tests {
         assert!(t.fixed.setting.same_retrieval(&current));
         assert!((t.per_expansion[0].1 - second).abs() < 1e-9, "{t:?}");
         assert!((t.per_expansion[1].1 - 1.0).abs() < 1e-9);
+        // Query by query, held out: every query is first under the joint choice and second
+        // under the index's retrieval, so all ten are wins, and ten same-sign differences
+        // leave the randomisation test only two assignments of 1,024 as extreme.
+        assert_eq!(j.held_out, vec![1.0; 10]);
+        assert!(t.fixed.held_out.iter().all(|x| (x - second).abs() < 1e-9));
+        assert!(t.none_per_query.iter().all(|x| (x - second).abs() < 1e-9));
+        let p = t.joint_against_fixed().unwrap();
+        assert_eq!((p.wins, p.losses), (10, 0));
+        assert!((p.delta.mean - (1.0 - second)).abs() < 1e-9);
+        assert!(p.p_value < 0.01, "{p:?}");
+        let none = t.against_none(&t.fixed).unwrap();
+        assert_eq!((none.wins, none.losses), (0, 0));
+        assert!(none.p_value > 0.99);
         // The fused list alone (no reranker) prefers no expansion.
         let f = tune_joint(
             &sets,
