@@ -517,6 +517,8 @@ fn tune_with_reranker_stores_the_printed_settings() {
         "index's retrieval (expansion 0.2 depth 100 fusion",
         "rerank stage alone: expansion 0.2 depth 100",
         "all searched together: expansion",
+        "held out, all searched together against the rerank stage alone: ",
+        "held out, the rerank stage alone against no reranking: ",
         "cut-off (top 5, recall loss at most 0.01, after the similarity guard at 0.5): no cut-off, no guard:",
         "2-fold held-out: precision",
         "settings: {",
