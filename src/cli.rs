@@ -148,9 +148,11 @@ struct TuneArgs {
     /// folder) instead of the default pipeline's own (token MaxSim when the index keeps
     /// token codes). Each query is reranked once at the deepest depth searched; a reranker
     /// that encodes passages at query time is slow (about a second per query on 2 cores).
-    /// Adopted only when it wins held out.
-    #[arg(long)]
-    rerank: Option<String>,
+    /// Adopted only when it wins held out. Several, comma-separated (`tokens,sentence`),
+    /// are each searched with the rest of the pipeline, and the one that holds out best is
+    /// adopted (the index's own, if listed, gives way only to a gain above noise).
+    #[arg(long, value_delimiter = ',')]
+    rerank: Vec<String>,
     /// Cut-off stage: the most handed recall (of the 5 passages `query` hands over by
     /// default) the adaptive cut-off may give up for precision.
     #[arg(long, default_value_t = 0.01)]
@@ -951,7 +953,11 @@ fn tune(a: TuneArgs) -> Result<()> {
     use pinpoint::{eval, tune};
     let target: tune::Target = a.metric.parse()?;
     // Checked before minutes of work.
-    let named_kind: Option<RerankKind> = a.rerank.as_deref().map(str::parse).transpose()?;
+    let named_kinds: Vec<RerankKind> = a
+        .rerank
+        .iter()
+        .map(|r| r.trim().parse())
+        .collect::<pinpoint::Result<_>>()?;
     let cfg = a.common.config()?;
     let (mut engine, labelled) = if let Some(dir) = &a.beir {
         let ds = eval::Dataset::load_beir(dir, &a.split)?;
@@ -968,7 +974,7 @@ fn tune(a: TuneArgs) -> Result<()> {
     let opts = tune::TuneOptions {
         target,
         folds: a.folds,
-        rerank: named_kind,
+        rerank: named_kinds,
         max_recall_loss: a.max_recall_loss,
     };
     let r = tune::run(&engine, &labelled, &opts, &|what| eprintln!("{what} ..."))?;
@@ -985,40 +991,13 @@ fn tune(a: TuneArgs) -> Result<()> {
     Ok(())
 }
 
-/// `pinpoint tune`'s report: each stage's search, its held-out figures and what it chose.
-fn print_tune_report(
+/// One reranker's joint search in `pinpoint tune`'s report.
+fn print_joint_stage(
     out: &mut impl Write,
-    r: &pinpoint::tune::TuneReport,
-    metric: &str,
+    j: &pinpoint::tune::JointStage,
+    folds: usize,
 ) -> Result<()> {
     use pinpoint::tune;
-    let folds = r.folds;
-    let t = &r.fusion;
-    writeln!(
-        out,
-        "fusion, best five on all {} queries ({metric}):",
-        r.queries
-    )?;
-    for (f, s) in &t.top {
-        writeln!(out, "  {:.4}  {}", s, serde_json::to_string(f)?)?;
-    }
-    writeln!(
-        out,
-        "best on the fused list alone: {}  train {:.4}  {folds}-fold held-out {:.4} (searched \
-         again below, with the rest)",
-        serde_json::to_string(&t.fusion)?,
-        t.train_score,
-        t.cv_score
-    )?;
-    for (i, f) in t.fold_choices.iter().enumerate() {
-        writeln!(out, "  fold {i} chose {}", serde_json::to_string(f)?)?;
-    }
-    writeln!(
-        out,
-        "pseudo-relevance feedback: off {:.4}, on {:.4}",
-        r.prf.off, r.prf.on
-    )?;
-    let j = &r.joint;
     let show = |s: &tune::Joint| -> Result<String> {
         Ok(format!(
             "expansion {} depth {} fusion {} rerank depth {} weight {:.1}",
@@ -1105,10 +1084,82 @@ fn print_tune_report(
         )?;
     }
     if j.rerank.is_some() && !j.rerank_adopted {
+        let u = &j.tuned.unreranked;
         writeln!(
             out,
-            "  reranking not adopted: no held-out gain over not reranking"
+            "  reranking not adopted: no held-out gain over not reranking; searched without \
+             it: {}  train {:.4}, {folds}-fold held-out {:.4}{}",
+            show(&u.setting)?,
+            u.train_score,
+            u.cv_score,
+            if j.retrieval_changed {
+                " (adopted)"
+            } else {
+                ""
+            }
         )?;
+    }
+    Ok(())
+}
+
+fn rerank_name(k: &RerankKind) -> String {
+    match k {
+        RerankKind::Tokens => "tokens".into(),
+        RerankKind::Sentence => "sentence".into(),
+        RerankKind::CrossEncoder { model } => format!("cross-encoder {}", model.display()),
+    }
+}
+
+/// `pinpoint tune`'s report: each stage's search, its held-out figures and what it chose.
+fn print_tune_report(
+    out: &mut impl Write,
+    r: &pinpoint::tune::TuneReport,
+    metric: &str,
+) -> Result<()> {
+    use pinpoint::tune;
+    let folds = r.folds;
+    let t = &r.fusion;
+    writeln!(
+        out,
+        "fusion, best five on all {} queries ({metric}):",
+        r.queries
+    )?;
+    for (f, s) in &t.top {
+        writeln!(out, "  {:.4}  {}", s, serde_json::to_string(f)?)?;
+    }
+    writeln!(
+        out,
+        "best on the fused list alone: {}  train {:.4}  {folds}-fold held-out {:.4} (searched \
+         again below, with the rest)",
+        serde_json::to_string(&t.fusion)?,
+        t.train_score,
+        t.cv_score
+    )?;
+    for (i, f) in t.fold_choices.iter().enumerate() {
+        writeln!(out, "  fold {i} chose {}", serde_json::to_string(f)?)?;
+    }
+    writeln!(
+        out,
+        "pseudo-relevance feedback: off {:.4}, on {:.4}",
+        r.prf.off, r.prf.on
+    )?;
+    for (i, j) in std::iter::once(&r.joint).chain(&r.others).enumerate() {
+        if !r.others.is_empty() {
+            writeln!(
+                out,
+                "reranker {}: held-out {:.4}{}",
+                j.rerank
+                    .as_ref()
+                    .map_or_else(|| "none".to_string(), rerank_name),
+                j.held_out,
+                match (i, j.rerank_adopted) {
+                    (0, true) => " (adopted)",
+                    (0, false) => " (best, but not better than no reranking)",
+                    _ => "",
+                }
+            )?;
+        }
+        print_joint_stage(out, j, folds)?;
     }
     if let Some(c) = &r.cutoff {
         let show = |h: &tune::Handed| {

@@ -578,6 +578,41 @@ fn tune_with_reranker_stores_the_printed_settings() {
             .collect();
         assert!((stored.0 - best[0]).abs() < 1e-6 && (stored.1 - best[1]).abs() < 1e-6);
     }
+    // Two rerankers: each is searched, and the one chosen holds out best, or is the
+    // index's own (tokens) within noise of the best.
+    let both = run(&["--dry-run", "--rerank", "tokens,sentence"]);
+    let heads: Vec<(&str, f64, &str)> = both
+        .lines()
+        .filter_map(|l| l.strip_prefix("reranker "))
+        .map(|l| {
+            let (name, rest) = l.split_once(": held-out ").expect("held-out figure");
+            let (x, tail) = rest.split_at(6);
+            (name, x.parse().expect("figure"), tail.trim())
+        })
+        .collect();
+    assert_eq!(heads.len(), 2, "{both}");
+    // The first is the one chosen; only it carries a verdict.
+    let (first, other) = (heads[0], heads[1]);
+    assert!(!first.2.is_empty() && other.2.is_empty(), "{both}");
+    if first.0 == "sentence" {
+        assert!(first.1 > other.1 + 0.002 - 1e-4, "{both}");
+    } else {
+        assert_eq!(first.0, "tokens", "{both}");
+        assert!(first.1 >= other.1 - 0.002 - 1e-4, "{both}");
+    }
+    let settings: Value = serde_json::from_str(
+        both.lines()
+            .find_map(|l| l.strip_prefix("settings: "))
+            .expect("settings line"),
+    )
+    .unwrap();
+    match settings["rerank"].as_object() {
+        Some(r) => {
+            assert_eq!(r["kind"]["kind"], first.0, "{both}");
+            assert_eq!(first.2, "(adopted)", "{both}");
+        }
+        None => assert!(first.2.starts_with("(best, but not"), "{both}"),
+    }
     // A bad reranker name is a clear error before any work.
     let o = pinpoint(
         work.path(),

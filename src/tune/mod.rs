@@ -592,6 +592,10 @@ pub struct TunedJoint {
     /// Only the rerank depth and weight searched, the rest as the index has it: what the
     /// joint choice must beat held out to be worth changing more.
     pub fixed: JointChoice,
+    /// Expansion, depth and fusion searched without reranking: the retrieval to keep when
+    /// the reranker is not adopted (one chosen for a reranked head may not suit the
+    /// fused list alone).
+    pub unreranked: JointChoice,
     /// The index's retrieval without reranking (the same on every fold partition).
     pub none_score: f64,
     /// Each query's target under it, in the queries' order.
@@ -753,6 +757,13 @@ pub fn tune_joint(
     TunedJoint {
         joint: choose(&every),
         fixed: choose(&at_current),
+        unreranked: choose(
+            &every
+                .iter()
+                .copied()
+                .filter(|&g| grid[g].rerank_depth == 0)
+                .collect::<Vec<_>>(),
+        ),
         none_score,
         none_per_query,
         per_expansion: sets

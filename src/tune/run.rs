@@ -26,8 +26,10 @@ pub struct TuneOptions {
     pub target: Target,
     /// Cross-validation folds (grouped: [`super::fold_split`]).
     pub folds: usize,
-    /// Tune this reranker instead of the index's own.
-    pub rerank: Option<RerankKind>,
+    /// The rerankers to compare, each searched with the rest of the pipeline; the one
+    /// that holds out best is adopted (the index's own, when it is among them, gives way
+    /// only to a gain above [`MIN_GAIN`]). Empty: the index's own reranker.
+    pub rerank: Vec<RerankKind>,
     /// The most handed recall the adaptive cut-off may give up for precision.
     pub max_recall_loss: f64,
 }
@@ -37,7 +39,7 @@ impl Default for TuneOptions {
         TuneOptions {
             target: Target::Ndcg10,
             folds: 5,
-            rerank: None,
+            rerank: Vec::new(),
             max_recall_loss: 0.01,
         }
     }
@@ -76,6 +78,9 @@ pub struct JointStage {
     pub retrieval_changed: bool,
     /// Whether a reranker is in the settings.
     pub rerank_adopted: bool,
+    /// The held-out target of what the stage settled on: the reranked choice when the
+    /// reranker is adopted, else the retrieval kept without it.
+    pub held_out: f64,
 }
 
 /// The cut-off stage.
@@ -104,8 +109,11 @@ pub struct TuneReport {
     pub fusion: Tuned,
     /// Pseudo-relevance feedback.
     pub prf: PrfCheck,
-    /// Expansion, depth, fusion and reranking together.
+    /// Expansion, depth, fusion and reranking together, for the reranker adopted (or,
+    /// when none is, the first one asked).
     pub joint: JointStage,
+    /// The same search for each other reranker asked for, in the order asked.
+    pub others: Vec<JointStage>,
     /// The cut-off, when the pipeline selects passages.
     pub cutoff: Option<CutoffStage>,
     /// The chosen pipeline.
@@ -165,7 +173,7 @@ pub fn run(
     };
     let mut chosen = if prf.adopted { with_prf } else { base };
 
-    let joint = joint_stage(engine, labelled, opts, &fusion, &mut chosen, progress)?;
+    let (joint, others) = joint_stages(engine, labelled, opts, &fusion, &mut chosen, progress)?;
 
     let cutoff = if chosen.select.is_some() {
         progress(&format!(
@@ -211,26 +219,76 @@ pub fn run(
         fusion,
         prf,
         joint,
+        others,
         cutoff,
         settings: chosen,
     })
 }
 
-/// The reranker named, else the pipeline's own, searched together with the expansion
-/// weight, the candidate depth and the fusion ([`tune_joint`]); the choice is written into
-/// `chosen`.
-fn joint_stage(
+/// Each reranker asked for (else the pipeline's own) searched with the rest
+/// ([`joint_stage`]); the one that holds out best is written into `chosen` and returned
+/// first, the others after it in the order asked.
+fn joint_stages(
     engine: &Engine,
     labelled: &Labelled,
     opts: &TuneOptions,
     fusion: &Tuned,
     chosen: &mut Pipeline,
     progress: &dyn Fn(&str),
+) -> Result<(JointStage, Vec<JointStage>)> {
+    let own = chosen.rerank.as_ref().map(|r| r.kind.clone());
+    let kinds: Vec<Option<RerankKind>> = if opts.rerank.is_empty() {
+        vec![own.clone()]
+    } else {
+        // Each once, in the order first asked.
+        let mut kinds = Vec::new();
+        for k in &opts.rerank {
+            if !kinds.contains(&Some(k.clone())) {
+                kinds.push(Some(k.clone()));
+            }
+        }
+        kinds
+    };
+    let mut stages = Vec::with_capacity(kinds.len());
+    for kind in kinds {
+        let mut p = chosen.clone();
+        let stage = joint_stage(engine, labelled, kind, opts, fusion, &mut p, progress)?;
+        stages.push((stage, p));
+    }
+    let held_out: Vec<f64> = stages.iter().map(|(s, _)| s.held_out).collect();
+    let best = pick_stage(&held_out, stages.iter().position(|(s, _)| s.rerank == own));
+    let (stage, p) = stages.remove(best);
+    *chosen = p;
+    Ok((stage, stages.into_iter().map(|(s, _)| s).collect()))
+}
+
+/// Which of several rerankers' searches to adopt, from their held-out scores: the best
+/// (the first of equals), except that the index's own (`own`) stays unless another holds
+/// out better by more than [`MIN_GAIN`]: switching rerankers is a change like any other.
+fn pick_stage(held_out: &[f64], own: Option<usize>) -> usize {
+    let mut best = 0;
+    for (i, &x) in held_out.iter().enumerate() {
+        if x > held_out[best] + 1e-12 {
+            best = i;
+        }
+    }
+    match own {
+        Some(o) if o < held_out.len() && held_out[best] <= held_out[o] + MIN_GAIN => o,
+        _ => best,
+    }
+}
+
+/// One reranker (or none) searched together with the expansion weight, the candidate depth
+/// and the fusion ([`tune_joint`]); the choice is written into `chosen`.
+fn joint_stage(
+    engine: &Engine,
+    labelled: &Labelled,
+    rerank: Option<RerankKind>,
+    opts: &TuneOptions,
+    fusion: &Tuned,
+    chosen: &mut Pipeline,
+    progress: &dyn Fn(&str),
 ) -> Result<JointStage> {
-    let rerank = opts
-        .rerank
-        .clone()
-        .or_else(|| chosen.rerank.as_ref().map(|r| r.kind.clone()));
     let expands = engine.manifest().neighbours > 0 && engine.lexical().has_near();
     // A reranker over stored codes scores every candidate in milliseconds, so one pass per
     // expansion weight replays everything else; one that encodes passages at query time
@@ -303,33 +361,38 @@ fn joint_stage(
     );
     // More than the rerank stage changes only when that holds out better by more than
     // noise; a reranker only when it beats not reranking (the same on every partition).
-    let retrieval_changed = !tuned.joint.setting.same_retrieval(&current)
-        && tuned.joint.cv_score > tuned.fixed.cv_score + MIN_GAIN;
-    let pick = if retrieval_changed {
+    // Without it, the retrieval is the one searched without reranking, by the same rule.
+    let reranked = if tuned.joint.cv_score > tuned.fixed.cv_score + MIN_GAIN
+        && !tuned.joint.setting.same_retrieval(&current)
+    {
         &tuned.joint
     } else {
         &tuned.fixed
     };
-    chosen.expansion = pick.setting.expansion;
-    chosen.depth = pick.setting.depth;
-    chosen.fusion = pick.setting.fusion.clone();
-    let rerank_adopted = match &rerank {
-        Some(kind)
-            if pick.setting.rerank_depth > 0 && pick.cv_score > tuned.none_score + MIN_GAIN =>
-        {
-            chosen.rerank = Some(RerankConfig {
-                kind: kind.clone(),
-                depth: pick.setting.rerank_depth,
-                weight: pick.setting.rerank_weight,
-            });
-            true
-        }
-        Some(_) => {
-            chosen.rerank = None;
-            false
-        }
-        None => false,
+    let rerank_adopted = rerank.is_some()
+        && reranked.setting.rerank_depth > 0
+        && reranked.cv_score > tuned.none_score + MIN_GAIN;
+    let (pick, held_out) = if rerank_adopted {
+        (&reranked.setting, reranked.cv_score)
+    } else if tuned.unreranked.cv_score > tuned.none_score + MIN_GAIN
+        && !tuned.unreranked.setting.same_retrieval(&current)
+    {
+        (&tuned.unreranked.setting, tuned.unreranked.cv_score)
+    } else {
+        (&current, tuned.none_score)
     };
+    chosen.expansion = pick.expansion;
+    chosen.depth = pick.depth;
+    chosen.fusion = pick.fusion.clone();
+    chosen.rerank = match (&rerank, rerank_adopted) {
+        (Some(kind), true) => Some(RerankConfig {
+            kind: kind.clone(),
+            depth: pick.rerank_depth,
+            weight: pick.rerank_weight,
+        }),
+        _ => None,
+    };
+    let retrieval_changed = !pick.same_retrieval(&current);
     Ok(JointStage {
         weights,
         depths,
@@ -340,5 +403,25 @@ fn joint_stage(
         tuned,
         retrieval_changed,
         rerank_adopted,
+        held_out,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_best_reranker_wins_but_the_index_own_keeps_its_place_within_noise() {
+        // No own reranker among them: the best, the first of equals.
+        assert_eq!(pick_stage(&[0.70, 0.72, 0.71], None), 1);
+        assert_eq!(pick_stage(&[0.72, 0.72], None), 0);
+        // The own (index 0) within MIN_GAIN of the best stays.
+        assert_eq!(pick_stage(&[0.700, 0.7015], Some(0)), 0);
+        // Beaten by more than MIN_GAIN, it gives way.
+        assert_eq!(pick_stage(&[0.700, 0.703], Some(0)), 1);
+        // The own that is itself best stays, wherever it was listed.
+        assert_eq!(pick_stage(&[0.69, 0.71, 0.70], Some(1)), 1);
+        assert_eq!(pick_stage(&[0.5], Some(0)), 0);
+    }
 }
