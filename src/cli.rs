@@ -1076,6 +1076,15 @@ fn print_joint_stage(
             "the rerank stage alone against no reranking",
             j.tuned.against_none(&j.tuned.fixed),
         )?;
+        if j.every_candidate {
+            paired(
+                "all searched together against the best without reranking",
+                pinpoint::eval::stats::paired(
+                    &j.tuned.joint.held_out,
+                    &j.tuned.unreranked.held_out,
+                ),
+            )?;
+        }
     }
     if !j.retrieval_changed && !j.tuned.joint.setting.same_retrieval(&j.current) {
         writeln!(

@@ -262,6 +262,35 @@ fn joint_stages(
     Ok((stage, stages.into_iter().map(|(s, _)| s).collect()))
 }
 
+/// What one reranker's search settles on: the setting, its held-out score, and whether the
+/// reranker is in it. Each change must hold out better than what it replaces by more than
+/// [`MIN_GAIN`]:
+/// - without reranking, the retrieval searched alone replaces the index's;
+/// - with it, the joint choice replaces the rerank stage alone (the index's retrieval);
+/// - and the reranker must beat the best without it, so that its cost at query time buys
+///   something a retrieval change alone would not.
+fn settle(tuned: &TunedJoint, current: &Joint, reranker: bool) -> (Joint, f64, bool) {
+    let (plain, plain_score) = if tuned.unreranked.cv_score > tuned.none_score + MIN_GAIN
+        && !tuned.unreranked.setting.same_retrieval(current)
+    {
+        (&tuned.unreranked.setting, tuned.unreranked.cv_score)
+    } else {
+        (current, tuned.none_score)
+    };
+    let reranked = if tuned.joint.cv_score > tuned.fixed.cv_score + MIN_GAIN
+        && !tuned.joint.setting.same_retrieval(current)
+    {
+        &tuned.joint
+    } else {
+        &tuned.fixed
+    };
+    if reranker && reranked.setting.rerank_depth > 0 && reranked.cv_score > plain_score + MIN_GAIN {
+        (reranked.setting.clone(), reranked.cv_score, true)
+    } else {
+        (plain.clone(), plain_score, false)
+    }
+}
+
 /// Which of several rerankers' searches to adopt, from their held-out scores: the best
 /// (the first of equals), except that the index's own (`own`) stays unless another holds
 /// out better by more than [`MIN_GAIN`]: switching rerankers is a change like any other.
@@ -359,28 +388,8 @@ fn joint_stage(
         opts.target,
         opts.folds,
     );
-    // More than the rerank stage changes only when that holds out better by more than
-    // noise; a reranker only when it beats not reranking (the same on every partition).
-    // Without it, the retrieval is the one searched without reranking, by the same rule.
-    let reranked = if tuned.joint.cv_score > tuned.fixed.cv_score + MIN_GAIN
-        && !tuned.joint.setting.same_retrieval(&current)
-    {
-        &tuned.joint
-    } else {
-        &tuned.fixed
-    };
-    let rerank_adopted = rerank.is_some()
-        && reranked.setting.rerank_depth > 0
-        && reranked.cv_score > tuned.none_score + MIN_GAIN;
-    let (pick, held_out) = if rerank_adopted {
-        (&reranked.setting, reranked.cv_score)
-    } else if tuned.unreranked.cv_score > tuned.none_score + MIN_GAIN
-        && !tuned.unreranked.setting.same_retrieval(&current)
-    {
-        (&tuned.unreranked.setting, tuned.unreranked.cv_score)
-    } else {
-        (&current, tuned.none_score)
-    };
+    let (pick, held_out, rerank_adopted) = settle(&tuned, &current, rerank.is_some());
+    let pick = &pick;
     chosen.expansion = pick.expansion;
     chosen.depth = pick.depth;
     chosen.fusion = pick.fusion.clone();
@@ -410,6 +419,71 @@ fn joint_stage(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuse::Norm;
+    use crate::tune::JointChoice;
+
+    fn joint(expansion: f32, rerank_depth: usize) -> Joint {
+        Joint {
+            expansion,
+            depth: 100,
+            fusion: Fusion::Weighted {
+                norm: Norm::ZScore,
+                weights: vec![0.5, 0.5],
+            },
+            rerank_depth,
+            rerank_weight: if rerank_depth > 0 { 0.5 } else { 0.0 },
+        }
+    }
+
+    fn choice(setting: Joint, cv_score: f64) -> JointChoice {
+        JointChoice {
+            setting,
+            train_score: cv_score,
+            cv_score,
+            fold_choices: Vec::new(),
+            held_out: Vec::new(),
+        }
+    }
+
+    /// The index's retrieval at expansion 0.2 scores `none` without reranking and `fixed`
+    /// with it; retrieval at expansion 0.1 scores `unreranked` alone and `joint` reranked.
+    fn tuned(none: f64, fixed: f64, unreranked: f64, joint: f64) -> TunedJoint {
+        TunedJoint {
+            joint: choice(self::joint(0.1, 20), joint),
+            fixed: choice(self::joint(0.2, 20), fixed),
+            unreranked: choice(self::joint(0.1, 0), unreranked),
+            none_score: none,
+            none_per_query: Vec::new(),
+            per_expansion: Vec::new(),
+            per_depth: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_reranker_must_beat_the_best_retrieval_without_it() {
+        let current = joint(0.2, 0);
+        // The joint choice gains 0.010, but the same retrieval change alone gains 0.009:
+        // the reranker adds 0.001, noise, so the retrieval changes and reranking is off.
+        let (pick, held, adopted) = settle(&tuned(0.700, 0.701, 0.709, 0.710), &current, true);
+        assert!(!adopted);
+        assert_eq!((pick.expansion, pick.rerank_depth), (0.1, 0));
+        assert!((held - 0.709).abs() < 1e-12);
+        // It adds 0.005 over the best without it: adopted, with the joint retrieval.
+        let (pick, held, adopted) = settle(&tuned(0.700, 0.701, 0.709, 0.714), &current, true);
+        assert!(adopted);
+        assert_eq!((pick.expansion, pick.rerank_depth), (0.1, 20));
+        assert!((held - 0.714).abs() < 1e-12);
+        // Nothing beats the index's retrieval without reranking: the rerank stage alone
+        // must beat that, and here does, on the index's own retrieval.
+        let (pick, _, adopted) = settle(&tuned(0.700, 0.705, 0.701, 0.706), &current, true);
+        assert!(adopted);
+        assert_eq!((pick.expansion, pick.rerank_depth), (0.2, 20));
+        // No reranker: only the retrieval search counts.
+        let (pick, held, adopted) = settle(&tuned(0.700, 0.0, 0.701, 0.0), &current, false);
+        assert!(!adopted);
+        assert_eq!(pick, current);
+        assert!((held - 0.700).abs() < 1e-12);
+    }
 
     #[test]
     fn the_best_reranker_wins_but_the_index_own_keeps_its_place_within_noise() {
