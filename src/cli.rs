@@ -1078,11 +1078,8 @@ fn print_joint_stage(
         )?;
         if j.every_candidate {
             paired(
-                "all searched together against the best without reranking",
-                pinpoint::eval::stats::paired(
-                    &j.tuned.joint.held_out,
-                    &j.tuned.unreranked.held_out,
-                ),
+                "the reranked choice against the best without reranking",
+                j.rerank_worth.clone(),
             )?;
         }
     }

@@ -750,6 +750,12 @@ fn tune_runs_from_the_library_and_its_settings_follow_its_report() {
     };
     let adopt = reranked.setting.rerank_depth > 0 && reranked.cv_score > plain_score + 0.002;
     assert_eq!(r.joint.rerank_adopted, adopt);
+    let worth = r
+        .joint
+        .rerank_worth
+        .as_ref()
+        .expect("a reranker was searched");
+    assert!((worth.delta.mean - (reranked.cv_score - plain_score)).abs() < 1e-9);
     let pick = if adopt { &reranked.setting } else { plain };
     if let Some(rc) = &r.settings.rerank {
         assert_eq!(

@@ -4,7 +4,7 @@
 
 use crate::engine::{Engine, Granularity, Pipeline, RerankConfig, RerankKind, SearchRequest};
 use crate::error::Result;
-use crate::eval::Labelled;
+use crate::eval::{Labelled, Paired};
 use crate::fuse::Fusion;
 
 use super::{
@@ -81,6 +81,9 @@ pub struct JointStage {
     /// The held-out target of what the stage settled on: the reranked choice when the
     /// reranker is adopted, else the retrieval kept without it.
     pub held_out: f64,
+    /// The reranked choice against the best retrieval without reranking, query by query
+    /// held out: what the reranker itself is worth (none without a reranker).
+    pub rerank_worth: Option<Paired>,
 }
 
 /// The cut-off stage.
@@ -269,13 +272,25 @@ fn joint_stages(
 /// - with it, the joint choice replaces the rerank stage alone (the index's retrieval);
 /// - and the reranker must beat the best without it, so that its cost at query time buys
 ///   something a retrieval change alone would not.
-fn settle(tuned: &TunedJoint, current: &Joint, reranker: bool) -> (Joint, f64, bool) {
-    let (plain, plain_score) = if tuned.unreranked.cv_score > tuned.none_score + MIN_GAIN
+///
+/// Also returns the reranked choice against the best without reranking, query by query
+/// held out: what the reranker itself is worth.
+fn settle(
+    tuned: &TunedJoint,
+    current: &Joint,
+    reranker: bool,
+) -> (Joint, f64, bool, Option<Paired>) {
+    let (plain, plain_score, plain_queries) = if tuned.unreranked.cv_score
+        > tuned.none_score + MIN_GAIN
         && !tuned.unreranked.setting.same_retrieval(current)
     {
-        (&tuned.unreranked.setting, tuned.unreranked.cv_score)
+        (
+            &tuned.unreranked.setting,
+            tuned.unreranked.cv_score,
+            &tuned.unreranked.held_out,
+        )
     } else {
-        (current, tuned.none_score)
+        (current, tuned.none_score, &tuned.none_per_query)
     };
     let reranked = if tuned.joint.cv_score > tuned.fixed.cv_score + MIN_GAIN
         && !tuned.joint.setting.same_retrieval(current)
@@ -284,10 +299,13 @@ fn settle(tuned: &TunedJoint, current: &Joint, reranker: bool) -> (Joint, f64, b
     } else {
         &tuned.fixed
     };
+    let worth = reranker
+        .then(|| crate::eval::stats::paired(&reranked.held_out, plain_queries))
+        .flatten();
     if reranker && reranked.setting.rerank_depth > 0 && reranked.cv_score > plain_score + MIN_GAIN {
-        (reranked.setting.clone(), reranked.cv_score, true)
+        (reranked.setting.clone(), reranked.cv_score, true, worth)
     } else {
-        (plain.clone(), plain_score, false)
+        (plain.clone(), plain_score, false, worth)
     }
 }
 
@@ -388,7 +406,7 @@ fn joint_stage(
         opts.target,
         opts.folds,
     );
-    let (pick, held_out, rerank_adopted) = settle(&tuned, &current, rerank.is_some());
+    let (pick, held_out, rerank_adopted, rerank_worth) = settle(&tuned, &current, rerank.is_some());
     let pick = &pick;
     chosen.expansion = pick.expansion;
     chosen.depth = pick.depth;
@@ -413,6 +431,7 @@ fn joint_stage(
         retrieval_changed,
         rerank_adopted,
         held_out,
+        rerank_worth,
     })
 }
 
@@ -435,13 +454,14 @@ mod tests {
         }
     }
 
+    /// Four queries held out, each scoring `cv_score`.
     fn choice(setting: Joint, cv_score: f64) -> JointChoice {
         JointChoice {
             setting,
             train_score: cv_score,
             cv_score,
             fold_choices: Vec::new(),
-            held_out: Vec::new(),
+            held_out: vec![cv_score; 4],
         }
     }
 
@@ -453,7 +473,7 @@ mod tests {
             fixed: choice(self::joint(0.2, 20), fixed),
             unreranked: choice(self::joint(0.1, 0), unreranked),
             none_score: none,
-            none_per_query: Vec::new(),
+            none_per_query: vec![none; 4],
             per_expansion: Vec::new(),
             per_depth: Vec::new(),
         }
@@ -464,23 +484,28 @@ mod tests {
         let current = joint(0.2, 0);
         // The joint choice gains 0.010, but the same retrieval change alone gains 0.009:
         // the reranker adds 0.001, noise, so the retrieval changes and reranking is off.
-        let (pick, held, adopted) = settle(&tuned(0.700, 0.701, 0.709, 0.710), &current, true);
+        let (pick, held, adopted, worth) =
+            settle(&tuned(0.700, 0.701, 0.709, 0.710), &current, true);
         assert!(!adopted);
+        // Worth is measured against the retrieval change alone, not the index's retrieval.
+        let worth = worth.expect("a reranker was searched");
+        assert!((worth.delta.mean - 0.001).abs() < 1e-9, "{worth:?}");
+        assert_eq!((worth.wins, worth.losses), (4, 0));
         assert_eq!((pick.expansion, pick.rerank_depth), (0.1, 0));
         assert!((held - 0.709).abs() < 1e-12);
         // It adds 0.005 over the best without it: adopted, with the joint retrieval.
-        let (pick, held, adopted) = settle(&tuned(0.700, 0.701, 0.709, 0.714), &current, true);
+        let (pick, held, adopted, _) = settle(&tuned(0.700, 0.701, 0.709, 0.714), &current, true);
         assert!(adopted);
         assert_eq!((pick.expansion, pick.rerank_depth), (0.1, 20));
         assert!((held - 0.714).abs() < 1e-12);
         // Nothing beats the index's retrieval without reranking: the rerank stage alone
         // must beat that, and here does, on the index's own retrieval.
-        let (pick, _, adopted) = settle(&tuned(0.700, 0.705, 0.701, 0.706), &current, true);
+        let (pick, _, adopted, _) = settle(&tuned(0.700, 0.705, 0.701, 0.706), &current, true);
         assert!(adopted);
         assert_eq!((pick.expansion, pick.rerank_depth), (0.2, 20));
         // No reranker: only the retrieval search counts.
-        let (pick, held, adopted) = settle(&tuned(0.700, 0.0, 0.701, 0.0), &current, false);
-        assert!(!adopted);
+        let (pick, held, adopted, worth) = settle(&tuned(0.700, 0.0, 0.701, 0.0), &current, false);
+        assert!(!adopted && worth.is_none());
         assert_eq!(pick, current);
         assert!((held - 0.700).abs() < 1e-12);
     }
