@@ -807,17 +807,8 @@ fn eval(a: EvalArgs) -> Result<()> {
         "#P@5",
         "q/s"
     )?;
-    let shown: Vec<&str> = ecfg
-        .modes
-        .iter()
-        .chain(&ecfg.baseline)
-        .map(String::as_str)
-        .fold(Vec::new(), |mut v, m| {
-            if !v.contains(&m) {
-                v.push(m);
-            }
-            v
-        });
+    let names = ecfg.evaluated_modes();
+    let shown: Vec<&str> = names.iter().map(String::as_str).collect();
     for mode in &shown {
         if let Some(m) = r.modes.get(*mode) {
             writeln!(

@@ -602,6 +602,20 @@ impl Default for EvalConfig {
     }
 }
 
+impl EvalConfig {
+    /// The modes [`evaluate`] runs, in order: `modes`, then the baseline when it is not
+    /// among them (each once).
+    pub fn evaluated_modes(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for m in self.modes.iter().chain(&self.baseline) {
+            if !names.contains(m) {
+                names.push(m.clone());
+            }
+        }
+        names
+    }
+}
+
 /// What `evaluate` returns besides the report.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
@@ -717,13 +731,8 @@ pub fn evaluate(
         .iter()
         .map(|d| (d.key.clone(), d.title.clone()))
         .collect();
-    let mut names = cfg.modes.clone();
+    let names = cfg.evaluated_modes();
     let baseline = cfg.baseline.clone().or_else(|| names.first().cloned());
-    if let Some(b) = &baseline {
-        if !names.contains(b) {
-            names.push(b.clone());
-        }
-    }
     let mut modes = BTreeMap::new();
     let mut by_query = BTreeMap::new();
     let mut funnel = Vec::new();

@@ -247,17 +247,29 @@ pub fn cross_validate<T: Clone>(
     grid: &[T],
     eval: impl Fn(&[usize], &T) -> f64,
 ) -> (f64, Vec<T>) {
+    cross_validate_on(&fold_split(rels, folds), grid, eval)
+}
+
+/// [`cross_validate`] over folds already split ((held-out, training) query indices), so
+/// a caller that needs each fold's queries too cuts them once. One choice per fold, in
+/// order, whenever `grid` is not empty.
+pub fn cross_validate_on<T: Clone>(
+    splits: &[(Vec<usize>, Vec<usize>)],
+    grid: &[T],
+    eval: impl Fn(&[usize], &T) -> f64,
+) -> (f64, Vec<T>) {
     let (mut sum, mut count, mut choices) = (0.0, 0usize, Vec::new());
-    for (held, train) in fold_split(rels, folds) {
+    for (held, train) in splits {
+        let (held, train) = (held.as_slice(), train.as_slice());
         let mut best: Option<(&T, f64)> = None;
         for g in grid {
-            let s = eval(&train, g);
+            let s = eval(train, g);
             if best.is_none_or(|b| s > b.1 + 1e-12) {
                 best = Some((g, s));
             }
         }
         if let Some((choice, _)) = best {
-            sum += eval(&held, choice) * held.len() as f64;
+            sum += eval(held, choice) * held.len() as f64;
             count += held.len();
             choices.push(choice.clone());
         }
@@ -709,8 +721,7 @@ pub fn tune_joint(
     let all: Vec<usize> = (0..n).collect();
     let splits = fold_split(&rels, folds);
     let choose = |points: &[usize]| -> JointChoice {
-        let (cv_score, picks) = cross_validate(&rels, folds, points, |idx, &g| mean(idx, g));
-        // `cross_validate` walks the same deterministic split, one choice per fold.
+        let (cv_score, picks) = cross_validate_on(&splits, points, |idx, &g| mean(idx, g));
         let mut held_out = vec![0.0; n];
         if picks.len() == splits.len() {
             for ((held, _), &g) in splits.iter().zip(&picks) {
@@ -934,10 +945,11 @@ pub fn tune_cutoff(
         }
     };
     let rels: Vec<&HashMap<String, i32>> = qs.iter().map(|q| &q.rels).collect();
-    let (_, fold_choices) = cross_validate(&rels, folds, &grid, objective);
+    let splits = fold_split(&rels, folds);
+    let (_, fold_choices) = cross_validate_on(&splits, &grid, objective);
     // Held-out figures of each fold's choice.
     let mut held_out = Handed::default();
-    for ((held, _), choice) in fold_split(&rels, folds).iter().zip(&fold_choices) {
+    for ((held, _), choice) in splits.iter().zip(&fold_choices) {
         let h = evaluate_cutoff(&pick(held), *choice, k);
         let w = held.len() as f64 / qs.len() as f64;
         held_out.precision += h.precision * w;
