@@ -152,7 +152,13 @@ impl QueryOptions {
         for b in &self.boost {
             pipeline.rules.boosts.push(Rules::parse_boost(b)?);
         }
-        if self.recency_days.is_some() {
+        if let Some(d) = self.recency_days {
+            if !(d.is_finite() && d > 0.0) {
+                return Err(Error::invalid(
+                    "recency_days",
+                    format!("{d} (use a half-life of more than 0 days)"),
+                ));
+            }
             pipeline.rules.recency_half_life_days = self.recency_days;
         }
         if self.expand_cmd.is_some() {

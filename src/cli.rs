@@ -458,14 +458,17 @@ fn index(a: IndexArgs) -> Result<()> {
     if a.no_expansion {
         cfg.neighbours = Some(0);
     }
-    if a.rebuild && a.common.index.join("manifest.json").exists() {
-        remove_index(&a.common.index)?;
-    }
-    let mut engine = Engine::open_or_create(&a.common.index, cfg)?;
-    engine.set_progress(Arc::new(Bars {
+    let bars = Arc::new(Bars {
         bar: Mutex::new(None),
-    }));
-    let r = engine.add_folder(&a.folder)?;
+    });
+    let r = if a.rebuild {
+        // Built beside the old index, which is replaced only once the new one is committed.
+        Engine::rebuild(&a.common.index, cfg, &a.folder, bars)?.1
+    } else {
+        let mut engine = Engine::open_or_create(&a.common.index, cfg)?;
+        engine.set_progress(bars);
+        engine.add_folder(&a.folder)?
+    };
     let secs = t0.elapsed().as_secs_f64();
     let mut out = std::io::stdout().lock();
     if a.json {
@@ -510,27 +513,6 @@ fn print_summary(out: &mut impl Write, r: &pinpoint::IndexReport, secs: f64) -> 
     }
     if r.skipped.len() > 5 {
         writeln!(out, "  ... and {} more skipped", r.skipped.len() - 5)?;
-    }
-    Ok(())
-}
-
-/// Deletes an index folder's contents, refusing anything that does not look like one.
-fn remove_index(dir: &std::path::Path) -> Result<()> {
-    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let e = e?;
-        let name = e.file_name().to_string_lossy().to_string();
-        let ours = matches!(
-            name.as_str(),
-            "lexical" | "dense" | "chunks" | "docs" | "late" | "LOCK"
-        ) || name.starts_with("manifest.");
-        if !ours {
-            continue;
-        }
-        if e.file_type()?.is_dir() {
-            std::fs::remove_dir_all(e.path())?;
-        } else {
-            std::fs::remove_file(e.path())?;
-        }
     }
     Ok(())
 }

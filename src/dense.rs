@@ -184,8 +184,10 @@ pub fn exact_search(vectors: &VectorFile, query: &[f32], k: usize) -> Vec<(usize
 /// Top `k` rows of `rows` (row-major, `dim` wide), numbered from `first`.
 fn top_k(rows: &[f32], dim: usize, query: &[f32], k: usize, first: usize) -> Vec<(usize, f32)> {
     // A bounded min-heap keeps the scan O(n log k) with no per-row allocation.
+    // Never more room than there are rows: `k` comes from the request.
+    let rows_n = rows.len() / dim.max(1);
     let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(OrdF32, usize)>> =
-        std::collections::BinaryHeap::with_capacity(k + 1);
+        std::collections::BinaryHeap::with_capacity(k.min(rows_n) + 1);
     for (i, row) in rows.chunks_exact(dim).enumerate() {
         let s = dot(row, query);
         if heap.len() < k {
@@ -268,10 +270,36 @@ pub fn dump_graph(g: &Graph, dir: &Path, basename: &str) -> Result<String> {
             std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
         }
     }
-    g.file_dump(dir, basename).map_err(|e| Error::Dense {
-        path: dir.join(basename),
-        what: format!("dump failed: {e}"),
-    })
+    // hnsw_rs panics (rather than erring) when it cannot create a dump file, e.g. in a
+    // read-only or full folder: a commit must fail with the path, not abort the process.
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        g.file_dump(dir, basename).map_err(|e| e.to_string())
+    }));
+    let name = match res {
+        Ok(Ok(name)) => name,
+        Ok(Err(e)) => {
+            return Err(Error::Dense {
+                path: dir.join(basename),
+                what: format!("dump failed: {e}"),
+            })
+        }
+        Err(_) => {
+            return Err(Error::Dense {
+                path: dir.join(basename),
+                what: "dump failed: cannot write the HNSW files (is the folder writable?)".into(),
+            })
+        }
+    };
+    // hnsw_rs only flushes its writers: without an fsync a power loss after the commit
+    // point could leave a generation whose graph does not load.
+    for ext in ["hnsw.graph", "hnsw.data"] {
+        let p = dir.join(format!("{name}.{ext}"));
+        std::fs::File::open(&p)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(&p, e))?;
+    }
+    crate::store::sync_dir(dir)?;
+    Ok(name)
 }
 
 /// Loads a graph dumped by [`dump_graph`].

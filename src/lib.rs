@@ -91,8 +91,8 @@ pub mod tune;
 pub use chunk::ChunkConfig;
 pub use embed::{BertEmbedder, DeviceChoice, Embedder, HashEmbedder};
 pub use engine::{
-    Engine, EngineConfig, Explain, Granularity, Hit, IndexReport, LengthFade, Mode, Pipeline,
-    Progress, RerankConfig, RerankKind, SearchOutput, SearchRequest,
+    Engine, EngineConfig, Explain, Granularity, Hit, IndexReport, LengthFade, Mode, NoProgress,
+    Pipeline, Progress, RerankConfig, RerankKind, SearchOutput, SearchRequest,
 };
 pub use error::{Error, Result};
 pub use fuse::{Fusion, Norm};

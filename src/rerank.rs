@@ -288,7 +288,10 @@ pub fn maxsim(query: &TokenMatrix, parts: &[TokenMatrix]) -> f32 {
 }
 
 /// User rules applied to final scores: multiply by a factor when the path matches a glob,
-/// and by a recency factor `2^(-age / half_life)` when a half-life is set.
+/// and by a recency factor `2^(-age / half_life)` when a half-life is set. The engine
+/// applies the factor to each candidate's min-max share of the final list (0 for the
+/// lowest, 1 for the top), so that a boost raises a file and decay lowers it whatever the
+/// sign of the fused score.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct Rules {
@@ -307,6 +310,13 @@ impl Rules {
         let f: f32 = f
             .parse()
             .map_err(|_| Error::invalid("boost", format!("{f:?} is not a number")))?;
+        // A factor of 0 or below would reverse or erase the ranking it is applied to.
+        if !(f.is_finite() && f > 0.0) {
+            return Err(Error::invalid(
+                "boost",
+                format!("{f} (use a factor above 0: 2 doubles, 0.5 halves)"),
+            ));
+        }
         globset::Glob::new(g).map_err(|e| Error::invalid("boost glob", e.to_string()))?;
         Ok((g.to_string(), f))
     }

@@ -89,8 +89,13 @@ impl SelectConfig {
     /// The adaptive cut-off: whether selection stops before a passage (not the first) of
     /// `score`, `rel` its share of the top's margin over the lowest candidate, after a kept
     /// passage of score `prev`. `pinpoint tune` replays it over recorded scores.
+    ///
+    /// A `min_relative` of 0 is off: passages below the [`FLOOR_RANK`]th score under the
+    /// floor (a negative share), and treating 0 as a threshold cut every request for more
+    /// than about 20 passages there, even with `--no-cutoff`.
     pub fn stops_before(&self, rel: f32, prev: f32, score: f32) -> bool {
-        rel < self.min_relative || (prev > 0.0 && (prev - score) / prev > self.max_gap)
+        (self.min_relative > 0.0 && rel < self.min_relative)
+            || (prev > 0.0 && (prev - score) / prev > self.max_gap)
     }
 
     /// Whether selection leaves out a passage (not the first) whose cosine with the
@@ -246,10 +251,36 @@ pub fn best_similarity(ranked: &[Passage]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// Why selection handed over what it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// `k` passages were handed over.
+    Full,
+    /// The adaptive cut-off stopped it (or left passages out as off topic).
+    Cutoff,
+    /// The next passage would have passed the token budget.
+    Budget,
+    /// The candidates ran out: merged, duplicate or fewer than `k` to begin with.
+    Exhausted,
+}
+
 /// Selects at most `k` passages from `ranked` (best first).
 pub fn select(ranked: Vec<Passage>, k: usize, cfg: &SelectConfig) -> Vec<Passage> {
-    if ranked.is_empty() || k == 0 {
-        return Vec::new();
+    select_with_stop(ranked, k, cfg).0
+}
+
+/// [`select`], and why it stopped where it did: the engine tells a user who asked for more
+/// passages than they got why ([`Stop`]).
+pub fn select_with_stop(
+    ranked: Vec<Passage>,
+    k: usize,
+    cfg: &SelectConfig,
+) -> (Vec<Passage>, Stop) {
+    if k == 0 {
+        return (Vec::new(), Stop::Full);
+    }
+    if ranked.is_empty() {
+        return (Vec::new(), Stop::Exhausted);
     }
     let top = ranked[0].score;
     let floor = ranked
@@ -325,15 +356,20 @@ pub fn select(ranked: Vec<Passage>, k: usize, cfg: &SelectConfig) -> Vec<Passage
     let mut out: Vec<Passage> = Vec::new();
     let mut tokens = 0;
     let mut prev = top;
+    let mut stop = Stop::Exhausted;
+    let mut left_out = false;
     for mut p in kept {
         if out.len() >= k {
+            stop = Stop::Full;
             break;
         }
         if !out.is_empty() && cfg.off_topic(p.similarity, best_similarity) {
+            left_out = true;
             continue;
         }
         let rel = relative(p.score, top, floor);
         if !out.is_empty() && cfg.stops_before(rel, prev, p.score) {
+            stop = Stop::Cutoff;
             break;
         }
         let t = approx_tokens(&p.text);
@@ -342,6 +378,7 @@ pub fn select(ranked: Vec<Passage>, k: usize, cfg: &SelectConfig) -> Vec<Passage
         let mut over_budget = None;
         if let Some(b) = cfg.max_tokens {
             if !out.is_empty() && tokens + t > b {
+                stop = Stop::Budget;
                 break;
             }
             over_budget = (t > b).then_some(b);
@@ -356,7 +393,12 @@ pub fn select(ranked: Vec<Passage>, k: usize, cfg: &SelectConfig) -> Vec<Passage
         }
         out.push(p);
     }
-    out
+    if out.len() >= k {
+        stop = Stop::Full;
+    } else if stop == Stop::Exhausted && left_out {
+        stop = Stop::Cutoff;
+    }
+    (out, stop)
 }
 
 #[cfg(test)]

@@ -505,7 +505,34 @@ pub(crate) fn write_docs(path: &Path, docs: &[DocRecord]) -> Result<()> {
 
 /// Reads the document table.
 pub(crate) fn read_docs(path: &Path) -> Result<Vec<DocRecord>> {
-    let bytes = std::fs::read(path).at(path)?;
+    decode_docs(&std::fs::read(path).at(path)?, path)
+}
+
+/// A generation's document table, mapped when the generation is opened and decoded when
+/// first needed: the mapping keeps the file's bytes for as long as the reader lives, even
+/// after a writer's cleanup has unlinked it (a library reader that first needs its table
+/// several commits later still gets its own generation's, not an error).
+pub(crate) struct DocTableFile {
+    path: PathBuf,
+    map: Mmap,
+}
+
+impl DocTableFile {
+    /// Maps the document table at `path`.
+    pub(crate) fn open(path: &Path) -> Result<DocTableFile> {
+        Ok(DocTableFile {
+            path: path.to_path_buf(),
+            map: map_file(path)?,
+        })
+    }
+
+    /// Decodes the table.
+    pub(crate) fn read(&self) -> Result<Vec<DocRecord>> {
+        decode_docs(&self.map, &self.path)
+    }
+}
+
+fn decode_docs(bytes: &[u8], path: &Path) -> Result<Vec<DocRecord>> {
     if bytes.len() < 8 || &bytes[..8] != DOCS_MAGIC {
         return Err(Error::corrupt(
             path,

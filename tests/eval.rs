@@ -367,70 +367,12 @@ fn user_labelled_queries_against_a_folder_index() {
     assert!(stderr(&o).contains("bad.jsonl:1"), "{}", stderr(&o));
 }
 
-/// SciFact subset for CI: the first 100 judged test queries, their relevant documents, and
-/// the first 400 other documents in corpus order.
-fn write_scifact_subset(dir: &Path) -> bool {
-    let src = root().join("../shared/datasets/scifact");
-    if !src.join("corpus.jsonl").exists() {
-        return false;
-    }
-    std::fs::create_dir_all(dir.join("qrels")).unwrap();
-    let qrels = std::fs::read_to_string(src.join("qrels/test.tsv")).unwrap();
-    let mut qids: Vec<u64> = qrels
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split('\t').next()?.trim().parse().ok())
-        .collect();
-    qids.sort_unstable();
-    qids.dedup();
-    let keep_q: std::collections::HashSet<String> =
-        qids.iter().take(100).map(|q| q.to_string()).collect();
-    let lines: Vec<&str> = qrels
-        .lines()
-        .skip(1)
-        .filter(|l| {
-            l.split('\t')
-                .next()
-                .is_some_and(|q| keep_q.contains(q.trim()))
-        })
-        .collect();
-    let rel: std::collections::HashSet<String> = lines
-        .iter()
-        .filter_map(|l| l.split('\t').nth(1))
-        .map(|s| s.trim().to_string())
-        .collect();
-    std::fs::write(
-        dir.join("qrels/test.tsv"),
-        format!("query-id\tcorpus-id\tscore\n{}\n", lines.join("\n")),
-    )
-    .unwrap();
-    let corpus = std::fs::read_to_string(src.join("corpus.jsonl")).unwrap();
-    let mut out = String::new();
-    let mut others = 0;
-    for l in corpus.lines() {
-        let v: Value = serde_json::from_str(l).unwrap();
-        let id = v["_id"].as_str().unwrap().to_string();
-        if rel.contains(&id) || others < 400 {
-            if !rel.contains(&id) {
-                others += 1;
-            }
-            out.push_str(l);
-            out.push('\n');
-        }
-    }
-    std::fs::write(dir.join("corpus.jsonl"), out).unwrap();
-    std::fs::copy(src.join("queries.jsonl"), dir.join("queries.jsonl")).unwrap();
-    true
-}
-
 #[test]
 fn scifact_subset_does_not_regress() {
     let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("scifact-subset");
-    assert!(
-        write_scifact_subset(&data),
-        "../shared/datasets/scifact is missing"
-    );
+    // In the repository (tests/data/scifact-subset/README.md says what it holds and its
+    // licence): a fresh clone runs this test with nothing beside it.
+    let data = root().join("tests/data/scifact-subset");
     let model = real_model();
     let o = pinpoint(
         work.path(),

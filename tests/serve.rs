@@ -14,7 +14,13 @@ use serde_json::Value;
 use crate::util::*;
 
 /// One HTTP/1.1 exchange (`Connection: close`): status and body.
-fn http(addr: SocketAddr, method: &str, path: &str, ctype: &str, body: &str) -> (u16, String) {
+pub(crate) fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    ctype: &str,
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     let ctype = if ctype.is_empty() {
         String::new()
@@ -38,11 +44,11 @@ fn http(addr: SocketAddr, method: &str, path: &str, ctype: &str, body: &str) -> 
     (status, body.to_string())
 }
 
-fn post(addr: SocketAddr, body: &str) -> (u16, String) {
+pub(crate) fn post(addr: SocketAddr, body: &str) -> (u16, String) {
     http(addr, "POST", "/query", "application/json", body)
 }
 
-fn json(body: &str) -> Value {
+pub(crate) fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
@@ -55,7 +61,7 @@ fn paths(answer: &Value) -> Vec<String> {
         .collect()
 }
 
-fn start(dir: &std::path::Path) -> (Arc<Server>, JoinHandle<()>) {
+pub(crate) fn start(dir: &std::path::Path) -> (Arc<Server>, JoinHandle<()>) {
     let mut s = Server::bind("127.0.0.1:0", dir, fake_config()).unwrap();
     s.set_log(false);
     let s = Arc::new(s);

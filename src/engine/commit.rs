@@ -9,10 +9,11 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::{
-    chunks_file, docs_file, hnsw_base, late_file, near_file, pending_manifest, vec_file, Engine,
-    IndexReport, MANIFEST,
+use super::artifacts::{
+    self, chunks_file, docs_file, hnsw_base, late_file, near_file, pending_manifest, vec_file,
+    MANIFEST,
 };
+use super::{Engine, IndexReport};
 use crate::chunk::{chunk_document, contextual_text};
 use crate::dense::{
     build_graph, dump_graph, exact_neighbours, extend_graph, search_graph, DenseIndex, Graph,
@@ -464,18 +465,7 @@ impl Engine {
         };
         next.hnsw = hnsw_name.clone();
         next.next_chunk_id = next_chunk_id.max(first_new_id);
-        let mut files = vec![chunks_file(gen), vec_file(gen), docs_file(gen)];
-        if next.token_codes {
-            files.push(late_file(gen));
-        }
-        if expand {
-            files.push(near_file(gen));
-        }
-        if let Some(h) = &hnsw_name {
-            files.push(format!("dense/{h}.hnsw.graph"));
-            files.push(format!("dense/{h}.hnsw.data"));
-        }
-        next.files = files
+        next.files = artifacts::generation_files(&next, self.lexical.has_near())
             .iter()
             .map(|f| file_sum(&dir, f))
             .collect::<Result<Vec<_>>>()?;
@@ -510,6 +500,7 @@ impl Engine {
         self.late = late;
         self.manifest = next;
         self.docs = OnceLock::new();
+        self.docs_file = None;
         self.doc_index = OnceLock::new();
         let _ = self.docs.set(docs);
         self.remove_stray_files()?;
@@ -555,19 +546,14 @@ impl Engine {
     pub(super) fn remove_stray_files(&self) -> Result<()> {
         let gen = self.manifest.generation;
         let keep = |g: u64| g == gen || g + 1 == gen;
-        for sub in ["chunks", "dense", "docs", "late", "near"] {
+        for sub in artifacts::folders() {
             let d = self.dir.join(sub);
             let Ok(rd) = std::fs::read_dir(&d) else {
                 continue;
             };
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
-                let num: String = name
-                    .trim_start_matches('g')
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit())
-                    .collect();
-                if let Ok(g) = num.parse::<u64>() {
+                if let Some(g) = artifacts::generation_of(sub, &name) {
                     if !keep(g) {
                         let _ = std::fs::remove_file(e.path());
                     }

@@ -26,13 +26,19 @@ use crate::late::TokenCodes;
 use crate::lexical::LexicalIndex;
 use crate::models::{ModelDir, ModelSpec, DEFAULT_MODEL_DIR};
 use crate::store::{
-    file_sum, read_docs, sync_dir, ChunkStore, Counts, DocRecord, Manifest, VectorFile,
-    FORMAT_VERSION,
+    file_sum, read_docs, sync_dir, ChunkStore, Counts, DocRecord, DocTableFile, Manifest,
+    VectorFile, FORMAT_VERSION,
 };
 
+mod artifacts;
 mod commit;
+pub mod limits;
 mod lock;
+mod rebuild;
 mod search;
+
+pub(crate) use artifacts::MANIFEST;
+use artifacts::{chunks_file, docs_file, late_file, near_file, pending_manifest, vec_file};
 
 use commit::Generation;
 use lock::WriterLock;
@@ -51,7 +57,8 @@ pub trait Progress: Send + Sync {
     fn finish(&self) {}
 }
 
-struct NoProgress;
+/// Progress that reports nothing (the default).
+pub struct NoProgress;
 impl Progress for NoProgress {}
 
 /// How an engine is set up.
@@ -229,6 +236,9 @@ pub struct Engine {
     late: TokenCodes,
     lexical: LexicalIndex,
     docs: OnceLock<Vec<DocRecord>>,
+    /// The open generation's document table, pinned at open (see [`DocTableFile`]) until
+    /// `docs` is filled.
+    docs_file: Option<DocTableFile>,
     doc_index: OnceLock<search::DocIndex>,
     cross_encoder: std::sync::Mutex<Option<(PathBuf, Arc<crate::rerank::CrossEncoder>)>>,
     embedder: OnceLock<Arc<dyn Embedder>>,
@@ -237,33 +247,12 @@ pub struct Engine {
     progress: Arc<dyn Progress>,
 }
 
-pub(crate) const MANIFEST: &str = "manifest.json";
-
 /// Times a read-only open starts over because a writer committed meanwhile (each retry
 /// needs another commit inside the open's few milliseconds, so a handful is plenty).
 const READ_ONLY_RETRIES: usize = 8;
 
-fn pending_manifest(gen: u64) -> String {
-    format!("manifest.{gen}.json")
-}
-fn chunks_file(gen: u64) -> String {
-    format!("chunks/{gen}.bin")
-}
-fn vec_file(gen: u64) -> String {
-    format!("dense/{gen}.vec")
-}
-fn docs_file(gen: u64) -> String {
-    format!("docs/{gen}.bin")
-}
-fn late_file(gen: u64) -> String {
-    format!("late/{gen}.tok")
-}
-fn near_file(gen: u64) -> String {
-    format!("near/{gen}.bin")
-}
-fn hnsw_base(gen: u64) -> String {
-    format!("g{gen}")
-}
+/// Times (25 ms apart) a read-only open waits for a rebuild being moved into place.
+const REBUILD_WAITS: usize = 200;
 
 impl Engine {
     /// Creates a new index in `dir` (which must not hold one already).
@@ -279,29 +268,19 @@ impl Engine {
             let foreign = std::fs::read_dir(&dir)
                 .at(&dir)?
                 .filter_map(|e| e.ok())
-                .any(|e| {
-                    let n = e.file_name().to_string_lossy().to_string();
-                    !matches!(
-                        n.as_str(),
-                        "lexical"
-                            | "dense"
-                            | "chunks"
-                            | "docs"
-                            | "late"
-                            | "LOCK"
-                            | "README.md"
-                            | ".gitignore"
-                    ) && !n.starts_with("manifest.")
-                });
-            if foreign {
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .find(|n| !artifacts::may_precede_index(n));
+            if let Some(name) = foreign {
                 return Err(Error::IncompatibleIndex {
                     path: dir.clone(),
-                    what: "folder is not empty and holds no pinpoint manifest; refusing to write into it".into(),
+                    what: format!(
+                        "folder is not empty ({name:?} is not part of an index) and holds no pinpoint manifest; refusing to write into it"
+                    ),
                 });
             }
         }
         let (spec, model_dir) = resolve_model(&cfg, None)?;
-        for sub in ["lexical", "dense", "chunks", "docs", "late"] {
+        for sub in artifacts::folders() {
             std::fs::create_dir_all(dir.join(sub)).at(dir.join(sub))?;
         }
         let lock = WriterLock::acquire(&dir)?;
@@ -361,10 +340,16 @@ impl Engine {
         let dir = dir.as_ref();
         let manifest = || std::fs::read(dir.join(MANIFEST)).ok();
         let mut left = READ_ONLY_RETRIES;
+        let mut waits = REBUILD_WAITS;
         loop {
             let before = manifest();
             match Self::open_inner(dir, cfg.clone(), false) {
                 Err(_) if left > 0 && before.is_some() && manifest() != before => left -= 1,
+                // A rebuild is moving its folders into place: a matter of renames.
+                Err(_) if waits > 0 && rebuild::installing(dir) => {
+                    waits -= 1;
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
                 result => return result,
             }
         }
@@ -397,7 +382,11 @@ impl Engine {
             });
         }
         let lock = if write {
-            Some(WriterLock::acquire(dir)?)
+            let lock = WriterLock::acquire(dir)?;
+            // A rebuild that crashed after its commit point is moved into place now; one
+            // that crashed before it is discarded (see `rebuild.rs`).
+            rebuild::finish_install(dir)?;
+            Some(lock)
         } else {
             None
         };
@@ -506,6 +495,7 @@ impl Engine {
             lock,
         );
         engine.late = late;
+        engine.docs_file = Some(DocTableFile::open(&dir.join(docs_file(gen)))?);
         if write {
             engine.remove_stray_files()?;
         }
@@ -541,6 +531,7 @@ impl Engine {
             dense,
             lexical,
             docs: OnceLock::new(),
+            docs_file: None,
             doc_index: OnceLock::new(),
             cross_encoder: std::sync::Mutex::new(None),
             embedder,
@@ -591,7 +582,10 @@ impl Engine {
         if let Some(d) = self.docs.get() {
             return Ok(d);
         }
-        let d = read_docs(&self.dir.join(docs_file(self.manifest.generation)))?;
+        let d = match &self.docs_file {
+            Some(f) => f.read()?,
+            None => read_docs(&self.dir.join(docs_file(self.manifest.generation)))?,
+        };
         Ok(self.docs.get_or_init(|| d))
     }
 
@@ -791,18 +785,27 @@ impl Engine {
     /// index, the document table and the graph). Returns the problems found (empty: sound).
     pub fn verify(&self) -> Result<Vec<String>> {
         let mut problems = Vec::new();
+        for f in artifacts::generation_files(&self.manifest, self.lexical.has_near()) {
+            if !self.manifest.files.iter().any(|x| x.path == f) {
+                problems.push(format!(
+                    "{f}: a file of this generation that the manifest does not record"
+                ));
+            }
+        }
         for f in &self.manifest.files {
+            let name = artifacts::artifact_of(&f.path)
+                .map_or_else(|| f.path.clone(), |a| a.describe(&f.path));
             match file_sum(&self.dir, &f.path) {
                 Ok(got) if got.size != f.size => problems.push(format!(
-                    "{}: {} bytes, manifest says {}",
-                    f.path, got.size, f.size
+                    "{name}: {} bytes, manifest says {}",
+                    got.size, f.size
                 )),
                 Ok(got) if got.crc32 != f.crc32 => problems.push(format!(
-                    "{}: checksum {:08x}, manifest says {:08x} (file damaged)",
-                    f.path, got.crc32, f.crc32
+                    "{name}: checksum {:08x}, manifest says {:08x} (file damaged)",
+                    got.crc32, f.crc32
                 )),
                 Ok(_) => {}
-                Err(e) => problems.push(format!("{}: {e}", f.path)),
+                Err(e) => problems.push(format!("{name}: {e}")),
             }
         }
         let store_ids: Vec<u64> = (0..self.store.len()).map(|i| self.store.id_at(i)).collect();
@@ -888,7 +891,7 @@ impl Engine {
     /// Facts for `pinpoint stats`.
     pub fn stats(&self) -> Result<Stats> {
         let mut bytes = Vec::new();
-        for sub in ["lexical", "dense", "late", "near", "chunks", "docs"] {
+        for sub in artifacts::folders() {
             bytes.push((sub.to_string(), dir_size(&self.dir.join(sub))));
         }
         Ok(Stats {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Engine, Mode};
+use super::{limits, Engine, Mode};
 use crate::chunk::contextual_text;
 use crate::embed::{dot, TokenMatrix};
 use crate::error::{Error, Result};
@@ -18,7 +18,7 @@ use crate::fuse::{fuse, normalize, Fusion, Norm};
 use crate::late::QueryCodes;
 use crate::lexical::LexicalIndex;
 use crate::rerank::{best_part, CrossEncoder, Reranker, Rules, SentenceReranker, TokenReranker};
-use crate::select::{select, Passage, SelectConfig};
+use crate::select::{select_with_stop, Passage, SelectConfig, Stop};
 use rayon::prelude::*;
 
 /// What a hit stands for.
@@ -506,21 +506,53 @@ impl Engine {
     }
 
     /// Runs a search and returns the hits with what each stage saw.
+    ///
+    /// When selection runs out of candidates before `k` passages (overlapping chunks of
+    /// one file merge into one passage) and the index holds more, the search is run again
+    /// deeper, so that a request for many passages gets them; when it still hands over
+    /// fewer than `k` without the adaptive cut-off, `note` says why.
     pub fn search_detailed(&self, req: &SearchRequest) -> Result<SearchOutput> {
+        limits::check(req)?;
+        let (mut out, mut stop) = self.search_once(req)?;
+        let mut depth = req.depth.max(req.k);
+        let ceiling = self.store.len().min(limits::MAX_DEPTH);
+        let mut deeper = req.clone();
+        while stop == Stop::Exhausted
+            && out.hits.len() < req.k
+            && out.note.is_none()
+            && out.ranked.len() >= depth
+            && depth < ceiling
+        {
+            depth = (depth * 4).min(ceiling);
+            deeper.depth = depth;
+            (out, stop) = self.search_once(&deeper)?;
+        }
+        let cuts = req.pipeline.select.as_ref().is_some_and(|s| s.cuts());
+        if out.note.is_none() && !out.hits.is_empty() && out.hits.len() < req.k {
+            let n = out.hits.len();
+            out.note = match stop {
+                Stop::Budget => Some(format!(
+                    "{n} of {} passages handed over: the next would pass the token budget (max_tokens)",
+                    req.k
+                )),
+                Stop::Exhausted if !cuts => Some(format!(
+                    "{n} of {} passages handed over: the index has no more candidates for this question (only passages that share a word with it, in lexical mode; overlapping chunks of a file are merged into one passage, near-duplicates dropped)",
+                    req.k
+                )),
+                _ => None,
+            };
+        }
+        Ok(out)
+    }
+
+    /// One pass of [`Engine::search_detailed`] at the request's depth, and why selection
+    /// stopped.
+    fn search_once(&self, req: &SearchRequest) -> Result<(SearchOutput, Stop)> {
         let query = req.query.trim();
-        if query.is_empty() {
-            return Err(Error::invalid("query", "is empty"));
-        }
-        if req.k == 0 {
-            return Err(Error::invalid("k", "must be at least 1"));
-        }
-        if req.pipeline.select.as_ref().and_then(|s| s.max_tokens) == Some(0) {
-            return Err(Error::invalid("max_tokens", "must be at least 1"));
-        }
         let mut out = SearchOutput::default();
         if self.store.is_empty() {
             out.note = Some(EMPTY_INDEX_NOTE.to_string());
-            return Ok(out);
+            return Ok((out, Stop::Full));
         }
         let p = &req.pipeline;
         // The original query, then its questions, then external expansions; each with its
@@ -528,7 +560,8 @@ impl Engine {
         let mut texts = vec![query.to_string()];
         let mut weights = vec![1.0f32];
         if p.multi_query {
-            let qs = expand::split_questions(query);
+            let mut qs = expand::split_questions(query);
+            qs.truncate(limits::MAX_QUESTIONS);
             // The questions together weigh as much as the whole query: they add what one
             // question alone finds, and never outvote the query (a long text that happens
             // to hold two questions stays one query in effect).
@@ -612,6 +645,7 @@ impl Engine {
             (Some(_), None) => select_pool(req.k),
             (None, None) => req.k,
         };
+        let abstained = abstain.is_some();
         out.note = abstain;
         // A passage's similarity is its best with any of the queries (the whole query, its
         // questions, expansions): a passage that answers one question of several is on topic.
@@ -650,9 +684,17 @@ impl Engine {
             ));
         }
         let key_of: HashMap<u64, u64> = passages.iter().map(|(k, p)| (p.chunk_id, *k)).collect();
-        let selected = match &p.select {
-            Some(cfg) => select(passages.into_iter().map(|x| x.1).collect(), req.k, cfg),
-            None => passages.into_iter().map(|x| x.1).take(req.k).collect(),
+        let (selected, stop) = match &p.select {
+            Some(cfg) => select_with_stop(passages.into_iter().map(|x| x.1).collect(), req.k, cfg),
+            None => {
+                let v: Vec<Passage> = passages.into_iter().map(|x| x.1).take(req.k).collect();
+                let stop = if v.len() >= req.k {
+                    Stop::Full
+                } else {
+                    Stop::Exhausted
+                };
+                (v, stop)
+            }
         };
         out.timings.push(("select", t.elapsed().as_secs_f64()));
         let rank_in = |v: &[(u64, f32)], k: u64| v.iter().position(|x| x.0 == k).map(|i| i + 1);
@@ -695,7 +737,8 @@ impl Engine {
                 explain,
             });
         }
-        Ok(out)
+        let stop = if abstained { Stop::Full } else { stop };
+        Ok((out, stop))
     }
 
     fn key_name(&self, key: u64, g: Granularity) -> Result<String> {
@@ -878,6 +921,9 @@ impl Engine {
         // User rules.
         if !p.rules.is_empty() {
             let di = self.doc_index()?;
+            let lo = final_.iter().map(|x| x.1).fold(f32::INFINITY, f32::min);
+            let hi = final_.iter().map(|x| x.1).fold(f32::NEG_INFINITY, f32::max);
+            let share = |s: f32| if hi > lo { (s - lo) / (hi - lo) } else { 1.0 };
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as i64)
@@ -897,7 +943,12 @@ impl Engine {
                 };
                 let f = p.rules.factor(key, mtime, now);
                 r.rule.insert(*k, f);
-                *s *= f;
+                // On the list's min-max share, not the raw score: fused z-scores are
+                // negative for about half the candidates, where a factor of 2 would push a
+                // boosted file down and recency decay would pull an old one up. The share
+                // is an affine map of the score, so without a factor the order and the
+                // cut-off's shares of the top's margin are what they were.
+                *s = share(*s) * f;
             }
             final_.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         }

@@ -1,0 +1,405 @@
+//! The one table of what an index folder holds.
+//!
+//! Every file and folder of an index is named here, once, with the code that writes it and
+//! the code that reads it. `create` makes the folders from it, a commit lists the
+//! checksummed files of a generation from it, cleanup recognises old generations' files
+//! from it, `verify` checks what it lists, and a rebuild replaces exactly these entries.
+//! Before this table each of those places spelled the list out by hand, and one of them
+//! forgot `near/`: `index --rebuild` then deleted an index and refused to build another
+//! (a folder "not empty and holding no manifest").
+//!
+//! Not for: what the files contain (each file's own module: [`crate::store`],
+//! [`crate::late`], [`crate::near`], [`crate::dense`], [`crate::lexical`]).
+
+use crate::store::Manifest;
+
+/// The manifest: which generation is current. Replaced by a rename, after the commit point.
+pub(crate) const MANIFEST: &str = "manifest.json";
+
+/// The writer lock (see `lock.rs`).
+pub(crate) const LOCK: &str = "LOCK";
+
+/// Marks that a rebuild's new index (in [`REBUILD_DIR`]) is complete and is being moved
+/// into place: the rebuild's commit point (see `rebuild.rs`).
+pub(crate) const REBUILD_MARK: &str = "REBUILD";
+
+/// Where `index --rebuild` builds the new index before it replaces the old one.
+pub(crate) const REBUILD_DIR: &str = "rebuild.tmp";
+
+/// Files a user (or the repository) may keep in an index folder beside the index.
+const USER_FILES: &[&str] = &["README.md", ".gitignore"];
+
+/// How an artifact's files are named.
+#[derive(Debug, Clone, Copy)]
+enum Naming {
+    /// One file per generation: `<folder>/<prefix><gen><suffix>`.
+    PerGeneration {
+        prefix: &'static str,
+        suffix: &'static str,
+    },
+    /// The whole folder belongs to a library that manages its own files (tantivy).
+    Managed,
+}
+
+/// One kind of file an index keeps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Artifact {
+    /// Folder inside the index folder.
+    pub folder: &'static str,
+    /// What it holds, in a user's words (`stats`, errors).
+    pub what: &'static str,
+    /// The code that writes it.
+    pub writer: &'static str,
+    /// The code that reads it.
+    pub reader: &'static str,
+    naming: Naming,
+    /// Whether a generation has it (some are optional per index): given the manifest and
+    /// whether the lexical index has the neighbour field (indexes older than expansion
+    /// lack it and keep no neighbour table).
+    present: fn(&Manifest, bool) -> bool,
+}
+
+fn always(_: &Manifest, _: bool) -> bool {
+    true
+}
+fn with_token_codes(m: &Manifest, _: bool) -> bool {
+    m.token_codes
+}
+fn with_neighbours(m: &Manifest, lexical_has_near: bool) -> bool {
+    m.neighbours > 0 && lexical_has_near
+}
+fn with_graph(m: &Manifest, _: bool) -> bool {
+    m.hnsw.is_some()
+}
+
+/// Every artifact of an index, in the order a commit writes them.
+pub(crate) const ARTIFACTS: &[Artifact] = &[
+    Artifact {
+        folder: "chunks",
+        what: "chunk store",
+        writer: "store::write_chunks",
+        reader: "store::ChunkStore::open",
+        naming: Naming::PerGeneration {
+            prefix: "",
+            suffix: ".bin",
+        },
+        present: always,
+    },
+    Artifact {
+        folder: "dense",
+        what: "vectors",
+        writer: "store::write_vectors",
+        reader: "store::VectorFile::open",
+        naming: Naming::PerGeneration {
+            prefix: "",
+            suffix: ".vec",
+        },
+        present: always,
+    },
+    Artifact {
+        folder: "docs",
+        what: "document table",
+        writer: "store::write_docs",
+        reader: "store::read_docs",
+        naming: Naming::PerGeneration {
+            prefix: "",
+            suffix: ".bin",
+        },
+        present: always,
+    },
+    Artifact {
+        folder: "late",
+        what: "token codes",
+        writer: "late::TokenCodes::write",
+        reader: "late::TokenCodes::open",
+        naming: Naming::PerGeneration {
+            prefix: "",
+            suffix: ".tok",
+        },
+        present: with_token_codes,
+    },
+    Artifact {
+        folder: "near",
+        what: "neighbour table",
+        writer: "near::NeighbourTable::write",
+        reader: "near::NeighbourTable::read",
+        naming: Naming::PerGeneration {
+            prefix: "",
+            suffix: ".bin",
+        },
+        present: with_neighbours,
+    },
+    Artifact {
+        folder: "dense",
+        what: "HNSW graph",
+        writer: "dense::dump_graph",
+        reader: "dense::load_graph",
+        // hnsw_rs writes `<base>.hnsw.graph` and `<base>.hnsw.data`; the base is recorded
+        // in the manifest (`hnsw`), the files are listed by `generation_files`.
+        naming: Naming::PerGeneration {
+            prefix: "g",
+            suffix: ".hnsw.*",
+        },
+        present: with_graph,
+    },
+    Artifact {
+        folder: "lexical",
+        what: "BM25 index",
+        writer: "lexical::LexicalWriter::commit",
+        reader: "lexical::LexicalIndex::open_or_create",
+        naming: Naming::Managed,
+        present: always,
+    },
+];
+
+/// The artifact a file of a generation (`folder/name`, relative to the index folder)
+/// belongs to: `verify` names it in its findings.
+pub(crate) fn artifact_of(path: &str) -> Option<&'static Artifact> {
+    let (folder, name) = path.split_once('/')?;
+    ARTIFACTS.iter().find(|a| {
+        a.folder == folder
+            && match a.naming {
+                Naming::PerGeneration { prefix, suffix } => {
+                    let stem = suffix.trim_end_matches('*');
+                    name.starts_with(prefix)
+                        && name.contains(stem)
+                        && generation_of(folder, name).is_some()
+                }
+                Naming::Managed => true,
+            }
+    })
+}
+
+impl Artifact {
+    /// `path (what, written by writer, read by reader)`: how `verify` names a file.
+    pub(crate) fn describe(&self, path: &str) -> String {
+        format!(
+            "{path} ({}, written by {}, read by {})",
+            self.what, self.writer, self.reader
+        )
+    }
+}
+
+/// The folders an index keeps, each once.
+pub(crate) fn folders() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = Vec::new();
+    for a in ARTIFACTS {
+        if !v.contains(&a.folder) {
+            v.push(a.folder);
+        }
+    }
+    v
+}
+
+/// The pending manifest of generation `gen` (written before the commit point).
+pub(crate) fn pending_manifest(gen: u64) -> String {
+    format!("manifest.{gen}.json")
+}
+
+fn file(folder: &str, gen: u64, suffix: &str) -> String {
+    format!("{folder}/{gen}{suffix}")
+}
+
+/// The chunk store of generation `gen`.
+pub(crate) fn chunks_file(gen: u64) -> String {
+    file("chunks", gen, ".bin")
+}
+/// The vector file of generation `gen`.
+pub(crate) fn vec_file(gen: u64) -> String {
+    file("dense", gen, ".vec")
+}
+/// The document table of generation `gen`.
+pub(crate) fn docs_file(gen: u64) -> String {
+    file("docs", gen, ".bin")
+}
+/// The token codes of generation `gen`.
+pub(crate) fn late_file(gen: u64) -> String {
+    file("late", gen, ".tok")
+}
+/// The neighbour table of generation `gen`.
+pub(crate) fn near_file(gen: u64) -> String {
+    file("near", gen, ".bin")
+}
+/// The basename the HNSW dump of generation `gen` is asked to use.
+pub(crate) fn hnsw_base(gen: u64) -> String {
+    format!("g{gen}")
+}
+
+/// The files of the generation `m` describes, relative to the index folder, each with a
+/// checksum in the manifest: what a commit records and `verify` checks.
+pub(crate) fn generation_files(m: &Manifest, lexical_has_near: bool) -> Vec<String> {
+    let gen = m.generation;
+    let mut out = Vec::new();
+    for a in ARTIFACTS {
+        if !(a.present)(m, lexical_has_near) {
+            continue;
+        }
+        match a.naming {
+            Naming::PerGeneration { prefix: "g", .. } => {
+                if let Some(h) = &m.hnsw {
+                    out.push(format!("{}/{h}.hnsw.graph", a.folder));
+                    out.push(format!("{}/{h}.hnsw.data", a.folder));
+                }
+            }
+            Naming::PerGeneration { prefix, suffix } => {
+                out.push(format!("{}/{prefix}{gen}{suffix}", a.folder))
+            }
+            Naming::Managed => {}
+        }
+    }
+    out
+}
+
+/// The generation a file in one of the per-generation folders belongs to (`None` for a
+/// name no artifact writes, which cleanup leaves alone).
+pub(crate) fn generation_of(folder: &str, name: &str) -> Option<u64> {
+    ARTIFACTS
+        .iter()
+        .filter(|a| a.folder == folder)
+        .find_map(|a| match a.naming {
+            Naming::PerGeneration { prefix, suffix } => {
+                let rest = name.strip_prefix(prefix)?;
+                let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+                let tail = &rest[digits.len()..];
+                let tail_ok = match suffix.strip_suffix('*') {
+                    // hnsw_rs may add `-<random>` to a basename it finds taken.
+                    Some(stem) => {
+                        let t = tail
+                            .strip_prefix('-')
+                            .map_or(tail, |r| r.trim_start_matches(|c: char| c.is_ascii_digit()));
+                        t.starts_with(stem)
+                    }
+                    None => tail == suffix,
+                };
+                if digits.is_empty() || !tail_ok {
+                    return None;
+                }
+                digits.parse().ok()
+            }
+            Naming::Managed => None,
+        })
+}
+
+/// Whether a top-level entry of an index folder is the index's own: an artifact folder,
+/// a manifest, the lock, a rebuild in progress or its mark.
+pub(crate) fn is_index_entry(name: &str) -> bool {
+    folders().contains(&name)
+        || name == MANIFEST
+        || name == LOCK
+        || name == REBUILD_MARK
+        || name == REBUILD_DIR
+        || name
+            .strip_prefix("manifest.")
+            .and_then(|r| r.strip_suffix(".json"))
+            .is_some_and(|g| g.parse::<u64>().is_ok())
+}
+
+/// Whether a top-level entry may sit in a folder that holds no index yet without making
+/// `create` refuse it: the index's own entries and the few files a user keeps beside them.
+pub(crate) fn may_precede_index(name: &str) -> bool {
+    is_index_entry(name) || USER_FILES.contains(&name)
+}
+
+/// The top-level entries a rebuild moves into place, in order: the manifest last, so that
+/// the folder holds the new index only once everything it names is there.
+pub(crate) fn replaced_by_rebuild() -> Vec<&'static str> {
+    let mut v = folders();
+    v.push(MANIFEST);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(token_codes: bool, neighbours: usize, hnsw: Option<&str>) -> Manifest {
+        let mut m = Manifest {
+            format_version: crate::store::FORMAT_VERSION,
+            generation: 7,
+            model: crate::models::ModelSpec {
+                id: "m".into(),
+                dim: 4,
+                pooling: crate::models::Pooling::Mean,
+                max_tokens: 256,
+                query_prefix: String::new(),
+                passage_prefix: String::new(),
+            },
+            model_dir: String::new(),
+            chunking: Default::default(),
+            counts: Default::default(),
+            next_chunk_id: 0,
+            hnsw: None,
+            files: Vec::new(),
+            search_defaults: None,
+            token_codes: false,
+            neighbours: 0,
+        };
+        m.token_codes = token_codes;
+        m.neighbours = neighbours;
+        m.hnsw = hnsw.map(String::from);
+        m
+    }
+
+    #[test]
+    fn every_per_generation_file_is_recognised_by_cleanup() {
+        let m = manifest(true, 1, Some("g7"));
+        let files = generation_files(&m, true);
+        assert_eq!(
+            files,
+            [
+                "chunks/7.bin",
+                "dense/7.vec",
+                "docs/7.bin",
+                "late/7.tok",
+                "near/7.bin",
+                "dense/g7.hnsw.graph",
+                "dense/g7.hnsw.data"
+            ]
+        );
+        for f in &files {
+            let (folder, name) = f.split_once('/').unwrap();
+            assert_eq!(generation_of(folder, name), Some(7), "{f}");
+            assert!(is_index_entry(folder), "{folder}");
+        }
+        assert_eq!(artifact_of("dense/7.vec").unwrap().what, "vectors");
+        assert_eq!(
+            artifact_of("dense/g7.hnsw.data").unwrap().what,
+            "HNSW graph"
+        );
+        assert_eq!(artifact_of("near/7.bin").unwrap().what, "neighbour table");
+        // The named helpers agree with the table.
+        for f in [
+            chunks_file(7),
+            vec_file(7),
+            docs_file(7),
+            late_file(7),
+            near_file(7),
+        ] {
+            assert!(files.contains(&f), "{f}");
+        }
+    }
+
+    #[test]
+    fn optional_artifacts_follow_the_manifest() {
+        let files = generation_files(&manifest(false, 0, None), true);
+        assert_eq!(files, ["chunks/7.bin", "dense/7.vec", "docs/7.bin"]);
+        // An index older than expansion keeps no neighbour table whatever it asks.
+        let files = generation_files(&manifest(false, 1, None), false);
+        assert_eq!(files, ["chunks/7.bin", "dense/7.vec", "docs/7.bin"]);
+    }
+
+    #[test]
+    fn foreign_names_are_not_taken_for_generations() {
+        assert_eq!(generation_of("dense", "g12-4471.hnsw.data"), Some(12));
+        assert_eq!(generation_of("dense", "notes.txt"), None);
+        assert_eq!(generation_of("dense", "7.vec.bak"), None);
+        assert_eq!(generation_of("chunks", "x7.bin"), None);
+        assert_eq!(generation_of("lexical", "7.bin"), None);
+        assert!(!is_index_entry("src"));
+        assert!(!is_index_entry("manifest.old.json"));
+        assert!(may_precede_index("README.md"));
+        // The folder the old hand-written list forgot.
+        assert!(is_index_entry("near"));
+        assert_eq!(replaced_by_rebuild().last(), Some(&MANIFEST));
+    }
+}
