@@ -10,8 +10,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200);
     let batch: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(32);
-    let corpus =
-        std::fs::read_to_string("../shared/datasets/scifact/corpus.jsonl").expect("scifact");
+    let corpus = std::fs::read_to_string("$SCIFACT/corpus.jsonl").expect("scifact");
     let texts: Vec<String> = corpus
         .lines()
         .take(n)

@@ -127,6 +127,11 @@ impl QueryOptions {
             }
         }
         if let Some(depth) = self.rerank_depth {
+            crate::engine::limits::bounded(
+                "rerank_depth",
+                depth,
+                crate::engine::limits::MAX_RERANK_DEPTH,
+            )?;
             pipeline
                 .rerank
                 .get_or_insert_with(|| RerankConfig::new(RerankKind::Tokens))

@@ -150,7 +150,7 @@ pub struct BenchConfig {
 
 /// Clustered unit vectors: `clusters` random centres, points spread around them. Real
 /// embeddings are clustered; uniform random vectors are the worst case for any ANN graph
-/// and say little about real data (NOTES.md).
+/// and say little about real data (docs/dependencies.md).
 pub fn clustered_vectors(
     n: usize,
     dim: usize,

@@ -2,7 +2,7 @@
 //! graph (`hnsw_rs`) once the collection is large enough for the graph to pay off.
 //!
 //! Why both: on this hardware an exact, vectorised scan is as fast as HNSW up to tens of
-//! thousands of vectors (NOTES.md) and has perfect recall, while building the graph costs
+//! thousands of vectors (docs/dependencies.md) and has perfect recall, while building the graph costs
 //! minutes. The exact scan is also the oracle that HNSW recall is measured against.
 //!
 //! HNSW points are keyed by chunk id. There is no delete in `hnsw_rs`: a chunk that is gone

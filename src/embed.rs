@@ -2,7 +2,7 @@
 //! deterministic hashing embedder for tests and examples.
 //!
 //! Why the tokenizer is driven by hand: the `tokenizer.json` shipped with all-MiniLM-L6-v2
-//! pads every input to 128 tokens and truncates at 128 (see NOTES.md), which both cuts
+//! pads every input to 128 tokens and truncates at 128 (see docs/dependencies.md), which both cuts
 //! passages short and makes the forward pass ~4x slower. We disable its padding and
 //! truncation, truncate to the model's own limit (`sentence_bert_config.json`), and pad each
 //! batch only to its longest member after sorting texts by length.

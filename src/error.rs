@@ -38,7 +38,7 @@ pub enum Error {
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     /// A file of the index folder is damaged.
-    #[error("index file {path} is corrupt: {what}. Recover with `pinpoint index --rebuild`")]
+    #[error("index file {path} is corrupt: {what}. Recover with `pinpoint index <FOLDER> --index <INDEX> --rebuild` (FOLDER: the folder it indexes)")]
     Corrupt {
         /// The damaged file.
         path: PathBuf,
@@ -54,7 +54,7 @@ pub enum Error {
         what: String,
     },
     /// The index was built with another embedding model than the one configured.
-    #[error("index was built with model {found} (dimension {found_dim}) but {expected} (dimension {expected_dim}) is configured; use the same model or rebuild with `pinpoint index --rebuild`")]
+    #[error("index was built with model {found} (dimension {found_dim}) but {expected} (dimension {expected_dim}) is configured; use the same model (`--model DIR`) or rebuild with `pinpoint index <FOLDER> --index <INDEX> --rebuild --model DIR`")]
     ModelMismatch {
         /// Model recorded in the manifest.
         found: String,

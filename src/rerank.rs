@@ -3,7 +3,7 @@
 //! Four kinds behind one trait:
 //! - [`CrossEncoder`]: a Hugging Face `BertForSequenceClassification` folder scoring
 //!   `(query, passage)` pairs jointly (the strongest, when the user has one: none is
-//!   obtainable on these machines, see MODELS.md);
+//!   obtainable on these machines, see docs/models.md);
 //! - [`SentenceReranker`]: late interaction at sentence level with the bi-encoder we have:
 //!   a passage scores as its best-matching sentence, which finds the one sentence that
 //!   answers the question inside a long chunk;

@@ -133,7 +133,7 @@ impl Manifest {
                 return Err(Error::IncompatibleIndex {
                     path: path.to_path_buf(),
                     what: format!(
-                        "format version {x}, this pinpoint reads {FORMAT_VERSION}; rebuild with `pinpoint index --rebuild`"
+                        "format version {x}, this pinpoint reads {FORMAT_VERSION}; rebuild with `pinpoint index <FOLDER> --index <INDEX> --rebuild`"
                     ),
                 })
             }

@@ -278,7 +278,7 @@ fn absurd_sizes_are_refused_and_k_above_twenty_is_honoured() {
     );
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let n = v["hits"].as_array().unwrap().len();
-    assert!(n < 100 && n >= 15, "{n}");
+    assert!((15..100).contains(&n), "{n}");
     assert!(
         v["note"].as_str().unwrap().contains(&format!("{n} of 100")),
         "{v}"
@@ -462,4 +462,258 @@ fn a_graph_dump_into_an_unwritable_place_is_an_error() {
             .join(format!("idx/dense/{base}.{ext}"))
             .is_file());
     }
+}
+
+// ---- error messages name fixes that work -------------------------------------------------
+
+/// The command between the first pair of backticks of `message`, with its placeholders
+/// filled in.
+fn suggested(message: &str, folder: &str, index: &str, model: &str) -> Vec<String> {
+    let cmd = message
+        .split('`')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no command in {message}"));
+    cmd.split_whitespace()
+        .skip(1) // "pinpoint"
+        .map(|w| match w {
+            "<FOLDER>" => folder.to_string(),
+            "<INDEX>" | "<NEW_INDEX>" => index.to_string(),
+            "DIR" => model.to_string(),
+            w => w.to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn every_suggested_fix_runs() {
+    let work = tempfile::tempdir().unwrap();
+    let model = real_model();
+    let m = model.to_str().unwrap();
+    let s = samples();
+    let s = s.to_str().unwrap();
+    let run_fix = |err: &str, index: &str| {
+        let mut args = suggested(err, s, index, m);
+        // The tests run in a scratch folder, away from the default model folder.
+        if !args.iter().any(|a| a == "--model") {
+            args.extend(["--model".to_string(), m.to_string()]);
+        }
+        let refs: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
+        let o = pinpoint(work.path(), &refs);
+        assert!(o.status.success(), "{args:?} failed: {}", stderr(&o));
+        let q = pinpoint(
+            work.path(),
+            &["query", "how do tides work", "--index", index],
+        );
+        assert!(q.status.success(), "{}", stderr(&q));
+        assert!(stdout(&q).starts_with("tides.txt"), "{}", stdout(&q));
+    };
+
+    // No index there.
+    let err = user_error(
+        work.path(),
+        &["query", "tides", "--index", "missing"],
+        "pinpoint index",
+    );
+    run_fix(&err, "missing");
+
+    // A folder that is not an index: the fix names a new folder.
+    std::fs::create_dir_all(work.path().join("notes")).unwrap();
+    std::fs::write(work.path().join("notes/a.txt"), "hello").unwrap();
+    let err = pinpoint(work.path(), &["query", "tides", "--index", "notes"]);
+    let err = stderr(&err);
+    assert!(err.contains("pinpoint index"), "{err}");
+    run_fix(&err, "fresh");
+
+    // A damaged file.
+    let o = pinpoint(work.path(), &["index", s, "--index", "i", "--model", m]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(work.path().join("i/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let chunks = work
+        .path()
+        .join("i")
+        .join(manifest["files"][0]["path"].as_str().unwrap());
+    let len = std::fs::metadata(&chunks).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&chunks)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let o = pinpoint(work.path(), &["query", "tides", "--index", "i"]);
+    assert_ne!(o.status.code(), Some(0));
+    let err = stderr(&o);
+    assert!(err.contains("--rebuild"), "{err}");
+    run_fix(&err, "i");
+
+    // An index of another format version.
+    let path = work.path().join("i/manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    v["format_version"] = 99.into();
+    std::fs::write(&path, v.to_string()).unwrap();
+    let o = pinpoint(work.path(), &["query", "tides", "--index", "i"]);
+    let err = stderr(&o);
+    assert!(err.contains("--rebuild"), "{err}");
+    run_fix(&err, "i");
+}
+
+// ---- serve under hostile input ---------------------------------------------------------
+
+/// One raw HTTP exchange; the status code.
+fn raw_status(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut req = head.as_bytes().to_vec();
+    req.extend_from_slice(body);
+    let _ = s.write_all(&req);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no status for {:?}: {text:?}",
+                String::from_utf8_lossy(&req)
+            )
+        })
+}
+
+fn post_raw(addr: std::net::SocketAddr, body: &[u8]) -> u16 {
+    raw_status(
+        addr,
+        &format!(
+            "POST /query HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        ),
+        body,
+    )
+}
+
+/// Seeded random requests (mutated option objects, odd types and sizes, broken JSON and
+/// UTF-8, random query strings) against a live server: every one gets a status that names a
+/// fault or an answer, and the server keeps answering. The inputs that once got through
+/// (`tests/data/serve-corpus/`) are replayed first.
+#[test]
+fn serve_survives_random_and_recorded_hostile_requests() {
+    use rand::{Rng, SeedableRng};
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("notes");
+    write_corpus(&src, 120);
+    let mut cfg = fake_config();
+    cfg.hnsw.min_points = 50;
+    let mut e = Engine::create(work.path().join("idx"), cfg).unwrap();
+    e.add_folder(&src).unwrap();
+    drop(e);
+    let (server, _t) = crate::serve::start(&work.path().join("idx"));
+    let addr = server.addr().unwrap();
+    let allowed = [200u16, 400, 403, 404, 405, 413, 415];
+
+    let corpus = root().join("tests/data/serve-corpus");
+    let mut files: Vec<_> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10);
+    for f in files {
+        let body = std::fs::read(&f).unwrap();
+        let status = post_raw(addr, &body);
+        assert_eq!(status, 400, "{}", f.display());
+    }
+
+    let keys = [
+        "query",
+        "k",
+        "mode",
+        "fusion",
+        "rerank",
+        "no_rerank",
+        "reranker",
+        "cross_encoder",
+        "rerank_depth",
+        "depth",
+        "max_tokens",
+        "no_cutoff",
+        "no_abstain",
+        "explain",
+        "boost",
+        "recency_days",
+        "expand_cmd",
+        "expansion",
+        "kk",
+        "",
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+    let value = |rng: &mut rand::rngs::StdRng| -> Value {
+        match rng.random_range(0..12) {
+            0 => Value::Null,
+            1 => Value::Bool(rng.random()),
+            2 => rng.random_range(-5i64..50).into(),
+            3 => Value::from(u64::MAX >> rng.random_range(0..64)),
+            4 => Value::from(rng.random::<f64>() * 1e6 - 5e5),
+            5 => "glacier ice".into(),
+            6 => "?".repeat(rng.random_range(0..300)).into(),
+            7 => serde_json::json!(["*.txt=2", "x"]),
+            8 => serde_json::json!({"a": 1}),
+            9 => "hybrid".into(),
+            10 => "zscore".into(),
+            _ => "note 7 about the moon? and the tide?".into(),
+        }
+    };
+    let start = std::time::Instant::now();
+    let mut answered = 0;
+    for i in 0..600 {
+        if start.elapsed().as_secs() > 60 {
+            break;
+        }
+        let mut m = serde_json::Map::new();
+        if rng.random_bool(0.9) {
+            m.insert("query".into(), value(&mut rng));
+        }
+        for _ in 0..rng.random_range(0..4) {
+            let k = keys[rng.random_range(0..keys.len())];
+            m.insert(k.into(), value(&mut rng));
+        }
+        let mut body = Value::Object(m).to_string().into_bytes();
+        match rng.random_range(0..10) {
+            0 => body.truncate(rng.random_range(0..body.len().max(1))),
+            1 => {
+                let at = rng.random_range(0..body.len().max(1));
+                body.insert(at, 0xff);
+            }
+            _ => {}
+        }
+        let status = post_raw(addr, &body);
+        assert!(
+            allowed.contains(&status),
+            "#{i}: {status} for {:?}",
+            String::from_utf8_lossy(&body)
+        );
+        answered += (status == 200) as usize;
+        // A GET with random parameters.
+        let q: String = (0..rng.random_range(0..40))
+            .map(|_| b"abck=&%?+9x"[rng.random_range(0..11)] as char)
+            .collect();
+        let status = raw_status(
+            addr,
+            &format!("GET /query?{q} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+            b"",
+        );
+        assert!(allowed.contains(&status), "GET ?{q}: {status}");
+    }
+    assert!(
+        answered > 10,
+        "only {answered} valid requests were generated"
+    );
+    // Still alive and answering.
+    let (status, _) = crate::serve::post(addr, r#"{"query": "glacier"}"#);
+    assert_eq!(status, 200);
+    server.stop();
 }

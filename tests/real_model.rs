@@ -21,7 +21,7 @@ fn cos(a: &str, b: &str) -> f32 {
 
 #[test]
 fn sentence_pairs_are_ordered_sensibly() {
-    // Orderings from the model card (MODELS.md), not numbers this code produced.
+    // Orderings from the model card (docs/models.md), not numbers this code produced.
     let food = cos("A man is eating food.", "A man is eating a piece of bread.");
     let horse = cos("A man is eating food.", "A man is riding a horse.");
     assert!(food > 0.6, "{food}");

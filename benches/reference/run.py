@@ -50,7 +50,7 @@ def pct(xs, q):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--beir", default="../shared/datasets/scifact")
+    ap.add_argument("--beir", default="tests/data/scifact-subset")
     ap.add_argument("--docs", type=int, default=300)
     ap.add_argument("--model", default="models/all-MiniLM-L6-v2")
     ap.add_argument("--vectors", help="raw f32 vectors from pinpoint bench --export-vectors")

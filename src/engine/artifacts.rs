@@ -191,6 +191,20 @@ pub(crate) fn folders() -> Vec<&'static str> {
     v
 }
 
+/// The folders a new index described by `m` keeps (its lexical index has the neighbour
+/// field, as every new one does).
+pub(crate) fn folders_of(m: &Manifest) -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = Vec::new();
+    for a in ARTIFACTS {
+        let needed =
+            (a.present)(m, true) || matches!(a.naming, Naming::PerGeneration { prefix: "g", .. });
+        if needed && !v.contains(&a.folder) {
+            v.push(a.folder);
+        }
+    }
+    v
+}
+
 /// The pending manifest of generation `gen` (written before the commit point).
 pub(crate) fn pending_manifest(gen: u64) -> String {
     format!("manifest.{gen}.json")

@@ -284,15 +284,16 @@ impl Engine {
             }
             all_records.push(rec.clone());
         }
+        // A map, not a scan of every document per chunk: a large build was quadratic here.
+        let title_of: HashMap<&str, &str> = new_docs
+            .iter()
+            .map(|d| (d.key.as_str(), d.title.as_str()))
+            .collect();
         let lex_texts: Vec<(u64, String, String)> = lex_adds
             .iter()
             .map(|&slot| {
                 let r = &records[slot];
-                let title = new_docs
-                    .iter()
-                    .find(|d| d.key == r.doc)
-                    .map(|d| d.title.as_str())
-                    .unwrap_or("");
+                let title = title_of.get(r.doc.as_str()).copied().unwrap_or("");
                 (
                     r.id,
                     r.doc.clone(),

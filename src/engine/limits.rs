@@ -18,7 +18,9 @@ pub const MAX_K: usize = 1_000;
 /// Most candidates one request may take from each leg (`depth`).
 pub const MAX_DEPTH: usize = 10_000;
 
-/// Most candidates one request may rerank (`rerank_depth`).
+/// Most candidates one request may ask to rerank (`rerank_depth`; checked where a user's
+/// options become a request, [`crate::api::QueryOptions::request`]: the engine itself
+/// reranks at most the fused list, which `depth` bounds, and `tune` asks for all of it).
 pub const MAX_RERANK_DEPTH: usize = 1_000;
 
 /// Longest question text, in bytes (the model reads 256 tokens of it; BM25 all of it).
@@ -45,17 +47,13 @@ pub(crate) fn check(req: &SearchRequest) -> Result<()> {
     }
     bounded("k", req.k, MAX_K)?;
     bounded("depth", req.depth, MAX_DEPTH)?;
-    if let Some(r) = &req.pipeline.rerank {
-        // 0 is allowed: nothing is reranked.
-        bounded("rerank_depth", r.depth.max(1), MAX_RERANK_DEPTH)?;
-    }
     if req.pipeline.select.as_ref().and_then(|s| s.max_tokens) == Some(0) {
         return Err(Error::invalid("max_tokens", "must be at least 1"));
     }
     Ok(())
 }
 
-fn bounded(name: &str, v: usize, max: usize) -> Result<()> {
+pub(crate) fn bounded(name: &str, v: usize, max: usize) -> Result<()> {
     if v == 0 {
         return Err(Error::invalid(name, "must be at least 1"));
     }

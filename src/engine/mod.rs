@@ -280,9 +280,7 @@ impl Engine {
             }
         }
         let (spec, model_dir) = resolve_model(&cfg, None)?;
-        for sub in artifacts::folders() {
-            std::fs::create_dir_all(dir.join(sub)).at(dir.join(sub))?;
-        }
+        std::fs::create_dir_all(dir.join("lexical")).at(dir.join("lexical"))?;
         let lock = WriterLock::acquire(&dir)?;
         let lexical = LexicalIndex::open_or_create(&dir.join("lexical"))?;
         let manifest = Manifest {
@@ -308,6 +306,10 @@ impl Engine {
             token_codes: !cfg.without_token_codes,
             neighbours: cfg.neighbours.unwrap_or(crate::near::DEFAULT_NEIGHBOURS),
         };
+        // The folders of what this index keeps (no `near/` without expansion).
+        for sub in artifacts::folders_of(&manifest) {
+            std::fs::create_dir_all(dir.join(sub)).at(dir.join(sub))?;
+        }
         let dense = DenseIndex::new(VectorFile::from_vec(spec.dim, Vec::new()), None);
         let mut engine = Engine::assemble(
             dir,
@@ -371,14 +373,14 @@ impl Engine {
                 return Err(Error::invalid(
                     "index",
                     format!(
-                        "{} does not exist; build one with `pinpoint index <FOLDER>`",
+                        "{} does not exist; build one with `pinpoint index <FOLDER> --index <INDEX>`",
                         dir.display()
                     ),
                 ));
             }
             return Err(Error::IncompatibleIndex {
                 path: dir.to_path_buf(),
-                what: "no manifest.json: not a pinpoint index (build one with `pinpoint index <FOLDER>`)".into(),
+                what: "no manifest.json: not a pinpoint index (build one in a new folder with `pinpoint index <FOLDER> --index <NEW_INDEX>`)".into(),
             });
         }
         let lock = if write {

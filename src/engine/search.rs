@@ -424,6 +424,18 @@ struct Ranking {
 }
 
 impl Engine {
+    /// The key (path or external id) of the document chunk `id` belongs to, if the open
+    /// generation holds that chunk.
+    pub fn document_of_chunk(&self, id: u64) -> Result<Option<&str>> {
+        let di = self.doc_index()?;
+        Ok(self
+            .store
+            .position(id)
+            .and_then(|p| di.chunk_doc.get(p))
+            .and_then(|&d| di.keys.get(d as usize))
+            .map(|k| k.as_str()))
+    }
+
     pub(crate) fn doc_index(&self) -> Result<&DocIndex> {
         if let Some(d) = self.doc_index.get() {
             return Ok(d);

@@ -421,6 +421,10 @@ pub struct Report {
     /// Each other mode against the baseline, per metric of [`TESTED_METRICS`].
     #[serde(default)]
     pub paired: BTreeMap<String, BTreeMap<String, Paired>>,
+    /// What was ranked: `document` (BEIR: each document by its best chunk) or `chunk`
+    /// (what `query` runs; files judged by path).
+    #[serde(default)]
+    pub granularity: String,
 }
 
 /// Where one relevant document stood in each stage (1-based ranks; `None`: not in the
@@ -587,6 +591,11 @@ pub struct EvalConfig {
     /// A folder to write each mode's ranking to as a TREC run file (`<mode>.trec`), for
     /// trec_eval, ranx or a comparison with another system's runs.
     pub runs: Option<PathBuf>,
+    /// What is ranked. BEIR's judgements are per document and its documents short, so a
+    /// BEIR run ranks documents (each scored by its best chunk); a user's own labelled
+    /// questions run exactly what `query` runs, chunks, and the passages handed over are
+    /// judged by their file's path (a file's first passage stands for it in the ranking).
+    pub granularity: Granularity,
 }
 
 impl Default for EvalConfig {
@@ -598,6 +607,7 @@ impl Default for EvalConfig {
             expansion: None,
             baseline: None,
             runs: None,
+            granularity: Granularity::Document,
         }
     }
 }
@@ -713,6 +723,42 @@ pub fn open_or_build_with_progress(
     Ok((e, t.elapsed().as_secs_f64()))
 }
 
+/// Turns a chunk-level output's lists (keyed by chunk id) into document lists: each
+/// document at the place of its first chunk, the order `query`'s hits have. Hits already
+/// carry their file's path.
+fn by_document(engine: &Engine, out: &mut SearchOutput) -> Result<()> {
+    engine.doc_index()?;
+    let doc_of = |id: &str| -> Option<String> {
+        let id: u64 = id.parse().ok()?;
+        engine
+            .document_of_chunk(id)
+            .ok()
+            .flatten()
+            .map(String::from)
+    };
+    let docs = |v: &mut Vec<(String, f32)>| {
+        let mut seen = std::collections::HashSet::new();
+        *v = v
+            .iter()
+            .filter_map(|(id, s)| doc_of(id).map(|d| (d, *s)))
+            .filter(|(d, _)| seen.insert(d.clone()))
+            .collect();
+    };
+    docs(&mut out.ranked);
+    docs(&mut out.lexical);
+    docs(&mut out.dense);
+    docs(&mut out.fused);
+    docs(&mut out.reranked);
+    let mut seen = std::collections::HashSet::new();
+    out.candidates = out
+        .candidates
+        .iter()
+        .filter_map(|(id, l, d)| doc_of(id).map(|k| (k, *l, *d)))
+        .filter(|(k, _, _)| seen.insert(k.clone()))
+        .collect();
+    Ok(())
+}
+
 /// Evaluates `engine` on labelled queries.
 pub fn evaluate(
     engine: &Engine,
@@ -753,13 +799,17 @@ pub fn evaluate(
                 // A pipeline's own candidate depth ([`Pipeline::depth`]) is what `query`
                 // uses; the ranking still covers `cfg.depth` documents.
                 depth: cfg.depth.max(em.pipeline.depth),
-                granularity: Granularity::Document,
+                granularity: cfg.granularity,
                 mode: em.mode,
                 pipeline: em.pipeline.clone(),
                 exclude: vec![qid.clone()],
                 ..SearchRequest::new(text.as_str(), 10)
             };
-            per_query.push(engine.search_detailed(&req)?);
+            let mut out = engine.search_detailed(&req)?;
+            if cfg.granularity == Granularity::Chunk {
+                by_document(engine, &mut out)?;
+            }
+            per_query.push(out);
         }
         let secs = t.elapsed().as_secs_f64();
         m.qps = queries.len() as f64 / secs.max(1e-9);
@@ -803,6 +853,10 @@ pub fn evaluate(
             intervals,
             baseline,
             paired,
+            granularity: match cfg.granularity {
+                Granularity::Document => "document".into(),
+                Granularity::Chunk => "chunk".into(),
+            },
         },
         funnel,
         funnel_mode,
