@@ -335,6 +335,11 @@ struct EvalArgs {
     /// qrels split.
     #[arg(long, default_value = "test")]
     split: String,
+    /// What is ranked: `document` (each by its best chunk; the default with --beir, whose
+    /// judgements are per document) or `chunk` (what `query` runs; the default with
+    /// --queries). Files are judged by path either way.
+    #[arg(long, value_parser = ["document", "chunk"])]
+    granularity: Option<String>,
     /// Comma-separated modes: lexical, dense, hybrid (plain RRF), fused, prf, rerank
     /// (sentence reranker), tokens (token-level reranker, what `query --rerank` runs),
     /// default (what `query` runs).
@@ -708,6 +713,9 @@ fn eval(a: EvalArgs) -> Result<()> {
         ..Default::default()
     };
     let mut cfg = a.common.config()?;
+    if a.granularity.as_deref() == Some("chunk") {
+        ecfg.granularity = pinpoint::Granularity::Chunk;
+    }
     let (engine, build_secs, name, split, labelled) = if let Some(dir) = &a.beir {
         let ds = eval::Dataset::load_beir(dir, &a.split)?;
         cfg.chunking = ChunkConfig {
@@ -757,6 +765,9 @@ fn eval(a: EvalArgs) -> Result<()> {
             .unwrap_or_default();
         // The user's own questions run what `query` runs: chunks, judged by path.
         ecfg.granularity = pinpoint::Granularity::Chunk;
+        if a.granularity.as_deref() == Some("document") {
+            ecfg.granularity = pinpoint::Granularity::Document;
+        }
         (engine, 0.0, name, "user".to_string(), labelled)
     };
     let ev = eval::evaluate(&engine, &name, &split, &labelled, &ecfg)?;
