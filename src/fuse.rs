@@ -10,6 +10,7 @@
 //! and the normalised minimum for score fusion.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 
 /// How scores are normalised before a weighted sum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -52,9 +53,12 @@ impl Default for Fusion {
 
 /// Fuses `legs` into one list, best first. Ties are broken by the best rank in any leg,
 /// then by id, so the result is deterministic.
-pub fn fuse(legs: &[&[(u64, f32)]], method: &Fusion) -> Vec<(u64, f32)> {
-    let mut score: HashMap<u64, f32> = HashMap::new();
-    let mut best_rank: HashMap<u64, usize> = HashMap::new();
+///
+/// Generic over the key: the engine fuses chunks or documents ([`crate::engine`]'s rankings
+/// key them apart), `tune` and the tests plain ids.
+pub fn fuse<K: Copy + Eq + Hash + Ord>(legs: &[&[(K, f32)]], method: &Fusion) -> Vec<(K, f32)> {
+    let mut score: HashMap<K, f32> = HashMap::new();
+    let mut best_rank: HashMap<K, usize> = HashMap::new();
     for leg in legs {
         for (r, (id, _)) in leg.iter().enumerate() {
             let e = best_rank.entry(*id).or_insert(r);
@@ -78,14 +82,14 @@ pub fn fuse(legs: &[&[(u64, f32)]], method: &Fusion) -> Vec<(u64, f32)> {
                 let normed = normalize(leg, *norm);
                 let floor = normed.iter().map(|x| x.1).fold(f32::INFINITY, f32::min);
                 let floor = if floor.is_finite() { floor } else { 0.0 };
-                let present: HashMap<u64, f32> = normed.into_iter().collect();
+                let present: HashMap<K, f32> = normed.into_iter().collect();
                 for (id, s) in score.iter_mut() {
                     *s += w * present.get(id).copied().unwrap_or(floor);
                 }
             }
         }
     }
-    let mut out: Vec<(u64, f32)> = score.into_iter().collect();
+    let mut out: Vec<(K, f32)> = score.into_iter().collect();
     out.sort_by(|a, b| {
         b.1.total_cmp(&a.1)
             .then(best_rank[&a.0].cmp(&best_rank[&b.0]))
@@ -95,7 +99,7 @@ pub fn fuse(legs: &[&[(u64, f32)]], method: &Fusion) -> Vec<(u64, f32)> {
 }
 
 /// Normalises one leg's scores.
-pub fn normalize(leg: &[(u64, f32)], norm: Norm) -> Vec<(u64, f32)> {
+pub fn normalize<K: Copy>(leg: &[(K, f32)], norm: Norm) -> Vec<(K, f32)> {
     if leg.is_empty() {
         return Vec::new();
     }

@@ -9,7 +9,7 @@
 //! The limits are far above any useful setting: a few passages are the point of the engine,
 //! the shipped depth is 100 per leg, and the model reads at most 256 tokens of a query.
 
-use super::search::SearchRequest;
+use super::request::SearchRequest;
 use crate::error::{Error, Result};
 
 /// Most passages one request may ask for (`k`).

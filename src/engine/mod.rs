@@ -35,6 +35,7 @@ mod commit;
 pub mod limits;
 mod lock;
 mod rebuild;
+mod request;
 mod search;
 
 pub(crate) use artifacts::MANIFEST;
@@ -42,10 +43,11 @@ use artifacts::{chunks_file, docs_file, late_file, near_file, pending_manifest, 
 
 use commit::Generation;
 use lock::WriterLock;
-pub use search::{
-    blend_rerank, Explain, Granularity, Hit, LengthFade, Pipeline, RerankConfig, RerankKind,
-    SearchOutput, SearchRequest, DEFAULT_DEPTH, EMPTY_INDEX_NOTE,
+pub use request::{
+    Explain, Granularity, Hit, LengthFade, Pipeline, RerankConfig, RerankKind, SearchOutput,
+    SearchRequest, DEFAULT_DEPTH,
 };
+pub use search::{blend_rerank, EMPTY_INDEX_NOTE};
 
 /// Progress of long operations, reported by stage. The CLI draws bars from it.
 pub trait Progress: Send + Sync {

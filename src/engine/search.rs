@@ -9,392 +9,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::request::{
+    Explain, Granularity, Hit, Pipeline, RerankConfig, RerankKind, SearchOutput, SearchRequest,
+};
 use super::{limits, Engine, Mode};
 use crate::chunk::contextual_text;
 use crate::embed::{dot, TokenMatrix};
 use crate::error::{Error, Result};
-use crate::expand::{self, PrfConfig};
+use crate::expand;
 use crate::fuse::{fuse, normalize, Fusion, Norm};
 use crate::late::QueryCodes;
 use crate::lexical::LexicalIndex;
-use crate::rerank::{best_part, CrossEncoder, Reranker, Rules, SentenceReranker, TokenReranker};
+use crate::rerank::{best_part, CrossEncoder, Reranker, SentenceReranker, TokenReranker};
 use crate::select::{select_with_stop, Passage, SelectConfig, Stop};
 use rayon::prelude::*;
-
-/// What a hit stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Granularity {
-    /// One hit per chunk.
-    #[default]
-    Chunk,
-    /// One hit per document, scored by its best chunk (max-pool).
-    Document,
-}
-
-/// Which reranker runs.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum RerankKind {
-    /// Sentence-level late interaction with the bi-encoder.
-    Sentence,
-    /// Token-level late interaction (MaxSim) with the bi-encoder's token vectors: over the
-    /// index's token codes when it keeps them ([`crate::late`], ~0.5 ms for 20 documents),
-    /// else encoding the candidates at query time (float vectors, ~0.4 s on 2 cores).
-    Tokens,
-    /// A cross-encoder folder.
-    CrossEncoder {
-        /// The model folder.
-        model: PathBuf,
-    },
-}
-
-impl RerankConfig {
-    /// `kind` with the settings `pinpoint tune` chose on SciFact's train split for token
-    /// MaxSim over stored codes: depth 20, weight 0.6 against the fused score (train 0.7477,
-    /// 5-fold held-out 0.7470 vs 0.7383 without; four folds chose 0.6, one 0.5), fading on
-    /// long queries ([`LengthFade::TOKENS`]). The sentence reranker shares depth and weight.
-    /// A cross-encoder is trusted alone (weight 1): it reads query and passage together,
-    /// which no fused score does.
-    pub fn new(kind: RerankKind) -> RerankConfig {
-        let weight = match kind {
-            RerankKind::CrossEncoder { .. } => 1.0,
-            _ => 0.6,
-        };
-        RerankConfig {
-            kind,
-            depth: 20,
-            weight,
-        }
-    }
-}
-
-impl std::str::FromStr for RerankKind {
-    type Err = Error;
-
-    /// `tokens`, `sentence`, or a cross-encoder folder (any other value that is a folder).
-    fn from_str(s: &str) -> Result<RerankKind> {
-        match s {
-            "tokens" => Ok(RerankKind::Tokens),
-            "sentence" => Ok(RerankKind::Sentence),
-            dir if std::path::Path::new(dir).is_dir() => Ok(RerankKind::CrossEncoder {
-                model: PathBuf::from(dir),
-            }),
-            other => Err(Error::invalid(
-                "reranker",
-                format!("{other:?} (use tokens, sentence or a cross-encoder folder)"),
-            )),
-        }
-    }
-}
-
-/// Reranking settings.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RerankConfig {
-    /// The reranker.
-    pub kind: RerankKind,
-    /// How many of the fused candidates are reranked.
-    pub depth: usize,
-    /// Weight of the (normalised) rerank score against the (normalised) fused score, for
-    /// a query short enough to get all of it ([`RerankKind::fade`]).
-    pub weight: f32,
-}
-
-impl RerankConfig {
-    /// The weight a query of `query_tokens` model tokens gets: [`RerankConfig::weight`]
-    /// times the reranker's fade factor.
-    pub fn weight_for(&self, query_tokens: usize) -> f32 {
-        self.weight * self.kind.fade().map_or(1.0, |f| f.factor(query_tokens))
-    }
-}
-
-impl RerankKind {
-    /// How this reranker's weight fades as the query grows long; none for a reranker
-    /// that reads any query as well as a short one (as far as measured).
-    ///
-    /// A property of the reranker, not a stored setting: `pinpoint tune` tunes the weight
-    /// under it, and defaults stored before it existed get it too.
-    pub fn fade(&self) -> Option<LengthFade> {
-        match self {
-            RerankKind::Tokens => Some(LengthFade::TOKENS),
-            _ => None,
-        }
-    }
-}
-
-/// A reranker's weight as a function of the query's length in model tokens: full up to
-/// `full_until`, none from `off_from`, linear between (no cliff: one more word never flips a
-/// ranking).
-///
-/// Why token MaxSim has one: it averages every query token's best match, and once a query
-/// is a paragraph rather than a question that average rewards passages that echo its
-/// incidental words. On four collections' train splits its gain held up to ~24 tokens and
-/// turned into a loss past ~32-48 (SciFact, Rust and Python code search with one-sentence
-/// and whole-docstring queries; docs/decisions.md, "Token reranking fades on long
-/// queries"), as ColBERT's did on BEIR's argument collections.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LengthFade {
-    /// Query tokens up to which the weight holds in full.
-    pub full_until: usize,
-    /// Query tokens from which the weight is 0.
-    pub off_from: usize,
-}
-
-impl LengthFade {
-    /// Token MaxSim's fade, chosen on the long-query Rust collection's train split (32 to
-    /// 64: 0.5361 -> 0.5668 nDCG@10 against 0.5653 without reranking) and checked on the
-    /// other train splits (SciFact 0.7491 -> 0.7488, Python whole docstrings 0.6974 ->
-    /// 0.7088).
-    pub const TOKENS: LengthFade = LengthFade {
-        full_until: 32,
-        off_from: 64,
-    };
-
-    /// The share of the weight a query of `query_tokens` tokens keeps, in [0, 1].
-    pub fn factor(&self, query_tokens: usize) -> f32 {
-        if query_tokens <= self.full_until {
-            1.0
-        } else if query_tokens >= self.off_from {
-            0.0
-        } else {
-            (self.off_from - query_tokens) as f32 / (self.off_from - self.full_until) as f32
-        }
-    }
-}
-
-/// The stages after candidate retrieval, with their settings. `Pipeline::default()` is
-/// what `pinpoint query` runs without flags (unless `pinpoint tune` stored other defaults
-/// in the index).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct Pipeline {
-    /// Fusion of the two legs (hybrid mode).
-    pub fusion: Fusion,
-    /// Candidates taken from each leg (documents at document granularity, chunks at chunk
-    /// granularity): what [`SearchRequest::depth`] is set to by the front ends that run a
-    /// stored pipeline (`query`, `serve`, `eval`'s `default`). 100, or what `pinpoint tune`
-    /// chose ([`crate::tune::CANDIDATE_DEPTHS`]).
-    pub depth: usize,
-    /// Score every candidate on both legs (exact cosine, deep BM25) before fusing, instead
-    /// of treating a candidate missing from one leg's top list as absent from it.
-    pub full_features: bool,
-    /// Pseudo-relevance feedback for the lexical leg.
-    pub prf: Option<PrfConfig>,
-    /// Weight of the neighbour field's BM25 in the hybrid's lexical leg (document
-    /// expansion, [`crate::near`]); 0 is plain BM25, as is an index without the field.
-    /// Lexical mode is always plain BM25: it is the single-leg baseline.
-    pub expansion: f32,
-    /// Split a query holding several questions and merge their results.
-    pub multi_query: bool,
-    /// External expansion command (off by default).
-    pub expand_cmd: Option<String>,
-    /// Reranking.
-    pub rerank: Option<RerankConfig>,
-    /// Context selection.
-    pub select: Option<SelectConfig>,
-    /// User rules.
-    pub rules: Rules,
-}
-
-impl Pipeline {
-    /// Plain reciprocal rank fusion (k = 60) of the two legs' top lists: the baseline.
-    pub fn rrf() -> Pipeline {
-        Pipeline {
-            fusion: Fusion::default(),
-            depth: DEFAULT_DEPTH,
-            full_features: false,
-            prf: None,
-            expansion: 0.0,
-            multi_query: false,
-            expand_cmd: None,
-            rerank: None,
-            select: None,
-            rules: Rules::default(),
-        }
-    }
-}
-
-impl Default for Pipeline {
-    /// Chosen on SciFact's train split with 5 folds held out (docs/decisions.md): every
-    /// candidate of either leg is scored on both (exact cosine, deep BM25), each score is
-    /// standardised per query (z-score, so the weights need no calibration between BM25
-    /// and cosine scales), and the two are averaged with equal weights; no PRF (it lowered
-    /// train nDCG@10 from 0.738 to 0.722). The top 20 are reranked by token-level MaxSim
-    /// over the index's token codes ([`crate::late`]); [`Engine::default_pipeline`] leaves
-    /// that out for an index that keeps none.
-    fn default() -> Self {
-        Pipeline {
-            fusion: Fusion::Weighted {
-                norm: Norm::ZScore,
-                weights: vec![0.5, 0.5],
-            },
-            depth: DEFAULT_DEPTH,
-            full_features: true,
-            prf: None,
-            expansion: crate::near::DEFAULT_WEIGHT,
-            multi_query: true,
-            expand_cmd: None,
-            rerank: Some(RerankConfig::new(RerankKind::Tokens)),
-            select: Some(SelectConfig::default()),
-            rules: Rules::default(),
-        }
-    }
-}
-
-/// Candidates per leg unless a pipeline or request says otherwise: deep enough for
-/// recall@100 and for the cut-off's floor rank, shallow enough that fusing and reranking
-/// stay within a warm query's few milliseconds.
-pub const DEFAULT_DEPTH: usize = 100;
-
-/// A search.
-#[derive(Debug, Clone)]
-pub struct SearchRequest {
-    /// The question.
-    pub query: String,
-    /// Hits to return.
-    pub k: usize,
-    /// Retrieval mode.
-    pub mode: Mode,
-    /// Candidates taken from each leg (documents, at document granularity).
-    pub depth: usize,
-    /// Chunks or documents.
-    pub granularity: Granularity,
-    /// Stages after retrieval.
-    pub pipeline: Pipeline,
-    /// Attach an [`Explain`] to each hit.
-    pub explain: bool,
-    /// Document keys left out of the results (the ranking and the hits), e.g. the document
-    /// a "more like this" query was taken from. They are removed after fusion and
-    /// reranking, so that the other documents keep their scores, and before selection, so
-    /// that an excluded document can neither take a hit's place nor set the cut-off.
-    pub exclude: Vec<String>,
-}
-
-impl SearchRequest {
-    /// A hybrid chunk search for `query` returning `k` hits with the default pipeline and
-    /// depth [`DEFAULT_DEPTH`].
-    pub fn new(query: impl Into<String>, k: usize) -> SearchRequest {
-        SearchRequest {
-            query: query.into(),
-            k,
-            mode: Mode::Hybrid,
-            depth: DEFAULT_DEPTH,
-            granularity: Granularity::Chunk,
-            pipeline: Pipeline::default(),
-            explain: false,
-            exclude: Vec::new(),
-        }
-    }
-
-    /// Sets the mode.
-    pub fn mode(mut self, mode: Mode) -> SearchRequest {
-        self.mode = mode;
-        self
-    }
-
-    /// Sets the granularity.
-    pub fn granularity(mut self, g: Granularity) -> SearchRequest {
-        self.granularity = g;
-        self
-    }
-
-    /// Sets the pipeline, and the candidate depth to the pipeline's own
-    /// ([`Pipeline::depth`]).
-    pub fn pipeline(mut self, p: Pipeline) -> SearchRequest {
-        self.depth = p.depth;
-        self.pipeline = p;
-        self
-    }
-
-    /// Leaves these document keys out of the results.
-    pub fn exclude<S: Into<String>>(mut self, keys: impl IntoIterator<Item = S>) -> SearchRequest {
-        self.exclude = keys.into_iter().map(Into::into).collect();
-        self
-    }
-}
-
-/// Why a hit is where it is.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Explain {
-    /// Rank in the lexical leg (1-based), if present.
-    pub lexical_rank: Option<usize>,
-    /// BM25 score (of the best chunk for documents), if any term matched; in hybrid mode
-    /// it includes the weighted BM25 of the chunk's neighbour words ([`crate::near`]).
-    pub lexical_score: Option<f32>,
-    /// Rank in the dense leg, if present.
-    pub dense_rank: Option<usize>,
-    /// Cosine with the query.
-    pub dense_score: Option<f32>,
-    /// Fused score.
-    pub fused_score: f32,
-    /// Rank after fusion.
-    pub fused_rank: usize,
-    /// Rerank score, when reranked.
-    pub rerank_score: Option<f32>,
-    /// The weight the query's reranked head was blended with (0 when nothing was
-    /// reranked; below the configured weight for a long query, [`LengthFade`]).
-    pub rerank_weight: f32,
-    /// Product of the rule factors.
-    pub rule_factor: f32,
-    /// Final score.
-    pub final_score: f32,
-    /// Why it was kept by selection.
-    pub kept: String,
-}
-
-/// One result.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Hit {
-    /// 1-based rank.
-    pub rank: usize,
-    /// Chunk id (for documents: their best chunk).
-    pub chunk_id: u64,
-    /// Document key: path relative to the indexed folder, or external id.
-    pub path: String,
-    /// First source line.
-    pub line_start: u32,
-    /// Last source line.
-    pub line_end: u32,
-    /// Heading trail.
-    pub heading: Option<String>,
-    /// Final score.
-    pub score: f32,
-    /// Passage text (merged chunks when adjacent chunks were selected together).
-    pub text: String,
-    /// Stage-by-stage explanation, when asked for.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub explain: Option<Explain>,
-}
-
-/// A search result with what each stage saw. Lists are keyed by chunk id (as a string) or
-/// document key, best first.
-#[derive(Debug, Clone, Default)]
-pub struct SearchOutput {
-    /// Selected hits.
-    pub hits: Vec<Hit>,
-    /// The final ranking before selection (up to `depth`).
-    pub ranked: Vec<(String, f32)>,
-    /// Lexical leg.
-    pub lexical: Vec<(String, f32)>,
-    /// Dense leg.
-    pub dense: Vec<(String, f32)>,
-    /// After fusion (hybrid only).
-    pub fused: Vec<(String, f32)>,
-    /// Every candidate scored on both legs (hybrid with full features): (key, BM25, cosine),
-    /// BM25 0 when no query term matched. What `pinpoint tune` learns fusion from.
-    pub candidates: Vec<(String, f32, f32)>,
-    /// Raw reranker scores of the reranked head, in fused order (empty without a
-    /// reranker, or when the query is too long for it to weigh anything). What `pinpoint
-    /// tune --rerank` learns the rerank depth and weight from.
-    pub reranked: Vec<(String, f32)>,
-    /// The weight the head was blended with ([`RerankConfig::weight_for`] this query; 0
-    /// without a reranker).
-    pub rerank_weight: f32,
-    /// Seconds per stage.
-    pub timings: Vec<(&'static str, f64)>,
-    /// Why fewer hits than asked were handed over, when the reason is not the ranking
-    /// itself: an empty index, or an abstention ([`SelectConfig::min_similarity`]).
-    pub note: Option<String>,
-}
 
 /// Lazily built maps between documents and chunk positions.
 pub(crate) struct DocIndex {
@@ -405,22 +33,35 @@ pub(crate) struct DocIndex {
     chunk_doc: Vec<u32>,
 }
 
-/// One query's ranking and what each stage saw, keyed by chunk id or document index.
+/// What an entry of a ranking stands for: a chunk, by id, in a chunk search; a document,
+/// by its index in the document table, in a document search. The two were both `u64`,
+/// told apart only by the request's granularity, so a document index could be looked up
+/// as a chunk id (or the reverse) without a type error; now every map and list of a
+/// [`Ranking`] says which it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Key {
+    /// A chunk id.
+    Chunk(u64),
+    /// A document's index in the document table.
+    Doc(usize),
+}
+
+/// One query's ranking and what each stage saw, by [`Key`].
 struct Ranking {
-    lex: Vec<(u64, f32)>,
-    den: Vec<(u64, f32)>,
-    fused: Vec<(u64, f32)>,
-    final_: Vec<(u64, f32)>,
-    bm25: HashMap<u64, f32>,
-    cos: HashMap<u64, f32>,
-    rerank: HashMap<u64, f32>,
+    lex: Vec<(Key, f32)>,
+    den: Vec<(Key, f32)>,
+    fused: Vec<(Key, f32)>,
+    final_: Vec<(Key, f32)>,
+    bm25: HashMap<Key, f32>,
+    cos: HashMap<Key, f32>,
+    rerank: HashMap<Key, f32>,
     /// The weight the reranked head was blended with.
     rerank_weight: f32,
-    rule: HashMap<u64, f32>,
+    rule: HashMap<Key, f32>,
     /// Documents: position of the chunk that stands for them (best cosine, else BM25).
-    best_pos: HashMap<u64, usize>,
+    best_pos: HashMap<Key, usize>,
     /// Full-feature candidates: (key, BM25, cosine).
-    cands: Vec<(u64, f32, f32)>,
+    cands: Vec<(Key, f32, f32)>,
 }
 
 impl Engine {
@@ -598,7 +239,7 @@ impl Engine {
             first.final_.clone()
         } else {
             // Several queries: fuse their final lists by weighted rank, the original first.
-            let mut lists: Vec<&[(u64, f32)]> = vec![&first.final_];
+            let mut lists: Vec<&[(Key, f32)]> = vec![&first.final_];
             lists.extend(rankings.iter().map(|r| r.final_.as_slice()));
             let mut f = fuse(&lists, &Fusion::Rrf { k: 60.0, weights });
             f.truncate(req.depth.max(req.k));
@@ -613,22 +254,13 @@ impl Engine {
                 .filter(|(_, k)| req.exclude.contains(k))
                 .map(|(i, _)| i)
                 .collect();
-            let doc_of = |key: u64| -> Option<usize> {
-                match req.granularity {
-                    Granularity::Document => Some(key as usize),
-                    Granularity::Chunk => self
-                        .store
-                        .position(key)
-                        .and_then(|p| di.chunk_doc.get(p))
-                        .map(|&d| d as usize),
-                }
-            };
-            final_list.retain(|&(k, _)| doc_of(k).is_none_or(|d| !excluded.contains(&d)));
+            final_list
+                .retain(|&(k, _)| self.doc_of(k, di).is_none_or(|d| !excluded.contains(&d)));
         }
 
-        let names = |v: &[(u64, f32)]| -> Result<Vec<(String, f32)>> {
+        let names = |v: &[(Key, f32)]| -> Result<Vec<(String, f32)>> {
             v.iter()
-                .map(|&(k, s)| Ok((self.key_name(k, req.granularity)?, s)))
+                .map(|&(k, s)| Ok((self.key_name(k)?, s)))
                 .collect()
         };
         out.lexical = names(&first.lex)?;
@@ -642,12 +274,12 @@ impl Engine {
             .fused
             .iter()
             .filter_map(|&(k, _)| first.rerank.get(&k).map(|&s| (k, s)))
-            .map(|(k, s)| Ok((self.key_name(k, req.granularity)?, s)))
+            .map(|(k, s)| Ok((self.key_name(k)?, s)))
             .collect::<Result<_>>()?;
         out.candidates = first
             .cands
             .iter()
-            .map(|&(k, l, d)| Ok((self.key_name(k, req.granularity)?, l, d)))
+            .map(|&(k, l, d)| Ok((self.key_name(k)?, l, d)))
             .collect::<Result<_>>()?;
 
         // Selection over passages (a document is represented by its best chunk).
@@ -661,7 +293,7 @@ impl Engine {
         out.note = abstain;
         // A passage's similarity is its best with any of the queries (the whole query, its
         // questions, expansions): a passage that answers one question of several is on topic.
-        let similarity = |key: u64| -> Option<f32> {
+        let similarity = |key: Key| -> Option<f32> {
             std::iter::once(&first)
                 .chain(&rankings)
                 .filter_map(|r| r.cos.get(&key).copied())
@@ -669,11 +301,11 @@ impl Engine {
         };
         let mut passages = Vec::new();
         for &(key, score) in final_list.iter().take(want) {
-            let pos = self.best_position(key, req.granularity, &first)?;
+            let pos = self.best_position(key, &first)?;
             let r = self.store.get(pos)?;
             let doc = match req.granularity {
                 Granularity::Chunk => r.doc.clone(),
-                Granularity::Document => self.key_name(key, req.granularity)?,
+                Granularity::Document => self.key_name(key)?,
             };
             passages.push((
                 key,
@@ -695,7 +327,7 @@ impl Engine {
                 },
             ));
         }
-        let key_of: HashMap<u64, u64> = passages.iter().map(|(k, p)| (p.chunk_id, *k)).collect();
+        let key_of: HashMap<u64, Key> = passages.iter().map(|(k, p)| (p.chunk_id, *k)).collect();
         let (selected, stop) = match &p.select {
             Some(cfg) => select_with_stop(passages.into_iter().map(|x| x.1).collect(), req.k, cfg),
             None => {
@@ -709,12 +341,12 @@ impl Engine {
             }
         };
         out.timings.push(("select", t.elapsed().as_secs_f64()));
-        let rank_in = |v: &[(u64, f32)], k: u64| v.iter().position(|x| x.0 == k).map(|i| i + 1);
+        let rank_in = |v: &[(Key, f32)], k: Key| v.iter().position(|x| x.0 == k).map(|i| i + 1);
         for (i, s) in selected.into_iter().enumerate() {
             let key = key_of
                 .get(&s.scored_chunk)
                 .copied()
-                .unwrap_or(s.scored_chunk);
+                .unwrap_or(Key::Chunk(s.scored_chunk));
             let explain = req.explain.then(|| Explain {
                 lexical_rank: rank_in(&first.lex, key),
                 lexical_score: first.bm25.get(&key).copied(),
@@ -753,32 +385,42 @@ impl Engine {
         Ok((out, stop))
     }
 
-    fn key_name(&self, key: u64, g: Granularity) -> Result<String> {
-        match g {
-            Granularity::Chunk => Ok(key.to_string()),
-            Granularity::Document => Ok(self
-                .doc_index()?
-                .keys
-                .get(key as usize)
-                .cloned()
-                .unwrap_or_default()),
+    /// How a key is named in [`SearchOutput`]'s lists: a chunk id as a string, a
+    /// document by its key.
+    fn key_name(&self, key: Key) -> Result<String> {
+        match key {
+            Key::Chunk(id) => Ok(id.to_string()),
+            Key::Doc(d) => Ok(self.doc_index()?.keys.get(d).cloned().unwrap_or_default()),
+        }
+    }
+
+    /// The document-table index of the document `key` is or belongs to.
+    fn doc_of(&self, key: Key, di: &DocIndex) -> Option<usize> {
+        match key {
+            Key::Doc(d) => Some(d),
+            Key::Chunk(id) => self
+                .store
+                .position(id)
+                .and_then(|p| di.chunk_doc.get(p))
+                .filter(|&&d| d != u32::MAX)
+                .map(|&d| d as usize),
         }
     }
 
     /// Store position of the chunk standing for `key`: the chunk itself, or the document's
     /// chunk with the best cosine (else best BM25, else its first).
-    fn best_position(&self, key: u64, g: Granularity, r: &Ranking) -> Result<usize> {
-        match g {
-            Granularity::Chunk => self.store.position(key).ok_or_else(|| {
-                Error::corrupt(self.dir.join("chunks"), format!("chunk {key} missing"))
+    fn best_position(&self, key: Key, r: &Ranking) -> Result<usize> {
+        match key {
+            Key::Chunk(id) => self.store.position(id).ok_or_else(|| {
+                Error::corrupt(self.dir.join("chunks"), format!("chunk {id} missing"))
             }),
-            Granularity::Document => {
+            Key::Doc(d) => {
                 if let Some(&p) = r.best_pos.get(&key) {
                     return Ok(p);
                 }
                 let di = self.doc_index()?;
                 di.chunk_pos
-                    .get(key as usize)
+                    .get(d)
                     .and_then(|v| v.first())
                     .map(|&p| p as usize)
                     .ok_or_else(|| Error::corrupt(self.dir.join("docs"), "document without chunks"))
@@ -794,10 +436,14 @@ impl Engine {
         leg: &[(u64, f32)],
         g: Granularity,
         depth: usize,
-        best: &mut HashMap<u64, usize>,
-    ) -> Result<Vec<(u64, f32)>> {
+        best: &mut HashMap<Key, usize>,
+    ) -> Result<Vec<(Key, f32)>> {
         match g {
-            Granularity::Chunk => Ok(leg.iter().take(depth).copied().collect()),
+            Granularity::Chunk => Ok(leg
+                .iter()
+                .take(depth)
+                .map(|&(id, s)| (Key::Chunk(id), s))
+                .collect()),
             Granularity::Document => {
                 let di = self.doc_index()?;
                 let mut seen = HashSet::new();
@@ -808,7 +454,7 @@ impl Engine {
                     };
                     // A chunk no document claims (a damaged doc table) is skipped, not a panic.
                     let d = match di.chunk_doc.get(pos) {
-                        Some(&d) if d != u32::MAX => d as u64,
+                        Some(&d) if d != u32::MAX => Key::Doc(d as usize),
                         _ => continue,
                     };
                     if seen.insert(d) {
@@ -895,7 +541,7 @@ impl Engine {
                 .iter()
                 .take(prf.docs)
                 .map(|&(k, _)| {
-                    let pos = self.best_position(k, req.granularity, &r)?;
+                    let pos = self.best_position(k, &r)?;
                     Ok(self.store.get(pos)?.text)
                 })
                 .collect::<Result<_>>()?;
@@ -914,13 +560,13 @@ impl Engine {
             };
             let n = rc.depth.min(final_.len());
             if n > 0 && weight > 0.0 {
-                let head: Vec<(u64, f32)> = final_[..n].to_vec();
+                let head: Vec<(Key, f32)> = final_[..n].to_vec();
                 let q = QueryVectors {
                     text,
                     pooled: qvec.as_deref(),
                     tokens: qtok.as_ref(),
                 };
-                let scores = self.rerank_scores(&q, &head, rc, req.granularity, &r)?;
+                let scores = self.rerank_scores(&q, &head, rc, &r)?;
                 for (h, s) in head.iter().zip(&scores) {
                     r.rerank.insert(h.0, *s);
                 }
@@ -941,15 +587,7 @@ impl Engine {
                 .map(|d| d.as_nanos() as i64)
                 .unwrap_or(0);
             for (k, s) in final_.iter_mut() {
-                let d = match req.granularity {
-                    Granularity::Document => *k as usize,
-                    Granularity::Chunk => self
-                        .store
-                        .position(*k)
-                        .and_then(|pp| di.chunk_doc.get(pp))
-                        .map(|&d| d as usize)
-                        .unwrap_or(usize::MAX),
-                };
+                let d = self.doc_of(*k, di).unwrap_or(usize::MAX);
                 let (Some(key), Some(&mtime)) = (di.keys.get(d), di.mtimes.get(d)) else {
                     continue;
                 };
@@ -1012,34 +650,34 @@ impl Engine {
             depth,
             &mut lex_best,
         )?;
-        let mut bm25: HashMap<u64, f32> = HashMap::new();
+        let mut bm25: HashMap<Key, f32> = HashMap::new();
         for (k, s) in self.pool(&lex_chunks, req.granularity, usize::MAX, &mut lex_best)? {
             bm25.insert(k, s);
         }
-        let mut cos: HashMap<u64, f32> = den.iter().copied().collect();
+        let mut cos: HashMap<Key, f32> = den.iter().copied().collect();
         let mut cand_feats = Vec::new();
         let fused = match req.mode {
             Mode::Lexical => lex.clone(),
             Mode::Dense => den.to_vec(),
             Mode::Hybrid if full => {
-                let mut cands: Vec<u64> = lex.iter().chain(den.iter()).map(|x| x.0).collect();
+                let mut cands: Vec<Key> = lex.iter().chain(den.iter()).map(|x| x.0).collect();
                 cands.sort_unstable();
                 cands.dedup();
                 let q = qvec.unwrap_or(&[]);
                 for &c in &cands {
                     if let std::collections::hash_map::Entry::Vacant(e) = cos.entry(c) {
-                        let (s, pos) = self.key_cosine(c, q, req.granularity)?;
+                        let (s, pos) = self.key_cosine(c, q)?;
                         e.insert(s);
                         if let Some(pos) = pos {
                             best_pos.entry(c).or_insert(pos);
                         }
                     }
                 }
-                let mut by_lex: Vec<(u64, f32)> = cands
+                let mut by_lex: Vec<(Key, f32)> = cands
                     .iter()
                     .map(|c| (*c, bm25.get(c).copied().unwrap_or(0.0)))
                     .collect();
-                let mut by_den: Vec<(u64, f32)> = cands.iter().map(|c| (*c, cos[c])).collect();
+                let mut by_den: Vec<(Key, f32)> = cands.iter().map(|c| (*c, cos[c])).collect();
                 cand_feats = by_lex
                     .iter()
                     .zip(&by_den)
@@ -1076,22 +714,22 @@ impl Engine {
 
     /// Exact cosine of a chunk, or the best of a document's chunks with that chunk's
     /// position.
-    fn key_cosine(&self, key: u64, q: &[f32], g: Granularity) -> Result<(f32, Option<usize>)> {
+    fn key_cosine(&self, key: Key, q: &[f32]) -> Result<(f32, Option<usize>)> {
         let v = self.dense.vectors();
-        Ok(match g {
-            Granularity::Chunk => (
+        Ok(match key {
+            Key::Chunk(id) => (
                 self.store
-                    .position(key)
+                    .position(id)
                     .map(|p| dot(v.row(p), q))
                     .unwrap_or(0.0),
                 None,
             ),
-            Granularity::Document => {
+            Key::Doc(d) => {
                 let mut best = (-1.0f32, None);
                 let di = self.doc_index()?;
                 for &p in di
                     .chunk_pos
-                    .get(key as usize)
+                    .get(d)
                     .map(|v| v.as_slice())
                     .unwrap_or(&[])
                 {
@@ -1108,9 +746,8 @@ impl Engine {
     fn rerank_scores(
         &self,
         q: &QueryVectors<'_>,
-        head: &[(u64, f32)],
+        head: &[(Key, f32)],
         rc: &RerankConfig,
-        g: Granularity,
         r: &Ranking,
     ) -> Result<Vec<f32>> {
         let (text, qvec) = (q.text, q.pooled);
@@ -1118,9 +755,9 @@ impl Engine {
         // (document, chunk positions) per candidate: a document contributes all its chunks.
         let mut cands: Vec<(usize, Vec<usize>)> = Vec::with_capacity(head.len());
         for &(k, _) in head {
-            let (doc, positions): (usize, Vec<usize>) = match g {
-                Granularity::Chunk => {
-                    let pos = self.best_position(k, g, r)?;
+            let (doc, positions): (usize, Vec<usize>) = match k {
+                Key::Chunk(_) => {
+                    let pos = self.best_position(k, r)?;
                     let d = di
                         .chunk_doc
                         .get(pos)
@@ -1128,10 +765,10 @@ impl Engine {
                         .unwrap_or(usize::MAX);
                     (d, vec![pos])
                 }
-                Granularity::Document => (
-                    k as usize,
+                Key::Doc(d) => (
+                    d,
                     di.chunk_pos
-                        .get(k as usize)
+                        .get(d)
                         .map(|v| v.iter().map(|&p| p as usize).collect())
                         .unwrap_or_default(),
                 ),
@@ -1253,13 +890,13 @@ pub const EMPTY_INDEX_NOTE: &str =
 /// within the head, and stay above the rest (the tail keeps its order, scores rescaled
 /// below 1). Shared by the engine and `pinpoint tune`, so that what tuning measures is what
 /// the engine does.
-pub fn blend_rerank(fused: &[(u64, f32)], scores: &[f32], weight: f32) -> Vec<(u64, f32)> {
+pub fn blend_rerank<K: Copy + Ord>(fused: &[(K, f32)], scores: &[f32], weight: f32) -> Vec<(K, f32)> {
     let n = scores.len().min(fused.len());
     let head = &fused[..n];
     let fn_ = normalize(head, Norm::MinMax);
-    let rs: Vec<(u64, f32)> = head.iter().zip(scores).map(|(h, s)| (h.0, *s)).collect();
+    let rs: Vec<(K, f32)> = head.iter().zip(scores).map(|(h, s)| (h.0, *s)).collect();
     let rn = normalize(&rs, Norm::MinMax);
-    let mut out: Vec<(u64, f32)> = fn_
+    let mut out: Vec<(K, f32)> = fn_
         .iter()
         .zip(&rn)
         .map(|(f, s)| (f.0, 1.0 + weight * s.1 + (1.0 - weight) * f.1))
@@ -1289,42 +926,11 @@ struct QueryVectors<'a> {
 #[derive(Clone, Copy)]
 struct Legs<'a> {
     qvec: Option<&'a [f32]>,
-    den: &'a [(u64, f32)],
-    den_best: &'a HashMap<u64, usize>,
+    den: &'a [(Key, f32)],
+    den_best: &'a HashMap<Key, usize>,
     use_lex: bool,
     full: bool,
     chunk_depth: usize,
     depth: usize,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_token_reranker_fades_linearly_on_long_queries_and_others_do_not() {
-        let f = LengthFade {
-            full_until: 32,
-            off_from: 64,
-        };
-        assert_eq!(f.factor(0), 1.0);
-        assert_eq!(f.factor(32), 1.0);
-        assert_eq!(f.factor(48), 0.5);
-        assert_eq!(f.factor(64), 0.0);
-        assert_eq!(f.factor(1000), 0.0);
-        // No cliff: one more token never moves the weight by more than one step.
-        for n in 0..100 {
-            let step = f.factor(n) - f.factor(n + 1);
-            assert!((0.0..=1.0 / 32.0 + 1e-6).contains(&step), "{n}: {step}");
-        }
-        let tokens = RerankConfig::new(RerankKind::Tokens);
-        assert_eq!(tokens.kind.fade(), Some(LengthFade::TOKENS));
-        assert_eq!(tokens.weight_for(10), tokens.weight);
-        assert_eq!(tokens.weight_for(48), tokens.weight * 0.5);
-        let cross = RerankConfig::new(RerankKind::CrossEncoder {
-            model: PathBuf::from("m"),
-        });
-        assert_eq!(cross.weight_for(500), 1.0);
-        assert_eq!(RerankKind::Sentence.fade(), None);
-    }
-}
