@@ -118,6 +118,77 @@ pub struct BenchReport {
     pub index: IndexSpeed,
 }
 
+impl BenchReport {
+    /// The text `pinpoint bench` prints; `reranker` names a reranker added to the default
+    /// pipeline for the query timings.
+    pub fn render(
+        &self,
+        out: &mut dyn std::io::Write,
+        reranker: Option<&str>,
+    ) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "embedding      {:.1} texts/s, {:.0} tokens/s",
+            self.embed.texts_per_s, self.embed.tokens_per_s
+        )?;
+        writeln!(
+            out,
+            "index build    {} docs in {:.1} s, {:.0}% embedding  ({})",
+            self.index.documents,
+            self.index.seconds,
+            self.index.forward_share * 100.0,
+            self.index
+                .stages
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.2}s"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+        writeln!(
+            out,
+            "warm query     p50 / p95 / p99 ms (default pipeline{})",
+            reranker
+                .map(|k| format!(" + {k} reranker on the top 20"))
+                .unwrap_or_default()
+        )?;
+        for (stage, p) in &self.query {
+            writeln!(
+                out,
+                "  {stage:<10} {:>8.2} {:>8.2} {:>8.2}",
+                p.p50_ms, p.p95_ms, p.p99_ms
+            )?;
+        }
+        writeln!(
+            out,
+            "cold query     {:.3} s (process start to exit)",
+            self.cold_query_s
+        )?;
+        writeln!(
+            out,
+            "lexical        {:.0} queries/s (single thread, top 100)",
+            self.lexical.qps
+        )?;
+        for d in std::iter::once(&self.dense).chain(self.dense_real.as_ref()) {
+            writeln!(
+                out,
+                "dense          {} vectors ({}), exact scan {:.0} q/s, HNSW build {:.1} s",
+                d.vectors, d.source, d.exact_qps, d.build_s
+            )?;
+            for c in &d.curve {
+                writeln!(
+                    out,
+                    "  ef {:>4}  recall@10 {:.4}  {:>8.0} q/s  {:>5.1}x exact",
+                    c.ef,
+                    c.recall10,
+                    c.qps,
+                    c.qps / d.exact_qps.max(1e-9)
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {

@@ -254,14 +254,11 @@ impl Engine {
                 .filter(|(_, k)| req.exclude.contains(k))
                 .map(|(i, _)| i)
                 .collect();
-            final_list
-                .retain(|&(k, _)| self.doc_of(k, di).is_none_or(|d| !excluded.contains(&d)));
+            final_list.retain(|&(k, _)| self.doc_of(k, di).is_none_or(|d| !excluded.contains(&d)));
         }
 
         let names = |v: &[(Key, f32)]| -> Result<Vec<(String, f32)>> {
-            v.iter()
-                .map(|&(k, s)| Ok((self.key_name(k)?, s)))
-                .collect()
+            v.iter().map(|&(k, s)| Ok((self.key_name(k)?, s))).collect()
         };
         out.lexical = names(&first.lex)?;
         out.dense = names(&first.den)?;
@@ -727,12 +724,7 @@ impl Engine {
             Key::Doc(d) => {
                 let mut best = (-1.0f32, None);
                 let di = self.doc_index()?;
-                for &p in di
-                    .chunk_pos
-                    .get(d)
-                    .map(|v| v.as_slice())
-                    .unwrap_or(&[])
-                {
+                for &p in di.chunk_pos.get(d).map(|v| v.as_slice()).unwrap_or(&[]) {
                     let s = dot(v.row(p as usize), q);
                     if best.1.is_none() || s > best.0 {
                         best = (s, Some(p as usize));
@@ -890,7 +882,11 @@ pub const EMPTY_INDEX_NOTE: &str =
 /// within the head, and stay above the rest (the tail keeps its order, scores rescaled
 /// below 1). Shared by the engine and `pinpoint tune`, so that what tuning measures is what
 /// the engine does.
-pub fn blend_rerank<K: Copy + Ord>(fused: &[(K, f32)], scores: &[f32], weight: f32) -> Vec<(K, f32)> {
+pub fn blend_rerank<K: Copy + Ord>(
+    fused: &[(K, f32)],
+    scores: &[f32],
+    weight: f32,
+) -> Vec<(K, f32)> {
     let n = scores.len().min(fused.len());
     let head = &fused[..n];
     let fn_ = normalize(head, Norm::MinMax);
@@ -933,4 +929,3 @@ struct Legs<'a> {
     chunk_depth: usize,
     depth: usize,
 }
-

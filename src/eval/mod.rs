@@ -20,7 +20,10 @@ use crate::engine::{
 use crate::error::{Error, IoContext, Result};
 use crate::models::hex;
 
+mod render;
 pub mod stats;
+
+pub use render::RenderOptions;
 pub use stats::{Interval, Paired};
 
 /// Graded relevance judgements: query id -> document id -> grade (> 0 is relevant).
@@ -638,6 +641,9 @@ pub struct Evaluation {
     /// Each mode's metrics query by query, in the order of the queries evaluated (`qps` is
     /// left at 0): what the report's intervals and paired tests are computed from.
     pub per_query: BTreeMap<String, Vec<ModeMetrics>>,
+    /// The modes in the order they were evaluated ([`EvalConfig::evaluated_modes`]): the
+    /// order the text report lists them in.
+    pub modes: Vec<String>,
 }
 
 /// Labelled queries: (id, text, judgements).
@@ -861,6 +867,7 @@ pub fn evaluate(
         funnel,
         funnel_mode,
         per_query: by_query,
+        modes: names,
     })
 }
 

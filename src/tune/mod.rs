@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 
+mod render;
 mod run;
 pub use run::{run, CutoffStage, JointStage, PrfCheck, TuneOptions, TuneReport, MIN_GAIN};
 
@@ -1046,7 +1047,7 @@ mod tests {
             order(crate::engine::blend_rerank(&fused, &[], 1.0)),
             vec![1, 2, 3, 4]
         );
-        assert!(crate::engine::blend_rerank(&[], &[1.0], 1.0).is_empty());
+        assert!(crate::engine::blend_rerank::<u64>(&[], &[1.0], 1.0).is_empty());
     }
 
     /// Query `n` with 12 candidates scored 12, 11, ... on both legs and ranked so (so any
