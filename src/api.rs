@@ -5,6 +5,8 @@
 //! server request's fields) and turns it into a [`SearchRequest`] on the index's own
 //! defaults: what `pinpoint tune` stored stays in force unless an option overrides it.
 //! [`Answer`] is the JSON object both print.
+//!
+//! Not for: running the search ([`crate::engine`]) or serving it ([`crate::serve`]).
 
 use std::path::{Path, PathBuf};
 

@@ -2,6 +2,8 @@
 //! warm query latency per stage, cold CLI query, dense recall/throughput curve, lexical
 //! throughput. Figures are meant to be compared as ratios within one run (these machines
 //! are noisy); `benches/reference/` runs the Python reference stack on the same workloads.
+//!
+//! Not for: quality (that is [`crate::eval`]); timed assertions (benchmarks report, tests assert behaviour).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -7,6 +7,8 @@
 //! than greedily, so that no tiny tail chunk carries a sentence or two out of context.
 //!
 //! The chunker knows nothing of indexes: it maps a [`Document`] to [`ChunkDraft`]s.
+//!
+//! Not for: reading files ([`crate::ingest`]) or embedding ([`crate::embed`]); it knows nothing of indexes.
 
 use unicode_segmentation::UnicodeSegmentation;
 

@@ -15,6 +15,8 @@
 //!
 //! candle's `BertModel` stays the reference: tests compare the two on a random tiny BERT and
 //! on the real model, and GPU devices keep using candle.
+//!
+//! Not for: loading or locating models ([`crate::models`]), GPUs (candle, in [`crate::embed`]).
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};

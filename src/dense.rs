@@ -8,6 +8,8 @@
 //! HNSW points are keyed by chunk id. There is no delete in `hnsw_rs`: a chunk that is gone
 //! from the store is a tombstone, filtered out at search time; the graph is rebuilt when
 //! tombstones pile up.
+//!
+//! Not for: the vectors' file format ([`crate::store`]) or deciding when a commit extends or rebuilds the graph ([`crate::engine`]).
 
 use std::path::Path;
 

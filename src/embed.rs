@@ -9,6 +9,8 @@
 //!
 //! On the CPU the network runs in `cpu_bert` (padding-free and fused, ~4x candle's
 //! throughput here); candle's `BertModel` runs it on GPUs and serves as the reference.
+//!
+//! Not for: chunking or storing vectors; which model folder to use ([`crate::models`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

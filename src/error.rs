@@ -4,6 +4,8 @@
 //! binary is enough to act on. User mistakes (a bad path, a missing model, a foreign
 //! index folder) are told apart from internal failures by [`Error::is_user_error`],
 //! which the binary maps to exit code 1 (user) or 2 (internal).
+//!
+//! Not for: turning errors into exit codes and messages (the binary's `cli`).
 
 use std::path::PathBuf;
 

@@ -8,6 +8,8 @@
 //!   results are interleaved, so one question does not drown the others.
 //! - An external command hook (`--expand-cmd`): the query goes to the command's stdin and
 //!   every non-empty stdout line is an extra query (HyDE-style rewriting by a local LLM).
+//!
+//! Not for: document expansion at index time ([`crate::near`]).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

@@ -8,6 +8,8 @@
 //!
 //! A candidate missing from a leg gets that leg's floor: rank contribution zero for RRF,
 //! and the normalised minimum for score fusion.
+//!
+//! Not for: retrieving candidates or reranking them; it knows nothing of files or indexes.
 
 use std::collections::HashMap;
 use std::hash::Hash;

@@ -16,6 +16,8 @@
 //! for every nibble position and value the partial dot product of each query token, so a
 //! passage token costs `dim / 4` table additions per query token, done for all query tokens
 //! at once.
+//!
+//! Not for: ranking with the codes (the token reranker in [`crate::rerank`]).
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;

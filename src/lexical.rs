@@ -9,6 +9,8 @@
 //! Queries are *not* parsed with tantivy's query language: user text such as `C++ AND (`
 //! must never be a syntax error. The query is run through the same analyzer and becomes a
 //! bag-of-words disjunction, repeated terms weighted by their count (as Anserini does).
+//!
+//! Not for: fusing its scores with the dense leg ([`crate::fuse`]).
 
 use std::collections::HashMap;
 use std::path::Path;

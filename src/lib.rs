@@ -20,17 +20,38 @@
 //! assert_eq!(hits[0].path, "a");
 //! ```
 //!
-//! ## Pipeline
-//! `Document -> Chunk -> (embedding, terms) -> stores`, and
-//! `Query -> candidates -> fused -> hits`. Each stage is one module:
-//! [`ingest`] (walk, extract), [`chunk`] (token-aware splitting), [`embed`] (BERT: a fused,
-//! padding-free encoder on the CPU, `cpu_bert`; candle on GPUs and as the reference),
-//! [`dense`] (HNSW / exact scan), [`lexical`] (BM25), [`store`] (chunk store, manifest),
-//! [`late`] (token codes for late interaction), [`fuse`] (RRF, weighted), [`expand`] (PRF,
-//! multi-query), [`rerank`] (cross-encoder, sentence- and token-level), [`select`] (context selection), [`eval`] (BEIR metrics and the per-query funnel), [`tune`] (settings chosen on labels with folds held out), and
-//! [`engine`], the only place that coordinates the stores. Around it: [`api`] (a question's
-//! options and the answer's JSON, shared by the CLI and the server) and [`serve`] (local
-//! HTTP).
+//! ## A tour, in the order data flows
+//!
+//! **Indexing** (`Document -> Chunk -> (embedding, terms) -> stores`):
+//! 1. [`ingest`] walks a folder (`.gitignore` honoured, links and binaries skipped with a
+//!    reason) and turns each file into a [`ingest::Document`]: text decoded, packaged formats
+//!    (HTML, PDF, Word, PowerPoint, notebooks) extracted, one file per format.
+//! 2. [`chunk`] splits a document into token-bounded chunks on sentence, heading and code
+//!    boundaries, each with its heading trail.
+//! 3. [`embed`] turns chunks into vectors ([`models`] finds and checks the model folder; the
+//!    CPU encoder is our own, candle runs on GPUs); [`late`] keeps each chunk's token
+//!    vectors as 1-bit codes for the reranker; [`near`] finds each chunk's dense neighbours
+//!    in other documents (document expansion).
+//! 4. The stores: [`dense`] (exact scan, or an HNSW graph once the index is large),
+//!    [`lexical`] (BM25 in tantivy), [`store`] (chunk store, vectors, document table,
+//!    manifest). [`engine`] is the only module that coordinates them: it commits a new
+//!    *generation* at one commit point, rebuilds beside the old index, and keeps the one
+//!    table of an index's files.
+//!
+//! **Searching** (`Query -> candidates -> fused -> reranked -> selected`):
+//! 5. [`engine::SearchRequest`] says what is asked (the [`Pipeline`] of stages and their
+//!    settings); [`expand`] splits a multi-question query and runs pseudo-relevance feedback.
+//! 6. Both legs give candidates; [`fuse`] combines them (z-score or min-max weighted, RRF).
+//! 7. [`rerank`] re-scores the head (token MaxSim over the stored codes by default;
+//!    sentence or cross-encoder rerankers on request) and applies path and recency rules.
+//! 8. [`select`] merges overlapping chunks, drops near-duplicates, cuts where scores fall
+//!    away and abstains when nothing is close: few, precise passages.
+//!
+//! **Around it**: [`api`] (a question's options and the answer's JSON, shared by `query
+//! --json` and [`serve`], the local HTTP server), [`eval`] (BEIR and user labels, metrics,
+//! intervals and paired tests), [`tune`] (settings chosen on labels with folds held out),
+//! [`bench`](mod@bench) (speed). The research that chose the settings lives in the `experiments/`
+//! workspace member, not here; `docs/decisions.md` records each choice.
 #![warn(missing_docs)]
 
 /// Defines `fn $name` that runs its body compiled for AVX-512 or AVX2+FMA when the CPU has

@@ -5,6 +5,8 @@
 //! `sentence_bert_config.json` and `1_Pooling/config.json`). Validation happens here, before
 //! anything is memory-mapped, so that a missing or malformed file is an error that names it
 //! instead of a failure deep inside candle.
+//!
+//! Not for: running a model ([`crate::embed`] and its CPU encoder).
 
 use std::path::{Path, PathBuf};
 

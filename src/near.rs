@@ -16,6 +16,8 @@
 //! so that a commit recomputes only what changed: the lists of new chunks, of chunks whose
 //! neighbour left the index, and of chunks that a new chunk comes closer to than their
 //! current last neighbour ([`update`]). Everything else, and its lexical entry, is kept.
+//!
+//! Not for: query-time expansion ([`crate::expand`]).
 
 use std::collections::HashSet;
 use std::path::Path;

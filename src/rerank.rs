@@ -10,6 +10,8 @@
 //! - [`TokenReranker`]: token-level late interaction (MaxSim) with the same bi-encoder's
 //!   contextual token vectors;
 //! - [`Rules`]: user boosts by path glob and recency, applied to final scores.
+//!
+//! Not for: first-stage retrieval or selection ([`crate::select`]).
 
 use std::path::Path;
 

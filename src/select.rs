@@ -11,6 +11,8 @@
 //!    small share of the best, and stop where the score falls below a share of the top
 //!    score's margin over the candidate floor, or at a large relative gap;
 //! 4. a token budget.
+//!
+//! Not for: ranking; it takes the final ranking as given.
 
 use crate::embed::dot;
 

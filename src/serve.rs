@@ -23,6 +23,8 @@
 //! to a local port), 404/405 for a wrong endpoint or method, 413 for a body over 1 MiB,
 //! 415 for a body that is not declared JSON (which also keeps browsers from sending
 //! cross-site requests without asking first), 500 for an index that cannot be read.
+//!
+//! Not for: the request options and answer JSON ([`crate::api`]), which `query --json` shares.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};

@@ -5,6 +5,8 @@
 //! touches only the records of its hits, which keeps a cold `pinpoint query` dominated by
 //! model load, not by index load. Each file has a magic header; the manifest records every
 //! file's size and crc32 so damage is detected and reported with the file's name.
+//!
+//! Not for: deciding what a generation holds or when it is committed ([`crate::engine`]).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};

@@ -30,8 +30,6 @@ pub struct RerankFeatures {
     pub fade: f32,
 }
 
-/// Depths searched for a reranker (0: no reranking).
-
 /// Runs every query through `pipeline` (whose reranker must reach the deepest of
 /// [`RERANK_DEPTHS`]) and keeps the fused list of `depth` documents per leg with the
 /// head's rerank scores (none when the pipeline has no reranker).
@@ -134,13 +132,9 @@ pub fn tune_rerank(qs: &[RerankFeatures], target: Target, folds: usize) -> Tuned
     }
 }
 
-/// Document-expansion weights searched together with the rest ([`tune_joint`]): the range
-/// the shipped weight was chosen from (docs/decisions.md), and none.
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     /// 30 queries whose one relevant document is fused third (of 25); the reranker
     /// scores it `signal` and every other document by a fixed pattern.

@@ -2,6 +2,8 @@
 //! visible at the one commit point (the protocol is in the parent module's docs); compaction
 //! rewrites the current content the same way; files of older generations are removed once
 //! no reader can need them.
+//!
+//! Not for: searching, or the names of the files it writes (`artifacts.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;

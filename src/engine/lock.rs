@@ -1,6 +1,8 @@
 //! The writer lock: one writing process per index folder. A `LOCK` file created with
 //! `create_new` names the holder's pid, so a lock left by a crashed process is recognised
 //! (its pid is gone) and taken over instead of blocking the folder for ever.
+//!
+//! Not for: readers, which need no lock.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -9,6 +9,8 @@
 //! the pending manifest is complete and is rolled forward. Files of a generation that
 //! tantivy never committed are deleted. A crash at any instant therefore leaves the previous
 //! or the next generation, never a mix.
+//!
+//! Not for: what each store holds (their own modules) or the ranking's arithmetic (`fuse`, `rerank`, `select`).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

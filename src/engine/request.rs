@@ -212,7 +212,7 @@ impl Default for Pipeline {
     /// standardised per query (z-score, so the weights need no calibration between BM25
     /// and cosine scales), and the two are averaged with equal weights; no PRF (it lowered
     /// train nDCG@10 from 0.738 to 0.722). The top 20 are reranked by token-level MaxSim
-    /// over the index's token codes ([`crate::late`]); [`Engine::default_pipeline`] leaves
+    /// over the index's token codes ([`crate::late`]); [`crate::Engine::default_pipeline`] leaves
     /// that out for an index that keeps none.
     fn default() -> Self {
         Pipeline {

@@ -3,6 +3,8 @@
 //! `Query -> (lexical, dense) candidates -> [PRF second pass] -> fused -> reranked ->
 //! rules -> selected context`. Every stage records what it saw, so a hit can explain itself
 //! (`--explain`) and the evaluator can show where a relevant passage was lost.
+//!
+//! Not for: the request and answer types (`request.rs`) or the limits a request must keep (`limits.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -4,6 +4,8 @@
 //! through `add_document` (cached under the index root, keyed by corpus, model and chunking)
 //! and ranks *documents* by their best chunk (max-pool), as BEIR's document qrels require.
 //! Metrics follow trec_eval/pytrec_eval (linear gain nDCG) and RAGAS (context precision).
+//!
+//! Not for: choosing settings ([`crate::tune`]) or timing ([`crate::bench`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

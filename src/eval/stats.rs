@@ -9,6 +9,8 @@
 //! metric's distribution, and the percentile bootstrap for intervals.
 //!
 //! Both resample with a fixed seed, so one report always prints the same figures.
+//!
+//! Not for: the metrics themselves (`metrics.rs`).
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

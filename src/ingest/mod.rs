@@ -11,7 +11,7 @@
 //! format that needs extraction (`html`, `pdf`, `docx`, `pptx`, `notebook`, with `office`
 //! for what Word and PowerPoint share). Plain text, markdown and code need none: they are
 //! decoded and handed to the chunker, which reads markdown headings and front matter.
-//! Adding a packaged format means a file and a line in [`EXTRACTORS`].
+//! Adding a packaged format means a file and a line in the `EXTRACTORS` table.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -40,7 +40,7 @@ pub struct JointFeatures {
     pub den_rank: Vec<u32>,
     /// The reranker's raw score of each candidate, where the probe scored it.
     pub rerank: Vec<Option<f32>>,
-    /// The share of the reranker's weight this query gets ([`RerankFeatures::fade`]).
+    /// The share of the reranker's weight this query gets (1 when the weight does not fade, 0 for a query too long to rerank: [`crate::LengthFade`]).
     pub fade: f32,
 }
 

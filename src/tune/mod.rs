@@ -13,6 +13,8 @@
 //!
 //! [`run`] is the whole sequence and its [`TuneReport`]; `pinpoint tune` prints it and
 //! stores its settings.
+//!
+//! Not for: measuring a fixed pipeline ([`crate::eval`]).
 
 use std::collections::HashMap;
 

@@ -1,6 +1,8 @@
 //! The whole tuning run (`pinpoint tune`, or [`run`] from a program): each stage's search
 //! in order, each adopted only when it holds out, gathered in a [`TuneReport`] whose
 //! `settings` are what to store ([`crate::Engine::set_default_pipeline`]).
+//!
+//! Not for: printing the report (`render.rs`).
 
 use crate::engine::{Engine, Granularity, Pipeline, RerankConfig, RerankKind, SearchRequest};
 use crate::error::Result;

@@ -4,7 +4,7 @@
 //! both features, adds the third, and grid-searches z-score fusion weights with 5-fold
 //! cross-validation, like `pinpoint tune`.
 //!
-//! `cargo run --release --example sentence_feature -- INDEX_DIR BEIR_DIR SPLIT [FEATURE]`
+//! `cargo run --release -p pinpoint-experiments --example sentence_feature -- INDEX_DIR BEIR_DIR SPLIT [FEATURE]`
 //! where INDEX_DIR is the cached eval index of that collection (index-data/eval/...) and
 //! FEATURE is one of:
 //! - (none): best cosine over the document's sentences ("title. sentence");
@@ -16,8 +16,7 @@
 //!   with smaller chunks).
 //!
 //! `PP_DEPTH=N` takes N candidates per leg instead of 100.
-#[path = "support/mod.rs"]
-mod support;
+use pinpoint_experiments::support;
 
 use std::collections::HashMap;
 use std::path::Path;

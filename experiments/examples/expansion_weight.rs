@@ -1,13 +1,12 @@
 //! Experiment: the weight of document expansion (`Pipeline::expansion`, [`pinpoint::near`]).
-//! `cargo run --release --example expansion_weight -- INDEX BEIR_DIR SPLIT [W ...]`
+//! `cargo run --release -p pinpoint-experiments --example expansion_weight -- INDEX BEIR_DIR SPLIT [W ...]`
 //!
 //! For each weight, every judged query of the split is searched with the fused pipeline
 //! (no reranking, no selection) and with the index's default pipeline; prints nDCG@10 and
 //! recall@100 of both, then the default's grouped 5-fold held-out figures for two ways to
 //! choose the weight on the other folds: the best nDCG@10, and the best recall@100 among
 //! the weights that keep nDCG@10 within 0.001 of no expansion.
-#[path = "support/mod.rs"]
-mod support;
+use pinpoint_experiments::support;
 
 use pinpoint::eval::{beir_labelled, metrics};
 use pinpoint::tune::cross_validate;

@@ -2,7 +2,7 @@
 query embedding, learned from labelled queries, make the dense leg better on questions about
 documents it has not seen labelled?
 
-Inputs come from `cargo run --release --example dump_adapt -- INDEX BEIR_DIR OUT` (chunk
+Inputs come from `cargo run --release -p pinpoint-experiments --example dump_adapt -- INDEX BEIR_DIR OUT` (chunk
 vectors, chunk -> document, query vectors, judgements, each query's BM25 top 100). Needs
 numpy and torch (any recent CPU build).
 

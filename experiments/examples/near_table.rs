@@ -1,5 +1,5 @@
 //! Experiment: what building a whole neighbour table costs (`pinpoint::near`), as a new
-//! index's first commit does. `cargo run --release --example near_table -- INDEX`
+//! index's first commit does. `cargo run --release -p pinpoint-experiments --example near_table -- INDEX`
 //!
 //! Times the exact GEMM search alone and the full `near::update` from an empty table over
 //! the index's vectors, and compares the table with the one the index stored.

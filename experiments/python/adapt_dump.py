@@ -1,4 +1,4 @@
-"""The folder written by `cargo run --release --example dump_adapt -- INDEX BEIR_DIR OUT`, and the
+"""The folder written by `cargo run --release -p pinpoint-experiments --example dump_adapt -- INDEX BEIR_DIR OUT`, and the
 retrieval arithmetic both query-adapter experiments score with (query_adapter.py learns from
 labels, ict_adapter.py from the corpus alone): a document scores as its best chunk (MaxP, as
 in the engine), fusion is a min-max convex combination over both legs' top 100.

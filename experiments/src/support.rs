@@ -1,7 +1,5 @@
 //! What the experiment examples share: opening an eval index with its BEIR split, and the
-//! word-piece document frequencies of an index's chunks. Included with `#[path]`, so an
-//! example that uses only part of it must not warn about the rest.
-#![allow(dead_code)]
+//! word-piece document frequencies of an index's chunks.
 
 use std::collections::HashMap;
 use std::path::Path;

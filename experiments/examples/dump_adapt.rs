@@ -1,12 +1,12 @@
-//! Experiment input for benches/reference/query_adapter.py ("Learned query adapter" in
+//! Experiment input for experiments/python/query_adapter.py ("Learned query adapter" in
 //! docs/decisions.md): dumps chunk vectors, chunk → document, query vectors, judgements and
 //! each query's lexical top 100 (document level) for the train and test splits.
-//! `cargo run --release --example dump_adapt -- INDEX BEIR_DIR OUT_DIR`
+//! `cargo run --release -p pinpoint-experiments --example dump_adapt -- INDEX BEIR_DIR OUT_DIR`
 //!
 //! `PP_MAXSIM=1` (an index with token codes) also writes, per split, every query's token
 //! MaxSim with every document (`{split}.maxsim`, f32 rows over the documents in sorted key
 //! order, as `adapt_dump.py` numbers them) and its length in model tokens (`{split}.qtok`),
-//! so that benches/reference/doc_expansion.py can rerank a head as the engine's default does.
+//! so that experiments/python/doc_expansion.py can rerank a head as the engine's default does.
 use std::io::Write;
 use std::path::Path;
 

@@ -1,9 +1,8 @@
 //! Experiment behind the "recall guard" entry of docs/decisions.md: does guaranteeing each
 //! leg's top G documents a place in the final top 100 raise recall@100 without touching the
-//! head? `cargo run --release --example recall_guard -- INDEX_DIR BEIR_DIR SPLIT`
+//! head? `cargo run --release -p pinpoint-experiments --example recall_guard -- INDEX_DIR BEIR_DIR SPLIT`
 //! (`PP_DEPTH=N`: candidates per leg, 100 by default).
-#[path = "support/mod.rs"]
-mod support;
+use pinpoint_experiments::support;
 
 use std::collections::HashSet;
 

@@ -1,21 +1,21 @@
 //! Experiment: cluster-hypothesis score smoothing of the default ranking's head.
-//! `cargo run --release --example score_smooth -- INDEX_WITH_CODES BEIR_DIR SPLIT`
+//! `cargo run --release -p pinpoint-experiments --example score_smooth -- INDEX_WITH_CODES BEIR_DIR SPLIT`
 //!
 //! Each of the default ranking's top `m` documents takes, besides its own (blended, min-max)
 //! score, the similarity-weighted mean score of its `k` nearest head neighbours (document
 //! similarity: best cosine between any two of their chunks):
 //! `s'_i = (1 - a) s_i + a * sum_j S_ij s_j / sum_j S_ij`. Label-free, no extra model call.
 //! Grid over (m, k, a) with train scores and grouped 5-fold held-out scores.
-#[path = "support/mod.rs"]
-mod support;
+use pinpoint_experiments::support;
 
 use std::collections::HashMap;
 
 use pinpoint::engine::blend_rerank;
 use pinpoint::eval::beir_labelled;
 use pinpoint::eval::metrics::ndcg;
-use pinpoint::tune::{collect_rerank, cross_validate};
+use pinpoint::tune::cross_validate;
 use pinpoint::Pipeline;
+use pinpoint_experiments::rerank_tune::collect_rerank;
 use rayon::prelude::*;
 
 fn main() {

@@ -1,14 +1,13 @@
 //! Experiment: how the reranked head is blended with the fused list. The engine min-max
 //! normalises both scores within the head and mixes them (`engine::blend_rerank`); a
 //! rank-based blend (weighted reciprocal ranks within the head, as RRF) ignores the score
-//! distributions altogether. `cargo run --release --example blend_rule -- INDEX BEIR_DIR
+//! distributions altogether. `cargo run --release -p pinpoint-experiments --example blend_rule -- INDEX BEIR_DIR
 //! SPLIT`
 //!
 //! One engine pass with every candidate reranked (`tune::collect_joint`, the index's
 //! retrieval settings), then both rules over a grid of depth and weight (and k for the rank
 //! rule), each scored on all queries and with grouped 5-fold cross-validation.
-#[path = "support/mod.rs"]
-mod support;
+use pinpoint_experiments::support;
 
 use pinpoint::engine::blend_rerank;
 use pinpoint::eval::{beir_labelled, metrics};

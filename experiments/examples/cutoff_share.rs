@@ -1,12 +1,11 @@
 //! Experiment: what the similarity guard (`SelectConfig::min_similarity_share`) costs and buys
-//! on a BEIR collection. `cargo run --release --example cutoff_share -- INDEX BEIR_DIR SPLIT`
+//! on a BEIR collection. `cargo run --release -p pinpoint-experiments --example cutoff_share -- INDEX BEIR_DIR SPLIT`
 //!
 //! For each share, the default pipeline's handed passages (top 5) are collected with the
 //! guard at that share and the relative cut-off off, then the cut-off is replayed off and
 //! at the shipped `min_relative`: share relevant, handed recall and passages on all queries,
 //! and precision/recall per grouped fold (their spread is the noise).
-#[path = "support/mod.rs"]
-mod support;
+use pinpoint_experiments::support;
 
 use pinpoint::eval::beir_labelled;
 use pinpoint::select::SelectConfig;

@@ -1,5 +1,5 @@
 //! Experiment: which query tokens should the token reranker average over?
-//! `cargo run --release --example maxsim_query -- INDEX BEIR_DIR SPLIT`
+//! `cargo run --release -p pinpoint-experiments --example maxsim_query -- INDEX BEIR_DIR SPLIT`
 //!
 //! The shipped reranker scores a document by its best chunk's MaxSim: the mean over *all*
 //! query tokens of each one's best cosine with a chunk token (stored 1-bit codes). On long
@@ -11,18 +11,18 @@
 //! folds held out). Then blends, and the gain by query length with the weight fading over
 //! several ranges (what `LengthFade::TOKENS` was chosen from). "Shipped" here is the blend
 //! without the fade, for every query: the reranker as it was before this experiment.
-#[path = "support/mod.rs"]
-mod support;
+use pinpoint_experiments::support;
 
 use std::collections::HashMap;
 
 use pinpoint::eval::{beir_labelled, metrics};
 use pinpoint::fuse::normalize;
 use pinpoint::late::{keep_token, QueryCodes};
-use pinpoint::tune::{
-    collect_rerank, evaluate_rerank, fold_split, tune_rerank, RerankFeatures, Target,
-};
+use pinpoint::tune::{fold_split, Target};
 use pinpoint::{LengthFade, Norm, Pipeline, RerankConfig, RerankKind};
+use pinpoint_experiments::rerank_tune::{
+    collect_rerank, evaluate_rerank, tune_rerank, RerankFeatures,
+};
 
 fn main() {
     let (engine, ds) = support::open_eval();

@@ -1,12 +1,11 @@
 //! Experiment: would token MaxSim over the stored codes, run over *every* document as a
 //! third candidate leg, find the relevant documents both legs miss (recall@100)?
-//! `cargo run --release --example maxsim_leg -- INDEX_WITH_CODES BEIR_DIR SPLIT`
+//! `cargo run --release -p pinpoint-experiments --example maxsim_leg -- INDEX_WITH_CODES BEIR_DIR SPLIT`
 //!
 //! Scores every document of the index by 1-bit MaxSim (all its chunks' codes) for each query,
 //! then merges the MaxSim top 100 with the fused list (z-scores of the fused score and of
 //! MaxSim over the union, MaxSim weight w) and prints recall@100 and nDCG@10 per w.
-#[path = "support/mod.rs"]
-mod support;
+use pinpoint_experiments::support;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -14,8 +13,8 @@ use std::time::Instant;
 use pinpoint::eval::beir_labelled;
 use pinpoint::eval::metrics::{ndcg, recall};
 use pinpoint::late::QueryCodes;
-use pinpoint::tune::collect_rerank;
 use pinpoint::{Engine, Pipeline};
+use pinpoint_experiments::rerank_tune::collect_rerank;
 use rayon::prelude::*;
 
 fn zscore(v: &[f32]) -> Vec<f32> {
@@ -32,7 +31,7 @@ fn zscore(v: &[f32]) -> Vec<f32> {
 /// blend weight `h`, train score and 5-fold held-out score (folds by query order).
 fn feature_cv(
     engine: &Engine,
-    base: &[pinpoint::tune::RerankFeatures],
+    base: &[pinpoint_experiments::rerank_tune::RerankFeatures],
     labelled: &pinpoint::eval::Labelled,
     doc_parts: &[(&str, Vec<usize>)],
 ) {

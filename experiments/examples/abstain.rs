@@ -2,8 +2,8 @@
 //! from one the index cannot answer? Prints, per query: the best dense cosine, the best
 //! MaxSim rerank score, the best BM25 score (0: no term of the query is in the index), and
 //! (BEIR) whether a relevant document is in the top 10.
-//! `cargo run --release --example abstain -- INDEX beir BEIR_DIR SPLIT`
-//! `cargo run --release --example abstain -- INDEX file benches/abstain/offtopic.txt`
+//! `cargo run --release -p pinpoint-experiments --example abstain -- INDEX beir BEIR_DIR SPLIT`
+//! `cargo run --release -p pinpoint-experiments --example abstain -- INDEX file benches/abstain/offtopic.txt`
 use std::path::Path;
 
 use pinpoint::eval::{beir_labelled, Dataset};

@@ -1,5 +1,5 @@
 //! Single-query embedding latency with the default thread pool and with one thread:
-//! `cargo run --release --example query_latency`.
+//! `cargo run --release -p pinpoint-experiments --example query_latency`.
 use pinpoint::{BertEmbedder, DeviceChoice, Embedder};
 use std::time::Instant;
 

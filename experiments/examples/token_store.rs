@@ -1,7 +1,7 @@
 //! Experiment behind the "stored token vectors" entry of docs/decisions.md: how much of the
 //! token reranker's gain survives when passage token vectors are stored at index time in a
 //! compressed form, so that the query no longer re-encodes passages?
-//! `cargo run --release --example token_store -- INDEX_DIR BEIR_DIR SPLIT [CACHE_FILE]`
+//! `cargo run --release -p pinpoint-experiments --example token_store -- INDEX_DIR BEIR_DIR SPLIT [CACHE_FILE]`
 //!
 //! Encodes every chunk's token vectors once (cached as raw f32 in CACHE_FILE), collects the
 //! fused top 20 of every query, then scores each compression by the train score and the
@@ -14,8 +14,7 @@
 //! term proximity (ordered bigrams, 8-term windows) alone and added to MaxSim; `PP_MAXP=1`
 //! scores a document by its best chunk's MaxSim instead of over all its tokens; `PP_QMASK=N`
 //! appends N `[MASK]` tokens to each query (ColBERT's query augmentation).
-#[path = "support/mod.rs"]
-mod support;
+use pinpoint_experiments::support;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -26,8 +25,8 @@ use pinpoint::chunk::contextual_text;
 use pinpoint::embed::TokenMatrix;
 use pinpoint::eval::{beir_labelled, Dataset};
 use pinpoint::tune::Target;
-use pinpoint::tune::{collect_rerank, tune_rerank, RerankFeatures};
 use pinpoint::{Engine, EngineConfig, Pipeline};
+use pinpoint_experiments::rerank_tune::{collect_rerank, tune_rerank, RerankFeatures};
 
 fn load_or_encode(engine: &Engine, cache: &Path) -> Vec<TokenMatrix> {
     let store = engine.store();
@@ -119,7 +118,7 @@ fn coded_parts(
 fn tuned(
     base: &[RerankFeatures],
     scores: impl Iterator<Item = Vec<f32>>,
-) -> pinpoint::tune::TunedRerank {
+) -> pinpoint_experiments::rerank_tune::TunedRerank {
     let qs: Vec<RerankFeatures> = base
         .iter()
         .zip(scores)

@@ -12,7 +12,7 @@ z-scores with equal weights over the union of both legs' top 100, as the engine'
 fusion. Train split only; the variant is then chosen on four grouped folds and scored on the
 fifth (on the reranked ranking when the dump has MaxSim scores).
 
-Inputs: the folder written by `cargo run --release --example dump_adapt -- INDEX BEIR_DIR OUT`
+Inputs: the folder written by `cargo run --release -p pinpoint-experiments --example dump_adapt -- INDEX BEIR_DIR OUT`
 and the BEIR folder. Needs the reference venv (setup.sh).
 
     python doc_expansion.py OUT BEIR_DIR

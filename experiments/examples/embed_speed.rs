@@ -1,4 +1,4 @@
-//! Embedding throughput on the first N SciFact abstracts: `cargo run --release --example
+//! Embedding throughput on the first N SciFact abstracts: `cargo run --release -p pinpoint-experiments --example
 //! embed_speed -- [N] [BATCH]`. A quick probe; `pinpoint bench` is the full benchmark.
 use pinpoint::{BertEmbedder, DeviceChoice, Embedder};
 use std::time::Instant;
@@ -10,7 +10,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200);
     let batch: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(32);
-    let corpus = std::fs::read_to_string("$SCIFACT/corpus.jsonl").expect("scifact");
+    // A BEIR folder named by $SCIFACT, else the subset bundled for the tests.
+    let dir = std::env::var("SCIFACT").unwrap_or_else(|_| "tests/data/scifact-subset".into());
+    let corpus = std::fs::read_to_string(format!("{dir}/corpus.jsonl")).expect("scifact");
     let texts: Vec<String> = corpus
         .lines()
         .take(n)

@@ -8,7 +8,7 @@ sentence removed is its positive; every other document's chunks are negatives. I
 q' = normalise(q + qW) on those pairs, then scores the real queries of the training split,
 which it has not seen, so all of them are held out.
 
-Inputs: the folder written by `cargo run --release --example dump_adapt -- INDEX BEIR_DIR OUT`,
+Inputs: the folder written by `cargo run --release -p pinpoint-experiments --example dump_adapt -- INDEX BEIR_DIR OUT`,
 the BEIR folder (its corpus.jsonl) and the model folder. Needs the reference venv (setup.sh).
 
     python ict_adapter.py OUT BEIR_DIR MODEL_DIR [PAIRS_PER_DOC]

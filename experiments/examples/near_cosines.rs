@@ -1,5 +1,5 @@
 //! Experiment: how similar each chunk's nearest chunk of another document is, per index:
-//! where [`pinpoint::near::MIN_COSINE`] cuts. `cargo run --release --example near_cosines
+//! where [`pinpoint::near::MIN_COSINE`] cuts. `cargo run --release -p pinpoint-experiments --example near_cosines
 //! -- INDEX...`
 //!
 //! Computed from the vectors by an exact scan (not from the stored table, which leaves out
