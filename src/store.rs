@@ -120,6 +120,11 @@ pub struct Manifest {
     /// existed read as 0.
     #[serde(default)]
     pub neighbours: usize,
+    /// Whether the folder sync that wrote this generation indexed generated files
+    /// ([`crate::ingest::generated`]); a sync with the other setting reads every file again,
+    /// so that turning it off removes them and turning it on adds them.
+    #[serde(default)]
+    pub include_generated: bool,
 }
 
 impl Manifest {
@@ -639,6 +644,7 @@ mod tests {
             search_defaults: None,
             token_codes: false,
             neighbours: 3,
+            include_generated: false,
         };
         m.write_atomic(&p).unwrap();
         assert_eq!(Manifest::read(&p).unwrap(), m);

@@ -6,6 +6,7 @@ mod cross_encoder;
 mod docx;
 mod engine;
 mod eval;
+mod generated;
 mod hardening;
 mod late;
 mod living;

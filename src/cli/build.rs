@@ -20,6 +20,7 @@ pub(super) fn index(a: IndexArgs) -> Result<()> {
         overlap: a.overlap,
     };
     cfg.without_token_codes = a.no_token_codes;
+    cfg.ingest.include_generated = a.include_generated;
     if a.no_expansion {
         cfg.neighbours = Some(0);
     }
@@ -87,7 +88,9 @@ pub(super) fn watch(a: WatchArgs) -> Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
-    let mut engine = Engine::open_or_create(&a.common.index, a.common.config()?)?;
+    let mut cfg = a.common.config()?;
+    cfg.ingest.include_generated = a.include_generated;
+    let mut engine = Engine::open_or_create(&a.common.index, cfg)?;
     let t = Instant::now();
     let r = engine.add_folder(&a.folder)?;
     let mut out = std::io::stdout();

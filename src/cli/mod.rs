@@ -131,6 +131,9 @@ struct WatchArgs {
     /// Quiet time before a batch of changes is indexed, in milliseconds.
     #[arg(long, default_value_t = 500)]
     debounce_ms: u64,
+    /// Also index generated, minified and lock files (see `index --include-generated`).
+    #[arg(long)]
+    include_generated: bool,
 }
 
 #[derive(Args, Debug)]
@@ -200,9 +203,14 @@ struct IndexArgs {
     folder: PathBuf,
     #[command(flatten)]
     common: Common,
-    /// Delete the existing index first and build from scratch.
+    /// Build the index again from scratch, beside the old one, which it replaces once the
+    /// new one is committed (the old one keeps answering until then).
     #[arg(long)]
     rebuild: bool,
+    /// Also index generated, minified and lock files (search indexes, `*.min.js`, files
+    /// marked `@generated`...), which are skipped with a reason by default.
+    #[arg(long)]
+    include_generated: bool,
     /// Chunk size in model tokens (new indexes only).
     #[arg(long, default_value_t = 256)]
     chunk_tokens: usize,

@@ -347,6 +347,7 @@ mod tests {
             search_defaults: None,
             token_codes: false,
             neighbours: 0,
+            include_generated: false,
         };
         m.token_codes = token_codes;
         m.neighbours = neighbours;

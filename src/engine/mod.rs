@@ -309,6 +309,7 @@ impl Engine {
             search_defaults: None,
             token_codes: !cfg.without_token_codes,
             neighbours: cfg.neighbours.unwrap_or(crate::near::DEFAULT_NEIGHBOURS),
+            include_generated: cfg.ingest.include_generated,
         };
         // The folders of what this index keeps (no `near/` without expansion).
         for sub in artifacts::folders_of(&manifest) {
@@ -683,7 +684,11 @@ impl Engine {
             .iter()
             .map(|d| (d.key.clone(), (d.size, d.mtime, d.external)))
             .collect();
-        // Cheap check first: size and mtime unchanged means the file is unchanged.
+        // Cheap check first: size and mtime unchanged means the file is unchanged, unless
+        // the generated-files setting changed since the last sync (then every file is read
+        // again; content that did not change keeps its vectors).
+        let reread = self.manifest.include_generated != self.cfg.ingest.include_generated;
+        self.manifest.include_generated = self.cfg.ingest.include_generated;
         let mut to_read: Vec<(PathBuf, u64)> = Vec::new();
         let mut seen = HashSet::new();
         for p in &walked.files {
@@ -697,7 +702,7 @@ impl Engine {
                 continue;
             }
             match (known.get(&key), ingest::stat(p)) {
-                (Some(&(size, mtime, _)), Ok((s, m))) if size == s && mtime == m => {
+                (Some(&(size, mtime, _)), Ok((s, m))) if !reread && size == s && mtime == m => {
                     report.unchanged += 1
                 }
                 (_, Ok((s, _))) => to_read.push((p.clone(), s)),

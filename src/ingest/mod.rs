@@ -22,6 +22,7 @@ use crate::models::hex;
 
 mod decode;
 mod docx;
+pub mod generated;
 mod html;
 mod notebook;
 mod office;
@@ -292,6 +293,12 @@ pub enum SkipReason {
     /// Not a regular file: a named pipe, socket or device. Reading one could block for
     /// ever or never end, so it is reported instead.
     NotRegular,
+    /// A generated, minified or lock file ([`generated`]): no reader wants it as an answer.
+    /// `IngestConfig::include_generated` indexes it anyway.
+    Generated {
+        /// The rule that caught it.
+        rule: generated::Generated,
+    },
 }
 
 impl std::fmt::Display for SkipReason {
@@ -316,6 +323,9 @@ impl std::fmt::Display for SkipReason {
             SkipReason::BadOffice { error } => write!(f, "unreadable Office document: {error}"),
             SkipReason::BadNotebook { error } => write!(f, "unreadable notebook: {error}"),
             SkipReason::NotRegular => write!(f, "not a regular file (pipe, socket or device)"),
+            SkipReason::Generated { rule } => {
+                write!(f, "{rule} (index it with --include-generated)")
+            }
             SkipReason::SameKey { key } => {
                 write!(
                     f,
@@ -350,6 +360,9 @@ pub struct IngestConfig {
     /// what the index holds, when more), so that an interrupted run keeps what it embedded:
     /// 8 MiB is a few minutes of CPU embedding.
     pub checkpoint_bytes: u64,
+    /// Also index generated, minified and lock files ([`generated`]), which are skipped
+    /// with a reason by default.
+    pub include_generated: bool,
 }
 
 impl Default for IngestConfig {
@@ -359,6 +372,7 @@ impl Default for IngestConfig {
             max_pdf_bytes: 256 * 1024 * 1024,
             hidden: false,
             checkpoint_bytes: 8 * 1024 * 1024,
+            include_generated: false,
         }
     }
 }
@@ -369,6 +383,12 @@ pub fn read_document(root: &Path, path: &Path, cfg: &IngestConfig) -> Result<Doc
         error: e.to_string(),
     };
     let kind = DocKind::from_path(path).unwrap_or(DocKind::Text);
+    if !cfg.include_generated {
+        // By name first: a 5 MB search index is not even read.
+        if let Some(rule) = generated::by_name(path) {
+            return Err(SkipReason::Generated { rule });
+        }
+    }
     let limit = match kind {
         // Their bytes are mostly fonts, images and cell outputs, not text.
         DocKind::Pdf | DocKind::Docx | DocKind::Pptx | DocKind::Notebook => cfg.max_pdf_bytes,
@@ -394,7 +414,13 @@ pub fn read_document(root: &Path, path: &Path, cfg: &IngestConfig) -> Result<Doc
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| key.clone());
-    document_from_bytes(key, title, kind, &bytes, mtime)
+    let doc = document_from_bytes(key, title, kind, &bytes, mtime)?;
+    if !cfg.include_generated {
+        if let Some(rule) = generated::by_content(kind, &doc.text) {
+            return Err(SkipReason::Generated { rule });
+        }
+    }
+    Ok(doc)
 }
 
 /// Builds a document from raw bytes: binary and encoding checks, then extraction.

@@ -1,0 +1,202 @@
+//! Generated, minified and lock files are skipped with a reason (and indexed on request),
+//! on small fixtures of each kind and on the toolchain's own documentation folders.
+
+use std::path::PathBuf;
+
+use pinpoint::ingest::{self, generated::Generated, IngestConfig, SkipReason};
+use pinpoint::Engine;
+
+use crate::util::*;
+
+fn fixtures() -> PathBuf {
+    root().join("tests/data/generated")
+}
+
+fn rule_of(r: &pinpoint::IndexReport, name: &str) -> Option<Generated> {
+    r.skipped.iter().find_map(|s| match &s.reason {
+        SkipReason::Generated { rule } if s.path.ends_with(name) => Some(*rule),
+        _ => None,
+    })
+}
+
+#[test]
+fn each_kind_of_generated_file_is_skipped_with_its_rule() {
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(idx.path(), fake_config()).unwrap();
+    let r = e.add_folder(fixtures()).unwrap();
+    assert_eq!(
+        rule_of(&r, "searchindex-0a1b2c3d.js"),
+        Some(Generated::SearchIndex)
+    );
+    assert_eq!(rule_of(&r, "bundle.js"), Some(Generated::Minified));
+    assert_eq!(rule_of(&r, "vendor.min.js"), Some(Generated::Minified));
+    assert_eq!(rule_of(&r, "generated_pb.go"), Some(Generated::Marked));
+    assert_eq!(rule_of(&r, "package-lock.json"), Some(Generated::LockFile));
+    // Ordinary code and data are indexed: a long source file, a JSON config.
+    let mut keys: Vec<String> = e
+        .documents()
+        .unwrap()
+        .iter()
+        .map(|d| d.key.clone())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["config.json", "long_source.rs"]);
+    let reason = r
+        .skipped
+        .iter()
+        .find(|s| s.path.ends_with("bundle.js"))
+        .unwrap();
+    assert!(
+        reason.reason.to_string().contains("--include-generated"),
+        "{}",
+        reason.reason
+    );
+
+    // Asked for, they are indexed; asked no more, the next sync removes them again.
+    let mut cfg = fake_config();
+    cfg.ingest.include_generated = true;
+    let idx2 = tempfile::tempdir().unwrap();
+    let mut all = Engine::create(idx2.path(), cfg).unwrap();
+    let r = all.add_folder(fixtures()).unwrap();
+    assert!(r.skipped.is_empty(), "{:?}", r.skipped);
+    assert_eq!(all.documents().unwrap().len(), 7);
+    drop(all);
+    let mut again = Engine::open(idx2.path(), fake_config()).unwrap();
+    let r = again.add_folder(fixtures()).unwrap();
+    assert_eq!(r.removed, 5, "{r:?}");
+}
+
+#[test]
+fn the_cli_lists_generated_files_and_indexes_them_on_request() {
+    let work = tempfile::tempdir().unwrap();
+    let m = real_model();
+    let f = fixtures();
+    let o = pinpoint(
+        work.path(),
+        &[
+            "index",
+            f.to_str().unwrap(),
+            "--index",
+            "i",
+            "--model",
+            m.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("indexed 2 files"), "{out}");
+    assert!(out.contains("skipped 5"), "{out}");
+    assert!(out.contains("a documentation search index"), "{out}");
+    let o = pinpoint(
+        work.path(),
+        &[
+            "index",
+            f.to_str().unwrap(),
+            "--index",
+            "j",
+            "--model",
+            m.to_str().unwrap(),
+            "--include-generated",
+        ],
+    );
+    assert!(stdout(&o).contains("indexed 7 files"), "{}", stdout(&o));
+}
+
+/// The toolchain's documentation (`rustc --print sysroot`/share/doc/rust/html), as
+/// installed: mdBook books with their search indexes and bundles, rustdoc's `std`.
+fn toolchain_docs() -> Option<PathBuf> {
+    let out = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()?;
+    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("share/doc/rust/html");
+    p.join("book").is_dir().then_some(p)
+}
+
+#[test]
+fn real_generated_files_of_the_toolchain_docs_are_recognised() {
+    let Some(docs) = toolchain_docs() else {
+        // The rust-docs component is part of the default profile; a minimal toolchain
+        // lacks it, and the fixtures above still cover every rule.
+        eprintln!("note: no toolchain docs (rustup component add rust-docs); skipped");
+        return;
+    };
+    let cfg = IngestConfig::default();
+    for book in ["book", "cargo", "reference"] {
+        let root = docs.join(book);
+        let walked = ingest::walk(&root, &cfg);
+        let (mut search, mut minified, mut chapters) = (0, 0, 0);
+        for p in &walked.files {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            let r = ingest::read_document(&root, p, &cfg);
+            if name.starts_with("searchindex") {
+                assert!(
+                    matches!(
+                        r,
+                        Err(SkipReason::Generated {
+                            rule: Generated::SearchIndex
+                        })
+                    ),
+                    "{}",
+                    p.display()
+                );
+                search += 1;
+            } else if name.ends_with(".min.js")
+                || (name.starts_with("highlight-") && name.ends_with(".js"))
+            {
+                assert!(
+                    matches!(
+                        r,
+                        Err(SkipReason::Generated {
+                            rule: Generated::Minified
+                        })
+                    ),
+                    "{}: {:?}",
+                    p.display(),
+                    r.err()
+                );
+                minified += 1;
+            } else if name.ends_with(".html") {
+                // Every page is indexed, the aggregate print.html included (its copies
+                // are told apart at query time).
+                assert!(r.is_ok(), "{}: {:?}", p.display(), r.err());
+                chapters += 1;
+            }
+        }
+        assert!(
+            search >= 1 && minified >= 2 && chapters >= 20,
+            "{book}: {search} {minified} {chapters}"
+        );
+    }
+    // rustdoc: the search index folder and the sidebar data are generated; pages are not.
+    let std_root = docs.clone();
+    let cfg = IngestConfig::default();
+    let sidebar = docs.join("std/sidebar-items1.95.0.js");
+    if sidebar.is_file() {
+        assert!(matches!(
+            ingest::read_document(&std_root, &sidebar, &cfg),
+            Err(SkipReason::Generated { .. })
+        ));
+    }
+    if let Some(first) = std::fs::read_dir(docs.join("search.index"))
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| e.ok())
+    {
+        let r = ingest::read_document(&std_root, &first.path(), &cfg);
+        assert!(
+            matches!(
+                r,
+                Err(SkipReason::Generated {
+                    rule: Generated::SearchIndex
+                })
+            ),
+            "{:?}",
+            r.err()
+        );
+    }
+    let page = docs.join("std/vec/struct.Vec.html");
+    if page.is_file() {
+        assert!(ingest::read_document(&std_root, &page, &cfg).is_ok());
+    }
+}
