@@ -90,6 +90,7 @@ macro_rules! multiversion {
 pub mod api;
 pub mod bench;
 pub mod chunk;
+pub mod copies;
 mod cpu_bert;
 pub mod dense;
 pub mod embed;

@@ -14,6 +14,7 @@
 //!
 //! Not for: ranking; it takes the final ranking as given.
 
+use crate::copies::{specificity, Shingles};
 use crate::embed::dot;
 
 /// Settings of the selection step.
@@ -22,6 +23,9 @@ use crate::embed::dot;
 pub struct SelectConfig {
     /// Merge overlapping or adjacent chunks of the same document.
     pub merge_adjacent: bool,
+    /// Hand over one passage of text that several files hold ([`crate::copies`]): the
+    /// copy in the more specific file, at the better rank of the two.
+    pub collapse_copies: bool,
     /// Drop a passage whose cosine with a kept one exceeds this (1.0: off).
     pub dedupe_cosine: f32,
     /// MMR trade-off (1.0: relevance only; lower: more diversity); `None`: no MMR.
@@ -76,6 +80,7 @@ impl Default for SelectConfig {
     fn default() -> Self {
         SelectConfig {
             merge_adjacent: true,
+            collapse_copies: true,
             dedupe_cosine: 0.98,
             mmr_lambda: None,
             min_relative: 0.4,
@@ -149,6 +154,9 @@ pub struct Passage {
     pub score: f32,
     /// Embedding (for dedupe and MMR), when known.
     pub vector: Option<Vec<f32>>,
+    /// Chunks in its document (0: unknown): of two copies, the passage of the smaller
+    /// document is kept ([`crate::copies::specificity`]).
+    pub doc_chunks: usize,
     /// Cosine between the question (its best, for a query asking several) and the chunk
     /// the score stands for, when known: the evidence
     /// [`SelectConfig::min_similarity_share`] reads.
@@ -298,18 +306,53 @@ pub fn select_with_stop(
     // dropped. Otherwise every candidate chunk of a long file (the pool holds 4k) would
     // grow one passage to many times what k chunks hold.
     let mut kept: Vec<Passage> = Vec::new();
-    'outer: for (rank, p) in ranked.into_iter().enumerate() {
+    // The shingles of each kept passage, when copies are collapsed.
+    let mut kept_shingles: Vec<Shingles> = Vec::new();
+    'outer: for (rank, mut p) in ranked.into_iter().enumerate() {
         if cfg.merge_adjacent {
             let may_extend = rank < k && relative(p.score, top, floor) >= cfg.min_relative;
-            for q in kept.iter_mut() {
+            for (i, q) in kept.iter_mut().enumerate() {
                 if !may_extend {
                     if overlaps(q, &p) {
                         continue 'outer;
                     }
                 } else if try_merge(q, &p) {
                     q.reason = "merged with an overlapping or adjacent chunk".into();
+                    if cfg.collapse_copies {
+                        kept_shingles[i] = Shingles::of(&q.text);
+                    }
                     continue 'outer;
                 }
+            }
+        }
+        let shingles = if cfg.collapse_copies {
+            Shingles::of(&p.text)
+        } else {
+            Shingles::default()
+        };
+        if cfg.collapse_copies {
+            let copy = kept
+                .iter()
+                .zip(&kept_shingles)
+                .position(|(q, qs)| q.doc != p.doc && qs.is_copy_of(&shingles));
+            if let Some(i) = copy {
+                let q = &mut kept[i];
+                if specificity(p.doc_chunks, &p.doc) < specificity(q.doc_chunks, &q.doc) {
+                    // The more specific file's copy takes the place (and score) of the
+                    // one ranked above it.
+                    p.score = p.score.max(q.score);
+                    p.reason = format!("kept over its copy in {}", q.doc);
+                    *q = p;
+                    kept_shingles[i] = shingles;
+                } else {
+                    let note = format!("its copy in {} left out", p.doc);
+                    q.reason = if q.reason.is_empty() {
+                        note
+                    } else {
+                        format!("{}; {note}", q.reason)
+                    };
+                }
+                continue;
             }
         }
         if cfg.dedupe_cosine < 1.0 {
@@ -324,6 +367,9 @@ pub fn select_with_stop(
             }
         }
         kept.push(p);
+        if cfg.collapse_copies {
+            kept_shingles.push(shingles);
+        }
     }
 
     // 2. MMR.
@@ -418,6 +464,7 @@ mod tests {
             text: text.into(),
             score,
             vector: None,
+            doc_chunks: 0,
             similarity: None,
             reason: String::new(),
         }
@@ -668,5 +715,62 @@ mod tests {
             s.iter().map(|x| x.chunk_id).collect::<Vec<_>>(),
             vec![1, 3, 2]
         );
+    }
+
+    const CHAPTER: &str = "Tides are the regular rise and fall of sea level caused mainly by the \
+        gravitational pull of the Moon and to a lesser degree the Sun acting on the oceans.";
+
+    #[test]
+    fn a_copy_in_a_larger_file_gives_its_place_to_the_more_specific_one() {
+        // The book on one page ranks first, the chapter third; another page in between.
+        let mut aggregate = p(
+            1,
+            "print.html",
+            (0, 200),
+            &format!("Book. {CHAPTER} Next."),
+            1.0,
+        );
+        aggregate.doc_chunks = 400;
+        let mut other = p(
+            2,
+            "moon.html",
+            (0, 50),
+            "The Moon orbits the Earth every month.",
+            0.8,
+        );
+        other.doc_chunks = 3;
+        let mut chapter = p(3, "tides.html", (0, 150), CHAPTER, 0.7);
+        chapter.doc_chunks = 4;
+        let s = select(
+            vec![aggregate.clone(), other.clone(), chapter.clone()],
+            5,
+            &uncut(),
+        );
+        let docs: Vec<&str> = s.iter().map(|x| x.doc.as_str()).collect();
+        assert_eq!(docs, ["tides.html", "moon.html"]);
+        assert_eq!(s[0].score, 1.0);
+        assert!(
+            s[0].reason.contains("kept over its copy in print.html"),
+            "{}",
+            s[0].reason
+        );
+        // The chapter first: the aggregate's copy is left out and said so.
+        let mut first = chapter.clone();
+        first.score = 1.0;
+        aggregate.score = 0.7;
+        let s = select(vec![first, other.clone(), aggregate.clone()], 5, &uncut());
+        let docs: Vec<&str> = s.iter().map(|x| x.doc.as_str()).collect();
+        assert_eq!(docs, ["tides.html", "moon.html"]);
+        assert!(
+            s[0].reason.contains("its copy in print.html left out"),
+            "{}",
+            s[0].reason
+        );
+        // Off, both are handed over.
+        let off = SelectConfig {
+            collapse_copies: false,
+            ..uncut()
+        };
+        assert_eq!(select(vec![aggregate, other, chapter], 5, &off).len(), 3);
     }
 }

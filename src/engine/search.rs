@@ -298,6 +298,18 @@ impl Engine {
                 .filter_map(|r| r.cos.get(&key).copied())
                 .reduce(f32::max)
         };
+        // Chunks of the passage's document: copies are told apart by it (`select`).
+        let di = match &p.select {
+            Some(s) if s.collapse_copies => Some(self.doc_index()?),
+            _ => None,
+        };
+        let doc_chunks = |pos: usize| -> usize {
+            di.and_then(|di| {
+                let d = *di.chunk_doc.get(pos)?;
+                Some(di.chunk_pos.get(d as usize)?.len())
+            })
+            .unwrap_or(0)
+        };
         let mut passages = Vec::new();
         for &(key, score) in final_list.iter().take(want) {
             let pos = self.best_position(key, &first)?;
@@ -321,6 +333,7 @@ impl Engine {
                         .select
                         .as_ref()
                         .map(|_| self.dense.vectors().row(pos).to_vec()),
+                    doc_chunks: doc_chunks(pos),
                     similarity: similarity(key),
                     reason: String::new(),
                 },
