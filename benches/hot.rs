@@ -65,9 +65,13 @@ fn selection(c: &mut Criterion) {
             byte_range: (i * 100, i * 100 + 120),
             line_range: (i as u32 * 3 + 1, i as u32 * 3 + 4),
             heading: None,
-            text: "word ".repeat(150),
+            // Distinct texts: identical ones would be collapsed as copies of each other.
+            text: (0..150)
+                .map(|w| format!("w{} ", (w * 7 + i * 13) % 211))
+                .collect(),
             score: 1.0 - i as f32 * 0.02,
             vector: Some(vecs[i as usize * DIM..(i as usize + 1) * DIM].to_vec()),
+            doc_chunks: 1,
             similarity: None,
             reason: String::new(),
         })
