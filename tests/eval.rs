@@ -358,6 +358,60 @@ fn user_labelled_queries_against_a_folder_index() {
     let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["queries"], 2);
     assert_eq!(v["modes"]["hybrid"]["mrr@10"].as_f64().unwrap(), 1.0, "{v}");
+    // The user's own labels run what `query` runs: chunks, judged by their file's path.
+    assert_eq!(v["granularity"], "chunk", "{v}");
+    let o = pinpoint(
+        work.path(),
+        &[
+            "eval",
+            "--queries",
+            "labels.jsonl",
+            "--index",
+            "idx",
+            "--json",
+            "--modes",
+            "default",
+            "--runs",
+            "runs",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = std::fs::read_to_string(work.path().join("runs/default.trec")).unwrap();
+    for (qid, question) in [
+        ("q1", "wild yeast culture for baking"),
+        ("q2", "stretching the oceans into two bulges"),
+    ] {
+        let first = run
+            .lines()
+            .find(|l| l.starts_with(&format!("{qid} ")) && l.split(' ').nth(3) == Some("1"))
+            .unwrap_or_else(|| panic!("no rank 1 for {qid}: {run}"));
+        let q = pinpoint(
+            work.path(),
+            &["query", question, "--index", "idx", "--json"],
+        );
+        let a: Value = serde_json::from_str(stdout(&q).trim()).unwrap();
+        assert_eq!(
+            first.split(' ').nth(2),
+            a["hits"][0]["path"].as_str(),
+            "eval's first file is query's first passage's file"
+        );
+    }
+    // Asked to rank documents instead, the report says so.
+    let o = pinpoint(
+        work.path(),
+        &[
+            "eval",
+            "--queries",
+            "labels.jsonl",
+            "--index",
+            "idx",
+            "--json",
+            "--granularity",
+            "document",
+        ],
+    );
+    let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["granularity"], "document", "{v}");
     std::fs::write(work.path().join("bad.jsonl"), "{\"query\": \"x\"}\n").unwrap();
     let o = pinpoint(
         work.path(),
