@@ -86,7 +86,11 @@ impl NeighbourTable {
 
     /// Reads a table written by [`NeighbourTable::write`].
     pub fn read(path: &Path) -> Result<NeighbourTable> {
-        let bytes = std::fs::read(path).at(path)?;
+        Self::decode(&std::fs::read(path).at(path)?, path)
+    }
+
+    /// Decodes a table's bytes (`path` names it in errors).
+    pub fn decode(bytes: &[u8], path: &Path) -> Result<NeighbourTable> {
         if bytes.len() < 8 || &bytes[..8] != MAGIC {
             return Err(Error::corrupt(
                 path,

@@ -519,23 +519,40 @@ pub(crate) fn read_docs(path: &Path) -> Result<Vec<DocRecord>> {
 /// first needed: the mapping keeps the file's bytes for as long as the reader lives, even
 /// after a writer's cleanup has unlinked it (a library reader that first needs its table
 /// several commits later still gets its own generation's, not an error).
-pub(crate) struct DocTableFile {
-    path: PathBuf,
-    map: Mmap,
-}
+pub(crate) struct DocTableFile(PinnedFile);
 
 impl DocTableFile {
     /// Maps the document table at `path`.
     pub(crate) fn open(path: &Path) -> Result<DocTableFile> {
-        Ok(DocTableFile {
+        Ok(DocTableFile(PinnedFile::open(path)?))
+    }
+
+    /// Decodes the table.
+    pub(crate) fn read(&self) -> Result<Vec<DocRecord>> {
+        decode_docs(&self.0.map, &self.0.path)
+    }
+}
+
+/// A file of the open generation mapped at open and read when first needed: the mapping
+/// keeps its bytes while the reader lives, whatever a writer's cleanup does.
+pub(crate) struct PinnedFile {
+    /// Where it was.
+    pub(crate) path: PathBuf,
+    map: Mmap,
+}
+
+impl PinnedFile {
+    /// Maps the file at `path`.
+    pub(crate) fn open(path: &Path) -> Result<PinnedFile> {
+        Ok(PinnedFile {
             path: path.to_path_buf(),
             map: map_file(path)?,
         })
     }
 
-    /// Decodes the table.
-    pub(crate) fn read(&self) -> Result<Vec<DocRecord>> {
-        decode_docs(&self.map, &self.path)
+    /// Its bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.map
     }
 }
 

@@ -504,6 +504,11 @@ impl Engine {
         self.manifest = next;
         self.docs = OnceLock::new();
         self.docs_file = None;
+        self.near_file = None;
+        self.near = OnceLock::new();
+        if expand {
+            self.near_file = Some(crate::store::PinnedFile::open(&dir.join(near_file(gen)))?);
+        }
         self.doc_index = OnceLock::new();
         let _ = self.docs.set(docs);
         self.remove_stray_files()?;

@@ -29,7 +29,7 @@ use crate::lexical::LexicalIndex;
 use crate::models::{ModelDir, ModelSpec, DEFAULT_MODEL_DIR};
 use crate::store::{
     file_sum, read_docs, sync_dir, ChunkStore, Counts, DocRecord, DocTableFile, Manifest,
-    VectorFile, FORMAT_VERSION,
+    PinnedFile, VectorFile, FORMAT_VERSION,
 };
 
 mod artifacts;
@@ -243,6 +243,10 @@ pub struct Engine {
     /// The open generation's document table, pinned at open (see [`DocTableFile`]) until
     /// `docs` is filled.
     docs_file: Option<DocTableFile>,
+    /// The open generation's neighbour table, pinned at open and decoded on first use
+    /// (copies of a passage in a more specific file, [`crate::copies`]).
+    near_file: Option<PinnedFile>,
+    near: OnceLock<Option<crate::near::NeighbourTable>>,
     doc_index: OnceLock<search::DocIndex>,
     cross_encoder: std::sync::Mutex<Option<(PathBuf, Arc<crate::rerank::CrossEncoder>)>>,
     embedder: OnceLock<Arc<dyn Embedder>>,
@@ -503,6 +507,10 @@ impl Engine {
         );
         engine.late = late;
         engine.docs_file = Some(DocTableFile::open(&dir.join(docs_file(gen)))?);
+        let near = dir.join(near_file(gen));
+        if engine.manifest.neighbours > 0 && near.is_file() {
+            engine.near_file = Some(PinnedFile::open(&near)?);
+        }
         if write {
             engine.remove_stray_files()?;
         }
@@ -539,6 +547,8 @@ impl Engine {
             lexical,
             docs: OnceLock::new(),
             docs_file: None,
+            near_file: None,
+            near: OnceLock::new(),
             doc_index: OnceLock::new(),
             cross_encoder: std::sync::Mutex::new(None),
             embedder,
@@ -594,6 +604,19 @@ impl Engine {
             None => read_docs(&self.dir.join(docs_file(self.manifest.generation)))?,
         };
         Ok(self.docs.get_or_init(|| d))
+    }
+
+    /// The neighbour table of the open generation (`None` without document expansion), read
+    /// on first use.
+    pub(crate) fn neighbour_table(&self) -> Result<Option<&crate::near::NeighbourTable>> {
+        if let Some(t) = self.near.get() {
+            return Ok(t.as_ref());
+        }
+        let t = match &self.near_file {
+            Some(f) => Some(crate::near::NeighbourTable::decode(f.bytes(), &f.path)?),
+            None => None,
+        };
+        Ok(self.near.get_or_init(|| t).as_ref())
     }
 
     /// The embedder, loaded on first use.

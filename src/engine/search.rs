@@ -312,8 +312,18 @@ impl Engine {
         };
         let mut passages = Vec::new();
         for &(key, score) in final_list.iter().take(want) {
-            let pos = self.best_position(key, &first)?;
-            let r = self.store.get(pos)?;
+            let mut pos = self.best_position(key, &first)?;
+            let mut r = self.store.get(pos)?;
+            // A chunk whose text a more specific file holds (a chapter inside `print.html`)
+            // hands over that file's chunk instead, at its own rank.
+            let mut reason = String::new();
+            if di.is_some() && req.granularity == Granularity::Chunk {
+                if let Some((copy, copy_pos)) = self.specific_copy(&r, pos, &doc_chunks)? {
+                    reason = format!("kept over its copy in {}", r.doc);
+                    r = copy;
+                    pos = copy_pos;
+                }
+            }
             let doc = match req.granularity {
                 Granularity::Chunk => r.doc.clone(),
                 Granularity::Document => self.key_name(key)?,
@@ -335,7 +345,7 @@ impl Engine {
                         .map(|_| self.dense.vectors().row(pos).to_vec()),
                     doc_chunks: doc_chunks(pos),
                     similarity: similarity(key),
-                    reason: String::new(),
+                    reason,
                 },
             ));
         }
@@ -395,6 +405,41 @@ impl Engine {
         }
         let stop = if abstained { Stop::Full } else { stop };
         Ok((out, stop))
+    }
+
+    /// The chunk of a more specific file that holds the same text as `r` (at store
+    /// position `pos`): `r`'s nearest chunk in another document, when the index keeps
+    /// neighbours ([`crate::near`]), its cosine at least [`crate::copies::MIN_COSINE`], its
+    /// file more specific ([`crate::copies::specificity`]), and the two texts copies by the
+    /// shingle test. The copy need not be a candidate itself: an aggregate page's chunk
+    /// often ranks where the chapter's does not.
+    fn specific_copy(
+        &self,
+        r: &crate::store::ChunkRecord,
+        pos: usize,
+        doc_chunks: &dyn Fn(usize) -> usize,
+    ) -> Result<Option<(crate::store::ChunkRecord, usize)>> {
+        let Some(table) = self.neighbour_table()? else {
+            return Ok(None);
+        };
+        let Some(&(nid, cos)) = table.list_of(r.id).and_then(|l| l.first()) else {
+            return Ok(None);
+        };
+        if cos < crate::copies::MIN_COSINE {
+            return Ok(None);
+        }
+        let Some(npos) = self.store.position(nid) else {
+            return Ok(None);
+        };
+        let n = self.store.get(npos)?;
+        let specific = crate::copies::specificity(doc_chunks(npos), &n.doc)
+            < crate::copies::specificity(doc_chunks(pos), &r.doc);
+        if n.doc == r.doc || !specific {
+            return Ok(None);
+        }
+        let copies =
+            crate::copies::Shingles::of(&r.text).is_copy_of(&crate::copies::Shingles::of(&n.text));
+        Ok(copies.then_some((n, npos)))
     }
 
     /// How a key is named in [`SearchOutput`]'s lists: a chunk id as a string, a

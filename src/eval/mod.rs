@@ -48,8 +48,8 @@ pub struct EvalMode {
 }
 
 /// Names accepted by [`EvalMode::named`].
-pub const MODE_NAMES: [&str; 8] = [
-    "lexical", "dense", "hybrid", "fused", "prf", "rerank", "tokens", "default",
+pub const MODE_NAMES: [&str; 9] = [
+    "lexical", "dense", "hybrid", "fused", "prf", "rerank", "tokens", "default", "copies",
 ];
 
 impl EvalMode {
@@ -60,7 +60,9 @@ impl EvalMode {
     /// - `prf`: `fused` plus pseudo-relevance feedback on the lexical leg;
     /// - `rerank`: `fused` plus the sentence-level bi-encoder reranker on the top 20;
     /// - `tokens`: `fused` plus the token-level (MaxSim) bi-encoder reranker on the top 20;
-    /// - `default`: exactly what `pinpoint query` runs without flags on this index.
+    /// - `default`: exactly what `pinpoint query` runs without flags on this index;
+    /// - `copies`: `default` handing over copies of one text in several files
+    ///   ([`crate::copies`]) as they come: what collapsing them costs or buys.
     pub fn named(name: &str, engine: &Engine) -> Result<EvalMode> {
         let fused = Pipeline {
             select: None,
@@ -99,6 +101,13 @@ impl EvalMode {
                 },
             ),
             "default" => (Mode::Hybrid, engine.default_pipeline()),
+            "copies" => {
+                let mut p = engine.default_pipeline();
+                if let Some(sel) = p.select.as_mut() {
+                    sel.collapse_copies = false;
+                }
+                (Mode::Hybrid, p)
+            }
             other => {
                 return Err(Error::invalid(
                     "mode",
