@@ -35,6 +35,10 @@ pub const SHINGLE: usize = 5;
 /// to 0.4629; a run of 0.8, 0.4725 (docs/decisions.md, "Copies").
 pub const MIN_RUN_SHARE: f64 = 0.8;
 
+/// Identical texts of at least this many words are copies however short (`# cargo-check(1)`
+/// has three); a word or two alone says nothing.
+pub const MIN_SAME_WORDS: usize = 3;
+
 /// The lowest cosine between a chunk and its nearest chunk in another document at which
 /// the engine checks whether the two are copies (the shingle test decides): copies score
 /// near 1, and the test is not run for every neighbour.
@@ -100,7 +104,7 @@ impl Shingles {
     pub fn is_copy_of(&self, other: &Shingles) -> bool {
         // The same text is a copy however short (a synopsis, a heading with its line):
         // aggregate pages repeat their chapters' short sections word for word.
-        if self.words > 0 && self.words == other.words && self.whole == other.whole {
+        if self.words >= MIN_SAME_WORDS && self.words == other.words && self.whole == other.whole {
             return true;
         }
         let (small, large) = if self.len() <= other.len() {

@@ -652,9 +652,10 @@ mod tests {
     fn relative_cut_off_gap_and_budget() {
         let r = || {
             vec![
-                p(1, "a", (0, 1), "w w w", 1.0),
-                p(2, "b", (0, 1), "w w w", 0.9),
-                p(3, "c", (0, 1), "w w w", 0.3),
+                // Distinct texts: the same words in two files would be copies.
+                p(1, "a", (0, 1), "a b c", 1.0),
+                p(2, "b", (0, 1), "d e f", 0.9),
+                p(3, "c", (0, 1), "g h i", 0.3),
                 p(4, "d", (0, 1), "w", 0.0),
             ]
         };
