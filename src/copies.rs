@@ -7,10 +7,13 @@
 //! some text lives), but an answer should hand the text over once: otherwise the copies
 //! take the slots the next-best passages should have.
 //!
-//! Two passages are copies when most of the smaller one's word 5-grams ([`SHINGLE`]) occur
-//! in the other ([`MIN_CONTAINMENT`]): chunk boundaries shift between a chapter and the same
+//! Two passages are copies when they hold the same words (at least [`MIN_SAME_WORDS`]), or
+//! when most of the smaller one occurs in the other as one unbroken run of word 5-grams
+//! ([`SHINGLE`], [`MIN_RUN_SHARE`]): chunk boundaries shift between a chapter and the same
 //! chapter inside an aggregate page, so whole-chunk equality or even the embedding's cosine
-//! (which the chunk's other half moves) would miss most copies. Of two copies the one from
+//! (which the chunk's other half moves) would miss most copies. At query time the engine
+//! also swaps a candidate for its copy in a more specific file when the two are each
+//! other's nearest neighbours across documents ([`MIN_COSINE`], [`crate::near`]). Of two copies the one from
 //! the more specific file is kept: the file with fewer chunks (a chapter rather than the
 //! book on one page), then the shorter path (the current edition rather than an old one
 //! in a subfolder).

@@ -1,0 +1,193 @@
+//! What an index holds and whether it is sound: `pinpoint verify` (every file against its
+//! checksum, the stores against each other) and `pinpoint stats`.
+//!
+//! Not for: repairing anything (a rebuild does, `rebuild.rs`).
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use super::artifacts::{self, near_file};
+use super::Engine;
+use crate::error::Result;
+use crate::store::file_sum;
+
+impl Engine {
+    /// Checks every file of the current generation against the checksums in the manifest
+    /// and the cross-index invariants (the same chunks in the store, the vectors, the lexical
+    /// index, the document table and the graph). Returns the problems found (empty: sound).
+    pub fn verify(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        for f in artifacts::generation_files(&self.manifest, self.lexical.has_near()) {
+            if !self.manifest.files.iter().any(|x| x.path == f) {
+                problems.push(format!(
+                    "{f}: a file of this generation that the manifest does not record"
+                ));
+            }
+        }
+        for f in &self.manifest.files {
+            let name = artifacts::artifact_of(&f.path)
+                .map_or_else(|| f.path.clone(), |a| a.describe(&f.path));
+            match file_sum(&self.dir, &f.path) {
+                Ok(got) if got.size != f.size => problems.push(format!(
+                    "{name}: {} bytes, manifest says {}",
+                    got.size, f.size
+                )),
+                Ok(got) if got.crc32 != f.crc32 => problems.push(format!(
+                    "{name}: checksum {:08x}, manifest says {:08x} (file damaged)",
+                    got.crc32, f.crc32
+                )),
+                Ok(_) => {}
+                Err(e) => problems.push(format!("{name}: {e}")),
+            }
+        }
+        let store_ids: Vec<u64> = (0..self.store.len()).map(|i| self.store.id_at(i)).collect();
+        if store_ids.windows(2).any(|w| w[0] >= w[1]) {
+            problems.push("chunk store ids are not strictly ascending".into());
+        }
+        let lex_ids = self.lexical.all_chunk_ids()?;
+        if lex_ids != store_ids {
+            let ls: HashSet<u64> = lex_ids.iter().copied().collect();
+            let ss: HashSet<u64> = store_ids.iter().copied().collect();
+            problems.push(format!(
+                "lexical index and chunk store disagree: {} chunks only in lexical, {} only in the store",
+                ls.difference(&ss).count(),
+                ss.difference(&ls).count()
+            ));
+        }
+        if self.dense.vectors().len() != store_ids.len() {
+            problems.push(format!(
+                "{} vectors for {} chunks",
+                self.dense.vectors().len(),
+                store_ids.len()
+            ));
+        }
+        let mut doc_ids: Vec<u64> = self
+            .documents()?
+            .iter()
+            .flat_map(|d| d.chunks.iter().copied())
+            .collect();
+        doc_ids.sort_unstable();
+        if doc_ids != store_ids {
+            problems.push("document table and chunk store disagree on the chunk set".into());
+        }
+        if self.manifest.counts.chunks as usize != store_ids.len() {
+            problems.push(format!(
+                "manifest counts {} chunks, store holds {}",
+                self.manifest.counts.chunks,
+                store_ids.len()
+            ));
+        }
+        if self.manifest.token_codes && self.late.len() != store_ids.len() {
+            problems.push(format!(
+                "token codes of {} chunks for {} chunks",
+                self.late.len(),
+                store_ids.len()
+            ));
+        }
+        let near = self.dir.join(near_file(self.manifest.generation));
+        if self.manifest.neighbours > 0 && self.lexical.has_near() && near.exists() {
+            match crate::near::NeighbourTable::read(&near) {
+                Ok(t) if t.ids != store_ids => problems.push(format!(
+                    "neighbour table lists {} chunks, the store holds {} (or other ids)",
+                    t.ids.len(),
+                    store_ids.len()
+                )),
+                Ok(t) => {
+                    let dangling = t
+                        .lists
+                        .iter()
+                        .flatten()
+                        .filter(|(id, _)| store_ids.binary_search(id).is_err())
+                        .count();
+                    if dangling > 0 {
+                        problems.push(format!(
+                            "neighbour table names {dangling} chunks that are not in the store"
+                        ));
+                    }
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        if let Some(g) = self.dense.graph() {
+            if g.get_nb_point() < store_ids.len() {
+                problems.push(format!(
+                    "HNSW graph has {} points for {} chunks",
+                    g.get_nb_point(),
+                    store_ids.len()
+                ));
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Facts for `pinpoint stats`.
+    pub fn stats(&self) -> Result<Stats> {
+        let mut bytes = Vec::new();
+        for sub in artifacts::folders() {
+            bytes.push((sub.to_string(), dir_size(&self.dir.join(sub))));
+        }
+        Ok(Stats {
+            index: self.dir.display().to_string(),
+            generation: self.manifest.generation,
+            documents: self.manifest.counts.documents,
+            chunks: self.manifest.counts.chunks,
+            model: self.manifest.model.id.clone(),
+            model_dir: self.manifest.model_dir.clone(),
+            dimension: self.manifest.model.dim,
+            chunk_tokens: self.manifest.chunking.max_tokens,
+            chunk_overlap: self.manifest.chunking.overlap,
+            hnsw: self.manifest.hnsw.is_some(),
+            token_codes: self.manifest.token_codes.then(|| self.late.tokens()),
+            neighbours: if self.lexical.has_near() {
+                self.manifest.neighbours
+            } else {
+                0
+            },
+            bytes_on_disk: bytes,
+        })
+    }
+}
+
+/// Facts about an index.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stats {
+    /// Index folder.
+    pub index: String,
+    /// Current generation.
+    pub generation: u64,
+    /// Documents.
+    pub documents: u64,
+    /// Chunks.
+    pub chunks: u64,
+    /// Model identity.
+    pub model: String,
+    /// Model folder.
+    pub model_dir: String,
+    /// Vector dimension.
+    pub dimension: usize,
+    /// Chunk size in tokens.
+    pub chunk_tokens: usize,
+    /// Chunk overlap in tokens.
+    pub chunk_overlap: usize,
+    /// Whether an HNSW graph is built (else exact scan).
+    pub hnsw: bool,
+    /// Passage tokens kept as token codes (`None`: the index keeps none).
+    pub token_codes: Option<u64>,
+    /// Dense neighbours per chunk in the lexical index (document expansion; 0: none).
+    pub neighbours: usize,
+    /// Bytes on disk per part.
+    pub bytes_on_disk: Vec<(String, u64)>,
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
