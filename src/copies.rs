@@ -12,8 +12,8 @@
 //! ([`SHINGLE`], [`MIN_RUN_SHARE`]): chunk boundaries shift between a chapter and the same
 //! chapter inside an aggregate page, so whole-chunk equality or even the embedding's cosine
 //! (which the chunk's other half moves) would miss most copies. At query time the engine
-//! also swaps a candidate for its copy in a more specific file when the two are each
-//! other's nearest neighbours across documents ([`MIN_COSINE`], [`crate::near`]). Of two copies the one from
+//! also swaps a candidate for its copy in a more specific file when that copy is its
+//! nearest chunk in another document ([`MIN_COSINE`], [`crate::near`]). Of two copies the one from
 //! the more specific file is kept: the file with fewer chunks (a chapter rather than the
 //! book on one page), then the shorter path (the current edition rather than an old one
 //! in a subfolder).
