@@ -98,6 +98,7 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod expand;
+pub mod follow;
 pub mod fuse;
 pub mod ingest;
 pub mod late;

@@ -28,18 +28,17 @@
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use tiny_http::{Header, Method, Request, Response};
 
 use crate::api::{Answer, QueryOptions};
-use crate::engine::{Engine, EngineConfig, MANIFEST};
+use crate::engine::EngineConfig;
 use crate::error::{Error, Result};
-use crate::store::Manifest;
+use crate::follow::Follower;
 
 /// Largest request body read.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -52,11 +51,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// `run` return once the requests in flight are answered.
 pub struct Server {
     http: tiny_http::Server,
-    dir: PathBuf,
-    cfg: EngineConfig,
-    engine: RwLock<Arc<Engine>>,
-    /// Held while a newer generation is opened, so that concurrent requests open it once.
-    reopening: Mutex<()>,
+    index: Follower,
     stop: AtomicBool,
     log: bool,
     /// Options under every request's own (set by whoever started the server).
@@ -93,13 +88,7 @@ impl Server {
     /// [`Server::addr`]). Fails here, not on the first request, when the index or the model
     /// cannot be read.
     pub fn bind(addr: &str, dir: impl AsRef<Path>, cfg: EngineConfig) -> Result<Server> {
-        let dir = dir.as_ref().to_path_buf();
-        let engine = Engine::open_read_only(&dir, cfg.clone())?;
-        let mut cfg = cfg;
-        if !engine.store().is_empty() {
-            // Keep the loaded model for later generations (the first query pays nothing).
-            cfg.embedder = Some(engine.embedder()?.clone());
-        }
+        let index = Follower::open(dir.as_ref(), cfg)?;
         let listener = TcpListener::bind(addr)
             .map_err(|e| Error::invalid("addr", format!("cannot listen on {addr}: {e}")))?;
         no_delay(&listener);
@@ -107,10 +96,7 @@ impl Server {
             .map_err(|e| Error::invalid("addr", format!("cannot listen on {addr}: {e}")))?;
         Ok(Server {
             http,
-            dir,
-            cfg,
-            engine: RwLock::new(Arc::new(engine)),
-            reopening: Mutex::new(()),
+            index,
             stop: AtomicBool::new(false),
             log: true,
             defaults: Map::new(),
@@ -120,6 +106,7 @@ impl Server {
     /// Whether to print one line per request on stderr (on by default).
     pub fn set_log(&mut self, on: bool) {
         self.log = on;
+        self.index.log = on;
     }
 
     /// Options applied to every request unless it sets them itself. The only way to give
@@ -141,7 +128,7 @@ impl Server {
 
     /// The generation being served.
     pub fn generation(&self) -> u64 {
-        self.current().manifest().generation
+        self.index.current().manifest().generation
     }
 
     /// Answers requests on `threads` workers until [`Server::stop`].
@@ -167,67 +154,6 @@ impl Server {
                     eprintln!("serve: cannot accept a request: {e}");
                     std::thread::sleep(POLL);
                 }
-            }
-        }
-    }
-
-    fn current(&self) -> Arc<Engine> {
-        match self.engine.read() {
-            Ok(e) => e.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// The engine of the newest committed generation: the one held, or a newer one opened
-    /// now. When the newer one cannot be opened, the held one keeps answering (its files are
-    /// mapped, so a writer's cleanup cannot pull them away) and the reason is logged.
-    fn engine(&self) -> Arc<Engine> {
-        let held = self.current();
-        let Ok(latest) = Manifest::read(&self.dir.join(MANIFEST)) else {
-            return held;
-        };
-        if same_state(&latest, held.manifest()) {
-            return held;
-        }
-        let _one = self.reopening.lock();
-        let held = self.current();
-        if same_state(&latest, held.manifest()) {
-            return held;
-        }
-        let opened = Engine::open_read_only(&self.dir, self.cfg.clone()).or_else(|e| match e {
-            // Rebuilt with another model: load that one.
-            Error::ModelMismatch { .. } => Engine::open_read_only(
-                &self.dir,
-                EngineConfig {
-                    embedder: None,
-                    ..self.cfg.clone()
-                },
-            ),
-            e => Err(e),
-        });
-        match opened {
-            Ok(e) => {
-                let e = Arc::new(e);
-                if self.log {
-                    eprintln!(
-                        "serve: now serving generation {} ({} chunks)",
-                        e.manifest().generation,
-                        e.store().len()
-                    );
-                }
-                match self.engine.write() {
-                    Ok(mut w) => *w = e.clone(),
-                    Err(poisoned) => *poisoned.into_inner() = e.clone(),
-                }
-                e
-            }
-            Err(err) => {
-                eprintln!(
-                    "serve: generation {} cannot be opened, still serving {}: {err}",
-                    latest.generation,
-                    held.manifest().generation
-                );
-                held
             }
         }
     }
@@ -275,7 +201,7 @@ impl Server {
                 }
             })),
             (Method::Get, "/health") => {
-                let e = self.engine();
+                let e = self.index.engine();
                 let m = e.manifest();
                 Reply::ok(&json!({
                     "status": "ok",
@@ -284,7 +210,7 @@ impl Server {
                     "chunks": m.counts.chunks,
                 }))
             }
-            (Method::Get, "/stats") => match self.engine().stats() {
+            (Method::Get, "/stats") => match self.index.engine().stats() {
                 Ok(s) => Reply::ok(&s),
                 Err(e) => Reply::error(500, e.to_string()),
             },
@@ -342,7 +268,7 @@ impl Server {
             Ok(o) => o,
             Err(e) => return Reply::error(400, format!("bad option: {e}")),
         };
-        let engine = self.engine();
+        let engine = self.index.engine();
         let result = opts
             .request(&engine, &text)
             .and_then(|r| Ok((engine.search_detailed(&r)?, r.mode)));
@@ -384,13 +310,6 @@ fn no_delay(l: &TcpListener) {
 
 #[cfg(not(unix))]
 fn no_delay(_: &TcpListener) {}
-
-/// Whether two manifests describe the same index state. The generation alone is not
-/// enough: an index deleted and built again starts over at generation 1, and `pinpoint
-/// tune` stores new defaults without a new generation.
-fn same_state(a: &Manifest, b: &Manifest) -> bool {
-    a.generation == b.generation && a.files == b.files && a.search_defaults == b.search_defaults
-}
 
 /// The fields of a POST body: a JSON object, declared as JSON, at most
 /// [`MAX_BODY_BYTES`].
