@@ -103,6 +103,7 @@ pub mod fuse;
 pub mod ingest;
 pub mod late;
 pub mod lexical;
+pub mod mcp;
 pub mod models;
 pub mod near;
 pub mod rerank;

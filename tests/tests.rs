@@ -10,6 +10,7 @@ mod generated;
 mod hardening;
 mod late;
 mod living;
+mod mcp;
 mod near;
 mod pdf;
 mod real_model;

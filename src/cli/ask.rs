@@ -1,4 +1,4 @@
-//! `query`, `serve` and `stats`: asking an index.
+//! `query`, `serve`, `mcp` and `stats`: asking an index.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -176,4 +176,11 @@ pub(super) fn human_bytes(b: u64) -> String {
         i += 1;
     }
     format!("{v:.1} {}", units[i])
+}
+
+pub(super) fn mcp(a: StatsArgs) -> Result<()> {
+    // Nothing may be printed on stdout but the protocol's messages.
+    let server = pinpoint::mcp::McpServer::open(&a.common.index, a.common.config()?)?;
+    pinpoint::mcp::serve_stdio(server)?;
+    Ok(())
 }

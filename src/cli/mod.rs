@@ -8,7 +8,7 @@ mod build;
 mod measure;
 mod progress;
 
-use ask::{query, serve, stats};
+use ask::{mcp, query, serve, stats};
 use build::{compact, index, verify, watch};
 use measure::{bench, eval, tune};
 
@@ -52,6 +52,9 @@ enum Command {
     /// Answer questions over local HTTP (POST /query with JSON, GET /query?q=...), following
     /// the index as it is re-indexed.
     Serve(ServeArgs),
+    /// Serve the index to an AI agent over MCP (stdio: one JSON-RPC message per line on
+    /// stdout, logs on stderr; stops when stdin closes). Tools: search, get, status.
+    Mcp(StatsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -422,6 +425,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Tune(a) => tune(a),
         Command::Watch(a) => watch(a),
         Command::Serve(a) => serve(a),
+        Command::Mcp(a) => mcp(a),
         Command::Bench(a) => bench(a),
         Command::Verify(a) => verify(a),
         Command::Compact(a) => compact(a),

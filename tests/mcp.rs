@@ -1,0 +1,217 @@
+//! `pinpoint mcp` driven over stdio as an agent's client drives it: initialize, list the
+//! tools, call each, a bad argument, and a closed stdin.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+use crate::util::*;
+
+/// A running `pinpoint mcp` and its numbered requests.
+struct Client {
+    child: std::process::Child,
+    out: BufReader<std::process::ChildStdout>,
+    next: u64,
+}
+
+impl Client {
+    fn start(index: &std::path::Path) -> Client {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pinpoint"))
+            .args(["mcp", "--index", index.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        Client {
+            child,
+            out,
+            next: 1,
+        }
+    }
+
+    fn send(&mut self, msg: &Value) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{msg}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Sends a request and reads lines until its response (one JSON object per line).
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next;
+        self.next += 1;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.out.read_line(&mut line).unwrap() > 0,
+                "server closed stdout"
+            );
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            if v["id"] == json!(id) {
+                return v;
+            }
+        }
+    }
+
+    fn tool(&mut self, name: &str, arguments: Value) -> Value {
+        self.call("tools/call", json!({"name": name, "arguments": arguments}))["result"].clone()
+    }
+}
+
+#[test]
+fn an_agent_searches_reads_and_is_told_what_it_got_wrong() {
+    let work = tempfile::tempdir().unwrap();
+    let model = real_model();
+    let s = samples();
+    let o = pinpoint(
+        work.path(),
+        &[
+            "index",
+            s.to_str().unwrap(),
+            "--index",
+            "idx",
+            "--model",
+            model.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let idx = work.path().join("idx");
+    let mut c = Client::start(&idx);
+
+    let init = c.call(
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {},
+               "clientInfo": {"name": "test", "version": "1"}}),
+    );
+    assert_eq!(init["result"]["serverInfo"]["name"], "pinpoint", "{init}");
+    assert!(init["result"]["capabilities"]["tools"].is_object());
+    c.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+
+    let tools = c.call("tools/list", json!({}));
+    let list = tools["result"]["tools"].as_array().unwrap();
+    let mut names: Vec<&str> = list.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["get", "search", "status"]);
+    for t in list {
+        assert!(
+            t["inputSchema"].is_object() && t["outputSchema"].is_object(),
+            "{t}"
+        );
+        assert_eq!(t["annotations"]["readOnlyHint"], true, "{t}");
+        assert_eq!(t["inputSchema"]["additionalProperties"], false, "{t}");
+    }
+
+    // search: the same hits as `query --json`.
+    let r = c.tool("search", json!({"query": "how do tides work", "k": 3}));
+    assert_ne!(r["isError"], true, "{r}");
+    let got = &r["structuredContent"];
+    let q = pinpoint(
+        work.path(),
+        &[
+            "query",
+            "how do tides work",
+            "--index",
+            "idx",
+            "-k",
+            "3",
+            "--json",
+        ],
+    );
+    let want: Value = serde_json::from_str(stdout(&q).trim()).unwrap();
+    assert_eq!(
+        got["hits"].as_array().unwrap().len(),
+        want["hits"].as_array().unwrap().len()
+    );
+    for (g, w) in got["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(want["hits"].as_array().unwrap())
+    {
+        for key in [
+            "rank",
+            "path",
+            "line_start",
+            "line_end",
+            "unit",
+            "heading",
+            "text",
+        ] {
+            assert_eq!(g[key], w[key], "{key}");
+        }
+    }
+    assert_eq!(got["hits"][0]["path"], "tides.txt");
+
+    // get: the passage's file by location, bounded.
+    let r = c.tool("get", json!({"path": "tides.txt", "start": 1, "end": 3}));
+    assert_ne!(r["isError"], true, "{r}");
+    let g = &r["structuredContent"];
+    assert!(g["text"].as_str().unwrap().contains("Tides"), "{g}");
+    assert_eq!(g["unit"], "line");
+    assert!(g["line_start"].as_u64().unwrap() <= 3);
+    let r = c.tool("get", json!({"path": "nowhere.txt"}));
+    assert_eq!(r["isError"], true, "{r}");
+    assert!(r["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("not in the index"));
+
+    // status.
+    let r = c.tool("status", json!({}));
+    assert_eq!(
+        r["structuredContent"]["documents"].as_u64().unwrap() as usize,
+        22,
+        "{r}"
+    );
+
+    // A misspelt argument is an error naming it, not silently ignored.
+    let r = c.tool("search", json!({"query": "tides", "max_token": 10}));
+    assert_eq!(r["isError"], true, "{r}");
+    assert!(
+        r["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("max_token"),
+        "{r}"
+    );
+    // An absurd size is refused with its limit.
+    let r = c.tool("search", json!({"query": "tides", "k": 100000000}));
+    assert_eq!(r["isError"], true, "{r}");
+    assert!(
+        r["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("maximum"),
+        "{r}"
+    );
+
+    // The server follows the index: a commit is seen by the next call.
+    std::fs::write(
+        work.path().join("quokka.txt"),
+        "Quokkas live on Rottnest Island.",
+    )
+    .unwrap();
+    let extra = work.path().join("extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    copy_dir(&s, &extra);
+    std::fs::copy(work.path().join("quokka.txt"), extra.join("quokka.txt")).unwrap();
+    let o = pinpoint(
+        work.path(),
+        &["index", extra.to_str().unwrap(), "--index", "idx"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = c.tool("status", json!({}));
+    assert_eq!(
+        r["structuredContent"]["documents"].as_u64().unwrap(),
+        23,
+        "{r}"
+    );
+
+    // Closing stdin ends the server.
+    drop(c.child.stdin.take());
+    let status = c.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
