@@ -34,6 +34,53 @@ use crate::follow::Follower;
 /// boundary and the answer says where it stopped.
 pub const MAX_GET_BYTES: usize = 64 * 1024;
 
+/// A number sent as a JSON number or as a string of digits: some clients (the MCP
+/// Inspector's command line among them) send every argument as a string.
+fn number<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr + Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrText<T> {
+        Number(T),
+        Text(String),
+    }
+    match Option::<NumberOrText<T>>::deserialize(d)? {
+        None => Ok(None),
+        Some(NumberOrText::Number(n)) => Ok(Some(n)),
+        Some(NumberOrText::Text(t)) => t
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("{t:?} is not a whole number"))),
+    }
+}
+
+/// A flag sent as a JSON boolean or as `"true"` / `"false"` (see [`number`]).
+fn flag<'de, D>(d: D) -> std::result::Result<bool, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum FlagOrText {
+        Flag(bool),
+        Text(String),
+    }
+    match FlagOrText::deserialize(d)? {
+        FlagOrText::Flag(b) => Ok(b),
+        FlagOrText::Text(t) => match t.trim() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(serde::de::Error::custom(format!(
+                "{t:?} is not true or false"
+            ))),
+        },
+    }
+}
+
 /// Arguments of `search`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -41,16 +88,18 @@ pub struct SearchArgs {
     /// The question, in plain words.
     pub query: String,
     /// Passages at most (default 5; the adaptive cut-off may hand over fewer).
+    #[serde(default, deserialize_with = "number")]
     pub k: Option<usize>,
     /// `hybrid` (default), `dense` or `lexical`.
     pub mode: Option<String>,
     /// Token budget of all passages together.
+    #[serde(default, deserialize_with = "number")]
     pub max_tokens: Option<usize>,
     /// Hand over all `k` passages: no adaptive cut-off.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flag")]
     pub no_cutoff: bool,
     /// Per passage, each stage's ranks and scores and why it was kept.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flag")]
     pub explain: bool,
 }
 
@@ -100,8 +149,10 @@ pub struct GetArgs {
     /// File path as `search` returns it.
     pub path: String,
     /// First location wanted (default: the file's first).
+    #[serde(default, deserialize_with = "number")]
     pub start: Option<u32>,
     /// Last location wanted (default: the file's last).
+    #[serde(default, deserialize_with = "number")]
     pub end: Option<u32>,
 }
 

@@ -177,6 +177,24 @@ fn an_agent_searches_reads_and_is_told_what_it_got_wrong() {
             .contains("max_token"),
         "{r}"
     );
+    // Numbers sent as strings (the MCP Inspector's command line does) are read as numbers;
+    // a string that is not one is an error.
+    let r = c.tool(
+        "search",
+        json!({"query": "how do tides work", "k": "1", "explain": "true"}),
+    );
+    assert_ne!(r["isError"], true, "{r}");
+    assert_eq!(
+        r["structuredContent"]["hits"].as_array().unwrap().len(),
+        1,
+        "{r}"
+    );
+    assert!(
+        r["structuredContent"]["hits"][0]["explain"].is_object(),
+        "{r}"
+    );
+    let r = c.tool("search", json!({"query": "tides", "k": "many"}));
+    assert_eq!(r["isError"], true, "{r}");
     // An absurd size is refused with its limit.
     let r = c.tool("search", json!({"query": "tides", "k": 100000000}));
     assert_eq!(r["isError"], true, "{r}");

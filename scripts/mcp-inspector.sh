@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The MCP Inspector's command-line mode (npm @modelcontextprotocol/inspector, fetched by
+# npx) calling `pinpoint mcp`'s search tool on the bundled samples, as an agent would.
+# CI runs it (.ci/run); it needs Node.js, a release build and the model.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v npx >/dev/null || { echo "npx (Node.js) is needed for the MCP Inspector" >&2; exit 1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+./target/release/pinpoint index samples --index "$tmp/index" >/dev/null
+out=$(npx -y @modelcontextprotocol/inspector@0 --cli ./target/release/pinpoint mcp --index "$tmp/index" \
+  --method tools/call --tool-name search --tool-arg query="how do tides work" --tool-arg k=2 2>/dev/null)
+echo "$out" | grep -q '"path": "tides.txt"' || { echo "MCP Inspector: search did not find tides.txt: $out" >&2; exit 1; }
+tools=$(npx -y @modelcontextprotocol/inspector@0 --cli ./target/release/pinpoint mcp --index "$tmp/index" --method tools/list 2>/dev/null)
+for t in search get status; do
+  echo "$tools" | grep -q "\"name\": \"$t\"" || { echo "MCP Inspector: tool $t missing" >&2; exit 1; }
+done
+echo "MCP Inspector: search and tools/list answered" >&2
