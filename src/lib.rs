@@ -105,6 +105,7 @@ pub mod late;
 pub mod lexical;
 pub mod mcp;
 pub mod models;
+pub mod multi;
 pub mod near;
 pub mod rerank;
 pub mod select;

@@ -11,6 +11,7 @@ mod hardening;
 mod late;
 mod living;
 mod mcp;
+mod multi;
 mod near;
 mod pdf;
 mod real_model;

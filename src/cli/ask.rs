@@ -8,10 +8,16 @@ use anyhow::Result;
 use super::*;
 
 pub(super) fn query(a: QueryArgs) -> Result<()> {
-    let engine = Engine::open_read_only(&a.common.index, a.common.config()?)?;
-    let req = a.options().request(&engine, &a.text)?;
-    let mode = req.mode;
-    let found = engine.search_detailed(&req)?;
+    let (mode, found) = if a.common.indexes.len() > 1 {
+        // Several indexes: each answers, the answers are fused by rank.
+        let multi =
+            pinpoint::multi::MultiIndex::open_read_only(&a.common.indexes, a.common.config()?)?;
+        multi.search(&a.text, &a.options())?
+    } else {
+        let engine = Engine::open_read_only(a.common.index()?, a.common.config()?)?;
+        let req = a.options().request(&engine, &a.text)?;
+        (req.mode, engine.search_detailed(&req)?)
+    };
     if let Some(note) = &found.note {
         eprintln!("note: {note}");
     }
@@ -84,7 +90,7 @@ fn snippet(text: &str, lines: usize, chars: usize) -> Vec<String> {
 }
 
 pub(super) fn serve(a: ServeArgs) -> Result<()> {
-    let mut server = pinpoint::serve::Server::bind(&a.addr, &a.common.index, a.common.config()?)?;
+    let mut server = pinpoint::serve::Server::bind(&a.addr, a.common.index()?, a.common.config()?)?;
     server.set_log(!a.quiet);
     server.set_defaults(&QueryOptions {
         expand_cmd: a.expand_cmd.clone(),
@@ -106,7 +112,7 @@ pub(super) fn serve(a: ServeArgs) -> Result<()> {
     // One line a script can wait for (and read the port from, with --addr 127.0.0.1:0).
     eprintln!(
         "listening on http://{addr} (index {}, generation {}, {threads} threads); Ctrl-C stops",
-        a.common.index.display(),
+        a.common.index()?.display(),
         server.generation()
     );
     server.run(threads);
@@ -115,7 +121,7 @@ pub(super) fn serve(a: ServeArgs) -> Result<()> {
 }
 
 pub(super) fn stats(a: StatsArgs) -> Result<()> {
-    let engine = Engine::open_read_only(&a.common.index, a.common.config()?)?;
+    let engine = Engine::open_read_only(a.common.index()?, a.common.config()?)?;
     let s = engine.stats()?;
     let mut out = std::io::stdout().lock();
     if a.json {
@@ -180,7 +186,7 @@ pub(super) fn human_bytes(b: u64) -> String {
 
 pub(super) fn mcp(a: StatsArgs) -> Result<()> {
     // Nothing may be printed on stdout but the protocol's messages.
-    let server = pinpoint::mcp::McpServer::open(&a.common.index, a.common.config()?)?;
+    let server = pinpoint::mcp::McpServer::open(a.common.index()?, a.common.config()?)?;
     pinpoint::mcp::serve_stdio(server)?;
     Ok(())
 }

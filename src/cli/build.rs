@@ -29,9 +29,9 @@ pub(super) fn index(a: IndexArgs) -> Result<()> {
     });
     let r = if a.rebuild {
         // Built beside the old index, which is replaced only once the new one is committed.
-        Engine::rebuild(&a.common.index, cfg, &a.folder, bars)?.1
+        Engine::rebuild(a.common.index()?, cfg, &a.folder, bars)?.1
     } else {
-        let mut engine = Engine::open_or_create(&a.common.index, cfg)?;
+        let mut engine = Engine::open_or_create(a.common.index()?, cfg)?;
         engine.set_progress(bars);
         engine.add_folder(&a.folder)?
     };
@@ -90,7 +90,7 @@ pub(super) fn watch(a: WatchArgs) -> Result<()> {
 
     let mut cfg = a.common.config()?;
     cfg.ingest.include_generated = a.include_generated;
-    let mut engine = Engine::open_or_create(&a.common.index, cfg)?;
+    let mut engine = Engine::open_or_create(a.common.index()?, cfg)?;
     let t = Instant::now();
     let r = engine.add_folder(&a.folder)?;
     let mut out = std::io::stdout();
@@ -102,8 +102,10 @@ pub(super) fn watch(a: WatchArgs) -> Result<()> {
     ctrlc::set_handler(move || s2.store(true, Ordering::SeqCst))
         .context("installing the Ctrl-C handler")?;
     // Events under the index folder (when it lives inside the watched one) are our own writes.
-    let index_dir =
-        std::fs::canonicalize(&a.common.index).unwrap_or_else(|_| a.common.index.clone());
+    let index_dir = {
+        let index = a.common.index()?;
+        std::fs::canonicalize(index).unwrap_or_else(|_| index.clone())
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
@@ -147,7 +149,7 @@ pub(super) fn watch(a: WatchArgs) -> Result<()> {
 }
 
 pub(super) fn verify(a: StatsArgs) -> Result<()> {
-    let engine = Engine::open_read_only(&a.common.index, a.common.config()?)?;
+    let engine = Engine::open_read_only(a.common.index()?, a.common.config()?)?;
     let problems = engine.verify()?;
     let mut out = std::io::stdout().lock();
     if a.json {
@@ -173,7 +175,7 @@ pub(super) fn verify(a: StatsArgs) -> Result<()> {
         Ok(())
     } else {
         Err(pinpoint::Error::corrupt(
-            &a.common.index,
+            a.common.index()?,
             format!("{} problem(s) found", problems.len()),
         )
         .into())
@@ -181,7 +183,7 @@ pub(super) fn verify(a: StatsArgs) -> Result<()> {
 }
 
 pub(super) fn compact(a: StatsArgs) -> Result<()> {
-    let mut engine = Engine::open(&a.common.index, a.common.config()?)?;
+    let mut engine = Engine::open(a.common.index()?, a.common.config()?)?;
     let t = Instant::now();
     engine.compact()?;
     println!(

@@ -50,14 +50,14 @@ pub(super) fn eval(a: EvalArgs) -> Result<()> {
             bar: Mutex::new(None),
         });
         let (mut engine, secs) = {
-            let dir = eval::cache_dir(&a.common.index, &ds, &cfg)?;
+            let dir = eval::cache_dir(a.common.index()?, &ds, &cfg)?;
             if !dir.join("manifest.json").exists() && !a.json {
                 eprintln!(
                     "building index in {} (cached for later runs)",
                     dir.display()
                 );
             }
-            eval::open_or_build_with_progress(&a.common.index, &ds, cfg, progress.clone())?
+            eval::open_or_build_with_progress(a.common.index()?, &ds, cfg, progress.clone())?
         };
         engine.set_progress(progress);
         let labelled = eval::beir_labelled(&ds);
@@ -65,7 +65,7 @@ pub(super) fn eval(a: EvalArgs) -> Result<()> {
     } else {
         let path = a.queries.clone().unwrap_or_default();
         let labelled = eval::load_user_queries(&path)?;
-        let engine = Engine::open_read_only(&a.common.index, cfg)?;
+        let engine = Engine::open_read_only(a.common.index()?, cfg)?;
         let unknown = eval::unknown_labels(&engine, &labelled)?;
         if !unknown.is_empty() {
             eprintln!(
@@ -117,12 +117,12 @@ pub(super) fn tune(a: TuneArgs) -> Result<()> {
         let progress = Arc::new(Bars {
             bar: Mutex::new(None),
         });
-        let (engine, _) = eval::open_or_build_with_progress(&a.common.index, &ds, cfg, progress)?;
+        let (engine, _) = eval::open_or_build_with_progress(a.common.index()?, &ds, cfg, progress)?;
         (engine, eval::beir_labelled(&ds))
     } else {
         let path = a.queries.clone().unwrap_or_default();
         let labelled = eval::load_user_queries(&path)?;
-        (Engine::open(&a.common.index, cfg)?, labelled)
+        (Engine::open(a.common.index()?, cfg)?, labelled)
     };
     let opts = tune::TuneOptions {
         target,

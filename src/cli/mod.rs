@@ -178,9 +178,9 @@ struct TuneArgs {
 
 #[derive(Args, Debug, Clone)]
 struct Common {
-    /// Index folder.
-    #[arg(long, default_value = "index-data")]
-    index: PathBuf,
+    /// Index folder (`query` takes several: the answers are fused by rank).
+    #[arg(long = "index", default_value = "index-data")]
+    indexes: Vec<PathBuf>,
     /// Model folder (config.json, tokenizer.json, model.safetensors). Default: the one the
     /// index was built with, else models/all-MiniLM-L6-v2.
     #[arg(long)]
@@ -191,6 +191,20 @@ struct Common {
 }
 
 impl Common {
+    /// The one index folder of a command that works on one.
+    fn index(&self) -> Result<&PathBuf> {
+        match self.indexes.as_slice() {
+            [one] => Ok(one),
+            many => anyhow::bail!(pinpoint::Error::invalid(
+                "index",
+                format!(
+                    "given {} times; only `query` searches several indexes at once",
+                    many.len()
+                )
+            )),
+        }
+    }
+
     fn config(&self) -> Result<EngineConfig> {
         Ok(EngineConfig {
             model_dir: self.model.clone(),

@@ -1,0 +1,185 @@
+//! One question over several index folders: separate indexes (notes, a codebase, papers
+//! built apart), or the shards of one index built in parallel.
+//!
+//! Each index answers the question as `query` would on it alone (its own defaults, its own
+//! cut-off); the answers are then fused by reciprocal rank (k = 60), never by score: BM25
+//! and fused scores are only comparable inside one index (each has its own term statistics
+//! and score distribution), while a passage's rank in its own index means the same thing
+//! everywhere. Passages of equal rank (every index's first, say) are ordered by their
+//! cosine with the question, the one score the indexes share: the same model embedded
+//! them all. Indexes built with different embedding models are refused: their dense legs
+//! answer in different spaces. Paths are prefixed with the index folder's name (two indexes
+//! may both hold a `README.md`), unless [`MultiIndex::plain_paths`] says they cannot clash
+//! (the shards of one folder).
+//!
+//! Not for: fusing inside one index ([`crate::fuse`]), or searching named collections of
+//! one index.
+
+use std::path::{Path, PathBuf};
+
+use crate::api::QueryOptions;
+use crate::engine::{Engine, EngineConfig, Hit, Mode, SearchOutput};
+use crate::error::{Error, Result};
+use crate::fuse::{fuse, Fusion};
+
+/// Several index folders searched as one.
+pub struct MultiIndex {
+    parts: Vec<(String, Engine)>,
+    plain: bool,
+}
+
+impl MultiIndex {
+    /// Opens each folder read-only. The model is loaded once and shared; an index built
+    /// with another model, or a folder named twice, is an error naming it.
+    pub fn open_read_only(dirs: &[PathBuf], cfg: EngineConfig) -> Result<MultiIndex> {
+        if dirs.is_empty() {
+            return Err(Error::invalid("index", "no index folder given"));
+        }
+        let mut parts: Vec<(String, Engine)> = Vec::new();
+        let mut cfg = cfg;
+        let mut seen: Vec<PathBuf> = Vec::new();
+        for dir in dirs {
+            let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+            if seen.contains(&canonical) {
+                return Err(Error::invalid(
+                    "index",
+                    format!("{} is named twice", dir.display()),
+                ));
+            }
+            seen.push(canonical);
+            let e = Engine::open_read_only(dir, cfg.clone())?;
+            if let Some((first_dir, first)) = parts.first() {
+                let (a, b) = (&first.manifest().model, &e.manifest().model);
+                if a.id != b.id || a.dim != b.dim {
+                    return Err(Error::invalid(
+                        "index",
+                        format!(
+                            "{} was built with model {} ({} dimensions), {} with {} ({}): \
+                             indexes searched together must share their model",
+                            first_dir,
+                            a.id,
+                            a.dim,
+                            dir.display(),
+                            b.id,
+                            b.dim
+                        ),
+                    ));
+                }
+            }
+            if cfg.embedder.is_none() && !e.store().is_empty() {
+                // One model for all: loaded by the first index that holds anything.
+                cfg.embedder = Some(e.embedder()?.clone());
+            }
+            parts.push((label(dir), e));
+        }
+        let mut labels: Vec<&str> = parts.iter().map(|p| p.0.as_str()).collect();
+        labels.sort_unstable();
+        if labels.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Error::invalid(
+                "index",
+                "two index folders have the same name; paths would be ambiguous (rename one)",
+            ));
+        }
+        Ok(MultiIndex {
+            parts,
+            plain: false,
+        })
+    }
+
+    /// Hand paths over as each index stores them, without the index's name in front: for
+    /// the shards of one folder, whose paths cannot clash.
+    pub fn plain_paths(mut self, on: bool) -> MultiIndex {
+        self.plain = on;
+        self
+    }
+
+    /// The indexes, with the names their paths are prefixed with.
+    pub fn parts(&self) -> impl Iterator<Item = (&str, &Engine)> {
+        self.parts.iter().map(|(l, e)| (l.as_str(), e))
+    }
+
+    /// Answers `text` with `opts` on every index and fuses the answers by rank. The answer
+    /// holds at most `k` passages; each hit's score is its fused reciprocal-rank score.
+    pub fn search(&self, text: &str, opts: &QueryOptions) -> Result<(Mode, SearchOutput)> {
+        let mut mode = Mode::Hybrid;
+        let mut k = crate::api::DEFAULT_K;
+        let mut answers: Vec<SearchOutput> = Vec::with_capacity(self.parts.len());
+        for (_, e) in &self.parts {
+            let req = opts.request(e, text)?;
+            mode = req.mode;
+            k = req.k;
+            answers.push(e.search_detailed(&req)?);
+        }
+        // The question's vector, once: every index embeds with the same model.
+        let qvec = match self.parts.iter().find(|(_, e)| !e.store().is_empty()) {
+            Some((_, e)) => Some(e.embedder()?.embed_query(text)?),
+            None => None,
+        };
+        let cosine = |i: usize, h: &Hit| -> f32 {
+            let e = &self.parts[i].1;
+            match (&qvec, e.store().position(h.chunk_id)) {
+                (Some(q), Some(pos)) => crate::embed::dot(e.dense().vectors().row(pos), q),
+                _ => f32::MIN,
+            }
+        };
+        // Keys: (index, rank within it).
+        let lists: Vec<Vec<(u64, f32)>> = answers
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                (0..a.hits.len())
+                    .map(|r| (((i as u64) << 32) | r as u64, 0.0))
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&[(u64, f32)]> = lists.iter().map(|l| l.as_slice()).collect();
+        let mut fused: Vec<(u64, f32, f32)> = fuse(&refs, &Fusion::default())
+            .into_iter()
+            .map(|(key, score)| {
+                let (i, r) = ((key >> 32) as usize, (key & 0xffff_ffff) as usize);
+                let cos = answers[i].hits.get(r).map_or(f32::MIN, |h| cosine(i, h));
+                (key, score, cos)
+            })
+            .collect();
+        fused.sort_by(|a, b| {
+            b.1.total_cmp(&a.1)
+                .then(b.2.total_cmp(&a.2))
+                .then(a.0.cmp(&b.0))
+        });
+        let mut out = SearchOutput::default();
+        for (key, score, _) in fused.into_iter().take(k) {
+            let (i, r) = ((key >> 32) as usize, (key & 0xffff_ffff) as usize);
+            let Some(h) = answers.get(i).and_then(|a| a.hits.get(r)) else {
+                continue;
+            };
+            let path = if self.plain {
+                h.path.clone()
+            } else {
+                format!("{}/{}", self.parts[i].0, h.path)
+            };
+            out.hits.push(Hit {
+                rank: out.hits.len() + 1,
+                path,
+                score,
+                ..h.clone()
+            });
+        }
+        // A note stands when every index gave one and nothing came back (all empty or all
+        // abstaining); otherwise the passages speak.
+        if out.hits.is_empty() {
+            out.note = answers.iter().find_map(|a| a.note.clone());
+        }
+        Ok((mode, out))
+    }
+}
+
+/// The name a folder's paths are prefixed with: its last component.
+fn label(dir: &Path) -> String {
+    std::fs::canonicalize(dir)
+        .ok()
+        .as_deref()
+        .unwrap_or(dir)
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| dir.display().to_string())
+}
