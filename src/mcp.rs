@@ -324,10 +324,11 @@ impl McpServer {
                 continue;
             }
             // Chunks overlap (by design): hand over only what the previous did not.
-            let skip = covered.saturating_sub(c.byte_range.0) as usize;
-            let Some(part) = c.text.get(skip.min(c.text.len())..) else {
-                continue;
-            };
+            let mut skip = (covered.saturating_sub(c.byte_range.0) as usize).min(c.text.len());
+            while !c.text.is_char_boundary(skip) {
+                skip += 1;
+            }
+            let part = &c.text[skip..];
             if !text.is_empty() && text.len() + part.len() > MAX_GET_BYTES {
                 truncated = true;
                 break;
