@@ -44,11 +44,14 @@
 //! 6. Both legs give candidates; [`fuse`] combines them (z-score or min-max weighted, RRF).
 //! 7. [`rerank`] re-scores the head (token MaxSim over the stored codes by default;
 //!    sentence or cross-encoder rerankers on request) and applies path and recency rules.
-//! 8. [`select`] merges overlapping chunks, drops near-duplicates, cuts where scores fall
-//!    away and abstains when nothing is close: few, precise passages.
+//! 8. [`select`] merges overlapping chunks, drops near-duplicates and copies of one text in
+//!    several files ([`copies`]), cuts where scores fall away and abstains when nothing is
+//!    close: few, precise passages.
 //!
 //! **Around it**: [`api`] (a question's options and the answer's JSON, shared by `query
-//! --json` and [`serve`], the local HTTP server), [`eval`] (BEIR and user labels, metrics,
+//! --json`, [`serve`], the local HTTP server, and [`mcp`], the MCP server for agents, both
+//! following the index through [`follow`]), [`multi`] (one question over several indexes),
+//! [`eval`] (BEIR and user labels, metrics,
 //! intervals and paired tests), [`tune`] (settings chosen on labels with folds held out),
 //! [`bench`](mod@bench) (speed). The research that chose the settings lives in the `experiments/`
 //! workspace member, not here; `docs/decisions.md` records each choice.
