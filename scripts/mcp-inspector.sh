@@ -15,4 +15,13 @@ tools=$(npx -y @modelcontextprotocol/inspector@0 --cli ./target/release/pinpoint
 for t in search get status; do
   echo "$tools" | grep -q "\"name\": \"$t\"" || { echo "MCP Inspector: tool $t missing" >&2; exit 1; }
 done
-echo "MCP Inspector: search and tools/list answered" >&2
+# The same over Streamable HTTP, at `pinpoint serve`'s /mcp.
+port=$((20000 + RANDOM % 20000))
+./target/release/pinpoint serve --index "$tmp/index" --addr "127.0.0.1:$port" --quiet &
+server=$!
+trap 'kill $server 2>/dev/null || true; rm -rf "$tmp"' EXIT
+for _ in $(seq 1 100); do curl -s "localhost:$port/health" >/dev/null && break; sleep 0.1; done
+out=$(npx -y @modelcontextprotocol/inspector@0 --cli "http://127.0.0.1:$port/mcp" --transport http \
+  --method tools/call --tool-name search --tool-arg query="how do tides work" --tool-arg k=1 2>/dev/null)
+echo "$out" | grep -q '"path": "tides.txt"' || { echo "MCP Inspector over HTTP: no tides.txt: $out" >&2; exit 1; }
+echo "MCP Inspector: search and tools/list answered over stdio, search over HTTP" >&2

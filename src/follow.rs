@@ -19,7 +19,7 @@ pub struct Follower {
     /// Held while a newer generation is opened, so that concurrent requests open it once.
     reopening: Mutex<()>,
     /// Say on stderr when a newer generation is taken up.
-    pub(crate) log: bool,
+    log: std::sync::atomic::AtomicBool,
 }
 
 impl Follower {
@@ -31,7 +31,7 @@ impl Follower {
             cfg,
             engine: RwLock::new(Arc::new(engine)),
             reopening: Mutex::new(()),
-            log: true,
+            log: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -45,6 +45,11 @@ impl Follower {
             cfg.embedder = Some(engine.embedder()?.clone());
         }
         Ok(Follower::new(dir, cfg, engine))
+    }
+
+    /// Whether a newer generation taken up is said on stderr (on by default).
+    pub fn set_log(&self, on: bool) {
+        self.log.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The index folder.
@@ -90,7 +95,7 @@ impl Follower {
         match opened {
             Ok(e) => {
                 let e = Arc::new(e);
-                if self.log {
+                if self.log.load(std::sync::atomic::Ordering::Relaxed) {
                     eprintln!(
                         "now serving generation {} ({} chunks)",
                         e.manifest().generation,

@@ -38,7 +38,10 @@ use tiny_http::{Header, Method, Request, Response};
 use crate::api::{Answer, QueryOptions};
 use crate::engine::EngineConfig;
 use crate::error::{Error, Result};
+use std::sync::Arc;
+
 use crate::follow::Follower;
+use crate::mcp::McpServer;
 
 /// Largest request body read.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -51,7 +54,9 @@ const POLL: Duration = Duration::from_millis(100);
 /// `run` return once the requests in flight are answered.
 pub struct Server {
     http: tiny_http::Server,
-    index: Follower,
+    index: Arc<Follower>,
+    /// MCP's Streamable HTTP transport at `/mcp`, over the same followed index.
+    mcp: McpServer,
     stop: AtomicBool,
     log: bool,
     /// Options under every request's own (set by whoever started the server).
@@ -88,7 +93,8 @@ impl Server {
     /// [`Server::addr`]). Fails here, not on the first request, when the index or the model
     /// cannot be read.
     pub fn bind(addr: &str, dir: impl AsRef<Path>, cfg: EngineConfig) -> Result<Server> {
-        let index = Follower::open(dir.as_ref(), cfg)?;
+        let index = Arc::new(Follower::open(dir.as_ref(), cfg)?);
+        let mcp = McpServer::following(index.clone());
         let listener = TcpListener::bind(addr)
             .map_err(|e| Error::invalid("addr", format!("cannot listen on {addr}: {e}")))?;
         no_delay(&listener);
@@ -97,6 +103,7 @@ impl Server {
         Ok(Server {
             http,
             index,
+            mcp,
             stop: AtomicBool::new(false),
             log: true,
             defaults: Map::new(),
@@ -106,7 +113,7 @@ impl Server {
     /// Whether to print one line per request on stderr (on by default).
     pub fn set_log(&mut self, on: bool) {
         self.log = on;
-        self.index.log = on;
+        self.index.set_log(on);
     }
 
     /// Options applied to every request unless it sets them itself. The only way to give
@@ -198,6 +205,7 @@ impl Server {
                     "GET /query?q=...&k=5": "the same from a URL",
                     "GET /health": "generation, documents and chunks served",
                     "GET /stats": "what `pinpoint stats --json` prints",
+                    "POST /mcp": "the MCP server (Streamable HTTP): tools search, get, status",
                 }
             })),
             (Method::Get, "/health") => {
@@ -222,6 +230,30 @@ impl Server {
                 Ok(p) => self.answer(p),
                 Err(r) => r,
             },
+            (Method::Post, "/mcp") => {
+                let origin = req
+                    .headers()
+                    .iter()
+                    .find(|h| h.field.equiv("Origin"))
+                    .map(|h| h.value.as_str().to_string());
+                match raw_body(req) {
+                    Ok(bytes) => {
+                        let r = crate::mcp::http::handle(&self.mcp, origin.as_deref(), &bytes);
+                        Reply {
+                            status: r.status,
+                            body: r
+                                .body
+                                .map(|b| b.to_string().into_bytes())
+                                .unwrap_or_default(),
+                        }
+                    }
+                    Err(r) => r,
+                }
+            }
+            (_, "/mcp") => Reply::error(
+                405,
+                "POST JSON-RPC messages to /mcp; this server opens no event stream",
+            ),
             (_, "/" | "/health" | "/stats" | "/query") => {
                 Reply::error(405, format!("{} is not allowed on {path}", req.method()))
             }
@@ -314,6 +346,19 @@ fn no_delay(_: &TcpListener) {}
 /// The fields of a POST body: a JSON object, declared as JSON, at most
 /// [`MAX_BODY_BYTES`].
 fn body(req: &mut Request) -> std::result::Result<Map<String, Value>, Reply> {
+    let buf = raw_body(req)?;
+    match serde_json::from_slice(&buf) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(Reply::error(400, "the body must be a JSON object")),
+        Err(e) => Err(Reply::error(
+            400,
+            format!("the body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+/// A POST body declared as JSON, at most [`MAX_BODY_BYTES`].
+fn raw_body(req: &mut Request) -> std::result::Result<Vec<u8>, Reply> {
     let json = req.headers().iter().any(|h| {
         h.field.equiv("Content-Type")
             && h.value
@@ -342,14 +387,7 @@ fn body(req: &mut Request) -> std::result::Result<Map<String, Value>, Reply> {
     if buf.len() > MAX_BODY_BYTES {
         return Err(Reply::error(413, "request body over 1 MiB"));
     }
-    match serde_json::from_slice(&buf) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(Reply::error(400, "the body must be a JSON object")),
-        Err(e) => Err(Reply::error(
-            400,
-            format!("the body is not valid JSON: {e}"),
-        )),
-    }
+    Ok(buf)
 }
 
 /// The fields of a URL query string, typed as a JSON body would be: numbers, `true` /

@@ -233,3 +233,132 @@ fn an_agent_searches_reads_and_is_told_what_it_got_wrong() {
     let status = c.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// One POST to `/mcp` with optional extra headers: status and body.
+fn post_mcp(addr: std::net::SocketAddr, headers: &str, body: &Value) -> (u16, String) {
+    use std::io::Read;
+    let body = body.to_string();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /mcp HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap();
+    (
+        status,
+        raw.split_once("\r\n\r\n")
+            .map(|x| x.1.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+#[test]
+fn serve_answers_mcp_over_streamable_http_to_local_origins_only() {
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = pinpoint::Engine::create(idx.path(), fake_config()).unwrap();
+    e.add_folder(samples()).unwrap();
+    drop(e);
+    let (server, _t) = crate::serve::start(idx.path());
+    let addr = server.addr().unwrap();
+    let rpc = |id: u64, method: &str, params: Value| json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+
+    let (st, body) = post_mcp(
+        addr,
+        "Origin: http://localhost:5173\r\n",
+        &rpc(
+            1,
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                                     "clientInfo": {"name": "t", "version": "1"}}),
+        ),
+    );
+    assert_eq!(st, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["result"]["protocolVersion"], "2025-06-18");
+    assert_eq!(v["result"]["serverInfo"]["name"], "pinpoint");
+    // A notification is accepted without an answer.
+    let (st, body) = post_mcp(
+        addr,
+        "",
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    );
+    assert_eq!((st, body.as_str()), (202, ""));
+
+    let (_, body) = post_mcp(addr, "", &rpc(2, "tools/list", json!({})));
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let mut names: Vec<&str> = v["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["get", "search", "status"]);
+
+    // search answers as POST /query does.
+    let (_, body) = post_mcp(
+        addr,
+        "",
+        &rpc(
+            3,
+            "tools/call",
+            json!({"name": "search", "arguments": {"query": "volcano magma", "k": 2}}),
+        ),
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["result"]["isError"], false, "{v}");
+    let (_, q) = crate::serve::post(addr, r#"{"query": "volcano magma", "k": 2}"#);
+    let q: Value = serde_json::from_str(&q).unwrap();
+    let paths = |hits: &Value| -> Vec<String> {
+        hits.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        paths(&v["result"]["structuredContent"]["hits"]),
+        paths(&q["hits"])
+    );
+
+    // A misspelt argument is a tool error naming it; an unknown tool a protocol error.
+    let (_, body) = post_mcp(
+        addr,
+        "",
+        &rpc(
+            4,
+            "tools/call",
+            json!({"name": "search", "arguments": {"query": "x", "kk": 2}}),
+        ),
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["result"]["isError"], true, "{v}");
+    assert!(
+        v["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("kk"),
+        "{v}"
+    );
+    let (_, body) = post_mcp(
+        addr,
+        "",
+        &rpc(5, "tools/call", json!({"name": "delete_all"})),
+    );
+    assert!(body.contains("-32602"), "{body}");
+
+    // Another site's page may not call it (DNS rebinding); GET opens no stream.
+    let (st, _) = post_mcp(
+        addr,
+        "Origin: http://evil.example\r\n",
+        &rpc(6, "ping", json!({})),
+    );
+    assert_eq!(st, 403);
+    let (st, _) = crate::serve::http(addr, "GET", "/mcp", "", "");
+    assert_eq!(st, 405);
+    server.stop();
+}

@@ -11,7 +11,8 @@
 //! - `status`: what the index holds.
 //!
 //! The server follows the index ([`crate::follow`]): after `pinpoint index` or `watch`
-//! commits, the next call sees the new generation.
+//! commits, the next call sees the new generation. The same tools answer over MCP's
+//! Streamable HTTP transport at `pinpoint serve`'s `/mcp` ([`http`]).
 //!
 //! Not for: the question's options and answer shape ([`crate::api`], shared with `query
 //! --json` and `serve`); writing to the index.
@@ -29,6 +30,8 @@ use crate::api::{kind_of, Answer, QueryOptions};
 use crate::engine::EngineConfig;
 use crate::error::{Error, Result};
 use crate::follow::Follower;
+
+pub mod http;
 
 /// Most bytes of text `get` hands back at once; a longer range is cut at a passage
 /// boundary and the answer says where it stopped.
@@ -204,12 +207,17 @@ pub struct McpServer {
 impl McpServer {
     /// A server over the index in `dir` (opened now: a missing index or model fails here).
     pub fn open(dir: impl Into<PathBuf>, cfg: EngineConfig) -> Result<McpServer> {
-        let mut index = Follower::open(dir, cfg)?;
-        index.log = false;
-        Ok(McpServer {
-            index: std::sync::Arc::new(index),
+        let index = Follower::open(dir, cfg)?;
+        index.set_log(false);
+        Ok(Self::following(std::sync::Arc::new(index)))
+    }
+
+    /// A server over an index already followed (by `serve`, which answers MCP at `/mcp`).
+    pub fn following(index: std::sync::Arc<Follower>) -> McpServer {
+        McpServer {
+            index,
             tool_router: Self::tool_router(),
-        })
+        }
     }
 
     #[tool(
@@ -242,19 +250,23 @@ impl McpServer {
         &self,
         Parameters(_): Parameters<StatusArgs>,
     ) -> std::result::Result<Json<StatusAnswer>, String> {
+        Ok(Json(self.run_status()))
+    }
+}
+
+impl McpServer {
+    fn run_status(&self) -> StatusAnswer {
         let e = self.index.engine();
         let m = e.manifest();
-        Ok(Json(StatusAnswer {
+        StatusAnswer {
             index: e.dir().display().to_string(),
             generation: m.generation,
             documents: m.counts.documents,
             chunks: m.counts.chunks,
             model: m.model.id.clone(),
-        }))
+        }
     }
-}
 
-impl McpServer {
     fn run_search(&self, a: SearchArgs) -> Result<SearchAnswer> {
         let engine = self.index.engine();
         let opts = QueryOptions {
@@ -366,15 +378,16 @@ impl McpServer {
     }
 }
 
+/// What the server says of itself at initialisation.
+const INSTRUCTIONS: &str = "Local retrieval over the user's indexed folder: call `search` \
+    with a question for a few precise passages, `get` to read more of a file around one.";
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerInfo {
         ServerInfo::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("pinpoint", env!("CARGO_PKG_VERSION")))
-            .with_instructions(
-                "Local retrieval over the user's indexed folder: call `search` with a question \
-                 for a few precise passages, `get` to read more of a file around one.",
-            )
+            .with_instructions(INSTRUCTIONS)
     }
 }
 
