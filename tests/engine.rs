@@ -519,3 +519,84 @@ fn a_stored_candidate_depth_is_what_questions_run_with() {
     let err = zero.request(&e, "tides").unwrap_err().to_string();
     assert!(err.contains("depth"), "{err}");
 }
+
+#[test]
+fn each_distinct_chunk_is_embedded_once() {
+    let src = tempfile::tempdir().unwrap();
+    copy_dir(&samples(), src.path());
+    // The same text twice in one sync: embedded once.
+    std::fs::copy(
+        src.path().join("tides.txt"),
+        src.path().join("copy-of-tides.txt"),
+    )
+    .unwrap();
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(idx.path(), fake_config()).unwrap();
+    let r = e.add_folder(src.path()).unwrap();
+    assert!(
+        r.chunks_reused == 0,
+        "titles differ, so the texts the model reads differ: {r:?}"
+    );
+    // Same file name in another folder: same title, same text.
+    std::fs::create_dir_all(src.path().join("mirror")).unwrap();
+    std::fs::copy(
+        src.path().join("tides.txt"),
+        src.path().join("mirror/tides.txt"),
+    )
+    .unwrap();
+    std::fs::copy(
+        src.path().join("origami.txt"),
+        src.path().join("mirror/origami.txt"),
+    )
+    .unwrap();
+    let r = e.add_folder(src.path()).unwrap();
+    assert_eq!(r.added, 2, "{r:?}");
+    assert_eq!(r.chunks_embedded, 0, "{r:?}");
+    let copied: usize = e
+        .documents()
+        .unwrap()
+        .iter()
+        .filter(|d| d.key.starts_with("mirror/"))
+        .map(|d| d.chunks.len())
+        .sum();
+    assert_eq!(r.chunks_reused, copied, "{r:?}");
+    // The copies rank like their originals (selection would hand over one of the two: it
+    // drops copies), and the index is sound.
+    let ranked = |e: &Engine, q: &str| {
+        let mut req = SearchRequest::new(q, 10).mode(Mode::Dense);
+        req.pipeline.select = None;
+        e.search(&req).unwrap()
+    };
+    let hits = ranked(&e, "tides moon");
+    let p = paths(&hits);
+    assert!(
+        p.contains(&"tides.txt".to_string()) && p.contains(&"mirror/tides.txt".to_string()),
+        "{p:?}"
+    );
+    assert!(e.verify().unwrap().is_empty());
+    // Two new files with the same name and text in one sync: one embedding for both.
+    std::fs::create_dir_all(src.path().join("x")).unwrap();
+    std::fs::create_dir_all(src.path().join("y")).unwrap();
+    std::fs::write(
+        src.path().join("x/note.md"),
+        "# Kelp\nKelp forests grow in cold water.",
+    )
+    .unwrap();
+    std::fs::write(
+        src.path().join("y/note.md"),
+        "# Kelp\nKelp forests grow in cold water.",
+    )
+    .unwrap();
+    let r = e.add_folder(src.path()).unwrap();
+    assert_eq!(r.added, 2, "{r:?}");
+    assert!(
+        r.chunks_embedded >= 1 && r.chunks_reused == r.chunks_embedded,
+        "{r:?}"
+    );
+    let a = paths(&ranked(&e, "kelp forests"));
+    assert!(
+        a.contains(&"x/note.md".to_string()) && a.contains(&"y/note.md".to_string()),
+        "{a:?}"
+    );
+    assert!(e.verify().unwrap().is_empty());
+}

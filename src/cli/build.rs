@@ -61,9 +61,13 @@ fn print_summary(out: &mut impl Write, r: &pinpoint::IndexReport, secs: f64) -> 
         n => format!(", {n} files of unsupported types left out"),
     };
     let count = |n: usize, noun: &str| format!("{n} {noun}{}", if n == 1 { "" } else { "s" });
+    let reused = match r.chunks_reused {
+        0 => String::new(),
+        n => format!(", {n} reused"),
+    };
     writeln!(
         out,
-        "indexed {} (added {}, updated {}, renamed {}, removed {}, unchanged {}), skipped {}{other}, {} ({} embedded) in {secs:.1} s{rss}",
+        "indexed {} (added {}, updated {}, renamed {}, removed {}, unchanged {}), skipped {}{other}, {} ({} embedded{reused}) in {secs:.1} s{rss}",
         count(indexed, "file"),
         r.added,
         r.updated,

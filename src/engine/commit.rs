@@ -149,7 +149,19 @@ impl Engine {
         let mut records: Vec<ChunkRecord> = Vec::new();
         let mut rows_from_old: Vec<Option<usize>> = Vec::new();
         let mut embed_texts: Vec<String> = Vec::new();
-        let mut embed_slots: Vec<usize> = Vec::new();
+        // Per record: which embedded text gives its vector (`None`: a row of the current
+        // generation does, `rows_from_old`), and how many records use each text.
+        let mut embed_of: Vec<Option<usize>> = Vec::new();
+        let mut uses: Vec<usize> = Vec::new();
+        // Each distinct chunk is embedded once: the text the model reads (title, heading
+        // trail, text), hashed, finds a chunk of the current generation or of this commit
+        // that has it (a copied or moved file, a page repeated in another).
+        let existing = if fresh.is_empty() {
+            HashMap::new()
+        } else {
+            self.embedded_texts(&old_by_key)?
+        };
+        let mut this_commit: HashMap<u64, usize> = HashMap::new();
         let mut new_docs: Vec<DocRecord> = Vec::new();
         let mut lex_adds: Vec<usize> = Vec::new();
         let mut drafts_iter = drafts.into_iter();
@@ -171,12 +183,20 @@ impl Engine {
                         let id = next_id;
                         next_id += 1;
                         ids.push(id);
-                        embed_texts.push(contextual_text(
-                            &doc.title,
-                            dr.heading.as_deref(),
-                            &dr.text,
-                        ));
-                        embed_slots.push(records.len());
+                        let text = contextual_text(&doc.title, dr.heading.as_deref(), &dr.text);
+                        let key = text_key(&text);
+                        let (from_old, from_new) = match existing.get(&key) {
+                            Some(&pos) => (Some(pos), None),
+                            None => {
+                                let k = *this_commit.entry(key).or_insert_with(|| {
+                                    embed_texts.push(text);
+                                    uses.push(0);
+                                    embed_texts.len() - 1
+                                });
+                                uses[k] += 1;
+                                (None, Some(k))
+                            }
+                        };
                         lex_adds.push(records.len());
                         records.push(ChunkRecord {
                             id,
@@ -186,7 +206,8 @@ impl Engine {
                             heading: dr.heading,
                             text: dr.text,
                         });
-                        rows_from_old.push(None);
+                        rows_from_old.push(from_old);
+                        embed_of.push(from_new);
                     }
                     new_docs.push(doc_record(doc, ids, &staged.external));
                 }
@@ -203,6 +224,7 @@ impl Engine {
                             lex_adds.push(records.len());
                             records.push(r);
                             rows_from_old.push(Some(pos));
+                            embed_of.push(None);
                         }
                     }
                     new_docs.push(doc_record(doc, ids, &staged.external));
@@ -250,6 +272,8 @@ impl Engine {
             self.progress.finish();
         }
         report.chunks_embedded = embed_texts.len();
+        report.chunks_reused = rows_from_old.iter().filter(|r| r.is_some()).count()
+            + uses.iter().map(|u| u - 1).sum::<usize>();
         let embed_secs = t_embed.elapsed().as_secs_f64();
 
         // Assemble the generation: old kept chunks (already sorted by id) then new ones.
@@ -264,24 +288,32 @@ impl Engine {
                 all_codes.push(Codes::Old(pos));
             }
         }
-        let mut slot_to_embed: HashMap<usize, usize> = HashMap::new();
-        for (k, &slot) in embed_slots.iter().enumerate() {
-            slot_to_embed.insert(slot, k);
-        }
         for (slot, rec) in records.iter().enumerate() {
-            match rows_from_old[slot] {
-                Some(pos) => {
+            match (rows_from_old[slot], embed_of[slot]) {
+                (Some(pos), _) => {
                     all_vecs.extend_from_slice(self.dense.vectors().row(pos));
                     if want_codes {
                         all_codes.push(Codes::Old(pos));
                     }
                 }
-                None => {
-                    let k = slot_to_embed[&slot];
+                (None, Some(k)) => {
                     all_vecs.extend_from_slice(&new_vecs[k * dim..(k + 1) * dim]);
                     if want_codes {
-                        all_codes.push(Codes::New(std::mem::take(&mut new_codes[k])));
+                        // The last record to use a text takes its codes; the others copy.
+                        uses[k] -= 1;
+                        let codes = if uses[k] == 0 {
+                            std::mem::take(&mut new_codes[k])
+                        } else {
+                            new_codes[k].clone()
+                        };
+                        all_codes.push(Codes::New(codes));
                     }
+                }
+                (None, None) => {
+                    return Err(Error::invalid(
+                        "commit",
+                        format!("chunk {} has neither a vector nor a text to embed", rec.id),
+                    ))
                 }
             }
             all_records.push(rec.clone());
@@ -586,6 +618,23 @@ impl Engine {
 }
 
 impl Engine {
+    /// The key of the text the model read for each chunk of the current generation, with
+    /// the chunk's store position: what a new chunk with the same text reuses.
+    fn embedded_texts(&self, docs: &HashMap<&str, &DocRecord>) -> Result<HashMap<u64, usize>> {
+        let mut out = HashMap::with_capacity(self.store.len());
+        for pos in 0..self.store.len() {
+            let r = self.store.get(pos)?;
+            let title = docs.get(r.doc.as_str()).map_or("", |d| d.title.as_str());
+            out.entry(text_key(&contextual_text(
+                title,
+                r.heading.as_deref(),
+                &r.text,
+            )))
+            .or_insert(pos);
+        }
+        Ok(out)
+    }
+
     /// The current generation's neighbour table; empty when it has none (a new index, or
     /// one that had no expansion), so that every chunk gets its list computed.
     fn previous_neighbours(&self) -> Result<NeighbourTable> {
@@ -618,6 +667,16 @@ fn neighbour_search<'a>(
             })
             .collect(),
     }
+}
+
+/// A chunk's identity for reuse: a hash of the text the model reads (title, heading trail
+/// and text, [`contextual_text`]). 64 bits of SipHash over texts of one index: a collision
+/// would need billions of distinct chunks.
+fn text_key(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 /// The document-table entry of a staged document with its chunk ids.

@@ -168,6 +168,9 @@ pub struct IndexReport {
     pub unsupported: usize,
     /// Chunks embedded in this commit.
     pub chunks_embedded: usize,
+    /// New chunks whose text the index (or this commit) already held: their vectors and
+    /// token codes were reused, not computed again.
+    pub chunks_reused: usize,
     /// Live chunks after the commit.
     pub chunks_total: usize,
     /// Documents after the commit.
@@ -194,6 +197,7 @@ impl IndexReport {
         self.skipped.extend(r.skipped);
         self.unsupported += r.unsupported;
         self.chunks_embedded += r.chunks_embedded;
+        self.chunks_reused += r.chunks_reused;
         self.chunks_total = r.chunks_total;
         self.documents_total = r.documents_total;
         for (stage, secs) in r.timings {
