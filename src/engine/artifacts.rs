@@ -37,9 +37,16 @@ enum Naming {
         prefix: &'static str,
         suffix: &'static str,
     },
+    /// hnsw_rs's dump: `<folder>/g<gen>.hnsw.graph` and `.hnsw.data`, the basename
+    /// recorded in the manifest (`hnsw`); hnsw_rs may add `-<n>` to a basename it finds
+    /// taken.
+    GraphDump,
     /// The whole folder belongs to a library that manages its own files (tantivy).
     Managed,
 }
+
+/// What every HNSW dump's basename starts with ([`hnsw_base`]).
+const GRAPH_PREFIX: &str = "g";
 
 /// One kind of file an index keeps.
 #[derive(Debug, Clone, Copy)]
@@ -134,12 +141,7 @@ pub(crate) const ARTIFACTS: &[Artifact] = &[
         what: "HNSW graph",
         writer: "dense::dump_graph",
         reader: "dense::load_graph",
-        // hnsw_rs writes `<base>.hnsw.graph` and `<base>.hnsw.data`; the base is recorded
-        // in the manifest (`hnsw`), the files are listed by `generation_files`.
-        naming: Naming::PerGeneration {
-            prefix: "g",
-            suffix: ".hnsw.*",
-        },
+        naming: Naming::GraphDump,
         present: with_graph,
     },
     Artifact {
@@ -158,15 +160,7 @@ pub(crate) fn artifact_of(path: &str) -> Option<&'static Artifact> {
     let (folder, name) = path.split_once('/')?;
     ARTIFACTS.iter().find(|a| {
         a.folder == folder
-            && match a.naming {
-                Naming::PerGeneration { prefix, suffix } => {
-                    let stem = suffix.trim_end_matches('*');
-                    name.starts_with(prefix)
-                        && name.contains(stem)
-                        && generation_of(folder, name).is_some()
-                }
-                Naming::Managed => true,
-            }
+            && (matches!(a.naming, Naming::Managed) || a.generation_of(name).is_some())
     })
 }
 
@@ -196,9 +190,8 @@ pub(crate) fn folders() -> Vec<&'static str> {
 pub(crate) fn folders_of(m: &Manifest) -> Vec<&'static str> {
     let mut v: Vec<&'static str> = Vec::new();
     for a in ARTIFACTS {
-        let needed =
-            (a.present)(m, true) || matches!(a.naming, Naming::PerGeneration { prefix: "g", .. });
-        if needed && !v.contains(&a.folder) {
+        // The graph has none of its own: it sits beside the vectors, always present.
+        if (a.present)(m, true) && !v.contains(&a.folder) {
             v.push(a.folder);
         }
     }
@@ -236,7 +229,7 @@ pub(crate) fn near_file(gen: u64) -> String {
 }
 /// The basename the HNSW dump of generation `gen` is asked to use.
 pub(crate) fn hnsw_base(gen: u64) -> String {
-    format!("g{gen}")
+    format!("{GRAPH_PREFIX}{gen}")
 }
 
 /// The files of the generation `m` describes, relative to the index folder, each with a
@@ -249,7 +242,7 @@ pub(crate) fn generation_files(m: &Manifest, lexical_has_near: bool) -> Vec<Stri
             continue;
         }
         match a.naming {
-            Naming::PerGeneration { prefix: "g", .. } => {
+            Naming::GraphDump => {
                 if let Some(h) = &m.hnsw {
                     out.push(format!("{}/{h}.hnsw.graph", a.folder));
                     out.push(format!("{}/{h}.hnsw.data", a.folder));
@@ -270,28 +263,29 @@ pub(crate) fn generation_of(folder: &str, name: &str) -> Option<u64> {
     ARTIFACTS
         .iter()
         .filter(|a| a.folder == folder)
-        .find_map(|a| match a.naming {
-            Naming::PerGeneration { prefix, suffix } => {
-                let rest = name.strip_prefix(prefix)?;
-                let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-                let tail = &rest[digits.len()..];
-                let tail_ok = match suffix.strip_suffix('*') {
-                    // hnsw_rs may add `-<random>` to a basename it finds taken.
-                    Some(stem) => {
-                        let t = tail
-                            .strip_prefix('-')
-                            .map_or(tail, |r| r.trim_start_matches(|c: char| c.is_ascii_digit()));
-                        t.starts_with(stem)
-                    }
-                    None => tail == suffix,
-                };
-                if digits.is_empty() || !tail_ok {
-                    return None;
-                }
-                digits.parse().ok()
-            }
-            Naming::Managed => None,
-        })
+        .find_map(|a| a.generation_of(name))
+}
+
+impl Artifact {
+    /// The generation a file name of this artifact belongs to, if it is one of its names.
+    fn generation_of(&self, name: &str) -> Option<u64> {
+        let (prefix, tail_ok): (&str, &dyn Fn(&str) -> bool) = match self.naming {
+            Naming::PerGeneration { prefix, suffix } => (prefix, &move |t: &str| t == suffix),
+            Naming::GraphDump => (GRAPH_PREFIX, &|t: &str| {
+                let t = t
+                    .strip_prefix('-')
+                    .map_or(t, |r| r.trim_start_matches(|c: char| c.is_ascii_digit()));
+                t.starts_with(".hnsw.")
+            }),
+            Naming::Managed => return None,
+        };
+        let rest = name.strip_prefix(prefix)?;
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 || !tail_ok(&rest[digits..]) {
+            return None;
+        }
+        rest[..digits].parse().ok()
+    }
 }
 
 /// Whether a top-level entry of an index folder is the index's own: an artifact folder,

@@ -72,10 +72,8 @@ impl Engine {
     pub fn document_of_chunk(&self, id: u64) -> Result<Option<&str>> {
         let di = self.doc_index()?;
         Ok(self
-            .store
-            .position(id)
-            .and_then(|p| di.chunk_doc.get(p))
-            .and_then(|&d| di.keys.get(d as usize))
+            .doc_of(Key::Chunk(id), di)
+            .and_then(|d| di.keys.get(d))
             .map(|k| k.as_str()))
     }
 
