@@ -236,24 +236,8 @@ fn an_agent_searches_reads_and_is_told_what_it_got_wrong() {
 
 /// One POST to `/mcp` with optional extra headers: status and body.
 fn post_mcp(addr: std::net::SocketAddr, headers: &str, body: &Value) -> (u16, String) {
-    use std::io::Read;
-    let body = body.to_string();
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST /mcp HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap();
-    (
-        status,
-        raw.split_once("\r\n\r\n")
-            .map(|x| x.1.to_string())
-            .unwrap_or_default(),
-    )
+    let headers = format!("Content-Type: application/json\r\n{headers}");
+    crate::serve::http_with(addr, "POST", "/mcp", &headers, &body.to_string())
 }
 
 #[test]

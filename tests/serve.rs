@@ -21,15 +21,26 @@ pub(crate) fn http(
     ctype: &str,
     body: &str,
 ) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
     let ctype = if ctype.is_empty() {
         String::new()
     } else {
         format!("Content-Type: {ctype}\r\n")
     };
+    http_with(addr, method, path, &ctype, body)
+}
+
+/// [`http`] with any header lines (each ending in `\r\n`).
+pub(crate) fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{ctype}Content-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
