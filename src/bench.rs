@@ -51,6 +51,25 @@ pub struct EmbedSpeed {
     pub texts_per_s: f64,
     /// Tokens (after truncation, special tokens included) per second.
     pub tokens_per_s: f64,
+    /// The code path that ran (the index's precision on this CPU).
+    pub path: String,
+}
+
+/// One encoder path on the same texts: speed, and agreement with f32.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EncoderPath {
+    /// e.g. `int8 fused (avx512-vnni)`.
+    pub path: String,
+    /// Texts per second.
+    pub texts_per_s: f64,
+    /// Tokens per second.
+    pub tokens_per_s: f64,
+    /// Median time to embed one query, in ms.
+    pub query_p50_ms: f64,
+    /// Lowest and mean cosine of a text's vector to its f32 vector.
+    pub cosine_to_f32_min: f64,
+    /// See `cosine_to_f32_min`.
+    pub cosine_to_f32_mean: f64,
 }
 
 /// One point of the dense recall/throughput curve.
@@ -103,8 +122,10 @@ pub struct IndexSpeed {
 /// The whole report; `pinpoint bench --json` prints it (its keys are a contract).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BenchReport {
-    /// Embedding throughput.
+    /// Embedding throughput of the index's encoder.
     pub embed: EmbedSpeed,
+    /// Every encoder path this CPU can run, on the same texts (empty with a custom embedder).
+    pub encoder_paths: Vec<EncoderPath>,
     /// Warm `default` query latency: `total` and one entry per stage.
     pub query: BTreeMap<String, Percentiles>,
     /// Cold CLI query, process start to exit, model load included (median of 3).
@@ -130,9 +151,16 @@ impl BenchReport {
     ) -> std::io::Result<()> {
         writeln!(
             out,
-            "embedding      {:.1} texts/s, {:.0} tokens/s",
-            self.embed.texts_per_s, self.embed.tokens_per_s
+            "embedding      {:.1} texts/s, {:.0} tokens/s  ({})",
+            self.embed.texts_per_s, self.embed.tokens_per_s, self.embed.path
         )?;
+        for p in &self.encoder_paths {
+            writeln!(
+                out,
+                "  {:<26} {:>6.1} texts/s {:>7.0} tokens/s, query p50 {:.2} ms, cosine to f32 min {:.4} mean {:.4}",
+                p.path, p.texts_per_s, p.tokens_per_s, p.query_p50_ms, p.cosine_to_f32_min, p.cosine_to_f32_mean
+            )?;
+        }
         writeln!(
             out,
             "index build    {} docs in {:.1} s, {:.0}% embedding  ({})",
@@ -378,6 +406,56 @@ pub fn dense_curve(
     }
 }
 
+/// Times every encoder path this CPU can run on `texts` (`tokens` tokens in all) and on
+/// single `queries`, and compares each text's vector with the f32 one.
+fn encoder_paths(
+    md: &crate::models::ModelDir,
+    texts: &[&str],
+    tokens: usize,
+    queries: &[String],
+) -> Result<Vec<EncoderPath>> {
+    use crate::embed::{BertEmbedder, Embedder};
+    use crate::quant::{Kernel, Precision};
+    let mut runs = vec![(Precision::F32, None)];
+    runs.extend(Kernel::supported().into_iter().map(|k| (Precision::Int8, Some(k))));
+    let mut out = Vec::new();
+    let mut f32_vectors: Vec<f32> = Vec::new();
+    for (p, kernel) in runs {
+        let mut e = BertEmbedder::with_precision(md, crate::embed::DeviceChoice::Cpu, p)?;
+        if let Some(k) = kernel {
+            e.use_kernel(k);
+        }
+        e.embed_passages(&texts[..texts.len().min(8)])?; // warm-up
+        let t = Instant::now();
+        let v = e.embed_passages(texts)?;
+        let s = t.elapsed().as_secs_f64().max(1e-9);
+        let mut q = Vec::with_capacity(queries.len());
+        for text in queries {
+            let t = Instant::now();
+            e.embed_query(text)?;
+            q.push(t.elapsed().as_secs_f64());
+        }
+        if p == Precision::F32 {
+            f32_vectors = v.clone();
+        }
+        let d = e.dim().max(1);
+        let cos: Vec<f64> = v
+            .chunks(d)
+            .zip(f32_vectors.chunks(d))
+            .map(|(a, b)| crate::embed::dot(a, b) as f64)
+            .collect();
+        out.push(EncoderPath {
+            path: e.encoder_path(),
+            texts_per_s: texts.len() as f64 / s,
+            tokens_per_s: tokens as f64 / s,
+            query_p50_ms: Percentiles::of(q).p50_ms,
+            cosine_to_f32_min: cos.iter().cloned().fold(f64::INFINITY, f64::min),
+            cosine_to_f32_mean: cos.iter().sum::<f64>() / cos.len().max(1) as f64,
+        });
+    }
+    Ok(out)
+}
+
 /// Runs every benchmark.
 pub fn run(
     cfg: &BenchConfig,
@@ -425,7 +503,18 @@ pub fn run(
     report.embed = EmbedSpeed {
         texts_per_s: refs.len() as f64 / s,
         tokens_per_s: tokens as f64 / s,
+        path: e.encoder_path(),
     };
+    if engine_cfg.embedder.is_none() {
+        log("encoder paths ...");
+        let md = crate::models::ModelDir::open(&engine.manifest().model_dir)?;
+        let qs: Vec<String> = crate::eval::beir_labelled(&ds)
+            .into_iter()
+            .map(|q| q.1)
+            .take(50)
+            .collect();
+        report.encoder_paths = encoder_paths(&md, &refs, tokens, &qs)?;
+    }
 
     // Warm query latency per stage, default pipeline, as `pinpoint query` runs it.
     let qengine = match &cfg.query_index {

@@ -25,15 +25,18 @@ use std::sync::Mutex;
 
 use memmap2::Mmap;
 
+use crate::quant::{Kernel, Precision, QActs, QLinear};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-/// A dense layer stored for `x · W + b` with `W` row-major `(n_in, n_out)`.
+/// A dense layer stored for `x · W + b` with `W` row-major `(n_in, n_out)`, or quantised
+/// (`q`, in which case `w` is empty: the f32 copy is not kept).
 struct Linear {
     w: Vec<f32>,
     b: Vec<f32>,
     n_in: usize,
     n_out: usize,
+    q: Option<QLinear>,
 }
 
 /// LayerNorm parameters.
@@ -68,6 +71,9 @@ pub(crate) struct CpuBert {
     heads: usize,
     act: HiddenAct,
     eps: f32,
+    /// The arithmetic of the linear layers, and the int8 kernel this CPU runs.
+    precision: Precision,
+    kernel: Kernel,
     /// Activation buffers reused across calls: a batch of 16 abstracts needs ~40 MB, and
     /// fresh allocations that size come straight from the OS, zeroed page by page
     /// (`clear_page_erms` was 6 % of the profile before this).
@@ -81,6 +87,8 @@ struct Scratch {
     ctx: Vec<f32>,
     tmp: Vec<f32>,
     inter: Vec<f32>,
+    /// The quantised input of the current linear layer (int8 only).
+    qa: QActs,
 }
 
 /// A read-only f32 table, borrowed from a memory-mapped safetensors file or owned.
@@ -157,6 +165,7 @@ fn linear(
     names: &[&str],
     n_in: usize,
     n_out: usize,
+    precision: Precision,
 ) -> candle_core::Result<Linear> {
     let mut ws = Vec::with_capacity(names.len());
     let mut bs = Vec::with_capacity(names.len());
@@ -168,11 +177,22 @@ fn linear(
     // (n_out_total, n_in) -> (n_in, n_out_total), so that `x · W` is a plain row-major GEMM.
     let w = Tensor::cat(&ws, 0)?.t()?.contiguous()?;
     let b = Tensor::cat(&bs, 0)?;
-    Ok(Linear {
-        w: to_vec(&w)?,
-        b: to_vec(&b)?,
-        n_in,
-        n_out: n_out * names.len(),
+    let (w, b, n_out) = (to_vec(&w)?, to_vec(&b)?, n_out * names.len());
+    Ok(match precision {
+        Precision::F32 => Linear {
+            w,
+            b,
+            n_in,
+            n_out,
+            q: None,
+        },
+        Precision::Int8 => Linear {
+            q: Some(QLinear::new(&w, &b, n_in, n_out)),
+            w: Vec::new(),
+            b,
+            n_in,
+            n_out,
+        },
     })
 }
 
@@ -194,12 +214,14 @@ impl CpuBert {
     /// Dense layers are copied, transposed for `x · W` (with the checkpoint's `(out, in)`
     /// layout read through a transposed view, a query's embedding measured 9.0 ms instead of
     /// 3.7: gemm does not pack the right-hand side of skinny products); the word table is
-    /// borrowed from the file when its bytes allow it.
+    /// borrowed from the file when its bytes allow it. With [`Precision::Int8`] the dense
+    /// layers are quantised here ([`crate::quant`]).
     pub(crate) fn load(
         vb: &VarBuilder,
         cfg: &BertConfig,
         weights: &Path,
         prefix: &str,
+        precision: Precision,
     ) -> candle_core::Result<CpuBert> {
         let h = cfg.hidden_size;
         // Empty tables would make the id clamps in `forward` underflow.
@@ -227,11 +249,29 @@ impl CpuBert {
         for i in 0..cfg.num_hidden_layers {
             let l = vb.pp(format!("encoder.layer.{i}"));
             layers.push(Layer {
-                qkv: linear(&l.pp("attention.self"), &["query", "key", "value"], h, h)?,
-                attn_out: linear(&l.pp("attention.output"), &["dense"], h, h)?,
+                qkv: linear(
+                    &l.pp("attention.self"),
+                    &["query", "key", "value"],
+                    h,
+                    h,
+                    precision,
+                )?,
+                attn_out: linear(&l.pp("attention.output"), &["dense"], h, h, precision)?,
                 ln_attn: norm(&l.pp("attention.output.LayerNorm"), h)?,
-                inter: linear(&l.pp("intermediate"), &["dense"], h, cfg.intermediate_size)?,
-                out: linear(&l.pp("output"), &["dense"], cfg.intermediate_size, h)?,
+                inter: linear(
+                    &l.pp("intermediate"),
+                    &["dense"],
+                    h,
+                    cfg.intermediate_size,
+                    precision,
+                )?,
+                out: linear(
+                    &l.pp("output"),
+                    &["dense"],
+                    cfg.intermediate_size,
+                    h,
+                    precision,
+                )?,
                 ln_out: norm(&l.pp("output.LayerNorm"), h)?,
             });
         }
@@ -248,8 +288,30 @@ impl CpuBert {
             heads: cfg.num_attention_heads,
             act: cfg.hidden_act,
             eps: cfg.layer_norm_eps as f32,
+            precision,
+            kernel: Kernel::detect(),
             scratch: Mutex::new(Scratch::default()),
         })
+    }
+
+    /// The arithmetic of the linear layers.
+    pub(crate) fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Runs `kernel` for int8 products instead of the best one, if this CPU supports it
+    /// (same results; for benchmarks). Returns whether it does.
+    pub(crate) fn use_kernel(&mut self, kernel: Kernel) -> bool {
+        let ok = Kernel::supported().contains(&kernel);
+        if ok {
+            self.kernel = kernel;
+        }
+        ok
+    }
+
+    /// The int8 kernel in use (meaningful with [`Precision::Int8`]).
+    pub(crate) fn kernel(&self) -> Kernel {
+        self.kernel
     }
 
     /// Hidden size (width of each output row).
@@ -307,15 +369,17 @@ impl CpuBert {
             }
         }
         layer_norm_rows(x, None, &self.ln_emb, h, self.eps);
+        let qa = &mut sc.qa;
+        let k = self.kernel;
         for layer in &self.layers {
-            affine(qkv, x, &layer.qkv, total);
+            affine(qkv, x, &layer.qkv, total, qa, k);
             self.attention(qkv, ctx, &lens);
-            affine(tmp, ctx, &layer.attn_out, total);
+            affine(tmp, ctx, &layer.attn_out, total, qa, k);
             // x = LN(attn + x)
             layer_norm_rows(x, Some(tmp), &layer.ln_attn, h, self.eps);
-            affine(inter, x, &layer.inter, total);
+            affine(inter, x, &layer.inter, total, qa, k);
             activate(inter, self.act);
-            affine(tmp, inter, &layer.out, total);
+            affine(tmp, inter, &layer.out, total, qa, k);
             layer_norm_rows(x, Some(tmp), &layer.ln_out, h, self.eps);
         }
         f(x)
@@ -482,8 +546,14 @@ pub(crate) fn dot_all(dst: &mut [f32], a: &[f32], b: &[f32], d: usize) {
 /// Below this many tokens a GEMM runs on the calling thread.
 const SERIAL_ROWS: usize = 64;
 
-/// `out (rows × n_out) = x (rows × n_in) · W + b`.
-fn affine(out: &mut [f32], x: &[f32], lin: &Linear, rows: usize) {
+/// `out (rows × n_out) = x (rows × n_in) · W + b`, in int8 when the layer is quantised
+/// (`qa` is its activation buffer, `kernel` the int8 kernel).
+fn affine(out: &mut [f32], x: &[f32], lin: &Linear, rows: usize, qa: &mut QActs, kernel: Kernel) {
+    if let Some(q) = &lin.q {
+        q.quantize(x, rows, qa);
+        q.forward(qa, out, rows, kernel);
+        return;
+    }
     let out = &mut out[..rows * lin.n_out];
     for row in out.chunks_mut(lin.n_out) {
         row.copy_from_slice(&lin.b);

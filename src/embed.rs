@@ -24,6 +24,7 @@ use tokenizers::Tokenizer;
 use crate::cpu_bert::CpuBert;
 use crate::error::{Error, Result};
 use crate::models::{ModelDir, ModelSpec, Pooling};
+use crate::quant::Precision;
 
 /// Which compute device runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -124,6 +125,16 @@ pub trait Embedder: Send + Sync {
         self.spec().dim
     }
 
+    /// The arithmetic of the encoder (recorded in an index's manifest).
+    fn precision(&self) -> Precision {
+        Precision::F32
+    }
+
+    /// Which code path embeds, for reports (`bench`, `stats`): e.g. `int8 avx512-vnni`.
+    fn encoder_path(&self) -> String {
+        "custom".into()
+    }
+
     /// The contextual vector of every token of each text (special tokens left out), each
     /// L2-normalised: what token-level late interaction
     /// ([`crate::rerank::TokenReranker`]) compares. Texts are taken as given (no prefix).
@@ -216,6 +227,7 @@ impl BertCore {
     pub(crate) fn load(
         model: &ModelDir,
         device: &Device,
+        precision: Precision,
     ) -> Result<(BertCore, BertConfig, VarBuilder<'static>)> {
         let cfg: BertConfig =
             serde_json::from_str(&model.config_json).map_err(|e| Error::Model {
@@ -266,10 +278,20 @@ impl BertCore {
         // know (candle also accepts encoders nested under `<model_type>.`) runs on candle,
         // which then validates it: slower, never wrong.
         let fast = if device.is_cpu() {
-            CpuBert::load(&enc_vb, &cfg, &model.weights_path, prefix).ok()
+            CpuBert::load(&enc_vb, &cfg, &model.weights_path, prefix, precision).ok()
         } else {
             None
         };
+        // Only the fused encoder quantises: an int8 index must not silently be embedded in
+        // f32 (its vectors would not match the ones it stores).
+        if precision != Precision::F32 && fast.is_none() {
+            return Err(Error::Model {
+                dir: model.dir.clone(),
+                what: format!(
+                    "{precision} embedding runs on the CPU's fused encoder, which this device or checkpoint cannot use; create the index with --precision f32"
+                ),
+            });
+        }
         let core_model = OnceLock::new();
         if fast.is_none() {
             let bert = load_candle(&enc_vb, &cfg, &model.dir)?;
@@ -483,16 +505,36 @@ impl BertEmbedder {
         Self::from_model_dir(&model, device)
     }
 
-    /// Loads an already validated model folder.
+    /// Loads an already validated model folder (f32 arithmetic, the reference).
     pub fn from_model_dir(model: &ModelDir, device: DeviceChoice) -> Result<BertEmbedder> {
+        Self::with_precision(model, device, Precision::F32)
+    }
+
+    /// Loads an already validated model folder whose linear layers run in `precision`
+    /// ([`crate::quant`]); int8 needs the CPU.
+    pub fn with_precision(
+        model: &ModelDir,
+        device: DeviceChoice,
+        precision: Precision,
+    ) -> Result<BertEmbedder> {
         let device = device.device()?;
-        let (core, _cfg, _vb) = BertCore::load(model, &device)?;
+        let (core, _cfg, _vb) = BertCore::load(model, &device, precision)?;
         Ok(BertEmbedder {
             core,
             spec: model.spec.clone(),
             batch_size: 16,
             reference: false,
         })
+    }
+
+    /// Runs `kernel` for the int8 products instead of the best one this CPU has: the same
+    /// integers, at another speed; `bench` times each. Returns false (and changes nothing)
+    /// when the CPU lacks it or no fused encoder runs.
+    pub fn use_kernel(&mut self, kernel: crate::quant::Kernel) -> bool {
+        self.core
+            .fast
+            .as_mut()
+            .is_some_and(|f| f.use_kernel(kernel))
     }
 
     /// Runs candle's `BertModel` instead of the fused CPU encoder: the same network, kept
@@ -599,6 +641,20 @@ impl BertEmbedder {
 impl Embedder for BertEmbedder {
     fn spec(&self) -> &ModelSpec {
         &self.spec
+    }
+
+    fn precision(&self) -> Precision {
+        self.core.fast.as_ref().map_or(Precision::F32, |f| f.precision())
+    }
+
+    fn encoder_path(&self) -> String {
+        match (&self.core.fast, self.reference) {
+            (Some(f), false) => match f.precision() {
+                Precision::F32 => "f32 fused (gemm)".into(),
+                Precision::Int8 => format!("int8 fused ({})", f.kernel().name()),
+            },
+            _ => format!("f32 candle ({})", if self.core.device.is_cpu() { "cpu" } else { "gpu" }),
+        }
     }
 
     fn embed_passages(&self, texts: &[&str]) -> Result<Vec<f32>> {

@@ -109,6 +109,7 @@ pub mod lexical;
 pub mod mcp;
 pub mod models;
 pub mod multi;
+pub mod quant;
 pub mod near;
 pub mod rerank;
 pub mod select;

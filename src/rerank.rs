@@ -83,7 +83,7 @@ impl CrossEncoder {
             .unwrap_or(1)
             .max(1);
         let device = device.device()?;
-        let (core, _bert_cfg, vb) = BertCore::load(&model, &device)?;
+        let (core, _bert_cfg, vb) = BertCore::load(&model, &device, crate::quant::Precision::F32)?;
         let h = cfg.hidden_size;
         let missing = |what: &str, e: candle_core::Error| Error::Model {
             dir: model.dir.clone(),

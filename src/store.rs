@@ -125,6 +125,11 @@ pub struct Manifest {
     /// so that turning it off removes them and turning it on adds them.
     #[serde(default)]
     pub include_generated: bool,
+    /// Arithmetic of the encoder that embedded this index's passages
+    /// ([`crate::quant::Precision`]); queries are embedded the same way. Indexes written
+    /// before it existed were f32.
+    #[serde(default = "crate::quant::Precision::legacy")]
+    pub precision: crate::quant::Precision,
 }
 
 impl Manifest {
@@ -662,9 +667,18 @@ mod tests {
             token_codes: false,
             neighbours: 3,
             include_generated: false,
+            precision: crate::quant::Precision::Int8,
         };
         m.write_atomic(&p).unwrap();
         assert_eq!(Manifest::read(&p).unwrap(), m);
+        // A manifest from before precisions existed was embedded in f32.
+        let mut v = serde_json::to_value(&m).unwrap();
+        v.as_object_mut().unwrap().remove("precision");
+        std::fs::write(&p, v.to_string()).unwrap();
+        assert_eq!(
+            Manifest::read(&p).unwrap().precision,
+            crate::quant::Precision::F32
+        );
         std::fs::write(&p, "{\"hello\": 1}").unwrap();
         assert!(matches!(
             Manifest::read(&p),

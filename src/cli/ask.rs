@@ -135,6 +135,7 @@ pub(super) fn stats(a: StatsArgs) -> Result<()> {
     writeln!(out, "chunks      {}", s.chunks)?;
     writeln!(out, "model       {} ({})", s.model, s.model_dir)?;
     writeln!(out, "dimension   {}", s.dimension)?;
+    writeln!(out, "encoder     {}", s.encoder)?;
     writeln!(
         out,
         "chunking    {} tokens, overlap {}",

@@ -188,6 +188,11 @@ struct Common {
     /// Compute device: auto, cpu, cuda or metal.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Arithmetic of the encoder of a new index: `int8` (about 2x faster with AVX-512
+    /// VNNI, cosine ≥ 0.99 to f32; the default on such CPUs) or `f32` (the default on
+    /// others). An existing index keeps its own; naming another is an error.
+    #[arg(long)]
+    precision: Option<pinpoint::quant::Precision>,
 }
 
 impl Common {
@@ -209,6 +214,7 @@ impl Common {
         Ok(EngineConfig {
             model_dir: self.model.clone(),
             device: self.device.parse::<DeviceChoice>()?,
+            precision: self.precision,
             ..Default::default()
         })
     }

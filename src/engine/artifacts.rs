@@ -342,6 +342,7 @@ mod tests {
             token_codes: false,
             neighbours: 0,
             include_generated: false,
+            precision: crate::quant::Precision::F32,
         };
         m.token_codes = token_codes;
         m.neighbours = neighbours;

@@ -134,6 +134,8 @@ impl Engine {
             model: self.manifest.model.id.clone(),
             model_dir: self.manifest.model_dir.clone(),
             dimension: self.manifest.model.dim,
+            precision: self.manifest.precision,
+            encoder: encoder_path(self.manifest.precision),
             chunk_tokens: self.manifest.chunking.max_tokens,
             chunk_overlap: self.manifest.chunking.overlap,
             hnsw: self.manifest.hnsw.is_some(),
@@ -165,6 +167,11 @@ pub struct Stats {
     pub model_dir: String,
     /// Vector dimension.
     pub dimension: usize,
+    /// Arithmetic of the encoder the index was built with (its queries use the same).
+    pub precision: crate::quant::Precision,
+    /// The code path that embeds this index's queries on this machine, e.g.
+    /// `int8 avx512-vnni` (the CPU's features are detected at run time).
+    pub encoder: String,
     /// Chunk size in tokens.
     pub chunk_tokens: usize,
     /// Chunk overlap in tokens.
@@ -177,6 +184,16 @@ pub struct Stats {
     pub neighbours: usize,
     /// Bytes on disk per part.
     pub bytes_on_disk: Vec<(String, u64)>,
+}
+
+/// What embeds in `precision` on this CPU (the fused encoder; GPUs run candle in f32).
+fn encoder_path(precision: crate::quant::Precision) -> String {
+    match precision {
+        crate::quant::Precision::F32 => "f32 (gemm, AVX-512/AVX2 detected at run time)".into(),
+        crate::quant::Precision::Int8 => {
+            format!("int8 ({})", crate::quant::Kernel::detect().name())
+        }
+    }
 }
 
 fn dir_size(p: &Path) -> u64 {

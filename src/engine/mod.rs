@@ -27,6 +27,7 @@ use crate::ingest::{self, Document, IngestConfig, Skipped};
 use crate::late::TokenCodes;
 use crate::lexical::LexicalIndex;
 use crate::models::{ModelDir, ModelSpec, DEFAULT_MODEL_DIR};
+use crate::quant::Precision;
 use crate::store::{
     read_docs, sync_dir, ChunkStore, Counts, DocRecord, DocTableFile, Manifest, PinnedFile,
     VectorFile, FORMAT_VERSION,
@@ -91,6 +92,21 @@ pub struct EngineConfig {
     /// [`crate::near::DEFAULT_NEIGHBOURS`], `Some(0)` for none (no neighbour field, so the
     /// default pipeline's lexical leg is plain BM25). An existing index keeps its own.
     pub neighbours: Option<usize>,
+    /// Arithmetic of the encoder for new indexes (`None` for
+    /// [`Precision::new_index_default`]). An existing index keeps its own; naming another
+    /// one for it is an error, since its queries must be embedded as its passages were.
+    pub precision: Option<Precision>,
+}
+
+impl EngineConfig {
+    /// The precision a new index created with this config gets: the supplied embedder's,
+    /// else the one named, else the default.
+    pub fn new_index_precision(&self) -> Precision {
+        match &self.embedder {
+            Some(e) => e.precision(),
+            None => self.precision.unwrap_or_else(Precision::new_index_default),
+        }
+    }
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -103,6 +119,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("hnsw", &self.hnsw)
             .field("without_token_codes", &self.without_token_codes)
             .field("neighbours", &self.neighbours)
+            .field("precision", &self.precision)
             .field(
                 "embedder",
                 &self.embedder.as_ref().map(|e| e.spec().id.clone()),
@@ -320,6 +337,7 @@ impl Engine {
             token_codes: !cfg.without_token_codes,
             neighbours: cfg.neighbours.unwrap_or(crate::near::DEFAULT_NEIGHBOURS),
             include_generated: cfg.ingest.include_generated,
+            precision: cfg.new_index_precision(),
         };
         // The folders of what this index keeps (no `near/` without expansion).
         for sub in artifacts::folders_of(&manifest) {
@@ -457,6 +475,26 @@ impl Engine {
                 });
             }
             manifest.model = spec.clone();
+        }
+        // The index's passages were embedded in its precision; a query embedded in another
+        // would not match them.
+        let asked = match &cfg.embedder {
+            Some(e) => Some(e.precision()),
+            None => cfg.precision,
+        };
+        if let Some(p) = asked {
+            if p != manifest.precision && manifest.counts.chunks > 0 {
+                return Err(Error::IncompatibleIndex {
+                    path: dir.to_path_buf(),
+                    what: format!(
+                        "its encoder runs in {} but {p} was asked for; leave the precision out to use the index's own, or rebuild with `pinpoint index <FOLDER> --index <INDEX> --rebuild --precision {p}`",
+                        manifest.precision
+                    ),
+                });
+            }
+        }
+        if let (Some(p), 0) = (asked, manifest.counts.chunks) {
+            manifest.precision = p;
         }
         // Check every file of the generation against its recorded size before mapping it.
         for f in &manifest.files {
@@ -653,7 +691,11 @@ impl Engine {
                 md
             }
         };
-        let e: Arc<dyn Embedder> = Arc::new(BertEmbedder::from_model_dir(&md, self.cfg.device)?);
+        let e: Arc<dyn Embedder> = Arc::new(BertEmbedder::with_precision(
+            &md,
+            self.cfg.device,
+            self.manifest.precision,
+        )?);
         Ok(self.embedder.get_or_init(|| e))
     }
 

@@ -214,6 +214,11 @@ pub fn cache_dir(root: &Path, ds: &Dataset, cfg: &EngineConfig) -> Result<PathBu
     if k > 0 {
         h.update(format!("neighbours-{k}").as_bytes());
     }
+    // And one embedded in another precision (f32 keeps the key it had before precisions).
+    let p = cfg.new_index_precision();
+    if p != crate::quant::Precision::F32 {
+        h.update(format!("precision-{p}").as_bytes());
+    }
     let key = hex(&h.finalize()[..6]);
     Ok(root.join("eval").join(format!("{}-{key}", ds.name)))
 }
