@@ -417,7 +417,11 @@ fn encoder_paths(
     use crate::embed::{BertEmbedder, Embedder};
     use crate::quant::{Kernel, Precision};
     let mut runs = vec![(Precision::F32, None)];
-    runs.extend(Kernel::supported().into_iter().map(|k| (Precision::Int8, Some(k))));
+    runs.extend(
+        Kernel::supported()
+            .into_iter()
+            .map(|k| (Precision::Int8, Some(k))),
+    );
     let mut out = Vec::new();
     let mut f32_vectors: Vec<f32> = Vec::new();
     for (p, kernel) in runs {

@@ -644,7 +644,10 @@ impl Embedder for BertEmbedder {
     }
 
     fn precision(&self) -> Precision {
-        self.core.fast.as_ref().map_or(Precision::F32, |f| f.precision())
+        self.core
+            .fast
+            .as_ref()
+            .map_or(Precision::F32, |f| f.precision())
     }
 
     fn encoder_path(&self) -> String {
@@ -653,7 +656,14 @@ impl Embedder for BertEmbedder {
                 Precision::F32 => "f32 fused (gemm)".into(),
                 Precision::Int8 => format!("int8 fused ({})", f.kernel().name()),
             },
-            _ => format!("f32 candle ({})", if self.core.device.is_cpu() { "cpu" } else { "gpu" }),
+            _ => format!(
+                "f32 candle ({})",
+                if self.core.device.is_cpu() {
+                    "cpu"
+                } else {
+                    "gpu"
+                }
+            ),
         }
     }
 

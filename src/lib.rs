@@ -109,8 +109,8 @@ pub mod lexical;
 pub mod mcp;
 pub mod models;
 pub mod multi;
-pub mod quant;
 pub mod near;
+pub mod quant;
 pub mod rerank;
 pub mod select;
 pub mod serve;
@@ -121,7 +121,7 @@ pub use chunk::ChunkConfig;
 pub use embed::{BertEmbedder, DeviceChoice, Embedder, HashEmbedder};
 pub use engine::{
     Engine, EngineConfig, Explain, Granularity, Hit, IndexReport, LengthFade, Mode, NoProgress,
-    Pipeline, Progress, RerankConfig, RerankKind, SearchOutput, SearchRequest,
+    Pipeline, Progress, RerankConfig, RerankKind, RunStatus, SearchOutput, SearchRequest,
 };
 pub use error::{Error, Result};
 pub use fuse::{Fusion, Norm};

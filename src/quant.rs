@@ -68,7 +68,9 @@ impl std::str::FromStr for Precision {
         match s {
             "f32" => Ok(Precision::F32),
             "int8" => Ok(Precision::Int8),
-            other => Err(format!("unknown precision {other:?} (expected f32 or int8)")),
+            other => Err(format!(
+                "unknown precision {other:?} (expected f32 or int8)"
+            )),
         }
     }
 }
@@ -174,7 +176,9 @@ impl QLinear {
         let n_pad = n_out.div_ceil(NR) * NR;
         let mut scale = vec![1f32; n_pad];
         for (c, s) in scale.iter_mut().enumerate().take(n_out) {
-            let amax = (0..n_in).map(|k| w[k * n_out + c].abs()).fold(0f32, f32::max);
+            let amax = (0..n_in)
+                .map(|k| w[k * n_out + c].abs())
+                .fold(0f32, f32::max);
             if amax > 0.0 {
                 *s = amax / 127.0;
             }
@@ -441,7 +445,9 @@ mod avx2 {
                     // SAFETY: g < kp/4 and j < 8, so the 16-byte load ends at
                     // g·NR·4 + 16·(j+1) ≤ (g+1)·NR·4 ≤ panel.len().
                     let w = unsafe {
-                        _mm256_cvtepi8_epi16(_mm_loadu_si128(bp.add(g * NR * 4 + 16 * j) as *const _))
+                        _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                            bp.add(g * NR * 4 + 16 * j) as *const _
+                        ))
                     };
                     *cj = _mm256_add_epi32(*cj, _mm256_madd_epi16(w, av));
                 }
@@ -468,7 +474,14 @@ mod tests {
         (x as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 
-    fn reference(x: &[f32], w: &[f32], b: &[f32], rows: usize, n_in: usize, n_out: usize) -> Vec<f32> {
+    fn reference(
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        rows: usize,
+        n_in: usize,
+        n_out: usize,
+    ) -> Vec<f32> {
         let mut out = vec![0f32; rows * n_out];
         for r in 0..rows {
             for c in 0..n_out {
@@ -501,7 +514,10 @@ mod tests {
                 let xr = &x[r * n_in..(r + 1) * n_in];
                 let xn = xr.iter().map(|v| v * v).sum::<f32>().sqrt();
                 for c in 0..n_out {
-                    let wn = (0..n_in).map(|k| w[k * n_out + c].powi(2)).sum::<f32>().sqrt();
+                    let wn = (0..n_in)
+                        .map(|k| w[k * n_out + c].powi(2))
+                        .sum::<f32>()
+                        .sqrt();
                     let err = (portable[r * n_out + c] - want[r * n_out + c]).abs();
                     assert!(err <= 0.02 * xn * wn + 1e-6, "row {r} col {c}: error {err}");
                 }
@@ -509,7 +525,12 @@ mod tests {
             for k in Kernel::supported() {
                 let mut fast = vec![0f32; rows * n_out];
                 q.forward(&acts, &mut fast, rows, k);
-                assert_eq!(fast, portable, "{} and portable kernels must agree bit for bit", k.name());
+                assert_eq!(
+                    fast,
+                    portable,
+                    "{} and portable kernels must agree bit for bit",
+                    k.name()
+                );
             }
         }
     }

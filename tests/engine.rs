@@ -600,3 +600,50 @@ fn each_distinct_chunk_is_embedded_once() {
     );
     assert!(e.verify().unwrap().is_empty());
 }
+
+/// Records every whole-run status.
+#[derive(Default)]
+struct RunLog(std::sync::Mutex<Vec<pinpoint::RunStatus>>);
+
+impl pinpoint::Progress for RunLog {
+    fn run(&self, s: &pinpoint::RunStatus) {
+        self.0.lock().unwrap().push(s.clone());
+    }
+}
+
+/// A checkpointed sync reports progress over the whole run, not per checkpoint: chunks
+/// embedded only grow, the estimated total is exact by the last checkpoint (every file is
+/// read), and the time left ends at zero.
+#[test]
+fn progress_covers_the_whole_run_across_checkpoints() {
+    let src = tempfile::tempdir().unwrap();
+    copy_dir(&samples(), src.path());
+    let mut cfg = fake_config();
+    cfg.ingest.checkpoint_bytes = 2048;
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = Engine::create(idx.path(), cfg).unwrap();
+    let log = std::sync::Arc::new(RunLog::default());
+    e.set_progress(log.clone());
+    let r = e.add_folder(src.path()).unwrap();
+    let seen = log.0.lock().unwrap().clone();
+    let checkpoints = seen.iter().map(|s| s.checkpoint).max().unwrap();
+    assert!(checkpoints >= 3, "{checkpoints} checkpoints");
+    assert!(seen.windows(2).all(
+        |w| w[1].chunks_embedded >= w[0].chunks_embedded && w[1].bytes_read >= w[0].bytes_read
+    ));
+    let last = seen.last().unwrap();
+    assert_eq!(last.chunks_embedded, r.chunks_embedded as u64);
+    assert_eq!(last.chunks_estimated, r.chunks_embedded as u64);
+    assert_eq!(last.bytes_read, last.bytes_total);
+    assert_eq!(last.eta_s, Some(0.0));
+    // Before the last checkpoint the total is an estimate, never below what is known.
+    assert!(seen.iter().all(|s| s.chunks_estimated >= s.chunks_embedded));
+    let first = &seen[0];
+    assert!(first.bytes_read < first.bytes_total, "{first:?}");
+    // A sync outside `add_folder` (a program's own documents) sends no run status.
+    log.0.lock().unwrap().clear();
+    e.add_document("note-1", "Note", "a few words about tea")
+        .unwrap();
+    e.commit().unwrap();
+    assert!(log.0.lock().unwrap().is_empty());
+}

@@ -14,6 +14,7 @@ mod mcp;
 mod multi;
 mod near;
 mod pdf;
+mod precision;
 mod real_model;
 mod serve;
 mod tiny_bert;

@@ -1,12 +1,11 @@
 //! `index`, `watch`, `verify` and `compact`: building and keeping an index.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
 
-use super::progress::Bars;
 use super::*;
 
 use super::ask::human_bytes;
@@ -24,9 +23,7 @@ pub(super) fn index(a: IndexArgs) -> Result<()> {
     if a.no_expansion {
         cfg.neighbours = Some(0);
     }
-    let bars = Arc::new(Bars {
-        bar: Mutex::new(None),
-    });
+    let bars = super::progress::sink(a.progress);
     let r = if a.rebuild {
         // Built beside the old index, which is replaced only once the new one is committed.
         Engine::rebuild(a.common.index()?, cfg, &a.folder, bars)?.1

@@ -2,7 +2,7 @@
 //! (`Evaluation::render`, `TuneReport::render`, `BenchReport::render`).
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Result;
 
@@ -46,9 +46,7 @@ pub(super) fn eval(a: EvalArgs) -> Result<()> {
                 ds.split
             );
         }
-        let progress = Arc::new(Bars {
-            bar: Mutex::new(None),
-        });
+        let progress = Arc::new(Bars::new());
         let (mut engine, secs) = {
             let dir = eval::cache_dir(a.common.index()?, &ds, &cfg)?;
             if !dir.join("manifest.json").exists() && !a.json {
@@ -114,9 +112,7 @@ pub(super) fn tune(a: TuneArgs) -> Result<()> {
     let cfg = a.common.config()?;
     let (mut engine, labelled) = if let Some(dir) = &a.beir {
         let ds = eval::Dataset::load_beir(dir, &a.split)?;
-        let progress = Arc::new(Bars {
-            bar: Mutex::new(None),
-        });
+        let progress = Arc::new(Bars::new());
         let (engine, _) = eval::open_or_build_with_progress(a.common.index()?, &ds, cfg, progress)?;
         (engine, eval::beir_labelled(&ds))
     } else {

@@ -251,6 +251,10 @@ struct IndexArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Progress on stderr: `bar` (one bar for the whole run's chunks with its time left,
+    /// one per stage), `json` (the same as JSON lines, for a program) or `none`.
+    #[arg(long, value_enum, default_value = "bar")]
+    progress: progress::ProgressFormat,
 }
 
 #[derive(Args, Debug)]

@@ -239,6 +239,9 @@ impl Engine {
         let mut new_codes: Vec<Vec<u8>> = vec![Vec::new(); embed_texts.len()];
         if let Some(e) = &embedder {
             self.progress.start("embedding", embed_texts.len() as u64);
+            let in_checkpoint = embed_texts.len() as u64;
+            let mut done = 0u64;
+            self.report_run(in_checkpoint, done);
             // Small parts keep the progress bar moving; forward batches inside are smaller still.
             let batch = 64;
             // Sort by length globally so each slice of the work is length-homogeneous.
@@ -268,6 +271,8 @@ impl Engine {
                     new_vecs[i * dim..(i + 1) * dim].copy_from_slice(&v[j * dim..(j + 1) * dim]);
                 }
                 self.progress.inc(part.len() as u64);
+                done += part.len() as u64;
+                self.report_run(in_checkpoint, done);
             }
             self.progress.finish();
         }

@@ -12,18 +12,16 @@
 //!
 //! Not for: what each store holds (their own modules) or the ranking's arithmetic (`fuse`, `rerank`, `select`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
-
-use rayon::prelude::*;
 
 use crate::chunk::ChunkConfig;
 use crate::dense::{load_graph, DenseIndex, HnswParams};
 use crate::embed::{BertEmbedder, DeviceChoice, Embedder};
 use crate::error::{Error, IoContext, Result};
-use crate::ingest::{self, Document, IngestConfig, Skipped};
+use crate::ingest::{Document, IngestConfig, Skipped};
 use crate::late::TokenCodes;
 use crate::lexical::LexicalIndex;
 use crate::models::{ModelDir, ModelSpec, DEFAULT_MODEL_DIR};
@@ -41,6 +39,7 @@ mod lock;
 mod rebuild;
 mod request;
 mod search;
+mod sync;
 
 pub(crate) use artifacts::MANIFEST;
 use artifacts::{chunks_file, docs_file, late_file, near_file, pending_manifest, vec_file};
@@ -53,6 +52,7 @@ pub use request::{
     SearchRequest, DEFAULT_DEPTH,
 };
 pub use search::{blend_rerank, EMPTY_INDEX_NOTE};
+pub use sync::RunStatus;
 
 /// Progress of long operations, reported by stage. The CLI draws bars from it.
 pub trait Progress: Send + Sync {
@@ -62,6 +62,9 @@ pub trait Progress: Send + Sync {
     fn inc(&self, _n: u64) {}
     /// The current stage is over.
     fn finish(&self) {}
+    /// Where the whole folder sync stands, across its checkpoints (stages restart at each
+    /// checkpoint; this does not). Sent as chunks are embedded.
+    fn run(&self, _status: &RunStatus) {}
 }
 
 /// Progress that reports nothing (the default).
@@ -276,6 +279,9 @@ pub struct Engine {
     staged: Staged,
     lock: Option<WriterLock>,
     progress: Arc<dyn Progress>,
+    /// The folder sync in progress (`None` outside [`Engine::add_folder`]): its status, when
+    /// it began, and the chunks its earlier checkpoints embedded.
+    run: Option<(RunStatus, Instant, u64)>,
 }
 
 /// Times a read-only open starts over because a writer committed meanwhile (each retry
@@ -599,6 +605,7 @@ impl Engine {
             staged: Staged::default(),
             lock,
             progress: Arc::new(NoProgress),
+            run: None,
         }
     }
 
@@ -728,136 +735,6 @@ impl Engine {
                 "operation",
                 "the index was opened read-only",
             ));
-        }
-        Ok(())
-    }
-
-    /// Syncs the index with `root`: stages new and changed files (content hash decides what
-    /// is re-embedded) and the removal of files that are gone, then commits.
-    pub fn add_folder(&mut self, root: impl AsRef<Path>) -> Result<IndexReport> {
-        self.require_writer()?;
-        let root = root.as_ref();
-        if !root.is_dir() {
-            return Err(Error::invalid(
-                "folder",
-                format!("{} is not a folder", root.display()),
-            ));
-        }
-        let t0 = Instant::now();
-        let walked = ingest::walk(root, &self.cfg.ingest);
-        let mut report = IndexReport {
-            skipped: walked.skipped,
-            unsupported: walked.unsupported,
-            ..Default::default()
-        };
-        let known: HashMap<String, (u64, i64, bool)> = self
-            .documents()?
-            .iter()
-            .map(|d| (d.key.clone(), (d.size, d.mtime, d.external)))
-            .collect();
-        // Cheap check first: size and mtime unchanged means the file is unchanged, unless
-        // the generated-files setting changed since the last sync (then every file is read
-        // again; content that did not change keeps its vectors).
-        let reread = self.manifest.include_generated != self.cfg.ingest.include_generated;
-        self.manifest.include_generated = self.cfg.ingest.include_generated;
-        let mut to_read: Vec<(PathBuf, u64)> = Vec::new();
-        let mut seen = HashSet::new();
-        for p in &walked.files {
-            let key = ingest::key_for(root, p);
-            if !seen.insert(key.clone()) {
-                // Never two files as one document, each overwriting the other in turn.
-                report.skipped.push(Skipped {
-                    path: p.clone(),
-                    reason: ingest::SkipReason::SameKey { key },
-                });
-                continue;
-            }
-            match (known.get(&key), ingest::stat(p)) {
-                (Some(&(size, mtime, _)), Ok((s, m))) if !reread && size == s && mtime == m => {
-                    report.unchanged += 1
-                }
-                (_, Ok((s, _))) => to_read.push((p.clone(), s)),
-                (_, Err(_)) => to_read.push((p.clone(), 0)),
-            }
-        }
-        let gone: Vec<String> = known
-            .iter()
-            .filter(|(key, &(_, _, external))| !external && !seen.contains(*key))
-            .map(|(key, _)| key.clone())
-            .collect();
-        // Files that may be renames of a document that is gone (same size) go first, into
-        // the commit that removes it, so that its vectors can be reused.
-        let gone_sizes: HashSet<u64> = gone.iter().map(|k| known[k].0).collect();
-        to_read.sort_by_key(|(_, size)| !gone_sizes.contains(size));
-
-        // Checkpoints: a large sync commits every `checkpoint_bytes` of source (at least a
-        // quarter of what the index already holds, so that rewriting the generation's files
-        // stays a small multiple of their size), so an interrupted run keeps what it
-        // embedded and the next run resumes where it stopped.
-        let mut index_bytes: u64 = known.values().map(|v| v.0).sum();
-        let mut total = IndexReport::default();
-        let mut rest = to_read.as_slice();
-        let mut first = true;
-        while first || !rest.is_empty() {
-            let threshold = self.cfg.ingest.checkpoint_bytes.max(index_bytes / 4);
-            let mut n = 0;
-            let mut bytes = 0u64;
-            while n < rest.len() && (n == 0 || bytes < threshold) {
-                bytes += rest[n].1;
-                n += 1;
-            }
-            let (batch, later) = rest.split_at(n);
-            rest = later;
-            self.stage_files(root, batch, &known, &mut report)?;
-            if first {
-                self.staged.removes.extend(gone.iter().cloned());
-                first = false;
-            }
-            index_bytes += bytes;
-            total.absorb(self.commit()?);
-        }
-        total
-            .timings
-            .insert(0, ("walk+read".into(), t0.elapsed().as_secs_f64()));
-        total.skipped = report.skipped;
-        total.unsupported = report.unsupported;
-        total.unchanged += report.unchanged;
-        Ok(total)
-    }
-
-    /// Reads `files` in parallel and stages them; a known file that can no longer be read
-    /// leaves the index.
-    fn stage_files(
-        &mut self,
-        root: &Path,
-        files: &[(PathBuf, u64)],
-        known: &HashMap<String, (u64, i64, bool)>,
-        report: &mut IndexReport,
-    ) -> Result<()> {
-        self.progress.start("reading", files.len() as u64);
-        let cfg = self.cfg.ingest.clone();
-        let progress = self.progress.clone();
-        let read: Vec<(PathBuf, std::result::Result<Document, ingest::SkipReason>)> = files
-            .par_iter()
-            .map(|(p, _)| {
-                let r = ingest::read_document(root, p, &cfg);
-                progress.inc(1);
-                (p.clone(), r)
-            })
-            .collect();
-        self.progress.finish();
-        for (path, r) in read {
-            match r {
-                Ok(doc) => self.staged.upserts.push(doc),
-                Err(reason) => {
-                    // A file that became unreadable or binary leaves the index.
-                    let key = ingest::key_for(root, &path);
-                    if known.contains_key(&key) {
-                        self.staged.removes.insert(key);
-                    }
-                    report.skipped.push(Skipped { path, reason });
-                }
-            }
         }
         Ok(())
     }
