@@ -101,6 +101,7 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod expand;
+pub mod filter;
 pub mod follow;
 pub mod fuse;
 pub mod ingest;

@@ -20,6 +20,9 @@ def row(name, a, b, unit):
 print(f"{'workload':<34} {'pinpoint':>12} {'reference':>12} {'unit':<10} {'ratio':>8}")
 row("embedding", p["embed"]["texts_per_s"], r["embed"]["texts_per_s"], "texts/s")
 row("embedding", p["embed"]["tokens_per_s"], r["embed"]["tokens_per_s"], "tokens/s")
+print(f"  (the index's encoder: {p['embed']['path']}; every path this CPU runs:)")
+for e in p.get("encoder_paths", []):
+    row(f"  {e['path']}", e["tokens_per_s"], r["embed"]["tokens_per_s"], "tokens/s")
 row("query embedding p50 (lower=better)", p["query"]["embed"]["p50_ms"], r["query_embed"]["p50_ms"], "ms")
 row("lexical (single thread)", p["lexical"]["qps"], r["lexical"]["qps"], "q/s")
 row("dense exact scan", p["dense"]["exact_qps"], r["dense"]["exact_qps"], "q/s")
