@@ -66,6 +66,14 @@ pub struct QueryOptions {
     /// Weight of the dense neighbours' words in the lexical leg (document expansion;
     /// 0 turns it off) instead of the index's.
     pub expansion: Option<f32>,
+    /// Only these collections (by name; empty: all).
+    pub collections: Vec<String>,
+    /// A metadata filter in the `--where` grammar ([`crate::filter::parse`]).
+    #[serde(rename = "where")]
+    pub where_: Option<String>,
+    /// A metadata filter tree ([`crate::filter::Filter`]); with `where` and
+    /// `collections`, all must hold.
+    pub filter: Option<crate::filter::Filter>,
 }
 
 impl QueryOptions {
@@ -186,12 +194,65 @@ impl QueryOptions {
             }
             pipeline.expansion = w;
         }
+        let filter = self.filter_for(engine)?;
         Ok(SearchRequest {
             mode,
             explain: self.explain,
             depth: pipeline.depth,
             pipeline,
+            filter,
             ..SearchRequest::new(text, self.k.unwrap_or(DEFAULT_K))
+        })
+    }
+
+    /// The metadata filter of these options: `collections`, `where` and `filter`
+    /// together. A collection the index does not have is an error naming those it has.
+    pub fn filter_for(&self, engine: &Engine) -> Result<Option<crate::filter::Filter>> {
+        use crate::filter::{Filter, Scalar};
+        let mut parts = Vec::new();
+        if !self.collections.is_empty() {
+            let known: Vec<String> = engine.collections()?.into_iter().map(|c| c.name).collect();
+            for c in &self.collections {
+                if !known.contains(c) {
+                    let names: Vec<String> = known
+                        .iter()
+                        .map(|n| {
+                            if n.is_empty() {
+                                "(unnamed)".into()
+                            } else {
+                                n.clone()
+                            }
+                        })
+                        .collect();
+                    return Err(Error::invalid(
+                        "collections",
+                        format!(
+                            "{c:?} is not a collection of this index (it has: {})",
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
+            parts.push(Filter::In {
+                field: "collection".into(),
+                values: self
+                    .collections
+                    .iter()
+                    .map(|c| Scalar::Text(c.clone()))
+                    .collect(),
+            });
+        }
+        if let Some(w) = &self.where_ {
+            parts.push(crate::filter::parse::parse_where(w)?);
+        }
+        if let Some(f) = &self.filter {
+            f.compile()?;
+            parts.push(f.clone());
+        }
+        Ok(match parts.len() {
+            0 => None,
+            1 => parts.pop(),
+            _ => Some(Filter::And(parts)),
         })
     }
 }

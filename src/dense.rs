@@ -114,6 +114,68 @@ impl DenseIndex {
     }
 }
 
+/// Below this share of the live chunks a filtered search scans the passing chunks exactly
+/// instead of walking the graph: a graph walk that may keep only one node in twenty loses
+/// neighbours (and an exact scan of a twentieth of the index is cheap).
+pub const EXACT_FILTER_SHARE: f64 = 0.1;
+
+/// Above this many passing chunks the graph is walked whatever their share.
+pub const EXACT_FILTER_MAX: usize = 200_000;
+
+impl DenseIndex {
+    /// Top `k` among the chunks in `allowed` (a metadata filter): an exact scan of them
+    /// when they are few (under [`EXACT_FILTER_SHARE`] of the live chunks, or no graph),
+    /// else a filtered graph search with `ef` widened by the inverse of their share, so
+    /// that the walk still meets about `ef` passing nodes.
+    pub fn search_within(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        store: &ChunkStore,
+        allowed: &std::collections::HashSet<u64>,
+    ) -> Result<Vec<(u64, f32)>> {
+        if query.len() != self.vectors.dim() {
+            return Err(Error::DimensionMismatch {
+                expected: self.vectors.dim(),
+                got: query.len(),
+            });
+        }
+        let live = store.len().max(1);
+        let share = allowed.len() as f64 / live as f64;
+        match &self.graph {
+            Some(g) if share >= EXACT_FILTER_SHARE || allowed.len() > EXACT_FILTER_MAX => {
+                let ef = ((ef.max(k) as f64 / share.min(1.0)).ceil() as usize).min(live);
+                let pass = |id: &usize| {
+                    allowed.contains(&(*id as u64)) && store.position(*id as u64).is_some()
+                };
+                Ok(g.search_filter(query, k, ef.max(k), Some(&pass))
+                    .into_iter()
+                    .filter(|n| pass(&n.d_id))
+                    .map(|n| (n.d_id as u64, 1.0 - n.distance))
+                    .collect())
+            }
+            _ => {
+                let mut scored: Vec<(u64, f32)> = allowed
+                    .iter()
+                    .filter_map(|&id| {
+                        let pos = store.position(id)?;
+                        Some((id, crate::embed::dot(query, self.vectors.row(pos))))
+                    })
+                    .collect();
+                let by_score =
+                    |a: &(u64, f32), b: &(u64, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+                if scored.len() > k {
+                    scored.select_nth_unstable_by(k, by_score);
+                    scored.truncate(k);
+                }
+                scored.sort_by(by_score);
+                Ok(scored)
+            }
+        }
+    }
+}
+
 /// Exact top `m` rows by dot product for each of `rows` (the set's own rows as queries):
 /// `(row, score)` lists, best first, each including the row itself.
 ///

@@ -183,6 +183,20 @@ impl LexicalIndex {
         k: usize,
         near_weight: f32,
     ) -> Result<Vec<(u64, f32)>> {
+        self.search_within(terms, k, near_weight, None)
+    }
+
+    /// As [`LexicalIndex::search_expanded`], among the chunks in `allowed` only (a metadata
+    /// filter, [`crate::filter`]): the filter is a collector over the `chunk` fast field,
+    /// so BM25 scores are those of the whole index and the top `k` are the top `k` that
+    /// pass, not a share of an unfiltered top list.
+    pub fn search_within(
+        &self,
+        terms: &[(String, f32)],
+        k: usize,
+        near_weight: f32,
+        allowed: Option<&std::sync::Arc<std::collections::HashSet<u64>>>,
+    ) -> Result<Vec<(u64, f32)>> {
         if terms.is_empty() || k == 0 {
             return Ok(Vec::new());
         }
@@ -207,7 +221,21 @@ impl LexicalIndex {
         }
         let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
-        let top = searcher.search(&query, &TopDocs::with_limit(k).order_by_score())?;
+        let top = match allowed {
+            None => searcher.search(&query, &TopDocs::with_limit(k).order_by_score())?,
+            Some(ids) => {
+                let ids = ids.clone();
+                let pass = move |id: u64| ids.contains(&id);
+                searcher.search(
+                    &query,
+                    &tantivy::collector::FilterCollector::new(
+                        "chunk".to_string(),
+                        pass,
+                        TopDocs::with_limit(k).order_by_score(),
+                    ),
+                )?
+            }
+        };
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top {
             let seg = searcher.segment_reader(addr.segment_ord);

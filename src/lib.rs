@@ -93,6 +93,7 @@ macro_rules! multiversion {
 pub mod api;
 pub mod bench;
 pub mod chunk;
+pub mod collection;
 pub mod copies;
 mod cpu_bert;
 pub mod dense;

@@ -130,6 +130,15 @@ pub struct Manifest {
     /// before it existed were f32.
     #[serde(default = "crate::quant::Precision::legacy")]
     pub precision: crate::quant::Precision,
+    /// The named sources of this index ([`crate::collection`]); empty for an index that
+    /// mirrors one folder and was written before collections existed.
+    #[serde(default)]
+    pub collections: Vec<crate::collection::CollectionInfo>,
+    /// Whether each generation keeps a document metadata table (`meta/{gen}.bin`:
+    /// collection and front matter per document). Indexes written before it read as
+    /// `false`: one unnamed collection, no front matter.
+    #[serde(default)]
+    pub doc_meta: bool,
 }
 
 impl Manifest {
@@ -668,6 +677,8 @@ mod tests {
             neighbours: 3,
             include_generated: false,
             precision: crate::quant::Precision::Int8,
+            collections: Vec::new(),
+            doc_meta: true,
         };
         m.write_atomic(&p).unwrap();
         assert_eq!(Manifest::read(&p).unwrap(), m);

@@ -136,6 +136,29 @@ pub(super) fn stats(a: StatsArgs) -> Result<()> {
     writeln!(out, "model       {} ({})", s.model, s.model_dir)?;
     writeln!(out, "dimension   {}", s.dimension)?;
     writeln!(out, "encoder     {}", s.encoder)?;
+    for c in &s.collections {
+        let name = if c.name.is_empty() {
+            "(unnamed)"
+        } else {
+            c.name.as_str()
+        };
+        writeln!(
+            out,
+            "collection  {name}: {} documents, {} chunks{}{}",
+            c.documents,
+            c.chunks,
+            if c.root.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", c.root)
+            },
+            if c.description.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", c.description)
+            },
+        )?;
+    }
     writeln!(
         out,
         "chunking    {} tokens, overlap {}",

@@ -30,7 +30,12 @@ pub(super) fn index(a: IndexArgs) -> Result<()> {
     } else {
         let mut engine = Engine::open_or_create(a.common.index()?, cfg)?;
         engine.set_progress(bars);
-        engine.add_folder(&a.folder)?
+        match &a.collection {
+            Some(name) => {
+                engine.add_collection(name, &a.folder, a.description.as_deref().unwrap_or(""))?
+            }
+            None => engine.add_folder(&a.folder)?,
+        }
     };
     let secs = t0.elapsed().as_secs_f64();
     let mut out = std::io::stdout().lock();

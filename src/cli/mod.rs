@@ -228,8 +228,16 @@ struct IndexArgs {
     common: Common,
     /// Build the index again from scratch, beside the old one, which it replaces once the
     /// new one is committed (the old one keeps answering until then).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "collection")]
     rebuild: bool,
+    /// Sync the folder as this named collection of the index (its documents are keyed
+    /// NAME/path; other collections are left as they are). Without it the folder is the
+    /// index's unnamed collection.
+    #[arg(long)]
+    collection: Option<String>,
+    /// What the collection holds, in a sentence (shown to agents; used by routing).
+    #[arg(long, requires = "collection")]
+    description: Option<String>,
     /// Also index generated, minified and lock files (search indexes, `*.min.js`, files
     /// marked `@generated`...), which are skipped with a reason by default.
     #[arg(long)]
@@ -277,6 +285,15 @@ struct QueryArgs {
     /// Retrieval mode: hybrid, dense or lexical.
     #[arg(long, default_value = "hybrid")]
     mode: String,
+    /// Search only this collection (repeat for several; default: all).
+    #[arg(long)]
+    collection: Vec<String>,
+    /// Only documents that pass this filter, e.g.
+    /// `ext IN (md,rs) AND modified >= 2025-01-01 AND tag:rust AND NOT path:drafts/**`
+    /// (fields: collection, path, ext, kind, modified, size, title, or a front-matter key;
+    /// tests `:` `=` `!=` `<` `<=` `>` `>=` `IN (..)` `EXISTS`; AND, OR, NOT, parentheses).
+    #[arg(long = "where")]
+    where_: Option<String>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -350,6 +367,9 @@ impl QueryArgs {
             recency_days: self.recency_days,
             expand_cmd: self.expand_cmd.clone(),
             expansion: self.expansion,
+            collections: self.collection.clone(),
+            where_: self.where_.clone(),
+            filter: None,
         }
     }
 }

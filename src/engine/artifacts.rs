@@ -78,6 +78,9 @@ fn with_neighbours(m: &Manifest, lexical_has_near: bool) -> bool {
 fn with_graph(m: &Manifest, _: bool) -> bool {
     m.hnsw.is_some()
 }
+fn with_doc_meta(m: &Manifest, _: bool) -> bool {
+    m.doc_meta
+}
 
 /// Every artifact of an index, in the order a commit writes them.
 pub(crate) const ARTIFACTS: &[Artifact] = &[
@@ -113,6 +116,17 @@ pub(crate) const ARTIFACTS: &[Artifact] = &[
             suffix: ".bin",
         },
         present: always,
+    },
+    Artifact {
+        folder: "meta",
+        what: "document metadata (collection, front matter)",
+        writer: "collection::write_meta",
+        reader: "collection::decode_meta",
+        naming: Naming::PerGeneration {
+            prefix: "",
+            suffix: ".bin",
+        },
+        present: with_doc_meta,
     },
     Artifact {
         folder: "late",
@@ -218,6 +232,10 @@ pub(crate) fn vec_file(gen: u64) -> String {
 /// The document table of generation `gen`.
 pub(crate) fn docs_file(gen: u64) -> String {
     file("docs", gen, ".bin")
+}
+/// The document metadata of generation `gen`.
+pub(crate) fn meta_file(gen: u64) -> String {
+    file("meta", gen, ".bin")
 }
 /// The token codes of generation `gen`.
 pub(crate) fn late_file(gen: u64) -> String {
@@ -343,6 +361,8 @@ mod tests {
             neighbours: 0,
             include_generated: false,
             precision: crate::quant::Precision::F32,
+            collections: Vec::new(),
+            doc_meta: false,
         };
         m.token_codes = token_codes;
         m.neighbours = neighbours;

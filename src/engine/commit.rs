@@ -12,11 +12,12 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::artifacts::{
-    self, chunks_file, docs_file, hnsw_base, late_file, near_file, pending_manifest, vec_file,
-    MANIFEST,
+    self, chunks_file, docs_file, hnsw_base, late_file, meta_file, near_file, pending_manifest,
+    vec_file, MANIFEST,
 };
 use super::{Engine, IndexReport};
 use crate::chunk::{chunk_document, contextual_text};
+use crate::collection::DocMeta;
 use crate::dense::{
     build_graph, dump_graph, exact_neighbours, extend_graph, search_graph, DenseIndex, Graph,
 };
@@ -83,7 +84,16 @@ impl Engine {
             }
         }
         let mut lex_deletes: Vec<String> = removed.iter().cloned().collect();
+        // Each staged document's metadata replaces what the index had for its key.
+        let mut staged_meta: HashMap<String, DocMeta> = HashMap::new();
         for doc in upserts {
+            staged_meta.insert(
+                doc.key.clone(),
+                DocMeta {
+                    collection: doc.collection.clone(),
+                    fields: doc.front_matter.clone(),
+                },
+            );
             match old_by_key.get(doc.key.as_str()) {
                 Some(old) if old.hash == doc.hash => {
                     let mut rec = (*old).clone();
@@ -341,6 +351,7 @@ impl Engine {
             })
             .collect();
         new_docs.sort_by(|a, b| a.key.cmp(&b.key));
+        let meta = self.meta_rows(&new_docs, staged_meta)?;
         report.documents_total = new_docs.len();
         report.chunks_total = all_records.len();
         let t_write = Instant::now();
@@ -352,6 +363,7 @@ impl Engine {
                 vecs: all_vecs,
                 codes: all_codes,
                 docs: new_docs,
+                meta,
                 lex_deletes,
                 lex_adds: lex_texts,
                 next_chunk_id: next_id,
@@ -372,6 +384,7 @@ impl Engine {
             vecs,
             codes,
             docs,
+            meta,
             lex_deletes,
             lex_adds,
             next_chunk_id,
@@ -385,6 +398,10 @@ impl Engine {
         write_chunks(&dir.join(chunks_file(gen)), &records)?;
         write_vectors(&dir.join(vec_file(gen)), dim, &vecs)?;
         write_docs(&dir.join(docs_file(gen)), &docs)?;
+        // Every generation this code writes keeps the metadata table, an index from before
+        // it included (its documents: the unnamed collection, no front matter yet).
+        std::fs::create_dir_all(dir.join("meta")).at(dir.join("meta"))?;
+        crate::collection::write_meta(&dir.join(meta_file(gen)), &meta)?;
         let vectors = VectorFile::open(&dir.join(vec_file(gen)), dim)?;
         let late = if self.manifest.token_codes {
             if codes.len() != records.len() {
@@ -504,6 +521,7 @@ impl Engine {
             chunks: records.len() as u64,
         };
         next.hnsw = hnsw_name.clone();
+        next.doc_meta = true;
         next.next_chunk_id = next_chunk_id.max(first_new_id);
         next.files = artifacts::generation_files(&next, self.lexical.has_near())
             .iter()
@@ -548,6 +566,9 @@ impl Engine {
         }
         self.doc_index = OnceLock::new();
         let _ = self.docs.set(docs);
+        self.meta_file = None;
+        self.meta = OnceLock::new();
+        let _ = self.meta.set(meta.into_iter().collect());
         self.remove_stray_files()?;
         self.progress.finish();
         Ok(())
@@ -570,6 +591,7 @@ impl Engine {
             Vec::new()
         };
         let docs = self.documents()?.to_vec();
+        let meta = self.meta_rows(&docs, HashMap::new())?;
         let gen = self.manifest.generation + 1;
         let next_chunk_id = self.manifest.next_chunk_id;
         self.write_generation(
@@ -579,6 +601,7 @@ impl Engine {
                 vecs,
                 codes,
                 docs,
+                meta,
                 lex_deletes: Vec::new(),
                 lex_adds: Vec::new(),
                 next_chunk_id,
@@ -716,6 +739,8 @@ pub(super) struct Generation {
     codes: Vec<Codes>,
     /// The document table.
     docs: Vec<DocRecord>,
+    /// Each document's metadata, in the table's order.
+    meta: Vec<(String, DocMeta)>,
     /// Document keys whose lexical entries go.
     lex_deletes: Vec<String>,
     /// Lexical entries to add: (chunk id, document key, indexed text).

@@ -146,6 +146,7 @@ impl Engine {
                 0
             },
             bytes_on_disk: bytes,
+            collections: self.collections()?,
         })
     }
 }
@@ -184,6 +185,9 @@ pub struct Stats {
     pub neighbours: usize,
     /// Bytes on disk per part.
     pub bytes_on_disk: Vec<(String, u64)>,
+    /// Each collection's documents and chunks (one unnamed collection for an index that
+    /// mirrors one folder).
+    pub collections: Vec<super::CollectionStats>,
 }
 
 /// What embeds in `precision` on this CPU (the fused encoder; GPUs run candle in f32).

@@ -12,7 +12,7 @@
 //!
 //! Not for: what each store holds (their own modules) or the ranking's arithmetic (`fuse`, `rerank`, `select`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -32,6 +32,7 @@ use crate::store::{
 };
 
 mod artifacts;
+mod collections;
 mod commit;
 mod inspect;
 pub mod limits;
@@ -42,8 +43,11 @@ mod search;
 mod sync;
 
 pub(crate) use artifacts::MANIFEST;
-use artifacts::{chunks_file, docs_file, late_file, near_file, pending_manifest, vec_file};
+use artifacts::{
+    chunks_file, docs_file, late_file, meta_file, near_file, pending_manifest, vec_file,
+};
 
+pub use collections::CollectionStats;
 use commit::Generation;
 pub use inspect::Stats;
 use lock::WriterLock;
@@ -273,6 +277,10 @@ pub struct Engine {
     /// (copies of a passage in a more specific file, [`crate::copies`]).
     near_file: Option<PinnedFile>,
     near: OnceLock<Option<crate::near::NeighbourTable>>,
+    /// The open generation's document metadata (collection, front matter), pinned at open
+    /// and decoded on first use (a filter or a sync needs it; a plain query does not).
+    meta_file: Option<PinnedFile>,
+    meta: OnceLock<HashMap<String, crate::collection::DocMeta>>,
     doc_index: OnceLock<search::DocIndex>,
     cross_encoder: std::sync::Mutex<Option<(PathBuf, Arc<crate::rerank::CrossEncoder>)>>,
     embedder: OnceLock<Arc<dyn Embedder>>,
@@ -343,6 +351,8 @@ impl Engine {
             token_codes: !cfg.without_token_codes,
             neighbours: cfg.neighbours.unwrap_or(crate::near::DEFAULT_NEIGHBOURS),
             include_generated: cfg.ingest.include_generated,
+            collections: Vec::new(),
+            doc_meta: true,
             precision: cfg.new_index_precision(),
         };
         // The folders of what this index keeps (no `near/` without expansion).
@@ -561,6 +571,9 @@ impl Engine {
         if engine.manifest.neighbours > 0 && near.is_file() {
             engine.near_file = Some(PinnedFile::open(&near)?);
         }
+        if engine.manifest.doc_meta {
+            engine.meta_file = Some(PinnedFile::open(&dir.join(meta_file(gen)))?);
+        }
         if write {
             engine.remove_stray_files()?;
         }
@@ -599,6 +612,8 @@ impl Engine {
             docs_file: None,
             near_file: None,
             near: OnceLock::new(),
+            meta_file: None,
+            meta: OnceLock::new(),
             doc_index: OnceLock::new(),
             cross_encoder: std::sync::Mutex::new(None),
             embedder,

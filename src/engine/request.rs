@@ -260,6 +260,10 @@ pub struct SearchRequest {
     /// reranking, so that the other documents keep their scores, and before selection, so
     /// that an excluded document can neither take a hit's place nor set the cut-off.
     pub exclude: Vec<String>,
+    /// Only documents that pass this metadata filter ([`crate::filter`]; collections are
+    /// a filter on `collection`). Applied inside both legs, so `k` hits come back whenever
+    /// `k` documents match.
+    pub filter: Option<crate::filter::Filter>,
 }
 
 impl SearchRequest {
@@ -275,7 +279,14 @@ impl SearchRequest {
             pipeline: Pipeline::default(),
             explain: false,
             exclude: Vec::new(),
+            filter: None,
         }
+    }
+
+    /// Sets the metadata filter.
+    pub fn filter(mut self, f: crate::filter::Filter) -> SearchRequest {
+        self.filter = Some(f);
+        self
     }
 
     /// Sets the mode.

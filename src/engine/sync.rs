@@ -57,11 +57,18 @@ impl RunStatus {
 }
 
 impl Engine {
-    /// Syncs the index with `root`: stages new and changed files (content hash decides what
-    /// is re-embedded) and the removal of files that are gone, then commits.
+    /// Syncs the index's unnamed collection with `root`: stages new and changed files
+    /// (content hash decides what is re-embedded) and the removal of files that are gone,
+    /// then commits. Named collections ([`Engine::add_collection`]) are left as they are.
     pub fn add_folder(&mut self, root: impl AsRef<Path>) -> Result<IndexReport> {
         self.require_writer()?;
         let root = root.as_ref();
+        self.record_collection("", root, "");
+        self.sync_folder(root, "")
+    }
+
+    /// Syncs `collection` (`""`: the unnamed one) with the folder `root`.
+    pub(super) fn sync_folder(&mut self, root: &Path, collection: &str) -> Result<IndexReport> {
         if !root.is_dir() {
             return Err(Error::invalid(
                 "folder",
@@ -75,10 +82,21 @@ impl Engine {
             unsupported: walked.unsupported,
             ..Default::default()
         };
+        // This collection's documents: the only ones this sync may change or remove.
+        let meta = self.doc_meta()?;
         let known: HashMap<String, (u64, i64, bool)> = self
             .documents()?
             .iter()
+            .filter(|d| meta.get(&d.key).map_or("", |m| m.collection.as_str()) == collection)
             .map(|d| (d.key.clone(), (d.size, d.mtime, d.external)))
+            .collect();
+        // A file of the unnamed collection whose key would be a named collection's.
+        let named: HashSet<&str> = self
+            .manifest
+            .collections
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|n| !n.is_empty())
             .collect();
         // Cheap check first: size and mtime unchanged means the file is unchanged, unless
         // the generated-files setting changed since the last sync (then every file is read
@@ -88,7 +106,20 @@ impl Engine {
         let mut to_read: Vec<(PathBuf, u64)> = Vec::new();
         let mut seen = HashSet::new();
         for p in &walked.files {
-            let key = ingest::key_for(root, p);
+            let rel = ingest::key_for(root, p);
+            if collection.is_empty() {
+                if let Some(first) = rel.split('/').next().filter(|f| named.contains(f)) {
+                    if rel.contains('/') {
+                        return Err(Error::invalid(
+                            "folder",
+                            format!(
+                                "{rel} would be read as a document of the collection {first:?}; sync this folder as a named collection (--collection) too, or rename the folder"
+                            ),
+                        ));
+                    }
+                }
+            }
+            let key = crate::collection::key_for(collection, &rel);
             if !seen.insert(key.clone()) {
                 // Never two files as one document, each overwriting the other in turn.
                 report.skipped.push(Skipped {
@@ -126,7 +157,14 @@ impl Engine {
             ..RunStatus::default()
         };
         self.run = Some((status, t0, 0));
-        let r = self.sync_checkpoints(root, &to_read, &known, gone, index_bytes, &mut report);
+        let r = self.sync_checkpoints(
+            (root, collection),
+            &to_read,
+            &known,
+            gone,
+            index_bytes,
+            &mut report,
+        );
         self.run = None;
         let mut total = r?;
         // The walk (with the size and mtime checks) and the reading of files, apart from the
@@ -142,7 +180,7 @@ impl Engine {
     /// leaves the index.
     fn stage_files(
         &mut self,
-        root: &Path,
+        (root, collection): (&Path, &str),
         files: &[(PathBuf, u64)],
         known: &HashMap<String, (u64, i64, bool)>,
         report: &mut IndexReport,
@@ -153,7 +191,11 @@ impl Engine {
         let read: Vec<(PathBuf, std::result::Result<Document, ingest::SkipReason>)> = files
             .par_iter()
             .map(|(p, _)| {
-                let r = ingest::read_document(root, p, &cfg);
+                let r = ingest::read_document(root, p, &cfg).map(|mut d| {
+                    d.key = crate::collection::key_for(collection, &d.key);
+                    d.collection = collection.to_string();
+                    d
+                });
                 progress.inc(1);
                 (p.clone(), r)
             })
@@ -164,7 +206,7 @@ impl Engine {
                 Ok(doc) => self.staged.upserts.push(doc),
                 Err(reason) => {
                     // A file that became unreadable or binary leaves the index.
-                    let key = ingest::key_for(root, &path);
+                    let key = crate::collection::key_for(collection, &ingest::key_for(root, &path));
                     if known.contains_key(&key) {
                         self.staged.removes.insert(key);
                     }
@@ -181,7 +223,7 @@ impl Engine {
     /// what it embedded and the next run resumes where it stopped.
     fn sync_checkpoints(
         &mut self,
-        root: &Path,
+        root: (&Path, &str),
         to_read: &[(PathBuf, u64)],
         known: &HashMap<String, (u64, i64, bool)>,
         gone: Vec<String>,

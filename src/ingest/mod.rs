@@ -127,6 +127,8 @@ impl Document {
             size: bytes.len() as u64,
             mtime,
             text,
+            collection: String::new(),
+            front_matter: Default::default(),
         }
     }
 }
@@ -179,8 +181,12 @@ pub struct Document {
     pub hash: String,
     /// Source size in bytes.
     pub size: u64,
-    /// Modification time (seconds since the epoch), 0 when unknown.
+    /// Modification time (ns since the epoch), 0 when unknown.
     pub mtime: i64,
+    /// The collection it belongs to (`""`: the unnamed one; see [`crate::collection`]).
+    pub collection: String,
+    /// Its YAML front matter (markdown), for filters ([`crate::collection::front_matter`]).
+    pub front_matter: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Document {
@@ -196,6 +202,8 @@ impl Document {
             size: text.len() as u64,
             mtime: 0,
             text: text.to_string(),
+            collection: String::new(),
+            front_matter: Default::default(),
         }
     }
 
@@ -479,6 +487,11 @@ pub fn document_from_bytes(
     } else {
         title
     };
+    let front_matter = if kind == DocKind::Markdown {
+        crate::collection::front_matter(&text)
+    } else {
+        Default::default()
+    };
     Ok(Document {
         key,
         title,
@@ -489,6 +502,8 @@ pub fn document_from_bytes(
         size: bytes.len() as u64,
         mtime,
         text,
+        collection: String::new(),
+        front_matter,
     })
 }
 

@@ -104,6 +104,20 @@ pub struct SearchArgs {
     /// Per passage, each stage's ranks and scores and why it was kept.
     #[serde(default, deserialize_with = "flag")]
     pub explain: bool,
+    /// Only these collections (names from `list_collections`; default: all).
+    #[serde(default)]
+    pub collections: Vec<String>,
+    /// Only documents passing this filter, in the `--where` grammar, e.g.
+    /// `ext IN (md,rs) AND modified >= 2025-01-01 AND tag:rust AND NOT path:drafts/**`.
+    #[serde(default, rename = "where")]
+    pub where_: Option<String>,
+    /// Only documents passing this filter tree: `{"and": [..]}`, `{"or": [..]}`,
+    /// `{"not": ..}`, `{"eq": {"field", "value"}}`, `{"in": {"field", "values"}}`,
+    /// `{"range": {"field", "gt"|"gte"|"lt"|"lte"}}`, `{"glob": {"field", "pattern"}}`,
+    /// `{"exists": {"field"}}`. Fields: collection, path, ext, kind, modified, size,
+    /// title, or a front-matter key (tags, status, date, ...).
+    #[serde(default)]
+    pub filter: Option<crate::filter::Filter>,
 }
 
 /// One passage of a `search` answer: the fields of `pinpoint query --json`'s hits.
@@ -181,6 +195,19 @@ pub struct GetAnswer {
 #[serde(deny_unknown_fields)]
 pub struct StatusArgs {}
 
+/// Arguments of `list_collections` (none).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListCollectionsArgs {}
+
+/// A `list_collections` answer.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct CollectionsAnswer {
+    /// Each collection: name (empty for the unnamed one), folder, description, documents
+    /// and chunks.
+    pub collections: Vec<crate::engine::CollectionStats>,
+}
+
 /// A `status` answer.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct StatusAnswer {
@@ -194,6 +221,8 @@ pub struct StatusAnswer {
     pub chunks: u64,
     /// The embedding model.
     pub model: String,
+    /// The collections' names (empty string: the unnamed one).
+    pub collections: Vec<String>,
 }
 
 /// The MCP server over one index folder.
@@ -243,7 +272,21 @@ impl McpServer {
     }
 
     #[tool(
-        description = "What the index holds: documents, chunks, model, generation.",
+        description = "The collections (named sources) of the index: name, folder, description, documents and chunks. Pass names to search's `collections`.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_collections(
+        &self,
+        Parameters(_): Parameters<ListCollectionsArgs>,
+    ) -> std::result::Result<Json<CollectionsAnswer>, String> {
+        let e = self.index.engine();
+        e.collections()
+            .map(|collections| Json(CollectionsAnswer { collections }))
+            .map_err(|e| e.to_string())
+    }
+
+    #[tool(
+        description = "What the index holds: documents, chunks, model, generation, collections.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn status(
@@ -264,6 +307,10 @@ impl McpServer {
             documents: m.counts.documents,
             chunks: m.counts.chunks,
             model: m.model.id.clone(),
+            collections: e
+                .collections()
+                .map(|c| c.into_iter().map(|c| c.name).collect())
+                .unwrap_or_default(),
         }
     }
 
@@ -275,6 +322,9 @@ impl McpServer {
             max_tokens: a.max_tokens,
             no_cutoff: a.no_cutoff,
             explain: a.explain,
+            collections: a.collections.clone(),
+            where_: a.where_.clone(),
+            filter: a.filter.clone(),
             ..Default::default()
         };
         let req = opts.request(&engine, &a.query)?;

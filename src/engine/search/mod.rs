@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::collections::Allowed;
 use super::request::{
     Explain, Granularity, Hit, Pipeline, RerankConfig, RerankKind, SearchOutput, SearchRequest,
 };
@@ -25,6 +26,9 @@ use crate::lexical::LexicalIndex;
 use crate::rerank::{best_part, CrossEncoder, Reranker, SentenceReranker, TokenReranker};
 use crate::select::{select_with_stop, Passage, SelectConfig, Stop};
 use rayon::prelude::*;
+
+mod legs;
+use legs::Legs;
 
 /// Lazily built maps between documents and chunk positions.
 pub(crate) struct DocIndex {
@@ -207,6 +211,12 @@ impl Engine {
             out.note = Some(EMPTY_INDEX_NOTE.to_string());
             return Ok((out, Stop::Full));
         }
+        let allowed = self.allowed(req.filter.as_ref())?;
+        if allowed.as_ref().is_some_and(|a| a.documents == 0) {
+            out.note = Some(NO_MATCH_NOTE.to_string());
+            return Ok((out, Stop::Full));
+        }
+        let allowed = allowed.as_ref();
         let p = &req.pipeline;
         // The original query, then its questions, then external expansions; each with its
         // weight in the rank fusion of their lists.
@@ -231,7 +241,7 @@ impl Engine {
         }
         let mut rankings = Vec::with_capacity(texts.len());
         for t in &texts {
-            rankings.push(self.rank(t, req, &mut out.timings)?);
+            rankings.push(self.rank(t, req, allowed, &mut out.timings)?);
         }
         let abstain = abstention(p.select.as_ref(), req.mode, &rankings);
         let first = rankings.remove(0);
@@ -245,6 +255,14 @@ impl Engine {
             f.truncate(req.depth.max(req.k));
             f
         };
+        if let Some(a) = allowed {
+            // The legs searched only passing chunks; this keeps any other stage honest.
+            let pass = |k: Key| match k {
+                Key::Chunk(id) => a.ids.contains(&id),
+                Key::Doc(_) => true,
+            };
+            final_list.retain(|&(k, _)| pass(k));
+        }
         if !req.exclude.is_empty() {
             let di = self.doc_index()?;
             let excluded: HashSet<usize> = di
@@ -316,7 +334,10 @@ impl Engine {
             // hands over that file's chunk instead, at its own rank.
             let mut reason = String::new();
             if di.is_some() && req.granularity == Granularity::Chunk {
-                if let Some((copy, copy_pos)) = self.specific_copy(&r, pos, &doc_chunks)? {
+                if let Some((copy, copy_pos)) = self
+                    .specific_copy(&r, pos, &doc_chunks)?
+                    .filter(|(c, _)| allowed.is_none_or(|a| a.ids.contains(&c.id)))
+                {
                     reason = format!("kept over its copy in {}", r.doc);
                     r = copy;
                     pos = copy_pos;
@@ -530,6 +551,7 @@ impl Engine {
         &self,
         text: &str,
         req: &SearchRequest,
+        allowed: Option<&Allowed>,
         timings: &mut Vec<(&'static str, f64)>,
     ) -> Result<Ranking> {
         let p = &req.pipeline;
@@ -570,9 +592,13 @@ impl Engine {
         if use_den {
             let t = Instant::now();
             let q = qvec.as_deref().unwrap_or(&[]);
-            den_chunks = self
-                .dense
-                .search(q, chunk_depth, self.cfg.hnsw.ef_search, &self.store)?;
+            let ef = self.cfg.hnsw.ef_search;
+            den_chunks = match allowed {
+                None => self.dense.search(q, chunk_depth, ef, &self.store)?,
+                Some(a) => self
+                    .dense
+                    .search_within(q, chunk_depth, ef, &self.store, &a.ids)?,
+            };
             timings.push(("dense", t.elapsed().as_secs_f64()));
         }
         let mut den_best = HashMap::new();
@@ -580,6 +606,7 @@ impl Engine {
 
         let mut terms = LexicalIndex::weighted_terms(text);
         let legs = Legs {
+            allowed,
             qvec: qvec.as_deref(),
             den: &den,
             den_best: &den_best,
@@ -659,112 +686,6 @@ impl Engine {
         }
         r.final_ = final_;
         Ok(r)
-    }
-
-    /// Lexical leg (with `terms`), then fusion with the dense leg.
-    fn fuse_pass(
-        &self,
-        terms: &[(String, f32)],
-        legs: &Legs<'_>,
-        req: &SearchRequest,
-        timings: &mut Vec<(&'static str, f64)>,
-    ) -> Result<Ranking> {
-        let Legs {
-            qvec,
-            den,
-            den_best,
-            use_lex,
-            full,
-            chunk_depth,
-            depth,
-        } = *legs;
-        let mut best_pos = den_best.clone();
-        let mut lex_chunks = Vec::new();
-        if use_lex {
-            let t = Instant::now();
-            // Deeper for full features: BM25 of candidates found only by the dense leg.
-            let deep = if full {
-                chunk_depth.max(1000)
-            } else {
-                chunk_depth
-            };
-            let near = match req.mode {
-                Mode::Hybrid => req.pipeline.expansion,
-                _ => 0.0,
-            };
-            lex_chunks = self.lexical.search_expanded(terms, deep, near)?;
-            // A reader may see a newer lexical commit than its store: drop unknown ids.
-            lex_chunks.retain(|(id, _)| self.store.position(*id).is_some());
-            timings.push(("lexical", t.elapsed().as_secs_f64()));
-        }
-        let t = Instant::now();
-        let mut lex_best = HashMap::new();
-        let lex = self.pool(
-            &lex_chunks[..lex_chunks.len().min(chunk_depth)],
-            req.granularity,
-            depth,
-            &mut lex_best,
-        )?;
-        let mut bm25: HashMap<Key, f32> = HashMap::new();
-        for (k, s) in self.pool(&lex_chunks, req.granularity, usize::MAX, &mut lex_best)? {
-            bm25.insert(k, s);
-        }
-        let mut cos: HashMap<Key, f32> = den.iter().copied().collect();
-        let mut cand_feats = Vec::new();
-        let fused = match req.mode {
-            Mode::Lexical => lex.clone(),
-            Mode::Dense => den.to_vec(),
-            Mode::Hybrid if full => {
-                let mut cands: Vec<Key> = lex.iter().chain(den.iter()).map(|x| x.0).collect();
-                cands.sort_unstable();
-                cands.dedup();
-                let q = qvec.unwrap_or(&[]);
-                for &c in &cands {
-                    if let std::collections::hash_map::Entry::Vacant(e) = cos.entry(c) {
-                        let (s, pos) = self.key_cosine(c, q)?;
-                        e.insert(s);
-                        if let Some(pos) = pos {
-                            best_pos.entry(c).or_insert(pos);
-                        }
-                    }
-                }
-                let mut by_lex: Vec<(Key, f32)> = cands
-                    .iter()
-                    .map(|c| (*c, bm25.get(c).copied().unwrap_or(0.0)))
-                    .collect();
-                let mut by_den: Vec<(Key, f32)> = cands.iter().map(|c| (*c, cos[c])).collect();
-                cand_feats = by_lex
-                    .iter()
-                    .zip(&by_den)
-                    .map(|(l, d)| (l.0, l.1, d.1))
-                    .collect();
-                by_lex.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                by_den.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                fuse(&[&by_lex, &by_den], &req.pipeline.fusion)
-            }
-            Mode::Hybrid => {
-                let mut f = fuse(&[&lex, den], &req.pipeline.fusion);
-                f.truncate(depth);
-                f
-            }
-        };
-        timings.push(("fuse", t.elapsed().as_secs_f64()));
-        for (k, p) in lex_best {
-            best_pos.entry(k).or_insert(p);
-        }
-        Ok(Ranking {
-            cands: cand_feats,
-            best_pos,
-            lex,
-            den: den.to_vec(),
-            fused,
-            final_: Vec::new(),
-            bm25,
-            cos,
-            rerank: HashMap::new(),
-            rerank_weight: 0.0,
-            rule: HashMap::new(),
-        })
     }
 
     /// Exact cosine of a chunk, or the best of a document's chunks with that chunk's
@@ -935,6 +856,10 @@ fn abstention(select: Option<&SelectConfig>, mode: Mode, rankings: &[Ranking]) -
 pub const EMPTY_INDEX_NOTE: &str =
     "the index is empty; add documents with `pinpoint index <FOLDER>`";
 
+/// The note of a search whose metadata filter no document passes.
+pub const NO_MATCH_NOTE: &str =
+    "no document matches the filter (collections and --where / filter); nothing was searched";
+
 /// Puts a reranked head back into a fused list: the first `scores.len()` entries of `fused`
 /// are re-ordered by `weight · reranker + (1 − weight) · fused`, both min-max normalised
 /// within the head, and stay above the rest (the tail keeps its order, scores rescaled
@@ -974,16 +899,4 @@ struct QueryVectors<'a> {
     pooled: Option<&'a [f32]>,
     /// Its token vectors, when the index keeps token codes and they rerank.
     tokens: Option<&'a TokenMatrix>,
-}
-
-/// What the dense leg found, shared by both lexical passes.
-#[derive(Clone, Copy)]
-struct Legs<'a> {
-    qvec: Option<&'a [f32]>,
-    den: &'a [(Key, f32)],
-    den_best: &'a HashMap<Key, usize>,
-    use_lex: bool,
-    full: bool,
-    chunk_depth: usize,
-    depth: usize,
 }
