@@ -94,7 +94,7 @@ fn an_agent_searches_reads_and_is_told_what_it_got_wrong() {
     let list = tools["result"]["tools"].as_array().unwrap();
     let mut names: Vec<&str> = list.iter().map(|t| t["name"].as_str().unwrap()).collect();
     names.sort();
-    assert_eq!(names, ["get", "search", "status"]);
+    assert_eq!(names, ["get", "list_collections", "search", "status"]);
     for t in list {
         assert!(
             t["inputSchema"].is_object() && t["outputSchema"].is_object(),
@@ -281,7 +281,7 @@ fn serve_answers_mcp_over_streamable_http_to_local_origins_only() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["get", "search", "status"]);
+    assert_eq!(names, ["get", "list_collections", "search", "status"]);
 
     // search answers as POST /query does.
     let (_, body) = post_mcp(
@@ -345,4 +345,117 @@ fn serve_answers_mcp_over_streamable_http_to_local_origins_only() {
     let (st, _) = crate::serve::http(addr, "GET", "/mcp", "", "");
     assert_eq!(st, 405);
     server.stop();
+}
+
+/// An agent over an index of two collections: it lists them, searches one, filters by
+/// front matter (the `where` grammar and a filter tree) and is told what it got wrong.
+#[test]
+fn an_agent_searches_and_filters_two_collections() {
+    let work = tempfile::tempdir().unwrap();
+    let notes = work.path().join("notes");
+    let code = work.path().join("code");
+    std::fs::create_dir_all(&notes).unwrap();
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::write(
+        notes.join("async.md"),
+        "---\ntags: [rust, async]\nstatus: draft\n---\n# Async in Rust\nTokio schedules futures on a work-stealing thread pool.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        notes.join("tides.md"),
+        "---\ntags: [sea]\n---\n# Tides\nThe moon's gravity raises the sea twice a day.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        code.join("pool.rs"),
+        "/// A work-stealing thread pool for futures.\npub struct Pool { workers: usize }\n",
+    )
+    .unwrap();
+    let model = real_model();
+    for (dir, name, what) in [
+        (&notes, "notes", "my notes"),
+        (&code, "code", "a Rust crate"),
+    ] {
+        let o = pinpoint(
+            work.path(),
+            &[
+                "index",
+                dir.to_str().unwrap(),
+                "--index",
+                "idx",
+                "--model",
+                model.to_str().unwrap(),
+                "--collection",
+                name,
+                "--description",
+                what,
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let mut c = Client::start(&work.path().join("idx"));
+    c.call(
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {},
+               "clientInfo": {"name": "test", "version": "1"}}),
+    );
+    c.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+
+    let r = c.tool("list_collections", json!({}));
+    let cols = r["structuredContent"]["collections"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let names: Vec<&str> = cols.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["code", "notes"], "{r}");
+    assert_eq!(cols[1]["description"], "my notes");
+    assert_eq!(cols[1]["documents"], 2);
+    let s = c.tool("status", json!({}));
+    assert_eq!(
+        s["structuredContent"]["collections"],
+        json!(["code", "notes"])
+    );
+
+    let paths = |r: &Value| -> Vec<String> {
+        r["structuredContent"]["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let q = "work-stealing thread pool";
+    let all = c.tool("search", json!({"query": q, "k": 5, "no_cutoff": true}));
+    assert!(paths(&all).contains(&"code/pool.rs".to_string()), "{all}");
+    assert!(paths(&all).contains(&"notes/async.md".to_string()), "{all}");
+    let only_code = c.tool(
+        "search",
+        json!({"query": q, "collections": ["code"], "no_cutoff": true}),
+    );
+    assert_eq!(paths(&only_code), ["code/pool.rs"], "{only_code}");
+    let tagged = c.tool(
+        "search",
+        json!({"query": q, "where": "tag:rust AND status:draft", "no_cutoff": true}),
+    );
+    assert_eq!(paths(&tagged), ["notes/async.md"], "{tagged}");
+    let tree = c.tool(
+        "search",
+        json!({"query": "sea", "no_cutoff": true,
+               "filter": {"and": [{"eq": {"field": "collection", "value": "notes"}},
+                                   {"not": {"in": {"field": "tags", "values": ["rust"]}}}]}}),
+    );
+    assert_eq!(paths(&tree), ["notes/tides.md"], "{tree}");
+
+    // What it got wrong, in words it can act on.
+    let bad = c.tool("search", json!({"query": q, "where": "tag:rust AND"}));
+    assert_eq!(bad["isError"], true, "{bad}");
+    assert!(bad.to_string().contains("position 12"), "{bad}");
+    let bad = c.tool("search", json!({"query": q, "collections": ["papers"]}));
+    assert_eq!(bad["isError"], true, "{bad}");
+    assert!(bad.to_string().contains("it has: code, notes"), "{bad}");
+    let bad = c.call(
+        "tools/call",
+        json!({"name": "search", "arguments": {"query": q, "filter": {"like": {"field": "ext"}}}}),
+    );
+    assert!(bad.to_string().contains("like"), "{bad}");
 }

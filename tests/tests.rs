@@ -1,11 +1,13 @@
 //! One integration-test binary (as ripgrep does): modules share `util`.
 
 mod cli;
+mod collections;
 mod crash;
 mod cross_encoder;
 mod docx;
 mod engine;
 mod eval;
+mod filters;
 mod generated;
 mod hardening;
 mod late;
