@@ -74,6 +74,9 @@ pub struct QueryOptions {
     /// A metadata filter tree ([`crate::filter::Filter`]); with `where` and
     /// `collections`, all must hold.
     pub filter: Option<crate::filter::Filter>,
+    /// `auto` routes the question to the collection that can answer it ([`crate::route`]);
+    /// `off` (the default) searches what is asked.
+    pub route: Option<String>,
 }
 
 impl QueryOptions {
@@ -201,6 +204,7 @@ impl QueryOptions {
             depth: pipeline.depth,
             pipeline,
             filter,
+            route: self.route.as_deref().unwrap_or("off").parse()?,
             ..SearchRequest::new(text, self.k.unwrap_or(DEFAULT_K))
         })
     }
@@ -271,6 +275,9 @@ pub struct Answer<'a> {
     /// ([`crate::select::SelectConfig::min_similarity`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<&'a str>,
+    /// Where a routed question (`route: auto`) was sent and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<&'a crate::route::Route>,
 }
 
 /// One hit of an [`Answer`].
@@ -320,6 +327,7 @@ impl<'a> Answer<'a> {
                 })
                 .collect(),
             note: out.note.as_deref(),
+            route: out.route.as_ref(),
         }
     }
 }

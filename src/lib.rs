@@ -114,6 +114,7 @@ pub mod multi;
 pub mod near;
 pub mod quant;
 pub mod rerank;
+pub mod route;
 pub mod select;
 pub mod serve;
 pub mod store;

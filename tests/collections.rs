@@ -178,3 +178,80 @@ fn an_index_from_before_collections_keeps_working() {
     );
     assert!(e.verify().unwrap().is_empty());
 }
+
+/// The CLI: `index --collection`, `stats` per collection, `query --collection/--where`,
+/// `forget`.
+#[test]
+fn cli_collections_walk_through() {
+    let work = tempfile::tempdir().unwrap();
+    write(
+        &work.path().join("notes"),
+        "kelp.md",
+        "---\ntags: [sea]\n---\n# Kelp\nKelp forests grow in cold coastal water.\n",
+    );
+    write(
+        &work.path().join("papers"),
+        "kelp.txt",
+        "Kelp growth rates in cold water.\n",
+    );
+    let model = real_model();
+    for c in ["notes", "papers"] {
+        let o = pinpoint(
+            work.path(),
+            &[
+                "index",
+                c,
+                "--index",
+                "idx",
+                "--model",
+                model.to_str().unwrap(),
+                "--collection",
+                c,
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = pinpoint(work.path(), &["stats", "--index", "idx"]);
+    let s = stdout(&o);
+    assert!(
+        s.contains("collection  notes: 1 documents")
+            && s.contains("collection  papers: 1 documents"),
+        "{s}"
+    );
+    let hits = |args: &[&str]| -> Vec<String> {
+        let mut all = vec![
+            "query",
+            "kelp in cold water",
+            "--index",
+            "idx",
+            "--json",
+            "--no-cutoff",
+        ];
+        all.extend_from_slice(args);
+        let o = pinpoint(work.path(), &all);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(hits(&["--collection", "papers"]), ["papers/kelp.txt"]);
+    assert_eq!(hits(&["--where", "tag:sea"]), ["notes/kelp.md"]);
+    assert_eq!(hits(&["--where", "ext:txt OR collection:notes"]).len(), 2);
+    user_error(
+        work.path(),
+        &["query", "kelp", "--index", "idx", "--where", "tag:"],
+        "expected a value",
+    );
+    let o = pinpoint(work.path(), &["forget", "papers", "--index", "idx"]);
+    assert!(stdout(&o).contains("(1 documents)"), "{}", stderr(&o));
+    assert_eq!(hits(&[]), ["notes/kelp.md"]);
+    user_error(
+        work.path(),
+        &["forget", "papers", "--index", "idx"],
+        "not a collection",
+    );
+}

@@ -97,8 +97,12 @@ pub(super) fn watch(a: WatchArgs) -> Result<()> {
     let mut cfg = a.common.config()?;
     cfg.ingest.include_generated = a.include_generated;
     let mut engine = Engine::open_or_create(a.common.index()?, cfg)?;
+    let sync = |e: &mut Engine| match &a.collection {
+        Some(name) => e.add_collection(name, &a.folder, ""),
+        None => e.add_folder(&a.folder),
+    };
     let t = Instant::now();
-    let r = engine.add_folder(&a.folder)?;
+    let r = sync(&mut engine)?;
     let mut out = std::io::stdout();
     print_summary(&mut out, &r, t.elapsed().as_secs_f64())?;
     out.flush()?;
@@ -139,7 +143,7 @@ pub(super) fn watch(a: WatchArgs) -> Result<()> {
                 while rx.try_recv().is_ok() {}
                 pending = None;
                 let t = Instant::now();
-                let r = engine.add_folder(&a.folder)?;
+                let r = sync(&mut engine)?;
                 if r.added + r.updated + r.removed + r.renamed > 0 {
                     print_summary(&mut out, &r, t.elapsed().as_secs_f64())?;
                     out.flush()?;
@@ -186,6 +190,14 @@ pub(super) fn verify(a: StatsArgs) -> Result<()> {
         )
         .into())
     }
+}
+
+pub(super) fn forget(a: ForgetArgs) -> Result<()> {
+    let mut engine = Engine::open(a.common.index()?, a.common.config()?)?;
+    let n = engine.remove_collection(&a.collection)?;
+    engine.commit()?;
+    println!("removed the collection {:?} ({n} documents)", a.collection);
+    Ok(())
 }
 
 pub(super) fn compact(a: StatsArgs) -> Result<()> {

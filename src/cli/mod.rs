@@ -9,7 +9,7 @@ mod measure;
 mod progress;
 
 use ask::{mcp, query, serve, stats};
-use build::{compact, index, verify, watch};
+use build::{compact, forget, index, verify, watch};
 use measure::{bench, eval, tune};
 
 use std::path::PathBuf;
@@ -53,8 +53,11 @@ enum Command {
     /// the index as it is re-indexed.
     Serve(ServeArgs),
     /// Serve the index to an AI agent over MCP (stdio: one JSON-RPC message per line on
-    /// stdout, logs on stderr; stops when stdin closes). Tools: search, get, status.
+    /// stdout, logs on stderr; stops when stdin closes). Tools: search, get,
+    /// list_collections, status.
     Mcp(StatsArgs),
+    /// Remove a named collection and its documents from the index.
+    Forget(ForgetArgs),
 }
 
 #[derive(Args, Debug)]
@@ -137,6 +140,17 @@ struct WatchArgs {
     /// Also index generated, minified and lock files (see `index --include-generated`).
     #[arg(long)]
     include_generated: bool,
+    /// Keep this named collection in sync with the folder (see `index --collection`).
+    #[arg(long)]
+    collection: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct ForgetArgs {
+    /// The collection to remove, with all its documents.
+    collection: String,
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Args, Debug)]
@@ -294,6 +308,11 @@ struct QueryArgs {
     /// tests `:` `=` `!=` `<` `<=` `>` `>=` `IN (..)` `EXISTS`; AND, OR, NOT, parentheses).
     #[arg(long = "where")]
     where_: Option<String>,
+    /// `auto`: send the question to the collection its hybrid head and the collections'
+    /// centroids agree on (restrict when confident, boost when fairly sure); `off` (the
+    /// default: routing was not adopted, see the README's routing table).
+    #[arg(long)]
+    route: Option<String>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -370,6 +389,7 @@ impl QueryArgs {
             collections: self.collection.clone(),
             where_: self.where_.clone(),
             filter: None,
+            route: self.route.clone(),
         }
     }
 }
@@ -473,6 +493,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench(a),
         Command::Verify(a) => verify(a),
         Command::Compact(a) => compact(a),
+        Command::Forget(a) => forget(a),
     }
 }
 

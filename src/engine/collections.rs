@@ -144,6 +144,50 @@ impl Engine {
         self.sync_folder(root, name)
     }
 
+    /// Stages a document given by a program into collection `name` (keyed `name/id`, as
+    /// a folder's files are): the library's way to build a collection of records that are
+    /// not files. The collection is recorded without a folder; a folder sync of it would
+    /// remove these documents, so a collection is either synced or fed, not both.
+    pub fn add_document_in(&mut self, name: &str, id: &str, title: &str, text: &str) -> Result<()> {
+        collection::check_name(name)?;
+        let key = collection::key_for(name, id);
+        self.add_document(&key, title, text)?;
+        if let Some(d) = self.staged.upserts.last_mut() {
+            d.collection = name.to_string();
+        }
+        if !self.manifest.collections.iter().any(|c| c.name == name) {
+            self.manifest.collections.push(CollectionInfo {
+                name: name.to_string(),
+                root: String::new(),
+                description: String::new(),
+            });
+            self.manifest
+                .collections
+                .sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        Ok(())
+    }
+
+    /// Sets the description of collection `name` (recorded by the next commit).
+    pub fn describe_collection(&mut self, name: &str, description: &str) -> Result<()> {
+        self.require_writer()?;
+        match self
+            .manifest
+            .collections
+            .iter_mut()
+            .find(|c| c.name == name)
+        {
+            Some(c) => {
+                c.description = description.to_string();
+                Ok(())
+            }
+            None => Err(Error::invalid(
+                "collection",
+                format!("{name:?} is not a collection of this index"),
+            )),
+        }
+    }
+
     /// Stages the removal of every document of collection `name` and forgets it; the next
     /// commit removes them. Returns how many documents go.
     pub fn remove_collection(&mut self, name: &str) -> Result<usize> {

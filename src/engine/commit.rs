@@ -569,6 +569,7 @@ impl Engine {
         self.meta_file = None;
         self.meta = OnceLock::new();
         let _ = self.meta.set(meta.into_iter().collect());
+        self.centroids = OnceLock::new();
         self.remove_stray_files()?;
         self.progress.finish();
         Ok(())

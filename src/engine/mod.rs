@@ -39,6 +39,7 @@ pub mod limits;
 mod lock;
 mod rebuild;
 mod request;
+mod routing;
 mod search;
 mod sync;
 
@@ -281,6 +282,8 @@ pub struct Engine {
     /// and decoded on first use (a filter or a sync needs it; a plain query does not).
     meta_file: Option<PinnedFile>,
     meta: OnceLock<HashMap<String, crate::collection::DocMeta>>,
+    /// Each collection's centroid (routing), computed on first use.
+    centroids: OnceLock<Vec<(String, Vec<f32>)>>,
     doc_index: OnceLock<search::DocIndex>,
     cross_encoder: std::sync::Mutex<Option<(PathBuf, Arc<crate::rerank::CrossEncoder>)>>,
     embedder: OnceLock<Arc<dyn Embedder>>,
@@ -614,6 +617,7 @@ impl Engine {
             near: OnceLock::new(),
             meta_file: None,
             meta: OnceLock::new(),
+            centroids: OnceLock::new(),
             doc_index: OnceLock::new(),
             cross_encoder: std::sync::Mutex::new(None),
             embedder,

@@ -264,6 +264,8 @@ pub struct SearchRequest {
     /// a filter on `collection`). Applied inside both legs, so `k` hits come back whenever
     /// `k` documents match.
     pub filter: Option<crate::filter::Filter>,
+    /// Route the question to a collection first ([`crate::route`]; off by default).
+    pub route: crate::route::RouteMode,
 }
 
 impl SearchRequest {
@@ -280,6 +282,7 @@ impl SearchRequest {
             explain: false,
             exclude: Vec::new(),
             filter: None,
+            route: Default::default(),
         }
     }
 
@@ -395,6 +398,8 @@ pub struct SearchOutput {
     pub rerank_weight: f32,
     /// Seconds per stage.
     pub timings: Vec<(&'static str, f64)>,
+    /// Where a routed search ([`crate::route::RouteMode::Auto`]) was sent, and why.
+    pub route: Option<crate::route::Route>,
     /// Why fewer hits than asked were handed over, when the reason is not the ranking
     /// itself: an empty index, or an abstention ([`SelectConfig::min_similarity`]).
     pub note: Option<String>,

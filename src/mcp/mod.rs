@@ -118,6 +118,9 @@ pub struct SearchArgs {
     /// title, or a front-matter key (tags, status, date, ...).
     #[serde(default)]
     pub filter: Option<crate::filter::Filter>,
+    /// `auto`: send the question to the collection that can answer it (the answer's
+    /// `route` says where and why); `off` (default): search what is asked.
+    pub route: Option<String>,
 }
 
 /// One passage of a `search` answer: the fields of `pinpoint query --json`'s hits.
@@ -157,6 +160,9 @@ pub struct SearchAnswer {
     /// index, abstention, the index holds no more).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The route taken: where a `route: auto` question was sent and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<crate::route::Route>,
 }
 
 /// Arguments of `get`.
@@ -325,6 +331,7 @@ impl McpServer {
             collections: a.collections.clone(),
             where_: a.where_.clone(),
             filter: a.filter.clone(),
+            route: a.route.clone(),
             ..Default::default()
         };
         let req = opts.request(&engine, &a.query)?;
@@ -358,6 +365,7 @@ impl McpServer {
             mode: answer.mode,
             hits,
             note: answer.note.map(String::from),
+            route: answer.route.cloned(),
         })
     }
 

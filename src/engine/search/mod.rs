@@ -170,6 +170,14 @@ impl Engine {
     /// fewer than `k` without the adaptive cut-off, `note` says why.
     pub fn search_detailed(&self, req: &SearchRequest) -> Result<SearchOutput> {
         limits::check(req)?;
+        if req.route == crate::route::RouteMode::Auto {
+            let mut inner = req.clone();
+            inner.route = crate::route::RouteMode::Off;
+            let (mut out, route) =
+                self.search_routed(&inner, &crate::route::RouteConfig::default())?;
+            out.route = Some(route);
+            return Ok(out);
+        }
         let (mut out, mut stop) = self.search_once(req)?;
         let mut depth = req.depth.max(req.k);
         let ceiling = self.store.len().min(limits::MAX_DEPTH);
