@@ -446,6 +446,23 @@ fn an_agent_searches_and_filters_two_collections() {
     );
     assert_eq!(paths(&tree), ["notes/tides.md"], "{tree}");
 
+    // It reads the passage it found, by the path search gave, and asks for a route.
+    let got = c.tool("get", json!({"path": "notes/async.md"}));
+    assert!(
+        got["structuredContent"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("work-stealing"),
+        "{got}"
+    );
+    let routed = c.tool(
+        "search",
+        json!({"query": "pub struct Pool workers", "route": "auto"}),
+    );
+    let route = &routed["structuredContent"]["route"];
+    assert_eq!(route["mode"], "auto", "{routed}");
+    assert_eq!(route["signals"].as_array().unwrap().len(), 2, "{routed}");
+
     // What it got wrong, in words it can act on.
     let bad = c.tool("search", json!({"query": q, "where": "tag:rust AND"}));
     assert_eq!(bad["isError"], true, "{bad}");
