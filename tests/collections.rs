@@ -255,3 +255,47 @@ fn cli_collections_walk_through() {
         "not a collection",
     );
 }
+
+/// `index --rebuild` of an index with named collections builds each again from its folder,
+/// and refuses (keeping the old index) when one cannot be rebuilt.
+#[test]
+fn a_rebuild_keeps_every_collection_or_refuses() {
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    write(&a, "one.md", "# One\nthe first note\n");
+    write(&b, "two.md", "# Two\nthe second note\n");
+    let idx = work.path().join("idx");
+    let mut e = Engine::create(&idx, fake_config()).unwrap();
+    e.add_collection("alpha", &a, "first").unwrap();
+    e.add_collection("beta", &b, "").unwrap();
+    drop(e);
+    let no = std::sync::Arc::new(pinpoint::NoProgress);
+    // Named collections only: the folder named must be one of theirs.
+    let err = Engine::rebuild(&idx, fake_config(), work.path(), no.clone())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("named collections only") && err.contains("alpha"),
+        "{err}"
+    );
+    let (e, _) = Engine::rebuild(&idx, fake_config(), &a, no.clone()).unwrap();
+    assert_eq!(keys(&e), ["alpha/one.md", "beta/two.md"]);
+    assert_eq!(e.collections().unwrap()[0].description, "first");
+    drop(e);
+    // A collection fed by a program cannot be read again from a folder: refused.
+    let mut e = Engine::open(&idx, fake_config()).unwrap();
+    e.add_document_in("records", "r1", "R", "a record").unwrap();
+    e.commit().unwrap();
+    drop(e);
+    let err = Engine::rebuild(&idx, fake_config(), &a, no)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("\"records\"") && err.contains("forget"),
+        "{err}"
+    );
+    let e = Engine::open_read_only(&idx, fake_config()).unwrap();
+    assert_eq!(keys(&e), ["alpha/one.md", "beta/two.md", "records/r1"]);
+}

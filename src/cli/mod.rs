@@ -241,7 +241,8 @@ struct IndexArgs {
     #[command(flatten)]
     common: Common,
     /// Build the index again from scratch, beside the old one, which it replaces once the
-    /// new one is committed (the old one keeps answering until then).
+    /// new one is committed (the old one keeps answering until then). Named collections
+    /// are built again from their recorded folders.
     #[arg(long, conflicts_with = "collection")]
     rebuild: bool,
     /// Sync the folder as this named collection of the index (its documents are keyed

@@ -25,8 +25,9 @@ use std::sync::Arc;
 use super::artifacts::{self, MANIFEST, REBUILD_DIR, REBUILD_MARK};
 use super::lock::WriterLock;
 use super::{Engine, EngineConfig, IndexReport, Progress};
+use crate::collection::CollectionInfo;
 use crate::error::{Error, IoContext, Result};
-use crate::store::sync_dir;
+use crate::store::{sync_dir, Manifest};
 
 /// Where the old index's entries are set aside while the new ones move in.
 const OLD_DIR: &str = "old.tmp";
@@ -64,10 +65,20 @@ impl Engine {
         if staging.exists() {
             std::fs::remove_dir_all(&staging).at(&staging)?;
         }
+        let plan = rebuild_plan(dir, root)?;
         let report = {
             let mut fresh = Engine::create(&staging, cfg.clone())?;
             fresh.set_progress(progress.clone());
-            fresh.add_folder(root)?
+            let mut report = IndexReport::default();
+            for c in &plan {
+                let r = if c.name.is_empty() {
+                    fresh.add_folder(&c.root)?
+                } else {
+                    fresh.add_collection(&c.name, &c.root, &c.description)?
+                };
+                report.absorb(r);
+            }
+            report
             // Dropped here: its lock inside `rebuild.tmp/` is released before the move.
         };
         // The commit point.
@@ -83,6 +94,61 @@ impl Engine {
         e.set_progress(progress);
         Ok((e, report))
     }
+}
+
+/// What a rebuild of the index in `dir` builds: every named collection again from the
+/// folder it records, and the unnamed one from `root`. A rebuild must not drop a collection
+/// silently, so one that cannot be rebuilt is an error: fed by a program (no folder) or
+/// its folder gone. `root` for an index of named collections only must be one of their
+/// folders (the command names a folder; any other would become an unnamed collection
+/// beside them).
+fn rebuild_plan(dir: &Path, root: &Path) -> Result<Vec<CollectionInfo>> {
+    let m = Manifest::read(&dir.join(MANIFEST))?;
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let named: Vec<&CollectionInfo> = m
+        .collections
+        .iter()
+        .filter(|c| !c.name.is_empty())
+        .collect();
+    let mut plan = Vec::new();
+    for c in &named {
+        if c.root.is_empty() || !Path::new(&c.root).is_dir() {
+            return Err(Error::invalid(
+                "rebuild",
+                format!(
+                    "the collection {:?} cannot be rebuilt ({}); rebuilding would drop it: `pinpoint forget {}` first, or rebuild into a new index",
+                    c.name,
+                    if c.root.is_empty() { "its documents were added by a program".to_string() } else { format!("its folder {} is gone", c.root) },
+                    c.name
+                ),
+            ));
+        }
+        plan.push((*c).clone());
+    }
+    let has_unnamed = named.is_empty() || m.collections.iter().any(|c| c.name.is_empty());
+    if has_unnamed {
+        plan.push(CollectionInfo {
+            name: String::new(),
+            root: root.to_string_lossy().to_string(),
+            description: String::new(),
+        });
+    } else if !named
+        .iter()
+        .any(|c| canon(Path::new(&c.root)) == canon(root))
+    {
+        let list: Vec<String> = named
+            .iter()
+            .map(|c| format!("{} ({})", c.name, c.root))
+            .collect();
+        return Err(Error::invalid(
+            "rebuild",
+            format!(
+                "this index holds named collections only: {}; a rebuild builds each again from its folder: name one of them",
+                list.join(", ")
+            ),
+        ));
+    }
+    Ok(plan)
 }
 
 /// Completes (or discards) a rebuild left in `dir`; the caller holds the writer lock.
