@@ -6,9 +6,12 @@
 //!   what both legs together say;
 //! - the cosine of the question to the collection's centroid (the mean of its chunk
 //!   vectors), turned into a share by a softmax: what the collection is about overall,
-//!   which a head of near-ties does not show.
+//!   which a head of near-ties does not show;
+//! - when every collection has a description (`index --collection NAME --description`),
+//!   the cosine of the question to it, as a share the same way: what the user says it
+//!   holds. It is averaged with the centroid share.
 //!
-//! Their mean is the confidence. At or above [`RouteConfig::restrict_at`] the search is
+//! The mean of the head share and that meaning share is the confidence. At or above [`RouteConfig::restrict_at`] the search is
 //! restricted to the top collection (its own top `k`, deeper than its share of the mixed
 //! list); between [`RouteConfig::boost_at`] and that, every collection is searched and the
 //! top one's passages are boosted; below, nothing changes. The decision and its figures
@@ -80,10 +83,35 @@ pub struct Route {
     /// What was done: `all` (every collection, unchanged), `boost` (every collection,
     /// the top one boosted) or `restrict` (the top one only).
     pub action: String,
-    /// The confidence in `top`: mean of its head share and its centroid share.
+    /// The confidence in `top`: mean of its head share and its meaning share.
     pub confidence: f32,
-    /// Per collection: (name, head share, centroid share).
-    pub signals: Vec<(String, f32, f32)>,
+    /// Per collection, what decided.
+    pub signals: Vec<Signal>,
+}
+
+/// One collection's signals.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Signal {
+    /// The collection.
+    pub collection: String,
+    /// Its share of the unfiltered head.
+    pub head: f32,
+    /// Its softmax share of the question's cosine to the centroids.
+    pub centroid: f32,
+    /// Its softmax share of the question's cosine to the descriptions (`None` unless every
+    /// collection has one).
+    pub description: Option<f32>,
+}
+
+/// Softmax shares of cosines at `temperature`.
+fn shares(cos: &[f32], temperature: f32) -> Vec<f32> {
+    let max = cos.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = cos
+        .iter()
+        .map(|c| ((c - max) / temperature.max(1e-6)).exp())
+        .collect();
+    let z: f32 = exp.iter().sum::<f32>().max(f32::MIN_POSITIVE);
+    exp.iter().map(|e| e / z).collect()
 }
 
 /// What to do with a question.
@@ -98,30 +126,43 @@ pub enum Decision {
 }
 
 /// Decides from the collections of the head's passages (`head`, best first, already cut to
-/// [`RouteConfig::head`]) and each collection's centroid cosine (`centroids`).
-pub fn decide(head: &[&str], centroids: &[(String, f32)], cfg: &RouteConfig) -> (Decision, Route) {
-    let names: Vec<&str> = centroids.iter().map(|(n, _)| n.as_str()).collect();
+/// [`RouteConfig::head`]), each collection's centroid cosine (`centroids`), and its
+/// description cosine (`descriptions`, same order; `None` where it has none).
+pub fn decide(
+    head: &[&str],
+    centroids: &[(String, f32)],
+    descriptions: &[Option<f32>],
+    cfg: &RouteConfig,
+) -> (Decision, Route) {
     let n_head = head.len().max(1) as f32;
-    let max_cos = centroids
+    let cos: Vec<f32> = centroids.iter().map(|(_, c)| *c).collect();
+    let cent = shares(&cos, cfg.temperature);
+    let desc: Option<Vec<f32>> = (descriptions.len() == centroids.len()
+        && !descriptions.is_empty()
+        && descriptions.iter().all(|d| d.is_some()))
+    .then(|| {
+        let d: Vec<f32> = descriptions.iter().map(|d| d.unwrap_or(0.0)).collect();
+        shares(&d, cfg.temperature)
+    });
+    let signals: Vec<Signal> = centroids
         .iter()
-        .map(|(_, c)| *c)
-        .fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f32> = centroids
-        .iter()
-        .map(|(_, c)| ((c - max_cos) / cfg.temperature.max(1e-6)).exp())
-        .collect();
-    let z: f32 = exp.iter().sum::<f32>().max(f32::MIN_POSITIVE);
-    let signals: Vec<(String, f32, f32)> = names
-        .iter()
-        .zip(&exp)
-        .map(|(n, e)| {
-            let share = head.iter().filter(|h| *h == n).count() as f32 / n_head;
-            (n.to_string(), share, e / z)
+        .enumerate()
+        .map(|(i, (n, _))| Signal {
+            collection: n.clone(),
+            head: head.iter().filter(|h| **h == n.as_str()).count() as f32 / n_head,
+            centroid: cent[i],
+            description: desc.as_ref().map(|d| d[i]),
         })
         .collect();
     let best = signals
         .iter()
-        .map(|(n, s, c)| (n.clone(), (s + c) / 2.0))
+        .map(|s| {
+            let meaning = match s.description {
+                Some(d) => (s.centroid + d) / 2.0,
+                None => s.centroid,
+            };
+            (s.collection.clone(), (s.head + meaning) / 2.0)
+        })
         .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
     let (decision, top, confidence) = match best {
         Some((name, conf)) if signals.len() >= 2 => {
@@ -165,7 +206,7 @@ mod tests {
     fn agreeing_signals_restrict_and_split_ones_do_not() {
         let cfg = RouteConfig::default();
         let c = cents(&[("code", 0.45), ("papers", 0.20)]);
-        let (d, r) = decide(&["code"; 10], &c, &cfg);
+        let (d, r) = decide(&["code"; 10], &c, &[], &cfg);
         assert_eq!(d, Decision::Restrict("code".into()));
         assert!(r.confidence > 0.99 && r.action == "restrict");
         // Half the head each, centroids close: no restriction.
@@ -174,15 +215,33 @@ mod tests {
             "papers",
         ];
         let c = cents(&[("code", 0.30), ("papers", 0.29)]);
-        let (d, r) = decide(&head, &c, &cfg);
+        let (d, r) = decide(&head, &c, &[], &cfg);
         assert_eq!(d, Decision::All, "{r:?}");
         // A clear centroid and a 7/3 head: a boost, not a restriction.
         let head = [
             "code", "code", "papers", "code", "code", "papers", "code", "code", "papers", "code",
         ];
         let c = cents(&[("code", 0.40), ("papers", 0.20)]);
-        let (d, _) = decide(&head, &c, &cfg);
+        let (d, _) = decide(&head, &c, &[], &cfg);
         assert_eq!(d, Decision::Boost("code".into()));
+    }
+
+    #[test]
+    fn descriptions_count_only_when_every_collection_has_one() {
+        let cfg = RouteConfig::default();
+        let head = [
+            "code", "papers", "code", "papers", "code", "papers", "code", "papers", "code",
+            "papers",
+        ];
+        let c = cents(&[("code", 0.30), ("papers", 0.30)]);
+        // Centroids tie; descriptions point to papers: papers leads, boosted not restricted.
+        let (d, r) = decide(&head, &c, &[Some(0.1), Some(0.5)], &cfg);
+        assert_eq!(d, Decision::Boost("papers".into()), "{r:?}");
+        assert!(r.signals[1].description.unwrap() > 0.99);
+        // One collection without a description: descriptions are left out.
+        let (d, r) = decide(&head, &c, &[None, Some(0.5)], &cfg);
+        assert_eq!(d, Decision::All);
+        assert!(r.signals.iter().all(|s| s.description.is_none()));
     }
 
     #[test]
@@ -190,6 +249,7 @@ mod tests {
         let (d, r) = decide(
             &["only"; 3],
             &cents(&[("only", 0.9)]),
+            &[],
             &RouteConfig::default(),
         );
         assert_eq!(d, Decision::All);

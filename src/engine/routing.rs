@@ -81,7 +81,26 @@ impl Engine {
             .iter()
             .map(|(c, v)| (c.clone(), crate::embed::dot(&q, v)))
             .collect();
-        let (decision, route) = decide(&head, &cos, cfg);
+        // What the user says each collection holds, when every one says something.
+        let described: HashMap<&str, &str> = self
+            .manifest
+            .collections
+            .iter()
+            .filter(|c| !c.description.trim().is_empty())
+            .map(|c| (c.name.as_str(), c.description.as_str()))
+            .collect();
+        let descriptions: Vec<Option<f32>> =
+            if !q.is_empty() && cos.iter().all(|(c, _)| described.contains_key(c.as_str())) {
+                let texts: Vec<&str> = cos.iter().map(|(c, _)| described[c.as_str()]).collect();
+                let e = self.embedder()?;
+                let v = e.embed_passages(&texts)?;
+                v.chunks(e.dim())
+                    .map(|d| Some(crate::embed::dot(&q, d)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        let (decision, route) = decide(&head, &cos, &descriptions, cfg);
         let out = match decision {
             Decision::All => first,
             Decision::Restrict(c) => {
