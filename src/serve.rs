@@ -395,11 +395,16 @@ fn raw_body(req: &mut Request) -> std::result::Result<Vec<u8>, Reply> {
 fn params(query: &str) -> std::result::Result<Map<String, Value>, Reply> {
     let mut m = Map::new();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        let key = k.into_owned();
-        let value = if key == "q" || key == "query" || key == "mode" || key == "fusion" {
+        let mut key = k.into_owned();
+        // `collection=a&collection=b` (or `collections=`) is the list `collections`.
+        if key == "collection" {
+            key = "collections".into();
+        }
+        let list_key = key == "boost" || key == "collections";
+        let value = if ["q", "query", "mode", "fusion", "where", "route"].contains(&key.as_str()) {
             Value::String(v.into_owned())
-        } else if key == "boost" {
-            let mut list = match m.remove("boost") {
+        } else if list_key {
+            let mut list = match m.remove(&key) {
                 Some(Value::Array(a)) => a,
                 _ => Vec::new(),
             };
@@ -416,7 +421,7 @@ fn params(query: &str) -> std::result::Result<Map<String, Value>, Reply> {
         } else {
             Value::String(v.into_owned())
         };
-        if m.insert(key.clone(), value).is_some() && key != "boost" {
+        if m.insert(key.clone(), value).is_some() && !list_key {
             return Err(Reply::error(400, format!("{key} is given twice")));
         }
     }
@@ -439,6 +444,11 @@ mod tests {
         assert_eq!(m["boost"], json!(["a/**=2", "b=1.5"]));
         // A question that looks like a number stays text.
         assert_eq!(params("q=42").unwrap_or_default()["q"], json!("42"));
+        let m =
+            params("q=x&collection=a&collection=b&where=size%3E10&route=auto").unwrap_or_default();
+        assert_eq!(m["collections"], json!(["a", "b"]));
+        assert_eq!(m["where"], json!("size>10"));
+        assert_eq!(m["route"], json!("auto"));
         let o: QueryOptions = serde_json::from_value(Value::Object({
             let mut m = params("k=2&max_tokens=100").unwrap_or_default();
             m.remove("q");
