@@ -64,15 +64,35 @@ impl Default for HnswParams {
 pub type Graph = Hnsw<'static, f32, DotDistance>;
 
 /// A dense index of one generation.
+///
+/// The graph of an opened generation is loaded on first use, not at open: a lexical query,
+/// `stats`, or a filtered search that scans a few chunks exactly never pays for reading
+/// and linking every vector of a large graph (hnsw_rs loads it into owned memory).
 pub struct DenseIndex {
     vectors: VectorFile,
-    graph: Option<Graph>,
+    graph: std::sync::OnceLock<Option<Graph>>,
+    /// Where the graph's dump is, while it is not loaded: `(folder, basename)`.
+    dump: Option<(std::path::PathBuf, String)>,
 }
 
 impl DenseIndex {
-    /// A dense index over `vectors`, with an optional graph.
+    /// A dense index over `vectors`, with an optional graph in memory.
     pub fn new(vectors: VectorFile, graph: Option<Graph>) -> DenseIndex {
-        DenseIndex { vectors, graph }
+        DenseIndex {
+            vectors,
+            graph: std::sync::OnceLock::from(graph),
+            dump: None,
+        }
+    }
+
+    /// A dense index over `vectors` whose graph is the dump `basename` in `dir`, loaded
+    /// when a search first needs it.
+    pub fn with_dump(vectors: VectorFile, dir: &Path, basename: &str) -> DenseIndex {
+        DenseIndex {
+            vectors,
+            graph: std::sync::OnceLock::new(),
+            dump: Some((dir.to_path_buf(), basename.to_string())),
+        }
     }
 
     /// The vectors.
@@ -80,14 +100,40 @@ impl DenseIndex {
         &self.vectors
     }
 
-    /// The graph, when one is built.
-    pub fn graph(&self) -> Option<&Graph> {
-        self.graph.as_ref()
+    /// Whether the generation has a graph (loaded or not).
+    pub fn has_graph(&self) -> bool {
+        self.dump.is_some() || self.graph.get().is_some_and(|g| g.is_some())
     }
 
-    /// Takes the graph out (to extend it for the next generation).
-    pub fn take_graph(&mut self) -> Option<Graph> {
-        self.graph.take()
+    /// Whether the graph is in memory (a test of the lazy load).
+    pub fn graph_loaded(&self) -> bool {
+        self.graph.get().is_some_and(|g| g.is_some())
+    }
+
+    /// The graph, when one is built, loaded on first use.
+    pub fn graph(&self) -> Result<Option<&Graph>> {
+        if let Some(g) = self.graph.get() {
+            return Ok(g.as_ref());
+        }
+        let loaded = match &self.dump {
+            Some((dir, base)) => Some(load_graph(dir, base)?),
+            None => None,
+        };
+        // Two threads may both load; one result is kept, the other dropped.
+        Ok(self.graph.get_or_init(|| loaded).as_ref())
+    }
+
+    /// Forgets the graph without loading it (a compaction builds a new one).
+    pub fn drop_graph(&mut self) {
+        self.dump = None;
+        self.graph = std::sync::OnceLock::from(None);
+    }
+
+    /// Takes the graph out (to extend it for the next generation), loading it first.
+    pub fn take_graph(&mut self) -> Result<Option<Graph>> {
+        self.graph()?;
+        self.dump = None;
+        Ok(self.graph.take().flatten())
     }
 
     /// Top `k` chunks for a normalised query: `(chunk id, cosine)`, best first.
@@ -104,7 +150,7 @@ impl DenseIndex {
                 got: query.len(),
             });
         }
-        match &self.graph {
+        match self.graph()? {
             Some(g) => Ok(search_graph(g, query, k, ef, Some(store))),
             None => Ok(exact_search(&self.vectors, query, k)
                 .into_iter()
@@ -143,7 +189,7 @@ impl DenseIndex {
         }
         let live = store.len().max(1);
         let share = allowed.len() as f64 / live as f64;
-        match &self.graph {
+        match self.graph()? {
             Some(g) if share >= EXACT_FILTER_SHARE || allowed.len() > EXACT_FILTER_MAX => {
                 let ef = ((ef.max(k) as f64 / share.min(1.0)).ceil() as usize).min(live);
                 let pass = |id: &usize| {

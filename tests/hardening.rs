@@ -447,7 +447,7 @@ fn a_graph_dump_into_an_unwritable_place_is_an_error() {
     cfg.hnsw.min_points = 10;
     let mut e = Engine::create(work.path().join("idx"), cfg).unwrap();
     e.add_folder(&src).unwrap();
-    let g = e.dense().graph().expect("a graph");
+    let g = e.dense().graph().unwrap().expect("a graph");
     // A file where the folder should be: not writable even for root.
     let file = work.path().join("plain-file");
     std::fs::write(&file, "x").unwrap();
@@ -716,4 +716,63 @@ fn serve_survives_random_and_recorded_hostile_requests() {
     let (status, _) = crate::serve::post(addr, r#"{"query": "glacier"}"#);
     assert_eq!(status, 200);
     server.stop();
+}
+
+/// The graph of an opened generation is read by the first search that needs it: a
+/// lexical query never loads it, a dense one does; a damaged graph is then an error that
+/// names its file (and `verify` reports it), not a crash, and lexical queries still answer.
+#[test]
+fn the_graph_is_loaded_by_the_first_search_that_needs_it() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("notes");
+    write_corpus(&src, 80);
+    let mut cfg = fake_config();
+    cfg.hnsw.min_points = 10;
+    let idx = work.path().join("idx");
+    let mut e = Engine::create(&idx, cfg.clone()).unwrap();
+    e.add_folder(&src).unwrap();
+    drop(e);
+    let e = Engine::open_read_only(&idx, cfg.clone()).unwrap();
+    assert!(e.dense().has_graph() && !e.dense().graph_loaded());
+    let q = |m: pinpoint::Mode| {
+        e.search(&pinpoint::SearchRequest::new("the tide and the moon", 5).mode(m))
+    };
+    assert!(!q(pinpoint::Mode::Lexical).unwrap().is_empty());
+    assert!(
+        !e.dense().graph_loaded(),
+        "a lexical query loaded the graph"
+    );
+    assert!(!q(pinpoint::Mode::Dense).unwrap().is_empty());
+    assert!(e.dense().graph_loaded());
+    drop(e);
+
+    // Damage the graph's data file, keeping its size (the manifest's size check passes).
+    let base = Engine::open_read_only(&idx, cfg.clone())
+        .unwrap()
+        .manifest()
+        .hnsw
+        .clone()
+        .unwrap();
+    let data = idx.join(format!("dense/{base}.hnsw.graph"));
+    let mut bytes = std::fs::read(&data).unwrap();
+    for b in bytes.iter_mut().take(64) {
+        *b = 0xAB;
+    }
+    std::fs::write(&data, bytes).unwrap();
+    let e = Engine::open_read_only(&idx, cfg).unwrap();
+    assert!(!e
+        .search(
+            &pinpoint::SearchRequest::new("the tide and the moon", 5).mode(pinpoint::Mode::Lexical)
+        )
+        .unwrap()
+        .is_empty());
+    let err = e
+        .search(
+            &pinpoint::SearchRequest::new("the tide and the moon", 5).mode(pinpoint::Mode::Dense),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&base), "{err}");
+    let problems = e.verify().unwrap();
+    assert!(!problems.is_empty(), "verify must see the damaged graph");
 }

@@ -261,7 +261,7 @@ fn compaction_drops_tombstones_and_keeps_answers() {
         e.remove_document(&format!("d{i}")).unwrap();
     }
     e.commit().unwrap();
-    let g = e.dense().graph().expect("graph built");
+    let g = e.dense().graph().unwrap().expect("graph built");
     assert!(
         g.get_nb_point() > e.store().len(),
         "removed chunks stay in the graph as tombstones"
@@ -272,7 +272,10 @@ fn compaction_drops_tombstones_and_keeps_answers() {
         .iter()
         .all(|h| !["d0", "d1", "d2", "d3"].contains(&h.path.as_str())));
     e.compact().unwrap();
-    assert_eq!(e.dense().graph().unwrap().get_nb_point(), e.store().len());
+    assert_eq!(
+        e.dense().graph().unwrap().unwrap().get_nb_point(),
+        e.store().len()
+    );
     let after = e.search(&q).unwrap();
     // Many documents tie on score; compare the (path, score) sets.
     let key = |v: &[pinpoint::Hit]| {
@@ -289,7 +292,10 @@ fn compaction_drops_tombstones_and_keeps_answers() {
         e.remove_document(&format!("d{i}")).unwrap();
     }
     e.commit().unwrap();
-    assert_eq!(e.dense().graph().unwrap().get_nb_point(), e.store().len());
+    assert_eq!(
+        e.dense().graph().unwrap().unwrap().get_nb_point(),
+        e.store().len()
+    );
     drop(e);
     let r = Engine::open_read_only(idx.path(), cfg).unwrap();
     assert!(r.verify().unwrap().is_empty());

@@ -180,7 +180,7 @@ fn the_graph_search_builds_and_keeps_the_same_table_as_the_exact_scan() {
     let mut graph = Engine::create(graph_dir.path(), graph_cfg).unwrap();
     exact.add_folder(src.path()).unwrap();
     graph.add_folder(src.path()).unwrap();
-    assert!(graph.dense().graph().is_some() && exact.dense().graph().is_none());
+    assert!(graph.dense().has_graph() && !exact.dense().has_graph());
     let a = named_table(&exact, exact_dir.path());
     assert!(a.len() > 20, "{} chunks", a.len());
     let listed = a.iter().filter(|x| !x.1.is_empty()).count();

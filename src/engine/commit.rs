@@ -435,7 +435,7 @@ impl Engine {
         let mut graph = None;
         if vectors.len() >= params.min_points.max(1) {
             self.progress.start("hnsw", vectors.len() as u64);
-            let old = self.dense.take_graph();
+            let old = self.dense.take_graph()?;
             let g = match old {
                 Some(g) => {
                     let old_points = g.get_nb_point();
@@ -579,7 +579,7 @@ impl Engine {
     /// (dropping its tombstones). The lexical index is left to tantivy's own merging.
     pub fn compact(&mut self) -> Result<()> {
         self.require_writer()?;
-        let _ = self.dense.take_graph();
+        self.dense.drop_graph();
         let n = self.store.len();
         let mut records = Vec::with_capacity(n);
         for i in 0..n {

@@ -108,14 +108,16 @@ impl Engine {
                 Err(e) => problems.push(e.to_string()),
             }
         }
-        if let Some(g) = self.dense.graph() {
-            if g.get_nb_point() < store_ids.len() {
+        match self.dense.graph() {
+            Ok(Some(g)) if g.get_nb_point() < store_ids.len() => {
                 problems.push(format!(
                     "HNSW graph has {} points for {} chunks",
                     g.get_nb_point(),
                     store_ids.len()
                 ));
             }
+            Ok(_) => {}
+            Err(e) => problems.push(e.to_string()),
         }
         Ok(problems)
     }

@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::chunk::ChunkConfig;
-use crate::dense::{load_graph, DenseIndex, HnswParams};
+use crate::dense::{DenseIndex, HnswParams};
 use crate::embed::{BertEmbedder, DeviceChoice, Embedder};
 use crate::error::{Error, IoContext, Result};
 use crate::ingest::{Document, IngestConfig, Skipped};
@@ -537,9 +537,11 @@ impl Engine {
                 format!("{} vectors for {} chunks", vectors.len(), store.len()),
             ));
         }
-        let graph = match &manifest.hnsw {
-            Some(base) => Some(load_graph(&dir.join("dense"), base)?),
-            None => None,
+        // The graph is loaded by the first search that needs it (a lexical query never
+        // does); its files are checked against the manifest's sizes above.
+        let dense = match &manifest.hnsw {
+            Some(base) => DenseIndex::with_dump(vectors, &dir.join("dense"), base),
+            None => DenseIndex::new(vectors, None),
         };
         let late = if manifest.token_codes {
             let path = dir.join(late_file(gen));
@@ -564,7 +566,7 @@ impl Engine {
             manifest,
             (spec, model_dir),
             store,
-            DenseIndex::new(vectors, graph),
+            dense,
             lexical,
             lock,
         );
