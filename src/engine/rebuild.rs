@@ -103,7 +103,16 @@ impl Engine {
 /// folders (the command names a folder; any other would become an unnamed collection
 /// beside them).
 fn rebuild_plan(dir: &Path, root: &Path) -> Result<Vec<CollectionInfo>> {
-    let m = Manifest::read(&dir.join(MANIFEST))?;
+    let unnamed = || CollectionInfo {
+        name: String::new(),
+        root: root.to_string_lossy().to_string(),
+        description: String::new(),
+    };
+    // A manifest that cannot be read (another format, damage) is what a rebuild is for:
+    // nothing of it can be kept, the folder named is built.
+    let Ok(m) = Manifest::read(&dir.join(MANIFEST)) else {
+        return Ok(vec![unnamed()]);
+    };
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let named: Vec<&CollectionInfo> = m
         .collections
@@ -127,11 +136,7 @@ fn rebuild_plan(dir: &Path, root: &Path) -> Result<Vec<CollectionInfo>> {
     }
     let has_unnamed = named.is_empty() || m.collections.iter().any(|c| c.name.is_empty());
     if has_unnamed {
-        plan.push(CollectionInfo {
-            name: String::new(),
-            root: root.to_string_lossy().to_string(),
-            description: String::new(),
-        });
+        plan.push(unnamed());
     } else if !named
         .iter()
         .any(|c| canon(Path::new(&c.root)) == canon(root))
