@@ -117,6 +117,7 @@ pub mod rerank;
 pub mod route;
 pub mod select;
 pub mod serve;
+pub mod shard;
 pub mod store;
 pub mod tune;
 

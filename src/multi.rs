@@ -122,33 +122,14 @@ impl MultiIndex {
                 _ => f32::MIN,
             }
         };
-        // Keys: (index, rank within it).
-        let lists: Vec<Vec<(u64, f32)>> = answers
+        let cosines: Vec<Vec<f32>> = answers
             .iter()
             .enumerate()
-            .map(|(i, a)| {
-                (0..a.hits.len())
-                    .map(|r| (((i as u64) << 32) | r as u64, 0.0))
-                    .collect()
-            })
+            .map(|(i, a)| a.hits.iter().map(|h| cosine(i, h)).collect())
             .collect();
-        let refs: Vec<&[(u64, f32)]> = lists.iter().map(|l| l.as_slice()).collect();
-        let mut fused: Vec<(u64, f32, f32)> = fuse(&refs, &Fusion::default())
-            .into_iter()
-            .map(|(key, score)| {
-                let (i, r) = ((key >> 32) as usize, (key & 0xffff_ffff) as usize);
-                let cos = answers[i].hits.get(r).map_or(f32::MIN, |h| cosine(i, h));
-                (key, score, cos)
-            })
-            .collect();
-        fused.sort_by(|a, b| {
-            b.1.total_cmp(&a.1)
-                .then(b.2.total_cmp(&a.2))
-                .then(a.0.cmp(&b.0))
-        });
+        let fused = fuse_by_rank(&cosines, k);
         let mut out = SearchOutput::default();
-        for (key, score, _) in fused.into_iter().take(k) {
-            let (i, r) = ((key >> 32) as usize, (key & 0xffff_ffff) as usize);
+        for (i, r, score) in fused {
             let Some(h) = answers.get(i).and_then(|a| a.hits.get(r)) else {
                 continue;
             };
@@ -171,6 +152,47 @@ impl MultiIndex {
         }
         Ok((mode, out))
     }
+}
+
+/// The fusion rule of several answers to one question, as `(answer, rank in it, fused
+/// score)` for the best `k`: reciprocal rank (k = 60) over each answer's order, ties (the
+/// same rank in two answers) ordered by the passage's cosine with the question
+/// (`cosines[answer][rank]`), then by answer. Shared by [`MultiIndex::search`] and by
+/// front ends that gather answers from shards elsewhere (the Python package's router).
+pub fn fuse_by_rank(cosines: &[Vec<f32>], k: usize) -> Vec<(usize, usize, f32)> {
+    // Keys: (answer, rank within it).
+    let lists: Vec<Vec<(u64, f32)>> = cosines
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            (0..a.len())
+                .map(|r| (((i as u64) << 32) | r as u64, 0.0))
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[(u64, f32)]> = lists.iter().map(|l| l.as_slice()).collect();
+    let mut fused: Vec<(u64, f32, f32)> = fuse(&refs, &Fusion::default())
+        .into_iter()
+        .map(|(key, score)| {
+            let (i, r) = ((key >> 32) as usize, (key & 0xffff_ffff) as usize);
+            let cos = cosines
+                .get(i)
+                .and_then(|c| c.get(r))
+                .copied()
+                .unwrap_or(f32::MIN);
+            (key, score, cos)
+        })
+        .collect();
+    fused.sort_by(|a, b| {
+        b.1.total_cmp(&a.1)
+            .then(b.2.total_cmp(&a.2))
+            .then(a.0.cmp(&b.0))
+    });
+    fused
+        .into_iter()
+        .take(k)
+        .map(|(key, score, _)| ((key >> 32) as usize, (key & 0xffff_ffff) as usize, score))
+        .collect()
 }
 
 /// The name a folder's paths are prefixed with: its last component.

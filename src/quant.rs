@@ -1,4 +1,4 @@
-//! Int8 linear layers for the fused CPU encoder ([`crate::cpu_bert`]).
+//! Int8 linear layers for the fused CPU encoder (`cpu_bert`).
 //!
 //! Why: the encoder's linear layers are ~90 % of its arithmetic, and an f32 GEMM on two
 //! cores is already near what f32 allows. Scalar-quantised products do four times the

@@ -105,8 +105,14 @@ impl Engine {
         self.manifest.include_generated = self.cfg.ingest.include_generated;
         let mut to_read: Vec<(PathBuf, u64)> = Vec::new();
         let mut seen = HashSet::new();
+        let shard = self.cfg.ingest.shard;
         for p in &walked.files {
             let rel = ingest::key_for(root, p);
+            // A shard's sync sees only its files: the others are not read, and a file of
+            // another shard that this index held (the shard count changed) is gone here.
+            if shard.is_some_and(|s| !s.holds(&rel)) {
+                continue;
+            }
             if collection.is_empty() {
                 if let Some(first) = rel.split('/').next().filter(|f| named.contains(f)) {
                     if rel.contains('/') {

@@ -12,7 +12,7 @@
 //! and ranges on text fields are errors naming where they are, never a match-all) into a
 //! [`Predicate`] over a document's facts ([`DocFacts`]); the engine turns it into the set
 //! of chunks that may be returned and applies that set *inside* each leg
-//! (`engine::filtered`), so that `k` hits come back whenever `k` documents match.
+//! (the engine's search legs), so that `k` hits come back whenever `k` documents match.
 //!
 //! Not for: which documents exist or what their front matter holds ([`crate::collection`]).
 

@@ -371,6 +371,8 @@ pub struct IngestConfig {
     /// Also index generated, minified and lock files ([`generated`]), which are skipped
     /// with a reason by default.
     pub include_generated: bool,
+    /// Index only the files of this shard of the folder ([`crate::shard`]; `None`: all).
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl Default for IngestConfig {
@@ -381,6 +383,7 @@ impl Default for IngestConfig {
             hidden: false,
             checkpoint_bytes: 8 * 1024 * 1024,
             include_generated: false,
+            shard: None,
         }
     }
 }
