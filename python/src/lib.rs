@@ -153,7 +153,9 @@ impl Index {
             serde_json::from_str(options).map_err(|e| err(format!("bad option: {e}")))?;
         py.detach(|| {
             self.with(|e| {
-                let req = opts.request(e, query)?;
+                let mut req = opts.request(e, query)?;
+                // A router merging shards reads each hit's fused and reranker scores.
+                req.explain = true;
                 let out = e.search_detailed(&req)?;
                 let mut v = serde_json::to_value(Answer::new(query, req.mode, &out))
                     .map_err(|x| pinpoint::Error::invalid("answer", x.to_string()))?;
@@ -170,6 +172,17 @@ impl Index {
                             .map(|p| pinpoint::embed::dot(e.dense().vectors().row(p), &q));
                         if let Some(o) = h.as_object_mut() {
                             o.insert("cosine".into(), serde_json::json!(cos));
+                            if let Some(x) = &hit.explain {
+                                o.insert("fused".into(), serde_json::json!(x.fused_score));
+                                o.insert("rerank".into(), serde_json::json!(x.rerank_score));
+                                o.insert(
+                                    "rerank_weight".into(),
+                                    serde_json::json!(x.rerank_weight),
+                                );
+                            }
+                            if !opts.explain {
+                                o.remove("explain");
+                            }
                         }
                     }
                 }
@@ -191,12 +204,14 @@ impl Index {
     }
 }
 
-/// Fuses answers to one question from several indexes or shards (JSON list of answers as
-/// `Index.search` gives them) by the rule of `query --index A --index B`: reciprocal rank,
-/// ties by cosine. Returns `{"hits": [...]}` with at most `k` hits, ranks renumbered and
-/// scores the fused ones.
+/// Fuses answers to one question (JSON list of answers as `Index.search` gives them).
+/// `shards`: the shards of one folder, merged by the engine's own head blend over their
+/// union (`pinpoint::multi::merge_shards`); otherwise separate indexes, fused by rank, ties
+/// by cosine (`query --index A --index B`). Returns `{"hits": [...]}` with at most `k`
+/// hits, ranks renumbered and scores the merged ones.
 #[pyfunction]
-fn fuse(answers: &str, k: usize) -> PyResult<String> {
+#[pyo3(signature = (answers, k, shards=true))]
+fn fuse(answers: &str, k: usize, shards: bool) -> PyResult<String> {
     let answers: Vec<serde_json::Value> =
         serde_json::from_str(answers).map_err(|e| err(format!("bad answers: {e}")))?;
     let hits: Vec<Vec<serde_json::Value>> = answers
@@ -211,8 +226,28 @@ fn fuse(answers: &str, k: usize) -> PyResult<String> {
                 .collect()
         })
         .collect();
+    let order = if shards {
+        let merged: Vec<Vec<pinpoint::multi::ShardHit>> = hits
+            .iter()
+            .zip(&cosines)
+            .map(|(h, c)| {
+                h.iter()
+                    .zip(c)
+                    .map(|(x, &cosine)| pinpoint::multi::ShardHit {
+                        fused: x["fused"].as_f64().or(x["score"].as_f64()).unwrap_or(0.0) as f32,
+                        rerank: x["rerank"].as_f64().map(|v| v as f32),
+                        cosine,
+                        weight: x["rerank_weight"].as_f64().unwrap_or(0.0) as f32,
+                    })
+                    .collect()
+            })
+            .collect();
+        pinpoint::multi::merge_shards(&merged, k)
+    } else {
+        pinpoint::multi::fuse_by_rank(&cosines, k)
+    };
     let mut out = Vec::new();
-    for (i, r, score) in pinpoint::multi::fuse_by_rank(&cosines, k) {
+    for (i, r, score) in order {
         let mut h = hits[i][r].clone();
         if let Some(o) = h.as_object_mut() {
             o.insert("rank".into(), serde_json::json!(out.len() + 1));

@@ -70,17 +70,19 @@ class Index:
         return json.loads(self._index.collections())
 
 
-def fuse(answers, k=5):
-    """Fuses answers to one question from several indexes or shards by the engine's rule
-    (reciprocal rank, ties by cosine); returns ``{"hits": [...]}``."""
-    return json.loads(_fuse(json.dumps(list(answers)), int(k)))
+def fuse(answers, k=5, shards=True):
+    """Merges answers to one question; returns ``{"hits": [...]}``. ``shards``: the answers
+    come from the shards of one folder, merged by the engine's own blend of fused and
+    reranker scores over all their hits (within noise of one index); otherwise from
+    separate indexes, fused by rank with ties by cosine (``query --index A --index B``)."""
+    return json.loads(_fuse(json.dumps(list(answers)), int(k), bool(shards)))
 
 
-def search_many(indexes, query, **options):
-    """Asks every index and fuses the answers: the query side of a sharded index, in one
-    process (the Ray router does the same across machines)."""
+def search_many(indexes, query, shards=True, **options):
+    """Asks every index and merges the answers (see :func:`fuse`): the query side of a
+    sharded index in one process (the Ray router does the same across machines)."""
     answers = [i.search(query, **options) for i in indexes]
-    fused = fuse(answers, options.get("k", 5))
+    fused = fuse(answers, options.get("k", 5), shards=shards)
     fused["query"] = query
     fused["mode"] = answers[0]["mode"] if answers else options.get("mode", "hybrid")
     return fused
