@@ -2,10 +2,13 @@
 //! built apart), or the shards of one index built in parallel.
 //!
 //! Each index answers the question as `query` would on it alone (its own defaults, its own
-//! cut-off); the answers are then fused by reciprocal rank (k = 60), never by score: BM25
-//! and fused scores are only comparable inside one index (each has its own term statistics
-//! and score distribution), while a passage's rank in its own index means the same thing
-//! everywhere. Passages of equal rank (every index's first, say) are ordered by their
+//! cut-off). Separate indexes' answers are then fused by reciprocal rank (k = 60), never
+//! by score: BM25 and fused scores are only comparable inside one index (each has its own
+//! term statistics and score distribution), while a passage's rank in its own index means
+//! the same thing everywhere. The shards of one folder ([`MultiIndex::plain_paths`]) are
+//! the exception: a random split of one corpus gives each shard the same score scales, so
+//! their hits are merged by the engine's own blend of fused and reranker scores over their
+//! union ([`merge_shards`]); ranks would give every shard's first hit a first place. Passages of equal rank (every index's first, say) are ordered by their
 //! cosine with the question, the one score the indexes share: the same model embedded
 //! them all. Indexes built with different embedding models are refused: their dense legs
 //! answer in different spaces. Paths are prefixed with the index folder's name (two indexes
