@@ -140,3 +140,52 @@ fn indexes_of_another_model_or_named_twice_are_refused() {
         .iter()
         .all(|h| !h.path.starts_with("ha/") && !h.path.starts_with("hb/")));
 }
+
+/// `query --shards` over the shards of one folder: paths as stored, hits merged by score,
+/// every document in exactly one shard, and the best hit that of the whole folder.
+#[test]
+fn shards_of_one_folder_merge_by_score_with_their_own_paths() {
+    let work = tempfile::tempdir().unwrap();
+    let model = real_model();
+    let mut shard_docs = 0;
+    for i in 0..3u32 {
+        let mut cfg = pinpoint::EngineConfig {
+            model_dir: Some(model.clone()),
+            ..Default::default()
+        };
+        cfg.ingest.shard = Some(pinpoint::shard::Shard::new(i, 3).unwrap());
+        let mut e = pinpoint::Engine::create(work.path().join(format!("shard-{i}")), cfg).unwrap();
+        e.add_folder(samples()).unwrap();
+        shard_docs += e.manifest().counts.documents;
+    }
+    let files = std::fs::read_dir(samples()).unwrap().count() as u64;
+    assert_eq!(shard_docs, files);
+    let o = pinpoint(
+        work.path(),
+        &[
+            "query",
+            "how do tides work",
+            "--shards",
+            "--json",
+            "-k",
+            "3",
+            "--index",
+            "shard-0",
+            "--index",
+            "shard-1",
+            "--index",
+            "shard-2",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let hits = v["hits"].as_array().unwrap();
+    assert_eq!(hits[0]["path"], "tides.txt", "{v}");
+    assert!(hits
+        .iter()
+        .all(|h| !h["path"].as_str().unwrap().starts_with("shard-")));
+    assert!(
+        hits.iter().all(|h| h.get("explain").is_none()),
+        "explain was not asked for"
+    );
+}

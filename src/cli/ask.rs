@@ -9,9 +9,11 @@ use super::*;
 
 pub(super) fn query(a: QueryArgs) -> Result<()> {
     let (mode, found) = if a.common.indexes.len() > 1 {
-        // Several indexes: each answers, the answers are fused by rank.
+        // Several indexes: each answers; separate indexes' answers are fused by rank, the
+        // shards of one folder merged by score.
         let multi =
-            pinpoint::multi::MultiIndex::open_read_only(&a.common.indexes, a.common.config()?)?;
+            pinpoint::multi::MultiIndex::open_read_only(&a.common.indexes, a.common.config()?)?
+                .plain_paths(a.shards);
         multi.search(&a.text, &a.options())?
     } else {
         let engine = Engine::open_read_only(a.common.index()?, a.common.config()?)?;

@@ -303,6 +303,11 @@ struct QueryArgs {
     /// Search only this collection (repeat for several; default: all).
     #[arg(long)]
     collection: Vec<String>,
+    /// The --index folders are the shards of one folder (`pinpoint-ray build`): their hits
+    /// are merged by score and keep their paths, instead of being fused by rank with each
+    /// index's name in front.
+    #[arg(long)]
+    shards: bool,
     /// Only documents that pass this filter, e.g.
     /// `ext IN (md,rs) AND modified >= 2025-01-01 AND tag:rust AND NOT path:drafts/**`
     /// (fields: collection, path, ext, kind, modified, size, title, or a front-matter key;
