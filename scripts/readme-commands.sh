@@ -22,6 +22,17 @@ step $pp query "how do tides work" --index "$idx" --expansion 0 --no-abstain
 step $pp stats --index "$idx"
 step $pp verify --index "$idx"
 step $pp compact --index "$idx"
+# Collections, filters and routing (the "Collections and filters" section), precision and
+# progress of `index`, and the shards of one folder.
+coll="$tmp/collections"
+step $pp index samples --index "$coll" --collection notes --description "the bundled samples" --progress json
+step $pp stats --index "$coll"
+step $pp query "how do tides work" --index "$coll" --collection notes
+step $pp query "how do tides work" --index "$coll" --where "ext IN (md,txt) AND modified >= 2000-01-01 AND NOT path:drafts/**"
+step $pp query "how do tides work" --index "$coll" --route auto --json
+step $pp forget notes --index "$coll"
+step $pp index samples --index "$tmp/f32" --precision f32 --progress none
+step $pp query "how do tides work" --index "$idx" --index "$tmp/f32"
 # Limits are refused with exit 1, not attempted.
 if $pp query "tides" --index "$idx" -k 100000000000 2>/dev/null; then
   echo "query -k 100000000000 was not refused" >&2; exit 1

@@ -39,7 +39,13 @@ impl MultiIndex {
             return Err(Error::invalid("index", "no index folder given"));
         }
         let mut parts: Vec<(String, Engine)> = Vec::new();
-        let mut cfg = cfg;
+        // One loaded encoder per precision: indexes built in int8 and in f32 share the
+        // model but not the arithmetic their queries must be embedded in.
+        let mut shared: std::collections::HashMap<
+            crate::quant::Precision,
+            std::sync::Arc<dyn crate::embed::Embedder>,
+        > = std::collections::HashMap::new();
+        let given = cfg.embedder.clone();
         let mut seen: Vec<PathBuf> = Vec::new();
         for dir in dirs {
             let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
@@ -50,7 +56,14 @@ impl MultiIndex {
                 ));
             }
             seen.push(canonical);
-            let e = Engine::open_read_only(dir, cfg.clone())?;
+            let precision = crate::store::Manifest::read(&dir.join("manifest.json"))
+                .map(|m| m.precision)
+                .ok();
+            let mut cfg = cfg.clone();
+            if given.is_none() {
+                cfg.embedder = precision.and_then(|p| shared.get(&p).cloned());
+            }
+            let e = Engine::open_read_only(dir, cfg)?;
             if let Some((first_dir, first)) = parts.first() {
                 let (a, b) = (&first.manifest().model, &e.manifest().model);
                 if a.id != b.id || a.dim != b.dim {
@@ -69,9 +82,12 @@ impl MultiIndex {
                     ));
                 }
             }
-            if cfg.embedder.is_none() && !e.store().is_empty() {
-                // One model for all: loaded by the first index that holds anything.
-                cfg.embedder = Some(e.embedder()?.clone());
+            if given.is_none() && !e.store().is_empty() {
+                // One model per precision: loaded by the first index that holds anything.
+                let p = e.manifest().precision;
+                if !shared.contains_key(&p) {
+                    shared.insert(p, e.embedder()?.clone());
+                }
             }
             parts.push((label(dir), e));
         }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 /// The arithmetic an index's encoder runs in. Recorded in the manifest at creation: a query
 /// must be embedded the way the index's passages were.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// Full-precision linear layers (the reference).

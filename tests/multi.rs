@@ -189,3 +189,52 @@ fn shards_of_one_folder_merge_by_score_with_their_own_paths() {
         "explain was not asked for"
     );
 }
+
+/// Indexes embedded in different precisions answer one query together: each index's
+/// questions are embedded its own way (one encoder per precision), not refused.
+#[test]
+fn indexes_of_two_precisions_answer_together() {
+    let work = tempfile::tempdir().unwrap();
+    let model = real_model();
+    for p in ["int8", "f32"] {
+        let o = pinpoint(
+            work.path(),
+            &[
+                "index",
+                samples().to_str().unwrap(),
+                "--index",
+                p,
+                "--model",
+                model.to_str().unwrap(),
+                "--precision",
+                p,
+                "--progress",
+                "none",
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = pinpoint(
+        work.path(),
+        &[
+            "query",
+            "how do tides work",
+            "--index",
+            "int8",
+            "--index",
+            "f32",
+            "--json",
+            "-k",
+            "2",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let paths: Vec<&str> = v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.iter().all(|p| p.ends_with("tides.txt")), "{paths:?}");
+}
