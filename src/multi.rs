@@ -85,8 +85,8 @@ impl MultiIndex {
             if given.is_none() && !e.store().is_empty() {
                 // One model per precision: loaded by the first index that holds anything.
                 let p = e.manifest().precision;
-                if !shared.contains_key(&p) {
-                    shared.insert(p, e.embedder()?.clone());
+                if let std::collections::hash_map::Entry::Vacant(slot) = shared.entry(p) {
+                    slot.insert(e.embedder()?.clone());
                 }
             }
             parts.push((label(dir), e));
