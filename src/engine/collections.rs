@@ -156,14 +156,7 @@ impl Engine {
             d.collection = name.to_string();
         }
         if !self.manifest.collections.iter().any(|c| c.name == name) {
-            self.manifest.collections.push(CollectionInfo {
-                name: name.to_string(),
-                root: String::new(),
-                description: String::new(),
-            });
-            self.manifest
-                .collections
-                .sort_by(|a, b| a.name.cmp(&b.name));
+            self.insert_collection(name, String::new(), "");
         }
         Ok(())
     }
@@ -230,17 +223,20 @@ impl Engine {
                     c.description = description.to_string();
                 }
             }
-            None => {
-                self.manifest.collections.push(CollectionInfo {
-                    name: name.to_string(),
-                    root,
-                    description: description.to_string(),
-                });
-                self.manifest
-                    .collections
-                    .sort_by(|a, b| a.name.cmp(&b.name));
-            }
+            None => self.insert_collection(name, root, description),
         }
+    }
+
+    /// Adds a collection to the manifest, keeping the list sorted by name.
+    fn insert_collection(&mut self, name: &str, root: String, description: &str) {
+        self.manifest.collections.push(CollectionInfo {
+            name: name.to_string(),
+            root,
+            description: description.to_string(),
+        });
+        self.manifest
+            .collections
+            .sort_by(|a, b| a.name.cmp(&b.name));
     }
 
     /// The chunks `filter` lets through (`None`: no filter, everything passes).
