@@ -146,8 +146,8 @@ impl Engine {
 
     /// Stages a document given by a program into collection `name` (keyed `name/id`, as
     /// a folder's files are): the library's way to build a collection of records that are
-    /// not files. The collection is recorded without a folder; a folder sync of it would
-    /// remove these documents, so a collection is either synced or fed, not both.
+    /// not files. The collection is recorded without a folder (so `--rebuild` refuses to drop
+    /// it); like `add_document`'s, these documents are never removed by a folder sync.
     pub fn add_document_in(&mut self, name: &str, id: &str, title: &str, text: &str) -> Result<()> {
         collection::check_name(name)?;
         let key = collection::key_for(name, id);
