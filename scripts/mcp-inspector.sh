@@ -12,7 +12,7 @@ out=$(npx -y @modelcontextprotocol/inspector@0 --cli ./target/release/pinpoint m
   --method tools/call --tool-name search --tool-arg query="how do tides work" --tool-arg k=2 2>/dev/null)
 echo "$out" | grep -q '"path": "tides.txt"' || { echo "MCP Inspector: search did not find tides.txt: $out" >&2; exit 1; }
 tools=$(npx -y @modelcontextprotocol/inspector@0 --cli ./target/release/pinpoint mcp --index "$tmp/index" --method tools/list 2>/dev/null)
-for t in search get status; do
+for t in search get list_collections status; do
   echo "$tools" | grep -q "\"name\": \"$t\"" || { echo "MCP Inspector: tool $t missing" >&2; exit 1; }
 done
 # The same over Streamable HTTP, at `pinpoint serve`'s /mcp.
