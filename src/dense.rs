@@ -73,6 +73,9 @@ pub struct DenseIndex {
     graph: std::sync::OnceLock<Option<Graph>>,
     /// Where the graph's dump is, while it is not loaded: `(folder, basename)`.
     dump: Option<(std::path::PathBuf, String)>,
+    /// Load the graph's vectors memory-mapped (readers) rather than copied (a writer,
+    /// which extends the graph).
+    mapped: bool,
 }
 
 impl DenseIndex {
@@ -82,16 +85,20 @@ impl DenseIndex {
             vectors,
             graph: std::sync::OnceLock::from(graph),
             dump: None,
+            mapped: false,
         }
     }
 
     /// A dense index over `vectors` whose graph is the dump `basename` in `dir`, loaded
-    /// when a search first needs it.
-    pub fn with_dump(vectors: VectorFile, dir: &Path, basename: &str) -> DenseIndex {
+    /// when a search first needs it; with `mapped`, its vectors stay in the page cache
+    /// (memory-mapped) instead of being copied: a reader's resident memory then grows with
+    /// the parts of the graph its searches visit, not with the index.
+    pub fn with_dump(vectors: VectorFile, dir: &Path, basename: &str, mapped: bool) -> DenseIndex {
         DenseIndex {
             vectors,
             graph: std::sync::OnceLock::new(),
             dump: Some((dir.to_path_buf(), basename.to_string())),
+            mapped,
         }
     }
 
@@ -116,7 +123,7 @@ impl DenseIndex {
             return Ok(g.as_ref());
         }
         let loaded = match &self.dump {
-            Some((dir, base)) => Some(load_graph(dir, base)?),
+            Some((dir, base)) => Some(load_graph_with(dir, base, self.mapped)?),
             None => None,
         };
         // Two threads may both load; one result is kept, the other dropped.
@@ -424,6 +431,13 @@ pub fn dump_graph(g: &Graph, dir: &Path, basename: &str) -> Result<String> {
 /// leaked on purpose: a loaded graph borrows it for its whole life (a self-referential
 /// pair), and one small leak per opened generation is the simplest sound ownership.
 pub fn load_graph(dir: &Path, basename: &str) -> Result<Graph> {
+    load_graph_with(dir, basename, false)
+}
+
+/// [`load_graph`], with the vectors memory-mapped from the dump's data file when `mapped`
+/// (hnsw_rs's `ReloadOptions::set_mmap`): for readers only, since a graph whose points live
+/// in a mapping is not extended.
+pub fn load_graph_with(dir: &Path, basename: &str, mapped: bool) -> Result<Graph> {
     for ext in ["hnsw.graph", "hnsw.data"] {
         let p = dir.join(format!("{basename}.{ext}"));
         if !p.is_file() {
@@ -434,6 +448,9 @@ pub fn load_graph(dir: &Path, basename: &str) -> Result<Graph> {
     let name = basename.to_string();
     let res = std::panic::catch_unwind(move || {
         let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&dir_owned, &name)));
+        if mapped {
+            io.set_options(hnsw_rs::hnswio::ReloadOptions::default().set_mmap(true));
+        }
         io.load_hnsw::<f32, DotDistance>()
             .map_err(|e| e.to_string())
     });
@@ -539,17 +556,19 @@ mod tests {
         // Dump and reload give identical answers.
         let name = dump_graph(&g, tmp.path(), "g1").unwrap();
         let g2 = load_graph(tmp.path(), &name).unwrap();
+        // A reader's graph, its vectors mapped from the data file: the same answers too.
+        let g3 = load_graph_with(tmp.path(), &name, true).unwrap();
         for q in queries.chunks(dim).take(10) {
-            assert_eq!(
-                search_graph(&g, q, 10, 128, Some(&store)),
-                search_graph(&g2, q, 10, 128, Some(&store))
-            );
+            let want = search_graph(&g, q, 10, 128, Some(&store));
+            assert_eq!(want, search_graph(&g2, q, 10, 128, Some(&store)));
+            assert_eq!(want, search_graph(&g3, q, 10, 128, Some(&store)));
         }
-        // Missing or damaged files are errors, not exits or panics.
+        // Missing or damaged files are errors, not exits or panics, mapped or not.
         assert!(load_graph(tmp.path(), "nope").is_err());
         std::fs::write(tmp.path().join("bad.hnsw.graph"), b"xx").unwrap();
         std::fs::write(tmp.path().join("bad.hnsw.data"), b"yy").unwrap();
         assert!(load_graph(tmp.path(), "bad").is_err());
+        assert!(load_graph_with(tmp.path(), "bad", true).is_err());
     }
 
     #[test]

@@ -540,7 +540,8 @@ impl Engine {
         // The graph is loaded by the first search that needs it (a lexical query never
         // does); its files are checked against the manifest's sizes above.
         let dense = match &manifest.hnsw {
-            Some(base) => DenseIndex::with_dump(vectors, &dir.join("dense"), base),
+            // Readers map the graph's vectors; a writer copies them, as it extends the graph.
+            Some(base) => DenseIndex::with_dump(vectors, &dir.join("dense"), base, !write),
             None => DenseIndex::new(vectors, None),
         };
         let late = if manifest.token_codes {
