@@ -119,7 +119,16 @@ struct Parser {
     toks: Vec<(usize, Tok)>,
     at: usize,
     end: usize,
+    /// Parentheses and NOTs open at this point (bounded: the parser recurses on them).
+    depth: usize,
 }
+
+/// Deepest nesting of parentheses and NOTs: far beyond any filter a person writes, and far
+/// below what would exhaust the stack.
+const MAX_DEPTH: usize = 64;
+
+/// Longest `--where` text, in bytes.
+pub const MAX_WHERE_BYTES: usize = 16 * 1024;
 
 impl Parser {
     fn peek(&self) -> Option<&Tok> {
@@ -162,13 +171,25 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Filter> {
+        if self.keyword("NOT") || self.peek() == Some(&Tok::Open) {
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return Err(err(
+                    self.pos(),
+                    format!("nested more than {MAX_DEPTH} levels deep"),
+                ));
+            }
+        }
         if self.keyword("NOT") {
             self.at += 1;
-            return Ok(Filter::Not(Box::new(self.unary()?)));
+            let f = Filter::Not(Box::new(self.unary()?));
+            self.depth -= 1;
+            return Ok(f);
         }
         if self.peek() == Some(&Tok::Open) {
             self.at += 1;
             let f = self.or()?;
+            self.depth -= 1;
             if self.peek() != Some(&Tok::Close) {
                 return Err(err(
                     self.pos(),
@@ -287,6 +308,12 @@ impl Parser {
 
 /// Parses a `--where` expression into a filter tree, and checks it compiles.
 pub fn parse_where(s: &str) -> Result<Filter> {
+    if s.len() > MAX_WHERE_BYTES {
+        return Err(Error::invalid(
+            "where",
+            format!("{} bytes (at most {MAX_WHERE_BYTES})", s.len()),
+        ));
+    }
     let toks = lex(s)?;
     if toks.is_empty() {
         return Err(err(0, "the filter is empty"));
@@ -295,6 +322,7 @@ pub fn parse_where(s: &str) -> Result<Filter> {
         toks,
         at: 0,
         end: s.len(),
+        depth: 0,
     };
     let f = p.or()?;
     if p.at < p.toks.len() {

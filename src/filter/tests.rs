@@ -178,6 +178,23 @@ fn malformed_filters_name_the_position_and_never_match_all() {
             "{text:?}: {e}"
         );
     }
+    // Hostile nesting and size: refused, not a stack overflow.
+    let deep = format!("{}ext:md{}", "(".repeat(5_000), ")".repeat(5_000));
+    assert!(parse_where(&deep)
+        .unwrap_err()
+        .to_string()
+        .contains("nested more than 64"));
+    let nots = format!("{}ext:md", "NOT ".repeat(3_000));
+    assert!(parse_where(&nots)
+        .unwrap_err()
+        .to_string()
+        .contains("nested more than 64"));
+    assert!(parse_where(&format!("{}ext:md", "NOT ".repeat(30))).is_ok());
+    let long = vec!["ext:md"; 5_000].join(" OR ");
+    assert!(parse_where(&long)
+        .unwrap_err()
+        .to_string()
+        .contains("at most"));
     for (text, needle) in [
         ("modified >= yesterday", "not a date"),
         ("size > big", "not a size"),
