@@ -406,6 +406,15 @@ pub fn dense_curve(
     }
 }
 
+/// Tokens the model reads of `texts` (after truncation, special tokens included): what
+/// tokens/s counts.
+fn model_tokens(e: &dyn crate::embed::Embedder, texts: &[&str]) -> usize {
+    texts
+        .iter()
+        .map(|t| (e.token_spans(t).len() + 2).min(e.spec().max_tokens))
+        .sum()
+}
+
 /// Times every encoder path this CPU can run on `texts` (`tokens` tokens in all) and on
 /// single `queries`, and compares each text's vector with the f32 one.
 fn encoder_paths(
@@ -433,11 +442,7 @@ fn encoder_paths(
                                                          // The portable kernel is ~50x slower: a slice of the texts gives its rate.
         let (texts, tokens) = if kernel == Some(Kernel::Portable) {
             let n = texts.len().min(16);
-            let t: usize = texts[..n]
-                .iter()
-                .map(|t| (e.token_spans(t).len() + 2).min(e.spec().max_tokens))
-                .sum();
-            (&texts[..n], t)
+            (&texts[..n], model_tokens(&e, &texts[..n]))
         } else {
             (texts, tokens)
         };
@@ -513,10 +518,7 @@ pub fn run(
     let e = engine.embedder()?.clone();
     let texts: Vec<String> = docs.iter().map(|(_, t, x)| format!("{t} {x}")).collect();
     let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-    let tokens: usize = refs
-        .iter()
-        .map(|t| (e.token_spans(t).len() + 2).min(e.spec().max_tokens))
-        .sum();
+    let tokens = model_tokens(e.as_ref(), &refs);
     let t = Instant::now();
     e.embed_passages(&refs)?;
     let s = t.elapsed().as_secs_f64();

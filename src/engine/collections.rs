@@ -164,21 +164,11 @@ impl Engine {
     /// Sets the description of collection `name` (recorded by the next commit).
     pub fn describe_collection(&mut self, name: &str, description: &str) -> Result<()> {
         self.require_writer()?;
-        match self
-            .manifest
-            .collections
-            .iter_mut()
-            .find(|c| c.name == name)
-        {
-            Some(c) => {
-                c.description = description.to_string();
-                Ok(())
-            }
-            None => Err(Error::invalid(
-                "collection",
-                format!("{name:?} is not a collection of this index"),
-            )),
-        }
+        let c = self
+            .collection_mut(name)
+            .ok_or_else(|| not_a_collection(name))?;
+        c.description = description.to_string();
+        Ok(())
     }
 
     /// Stages the removal of every document of collection `name` and forgets it; the next
@@ -193,10 +183,7 @@ impl Engine {
             .collect();
         let known = self.manifest.collections.iter().any(|c| c.name == name);
         if keys.is_empty() && !known {
-            return Err(Error::invalid(
-                "collection",
-                format!("{name:?} is not a collection of this index"),
-            ));
+            return Err(not_a_collection(name));
         }
         for k in &keys {
             self.remove_document(k)?;
@@ -211,12 +198,7 @@ impl Engine {
             .unwrap_or_else(|_| root.to_path_buf())
             .to_string_lossy()
             .to_string();
-        match self
-            .manifest
-            .collections
-            .iter_mut()
-            .find(|c| c.name == name)
-        {
+        match self.collection_mut(name) {
             Some(c) => {
                 c.root = root;
                 if !description.is_empty() {
@@ -225,6 +207,14 @@ impl Engine {
             }
             None => self.insert_collection(name, root, description),
         }
+    }
+
+    /// The manifest's entry of collection `name`.
+    fn collection_mut(&mut self, name: &str) -> Option<&mut CollectionInfo> {
+        self.manifest
+            .collections
+            .iter_mut()
+            .find(|c| c.name == name)
     }
 
     /// Adds a collection to the manifest, keeping the list sorted by name.
@@ -268,4 +258,12 @@ impl Engine {
             documents,
         }))
     }
+}
+
+/// The error for a collection name the index does not have.
+fn not_a_collection(name: &str) -> Error {
+    Error::invalid(
+        "collection",
+        format!("{name:?} is not a collection of this index"),
+    )
 }

@@ -110,9 +110,15 @@ impl EngineConfig {
     /// The precision a new index created with this config gets: the supplied embedder's,
     /// else the one named, else the default.
     pub fn new_index_precision(&self) -> Precision {
+        self.asked_precision()
+            .unwrap_or_else(Precision::new_index_default)
+    }
+
+    /// The precision this config names, if any: the supplied embedder's, else `precision`.
+    fn asked_precision(&self) -> Option<Precision> {
         match &self.embedder {
-            Some(e) => e.precision(),
-            None => self.precision.unwrap_or_else(Precision::new_index_default),
+            Some(e) => Some(e.precision()),
+            None => self.precision,
         }
     }
 }
@@ -497,10 +503,7 @@ impl Engine {
         }
         // The index's passages were embedded in its precision; a query embedded in another
         // would not match them.
-        let asked = match &cfg.embedder {
-            Some(e) => Some(e.precision()),
-            None => cfg.precision,
-        };
+        let asked = cfg.asked_precision();
         if let Some(p) = asked {
             if p != manifest.precision && manifest.counts.chunks > 0 {
                 return Err(Error::IncompatibleIndex {

@@ -178,7 +178,9 @@ impl Engine {
             out.route = Some(route);
             return Ok(out);
         }
-        let (mut out, mut stop) = self.search_once(req)?;
+        // The chunks a filter lets through: computed once, for every deeper pass.
+        let allowed = self.allowed(req.filter.as_ref())?;
+        let (mut out, mut stop) = self.search_once(req, allowed.as_ref())?;
         let mut depth = req.depth.max(req.k);
         let ceiling = self.store.len().min(limits::MAX_DEPTH);
         let mut deeper = req.clone();
@@ -190,7 +192,7 @@ impl Engine {
         {
             depth = (depth * 4).min(ceiling);
             deeper.depth = depth;
-            (out, stop) = self.search_once(&deeper)?;
+            (out, stop) = self.search_once(&deeper, allowed.as_ref())?;
         }
         let cuts = req.pipeline.select.as_ref().is_some_and(|s| s.cuts());
         if out.note.is_none() && !out.hits.is_empty() && out.hits.len() < req.k {
@@ -210,21 +212,23 @@ impl Engine {
         Ok(out)
     }
 
-    /// One pass of [`Engine::search_detailed`] at the request's depth, and why selection
-    /// stopped.
-    fn search_once(&self, req: &SearchRequest) -> Result<(SearchOutput, Stop)> {
+    /// One pass of [`Engine::search_detailed`] at the request's depth, within the chunks
+    /// `allowed` by its filter, and why selection stopped.
+    fn search_once(
+        &self,
+        req: &SearchRequest,
+        allowed: Option<&Allowed>,
+    ) -> Result<(SearchOutput, Stop)> {
         let query = req.query.trim();
         let mut out = SearchOutput::default();
         if self.store.is_empty() {
             out.note = Some(EMPTY_INDEX_NOTE.to_string());
             return Ok((out, Stop::Full));
         }
-        let allowed = self.allowed(req.filter.as_ref())?;
-        if allowed.as_ref().is_some_and(|a| a.documents == 0) {
+        if allowed.is_some_and(|a| a.documents == 0) {
             out.note = Some(NO_MATCH_NOTE.to_string());
             return Ok((out, Stop::Full));
         }
-        let allowed = allowed.as_ref();
         let p = &req.pipeline;
         // The original query, then its questions, then external expansions; each with its
         // weight in the rank fusion of their lists.
