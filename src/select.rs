@@ -251,6 +251,38 @@ pub fn relative(score: f32, top: f32, floor: f32) -> f32 {
     }
 }
 
+/// The score the relative cut-off measures margins from: the lowest among the first
+/// [`FLOOR_RANK`] passages of `ranked`, counting copies of an earlier one's text once when
+/// they are collapsed.
+///
+/// Why: 25 command pages that repeat one option section word for word rank together, at
+/// nearly one score; counted as 20 passages they made the floor as high as the top, and
+/// the page that answered the question, next in line, fell "far below the top's margin"
+/// and was cut (docs/decisions.md, "Copies in the reranked head").
+pub fn floor_score(ranked: &[Passage], collapse_copies: bool) -> f32 {
+    if !collapse_copies {
+        return ranked
+            .iter()
+            .take(FLOOR_RANK)
+            .map(|p| p.score)
+            .fold(f32::INFINITY, f32::min);
+    }
+    let mut distinct: Vec<Shingles> = Vec::with_capacity(FLOOR_RANK);
+    let mut floor = f32::INFINITY;
+    for p in ranked {
+        let sh = Shingles::of(&p.text);
+        if distinct.iter().any(|d| d.is_copy_of(&sh)) {
+            continue;
+        }
+        distinct.push(sh);
+        floor = floor.min(p.score);
+        if distinct.len() >= FLOOR_RANK {
+            break;
+        }
+    }
+    floor
+}
+
 /// The best cosine with the question among the first [`FLOOR_RANK`] of `ranked` (0 when
 /// none is known): what [`SelectConfig::min_similarity_share`] takes a share of.
 pub fn best_similarity(ranked: &[Passage]) -> f32 {
@@ -293,11 +325,7 @@ pub fn select_with_stop(
         return (Vec::new(), Stop::Exhausted);
     }
     let top = ranked[0].score;
-    let floor = ranked
-        .iter()
-        .take(FLOOR_RANK)
-        .map(|p| p.score)
-        .fold(f32::INFINITY, f32::min);
+    let floor = floor_score(&ranked, cfg.collapse_copies);
     let best_similarity = best_similarity(&ranked);
 
     // 1. Merge and dedupe, walking in rank order. A chunk extends a kept passage only when

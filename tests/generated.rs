@@ -200,3 +200,82 @@ fn real_generated_files_of_the_toolchain_docs_are_recognised() {
         assert!(ingest::read_document(&std_root, &page, &cfg).is_ok());
     }
 }
+
+/// Reference pages that repeat one option section word for word (Cargo's command pages
+/// all hold "Feature Selection") must not fill the reranked head: the concept page that
+/// answers the question is reranked and handed over, and the copies once.
+#[test]
+fn copies_of_a_section_do_not_crowd_the_concept_page_out_of_the_reranked_head() {
+    let work = tempfile::tempdir().unwrap();
+    let docs = work.path().join("docs");
+    std::fs::create_dir_all(docs.join("commands")).unwrap();
+    let section = "## Feature Selection\n\nThe feature flags allow you to control which \
+        features are enabled. When no feature options are given, the default feature is \
+        activated for every selected package. See the features documentation for more \
+        details.\n\n-F features, --features features: space or comma separated list of \
+        features to activate. Features of workspace members may be enabled with \
+        package-name/feature-name syntax. This flag may be specified multiple times, which \
+        enables all specified features.\n\n--all-features: activate all available features \
+        of all selected packages.\n\n--no-default-features: do not activate the default \
+        feature of the selected packages.\n";
+    let verbs = [
+        "build", "check", "test", "bench", "run", "doc", "fix", "tree", "package", "publish",
+        "install", "rustc", "rustdoc", "metadata", "vendor", "clippy", "update", "fetch", "clean",
+        "add", "remove", "search", "login", "owner", "yank", "report",
+    ];
+    for v in verbs {
+        std::fs::write(
+            docs.join(format!("commands/cargo-{v}.md")),
+            format!("# cargo-{v}\n\nThe {v} command of the package manager.\n\n{section}"),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        docs.join("features.md"),
+        "# Features\n\nCargo features provide a mechanism to express conditional compilation \
+         and optional dependencies. A package defines a set of named features in the \
+         [features] table of Cargo.toml, and each feature can either be enabled or \
+         disabled.\n\n## Optional dependencies\n\nDependencies can be marked optional, \
+         which means they will not be compiled by default. An optional dependency \
+         implicitly defines a feature of the same name. You turn it on by listing it in \
+         another feature or by asking for it when the crate is used as a dependency.\n",
+    )
+    .unwrap();
+    let model = real_model();
+    let o = pinpoint(
+        work.path(),
+        &[
+            "index",
+            "docs",
+            "--index",
+            "idx",
+            "--model",
+            model.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = pinpoint(
+        work.path(),
+        &[
+            "query",
+            "What are optional features and how do I enable them?",
+            "--index",
+            "idx",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let paths: Vec<&str> = v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"features.md"), "{paths:?}");
+    let copies = paths.iter().filter(|p| p.starts_with("commands/")).count();
+    assert!(
+        copies <= 1,
+        "the section handed over {copies} times: {paths:?}"
+    );
+}

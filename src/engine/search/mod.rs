@@ -338,60 +338,78 @@ impl Engine {
             })
             .unwrap_or(0)
         };
-        let mut passages = Vec::new();
-        for &(key, score) in final_list.iter().take(want) {
-            let mut pos = self.best_position(key, &first)?;
-            let mut r = self.store.get(pos)?;
-            // A chunk whose text a more specific file holds (a chapter inside `print.html`)
-            // hands over that file's chunk instead, at its own rank.
-            let mut reason = String::new();
-            if di.is_some() && req.granularity == Granularity::Chunk {
-                if let Some((copy, copy_pos)) = self
-                    .specific_copy(&r, pos, &doc_chunks)?
-                    .filter(|(c, _)| allowed.is_none_or(|a| a.ids.contains(&c.id)))
-                {
-                    reason = format!("kept over its copy in {}", r.doc);
-                    r = copy;
-                    pos = copy_pos;
+        // Selection reads `want` entries of the final list; when it runs out before `k`
+        // passages (copies and overlapping chunks it merged) and the list holds more, it
+        // reads four times as many: 25 copies of one section must not hide the 26th entry.
+        let mut want = want;
+        let (selected, stop, key_of) = loop {
+            let mut passages = Vec::new();
+            for &(key, score) in final_list.iter().take(want) {
+                let mut pos = self.best_position(key, &first)?;
+                let mut r = self.store.get(pos)?;
+                // A chunk whose text a more specific file holds (a chapter inside `print.html`)
+                // hands over that file's chunk instead, at its own rank.
+                let mut reason = String::new();
+                if di.is_some() && req.granularity == Granularity::Chunk {
+                    if let Some((copy, copy_pos)) = self
+                        .specific_copy(&r, pos, &doc_chunks)?
+                        .filter(|(c, _)| allowed.is_none_or(|a| a.ids.contains(&c.id)))
+                    {
+                        reason = format!("kept over its copy in {}", r.doc);
+                        r = copy;
+                        pos = copy_pos;
+                    }
                 }
-            }
-            let doc = match req.granularity {
-                Granularity::Chunk => r.doc.clone(),
-                Granularity::Document => self.key_name(key)?,
-            };
-            passages.push((
-                key,
-                Passage {
-                    chunk_id: r.id,
-                    scored_chunk: r.id,
-                    doc,
-                    byte_range: r.byte_range,
-                    line_range: r.line_range,
-                    heading: r.heading,
-                    text: r.text,
-                    score,
-                    vector: p
-                        .select
-                        .as_ref()
-                        .map(|_| self.dense.vectors().row(pos).to_vec()),
-                    doc_chunks: doc_chunks(pos),
-                    similarity: similarity(key),
-                    reason,
-                },
-            ));
-        }
-        let key_of: HashMap<u64, Key> = passages.iter().map(|(k, p)| (p.chunk_id, *k)).collect();
-        let (selected, stop) = match &p.select {
-            Some(cfg) => select_with_stop(passages.into_iter().map(|x| x.1).collect(), req.k, cfg),
-            None => {
-                let v: Vec<Passage> = passages.into_iter().map(|x| x.1).take(req.k).collect();
-                let stop = if v.len() >= req.k {
-                    Stop::Full
-                } else {
-                    Stop::Exhausted
+                let doc = match req.granularity {
+                    Granularity::Chunk => r.doc.clone(),
+                    Granularity::Document => self.key_name(key)?,
                 };
-                (v, stop)
+                passages.push((
+                    key,
+                    Passage {
+                        chunk_id: r.id,
+                        scored_chunk: r.id,
+                        doc,
+                        byte_range: r.byte_range,
+                        line_range: r.line_range,
+                        heading: r.heading,
+                        text: r.text,
+                        score,
+                        vector: p
+                            .select
+                            .as_ref()
+                            .map(|_| self.dense.vectors().row(pos).to_vec()),
+                        doc_chunks: doc_chunks(pos),
+                        similarity: similarity(key),
+                        reason,
+                    },
+                ));
             }
+            let key_of: HashMap<u64, Key> =
+                passages.iter().map(|(k, p)| (p.chunk_id, *k)).collect();
+            let (selected, stop) = match &p.select {
+                Some(cfg) => {
+                    select_with_stop(passages.into_iter().map(|x| x.1).collect(), req.k, cfg)
+                }
+                None => {
+                    let v: Vec<Passage> = passages.into_iter().map(|x| x.1).take(req.k).collect();
+                    let stop = if v.len() >= req.k {
+                        Stop::Full
+                    } else {
+                        Stop::Exhausted
+                    };
+                    (v, stop)
+                }
+            };
+            if stop == Stop::Exhausted
+                && selected.len() < req.k
+                && want > 0
+                && want < final_list.len()
+            {
+                want = want.saturating_mul(4).min(final_list.len());
+                continue;
+            }
+            break (selected, stop, key_of);
         };
         out.timings.push(("select", t.elapsed().as_secs_f64()));
         let rank_in = |v: &[(Key, f32)], k: Key| v.iter().position(|x| x.0 == k).map(|i| i + 1);
@@ -654,13 +672,36 @@ impl Engine {
             };
             let n = rc.depth.min(final_.len());
             if n > 0 && weight > 0.0 {
-                let head: Vec<(Key, f32)> = final_[..n].to_vec();
+                // The head holds `n` distinct texts: a copy of a member (the same section
+                // in 25 command pages) is not reranked again, it takes its member's score,
+                // and does not use up the depth the next distinct passage needs.
+                let collapse = p.select.as_ref().is_some_and(|s| s.collapse_copies);
+                let rep = if collapse {
+                    self.distinct_head(&final_, n, &r)?
+                } else {
+                    (0..n).collect()
+                };
+                let members: Vec<(Key, f32)> = rep
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, &m)| i == m)
+                    .map(|(i, _)| final_[i])
+                    .collect();
                 let q = QueryVectors {
                     text,
                     pooled: qvec.as_deref(),
                     tokens: qtok.as_ref(),
                 };
-                let scores = self.rerank_scores(&q, &head, rc, &r)?;
+                let member_scores = self.rerank_scores(&q, &members, rc, &r)?;
+                let mut by_member = HashMap::with_capacity(members.len());
+                for (m, s) in members.iter().zip(&member_scores) {
+                    by_member.insert(m.0, *s);
+                }
+                let head = &final_[..rep.len()];
+                let scores: Vec<f32> = rep
+                    .iter()
+                    .map(|&m| by_member.get(&final_[m].0).copied().unwrap_or(0.0))
+                    .collect();
                 for (h, s) in head.iter().zip(&scores) {
                     r.rerank.insert(h.0, *s);
                 }
@@ -698,6 +739,45 @@ impl Engine {
         }
         r.final_ = final_;
         Ok(r)
+    }
+
+    /// The head of `fused` to rerank: entries in fused order up to the `n`-th distinct
+    /// text, each mapped to the index of the first entry whose text it copies
+    /// ([`crate::copies::Shingles::is_copy_of`]; itself when it is the first). Chunk
+    /// searches only (a document is not one text), and at most [`COPY_SCAN`] times `n`
+    /// entries are read.
+    ///
+    /// Why: aggregate pages and generated reference pages repeat a section word for word
+    /// (the Cargo book's "Feature Selection" is in 25 command pages); their copies filled the
+    /// reranked head, so the page that answers the question, at fused rank 27, was never
+    /// reranked, and selection then left all but one copy out (docs/decisions.md, "Copies
+    /// in the reranked head").
+    fn distinct_head(&self, fused: &[(Key, f32)], n: usize, r: &Ranking) -> Result<Vec<usize>> {
+        let mut rep: Vec<usize> = Vec::with_capacity(n);
+        let mut members: Vec<(usize, crate::copies::Shingles)> = Vec::with_capacity(n);
+        let limit = fused.len().min(n.saturating_mul(COPY_SCAN));
+        for (i, &(k, _)) in fused.iter().enumerate().take(limit) {
+            if members.len() >= n {
+                break;
+            }
+            if !matches!(k, Key::Chunk(_)) {
+                members.push((i, crate::copies::Shingles::default()));
+                rep.push(i);
+                continue;
+            }
+            let sh = crate::copies::Shingles::of(&self.store.get(self.best_position(k, r)?)?.text);
+            match members
+                .iter()
+                .find(|(_, m)| !sh.is_empty() && m.is_copy_of(&sh))
+            {
+                Some(&(m, _)) => rep.push(m),
+                None => {
+                    members.push((i, sh));
+                    rep.push(i);
+                }
+            }
+        }
+        Ok(rep)
     }
 
     /// Exact cosine of a chunk, or the best of a document's chunks with that chunk's
@@ -900,6 +980,10 @@ pub fn blend_rerank<K: Copy + Ord>(
 /// How many of the final ranking selection chooses `k` passages from: enough to replace
 /// merged and duplicate passages, and at least the [`crate::select::FLOOR_RANK`] its
 /// relative cut-off is measured against.
+/// How far past the rerank depth the reranked head may reach to find that many distinct
+/// texts (see `Engine::distinct_head`).
+const COPY_SCAN: usize = 4;
+
 fn select_pool(k: usize) -> usize {
     (k * 4).max(20)
 }
