@@ -102,6 +102,11 @@ impl DenseIndex {
         }
     }
 
+    /// The vectors, giving up the graph.
+    pub fn into_vectors(self) -> VectorFile {
+        self.vectors
+    }
+
     /// The vectors.
     pub fn vectors(&self) -> &VectorFile {
         &self.vectors
@@ -361,6 +366,91 @@ pub fn search_graph(
         .filter(|n| store.is_none_or(|s| s.position(n.d_id as u64).is_some()))
         .map(|n| (n.d_id as u64, 1.0 - n.distance))
         .collect()
+}
+
+/// Top `k` from the graph: `(id, cosine)`, best first; with `live`, only ids it passes,
+/// filtered during the search so that `k` of them still come back.
+pub fn search_graph_where(
+    g: &Graph,
+    query: &[f32],
+    k: usize,
+    ef: usize,
+    live: Option<&(dyn Fn(u64) -> bool + Sync)>,
+) -> Vec<(u64, f32)> {
+    let ef = ef.max(k);
+    let found = match live {
+        Some(f) => {
+            let pass = |id: &usize| f(*id as u64);
+            g.search_filter(query, k, ef, Some(&pass))
+        }
+        None => g.search(query, k, ef),
+    };
+    found
+        .into_iter()
+        .filter(|n| live.is_none_or(|f| f(n.d_id as u64)))
+        .map(|n| (n.d_id as u64, 1.0 - n.distance))
+        .collect()
+}
+
+/// Exact top `k` among `rows` of `vectors`: `(row, score)`, best first.
+pub fn exact_search_rows(
+    vectors: &VectorFile,
+    rows: &[usize],
+    query: &[f32],
+    k: usize,
+) -> Vec<(usize, f32)> {
+    if rows.len() == vectors.len() {
+        return exact_search(vectors, query, k);
+    }
+    let mut v: Vec<(usize, f32)> = rows
+        .iter()
+        .map(|&r| (r, dot(vectors.row(r), query)))
+        .collect();
+    let by = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if v.len() > k {
+        v.select_nth_unstable_by(k, by);
+        v.truncate(k);
+    }
+    v.sort_by(by);
+    v
+}
+
+/// Exact top `m` rows of `target` by dot product for each query of `queries` (row-major,
+/// `target.dim()` wide): `(row, score)` lists, best first. One matrix product per block of
+/// queries, as [`exact_neighbours`] does for a set against itself.
+pub fn exact_neighbours_of(queries: &[f32], target: &VectorFile, m: usize) -> Vec<Vec<(usize, f32)>> {
+    use rayon::prelude::*;
+    let (dim, n) = (target.dim(), target.len());
+    let nq = if dim == 0 { 0 } else { queries.len() / dim };
+    if m == 0 || n == 0 || dim == 0 {
+        return vec![Vec::new(); nq];
+    }
+    const BLOCK: usize = 256;
+    let all = target.as_slice();
+    let mut out = Vec::with_capacity(nq);
+    let mut scores = vec![0f32; BLOCK.min(nq) * n];
+    for block in queries.chunks(BLOCK * dim) {
+        let b = block.len() / dim;
+        crate::cpu_bert::dot_all(&mut scores[..b * n], block, all, dim);
+        let lists: Vec<Vec<(usize, f32)>> = scores[..b * n]
+            .par_chunks(n)
+            .map(|row| {
+                let mut idx: Vec<(usize, f32)> = row.iter().copied().enumerate().collect();
+                let keep = m.min(idx.len());
+                if keep < idx.len() {
+                    idx.select_nth_unstable_by(keep, |a, b| {
+                        b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+                    });
+                    idx.truncate(keep);
+                    idx.shrink_to_fit();
+                }
+                idx.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                idx
+            })
+            .collect();
+        out.extend(lists);
+    }
+    out
 }
 
 /// Builds a graph over `vectors` keyed by `ids`.

@@ -41,7 +41,7 @@ impl Follower {
         let dir = dir.into();
         let engine = Engine::open_read_only(&dir, cfg.clone())?;
         let mut cfg = cfg;
-        if !engine.store().is_empty() {
+        if !engine.segments().is_empty() {
             cfg.embedder = Some(engine.embedder()?.clone());
         }
         Ok(Follower::new(dir, cfg, engine))
@@ -99,7 +99,7 @@ impl Follower {
                     eprintln!(
                         "now serving generation {} ({} chunks)",
                         e.manifest().generation,
-                        e.store().len()
+                        e.segments().len()
                     );
                 }
                 match self.engine.write() {

@@ -115,6 +115,7 @@ pub mod near;
 pub mod quant;
 pub mod rerank;
 pub mod route;
+pub mod segment;
 pub mod select;
 pub mod serve;
 pub mod shard;

@@ -82,7 +82,7 @@ impl MultiIndex {
                     ));
                 }
             }
-            if given.is_none() && !e.store().is_empty() {
+            if given.is_none() && !e.segments().is_empty() {
                 // One model per precision: loaded by the first index that holds anything.
                 let p = e.manifest().precision;
                 if let std::collections::hash_map::Entry::Vacant(slot) = shared.entry(p) {
@@ -133,14 +133,14 @@ impl MultiIndex {
             answers.push(e.search_detailed(&req)?);
         }
         // The question's vector, once: every index embeds with the same model.
-        let qvec = match self.parts.iter().find(|(_, e)| !e.store().is_empty()) {
+        let qvec = match self.parts.iter().find(|(_, e)| !e.segments().is_empty()) {
             Some((_, e)) => Some(e.embedder()?.embed_query(text)?),
             None => None,
         };
         let cosine = |i: usize, h: &Hit| -> f32 {
             let e = &self.parts[i].1;
-            match (&qvec, e.store().position(h.chunk_id)) {
-                (Some(q), Some(pos)) => crate::embed::dot(e.dense().vectors().row(pos), q),
+            match (&qvec, e.segments().position(h.chunk_id)) {
+                (Some(q), Some(pos)) => crate::embed::dot(e.segments().row(pos), q),
                 _ => f32::MIN,
             }
         };

@@ -139,6 +139,20 @@ pub struct Manifest {
     /// `false`: one unnamed collection, no front matter.
     #[serde(default)]
     pub doc_meta: bool,
+    /// Whether the chunks are kept in [`crate::segment`]s (`segments`); an index written
+    /// before segments keeps one file of each kind per generation and reads as one segment.
+    #[serde(default)]
+    pub segmented: bool,
+    /// The segments of this generation, in chunk-id order.
+    #[serde(default)]
+    pub segments: Vec<crate::segment::SegmentMeta>,
+    /// The number the next new segment gets.
+    #[serde(default)]
+    pub next_segment: u64,
+    /// The files of the previous generation: kept on disk for the readers that still have
+    /// it open, removed by the commit after this one.
+    #[serde(default)]
+    pub previous_files: Vec<String>,
 }
 
 impl Manifest {
@@ -679,6 +693,10 @@ mod tests {
             precision: crate::quant::Precision::Int8,
             collections: Vec::new(),
             doc_meta: true,
+            segmented: false,
+            segments: Vec::new(),
+            next_segment: 0,
+            previous_files: Vec::new(),
         };
         m.write_atomic(&p).unwrap();
         assert_eq!(Manifest::read(&p).unwrap(), m);

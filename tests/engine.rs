@@ -106,10 +106,10 @@ fn incremental_sync_adds_updates_renames_and_removes() {
         assert_eq!(hits[0].path, "tides.txt", "{mode}");
     }
     // Store, lexical and dense agree on the live chunk set.
-    let mut store_ids: Vec<u64> = (0..e.store().len()).map(|i| e.store().id_at(i)).collect();
+    let mut store_ids: Vec<u64> = (0..e.segments().len()).map(|i| e.segments().id_at(i)).collect();
     store_ids.sort_unstable();
     assert_eq!(e.lexical().all_chunk_ids().unwrap(), store_ids);
-    assert_eq!(e.dense().vectors().len(), store_ids.len());
+    assert_eq!(e.segments().len(), store_ids.len());
 }
 
 /// Names that are not UTF-8 (Unix allows any bytes) keep distinct documents, and a name
@@ -192,13 +192,13 @@ fn document_granularity_max_pools_chunks() {
     dedup.dedup();
     assert_eq!(p.len(), dedup.len(), "one hit per document");
     assert_eq!(p[0], "volcanoes.md");
-    assert!(e.store().len() > 60, "small chunks expected");
+    assert!(e.segments().len() > 60, "small chunks expected");
     // Every chunk belongs to exactly one document, the one its record names.
-    let mut seen = vec![false; e.store().len()];
+    let mut seen = vec![false; e.segments().len()];
     for (key, positions) in e.document_positions().unwrap() {
         assert!(!positions.is_empty(), "{key}");
         for &pos in positions {
-            assert_eq!(e.store().get(pos as usize).unwrap().doc, key);
+            assert_eq!(e.segments().get(pos as usize).unwrap().doc, key);
             assert!(!std::mem::replace(&mut seen[pos as usize], true));
         }
     }
@@ -256,7 +256,7 @@ fn bad_folders_and_model_mismatch_are_clear_errors() {
 
     // A truncated chunk store names the file.
     let m = pinpoint::store::Manifest::read(&idx.path().join("manifest.json")).unwrap();
-    let chunks = idx.path().join(format!("chunks/{}.bin", m.generation));
+    let chunks = idx.path().join(&m.segments[0].chunks);
     let bytes = std::fs::read(&chunks).unwrap();
     std::fs::write(&chunks, &bytes[..bytes.len() / 2]).unwrap();
     let e = Engine::open_read_only(idx.path(), fake_config())
@@ -264,7 +264,7 @@ fn bad_folders_and_model_mismatch_are_clear_errors() {
         .unwrap()
         .to_string();
     assert!(
-        e.contains(&format!("chunks/{}.bin", m.generation)) && e.contains("rebuild"),
+        e.contains(&m.segments[0].chunks) && e.contains("rebuild"),
         "{e}"
     );
 }
@@ -460,7 +460,7 @@ fn readers_open_cleanly_while_a_writer_commits() {
                         let e = Engine::open_read_only(&dir, fake_config())
                             .unwrap_or_else(|e| panic!("open during a commit: {e}"));
                         // A whole generation: its counts agree with its stores.
-                        assert_eq!(e.manifest().counts.chunks as usize, e.store().len());
+                        assert_eq!(e.manifest().counts.chunks as usize, e.segments().len());
                         let req = SearchRequest {
                             mode: Mode::Lexical,
                             ..SearchRequest::new("document", 3)

@@ -196,7 +196,7 @@ fn graph_index(work: &Path) -> std::path::PathBuf {
     cfg.hnsw.min_points = 50;
     let mut e = Engine::create(&idx, cfg).unwrap();
     e.add_folder(&src).unwrap();
-    assert!(e.manifest().hnsw.is_some(), "the index must use the graph");
+    assert!(graph_base(&e).is_some(), "the index must use the graph");
     idx
 }
 
@@ -294,7 +294,7 @@ fn serve_refuses_absurd_sizes_with_400() {
     cfg.hnsw.min_points = 50;
     let mut e = Engine::create(work.path().join("idx"), cfg).unwrap();
     e.add_folder(&src).unwrap();
-    assert!(e.manifest().hnsw.is_some());
+    assert!(graph_base(&e).is_some());
     drop(e);
     let (server, _t) = crate::serve::start(&work.path().join("idx"));
     let addr = server.addr().unwrap();
@@ -447,7 +447,11 @@ fn a_graph_dump_into_an_unwritable_place_is_an_error() {
     cfg.hnsw.min_points = 10;
     let mut e = Engine::create(work.path().join("idx"), cfg).unwrap();
     e.add_folder(&src).unwrap();
-    let g = e.dense().graph().unwrap().expect("a graph");
+    let g = e.segments().segments()[0]
+        .dense()
+        .graph()
+        .unwrap()
+        .expect("a graph");
     // A file where the folder should be: not writable even for root.
     let file = work.path().join("plain-file");
     std::fs::write(&file, "x").unwrap();
@@ -455,7 +459,7 @@ fn a_graph_dump_into_an_unwritable_place_is_an_error() {
     assert!(err.to_string().contains("dump failed"), "{err}");
     // The dump that succeeded is on disk in full.
     let m = e.manifest().clone();
-    let base = m.hnsw.unwrap();
+    let base = m.segments[0].graph.clone().unwrap();
     for ext in ["hnsw.graph", "hnsw.data"] {
         assert!(work
             .path()
@@ -733,26 +737,21 @@ fn the_graph_is_loaded_by_the_first_search_that_needs_it() {
     e.add_folder(&src).unwrap();
     drop(e);
     let e = Engine::open_read_only(&idx, cfg.clone()).unwrap();
-    assert!(e.dense().has_graph() && !e.dense().graph_loaded());
+    assert!(e.segments().has_graph() && !e.segments().graph_loaded());
     let q = |m: pinpoint::Mode| {
         e.search(&pinpoint::SearchRequest::new("the tide and the moon", 5).mode(m))
     };
     assert!(!q(pinpoint::Mode::Lexical).unwrap().is_empty());
     assert!(
-        !e.dense().graph_loaded(),
+        !e.segments().graph_loaded(),
         "a lexical query loaded the graph"
     );
     assert!(!q(pinpoint::Mode::Dense).unwrap().is_empty());
-    assert!(e.dense().graph_loaded());
+    assert!(e.segments().graph_loaded());
     drop(e);
 
     // Damage the graph's data file, keeping its size (the manifest's size check passes).
-    let base = Engine::open_read_only(&idx, cfg.clone())
-        .unwrap()
-        .manifest()
-        .hnsw
-        .clone()
-        .unwrap();
+    let base = graph_base(&Engine::open_read_only(&idx, cfg.clone()).unwrap()).unwrap();
     let data = idx.join(format!("dense/{base}.hnsw.graph"));
     let mut bytes = std::fs::read(&data).unwrap();
     for b in bytes.iter_mut().take(64) {

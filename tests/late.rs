@@ -41,9 +41,9 @@ fn expected_codes(e: &Engine) -> Vec<Vec<u8>> {
         .iter()
         .map(|d| (d.key.clone(), d.title.clone()))
         .collect();
-    (0..e.store().len())
+    (0..e.segments().len())
         .map(|pos| {
-            let c = e.store().get(pos).unwrap();
+            let c = e.segments().get(pos).unwrap();
             let text = contextual_text(&titles[&c.doc], c.heading.as_deref(), &c.text);
             let mut out = Vec::new();
             for row in kept_rows(&text) {
@@ -78,8 +78,8 @@ fn doc_codes(e: &Engine, doc: &str) -> Vec<Vec<u8>> {
     d.chunks
         .iter()
         .map(|id| {
-            e.token_codes()
-                .codes(e.store().position(*id).unwrap())
+            e.segments()
+                .codes(e.segments().position(*id).unwrap())
                 .to_vec()
         })
         .collect()
@@ -89,10 +89,10 @@ fn doc_codes(e: &Engine, doc: &str) -> Vec<Vec<u8>> {
 /// keep the codes, like the vectors, computed under their old title).
 fn assert_codes_match(e: &Engine, when: &str, renamed: &[&str]) {
     let want = expected_codes(e);
-    let t = e.token_codes();
-    assert_eq!(t.len(), e.store().len(), "{when}");
+    let t = e.segments();
+    assert_eq!(t.len(), e.segments().len(), "{when}");
     for (pos, w) in want.iter().enumerate() {
-        if renamed.contains(&e.store().get(pos).unwrap().doc.as_str()) {
+        if renamed.contains(&e.segments().get(pos).unwrap().doc.as_str()) {
             continue;
         }
         assert_eq!(t.codes(pos), w.as_slice(), "{when}: chunk at {pos}");
@@ -113,7 +113,7 @@ fn plain_maxsim(e: &Engine, query: &str, doc: &str) -> (f32, usize) {
     let scale = 1.0 / (DIM as f32).sqrt();
     let mut best = f32::MIN;
     for id in &d.chunks {
-        let c = e.store().get_id(*id).unwrap().unwrap();
+        let c = e.segments().get_id(*id).unwrap().unwrap();
         let text = contextual_text(&d.title, c.heading.as_deref(), &c.text);
         let rows = kept_rows(&text);
         let total: f32 = q
@@ -143,11 +143,10 @@ fn token_codes_follow_every_generation() {
     let mut e = Engine::create(idx.path(), fake_config()).unwrap();
     e.add_folder(src.path()).unwrap();
     assert!(e.has_token_codes());
-    let gen = e.manifest().generation;
-    let file = format!("late/{gen}.tok");
+    let file = e.manifest().segments[0].codes.clone().unwrap();
     assert!(idx.path().join(&file).exists());
     assert!(e.manifest().files.iter().any(|f| f.path == file));
-    assert!(e.token_codes().tokens() > 0);
+    assert!(e.segments().tokens() > 0);
     assert_codes_match(&e, "first build", &[]);
     let jazz = doc_codes(&e, "jazz_improvisation.md");
 
@@ -236,7 +235,8 @@ fn an_index_without_codes_is_smaller_and_not_reranked_by_default() {
     let mut e = Engine::create(idx.path(), cfg.clone()).unwrap();
     e.add_folder(samples()).unwrap();
     assert!(!e.has_token_codes());
-    assert!(e.token_codes().is_empty());
+    assert_eq!(e.segments().tokens(), 0);
+    assert!(e.manifest().segments.iter().all(|s| s.codes.is_none()));
     assert!(e.default_pipeline().rerank.is_none());
     assert!(!e
         .manifest()
@@ -264,7 +264,7 @@ fn a_damaged_code_file_is_named() {
     e.add_folder(samples()).unwrap();
     let file = idx
         .path()
-        .join(format!("late/{}.tok", e.manifest().generation));
+        .join(e.manifest().segments[0].codes.clone().unwrap());
     drop(e);
     // Same size, flipped bits: only the checksum can tell.
     let mut bytes = std::fs::read(&file).unwrap();

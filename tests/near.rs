@@ -17,7 +17,7 @@ fn reached(e: &Engine, word: &str) -> (Vec<String>, Vec<String>) {
             .search_expanded(&q, 50, w)
             .unwrap()
             .into_iter()
-            .map(|(id, _)| e.store().get_id(id).unwrap().unwrap().doc)
+            .map(|(id, _)| e.segments().get_id(id).unwrap().unwrap().doc)
             .collect();
         d.sort();
         d
@@ -102,7 +102,7 @@ fn a_document_takes_neighbours_from_other_documents_of_its_kind() {
     e.commit().unwrap();
     let gen = e.manifest().generation;
     let t = NeighbourTable::read(&idx.path().join(format!("near/{gen}.bin"))).unwrap();
-    let doc = |id: u64| e.store().get_id(id).unwrap().unwrap().doc;
+    let doc = |id: u64| e.segments().get_id(id).unwrap().unwrap().doc;
     assert_eq!(t.lists.len(), 10);
     for (&id, list) in t.ids.iter().zip(&t.lists) {
         let me = doc(id);
@@ -156,7 +156,7 @@ fn named_table(e: &Engine, dir: &std::path::Path) -> Vec<(String, Vec<String>)> 
     let gen = e.manifest().generation;
     let t = NeighbourTable::read(&dir.join(format!("near/{gen}.bin"))).unwrap();
     let name = |id: u64| {
-        let c = e.store().get_id(id).unwrap().unwrap();
+        let c = e.segments().get_id(id).unwrap().unwrap();
         format!("{}@{}", c.doc, c.byte_range.0)
     };
     let mut out: Vec<(String, Vec<String>)> = t
@@ -180,7 +180,7 @@ fn the_graph_search_builds_and_keeps_the_same_table_as_the_exact_scan() {
     let mut graph = Engine::create(graph_dir.path(), graph_cfg).unwrap();
     exact.add_folder(src.path()).unwrap();
     graph.add_folder(src.path()).unwrap();
-    assert!(graph.dense().has_graph() && !exact.dense().has_graph());
+    assert!(graph.segments().has_graph() && !exact.segments().has_graph());
     let a = named_table(&exact, exact_dir.path());
     assert!(a.len() > 20, "{} chunks", a.len());
     let listed = a.iter().filter(|x| !x.1.is_empty()).count();

@@ -139,3 +139,19 @@ pub fn write_pdf(path: &Path, pages: &[&[&str]]) {
     doc.trailer.set("Root", catalog_id);
     doc.save(path).unwrap();
 }
+
+/// The basename of the first graph dump among the index's segments.
+pub fn graph_base(e: &pinpoint::Engine) -> Option<String> {
+    e.manifest().segments.iter().find_map(|s| s.graph.clone())
+}
+
+/// Points in the segments' graphs together (each graph loaded for this), deleted
+/// chunks that a graph still holds included.
+pub fn graph_points(e: &pinpoint::Engine) -> usize {
+    e.segments()
+        .segments()
+        .iter()
+        .filter_map(|s| s.dense().graph().unwrap())
+        .map(|g| g.get_nb_point())
+        .sum()
+}

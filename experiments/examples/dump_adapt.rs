@@ -20,12 +20,12 @@ fn main() {
     let out = Path::new(&args[3]);
     let engine =
         Engine::open_read_only(Path::new(&args[1]), EngineConfig::default()).expect("index");
-    let v = engine.dense().vectors();
+    let v = &engine.segments().live_vectors();
     let bytes: Vec<u8> = v.as_slice().iter().flat_map(|x| x.to_le_bytes()).collect();
     std::fs::write(out.join("chunks.f32"), bytes).unwrap();
     let mut f = std::fs::File::create(out.join("chunk_doc.txt")).unwrap();
-    for p in 0..engine.store().len() {
-        writeln!(f, "{}", engine.store().get(p).unwrap().doc).unwrap();
+    for p in 0..engine.segments().len() {
+        writeln!(f, "{}", engine.segments().get(p).unwrap().doc).unwrap();
     }
     let e = engine.embedder().unwrap();
     for split in ["train", "test"] {
@@ -57,7 +57,7 @@ fn main() {
         let bytes: Vec<u8> = qv.iter().flat_map(|x| x.to_le_bytes()).collect();
         std::fs::write(out.join(format!("{split}.f32")), bytes).unwrap();
         if std::env::var("PP_MAXSIM").is_ok() {
-            let codes = engine.token_codes();
+            let codes = engine.segments();
             let mut docs: Vec<(&str, Vec<usize>)> = engine
                 .document_positions()
                 .expect("documents")

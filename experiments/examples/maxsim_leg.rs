@@ -36,7 +36,7 @@ fn feature_cv(
     doc_parts: &[(&str, Vec<usize>)],
 ) {
     let e = engine.embedder().expect("model");
-    let codes = engine.token_codes();
+    let codes = engine.segments();
     let parts: HashMap<&str, &Vec<usize>> = doc_parts.iter().map(|(k, v)| (*k, v)).collect();
     let ws = [0.0f32, 0.1, 0.2, 0.3, 0.4, 0.5];
     let hs = [0.0f32, 0.2, 0.4, 0.5, 0.6, 0.7];
@@ -139,7 +139,7 @@ fn main() {
         ..Pipeline::default()
     };
     let base = collect_rerank(&engine, &labelled, &no_rerank, 100).expect("search");
-    let codes = engine.token_codes();
+    let codes = engine.segments();
     assert!(!codes.is_empty(), "this index keeps no token codes");
     let doc_parts: Vec<(&str, Vec<usize>)> = engine
         .document_positions()

@@ -28,7 +28,7 @@ fn main() {
     let (engine, ds) = support::open_eval();
     let labelled = beir_labelled(&ds);
     let e = engine.embedder().expect("model");
-    let codes = engine.token_codes();
+    let codes = engine.segments();
     let idf = support::piece_idf(&engine);
 
     let doc_chunks: HashMap<&str, Vec<usize>> = engine

@@ -14,12 +14,12 @@ fn main() {
     for dir in std::env::args().skip(1) {
         let engine =
             Engine::open_read_only(Path::new(&dir), EngineConfig::default()).expect("index");
-        let store = engine.store();
+        let store = engine.segments();
         let docs: Vec<String> = (0..store.len())
             .map(|p| store.get(p).expect("chunk").doc)
             .collect();
         let rows: Vec<usize> = (0..docs.len()).collect();
-        let found = exact_neighbours(engine.dense().vectors(), &rows, 64);
+        let found = exact_neighbours(&engine.segments().live_vectors(), &rows, 64);
         let mut c: Vec<f32> = rows
             .iter()
             .zip(&found)

@@ -13,8 +13,8 @@ use pinpoint::{Engine, EngineConfig};
 fn main() {
     let dir = std::env::args().nth(1).expect("usage: near_table INDEX");
     let engine = Engine::open_read_only(Path::new(&dir), EngineConfig::default()).expect("index");
-    let store = engine.store();
-    let vectors = engine.dense().vectors();
+    let store = engine.segments();
+    let vectors = &engine.segments().live_vectors();
     let ids: Vec<u64> = (0..store.len()).map(|p| store.id_at(p)).collect();
     let keys: Vec<String> = (0..store.len())
         .map(|p| store.get(p).expect("chunk").doc)

@@ -24,7 +24,7 @@ fn main() {
     let pipeline = Pipeline::default();
     let rc = pipeline.rerank.clone().expect("default reranks");
     let base = collect_rerank(&engine, &labelled, &pipeline, 100).expect("search");
-    let vecs = engine.dense().vectors();
+    let vecs = &engine.segments().live_vectors();
     let parts: HashMap<&str, Vec<usize>> = engine
         .document_positions()
         .expect("documents")

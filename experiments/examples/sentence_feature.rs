@@ -199,7 +199,7 @@ fn doc_rows(engine: &Engine) -> HashMap<String, Vec<usize>> {
             let rows = d
                 .chunks
                 .iter()
-                .filter_map(|id| engine.store().position(*id))
+                .filter_map(|id| engine.segments().position(*id))
                 .collect();
             (d.key.clone(), rows)
         })
@@ -267,7 +267,8 @@ fn main() {
         let k: usize = it.next().and_then(|x| x.parse().ok()).unwrap_or(3);
         let beta: f32 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0.5);
         let rows = doc_rows(&engine);
-        let vf = engine.dense().vectors().as_slice();
+        let vf_file = engine.segments().live_vectors();
+        let vf = vf_file.as_slice();
         // The Rocchio vector depends on the query only: cache it per query id.
         let cache = std::cell::RefCell::new(HashMap::<String, Vec<f32>>::new());
         collect(&ds, &engine, &embedder, |cx, doc, c| {
@@ -293,7 +294,8 @@ fn main() {
         let fine = Engine::open_read_only(Path::new(feature), EngineConfig::default())
             .expect("fine index");
         let rows = doc_rows(&fine);
-        let vf = fine.dense().vectors().as_slice();
+        let vf_file = fine.segments().live_vectors();
+        let vf = vf_file.as_slice();
         collect(&ds, &engine, &embedder, |cx, doc, c| {
             rows.get(doc)
                 .and_then(|r| best_row(vf, d, r, cx.qv))

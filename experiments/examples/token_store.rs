@@ -29,7 +29,7 @@ use pinpoint::{Engine, EngineConfig, Pipeline};
 use pinpoint_experiments::rerank_tune::{collect_rerank, tune_rerank, RerankFeatures};
 
 fn load_or_encode(engine: &Engine, cache: &Path) -> Vec<TokenMatrix> {
-    let store = engine.store();
+    let store = engine.segments();
     let n = store.len();
     if let Ok(mut f) = std::fs::File::open(cache) {
         let mut buf = Vec::new();
@@ -378,7 +378,7 @@ fn proximity(
     doc_chunks: &HashMap<&str, Vec<usize>>,
 ) {
     use pinpoint::lexical::LexicalIndex;
-    let store = engine.store();
+    let store = engine.segments();
     let n = store.len();
     let chunk_terms: Vec<Vec<String>> = (0..n)
         .map(|p| LexicalIndex::terms(&store.get(p).expect("chunk").text))

@@ -23,7 +23,7 @@ pub fn open_eval() -> (Engine, Dataset) {
 
 /// Every chunk's text as it was embedded (title and heading trail first), in store order.
 pub fn chunk_texts(engine: &Engine) -> Vec<String> {
-    let store = engine.store();
+    let store = engine.segments();
     let docs = engine.documents().expect("docs");
     let titles: HashMap<&str, &str> = docs
         .iter()
@@ -55,7 +55,7 @@ pub fn piece_idf(engine: &Engine) -> impl Fn(&str) -> f32 {
             *df.entry(w).or_default() += 1.0;
         }
     }
-    let n = engine.store().len() as f32;
+    let n = engine.segments().len() as f32;
     move |w: &str| {
         let d = df.get(&w.to_lowercase()).copied().unwrap_or(0.0);
         (1.0 + (n - d + 0.5) / (d + 0.5)).ln()

@@ -167,9 +167,9 @@ impl Index {
                 if let Some(hits) = v.get_mut("hits").and_then(|h| h.as_array_mut()) {
                     for (h, hit) in hits.iter_mut().zip(&out.hits) {
                         let cos = e
-                            .store()
+                            .segments()
                             .position(hit.chunk_id)
-                            .map(|p| pinpoint::embed::dot(e.dense().vectors().row(p), &q));
+                            .map(|p| pinpoint::embed::dot(e.segments().row(p), &q));
                         if let Some(o) = h.as_object_mut() {
                             o.insert("cosine".into(), serde_json::json!(cos));
                             if let Some(x) = &hit.explain {

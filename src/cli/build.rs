@@ -174,7 +174,7 @@ pub(super) fn verify(a: StatsArgs) -> Result<()> {
             "ok: generation {}, {} files checked, stores agree on {} chunks",
             engine.manifest().generation,
             engine.manifest().files.len(),
-            engine.store().len()
+            engine.segments().len()
         )?;
     } else {
         for p in &problems {

@@ -11,6 +11,7 @@
 //! Not for: what the files contain (each file's own module: [`crate::store`],
 //! [`crate::late`], [`crate::near`], [`crate::dense`], [`crate::lexical`]).
 
+use crate::segment::SegmentMeta;
 use crate::store::Manifest;
 
 /// The manifest: which generation is current. Replaced by a rename, after the commit point.
@@ -60,6 +61,9 @@ pub(crate) struct Artifact {
     /// The code that reads it.
     pub reader: &'static str,
     naming: Naming,
+    /// Kept per segment ([`crate::segment`]) in a segmented index: a commit writes it for
+    /// new chunks only, never again for old ones.
+    per_segment: bool,
     /// Whether a generation has it (some are optional per index): given the manifest and
     /// whether the lexical index has the neighbour field (indexes older than expansion
     /// lack it and keep no neighbour table).
@@ -78,6 +82,9 @@ fn with_neighbours(m: &Manifest, lexical_has_near: bool) -> bool {
 fn with_graph(m: &Manifest, _: bool) -> bool {
     m.hnsw.is_some()
 }
+fn with_segments(m: &Manifest, _: bool) -> bool {
+    m.segmented
+}
 fn with_doc_meta(m: &Manifest, _: bool) -> bool {
     m.doc_meta
 }
@@ -93,6 +100,7 @@ pub(crate) const ARTIFACTS: &[Artifact] = &[
             prefix: "",
             suffix: ".bin",
         },
+        per_segment: true,
         present: always,
     },
     Artifact {
@@ -104,6 +112,7 @@ pub(crate) const ARTIFACTS: &[Artifact] = &[
             prefix: "",
             suffix: ".vec",
         },
+        per_segment: true,
         present: always,
     },
     Artifact {
@@ -115,6 +124,7 @@ pub(crate) const ARTIFACTS: &[Artifact] = &[
             prefix: "",
             suffix: ".bin",
         },
+        per_segment: false,
         present: always,
     },
     Artifact {
@@ -126,6 +136,7 @@ pub(crate) const ARTIFACTS: &[Artifact] = &[
             prefix: "",
             suffix: ".bin",
         },
+        per_segment: false,
         present: with_doc_meta,
     },
     Artifact {
@@ -137,6 +148,7 @@ pub(crate) const ARTIFACTS: &[Artifact] = &[
             prefix: "",
             suffix: ".tok",
         },
+        per_segment: true,
         present: with_token_codes,
     },
     Artifact {
@@ -148,6 +160,7 @@ pub(crate) const ARTIFACTS: &[Artifact] = &[
             prefix: "",
             suffix: ".bin",
         },
+        per_segment: false,
         present: with_neighbours,
     },
     Artifact {
@@ -156,7 +169,20 @@ pub(crate) const ARTIFACTS: &[Artifact] = &[
         writer: "dense::dump_graph",
         reader: "dense::load_graph",
         naming: Naming::GraphDump,
+        per_segment: true,
         present: with_graph,
+    },
+    Artifact {
+        folder: "del",
+        what: "deletion bitsets",
+        writer: "segment::DeadRows::write",
+        reader: "segment::DeadRows::read",
+        naming: Naming::PerGeneration {
+            prefix: "",
+            suffix: ".bin",
+        },
+        per_segment: true,
+        present: with_segments,
     },
     Artifact {
         folder: "lexical",
@@ -164,6 +190,7 @@ pub(crate) const ARTIFACTS: &[Artifact] = &[
         writer: "lexical::LexicalWriter::commit",
         reader: "lexical::LexicalIndex::open_or_create",
         naming: Naming::Managed,
+        per_segment: false,
         present: always,
     },
 ];
@@ -172,9 +199,20 @@ pub(crate) const ARTIFACTS: &[Artifact] = &[
 /// belongs to: `verify` names it in its findings.
 pub(crate) fn artifact_of(path: &str) -> Option<&'static Artifact> {
     let (folder, name) = path.split_once('/')?;
+    // A segment's files are named `s<id>…` rather than by generation.
+    let name = name.strip_prefix('s').unwrap_or(name);
+    let name = match name.split_once('.') {
+        // `3.7.bin` (a deletion bitset of segment 3 at generation 7) reads as `3.bin`.
+        Some((id, rest)) if folder == "del" => {
+            format!("{id}.{}", rest.split_once('.').map_or(rest, |r| r.1))
+        }
+        _ => name.to_string(),
+    };
     ARTIFACTS.iter().find(|a| {
         a.folder == folder
-            && (matches!(a.naming, Naming::Managed) || a.generation_of(name).is_some())
+            && (matches!(a.naming, Naming::Managed)
+                || a.generation_of(&name).is_some()
+                || (matches!(a.naming, Naming::GraphDump) && name.contains(".hnsw.")))
     })
 }
 
@@ -245,10 +283,6 @@ pub(crate) fn late_file(gen: u64) -> String {
 pub(crate) fn near_file(gen: u64) -> String {
     file("near", gen, ".bin")
 }
-/// The basename the HNSW dump of generation `gen` is asked to use.
-pub(crate) fn hnsw_base(gen: u64) -> String {
-    format!("{GRAPH_PREFIX}{gen}")
-}
 
 /// The files of the generation `m` describes, relative to the index folder, each with a
 /// checksum in the manifest: what a commit records and `verify` checks.
@@ -256,7 +290,7 @@ pub(crate) fn generation_files(m: &Manifest, lexical_has_near: bool) -> Vec<Stri
     let gen = m.generation;
     let mut out = Vec::new();
     for a in ARTIFACTS {
-        if !(a.present)(m, lexical_has_near) {
+        if !(a.present)(m, lexical_has_near) || (m.segmented && a.per_segment) {
             continue;
         }
         match a.naming {
@@ -272,7 +306,31 @@ pub(crate) fn generation_files(m: &Manifest, lexical_has_near: bool) -> Vec<Stri
             Naming::Managed => {}
         }
     }
+    if m.segmented {
+        for seg in &m.segments {
+            out.extend(seg.files());
+        }
+    }
     out
+}
+
+/// The segments of the generation `m` describes: its list, or for an index written before
+/// segments, its one file of each kind as one segment.
+pub(crate) fn segments_of(m: &Manifest) -> Vec<SegmentMeta> {
+    if m.segmented {
+        return m.segments.clone();
+    }
+    let gen = m.generation;
+    vec![SegmentMeta {
+        id: 0,
+        rows: m.counts.chunks,
+        deleted: 0,
+        chunks: chunks_file(gen),
+        vectors: vec_file(gen),
+        codes: m.token_codes.then(|| late_file(gen)),
+        graph: m.hnsw.clone(),
+        deletes: None,
+    }]
 }
 
 /// The generation a file in one of the per-generation folders belongs to (`None` for a
@@ -363,6 +421,10 @@ mod tests {
             precision: crate::quant::Precision::F32,
             collections: Vec::new(),
             doc_meta: false,
+            segmented: false,
+            segments: Vec::new(),
+            next_segment: 0,
+            previous_files: Vec::new(),
         };
         m.token_codes = token_codes;
         m.neighbours = neighbours;

@@ -11,20 +11,16 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::artifacts::{
-    self, chunks_file, docs_file, hnsw_base, late_file, meta_file, near_file, pending_manifest,
-    vec_file, MANIFEST,
-};
+use super::artifacts::{self, docs_file, meta_file, near_file, pending_manifest, MANIFEST};
 use super::{Engine, IndexReport};
 use crate::chunk::{chunk_document, contextual_text};
 use crate::collection::DocMeta;
-use crate::dense::{
-    build_graph, dump_graph, exact_neighbours, extend_graph, search_graph, DenseIndex, Graph,
-};
+use crate::dense::{build_graph, dump_graph, DenseIndex};
 use crate::error::{Error, IoContext, Result};
 use crate::ingest::Document;
 use crate::late::TokenCodes;
 use crate::near::NeighbourTable;
+use crate::segment::{DeadRows, Segment, SegmentMeta, Segments};
 use crate::store::{
     file_sum, sync_dir, write_chunks, write_docs, write_vectors, ChunkRecord, ChunkStore, Counts,
     DocRecord, VectorFile,
@@ -60,7 +56,7 @@ impl Engine {
             .collect();
         if upserts.is_empty() && removed.is_empty() && self.manifest.generation > 0 {
             report.documents_total = old_docs.len();
-            report.chunks_total = self.store.len();
+            report.chunks_total = self.segs.len();
             return Ok(report);
         }
 
@@ -180,7 +176,7 @@ impl Engine {
             match plan {
                 Plan::Keep(rec) => {
                     for id in &rec.chunks {
-                        if let Some(pos) = self.store.position(*id) {
+                        if let Some(pos) = self.segs.position(*id) {
                             kept_old.push((*id, pos));
                         }
                     }
@@ -224,8 +220,8 @@ impl Engine {
                 Plan::Renamed(doc, old) => {
                     let mut ids = Vec::new();
                     for oid in &old.chunks {
-                        if let Some(pos) = self.store.position(*oid) {
-                            let mut r = self.store.get(pos)?;
+                        if let Some(pos) = self.segs.position(*oid) {
+                            let mut r = self.segs.get(pos)?;
                             let id = next_id;
                             next_id += 1;
                             ids.push(id);
@@ -291,28 +287,19 @@ impl Engine {
             + uses.iter().map(|u| u - 1).sum::<usize>();
         let embed_secs = t_embed.elapsed().as_secs_f64();
 
-        // Assemble the generation: old kept chunks (already sorted by id) then new ones.
-        kept_old.sort_unstable();
-        let mut all_records = Vec::with_capacity(kept_old.len() + records.len());
-        let mut all_vecs = Vec::with_capacity((kept_old.len() + records.len()) * dim);
-        let mut all_codes: Vec<Codes> = Vec::new();
-        for &(_, pos) in &kept_old {
-            all_records.push(self.store.get(pos)?);
-            all_vecs.extend_from_slice(self.dense.vectors().row(pos));
-            if want_codes {
-                all_codes.push(Codes::Old(pos));
-            }
-        }
+        // The new segment: this commit's chunks (ids ascending), their vectors and codes.
+        let mut seg_vecs = Vec::with_capacity(records.len() * dim);
+        let mut seg_codes: Vec<Codes> = Vec::new();
         for (slot, rec) in records.iter().enumerate() {
             match (rows_from_old[slot], embed_of[slot]) {
                 (Some(pos), _) => {
-                    all_vecs.extend_from_slice(self.dense.vectors().row(pos));
+                    seg_vecs.extend_from_slice(self.segs.row(pos));
                     if want_codes {
-                        all_codes.push(Codes::Old(pos));
+                        seg_codes.push(Codes::Old(pos));
                     }
                 }
                 (None, Some(k)) => {
-                    all_vecs.extend_from_slice(&new_vecs[k * dim..(k + 1) * dim]);
+                    seg_vecs.extend_from_slice(&new_vecs[k * dim..(k + 1) * dim]);
                     if want_codes {
                         // The last record to use a text takes its codes; the others copy.
                         uses[k] -= 1;
@@ -321,7 +308,7 @@ impl Engine {
                         } else {
                             new_codes[k].clone()
                         };
-                        all_codes.push(Codes::New(codes));
+                        seg_codes.push(Codes::New(codes));
                     }
                 }
                 (None, None) => {
@@ -331,8 +318,14 @@ impl Engine {
                     ))
                 }
             }
-            all_records.push(rec.clone());
         }
+        // Chunks that leave: those of the current generation that no kept document claims.
+        let kept: HashSet<u64> = kept_old.iter().map(|&(id, _)| id).collect();
+        let dead: Vec<u64> = old_docs
+            .iter()
+            .flat_map(|d| d.chunks.iter().copied())
+            .filter(|id| !kept.contains(id))
+            .collect();
         // A map, not a scan of every document per chunk: a large build was quadratic here.
         let title_of: HashMap<&str, &str> = new_docs
             .iter()
@@ -353,15 +346,16 @@ impl Engine {
         new_docs.sort_by(|a, b| a.key.cmp(&b.key));
         let meta = self.meta_rows(&new_docs, staged_meta)?;
         report.documents_total = new_docs.len();
-        report.chunks_total = all_records.len();
+        report.chunks_total = kept.len() + records.len();
         let t_write = Instant::now();
         let gen = self.manifest.generation + 1;
         self.write_generation(
             gen,
             Generation {
-                records: all_records,
-                vecs: all_vecs,
-                codes: all_codes,
+                records,
+                vecs: seg_vecs,
+                codes: seg_codes,
+                dead,
                 docs: new_docs,
                 meta,
                 lex_deletes,
@@ -369,100 +363,74 @@ impl Engine {
                 next_chunk_id: next_id,
             },
         )?;
+        let write_secs = t_write.elapsed().as_secs_f64();
+        // Small segments merge as they accumulate (`merge.rs`), each merge its own commit.
+        let t_merge = Instant::now();
+        self.merge_by_policy()?;
         report.timings = vec![
             ("chunk".into(), chunk_secs),
             ("embed".into(), embed_secs),
-            ("write+commit".into(), t_write.elapsed().as_secs_f64()),
+            ("write+commit".into(), write_secs),
+            ("merge".into(), t_merge.elapsed().as_secs_f64()),
         ];
         Ok(report)
     }
 
-    /// Writes generation `gen` and commits it.
+    /// Writes generation `gen` and commits it: a new segment for the new chunks, a
+    /// deletion bitset for each older segment that loses chunks, the per-generation tables,
+    /// then the manifest. No older segment's file is written again.
     pub(super) fn write_generation(&mut self, gen: u64, data: Generation) -> Result<()> {
         let Generation {
             records,
             vecs,
             codes,
+            dead,
             docs,
             meta,
             lex_deletes,
             lex_adds,
             next_chunk_id,
         } = data;
-        // Ids below this existed in the previous generation; the rest are new.
         let first_new_id = self.manifest.next_chunk_id;
         let dim = self.spec.dim;
         let dir = self.dir.clone();
-        let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
         self.progress.start("write", 0);
-        write_chunks(&dir.join(chunks_file(gen)), &records)?;
-        write_vectors(&dir.join(vec_file(gen)), dim, &vecs)?;
+        // Segment numbers continue past those of an index from before segments (its one
+        // segment is number 0).
+        let mut next_segment = self.manifest.next_segment.max(1);
+        let mut metas = self.segment_metas_after(gen, &dead)?;
+        let mut new_segment = None;
+        if !records.is_empty() {
+            let id = next_segment;
+            next_segment += 1;
+            let (meta, seg) = self.write_segment(id, &records, vecs, &codes)?;
+            metas.push(meta);
+            new_segment = Some(seg);
+        }
         write_docs(&dir.join(docs_file(gen)), &docs)?;
         // Every generation this code writes keeps the metadata table, an index from before
         // it included (its documents: the unnamed collection, no front matter yet).
         std::fs::create_dir_all(dir.join("meta")).at(dir.join("meta"))?;
         crate::collection::write_meta(&dir.join(meta_file(gen)), &meta)?;
-        let vectors = VectorFile::open(&dir.join(vec_file(gen)), dim)?;
-        let late = if self.manifest.token_codes {
-            if codes.len() != records.len() {
-                return Err(Error::invalid(
-                    "token codes",
-                    format!("{} entries for {} chunks", codes.len(), records.len()),
-                ));
+        for sub in ["chunks", "dense", "docs", "del"] {
+            if dir.join(sub).is_dir() {
+                sync_dir(&dir.join(sub))?;
             }
-            let path = dir.join(late_file(gen));
-            std::fs::create_dir_all(dir.join("late")).at(dir.join("late"))?;
-            // Kept chunks' codes are read from the current generation's mapped file as the
-            // new one is written, so a commit holds only the new chunks' codes in memory.
-            let parts: Vec<&[u8]> = codes
-                .iter()
-                .map(|c| match c {
-                    Codes::Old(pos) => self.late.codes(*pos),
-                    Codes::New(v) => v.as_slice(),
-                })
-                .collect();
-            TokenCodes::write(&path, dim, parts.iter().copied())?;
-            sync_dir(&dir.join("late"))?;
-            TokenCodes::open(&path, dim)?
-        } else {
-            TokenCodes::empty(dim)
-        };
-
-        // Dense graph: extend the previous one while few of its points are dead, else
-        // rebuild; none for small collections.
-        let params = &self.cfg.hnsw;
-        let mut hnsw_name = None;
-        let mut graph = None;
-        if vectors.len() >= params.min_points.max(1) {
-            self.progress.start("hnsw", vectors.len() as u64);
-            let old = self.dense.take_graph()?;
-            let g = match old {
-                Some(g) => {
-                    let old_points = g.get_nb_point();
-                    let first_new = ids.partition_point(|&id| id < first_new_id);
-                    let dead = old_points.saturating_sub(first_new);
-                    let total = old_points + (ids.len() - first_new);
-                    if (dead as f32) <= params.max_tombstone_ratio * total as f32 {
-                        extend_graph(&g, &vectors, &ids, first_new..ids.len());
-                        g
-                    } else {
-                        build_graph(params, &vectors, &ids)
-                    }
+        }
+        // The next generation's segments: older ones reopened with their new deletions
+        // (their files are mapped, not read), the new one as written.
+        let mut segs: Vec<Segment> = Vec::with_capacity(metas.len());
+        let mut fresh = new_segment;
+        for m in &metas {
+            match fresh.take() {
+                Some(seg) if seg.meta().id == m.id => segs.push(seg),
+                other => {
+                    fresh = other;
+                    segs.push(Segment::open(&dir, m, dim, false)?);
                 }
-                None => build_graph(params, &vectors, &ids),
-            };
-            let name = dump_graph(&g, &dir.join("dense"), &hnsw_base(gen))?;
-            self.progress.finish();
-            hnsw_name = Some(name);
-            graph = Some(g);
+            }
         }
-        for sub in ["chunks", "dense", "docs"] {
-            sync_dir(&dir.join(sub))?;
-        }
-
-        // Opened once: the neighbour search filters the graph with it, and it becomes the
-        // engine's store after the commit point.
-        let store = ChunkStore::open(&dir.join(chunks_file(gen)))?;
+        let segs = Segments::new(segs, dim);
 
         // Document expansion: the neighbour table of this generation, and the kept chunks
         // whose lexical entry must be written again because their neighbours changed.
@@ -473,39 +441,53 @@ impl Engine {
         if expand {
             self.progress.start("neighbours", 0);
             let old = self.previous_neighbours()?;
+            let ids: Vec<u64> = (0..segs.len()).map(|p| segs.id_at(p)).collect();
             let positions: HashMap<&str, usize> = docs
                 .iter()
                 .enumerate()
                 .map(|(i, d)| (d.key.as_str(), i))
                 .collect();
-            let doc_of: Vec<u32> = records
-                .iter()
-                .map(|r| {
-                    positions
-                        .get(r.doc.as_str())
-                        .map_or(u32::MAX, |&i| i as u32)
-                })
-                .collect();
-            let search = neighbour_search(&vectors, graph.as_ref(), &ids, &store, params.ef_search);
+            let mut doc_of = vec![u32::MAX; ids.len()];
+            for (i, d) in docs.iter().enumerate() {
+                for c in &d.chunks {
+                    if let Some(p) = segs.position(*c) {
+                        doc_of[p] = i as u32;
+                    }
+                }
+            }
+            // Graphs load before the search, so that the search itself cannot fail.
+            segs.load_graphs()?;
+            let ef = self.cfg.hnsw.ef_search;
+            let search = |rows: &[usize], m: usize| {
+                segs.neighbours(rows, m, ef)
+                    .unwrap_or_else(|_| vec![Vec::new(); rows.len()])
+            };
             let up = crate::near::update(k, &ids, &doc_of, &old, &search);
-            let text_of = |id: u64| -> Option<String> {
-                let p = ids.binary_search(&id).ok()?;
-                let r = &records[p];
-                let title = docs
-                    .get(*doc_of.get(p)? as usize)
+            let text_of = |id: u64| -> Result<Option<(String, String)>> {
+                let Some(p) = segs.position(id) else {
+                    return Ok(None);
+                };
+                let r = segs.get(p)?;
+                let title = positions
+                    .get(r.doc.as_str())
+                    .and_then(|&i| docs.get(i))
                     .map_or("", |d| d.title.as_str());
-                Some(contextual_text(title, r.heading.as_deref(), &r.text))
+                let text = contextual_text(title, r.heading.as_deref(), &r.text);
+                Ok(Some((r.doc, text)))
             };
             let adds: HashSet<u64> = lex_adds.iter().map(|a| a.0).collect();
             for &p in &up.changed {
-                let text: Vec<String> = up.table.lists[p]
-                    .iter()
-                    .filter_map(|&(nb, _)| text_of(nb))
-                    .collect();
+                let mut text = Vec::new();
+                for &(nb, _) in &up.table.lists[p] {
+                    if let Some((_, t)) = text_of(nb)? {
+                        text.push(t);
+                    }
+                }
                 near_text.insert(ids[p], text.join("\n"));
                 if !adds.contains(&ids[p]) {
-                    let own = text_of(ids[p]).unwrap_or_default();
-                    rewrites.push((ids[p], records[p].doc.clone(), own));
+                    if let Some((doc, own)) = text_of(ids[p])? {
+                        rewrites.push((ids[p], doc, own));
+                    }
                 }
             }
             up.table.write(&dir.join(near_file(gen)))?;
@@ -518,15 +500,16 @@ impl Engine {
         next.model = self.spec.clone();
         next.counts = Counts {
             documents: docs.len() as u64,
-            chunks: records.len() as u64,
+            chunks: segs.len() as u64,
         };
-        next.hnsw = hnsw_name.clone();
+        next.hnsw = None;
         next.doc_meta = true;
+        next.segmented = true;
+        next.segments = metas;
+        next.next_segment = next_segment;
         next.next_chunk_id = next_chunk_id.max(first_new_id);
-        next.files = artifacts::generation_files(&next, self.lexical.has_near())
-            .iter()
-            .map(|f| file_sum(&dir, f))
-            .collect::<Result<Vec<_>>>()?;
+        next.previous_files = artifacts::generation_files(&self.manifest, self.lexical.has_near());
+        next.files = self.checksums(&artifacts::generation_files(&next, self.lexical.has_near()))?;
         let pending = dir.join(pending_manifest(gen));
         next.write_to(&pending)?;
         sync_dir(&dir)?;
@@ -553,9 +536,7 @@ impl Engine {
         std::fs::rename(&pending, dir.join(MANIFEST)).at(dir.join(MANIFEST))?;
         sync_dir(&dir)?;
         self.lexical.reload()?;
-        self.store = store;
-        self.dense = DenseIndex::new(vectors, graph);
-        self.late = late;
+        self.segs = segs;
         self.manifest = next;
         self.docs = OnceLock::new();
         self.docs_file = None;
@@ -575,57 +556,170 @@ impl Engine {
         Ok(())
     }
 
-    /// Writes the current content as a new generation with a freshly built HNSW graph
-    /// (dropping its tombstones). The lexical index is left to tantivy's own merging.
-    pub fn compact(&mut self) -> Result<()> {
-        self.require_writer()?;
-        self.dense.drop_graph();
-        let n = self.store.len();
-        let mut records = Vec::with_capacity(n);
-        for i in 0..n {
-            records.push(self.store.get(i)?);
+    /// The current segments as the next generation `gen` lists them: each one that loses
+    /// chunks in `dead` with a new deletion bitset (written here), one that loses all of
+    /// them left out.
+    fn segment_metas_after(&self, gen: u64, dead: &[u64]) -> Result<Vec<SegmentMeta>> {
+        let mut by_segment: Vec<Vec<usize>> = vec![Vec::new(); self.segs.segments().len()];
+        for &id in dead {
+            if let Some(p) = self.segs.position(id) {
+                if let Some((s, row)) = self.segs.locate(p) {
+                    by_segment[s].push(row);
+                }
+            }
         }
-        let vecs = self.dense.vectors().as_slice().to_vec();
-        let codes = if self.manifest.token_codes {
-            (0..n).map(Codes::Old).collect()
-        } else {
-            Vec::new()
-        };
-        let docs = self.documents()?.to_vec();
-        let meta = self.meta_rows(&docs, HashMap::new())?;
-        let gen = self.manifest.generation + 1;
-        let next_chunk_id = self.manifest.next_chunk_id;
-        self.write_generation(
-            gen,
-            Generation {
-                records,
-                vecs,
-                codes,
-                docs,
-                meta,
-                lex_deletes: Vec::new(),
-                lex_adds: Vec::new(),
-                next_chunk_id,
-            },
-        )
+        let mut metas = Vec::with_capacity(by_segment.len());
+        for (seg, rows) in self.segs.segments().iter().zip(by_segment) {
+            let mut m = seg.meta().clone();
+            if !rows.is_empty() {
+                let mut d = seg
+                    .dead()
+                    .cloned()
+                    .unwrap_or_else(|| DeadRows::new(seg.store().len()));
+                for r in rows {
+                    d.set(r);
+                }
+                m.deleted = d.count() as u64;
+                if m.live() == 0 {
+                    continue;
+                }
+                let f = crate::segment::deletes_file(m.id, gen);
+                d.write(&self.dir.join(&f))?;
+                m.deletes = Some(f);
+            }
+            metas.push(m);
+        }
+        Ok(metas)
     }
 
-    /// Deletes files of generations other than the current and the previous one (readers
-    /// that opened the previous generation keep working).
+    /// Writes segment `id` from `records` (ids ascending), their vectors and token codes,
+    /// with a graph when it is big enough ([`crate::dense::HnswParams::min_points`]).
+    pub(super) fn write_segment(
+        &self,
+        id: u64,
+        records: &[ChunkRecord],
+        vecs: Vec<f32>,
+        codes: &[Codes],
+    ) -> Result<(SegmentMeta, Segment)> {
+        let (meta, seg) = self.write_segment_without_graph(id, records, vecs, codes)?;
+        let params = &self.cfg.hnsw;
+        if records.len() < params.min_points.max(1) {
+            return Ok((meta, seg));
+        }
+        self.progress.start("hnsw", records.len() as u64);
+        let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+        let g = build_graph(params, seg.dense().vectors(), &ids);
+        let name = dump_graph(&g, &self.dir.join("dense"), &crate::segment::graph_base(id))?;
+        self.progress.finish();
+        let seg = seg.with_graph(name, g);
+        Ok((seg.meta().clone(), seg))
+    }
+
+    /// The files of segment `id` other than its graph.
+    pub(super) fn write_segment_without_graph(
+        &self,
+        id: u64,
+        records: &[ChunkRecord],
+        vecs: Vec<f32>,
+        codes: &[Codes],
+    ) -> Result<(SegmentMeta, Segment)> {
+        let dim = self.spec.dim;
+        let dir = &self.dir;
+        let chunks = crate::segment::chunks_file(id);
+        let vectors = crate::segment::vectors_file(id);
+        write_chunks(&dir.join(&chunks), records)?;
+        write_vectors(&dir.join(&vectors), dim, &vecs)?;
+        drop(vecs);
+        let store = ChunkStore::open(&dir.join(&chunks))?;
+        let vfile = VectorFile::open(&dir.join(&vectors), dim)?;
+        let (codes_path, late) = if self.manifest.token_codes {
+            if codes.len() != records.len() {
+                return Err(Error::invalid(
+                    "token codes",
+                    format!("{} entries for {} chunks", codes.len(), records.len()),
+                ));
+            }
+            let f = crate::segment::codes_file(id);
+            std::fs::create_dir_all(dir.join("late")).at(dir.join("late"))?;
+            // Codes of chunks carried over are read from their mapped segment as the new
+            // one is written: a commit holds only the new chunks' codes in memory.
+            let parts: Vec<&[u8]> = codes
+                .iter()
+                .map(|c| match c {
+                    Codes::Old(pos) => self.segs.codes(*pos),
+                    Codes::New(v) => v.as_slice(),
+                })
+                .collect();
+            TokenCodes::write(&dir.join(&f), dim, parts.iter().copied())?;
+            sync_dir(&dir.join("late"))?;
+            let t = TokenCodes::open(&dir.join(&f), dim)?;
+            (Some(f), t)
+        } else {
+            (None, TokenCodes::empty(dim))
+        };
+        let meta = SegmentMeta {
+            id,
+            rows: records.len() as u64,
+            deleted: 0,
+            chunks,
+            vectors,
+            codes: codes_path,
+            graph: None,
+            deletes: None,
+        };
+        let seg = Segment::assemble(meta.clone(), store, DenseIndex::new(vfile, None), late, None);
+        Ok((meta, seg))
+    }
+
+    /// Checksums of `files`: carried over from the current manifest for a file it
+    /// records (a segment's files never change), computed for the others.
+    pub(super) fn checksums(&self, files: &[String]) -> Result<Vec<crate::store::FileSum>> {
+        let known: HashMap<&str, &crate::store::FileSum> = self
+            .manifest
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f))
+            .collect();
+        files
+            .iter()
+            .map(|f| match known.get(f.as_str()) {
+                Some(s) => Ok((*s).clone()),
+                None => file_sum(&self.dir, f),
+            })
+            .collect()
+    }
+
+    /// Deletes the files no reader can need: those of neither the current generation nor
+    /// the previous one (readers that opened it keep working). An index from before
+    /// segments names its files by generation; the same rule applies by number.
     pub(super) fn remove_stray_files(&self) -> Result<()> {
         let gen = self.manifest.generation;
-        let keep = |g: u64| g == gen || g + 1 == gen;
+        let keep: HashSet<String> = if self.manifest.segmented {
+            artifacts::generation_files(&self.manifest, self.lexical.has_near())
+                .into_iter()
+                .chain(self.manifest.previous_files.iter().cloned())
+                .collect()
+        } else {
+            HashSet::new()
+        };
         for sub in artifacts::folders() {
+            if sub == "lexical" {
+                continue;
+            }
             let d = self.dir.join(sub);
             let Ok(rd) = std::fs::read_dir(&d) else {
                 continue;
             };
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
-                if let Some(g) = artifacts::generation_of(sub, &name) {
-                    if !keep(g) {
-                        let _ = std::fs::remove_file(e.path());
-                    }
+                let rel = format!("{sub}/{name}");
+                let stray = if self.manifest.segmented {
+                    artifacts::artifact_of(&rel).is_some() && !keep.contains(&rel)
+                } else {
+                    artifacts::generation_of(sub, &name).is_some_and(|g| g != gen && g + 1 != gen)
+                };
+                if stray {
+                    let _ = std::fs::remove_file(e.path());
                 }
             }
         }
@@ -650,9 +744,9 @@ impl Engine {
     /// The key of the text the model read for each chunk of the current generation, with
     /// the chunk's store position: what a new chunk with the same text reuses.
     fn embedded_texts(&self, docs: &HashMap<&str, &DocRecord>) -> Result<HashMap<u64, usize>> {
-        let mut out = HashMap::with_capacity(self.store.len());
-        for pos in 0..self.store.len() {
-            let r = self.store.get(pos)?;
+        let mut out = HashMap::with_capacity(self.segs.len());
+        for pos in 0..self.segs.len() {
+            let r = self.segs.get(pos)?;
             let title = docs.get(r.doc.as_str()).map_or("", |d| d.title.as_str());
             out.entry(text_key(&contextual_text(
                 title,
@@ -672,29 +766,6 @@ impl Engine {
             return Ok(NeighbourTable::default());
         }
         NeighbourTable::read(&path)
-    }
-}
-
-/// The neighbour search over a generation's vectors: one GEMM per block of rows without a
-/// graph, the graph (skipping dead points) with one.
-fn neighbour_search<'a>(
-    vectors: &'a VectorFile,
-    graph: Option<&'a Graph>,
-    ids: &'a [u64],
-    store: &'a ChunkStore,
-    ef: usize,
-) -> impl Fn(&[usize], usize) -> Vec<Vec<(usize, f32)>> + Sync + 'a {
-    move |rows: &[usize], m: usize| match graph {
-        None => exact_neighbours(vectors, rows, m),
-        Some(g) => rows
-            .par_iter()
-            .map(|&p| {
-                search_graph(g, vectors.row(p), m, ef.max(m), Some(store))
-                    .into_iter()
-                    .filter_map(|(id, s)| ids.binary_search(&id).ok().map(|q| (q, s)))
-                    .collect()
-            })
-            .collect(),
     }
 }
 
@@ -722,7 +793,7 @@ fn doc_record(doc: Document, chunks: Vec<u64>, external: &HashSet<String>) -> Do
 }
 
 /// Where a chunk's token codes for the next generation come from.
-enum Codes {
+pub(super) enum Codes {
     /// The chunk at this position of the current generation.
     Old(usize),
     /// Computed in this commit.
@@ -732,12 +803,14 @@ enum Codes {
 /// Everything a new generation consists of.
 #[derive(Default)]
 pub(super) struct Generation {
-    /// All live chunks, sorted by id.
+    /// The chunks of the new segment, sorted by id (none: no new segment).
     records: Vec<ChunkRecord>,
     /// Their vectors, same order.
     vecs: Vec<f32>,
     /// Their token codes, same order (empty when the index keeps none).
     codes: Vec<Codes>,
+    /// Ids of the chunks of the current generation that leave.
+    dead: Vec<u64>,
     /// The document table.
     docs: Vec<DocRecord>,
     /// Each document's metadata, in the table's order.

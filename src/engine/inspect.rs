@@ -40,7 +40,7 @@ impl Engine {
                 Err(e) => problems.push(format!("{name}: {e}")),
             }
         }
-        let store_ids: Vec<u64> = (0..self.store.len()).map(|i| self.store.id_at(i)).collect();
+        let store_ids: Vec<u64> = (0..self.segs.len()).map(|i| self.segs.id_at(i)).collect();
         if store_ids.windows(2).any(|w| w[0] >= w[1]) {
             problems.push("chunk store ids are not strictly ascending".into());
         }
@@ -54,12 +54,34 @@ impl Engine {
                 ss.difference(&ls).count()
             ));
         }
-        if self.dense.vectors().len() != store_ids.len() {
-            problems.push(format!(
-                "{} vectors for {} chunks",
-                self.dense.vectors().len(),
-                store_ids.len()
-            ));
+        for seg in self.segs.segments() {
+            let m = seg.meta();
+            if seg.dense().vectors().len() != seg.store().len() {
+                problems.push(format!(
+                    "segment {}: {} vectors for {} chunks",
+                    m.id,
+                    seg.dense().vectors().len(),
+                    seg.store().len()
+                ));
+            }
+            if self.manifest.token_codes && seg.codes().len() != seg.store().len() {
+                problems.push(format!(
+                    "segment {}: token codes of {} chunks for {} chunks",
+                    m.id,
+                    seg.codes().len(),
+                    seg.store().len()
+                ));
+            }
+            match seg.dense().graph() {
+                Ok(Some(g)) if g.get_nb_point() < seg.live() => problems.push(format!(
+                    "segment {}: HNSW graph has {} points for {} chunks",
+                    m.id,
+                    g.get_nb_point(),
+                    seg.live()
+                )),
+                Ok(_) => {}
+                Err(e) => problems.push(format!("segment {}: {e}", m.id)),
+            }
         }
         let mut doc_ids: Vec<u64> = self
             .documents()?
@@ -74,13 +96,6 @@ impl Engine {
             problems.push(format!(
                 "manifest counts {} chunks, store holds {}",
                 self.manifest.counts.chunks,
-                store_ids.len()
-            ));
-        }
-        if self.manifest.token_codes && self.late.len() != store_ids.len() {
-            problems.push(format!(
-                "token codes of {} chunks for {} chunks",
-                self.late.len(),
                 store_ids.len()
             ));
         }
@@ -108,17 +123,6 @@ impl Engine {
                 Err(e) => problems.push(e.to_string()),
             }
         }
-        match self.dense.graph() {
-            Ok(Some(g)) if g.get_nb_point() < store_ids.len() => {
-                problems.push(format!(
-                    "HNSW graph has {} points for {} chunks",
-                    g.get_nb_point(),
-                    store_ids.len()
-                ));
-            }
-            Ok(_) => {}
-            Err(e) => problems.push(e.to_string()),
-        }
         Ok(problems)
     }
 
@@ -140,8 +144,9 @@ impl Engine {
             encoder: encoder_path(self.manifest.precision),
             chunk_tokens: self.manifest.chunking.max_tokens,
             chunk_overlap: self.manifest.chunking.overlap,
-            hnsw: self.manifest.hnsw.is_some(),
-            token_codes: self.manifest.token_codes.then(|| self.late.tokens()),
+            hnsw: self.segs.has_graph(),
+            segments: self.segs.segments().iter().map(|s| s.meta().clone()).collect(),
+            token_codes: self.manifest.token_codes.then(|| self.segs.tokens()),
             neighbours: if self.lexical.has_near() {
                 self.manifest.neighbours
             } else {
@@ -179,8 +184,10 @@ pub struct Stats {
     pub chunk_tokens: usize,
     /// Chunk overlap in tokens.
     pub chunk_overlap: usize,
-    /// Whether an HNSW graph is built (else exact scan).
+    /// Whether an HNSW graph is built in any segment (else exact scan).
     pub hnsw: bool,
+    /// The segments: each one's chunks (written and deleted) and whether it has a graph.
+    pub segments: Vec<crate::segment::SegmentMeta>,
     /// Passage tokens kept as token codes (`None`: the index keeps none).
     pub token_codes: Option<u64>,
     /// Dense neighbours per chunk in the lexical index (document expansion; 0: none).

@@ -18,17 +18,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::chunk::ChunkConfig;
-use crate::dense::{DenseIndex, HnswParams};
+use crate::dense::HnswParams;
 use crate::embed::{BertEmbedder, DeviceChoice, Embedder};
 use crate::error::{Error, IoContext, Result};
 use crate::ingest::{Document, IngestConfig, Skipped};
-use crate::late::TokenCodes;
+use crate::segment::Segments;
 use crate::lexical::LexicalIndex;
 use crate::models::{ModelDir, ModelSpec, DEFAULT_MODEL_DIR};
 use crate::quant::Precision;
 use crate::store::{
-    read_docs, sync_dir, ChunkStore, Counts, DocRecord, DocTableFile, Manifest, PinnedFile,
-    VectorFile, FORMAT_VERSION,
+    read_docs, sync_dir, Counts, DocRecord, DocTableFile, Manifest, PinnedFile, FORMAT_VERSION,
 };
 
 mod artifacts;
@@ -37,6 +36,7 @@ mod commit;
 mod inspect;
 pub mod limits;
 mod lock;
+mod merge;
 mod rebuild;
 mod request;
 mod routing;
@@ -44,9 +44,7 @@ mod search;
 mod sync;
 
 pub(crate) use artifacts::MANIFEST;
-use artifacts::{
-    chunks_file, docs_file, late_file, meta_file, near_file, pending_manifest, vec_file,
-};
+use artifacts::{docs_file, meta_file, near_file, pending_manifest};
 
 pub use collections::CollectionStats;
 use commit::Generation;
@@ -271,10 +269,8 @@ pub struct Engine {
     manifest: Manifest,
     spec: ModelSpec,
     model_dir: Option<ModelDir>,
-    store: ChunkStore,
-    dense: DenseIndex,
-    /// Token codes of the chunks (empty when the index keeps none).
-    late: TokenCodes,
+    /// The chunks, their vectors, graphs and token codes, in segments.
+    segs: Segments,
     lexical: LexicalIndex,
     docs: OnceLock<Vec<DocRecord>>,
     /// The open generation's document table, pinned at open (see [`DocTableFile`]) until
@@ -362,20 +358,23 @@ impl Engine {
             include_generated: cfg.ingest.include_generated,
             collections: Vec::new(),
             doc_meta: true,
+            segmented: true,
+            segments: Vec::new(),
+            next_segment: 0,
+            previous_files: Vec::new(),
             precision: cfg.new_index_precision(),
         };
         // The folders of what this index keeps (no `near/` without expansion).
         for sub in artifacts::folders_of(&manifest) {
             std::fs::create_dir_all(dir.join(sub)).at(dir.join(sub))?;
         }
-        let dense = DenseIndex::new(VectorFile::from_vec(spec.dim, Vec::new()), None);
+        let segs = Segments::empty(spec.dim);
         let mut engine = Engine::assemble(
             dir,
             cfg,
             manifest,
             (spec, model_dir),
-            ChunkStore::empty(),
-            dense,
+            segs,
             lexical,
             Some(lock),
         );
@@ -532,49 +531,24 @@ impl Engine {
             }
         }
         let gen = manifest.generation;
-        let store = ChunkStore::open(&dir.join(chunks_file(gen)))?;
-        let vectors = VectorFile::open(&dir.join(vec_file(gen)), manifest.model.dim)?;
-        if vectors.len() != store.len() {
-            return Err(Error::corrupt(
-                dir.join(vec_file(gen)),
-                format!("{} vectors for {} chunks", vectors.len(), store.len()),
-            ));
-        }
-        // The graph is loaded by the first search that needs it (a lexical query never
-        // does); its files are checked against the manifest's sizes above.
-        let dense = match &manifest.hnsw {
-            // Readers map the graph's vectors; a writer copies them, as it extends the graph.
-            Some(base) => DenseIndex::with_dump(vectors, &dir.join("dense"), base, !write),
-            None => DenseIndex::new(vectors, None),
-        };
-        let late = if manifest.token_codes {
-            let path = dir.join(late_file(gen));
-            let t = TokenCodes::open(&path, manifest.model.dim)?;
-            if t.len() != store.len() {
-                return Err(Error::corrupt(
-                    path,
-                    format!(
-                        "token codes of {} chunks for {} chunks",
-                        t.len(),
-                        store.len()
-                    ),
-                ));
-            }
-            t
-        } else {
-            TokenCodes::empty(manifest.model.dim)
-        };
+        // Graphs are loaded by the first search that needs them (a lexical query never
+        // does); their files are checked against the manifest's sizes above. Readers map a
+        // graph's vectors; a writer copies them, as a merge extends the graph.
+        let segs = Segments::open(
+            dir,
+            &artifacts::segments_of(&manifest),
+            manifest.model.dim,
+            !write,
+        )?;
         let mut engine = Engine::assemble(
             dir.to_path_buf(),
             cfg,
             manifest,
             (spec, model_dir),
-            store,
-            dense,
+            segs,
             lexical,
             lock,
         );
-        engine.late = late;
         engine.docs_file = Some(DocTableFile::open(&dir.join(docs_file(gen)))?);
         let near = dir.join(near_file(gen));
         if engine.manifest.neighbours > 0 && near.is_file() {
@@ -597,8 +571,7 @@ impl Engine {
         cfg: EngineConfig,
         manifest: Manifest,
         (spec, model_dir): (ModelSpec, Option<ModelDir>),
-        store: ChunkStore,
-        dense: DenseIndex,
+        segs: Segments,
         lexical: LexicalIndex,
         lock: Option<WriterLock>,
     ) -> Engine {
@@ -606,16 +579,13 @@ impl Engine {
         if let Some(e) = cfg.embedder.clone() {
             let _ = embedder.set(e);
         }
-        let late = TokenCodes::empty(spec.dim);
         Engine {
             dir,
             cfg,
             manifest,
             spec,
             model_dir,
-            late,
-            store,
-            dense,
+            segs,
             lexical,
             docs: OnceLock::new(),
             docs_file: None,
@@ -649,9 +619,10 @@ impl Engine {
         &self.manifest
     }
 
-    /// The chunk store of the open generation.
-    pub fn store(&self) -> &ChunkStore {
-        &self.store
+    /// The chunks of the open generation, across its segments: live chunks at positions
+    /// `0..len()` in chunk-id order, with their vectors, token codes and graphs.
+    pub fn segments(&self) -> &Segments {
+        &self.segs
     }
 
     /// The lexical index.
@@ -659,16 +630,6 @@ impl Engine {
         &self.lexical
     }
 
-    /// The dense index.
-    pub fn dense(&self) -> &DenseIndex {
-        &self.dense
-    }
-
-    /// The token codes of the chunks, at the chunk store's positions (empty when the index
-    /// keeps none: see [`Engine::has_token_codes`]).
-    pub fn token_codes(&self) -> &TokenCodes {
-        &self.late
-    }
 
     /// The document table (read lazily: queries do not need it).
     pub fn documents(&self) -> Result<&[DocRecord]> {

@@ -24,8 +24,8 @@ impl Engine {
             let c = meta.get(&d.key).map_or("", |m| m.collection.as_str());
             let sum = sums.entry(c).or_insert_with(|| vec![0.0; dim]);
             for id in &d.chunks {
-                if let Some(pos) = self.store.position(*id) {
-                    for (s, v) in sum.iter_mut().zip(self.dense.vectors().row(pos)) {
+                if let Some(pos) = self.segs.position(*id) {
+                    for (s, v) in sum.iter_mut().zip(self.segs.row(pos)) {
                         *s += v;
                     }
                 }

@@ -381,7 +381,7 @@ impl McpServer {
         if lo > hi {
             return Err(Error::invalid("start", format!("{lo} is after end {hi}")));
         }
-        let store = engine.store();
+        let store = engine.segments();
         let mut text = String::new();
         let (mut first, mut last, mut covered) = (u32::MAX, 0u32, 0u64);
         let mut truncated = false;

@@ -66,7 +66,7 @@ impl Engine {
                 .lexical
                 .search_within(terms, deep, near, allowed.map(|a| &a.ids))?;
             // A reader may see a newer lexical commit than its store: drop unknown ids.
-            lex_chunks.retain(|(id, _)| self.store.position(*id).is_some());
+            lex_chunks.retain(|(id, _)| self.segs.position(*id).is_some());
             timings.push(("lexical", t.elapsed().as_secs_f64()));
         }
         let t = Instant::now();

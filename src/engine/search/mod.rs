@@ -86,12 +86,12 @@ impl Engine {
             return Ok(d);
         }
         let docs = self.documents()?;
-        let mut chunk_doc = vec![u32::MAX; self.store.len()];
+        let mut chunk_doc = vec![u32::MAX; self.segs.len()];
         let mut chunk_pos = Vec::with_capacity(docs.len());
         for (i, d) in docs.iter().enumerate() {
             let mut ps = Vec::with_capacity(d.chunks.len());
             for c in &d.chunks {
-                if let Some(p) = self.store.position(*c) {
+                if let Some(p) = self.segs.position(*c) {
                     chunk_doc[p] = i as u32;
                     ps.push(p as u32);
                 }
@@ -182,7 +182,7 @@ impl Engine {
         let allowed = self.allowed(req.filter.as_ref())?;
         let (mut out, mut stop) = self.search_once(req, allowed.as_ref())?;
         let mut depth = req.depth.max(req.k);
-        let ceiling = self.store.len().min(limits::MAX_DEPTH);
+        let ceiling = self.segs.len().min(limits::MAX_DEPTH);
         let mut deeper = req.clone();
         while stop == Stop::Exhausted
             && out.hits.len() < req.k
@@ -221,7 +221,7 @@ impl Engine {
     ) -> Result<(SearchOutput, Stop)> {
         let query = req.query.trim();
         let mut out = SearchOutput::default();
-        if self.store.is_empty() {
+        if self.segs.is_empty() {
             out.note = Some(EMPTY_INDEX_NOTE.to_string());
             return Ok((out, Stop::Full));
         }
@@ -346,7 +346,7 @@ impl Engine {
             let mut passages = Vec::new();
             for &(key, score) in final_list.iter().take(want) {
                 let mut pos = self.best_position(key, &first)?;
-                let mut r = self.store.get(pos)?;
+                let mut r = self.segs.get(pos)?;
                 // A chunk whose text a more specific file holds (a chapter inside `print.html`)
                 // hands over that file's chunk instead, at its own rank.
                 let mut reason = String::new();
@@ -378,7 +378,7 @@ impl Engine {
                         vector: p
                             .select
                             .as_ref()
-                            .map(|_| self.dense.vectors().row(pos).to_vec()),
+                            .map(|_| self.segs.row(pos).to_vec()),
                         doc_chunks: doc_chunks(pos),
                         similarity: similarity(key),
                         reason,
@@ -477,10 +477,10 @@ impl Engine {
         if cos < crate::copies::MIN_COSINE {
             return Ok(None);
         }
-        let Some(npos) = self.store.position(nid) else {
+        let Some(npos) = self.segs.position(nid) else {
             return Ok(None);
         };
-        let n = self.store.get(npos)?;
+        let n = self.segs.get(npos)?;
         let specific = crate::copies::specificity(doc_chunks(npos), &n.doc)
             < crate::copies::specificity(doc_chunks(pos), &r.doc);
         if n.doc == r.doc || !specific {
@@ -505,7 +505,7 @@ impl Engine {
         match key {
             Key::Doc(d) => Some(d),
             Key::Chunk(id) => self
-                .store
+                .segs
                 .position(id)
                 .and_then(|p| di.chunk_doc.get(p))
                 .filter(|&&d| d != u32::MAX)
@@ -517,7 +517,7 @@ impl Engine {
     /// chunk with the best cosine (else best BM25, else its first).
     fn best_position(&self, key: Key, r: &Ranking) -> Result<usize> {
         match key {
-            Key::Chunk(id) => self.store.position(id).ok_or_else(|| {
+            Key::Chunk(id) => self.segs.position(id).ok_or_else(|| {
                 Error::corrupt(self.dir.join("chunks"), format!("chunk {id} missing"))
             }),
             Key::Doc(d) => {
@@ -555,7 +555,7 @@ impl Engine {
                 let mut seen = HashSet::new();
                 let mut v = Vec::new();
                 for &(cid, s) in leg {
-                    let Some(pos) = self.store.position(cid) else {
+                    let Some(pos) = self.segs.position(cid) else {
                         continue;
                     };
                     // A chunk no document claims (a damaged doc table) is skipped, not a panic.
@@ -624,10 +624,8 @@ impl Engine {
             let q = qvec.as_deref().unwrap_or(&[]);
             let ef = self.cfg.hnsw.ef_search;
             den_chunks = match allowed {
-                None => self.dense.search(q, chunk_depth, ef, &self.store)?,
-                Some(a) => self
-                    .dense
-                    .search_within(q, chunk_depth, ef, &self.store, &a.ids)?,
+                None => self.segs.search(q, chunk_depth, ef)?,
+                Some(a) => self.segs.search_within(q, chunk_depth, ef, &a.ids)?,
             };
             timings.push(("dense", t.elapsed().as_secs_f64()));
         }
@@ -654,7 +652,7 @@ impl Engine {
                 .take(prf.docs)
                 .map(|&(k, _)| {
                     let pos = self.best_position(k, &r)?;
-                    Ok(self.store.get(pos)?.text)
+                    Ok(self.segs.get(pos)?.text)
                 })
                 .collect::<Result<_>>()?;
             terms = expand::rm3_terms(&self.lexical, text, &feedback, prf)?;
@@ -765,7 +763,7 @@ impl Engine {
                 rep.push(i);
                 continue;
             }
-            let sh = crate::copies::Shingles::of(&self.store.get(self.best_position(k, r)?)?.text);
+            let sh = crate::copies::Shingles::of(&self.segs.get(self.best_position(k, r)?)?.text);
             match members
                 .iter()
                 .find(|(_, m)| !sh.is_empty() && m.is_copy_of(&sh))
@@ -783,12 +781,11 @@ impl Engine {
     /// Exact cosine of a chunk, or the best of a document's chunks with that chunk's
     /// position.
     fn key_cosine(&self, key: Key, q: &[f32]) -> Result<(f32, Option<usize>)> {
-        let v = self.dense.vectors();
         Ok(match key {
             Key::Chunk(id) => (
-                self.store
+                self.segs
                     .position(id)
-                    .map(|p| dot(v.row(p), q))
+                    .map(|p| dot(self.segs.row(p), q))
                     .unwrap_or(0.0),
                 None,
             ),
@@ -796,7 +793,7 @@ impl Engine {
                 let mut best = (-1.0f32, None);
                 let di = self.doc_index()?;
                 for &p in di.chunk_pos.get(d).map(|v| v.as_slice()).unwrap_or(&[]) {
-                    let s = dot(v.row(p as usize), q);
+                    let s = dot(self.segs.row(p as usize), q);
                     if best.1.is_none() || s > best.0 {
                         best = (s, Some(p as usize));
                     }
@@ -845,7 +842,7 @@ impl Engine {
             let qc = QueryCodes::new(qt);
             return Ok(cands
                 .par_iter()
-                .map(|(_, ps)| best_part(ps, |&p| qc.maxsim(&[self.late.codes(p)])))
+                .map(|(_, ps)| best_part(ps, |&p| qc.maxsim(&[self.segs.codes(p)])))
                 .collect());
         }
         // (title, chunks) per candidate.
@@ -854,7 +851,7 @@ impl Engine {
         for (doc, positions) in cands {
             let chunks = positions
                 .into_iter()
-                .map(|p| self.store.get(p))
+                .map(|p| self.segs.get(p))
                 .collect::<Result<Vec<_>>>()?;
             items.push((di.titles.get(doc).cloned().unwrap_or_default(), chunks));
         }

@@ -1,0 +1,687 @@
+//! Segments: the chunks of an index as a list of immutable parts, the way tantivy, Lucene
+//! and Qdrant store an index that changes.
+//!
+//! A commit writes one new segment for the chunks it adds (their store, vectors, token
+//! codes and, once the segment is big enough, its own HNSW graph) and, for each older
+//! segment it deletes chunks from, a new deletion bitset; it never rewrites an older
+//! segment's files. A merge ([`crate::engine`]'s merge policy, `pinpoint compact`) writes
+//! the live chunks of several adjacent segments as one new segment. The manifest lists the
+//! segments of its generation ([`SegmentMeta`]), so the one commit point stays the rename
+//! of the manifest.
+//!
+//! The rest of the engine sees one chunk space: [`Segments`] numbers the *live* chunks of
+//! all segments `0..len()` in chunk-id order (segments hold disjoint, increasing id ranges
+//! because new chunks get new ids and merges join neighbours only), so the document table,
+//! the neighbour table, the rerankers and selection address a chunk by one position, as
+//! they did when a generation was one file of each kind.
+//!
+//! Not for: what a file of a segment holds (each file's own module: [`crate::store`],
+//! [`crate::late`], [`crate::dense`]) or when segments merge (`engine/merge.rs`).
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dense::{exact_search_rows, search_graph_where, DenseIndex};
+use crate::error::{Error, IoContext, Result};
+use crate::late::TokenCodes;
+use crate::store::{ChunkRecord, ChunkStore, VectorFile};
+
+/// One segment as the manifest records it: its files (relative to the index folder) and
+/// its counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentMeta {
+    /// Its number, unique within the index (file names carry it).
+    pub id: u64,
+    /// Chunks written into it (live and deleted).
+    pub rows: u64,
+    /// Of those, deleted since.
+    #[serde(default)]
+    pub deleted: u64,
+    /// The chunk store.
+    pub chunks: String,
+    /// The vectors.
+    pub vectors: String,
+    /// The token codes, when the index keeps them.
+    #[serde(default)]
+    pub codes: Option<String>,
+    /// The HNSW dump's basename in `dense/`, when the segment has a graph (exact scan
+    /// otherwise).
+    #[serde(default)]
+    pub graph: Option<String>,
+    /// The deletion bitset of this generation, when chunks were deleted.
+    #[serde(default)]
+    pub deletes: Option<String>,
+}
+
+impl SegmentMeta {
+    /// Live chunks.
+    pub fn live(&self) -> u64 {
+        self.rows.saturating_sub(self.deleted)
+    }
+
+    /// Every file of the segment, relative to the index folder.
+    pub fn files(&self) -> Vec<String> {
+        let mut v = vec![self.chunks.clone(), self.vectors.clone()];
+        v.extend(self.codes.clone());
+        if let Some(g) = &self.graph {
+            v.push(format!("dense/{g}.hnsw.graph"));
+            v.push(format!("dense/{g}.hnsw.data"));
+        }
+        v.extend(self.deletes.clone());
+        v
+    }
+}
+
+/// The chunk store of segment `id`.
+pub fn chunks_file(id: u64) -> String {
+    format!("chunks/s{id}.bin")
+}
+/// The vector file of segment `id`.
+pub fn vectors_file(id: u64) -> String {
+    format!("dense/s{id}.vec")
+}
+/// The token codes of segment `id`.
+pub fn codes_file(id: u64) -> String {
+    format!("late/s{id}.tok")
+}
+/// The basename the HNSW dump of segment `id` is asked to use.
+pub fn graph_base(id: u64) -> String {
+    format!("s{id}")
+}
+/// The deletion bitset of segment `id` as of generation `gen`.
+pub fn deletes_file(id: u64, gen: u64) -> String {
+    format!("del/s{id}.{gen}.bin")
+}
+
+const DEL_MAGIC: &[u8; 8] = b"PPDEL001";
+
+/// Deleted rows of one segment, a bit per row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadRows {
+    rows: usize,
+    words: Vec<u64>,
+}
+
+impl DeadRows {
+    /// No row of `rows` deleted.
+    pub fn new(rows: usize) -> DeadRows {
+        DeadRows {
+            rows,
+            words: vec![0; rows.div_ceil(64)],
+        }
+    }
+
+    /// Marks `row` deleted.
+    pub fn set(&mut self, row: usize) {
+        if row < self.rows {
+            self.words[row / 64] |= 1 << (row % 64);
+        }
+    }
+
+    /// Whether `row` is deleted.
+    pub fn contains(&self, row: usize) -> bool {
+        self.words
+            .get(row / 64)
+            .is_some_and(|w| w & (1 << (row % 64)) != 0)
+    }
+
+    /// Deleted rows.
+    pub fn count(&self) -> usize {
+        self.words.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// Writes the bitset (fsynced).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).at(dir)?;
+        }
+        let mut b = Vec::with_capacity(16 + self.words.len() * 8);
+        b.extend_from_slice(DEL_MAGIC);
+        b.extend_from_slice(&(self.rows as u64).to_le_bytes());
+        for w in &self.words {
+            b.extend_from_slice(&w.to_le_bytes());
+        }
+        crate::store::write_synced(path, &b)
+    }
+
+    /// Reads a bitset written by [`DeadRows::write`] for a segment of `rows` rows.
+    pub fn read(path: &Path, rows: usize) -> Result<DeadRows> {
+        let b = std::fs::read(path).at(path)?;
+        let bad = |what: String| Error::corrupt(path, what);
+        if b.len() < 16 || &b[..8] != DEL_MAGIC {
+            return Err(bad("not a deletion bitset (bad magic)".into()));
+        }
+        let n = u64::from_le_bytes(b[8..16].try_into().map_err(|_| bad("short header".into()))?);
+        if n as usize != rows || b.len() != 16 + rows.div_ceil(64) * 8 {
+            return Err(bad(format!(
+                "a bitset of {n} rows in {} bytes for a segment of {rows}",
+                b.len()
+            )));
+        }
+        let words = b[16..]
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        Ok(DeadRows { rows, words })
+    }
+}
+
+/// One opened segment.
+pub struct Segment {
+    meta: SegmentMeta,
+    store: ChunkStore,
+    dense: DenseIndex,
+    codes: TokenCodes,
+    dead: Option<DeadRows>,
+    /// The local row of each live chunk, when some are deleted (else row = live index).
+    live_rows: Option<Vec<u32>>,
+}
+
+impl Segment {
+    /// Opens the segment `meta` describes in `dir`; `mapped`: a reader's graph keeps its
+    /// vectors in the page cache.
+    pub fn open(
+        dir: &Path,
+        meta: &SegmentMeta,
+        dim: usize,
+        mapped: bool,
+    ) -> Result<Segment> {
+        let store = ChunkStore::open(&dir.join(&meta.chunks))?;
+        let vectors = VectorFile::open(&dir.join(&meta.vectors), dim)?;
+        if vectors.len() != store.len() || store.len() as u64 != meta.rows {
+            return Err(Error::corrupt(
+                dir.join(&meta.vectors),
+                format!(
+                    "{} vectors and {} chunks in a segment of {} rows",
+                    vectors.len(),
+                    store.len(),
+                    meta.rows
+                ),
+            ));
+        }
+        let codes = match &meta.codes {
+            Some(c) => {
+                let t = TokenCodes::open(&dir.join(c), dim)?;
+                if t.len() != store.len() {
+                    return Err(Error::corrupt(
+                        dir.join(c),
+                        format!("token codes of {} chunks for {} chunks", t.len(), store.len()),
+                    ));
+                }
+                t
+            }
+            None => TokenCodes::empty(dim),
+        };
+        let dense = match &meta.graph {
+            Some(g) => DenseIndex::with_dump(vectors, &dir.join("dense"), g, mapped),
+            None => DenseIndex::new(vectors, None),
+        };
+        let dead = match &meta.deletes {
+            Some(d) => Some(DeadRows::read(&dir.join(d), store.len())?),
+            None => None,
+        };
+        Ok(Segment::assemble(meta.clone(), store, dense, codes, dead))
+    }
+
+    /// A segment over opened parts (a commit that has just written them).
+    pub fn assemble(
+        mut meta: SegmentMeta,
+        store: ChunkStore,
+        dense: DenseIndex,
+        codes: TokenCodes,
+        dead: Option<DeadRows>,
+    ) -> Segment {
+        let live_rows = dead.as_ref().map(|d| {
+            (0..store.len() as u32)
+                .filter(|&r| !d.contains(r as usize))
+                .collect::<Vec<u32>>()
+        });
+        meta.deleted = dead.as_ref().map_or(0, |d| d.count() as u64);
+        Segment {
+            meta,
+            store,
+            dense,
+            codes,
+            dead,
+            live_rows,
+        }
+    }
+
+    /// This segment with graph `g`, dumped as `name`.
+    pub fn with_graph(mut self, name: String, g: crate::dense::Graph) -> Segment {
+        self.meta.graph = Some(name);
+        let vectors = self.dense.into_vectors();
+        self.dense = DenseIndex::new(vectors, Some(g));
+        self
+    }
+
+    /// What the manifest records of it.
+    pub fn meta(&self) -> &SegmentMeta {
+        &self.meta
+    }
+
+    /// Its chunk store (all rows, deleted ones included).
+    pub fn store(&self) -> &ChunkStore {
+        &self.store
+    }
+
+    /// Its dense index (vectors of all rows, graph when built).
+    pub fn dense(&self) -> &DenseIndex {
+        &self.dense
+    }
+
+    /// Its dense index, to take the graph out (a merge extends it).
+    pub fn dense_mut(&mut self) -> &mut DenseIndex {
+        &mut self.dense
+    }
+
+    /// Its token codes (all rows).
+    pub fn codes(&self) -> &TokenCodes {
+        &self.codes
+    }
+
+    /// Its deleted rows.
+    pub fn dead(&self) -> Option<&DeadRows> {
+        self.dead.as_ref()
+    }
+
+    /// Live chunks.
+    pub fn live(&self) -> usize {
+        self.live_rows.as_ref().map_or(self.store.len(), Vec::len)
+    }
+
+    /// The local row of its `i`-th live chunk.
+    pub fn live_row(&self, i: usize) -> usize {
+        self.live_rows.as_ref().map_or(i, |v| v[i] as usize)
+    }
+
+    /// The live index of local row `row` (`None` when deleted).
+    fn live_index(&self, row: usize) -> Option<usize> {
+        match &self.live_rows {
+            None => Some(row),
+            Some(v) => v.binary_search(&(row as u32)).ok(),
+        }
+    }
+
+    /// Whether the graph holds points that are not live chunks of this segment: deleted
+    /// rows, or points a merge kept from the graph it started from.
+    fn has_tombstones(&self, g: &crate::dense::Graph) -> bool {
+        self.dead.is_some() || g.get_nb_point() > self.store.len()
+    }
+
+    /// Whether chunk `id` is a live chunk of this segment.
+    pub fn holds(&self, id: u64) -> bool {
+        self.store
+            .position(id)
+            .is_some_and(|r| self.dead.as_ref().is_none_or(|d| !d.contains(r)))
+    }
+
+    /// Top `k` live chunks of this segment: `(chunk id, cosine)`, best first; `pass`
+    /// narrows them further (a metadata filter).
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        pass: Option<&(dyn Fn(u64) -> bool + Sync)>,
+    ) -> Result<Vec<(u64, f32)>> {
+        let live = |id: u64| self.holds(id) && pass.is_none_or(|p| p(id));
+        match self.dense.graph()? {
+            Some(g) => {
+                let filtered = pass.is_some() || self.has_tombstones(g);
+                Ok(search_graph_where(g, query, k, ef, filtered.then_some(&live)))
+            }
+            None => {
+                let v = self.dense.vectors();
+                let rows: Vec<usize> = (0..self.live())
+                    .map(|i| self.live_row(i))
+                    .filter(|&r| pass.is_none_or(|p| p(self.store.id_at(r))))
+                    .collect();
+                Ok(exact_search_rows(v, &rows, query, k)
+                    .into_iter()
+                    .map(|(r, s)| (self.store.id_at(r), s))
+                    .collect())
+            }
+        }
+    }
+}
+
+/// The segments of one generation, seen as one space of live chunk positions.
+pub struct Segments {
+    segs: Vec<Segment>,
+    /// The first position of each segment.
+    bases: Vec<usize>,
+    /// The first chunk id of each segment (0 for an empty one).
+    first_ids: Vec<u64>,
+    len: usize,
+    dim: usize,
+}
+
+impl Segments {
+    /// No segments.
+    pub fn empty(dim: usize) -> Segments {
+        Segments::new(Vec::new(), dim)
+    }
+
+    /// Opens the segments `metas` describe, in order.
+    pub fn open(dir: &Path, metas: &[SegmentMeta], dim: usize, mapped: bool) -> Result<Segments> {
+        let segs = metas
+            .iter()
+            .map(|m| Segment::open(dir, m, dim, mapped))
+            .collect::<Result<Vec<_>>>()?;
+        let s = Segments::new(segs, dim);
+        s.check_order(dir)?;
+        Ok(s)
+    }
+
+    /// Segments over opened parts, in id order.
+    pub fn new(segs: Vec<Segment>, dim: usize) -> Segments {
+        let mut bases = Vec::with_capacity(segs.len());
+        let mut first_ids = Vec::with_capacity(segs.len());
+        let mut len = 0;
+        for s in &segs {
+            bases.push(len);
+            first_ids.push(if s.store.is_empty() {
+                0
+            } else {
+                s.store.id_at(0)
+            });
+            len += s.live();
+        }
+        Segments {
+            segs,
+            bases,
+            first_ids,
+            len,
+            dim,
+        }
+    }
+
+    /// Segments must hold disjoint, increasing id ranges (a damaged manifest that lists
+    /// them out of order would map positions to the wrong chunks).
+    fn check_order(&self, dir: &Path) -> Result<()> {
+        let mut last: Option<u64> = None;
+        for s in &self.segs {
+            if s.store.is_empty() {
+                continue;
+            }
+            let (first, end) = (s.store.id_at(0), s.store.id_at(s.store.len() - 1));
+            if last.is_some_and(|l| first <= l) {
+                return Err(Error::corrupt(
+                    dir.join(&s.meta.chunks),
+                    "segments overlap in chunk ids (the manifest lists them out of order)",
+                ));
+            }
+            last = Some(end);
+        }
+        Ok(())
+    }
+
+    /// The first position of segment `i` (the live chunks before it).
+    pub fn base_of(&self, i: usize) -> usize {
+        self.bases.get(i).copied().unwrap_or(self.len)
+    }
+
+    /// The segments, in id order.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segs
+    }
+
+    /// Takes the segments out (a commit re-assembles the next generation's).
+    pub fn into_segments(self) -> Vec<Segment> {
+        self.segs
+    }
+
+    /// What the manifest records of each.
+    pub fn metas(&self) -> Vec<SegmentMeta> {
+        self.segs.iter().map(|s| s.meta.clone()).collect()
+    }
+
+    /// Vector width.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Live chunks.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no chunk is live.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The segment and local row of position `pos`.
+    pub fn locate(&self, pos: usize) -> Option<(usize, usize)> {
+        if pos >= self.len {
+            return None;
+        }
+        let s = self.bases.partition_point(|&b| b <= pos).checked_sub(1)?;
+        // Skip empty segments that share the base of the next one.
+        let mut s = s;
+        while s > 0 && self.bases[s] > pos {
+            s -= 1;
+        }
+        let seg = &self.segs[s];
+        Some((s, seg.live_row(pos - self.bases[s])))
+    }
+
+    /// The position of live chunk `id`.
+    pub fn position(&self, id: u64) -> Option<usize> {
+        let s = self.first_ids.partition_point(|&f| f <= id).checked_sub(1)?;
+        let seg = &self.segs[s];
+        let row = seg.store.position(id)?;
+        if seg.dead.as_ref().is_some_and(|d| d.contains(row)) {
+            return None;
+        }
+        Some(self.bases[s] + seg.live_index(row)?)
+    }
+
+    /// The chunk id at position `pos` (0 out of range).
+    pub fn id_at(&self, pos: usize) -> u64 {
+        self.locate(pos)
+            .map_or(0, |(s, r)| self.segs[s].store.id_at(r))
+    }
+
+    /// The chunk at position `pos`.
+    pub fn get(&self, pos: usize) -> Result<ChunkRecord> {
+        match self.locate(pos) {
+            Some((s, r)) => self.segs[s].store.get(r),
+            None => Err(Error::invalid(
+                "chunk position",
+                format!("{pos} is past the {} live chunks", self.len),
+            )),
+        }
+    }
+
+    /// The live chunk `id`.
+    pub fn get_id(&self, id: u64) -> Result<Option<ChunkRecord>> {
+        match self.position(id) {
+            Some(p) => Ok(Some(self.get(p)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The vector of the chunk at `pos` (empty out of range).
+    pub fn row(&self, pos: usize) -> &[f32] {
+        self.locate(pos)
+            .map_or(&[], |(s, r)| self.segs[s].dense.vectors().row(r))
+    }
+
+    /// The vectors of every live chunk, in position order, as one in-memory file: for
+    /// tools and experiments that scan them all (a search reads each segment in place).
+    pub fn live_vectors(&self) -> VectorFile {
+        let mut v = Vec::with_capacity(self.len * self.dim);
+        for p in 0..self.len {
+            v.extend_from_slice(self.row(p));
+        }
+        VectorFile::from_vec(self.dim, v)
+    }
+
+    /// The token codes of the chunk at `pos` (empty when the index keeps none).
+    pub fn codes(&self, pos: usize) -> &[u8] {
+        match self.locate(pos) {
+            Some((s, r)) if !self.segs[s].codes.is_empty() => self.segs[s].codes.codes(r),
+            _ => &[],
+        }
+    }
+
+    /// Token vectors kept, over the live and deleted chunks of every segment.
+    pub fn tokens(&self) -> u64 {
+        self.segs.iter().map(|s| s.codes.tokens()).sum()
+    }
+
+    /// Loads every segment's graph now (a commit's neighbour search must not fail
+    /// half-way).
+    pub fn load_graphs(&self) -> Result<()> {
+        for s in &self.segs {
+            s.dense.graph()?;
+        }
+        Ok(())
+    }
+
+    /// Whether any segment has a graph.
+    pub fn has_graph(&self) -> bool {
+        self.segs.iter().any(|s| s.dense.has_graph())
+    }
+
+    /// Whether any segment's graph is in memory (a test of the lazy load).
+    pub fn graph_loaded(&self) -> bool {
+        self.segs.iter().any(|s| s.dense.graph_loaded())
+    }
+
+    /// Top `k` live chunks for a normalised query: `(chunk id, cosine)`, best first. Each
+    /// segment answers with its own top `k` (graph or exact scan, deleted chunks filtered
+    /// inside the search so that `k` live ones come back), in parallel, and the lists merge.
+    pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<(u64, f32)>> {
+        self.search_where(query, k, ef, None)
+    }
+
+    /// [`Segments::search`] among the chunks in `allowed` (a metadata filter): an exact
+    /// scan of them when they are few (under [`crate::dense::EXACT_FILTER_SHARE`] of the
+    /// live chunks), else a filtered graph search with `ef` widened by the inverse of their
+    /// share.
+    pub fn search_within(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        allowed: &HashSet<u64>,
+    ) -> Result<Vec<(u64, f32)>> {
+        self.check_dim(query)?;
+        let live = self.len.max(1);
+        let share = allowed.len() as f64 / live as f64;
+        if share < crate::dense::EXACT_FILTER_SHARE && allowed.len() <= crate::dense::EXACT_FILTER_MAX
+        {
+            let mut scored: Vec<(u64, f32)> = allowed
+                .iter()
+                .filter_map(|&id| {
+                    let pos = self.position(id)?;
+                    Some((id, crate::embed::dot(query, self.row(pos))))
+                })
+                .collect();
+            return Ok(top(scored.drain(..).collect(), k));
+        }
+        let ef = ((ef.max(k) as f64 / share.min(1.0)).ceil() as usize).min(live);
+        let pass = |id: u64| allowed.contains(&id);
+        self.search_where(query, k, ef, Some(&pass))
+    }
+
+    fn check_dim(&self, query: &[f32]) -> Result<()> {
+        if query.len() != self.dim {
+            return Err(Error::DimensionMismatch {
+                expected: self.dim,
+                got: query.len(),
+            });
+        }
+        Ok(())
+    }
+
+    fn search_where(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        pass: Option<&(dyn Fn(u64) -> bool + Sync)>,
+    ) -> Result<Vec<(u64, f32)>> {
+        use rayon::prelude::*;
+        self.check_dim(query)?;
+        let lists = self
+            .segs
+            .par_iter()
+            .filter(|s| s.live() > 0)
+            .map(|s| s.search(query, k, ef, pass))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(top(lists.into_iter().flatten().collect(), k))
+    }
+
+    /// Neighbours of the chunks at `rows` among all live chunks: `(position, cosine)`
+    /// lists, best first, at most `m` each, the row itself among them when found (what
+    /// [`crate::near::update`] expects). A segment with a graph is searched per row; one
+    /// without is scored with one matrix product per block of rows.
+    pub fn neighbours(&self, rows: &[usize], m: usize, ef: usize) -> Result<Vec<Vec<(usize, f32)>>> {
+        use rayon::prelude::*;
+        let mut queries = Vec::with_capacity(rows.len() * self.dim);
+        for &p in rows {
+            queries.extend_from_slice(self.row(p));
+        }
+        let mut out: Vec<Vec<(usize, f32)>> = vec![Vec::new(); rows.len()];
+        for (si, seg) in self.segs.iter().enumerate() {
+            if seg.live() == 0 {
+                continue;
+            }
+            let lists: Vec<Vec<(usize, f32)>> = match seg.dense.graph()? {
+                Some(g) => {
+                    let live = |id: u64| seg.holds(id);
+                    let filtered = seg.has_tombstones(g);
+                    queries
+                        .par_chunks(self.dim.max(1))
+                        .map(|q| {
+                            search_graph_where(g, q, m, ef.max(m), filtered.then_some(&live))
+                                .into_iter()
+                                .filter_map(|(id, s)| Some((self.position(id)?, s)))
+                                .collect()
+                        })
+                        .collect()
+                }
+                None => {
+                    // Deleted rows are scored too and dropped after: ask for that many more.
+                    let extra = seg.dead.as_ref().map_or(0, DeadRows::count);
+                    crate::dense::exact_neighbours_of(&queries, seg.dense.vectors(), m + extra)
+                        .into_iter()
+                        .map(|l| {
+                            l.into_iter()
+                                .filter_map(|(r, s)| {
+                                    Some((self.bases[si] + seg.live_index(r)?, s))
+                                })
+                                .take(m)
+                                .collect()
+                        })
+                        .collect()
+                }
+            };
+            for (o, l) in out.iter_mut().zip(lists) {
+                o.extend(l);
+            }
+        }
+        for l in &mut out {
+            l.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            l.truncate(m);
+        }
+        Ok(out)
+    }
+}
+
+/// The best `k` of `v`, best first (ties by id).
+fn top(mut v: Vec<(u64, f32)>, k: usize) -> Vec<(u64, f32)> {
+    let by = |a: &(u64, f32), b: &(u64, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if v.len() > k {
+        v.select_nth_unstable_by(k, by);
+        v.truncate(k);
+    }
+    v.sort_by(by);
+    v
+}
