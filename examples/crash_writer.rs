@@ -1,8 +1,11 @@
 //! Writer used by the crash test (tests/crash.rs): round `r` adds 150 documents and removes
-//! those of round `r - 2`, then commits, so generation `g` holds rounds `g-2` and `g-1`.
-//! Prints each commit phase (`write`, `commit`, `publish`) and `committed <gen>` to stdout so
-//! the test knows where its kill landed. Uses the hashing embedder: the test exercises the
-//! storage protocol, not the model.
+//! those of round `r - 2`, then commits, so after round `r` the index holds rounds `r-1`
+//! and `r`. Every third round it then compacts, so that the next rounds delete half of a
+//! merged segment and the merge policy rewrites it: kills land in commits, merges and
+//! compactions. Graphs are built from 100 chunks, so every segment has one.
+//! Prints each phase (`write`, `hnsw`, `merge`, `commit`, `publish`) and `committed <gen>`
+//! to stdout so the test knows where its kill landed. Uses the hashing embedder: the test
+//! exercises the storage protocol, not the model.
 //!
 //! `cargo run --release --example crash_writer -- <index> <rounds>`
 
@@ -43,14 +46,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let index = args.get(1).expect("index folder");
     let rounds: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
-    let cfg = EngineConfig {
-        embedder: Some(Arc::new(HashEmbedder::new(64))),
-        ..Default::default()
-    };
-    let mut e = Engine::open_or_create(index, cfg).expect("open");
+    let mut e = Engine::open_or_create(index, config()).expect("open");
     e.set_progress(Arc::new(Phases));
     loop {
-        let r = e.manifest().generation;
+        let r = next_round(&e);
         if r >= rounds {
             break;
         }
@@ -71,5 +70,35 @@ fn main() {
         e.commit().expect("commit");
         println!("committed {}", e.manifest().generation);
         let _ = std::io::stdout().flush();
+        if r % 3 == 2 {
+            e.compact().expect("compact");
+            println!("committed {}", e.manifest().generation);
+            let _ = std::io::stdout().flush();
+        }
     }
+}
+
+/// The writer's configuration: the hashing embedder, graphs from 100 chunks.
+pub fn config() -> EngineConfig {
+    let mut cfg = EngineConfig {
+        embedder: Some(Arc::new(HashEmbedder::new(64))),
+        ..Default::default()
+    };
+    cfg.hnsw.min_points = 100;
+    cfg
+}
+
+/// The round after the newest one the index holds (0 for an empty index).
+pub fn next_round(e: &Engine) -> u64 {
+    e.documents()
+        .expect("documents")
+        .iter()
+        .filter_map(|d| round_of(&d.key))
+        .max()
+        .map_or(0, |r| r + 1)
+}
+
+/// The round a document key `r<round>-<i>` belongs to.
+pub fn round_of(key: &str) -> Option<u64> {
+    key.strip_prefix('r')?.split_once('-')?.0.parse().ok()
 }

@@ -128,8 +128,14 @@ impl DenseIndex {
             return Ok(g.as_ref());
         }
         let loaded = match &self.dump {
-            Some((dir, base)) => Some(load_graph_with(dir, base, self.mapped)?),
-            None => None,
+            // A reader that kept an old generation open while the writer moved on two
+            // generations finds its graph's files removed (its other files are mapped and
+            // stay readable): it scans that segment exactly instead, slower but right.
+            // `verify` still names a missing graph of the current generation.
+            Some((dir, base)) if !self.mapped || dump_exists(dir, base) => {
+                Some(load_graph_with(dir, base, self.mapped)?)
+            }
+            _ => None,
         };
         // Two threads may both load; one result is kept, the other dropped.
         Ok(self.graph.get_or_init(|| loaded).as_ref())
@@ -418,10 +424,14 @@ pub fn exact_search_rows(
 /// Exact top `m` rows of `target` by dot product for each query of `queries` (row-major,
 /// `target.dim()` wide): `(row, score)` lists, best first. One matrix product per block of
 /// queries, as [`exact_neighbours`] does for a set against itself.
-pub fn exact_neighbours_of(queries: &[f32], target: &VectorFile, m: usize) -> Vec<Vec<(usize, f32)>> {
+pub fn exact_neighbours_of(
+    queries: &[f32],
+    target: &VectorFile,
+    m: usize,
+) -> Vec<Vec<(usize, f32)>> {
     use rayon::prelude::*;
     let (dim, n) = (target.dim(), target.len());
-    let nq = if dim == 0 { 0 } else { queries.len() / dim };
+    let nq = queries.len().checked_div(dim).unwrap_or(0);
     if m == 0 || n == 0 || dim == 0 {
         return vec![Vec::new(); nq];
     }
@@ -512,6 +522,13 @@ pub fn dump_graph(g: &Graph, dir: &Path, basename: &str) -> Result<String> {
     }
     crate::store::sync_dir(dir)?;
     Ok(name)
+}
+
+/// Whether both files of the dump `basename` in `dir` are there.
+fn dump_exists(dir: &Path, basename: &str) -> bool {
+    ["hnsw.graph", "hnsw.data"]
+        .iter()
+        .all(|ext| dir.join(format!("{basename}.{ext}")).is_file())
 }
 
 /// Loads a graph dumped by [`dump_graph`].

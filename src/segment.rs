@@ -153,7 +153,11 @@ impl DeadRows {
         if b.len() < 16 || &b[..8] != DEL_MAGIC {
             return Err(bad("not a deletion bitset (bad magic)".into()));
         }
-        let n = u64::from_le_bytes(b[8..16].try_into().map_err(|_| bad("short header".into()))?);
+        let n = u64::from_le_bytes(
+            b[8..16]
+                .try_into()
+                .map_err(|_| bad("short header".into()))?,
+        );
         if n as usize != rows || b.len() != 16 + rows.div_ceil(64) * 8 {
             return Err(bad(format!(
                 "a bitset of {n} rows in {} bytes for a segment of {rows}",
@@ -182,12 +186,7 @@ pub struct Segment {
 impl Segment {
     /// Opens the segment `meta` describes in `dir`; `mapped`: a reader's graph keeps its
     /// vectors in the page cache.
-    pub fn open(
-        dir: &Path,
-        meta: &SegmentMeta,
-        dim: usize,
-        mapped: bool,
-    ) -> Result<Segment> {
+    pub fn open(dir: &Path, meta: &SegmentMeta, dim: usize, mapped: bool) -> Result<Segment> {
         let store = ChunkStore::open(&dir.join(&meta.chunks))?;
         let vectors = VectorFile::open(&dir.join(&meta.vectors), dim)?;
         if vectors.len() != store.len() || store.len() as u64 != meta.rows {
@@ -207,7 +206,11 @@ impl Segment {
                 if t.len() != store.len() {
                     return Err(Error::corrupt(
                         dir.join(c),
-                        format!("token codes of {} chunks for {} chunks", t.len(), store.len()),
+                        format!(
+                            "token codes of {} chunks for {} chunks",
+                            t.len(),
+                            store.len()
+                        ),
                     ));
                 }
                 t
@@ -331,7 +334,13 @@ impl Segment {
         match self.dense.graph()? {
             Some(g) => {
                 let filtered = pass.is_some() || self.has_tombstones(g);
-                Ok(search_graph_where(g, query, k, ef, filtered.then_some(&live)))
+                Ok(search_graph_where(
+                    g,
+                    query,
+                    k,
+                    ef,
+                    filtered.then_some(&live),
+                ))
             }
             None => {
                 let v = self.dense.vectors();
@@ -471,7 +480,10 @@ impl Segments {
 
     /// The position of live chunk `id`.
     pub fn position(&self, id: u64) -> Option<usize> {
-        let s = self.first_ids.partition_point(|&f| f <= id).checked_sub(1)?;
+        let s = self
+            .first_ids
+            .partition_point(|&f| f <= id)
+            .checked_sub(1)?;
         let seg = &self.segs[s];
         let row = seg.store.position(id)?;
         if seg.dead.as_ref().is_some_and(|d| d.contains(row)) {
@@ -574,16 +586,17 @@ impl Segments {
         self.check_dim(query)?;
         let live = self.len.max(1);
         let share = allowed.len() as f64 / live as f64;
-        if share < crate::dense::EXACT_FILTER_SHARE && allowed.len() <= crate::dense::EXACT_FILTER_MAX
+        if share < crate::dense::EXACT_FILTER_SHARE
+            && allowed.len() <= crate::dense::EXACT_FILTER_MAX
         {
-            let mut scored: Vec<(u64, f32)> = allowed
+            let scored: Vec<(u64, f32)> = allowed
                 .iter()
                 .filter_map(|&id| {
                     let pos = self.position(id)?;
                     Some((id, crate::embed::dot(query, self.row(pos))))
                 })
                 .collect();
-            return Ok(top(scored.drain(..).collect(), k));
+            return Ok(top(scored, k));
         }
         let ef = ((ef.max(k) as f64 / share.min(1.0)).ceil() as usize).min(live);
         let pass = |id: u64| allowed.contains(&id);
@@ -622,7 +635,12 @@ impl Segments {
     /// lists, best first, at most `m` each, the row itself among them when found (what
     /// [`crate::near::update`] expects). A segment with a graph is searched per row; one
     /// without is scored with one matrix product per block of rows.
-    pub fn neighbours(&self, rows: &[usize], m: usize, ef: usize) -> Result<Vec<Vec<(usize, f32)>>> {
+    pub fn neighbours(
+        &self,
+        rows: &[usize],
+        m: usize,
+        ef: usize,
+    ) -> Result<Vec<Vec<(usize, f32)>>> {
         use rayon::prelude::*;
         let mut queries = Vec::with_capacity(rows.len() * self.dim);
         for &p in rows {
@@ -654,9 +672,7 @@ impl Segments {
                         .into_iter()
                         .map(|l| {
                             l.into_iter()
-                                .filter_map(|(r, s)| {
-                                    Some((self.bases[si] + seg.live_index(r)?, s))
-                                })
+                                .filter_map(|(r, s)| Some((self.bases[si] + seg.live_index(r)?, s)))
                                 .take(m)
                                 .collect()
                         })

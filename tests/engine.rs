@@ -106,7 +106,9 @@ fn incremental_sync_adds_updates_renames_and_removes() {
         assert_eq!(hits[0].path, "tides.txt", "{mode}");
     }
     // Store, lexical and dense agree on the live chunk set.
-    let mut store_ids: Vec<u64> = (0..e.segments().len()).map(|i| e.segments().id_at(i)).collect();
+    let mut store_ids: Vec<u64> = (0..e.segments().len())
+        .map(|i| e.segments().id_at(i))
+        .collect();
     store_ids.sort_unstable();
     assert_eq!(e.lexical().all_chunk_ids().unwrap(), store_ids);
     assert_eq!(e.segments().len(), store_ids.len());

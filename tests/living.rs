@@ -233,10 +233,7 @@ fn verify_finds_damage_and_open_names_foreign_files() {
         .err()
         .unwrap()
         .to_string();
-    assert!(
-        err.contains(&seg.vectors) && err.contains("magic"),
-        "{err}"
-    );
+    assert!(err.contains(&seg.vectors) && err.contains("magic"), "{err}");
 }
 
 #[test]

@@ -18,6 +18,7 @@ mod near;
 mod pdf;
 mod precision;
 mod real_model;
+mod segments;
 mod serve;
 mod tiny_bert;
 mod util;

@@ -509,7 +509,8 @@ impl Engine {
         next.next_segment = next_segment;
         next.next_chunk_id = next_chunk_id.max(first_new_id);
         next.previous_files = artifacts::generation_files(&self.manifest, self.lexical.has_near());
-        next.files = self.checksums(&artifacts::generation_files(&next, self.lexical.has_near()))?;
+        next.files =
+            self.checksums(&artifacts::generation_files(&next, self.lexical.has_near()))?;
         let pending = dir.join(pending_manifest(gen));
         next.write_to(&pending)?;
         sync_dir(&dir)?;
@@ -667,7 +668,13 @@ impl Engine {
             graph: None,
             deletes: None,
         };
-        let seg = Segment::assemble(meta.clone(), store, DenseIndex::new(vfile, None), late, None);
+        let seg = Segment::assemble(
+            meta.clone(),
+            store,
+            DenseIndex::new(vfile, None),
+            late,
+            None,
+        );
         Ok((meta, seg))
     }
 

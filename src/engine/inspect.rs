@@ -145,7 +145,12 @@ impl Engine {
             chunk_tokens: self.manifest.chunking.max_tokens,
             chunk_overlap: self.manifest.chunking.overlap,
             hnsw: self.segs.has_graph(),
-            segments: self.segs.segments().iter().map(|s| s.meta().clone()).collect(),
+            segments: self
+                .segs
+                .segments()
+                .iter()
+                .map(|s| s.meta().clone())
+                .collect(),
             token_codes: self.manifest.token_codes.then(|| self.segs.tokens()),
             neighbours: if self.lexical.has_near() {
                 self.manifest.neighbours

@@ -82,9 +82,7 @@ pub fn plan(segs: &[SegmentMeta], budget: u64) -> Option<Range<usize>> {
     }
     segs.iter()
         .position(|s| {
-            s.rows > 0
-                && s.deleted as f64 / s.rows as f64 > MAX_DELETED_SHARE
-                && s.live() <= budget
+            s.rows > 0 && s.deleted as f64 / s.rows as f64 > MAX_DELETED_SHARE && s.live() <= budget
         })
         .map(|i| i..i + 1)
 }
@@ -153,7 +151,10 @@ impl Engine {
                     .max_by_key(|s| s.live());
                 match largest {
                     Some(s) => {
-                        let g: Graph = load_graph(&dir.join("dense"), s.meta().graph.as_deref().unwrap_or_default())?;
+                        let g: Graph = load_graph(
+                            &dir.join("dense"),
+                            s.meta().graph.as_deref().unwrap_or_default(),
+                        )?;
                         let points = g.get_nb_point();
                         let dead = points.saturating_sub(s.live());
                         let total = points + live - s.live();
@@ -202,7 +203,8 @@ impl Engine {
         next.segments = metas;
         next.next_segment = id + 1;
         next.previous_files = artifacts::generation_files(&self.manifest, self.lexical.has_near());
-        next.files = self.checksums(&artifacts::generation_files(&next, self.lexical.has_near()))?;
+        next.files =
+            self.checksums(&artifacts::generation_files(&next, self.lexical.has_near()))?;
         let pending = dir.join(pending_manifest(gen));
         next.write_to(&pending)?;
         sync_dir(&dir)?;
@@ -298,6 +300,10 @@ mod tests {
         assert_eq!(plan(&segs, MERGE_BUDGET), Some(1..2));
         assert_eq!(plan(&segs, 500), None);
         let big: Vec<SegmentMeta> = (0..8).map(|i| seg(i, 100_000, 0)).collect();
-        assert_eq!(plan(&big, MERGE_BUDGET), None, "800k chunks wait for compact");
+        assert_eq!(
+            plan(&big, MERGE_BUDGET),
+            None,
+            "800k chunks wait for compact"
+        );
     }
 }

@@ -22,10 +22,10 @@ use crate::dense::HnswParams;
 use crate::embed::{BertEmbedder, DeviceChoice, Embedder};
 use crate::error::{Error, IoContext, Result};
 use crate::ingest::{Document, IngestConfig, Skipped};
-use crate::segment::Segments;
 use crate::lexical::LexicalIndex;
 use crate::models::{ModelDir, ModelSpec, DEFAULT_MODEL_DIR};
 use crate::quant::Precision;
+use crate::segment::Segments;
 use crate::store::{
     read_docs, sync_dir, Counts, DocRecord, DocTableFile, Manifest, PinnedFile, FORMAT_VERSION,
 };
@@ -629,7 +629,6 @@ impl Engine {
     pub fn lexical(&self) -> &LexicalIndex {
         &self.lexical
     }
-
 
     /// The document table (read lazily: queries do not need it).
     pub fn documents(&self) -> Result<&[DocRecord]> {

@@ -375,10 +375,7 @@ impl Engine {
                         heading: r.heading,
                         text: r.text,
                         score,
-                        vector: p
-                            .select
-                            .as_ref()
-                            .map(|_| self.segs.row(pos).to_vec()),
+                        vector: p.select.as_ref().map(|_| self.segs.row(pos).to_vec()),
                         doc_chunks: doc_chunks(pos),
                         similarity: similarity(key),
                         reason,

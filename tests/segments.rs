@@ -1,0 +1,314 @@
+//! Segments: a commit writes only new files, a segmented index answers as its compacted
+//! self, readers keep their generation while merges run, and an index from before
+//! segments keeps working.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use pinpoint::{Engine, EngineConfig, Mode, SearchRequest};
+
+use crate::util::*;
+
+/// Deterministic text of document `i`.
+fn text(i: usize) -> String {
+    const WORDS: [&str; 16] = [
+        "river", "stone", "cloud", "ember", "violet", "harbor", "meadow", "signal", "copper",
+        "lantern", "orbit", "thistle", "granite", "willow", "falcon", "ripple",
+    ];
+    let mut x = i as u64 * 2_654_435_761 + 7;
+    let mut s = format!("note {i}");
+    for _ in 0..30 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.push(' ');
+        s.push_str(WORDS[(x % 16) as usize]);
+    }
+    s
+}
+
+fn cfg(min_points: usize) -> EngineConfig {
+    let mut c = fake_config();
+    c.hnsw.min_points = min_points;
+    c
+}
+
+/// An index built by `commits` commits of `per` documents each.
+fn build(dir: &Path, c: EngineConfig, commits: usize, per: usize) -> Engine {
+    let mut e = Engine::create(dir, c).unwrap();
+    for b in 0..commits {
+        for i in b * per..(b + 1) * per {
+            e.add_document(&format!("d{i}"), &format!("t{i}"), &text(i))
+                .unwrap();
+        }
+        e.commit().unwrap();
+    }
+    e
+}
+
+/// (inode, bytes) of every file under the segment folders.
+fn files(dir: &Path) -> BTreeMap<String, (u64, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    for sub in ["chunks", "dense", "late", "del", "docs", "meta", "near"] {
+        let Ok(rd) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let md = e.metadata().unwrap();
+            out.insert(
+                format!("{sub}/{}", e.file_name().to_string_lossy()),
+                (md.ino(), std::fs::read(e.path()).unwrap()),
+            );
+        }
+    }
+    out
+}
+
+fn hits(e: &Engine, q: &str, mode: Mode) -> Vec<(String, i64)> {
+    e.search(&SearchRequest::new(q, 10).mode(mode))
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.path, (h.score * 1e4).round() as i64))
+        .collect()
+}
+
+#[test]
+fn a_one_file_commit_writes_only_new_files() {
+    let idx = tempfile::tempdir().unwrap();
+    // Three segments, each with a graph.
+    let mut e = build(idx.path(), cfg(20), 3, 40);
+    assert_eq!(e.manifest().segments.len(), 3);
+    assert!(e.manifest().segments.iter().all(|s| s.graph.is_some()));
+    let before = files(idx.path());
+    let seg_files: Vec<String> = e
+        .manifest()
+        .segments
+        .iter()
+        .flat_map(|s| s.files())
+        .collect();
+
+    // Edit one document: its old chunks are deleted from segment 1, the new ones form a
+    // new segment.
+    e.add_document("d5", "t5", "an edited note about the tide and the moon")
+        .unwrap();
+    let r = e.commit().unwrap();
+    assert_eq!(r.updated, 1);
+    let after = files(idx.path());
+    for f in &seg_files {
+        assert_eq!(
+            before.get(f).map(|x| x.0),
+            after.get(f).map(|x| x.0),
+            "{f} was replaced"
+        );
+        assert!(
+            before.get(f).map(|x| &x.1) == after.get(f).map(|x| &x.1),
+            "{f} was rewritten"
+        );
+    }
+    let new: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+    let gen = e.manifest().generation;
+    let newest = e.manifest().segments.last().unwrap().id;
+    for f in &new {
+        let ok = f.contains(&format!("s{newest}."))
+            || *f == &format!("del/s1.{gen}.bin")
+            || f.ends_with(&format!("/{gen}.bin"));
+        assert!(ok, "unexpected new file {f} (new files: {new:?})");
+    }
+    assert!(new.contains(&&format!("del/s1.{gen}.bin")), "{new:?}");
+    assert!(e.verify().unwrap().is_empty(), "{:?}", e.verify());
+    assert_eq!(
+        hits(&e, "tide and the moon", Mode::Lexical)[0].0,
+        "d5",
+        "the edit is searchable"
+    );
+}
+
+#[test]
+fn a_segmented_index_answers_as_its_compacted_self() {
+    let idx = tempfile::tempdir().unwrap();
+    // Exact scans (no graph), so that dense scores compare exactly.
+    let mut e = build(idx.path(), cfg(1_000_000), 5, 30);
+    for i in [3, 31, 64, 100] {
+        e.remove_document(&format!("d{i}")).unwrap();
+    }
+    e.add_document("d70", "t70", "a replaced note about copper lanterns")
+        .unwrap();
+    e.commit().unwrap();
+    assert!(
+        e.manifest().segments.len() >= 5,
+        "{:?}",
+        e.manifest().segments
+    );
+    let queries = ["copper lantern", "granite willow falcon", "river stone"];
+    let modes = [Mode::Dense, Mode::Lexical, Mode::Hybrid];
+    let segmented: Vec<_> = queries
+        .iter()
+        .flat_map(|q| modes.iter().map(|m| hits(&e, q, *m)))
+        .collect();
+    e.compact().unwrap();
+    assert_eq!(e.manifest().segments.len(), 1);
+    assert_eq!(e.manifest().segments[0].deleted, 0);
+    let compacted: Vec<_> = queries
+        .iter()
+        .flat_map(|q| modes.iter().map(|m| hits(&e, q, *m)))
+        .collect();
+    assert_eq!(segmented, compacted);
+    assert!(e.verify().unwrap().is_empty(), "{:?}", e.verify());
+    // Removed documents are nowhere.
+    let all: Vec<String> = e
+        .search(&SearchRequest::new("note", 1000).mode(Mode::Lexical))
+        .unwrap()
+        .into_iter()
+        .map(|h| h.path)
+        .collect();
+    assert!(!all
+        .iter()
+        .any(|p| ["d3", "d31", "d64", "d100"].contains(&p.as_str())));
+}
+
+#[test]
+fn segments_with_graphs_find_what_an_exact_scan_finds() {
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = build(idx.path(), cfg(20), 6, 50);
+    for i in (0..300).step_by(7) {
+        e.remove_document(&format!("d{i}")).unwrap();
+    }
+    e.commit().unwrap();
+    let exact_dir = tempfile::tempdir().unwrap();
+    let mut exact = Engine::create(exact_dir.path(), cfg(1_000_000)).unwrap();
+    for i in (0..300).filter(|i| i % 7 != 0) {
+        exact
+            .add_document(&format!("d{i}"), &format!("t{i}"), &text(i))
+            .unwrap();
+    }
+    exact.commit().unwrap();
+    // The dense leg's own top 10, by document (chunk ids differ between the two indexes).
+    let leg = |x: &Engine, q: &str| -> Vec<String> {
+        let out = x
+            .search_detailed(&SearchRequest::new(q, 10).mode(Mode::Dense))
+            .unwrap();
+        out.dense
+            .iter()
+            .take(10)
+            .map(|(id, _)| {
+                x.document_of_chunk(id.parse().unwrap())
+                    .unwrap()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    let (mut found, mut total) = (0, 0);
+    for q in [
+        "copper lantern",
+        "granite willow",
+        "river stone cloud",
+        "orbit ripple",
+    ] {
+        let want = leg(&exact, q);
+        let got = leg(&e, q);
+        assert_eq!(got.len(), 10, "k live hits come back");
+        total += want.len();
+        found += want.iter().filter(|w| got.contains(w)).count();
+    }
+    assert!(found * 100 >= total * 95, "recall {found}/{total}");
+}
+
+#[test]
+fn a_reader_keeps_answering_while_merges_run() {
+    let idx = tempfile::tempdir().unwrap();
+    let mut w = build(idx.path(), cfg(20), 2, 40);
+    let reader = Engine::open_read_only(idx.path(), cfg(20)).unwrap();
+    let gen = reader.manifest().generation;
+    let q = "granite willow falcon";
+    let before: Vec<String> = hits(&reader, q, Mode::Dense)
+        .into_iter()
+        .map(|h| h.0)
+        .collect();
+    // Eight small segments merge after the commit that makes them eight; then everything
+    // is compacted: the reader's segment files are removed along the way.
+    for b in 2..9 {
+        for i in b * 40..(b + 1) * 40 {
+            w.add_document(&format!("d{i}"), &format!("t{i}"), &text(i))
+                .unwrap();
+        }
+        w.commit().unwrap();
+    }
+    w.compact().unwrap();
+    assert!(w.manifest().generation > gen + 3);
+    assert_eq!(w.manifest().segments.len(), 1);
+    let after: Vec<String> = hits(&reader, q, Mode::Dense)
+        .into_iter()
+        .map(|h| h.0)
+        .collect();
+    assert_eq!(before, after, "the reader answers from its generation");
+    assert_eq!(reader.manifest().generation, gen);
+    assert!(!hits(&reader, q, Mode::Hybrid).is_empty());
+}
+
+#[test]
+fn eight_commits_merge_into_one_segment() {
+    let idx = tempfile::tempdir().unwrap();
+    let e = build(idx.path(), cfg(20), 8, 30);
+    let segs = &e.manifest().segments;
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    assert_eq!(segs[0].rows as usize, e.segments().len());
+    assert!(segs[0].graph.is_some());
+    assert!(e.verify().unwrap().is_empty(), "{:?}", e.verify());
+    // The merged graph started from a member's graph and holds every chunk once.
+    assert_eq!(graph_points(&e), e.segments().len());
+}
+
+/// An index written before segments (one file of each kind per generation, no segment
+/// list in its manifest) opens, answers, and takes commits.
+#[test]
+fn an_index_from_before_segments_keeps_working() {
+    let idx = tempfile::tempdir().unwrap();
+    let e = build(idx.path(), cfg(1_000_000), 1, 50);
+    let q = "copper lantern";
+    let want = hits(&e, q, Mode::Hybrid);
+    let gen = e.manifest().generation;
+    let seg = e.manifest().segments[0].clone();
+    drop(e);
+    // Rewrite the folder into the old layout: the same files under generation names.
+    let d = idx.path();
+    std::fs::rename(d.join(&seg.chunks), d.join(format!("chunks/{gen}.bin"))).unwrap();
+    std::fs::rename(d.join(&seg.vectors), d.join(format!("dense/{gen}.vec"))).unwrap();
+    std::fs::rename(
+        d.join(seg.codes.as_ref().unwrap()),
+        d.join(format!("late/{gen}.tok")),
+    )
+    .unwrap();
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("manifest.json")).unwrap()).unwrap();
+    let o = m.as_object_mut().unwrap();
+    for k in ["segmented", "segments", "next_segment", "previous_files"] {
+        o.remove(k);
+    }
+    for f in o["files"].as_array_mut().unwrap() {
+        let p = f["path"].as_str().unwrap().to_string();
+        let renamed = p
+            .replace(&seg.chunks, &format!("chunks/{gen}.bin"))
+            .replace(&seg.vectors, &format!("dense/{gen}.vec"))
+            .replace(seg.codes.as_ref().unwrap(), &format!("late/{gen}.tok"));
+        f["path"] = serde_json::Value::String(renamed);
+    }
+    std::fs::write(d.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+
+    let e = Engine::open_read_only(d, cfg(1_000_000)).unwrap();
+    assert!(!e.manifest().segmented);
+    assert_eq!(hits(&e, q, Mode::Hybrid), want);
+    assert!(e.verify().unwrap().is_empty(), "{:?}", e.verify());
+    drop(e);
+    let mut e = Engine::open(d, cfg(1_000_000)).unwrap();
+    e.add_document("d7", "t7", "an edited note about the tide and the moon")
+        .unwrap();
+    e.commit().unwrap();
+    assert!(e.manifest().segmented);
+    // The old files are now segment 0, kept in place; the edit is a new segment.
+    assert_eq!(e.manifest().segments[0].chunks, format!("chunks/{gen}.bin"));
+    assert_eq!(e.manifest().segments.len(), 2);
+    assert!(e.verify().unwrap().is_empty(), "{:?}", e.verify());
+    assert_eq!(hits(&e, "tide and the moon", Mode::Lexical)[0].0, "d7");
+}
