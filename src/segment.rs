@@ -631,6 +631,24 @@ impl Segments {
         Ok(top(lists.into_iter().flatten().collect(), k))
     }
 
+    /// Exact top `k` live chunks for a query: `(chunk id, cosine)`, best first (what a
+    /// graph search's recall is measured against).
+    pub fn exact(&self, query: &[f32], k: usize) -> Vec<(u64, f32)> {
+        use rayon::prelude::*;
+        let lists: Vec<Vec<(u64, f32)>> = self
+            .segs
+            .par_iter()
+            .map(|s| {
+                let rows: Vec<usize> = (0..s.live()).map(|i| s.live_row(i)).collect();
+                exact_search_rows(s.dense.vectors(), &rows, query, k)
+                    .into_iter()
+                    .map(|(r, sc)| (s.store.id_at(r), sc))
+                    .collect()
+            })
+            .collect();
+        top(lists.into_iter().flatten().collect(), k)
+    }
+
     /// Neighbours of the chunks at `rows` among all live chunks: `(position, cosine)`
     /// lists, best first, at most `m` each, the row itself among them when found (what
     /// [`crate::near::update`] expects). A segment with a graph is searched per row; one

@@ -168,6 +168,30 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&a.work)?;
     let quiet = a.json;
+    if let Some(chunks) = a.scale {
+        let scfg = pinpoint::bench::scale::ScaleConfig {
+            chunks,
+            base: a.scale_base,
+            batch: a.scale_batch,
+            queries: if a.queries == 0 { 200 } else { a.queries },
+            sigma: pinpoint::bench::scale::DEFAULT_SIGMA,
+            beir: a.beir.clone(),
+            exe: std::env::current_exe().ok(),
+        };
+        let r = pinpoint::bench::scale::run(&scfg, ecfg, &a.work, &|m| {
+            if !quiet {
+                eprintln!("{m}");
+            }
+        })?;
+        let mut out = std::io::stdout().lock();
+        if a.json {
+            serde_json::to_writer(&mut out, &serde_json::json!({ "scale": r }))?;
+            writeln!(out)?;
+        } else {
+            r.render(&mut out)?;
+        }
+        return Ok(());
+    }
     let r = pinpoint::bench::run(&cfg, ecfg, &a.work, &|m| {
         if !quiet {
             eprintln!("{m}");

@@ -117,6 +117,17 @@ struct BenchArgs {
     /// Time queries with this document-expansion weight instead of the index's (0: none).
     #[arg(long)]
     expansion: Option<f32>,
+    /// Build an index of this many chunks from real vectors of the --beir corpus's
+    /// sentences and perturbed copies of them, and measure build, one-file commits, cold and
+    /// warm queries and dense recall at that size (instead of the small-index figures).
+    #[arg(long)]
+    scale: Option<usize>,
+    /// With --scale: real sentences embedded (the rest of the chunks are copies of them).
+    #[arg(long, default_value_t = 100_000)]
+    scale_base: usize,
+    /// With --scale: documents per commit while building (each commit makes a segment).
+    #[arg(long, default_value_t = 100_000)]
+    scale_batch: usize,
     /// Print exactly one JSON object.
     #[arg(long)]
     json: bool,

@@ -11,6 +11,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+pub mod scale;
+
 use crate::dense::{build_graph, exact_search, search_graph, HnswParams};
 use crate::engine::{Engine, EngineConfig, SearchRequest};
 use crate::error::Result;

@@ -1,0 +1,488 @@
+//! `pinpoint bench --scale N`: an index of `N` chunks built without hours in the model,
+//! and what it costs to build, change, open and search.
+//!
+//! Real MiniLM vectors of up to [`ScaleConfig::base`] sentences of a BEIR corpus (the
+//! `--real-vectors` texts) are embedded once; the index holds them and perturbed copies
+//! up to `N` (each copy `normalize(v + σ·g)`, `g` standard normal, seeded by the copy), each
+//! chunk with its sentence's text and a tag naming its vector. An embedder that reads the
+//! tag ([`ScaleEmbedder`]) hands the engine those vectors, so the build runs the whole
+//! commit path (chunking, segments, graphs, merges, BM25, neighbours) at scale while only
+//! the base sentences and the probes' new texts meet the model. The report says how close
+//! a copy stays to its original (mean cosine), so that a reader can judge that copies are
+//! not near-duplicates.
+//!
+//! Not for: quality (`eval`), or the small-index figures of [`super::run`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{sentence_texts, xorshift, CurvePoint, Percentiles};
+use crate::embed::{dot, normalize, Embedder};
+use crate::engine::{Engine, EngineConfig, Pipeline, SearchRequest};
+use crate::error::{Error, Result};
+use crate::eval::Dataset;
+use crate::models::ModelSpec;
+
+/// What to build and measure.
+#[derive(Debug, Clone)]
+pub struct ScaleConfig {
+    /// Chunks in the index.
+    pub chunks: usize,
+    /// Real sentences embedded (the rest are copies of them).
+    pub base: usize,
+    /// Documents per commit while building (each commit is one segment, merged by policy).
+    pub batch: usize,
+    /// Queries timed and checked for recall.
+    pub queries: usize,
+    /// Spread of a copy around its sentence's vector, per dimension.
+    pub sigma: f32,
+    /// BEIR folder supplying sentences and queries.
+    pub beir: PathBuf,
+    /// The `pinpoint` executable for the cold query (none: skipped).
+    pub exe: Option<PathBuf>,
+}
+
+/// Spread of a copy around its sentence's vector, per dimension: a copy keeps a cosine of
+/// about 0.86 to its original and about 0.74 to another copy (MiniLM's nearest distinct
+/// chunks sit at 0.46 to 0.64 in the collections measured, `near::MIN_COSINE`), close
+/// enough to be found together, far from near-duplicates (0.99).
+pub const DEFAULT_SIGMA: f32 = 0.03;
+
+/// One probe commit's cost.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CommitCost {
+    /// Wall time of the commit (merges it triggers included).
+    pub seconds: f64,
+    /// Bytes the process wrote meanwhile (Linux `/proc/self/io` `wchar`).
+    pub bytes_written: u64,
+}
+
+/// Commits of one file.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CommitCosts {
+    /// A new file.
+    pub add: CommitCost,
+    /// The same file changed.
+    pub edit: CommitCost,
+    /// The file removed.
+    pub delete: CommitCost,
+}
+
+/// A fresh process's open and first query.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Cold {
+    /// Wall time of `pinpoint query` from start to exit.
+    pub query_s: f64,
+    /// Its peak resident memory.
+    pub peak_rss_bytes: u64,
+}
+
+/// Warm latency of two pipelines.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Warm {
+    /// What `pinpoint query` runs.
+    pub default: Percentiles,
+    /// Plain reciprocal-rank fusion of the two legs.
+    pub hybrid: Percentiles,
+}
+
+/// The `--scale` report (`--json`: one object with a `scale` key).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ScaleReport {
+    /// Live chunks in the index.
+    pub chunks: usize,
+    /// Segments after the build (merged by policy).
+    pub segments: usize,
+    /// Real sentences embedded.
+    pub base_vectors: usize,
+    /// Mean cosine between a copy and its original vector.
+    pub copy_cosine_mean: f64,
+    /// Build wall time.
+    pub build_s: f64,
+    /// Build time by stage (summed over commits and merges).
+    pub build_stages: BTreeMap<String, f64>,
+    /// Peak resident memory of this process by the end of the build.
+    pub build_peak_rss_bytes: u64,
+    /// Bytes on disk by folder.
+    pub disk_bytes: BTreeMap<String, u64>,
+    /// One-file commits.
+    pub commit: CommitCosts,
+    /// A fresh process's open + first query.
+    pub cold: Cold,
+    /// Warm latency.
+    pub warm: Warm,
+    /// Dense recall@10 against the exact scan, at the index's `ef`.
+    pub recall_at_10: f64,
+    /// That `ef`.
+    pub ef: usize,
+    /// Graph points inserted per second during the build.
+    pub graph_inserts_per_s: f64,
+    /// Single-thread dense queries/s at the smallest `ef` of the curve reaching recall@10
+    /// 0.98 (none: no `ef` did).
+    pub qps_at_recall_0_98: Option<f64>,
+    /// Recall and queries/s per `ef`.
+    pub curve: Vec<CurvePoint>,
+    /// Encoder path of the base sentences and the queries.
+    pub encoder: String,
+}
+
+impl ScaleReport {
+    /// The report as text.
+    pub fn render(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let mb = |b: u64| b as f64 / 1e6;
+        writeln!(out, "scale: {} chunks in {} segments ({} real sentences, copies at mean cosine {:.3}); encoder {}", self.chunks, self.segments, self.base_vectors, self.copy_cosine_mean, self.encoder)?;
+        writeln!(out, "build: {:.1} s, peak RSS {:.0} MB", self.build_s, mb(self.build_peak_rss_bytes))?;
+        for (s, t) in &self.build_stages {
+            writeln!(out, "  {s:<12} {t:>9.1} s")?;
+        }
+        let total: u64 = self.disk_bytes.values().sum();
+        writeln!(out, "disk: {:.0} MB", mb(total))?;
+        for (s, b) in &self.disk_bytes {
+            writeln!(out, "  {s:<12} {:>9.1} MB", mb(*b))?;
+        }
+        for (what, c) in [("add", &self.commit.add), ("edit", &self.commit.edit), ("delete", &self.commit.delete)] {
+            writeln!(out, "one-file {what:<6}: {:.3} s, {:.2} MB written", c.seconds, mb(c.bytes_written))?;
+        }
+        writeln!(out, "cold query: {:.2} s, peak RSS {:.0} MB", self.cold.query_s, mb(self.cold.peak_rss_bytes))?;
+        writeln!(out, "warm default: p50 {:.1} ms, p95 {:.1} ms", self.warm.default.p50_ms, self.warm.default.p95_ms)?;
+        writeln!(out, "warm hybrid:  p50 {:.1} ms, p95 {:.1} ms", self.warm.hybrid.p50_ms, self.warm.hybrid.p95_ms)?;
+        writeln!(out, "dense recall@10 at ef {}: {:.4}; graph inserts/s {:.0}", self.ef, self.recall_at_10, self.graph_inserts_per_s)?;
+        for p in &self.curve {
+            writeln!(out, "  ef {:>4}: recall@10 {:.4}, {:.0} QPS (1 thread)", p.ef, p.recall10, p.qps)?;
+        }
+        match self.qps_at_recall_0_98 {
+            Some(q) => writeln!(out, "QPS at recall 0.98: {q:.0}"),
+            None => writeln!(out, "QPS at recall 0.98: no ef of the curve reached it"),
+        }
+    }
+}
+
+/// Hands the engine a tagged chunk's vector (its sentence's, perturbed by its copy
+/// number) and embeds everything else with the model.
+pub struct ScaleEmbedder {
+    real: Arc<dyn Embedder>,
+    base: Arc<Vec<f32>>,
+    sigma: f32,
+}
+
+/// The tag a chunk text ends with: `zq<copy>x<sentence>`.
+fn tag(text: &str) -> Option<(u64, usize)> {
+    let last = text.split_whitespace().last()?.strip_prefix("zq")?;
+    let (c, b) = last.split_once('x')?;
+    Some((c.parse().ok()?, b.parse().ok()?))
+}
+
+impl ScaleEmbedder {
+    /// Copy `copy` of sentence `b`'s vector (copy 0: the vector itself).
+    fn vector(&self, b: usize, copy: u64) -> Vec<f32> {
+        let dim = self.real.dim();
+        let mut v = self.base[b * dim..(b + 1) * dim].to_vec();
+        if copy > 0 {
+            let mut r = xorshift(copy.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b as u64);
+            for x in v.iter_mut() {
+                // Box-Muller from two uniforms in (0, 1).
+                let (u1, u2) = ((r() + 0.5).max(1e-7) as f64, (r() + 0.5) as f64);
+                let g = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                *x += self.sigma * g as f32;
+            }
+            normalize(&mut v);
+        }
+        v
+    }
+
+    fn embed(&self, texts: &[&str], model: impl Fn(&[&str]) -> Result<Vec<f32>>) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(texts.len() * self.real.dim());
+        for t in texts {
+            match tag(t) {
+                Some((c, b)) if b < self.base.len() / self.real.dim() => {
+                    out.extend(self.vector(b, c))
+                }
+                _ => out.extend(model(&[t])?),
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Embedder for ScaleEmbedder {
+    fn spec(&self) -> &ModelSpec {
+        self.real.spec()
+    }
+    fn embed_passages(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        self.embed(texts, |t| self.real.embed_passages(t))
+    }
+    fn embed_raw(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        self.embed(texts, |t| self.real.embed_raw(t))
+    }
+    fn token_spans(&self, text: &str) -> Vec<(usize, usize)> {
+        self.real.token_spans(text)
+    }
+    fn precision(&self) -> crate::quant::Precision {
+        self.real.precision()
+    }
+    fn encoder_path(&self) -> String {
+        self.real.encoder_path()
+    }
+}
+
+/// Times each stage the engine reports, between one stage's start and the next.
+#[derive(Default)]
+struct StageClock {
+    cur: Mutex<Option<(String, Instant)>>,
+    total: Mutex<BTreeMap<String, f64>>,
+}
+
+impl StageClock {
+    fn close(&self) {
+        if let (Ok(mut cur), Ok(mut total)) = (self.cur.lock(), self.total.lock()) {
+            if let Some((s, t)) = cur.take() {
+                *total.entry(s).or_default() += t.elapsed().as_secs_f64();
+            }
+        }
+    }
+}
+
+impl crate::engine::Progress for StageClock {
+    fn start(&self, stage: &str, _total: u64) {
+        self.close();
+        if let Ok(mut cur) = self.cur.lock() {
+            *cur = Some((stage.to_string(), Instant::now()));
+        }
+    }
+    fn finish(&self) {
+        self.close();
+    }
+}
+
+/// Bytes this process has written (`wchar`), 0 where unknown.
+fn bytes_written() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("wchar:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Peak resident memory of this process (`VmHWM`), 0 where unknown.
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Runs `exe args`, returning its wall time and peak resident memory.
+fn run_measured(exe: &Path, args: &[&str]) -> Result<Cold> {
+    let t = Instant::now();
+    let child = std::process::Command::new(exe)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| Error::io(exe, e))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own child, not yet waited for; `status` and `usage` are valid
+    // for writes for the duration of the call.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if r != pid || status != 0 {
+        return Err(Error::invalid(
+            "bench",
+            format!("the cold query ({}) failed with status {status}", exe.display()),
+        ));
+    }
+    Ok(Cold {
+        query_s: t.elapsed().as_secs_f64(),
+        // Linux reports kilobytes.
+        peak_rss_bytes: usage.ru_maxrss as u64 * 1024,
+    })
+}
+
+fn dir_size(p: &Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Builds the index in `work/scale-index` and measures it.
+pub fn run(cfg: &ScaleConfig, engine_cfg: EngineConfig, work: &Path, log: &dyn Fn(&str)) -> Result<ScaleReport> {
+    let mut report = ScaleReport::default();
+    let ds = Dataset::load_beir(&cfg.beir, "test")?;
+    let texts = sentence_texts(&ds.corpus, cfg.base.min(cfg.chunks));
+    if texts.is_empty() {
+        return Err(Error::invalid("bench", "the BEIR corpus has no sentences"));
+    }
+    let md = crate::models::ModelDir::open(
+        engine_cfg
+            .model_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::models::DEFAULT_MODEL_DIR)),
+    )?;
+    let real: Arc<dyn Embedder> = Arc::new(crate::embed::BertEmbedder::with_precision(
+        &md,
+        engine_cfg.device,
+        engine_cfg.new_index_precision(),
+    )?);
+    report.encoder = real.encoder_path();
+    log(&format!("embedding {} sentences ...", texts.len()));
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut base = Vec::with_capacity(refs.len() * real.dim());
+    for part in refs.chunks(256) {
+        base.extend(real.embed_passages(part)?);
+    }
+    let scale = Arc::new(ScaleEmbedder {
+        real: real.clone(),
+        base: Arc::new(base),
+        sigma: cfg.sigma,
+    });
+    let nb = texts.len();
+    // How close copies stay: mean cosine of 1,000 copies to their originals.
+    let probes = 1000.min(cfg.chunks.saturating_sub(nb));
+    let mut cos = 0.0;
+    for i in 0..probes {
+        let (b, c) = (i % nb, 1 + (i / nb) as u64);
+        cos += dot(&scale.vector(b, 0), &scale.vector(b, c)) as f64;
+    }
+    report.copy_cosine_mean = if probes > 0 { cos / probes as f64 } else { 1.0 };
+    report.base_vectors = nb;
+
+    let dir = work.join("scale-index");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    let build_cfg = EngineConfig {
+        embedder: Some(scale.clone()),
+        without_token_codes: true,
+        ..engine_cfg.clone()
+    };
+    let clock = Arc::new(StageClock::default());
+    let t = Instant::now();
+    let mut e = Engine::create(&dir, build_cfg.clone())?;
+    e.set_progress(clock.clone());
+    let mut i = 0;
+    while i < cfg.chunks {
+        let end = (i + cfg.batch.max(1)).min(cfg.chunks);
+        for j in i..end {
+            let (b, c) = (j % nb, (j / nb) as u64);
+            e.add_document(&format!("c{c}/s{b}"), "", &format!("{} zq{c}x{b}", texts[b]))?;
+        }
+        e.commit()?;
+        log(&format!(
+            "{end} chunks, {} segments, {:.0} s",
+            e.manifest().segments.len(),
+            t.elapsed().as_secs_f64()
+        ));
+        i = end;
+    }
+    clock.close();
+    report.build_s = t.elapsed().as_secs_f64();
+    report.build_stages = clock.total.lock().map(|m| m.clone()).unwrap_or_default();
+    report.build_peak_rss_bytes = peak_rss();
+    report.chunks = e.segments().len();
+    report.segments = e.manifest().segments.len();
+    let hnsw_s = report.build_stages.get("hnsw").copied().unwrap_or(0.0);
+    let graphed: u64 = e
+        .manifest()
+        .segments
+        .iter()
+        .filter(|s| s.graph.is_some())
+        .map(|s| s.rows)
+        .sum();
+    report.graph_inserts_per_s = if hnsw_s > 0.0 { graphed as f64 / hnsw_s } else { 0.0 };
+    for sub in ["chunks", "dense", "late", "lexical", "near", "docs", "meta", "del"] {
+        report.disk_bytes.insert(sub.to_string(), dir_size(&dir.join(sub)));
+    }
+
+    // One file added, edited, removed.
+    log("one-file commits ...");
+    let probe = |e: &mut Engine, f: &mut dyn FnMut(&mut Engine) -> Result<()>| -> Result<CommitCost> {
+        let (w, t) = (bytes_written(), Instant::now());
+        f(e)?;
+        e.commit()?;
+        Ok(CommitCost {
+            seconds: t.elapsed().as_secs_f64(),
+            bytes_written: bytes_written().saturating_sub(w),
+        })
+    };
+    let note = "Tidal range depends on the alignment of the sun and the moon.";
+    report.commit.add = probe(&mut e, &mut |e| e.add_document("probe.txt", "probe", note))?;
+    report.commit.edit = probe(&mut e, &mut |e| {
+        e.add_document("probe.txt", "probe", "Spring tides follow the full and the new moon.")
+    })?;
+    report.commit.delete = probe(&mut e, &mut |e| e.remove_document("probe.txt"))?;
+    drop(e);
+
+    let mut queries: Vec<String> = crate::eval::beir_labelled(&ds).into_iter().map(|q| q.1).collect();
+    queries.truncate(cfg.queries.max(1));
+    if let (Some(exe), Some(q)) = (&cfg.exe, queries.first()) {
+        log("cold query ...");
+        let d = dir.to_string_lossy().to_string();
+        report.cold = run_measured(exe, &["query", q, "--index", &d, "--json"])?;
+    }
+
+    log(&format!("warm queries ({}) ...", queries.len()));
+    let r = Engine::open_read_only(&dir, engine_cfg.clone())?;
+    let time = |p: &Pipeline| -> Result<Percentiles> {
+        let mut secs = Vec::with_capacity(queries.len());
+        for q in &queries {
+            let t = Instant::now();
+            r.search(&SearchRequest::new(q.as_str(), 5).pipeline(p.clone()))?;
+            secs.push(t.elapsed().as_secs_f64());
+        }
+        Ok(Percentiles::of(secs))
+    };
+    report.warm.default = time(&r.default_pipeline())?;
+    report.warm.hybrid = time(&Pipeline::rrf())?;
+
+    log("dense recall ...");
+    let segs = r.segments();
+    let qv: Vec<Vec<f32>> = queries
+        .iter()
+        .map(|q| real.embed_query(q))
+        .collect::<Result<_>>()?;
+    let exact: Vec<Vec<u64>> = qv.iter().map(|q| segs.exact(q, 10).into_iter().map(|x| x.0).collect()).collect();
+    let recall = |ef: usize| -> Result<(f64, f64)> {
+        let t = Instant::now();
+        let mut hits = 0;
+        for (q, ex) in qv.iter().zip(&exact) {
+            hits += segs.search(q, 10, ef)?.iter().filter(|(id, _)| ex.contains(id)).count();
+        }
+        let qps = qv.len() as f64 / t.elapsed().as_secs_f64();
+        Ok((hits as f64 / (qv.len() * 10).max(1) as f64, qps))
+    };
+    report.ef = engine_cfg.hnsw.ef_search;
+    report.recall_at_10 = recall(report.ef)?.0;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| Error::invalid("bench", e.to_string()))?;
+    for ef in [16, 32, 64, 128, 256, 512] {
+        let (recall10, qps) = pool.install(|| recall(ef))?;
+        report.curve.push(CurvePoint { ef, recall10, qps });
+        if report.qps_at_recall_0_98.is_none() && recall10 >= 0.98 {
+            report.qps_at_recall_0_98 = Some(qps);
+        }
+    }
+    Ok(report)
+}
