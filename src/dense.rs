@@ -336,7 +336,7 @@ fn top_k(rows: &[f32], dim: usize, query: &[f32], k: usize, first: usize) -> Vec
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct OrdF32(f32);
+pub(crate) struct OrdF32(pub(crate) f32);
 impl Eq for OrdF32 {}
 impl PartialOrd for OrdF32 {
     fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {

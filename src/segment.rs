@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dense::{exact_search_rows, search_graph_where, DenseIndex};
 use crate::error::{Error, IoContext, Result};
+use crate::graph_file::GraphFile;
 use crate::late::TokenCodes;
 use crate::store::{ChunkRecord, ChunkStore, VectorFile};
 
@@ -46,13 +47,22 @@ pub struct SegmentMeta {
     /// The token codes, when the index keeps them.
     #[serde(default)]
     pub codes: Option<String>,
-    /// The HNSW dump's basename in `dense/`, when the segment has a graph (exact scan
-    /// otherwise).
+    /// An hnsw_rs dump's basename in `dense/`: the graph of an index written before graph
+    /// files (searched through hnsw_rs, loaded on first use).
     #[serde(default)]
     pub graph: Option<String>,
+    /// The segment's graph file ([`crate::graph_file`]), when it is big enough for a
+    /// graph (exact scan otherwise).
+    #[serde(default)]
+    pub graph_file: Option<String>,
     /// The deletion bitset of this generation, when chunks were deleted.
     #[serde(default)]
     pub deletes: Option<String>,
+    /// The key of the text each chunk's vector was computed from ([`TextKeys`]), so that
+    /// a commit finds a chunk it can reuse without reading every chunk (none: a segment
+    /// from before they were kept).
+    #[serde(default)]
+    pub keys: Option<String>,
 }
 
 impl SegmentMeta {
@@ -69,8 +79,15 @@ impl SegmentMeta {
             v.push(format!("dense/{g}.hnsw.graph"));
             v.push(format!("dense/{g}.hnsw.data"));
         }
+        v.extend(self.graph_file.clone());
         v.extend(self.deletes.clone());
+        v.extend(self.keys.clone());
         v
+    }
+
+    /// Whether it has a graph of either kind.
+    pub fn has_graph(&self) -> bool {
+        self.graph.is_some() || self.graph_file.is_some()
     }
 }
 
@@ -86,9 +103,13 @@ pub fn vectors_file(id: u64) -> String {
 pub fn codes_file(id: u64) -> String {
     format!("late/s{id}.tok")
 }
-/// The basename the HNSW dump of segment `id` is asked to use.
-pub fn graph_base(id: u64) -> String {
-    format!("s{id}")
+/// The text keys of segment `id`.
+pub fn keys_file(id: u64) -> String {
+    format!("chunks/s{id}.keys")
+}
+/// The graph file of segment `id`.
+pub fn graph_file(id: u64) -> String {
+    format!("dense/s{id}.graph")
 }
 /// The deletion bitset of segment `id` as of generation `gen`.
 pub fn deletes_file(id: u64, gen: u64) -> String {
@@ -96,6 +117,41 @@ pub fn deletes_file(id: u64, gen: u64) -> String {
 }
 
 const DEL_MAGIC: &[u8; 8] = b"PPDEL001";
+const KEYS_MAGIC: &[u8; 8] = b"PPKEYS01";
+
+/// One 64-bit key per chunk of a segment, in row order: a hash of the text the model read
+/// for its vector (title, heading trail, text). A commit looks its new chunks' keys up here
+/// to reuse vectors; reading 8 bytes a chunk instead of decoding every chunk record kept a
+/// one-file commit from scanning the whole chunk store.
+pub struct TextKeys;
+
+impl TextKeys {
+    /// Writes `keys` (fsynced).
+    pub fn write(path: &Path, keys: &[u64]) -> Result<()> {
+        let mut b = Vec::with_capacity(16 + keys.len() * 8);
+        b.extend_from_slice(KEYS_MAGIC);
+        b.extend_from_slice(&(keys.len() as u64).to_le_bytes());
+        for k in keys {
+            b.extend_from_slice(&k.to_le_bytes());
+        }
+        crate::store::write_synced(path, &b)
+    }
+
+    /// Reads the keys of a segment of `rows` rows.
+    pub fn read(path: &Path, rows: usize) -> Result<Vec<u64>> {
+        let b = std::fs::read(path).at(path)?;
+        if b.len() != 16 + rows * 8 || &b[..8] != KEYS_MAGIC {
+            return Err(Error::corrupt(
+                path,
+                format!("not the text keys of a segment of {rows} chunks"),
+            ));
+        }
+        Ok(b[16..]
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect())
+    }
+}
 
 /// Deleted rows of one segment, a bit per row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -177,6 +233,9 @@ pub struct Segment {
     meta: SegmentMeta,
     store: ChunkStore,
     dense: DenseIndex,
+    /// Where its graph file is; mapped by the first search that needs it.
+    flat_path: Option<std::path::PathBuf>,
+    flat: std::sync::OnceLock<Option<GraphFile>>,
     codes: TokenCodes,
     dead: Option<DeadRows>,
     /// The local row of each live chunk, when some are deleted (else row = live index).
@@ -225,7 +284,9 @@ impl Segment {
             Some(d) => Some(DeadRows::read(&dir.join(d), store.len())?),
             None => None,
         };
-        Ok(Segment::assemble(meta.clone(), store, dense, codes, dead))
+        let mut seg = Segment::assemble(meta.clone(), store, dense, codes, dead);
+        seg.flat_path = meta.graph_file.as_ref().map(|f| dir.join(f));
+        Ok(seg)
     }
 
     /// A segment over opened parts (a commit that has just written them).
@@ -246,18 +307,33 @@ impl Segment {
             meta,
             store,
             dense,
+            flat_path: None,
+            flat: std::sync::OnceLock::new(),
             codes,
             dead,
             live_rows,
         }
     }
 
-    /// This segment with graph `g`, dumped as `name`.
-    pub fn with_graph(mut self, name: String, g: crate::dense::Graph) -> Segment {
-        self.meta.graph = Some(name);
-        let vectors = self.dense.into_vectors();
-        self.dense = DenseIndex::new(vectors, Some(g));
+    /// This segment with its graph file `rel` (relative to `dir`), written.
+    pub fn with_graph_file(mut self, dir: &Path, rel: String) -> Segment {
+        self.flat_path = Some(dir.join(&rel));
+        self.meta.graph_file = Some(rel);
         self
+    }
+
+    /// Its graph file, mapped on first use. `None`: no graph, or (a reader that kept an old
+    /// generation while the writer moved on) its file was removed, and the segment is
+    /// scanned exactly instead.
+    pub fn graph_file(&self) -> Result<Option<&GraphFile>> {
+        if let Some(g) = self.flat.get() {
+            return Ok(g.as_ref());
+        }
+        let g = match &self.flat_path {
+            Some(p) if p.is_file() => Some(GraphFile::open(p, self.store.len())?),
+            _ => None,
+        };
+        Ok(self.flat.get_or_init(|| g).as_ref())
     }
 
     /// What the manifest records of it.
@@ -283,6 +359,15 @@ impl Segment {
     /// Its token codes (all rows).
     pub fn codes(&self) -> &TokenCodes {
         &self.codes
+    }
+
+    /// Its text keys, in row order, when it keeps them (read from disk on each call: only
+    /// a commit or a merge asks).
+    pub fn text_keys(&self, dir: &Path) -> Result<Option<Vec<u64>>> {
+        match &self.meta.keys {
+            Some(k) => Ok(Some(TextKeys::read(&dir.join(k), self.store.len())?)),
+            None => Ok(None),
+        }
     }
 
     /// Its deleted rows.
@@ -331,6 +416,24 @@ impl Segment {
         pass: Option<&(dyn Fn(u64) -> bool + Sync)>,
     ) -> Result<Vec<(u64, f32)>> {
         let live = |id: u64| self.holds(id) && pass.is_none_or(|p| p(id));
+        if let Some(f) = self.graph_file()? {
+            let row_ok = |r: u32| {
+                self.dead.as_ref().is_none_or(|d| !d.contains(r as usize))
+                    && pass.is_none_or(|p| p(self.store.id_at(r as usize)))
+            };
+            let filtered = pass.is_some() || self.dead.is_some();
+            let rows = f.search(
+                self.dense.vectors(),
+                query,
+                k,
+                ef,
+                filtered.then_some(&row_ok as &dyn Fn(u32) -> bool),
+            );
+            return Ok(rows
+                .into_iter()
+                .map(|(r, s)| (self.store.id_at(r as usize), s))
+                .collect());
+        }
         match self.dense.graph()? {
             Some(g) => {
                 let filtered = pass.is_some() || self.has_tombstones(g);
@@ -550,6 +653,7 @@ impl Segments {
     /// half-way).
     pub fn load_graphs(&self) -> Result<()> {
         for s in &self.segs {
+            s.graph_file()?;
             s.dense.graph()?;
         }
         Ok(())
@@ -557,12 +661,16 @@ impl Segments {
 
     /// Whether any segment has a graph.
     pub fn has_graph(&self) -> bool {
-        self.segs.iter().any(|s| s.dense.has_graph())
+        self.segs
+            .iter()
+            .any(|s| s.flat_path.is_some() || s.dense.has_graph())
     }
 
-    /// Whether any segment's graph is in memory (a test of the lazy load).
+    /// Whether any segment's graph is mapped or in memory (a test of the lazy load).
     pub fn graph_loaded(&self) -> bool {
-        self.segs.iter().any(|s| s.dense.graph_loaded())
+        self.segs
+            .iter()
+            .any(|s| s.flat.get().is_some_and(|g| g.is_some()) || s.dense.graph_loaded())
     }
 
     /// Top `k` live chunks for a normalised query: `(chunk id, cosine)`, best first. Each
@@ -669,8 +777,30 @@ impl Segments {
             if seg.live() == 0 {
                 continue;
             }
-            let lists: Vec<Vec<(usize, f32)>> = match seg.dense.graph()? {
-                Some(g) => {
+            let flat = seg.graph_file()?;
+            let lists: Vec<Vec<(usize, f32)>> = match (flat, seg.dense.graph()?) {
+                (Some(f), _) => {
+                    let row_ok = |r: u32| seg.dead.as_ref().is_none_or(|d| !d.contains(r as usize));
+                    let filtered = seg.dead.is_some();
+                    queries
+                        .par_chunks(self.dim.max(1))
+                        .map(|q| {
+                            f.search(
+                                seg.dense.vectors(),
+                                q,
+                                m,
+                                ef.max(m),
+                                filtered.then_some(&row_ok as &dyn Fn(u32) -> bool),
+                            )
+                            .into_iter()
+                            .filter_map(|(r, s)| {
+                                Some((self.bases[si] + seg.live_index(r as usize)?, s))
+                            })
+                            .collect()
+                        })
+                        .collect()
+                }
+                (None, Some(g)) => {
                     let live = |id: u64| seg.holds(id);
                     let filtered = seg.has_tombstones(g);
                     queries
@@ -683,7 +813,7 @@ impl Segments {
                         })
                         .collect()
                 }
-                None => {
+                (None, None) => {
                     // Deleted rows are scored too and dropped after: ask for that many more.
                     let extra = seg.dead.as_ref().map_or(0, DeadRows::count);
                     crate::dense::exact_neighbours_of(&queries, seg.dense.vectors(), m + extra)

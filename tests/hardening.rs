@@ -439,33 +439,29 @@ fn a_reader_keeps_its_generation_through_three_commits() {
 // ---- 6. graph dumps -------------------------------------------------------------------
 
 #[test]
-fn a_graph_dump_into_an_unwritable_place_is_an_error() {
+fn a_graph_file_into_an_unwritable_place_is_an_error() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("notes");
     write_corpus(&src, 60);
     let mut cfg = fake_config();
     cfg.hnsw.min_points = 10;
-    let mut e = Engine::create(work.path().join("idx"), cfg).unwrap();
+    let mut e = Engine::create(work.path().join("idx"), cfg.clone()).unwrap();
     e.add_folder(&src).unwrap();
-    let g = e.segments().segments()[0]
-        .dense()
-        .graph()
-        .unwrap()
-        .expect("a graph");
+    let seg = &e.segments().segments()[0];
+    let ids: Vec<u64> = (0..seg.store().len())
+        .map(|r| seg.store().id_at(r))
+        .collect();
+    let g = pinpoint::dense::build_graph(&cfg.hnsw, seg.dense().vectors(), &ids);
     // A file where the folder should be: not writable even for root.
     let file = work.path().join("plain-file");
     std::fs::write(&file, "x").unwrap();
-    let err = pinpoint::dense::dump_graph(g, &file.join("sub"), "g1").unwrap_err();
-    assert!(err.to_string().contains("dump failed"), "{err}");
-    // The dump that succeeded is on disk in full.
-    let m = e.manifest().clone();
-    let base = m.segments[0].graph.clone().unwrap();
-    for ext in ["hnsw.graph", "hnsw.data"] {
-        assert!(work
-            .path()
-            .join(format!("idx/dense/{base}.{ext}"))
-            .is_file());
-    }
+    let err =
+        pinpoint::graph_file::GraphFile::write(&g, seg.store(), &file.join("sub/g")).unwrap_err();
+    assert!(err.to_string().contains("plain-file"), "{err}");
+    // The graph file the commit wrote is on disk and answers.
+    let rel = graph_base(&e).unwrap();
+    assert!(work.path().join("idx").join(&rel).is_file());
+    assert!(seg.graph_file().unwrap().is_some());
 }
 
 // ---- error messages name fixes that work -------------------------------------------------
@@ -752,9 +748,9 @@ fn the_graph_is_loaded_by_the_first_search_that_needs_it() {
 
     // Damage the graph's data file, keeping its size (the manifest's size check passes).
     let base = graph_base(&Engine::open_read_only(&idx, cfg.clone()).unwrap()).unwrap();
-    let data = idx.join(format!("dense/{base}.hnsw.graph"));
+    let data = idx.join(&base);
     let mut bytes = std::fs::read(&data).unwrap();
-    for b in bytes.iter_mut().take(64) {
+    for b in bytes.iter_mut().skip(8).take(16) {
         *b = 0xAB;
     }
     std::fs::write(&data, bytes).unwrap();

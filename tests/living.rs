@@ -282,7 +282,7 @@ fn compaction_drops_tombstones_and_keeps_answers() {
     };
     assert_eq!(key(&before), key(&after));
     // Past the deleted share that rewrites a segment (30%), the merge policy rewrites it
-    // after the commit, with a graph built afresh (its tombstones pass 10% of it).
+    // after the commit, with a graph built afresh.
     for i in 4..26 {
         e.remove_document(&format!("d{i}")).unwrap();
     }

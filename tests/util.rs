@@ -140,18 +140,21 @@ pub fn write_pdf(path: &Path, pages: &[&[&str]]) {
     doc.save(path).unwrap();
 }
 
-/// The basename of the first graph dump among the index's segments.
+/// The graph file (relative to the index folder) of the first segment that has one.
 pub fn graph_base(e: &pinpoint::Engine) -> Option<String> {
-    e.manifest().segments.iter().find_map(|s| s.graph.clone())
+    e.manifest()
+        .segments
+        .iter()
+        .find_map(|s| s.graph_file.clone())
 }
 
-/// Points in the segments' graphs together (each graph loaded for this), deleted
+/// Rows the segments' graphs cover together (each graph file mapped for this), deleted
 /// chunks that a graph still holds included.
 pub fn graph_points(e: &pinpoint::Engine) -> usize {
     e.segments()
         .segments()
         .iter()
-        .filter_map(|s| s.dense().graph().unwrap())
-        .map(|g| g.get_nb_point())
+        .filter_map(|s| s.graph_file().unwrap())
+        .map(|g| g.rows())
         .sum()
 }

@@ -99,8 +99,8 @@ pub struct ScaleReport {
     pub segments: usize,
     /// Real sentences embedded.
     pub base_vectors: usize,
-    /// Mean cosine between a copy and its original vector.
-    pub copy_cosine_mean: f64,
+    /// Mean cosine between a copy and its original vector (none: no copies at this size).
+    pub copy_cosine_mean: Option<f64>,
     /// Build wall time.
     pub build_s: f64,
     /// Build time by stage (summed over commits and merges).
@@ -134,8 +134,21 @@ impl ScaleReport {
     /// The report as text.
     pub fn render(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
         let mb = |b: u64| b as f64 / 1e6;
-        writeln!(out, "scale: {} chunks in {} segments ({} real sentences, copies at mean cosine {:.3}); encoder {}", self.chunks, self.segments, self.base_vectors, self.copy_cosine_mean, self.encoder)?;
-        writeln!(out, "build: {:.1} s, peak RSS {:.0} MB", self.build_s, mb(self.build_peak_rss_bytes))?;
+        let copies = match self.copy_cosine_mean {
+            Some(c) => format!("copies at mean cosine {c:.3} to their sentence"),
+            None => "no copies".into(),
+        };
+        writeln!(
+            out,
+            "scale: {} chunks in {} segments ({} real sentences, {copies}); encoder {}",
+            self.chunks, self.segments, self.base_vectors, self.encoder
+        )?;
+        writeln!(
+            out,
+            "build: {:.1} s, peak RSS {:.0} MB",
+            self.build_s,
+            mb(self.build_peak_rss_bytes)
+        )?;
         for (s, t) in &self.build_stages {
             writeln!(out, "  {s:<12} {t:>9.1} s")?;
         }
@@ -144,15 +157,45 @@ impl ScaleReport {
         for (s, b) in &self.disk_bytes {
             writeln!(out, "  {s:<12} {:>9.1} MB", mb(*b))?;
         }
-        for (what, c) in [("add", &self.commit.add), ("edit", &self.commit.edit), ("delete", &self.commit.delete)] {
-            writeln!(out, "one-file {what:<6}: {:.3} s, {:.2} MB written", c.seconds, mb(c.bytes_written))?;
+        for (what, c) in [
+            ("add", &self.commit.add),
+            ("edit", &self.commit.edit),
+            ("delete", &self.commit.delete),
+        ] {
+            writeln!(
+                out,
+                "one-file {what:<6}: {:.3} s, {:.2} MB written",
+                c.seconds,
+                mb(c.bytes_written)
+            )?;
         }
-        writeln!(out, "cold query: {:.2} s, peak RSS {:.0} MB", self.cold.query_s, mb(self.cold.peak_rss_bytes))?;
-        writeln!(out, "warm default: p50 {:.1} ms, p95 {:.1} ms", self.warm.default.p50_ms, self.warm.default.p95_ms)?;
-        writeln!(out, "warm hybrid:  p50 {:.1} ms, p95 {:.1} ms", self.warm.hybrid.p50_ms, self.warm.hybrid.p95_ms)?;
-        writeln!(out, "dense recall@10 at ef {}: {:.4}; graph inserts/s {:.0}", self.ef, self.recall_at_10, self.graph_inserts_per_s)?;
+        writeln!(
+            out,
+            "cold query: {:.2} s, peak RSS {:.0} MB",
+            self.cold.query_s,
+            mb(self.cold.peak_rss_bytes)
+        )?;
+        writeln!(
+            out,
+            "warm default: p50 {:.1} ms, p95 {:.1} ms",
+            self.warm.default.p50_ms, self.warm.default.p95_ms
+        )?;
+        writeln!(
+            out,
+            "warm hybrid:  p50 {:.1} ms, p95 {:.1} ms",
+            self.warm.hybrid.p50_ms, self.warm.hybrid.p95_ms
+        )?;
+        writeln!(
+            out,
+            "dense recall@10 at ef {}: {:.4}; graph inserts/s {:.0}",
+            self.ef, self.recall_at_10, self.graph_inserts_per_s
+        )?;
         for p in &self.curve {
-            writeln!(out, "  ef {:>4}: recall@10 {:.4}, {:.0} QPS (1 thread)", p.ef, p.recall10, p.qps)?;
+            writeln!(
+                out,
+                "  ef {:>4}: recall@10 {:.4}, {:.0} QPS (1 thread)",
+                p.ef, p.recall10, p.qps
+            )?;
         }
         match self.qps_at_recall_0_98 {
             Some(q) => writeln!(out, "QPS at recall 0.98: {q:.0}"),
@@ -194,7 +237,11 @@ impl ScaleEmbedder {
         v
     }
 
-    fn embed(&self, texts: &[&str], model: impl Fn(&[&str]) -> Result<Vec<f32>>) -> Result<Vec<f32>> {
+    fn embed(
+        &self,
+        texts: &[&str],
+        model: impl Fn(&[&str]) -> Result<Vec<f32>>,
+    ) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(texts.len() * self.real.dim());
         for t in texts {
             match tag(t) {
@@ -283,31 +330,44 @@ fn peak_rss() -> u64 {
 }
 
 /// Runs `exe args`, returning its wall time and peak resident memory.
+///
+/// The peak is the child's own `VmHWM`, read every 2 ms while it runs: `wait4`'s
+/// `ru_maxrss` would also count the parent's memory, which a spawned child shares until
+/// it executes the program (Linux folds that into the child's figure).
 fn run_measured(exe: &Path, args: &[&str]) -> Result<Cold> {
     let t = Instant::now();
-    let child = std::process::Command::new(exe)
+    let mut child = std::process::Command::new(exe)
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(|e| Error::io(exe, e))?;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our own child, not yet waited for; `status` and `usage` are valid
-    // for writes for the duration of the call.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    if r != pid || status != 0 {
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    let status = loop {
+        if let Ok(s) = std::fs::read_to_string(&status_file) {
+            let hwm = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
+            if let Some(kb) = hwm {
+                peak = peak.max(kb * 1024);
+            }
+        }
+        match child.try_wait().map_err(|e| Error::io(exe, e))? {
+            Some(st) => break st,
+            None => std::thread::sleep(std::time::Duration::from_millis(2)),
+        }
+    };
+    if !status.success() {
         return Err(Error::invalid(
             "bench",
-            format!("the cold query ({}) failed with status {status}", exe.display()),
+            format!("the cold query ({}) failed: {status}", exe.display()),
         ));
     }
     Ok(Cold {
         query_s: t.elapsed().as_secs_f64(),
-        // Linux reports kilobytes.
-        peak_rss_bytes: usage.ru_maxrss as u64 * 1024,
+        peak_rss_bytes: peak,
     })
 }
 
@@ -326,7 +386,12 @@ fn dir_size(p: &Path) -> u64 {
 }
 
 /// Builds the index in `work/scale-index` and measures it.
-pub fn run(cfg: &ScaleConfig, engine_cfg: EngineConfig, work: &Path, log: &dyn Fn(&str)) -> Result<ScaleReport> {
+pub fn run(
+    cfg: &ScaleConfig,
+    engine_cfg: EngineConfig,
+    work: &Path,
+    log: &dyn Fn(&str),
+) -> Result<ScaleReport> {
     let mut report = ScaleReport::default();
     let ds = Dataset::load_beir(&cfg.beir, "test")?;
     let texts = sentence_texts(&ds.corpus, cfg.base.min(cfg.chunks));
@@ -364,7 +429,7 @@ pub fn run(cfg: &ScaleConfig, engine_cfg: EngineConfig, work: &Path, log: &dyn F
         let (b, c) = (i % nb, 1 + (i / nb) as u64);
         cos += dot(&scale.vector(b, 0), &scale.vector(b, c)) as f64;
     }
-    report.copy_cosine_mean = if probes > 0 { cos / probes as f64 } else { 1.0 };
+    report.copy_cosine_mean = (probes > 0).then(|| cos / probes as f64);
     report.base_vectors = nb;
 
     let dir = work.join("scale-index");
@@ -385,7 +450,11 @@ pub fn run(cfg: &ScaleConfig, engine_cfg: EngineConfig, work: &Path, log: &dyn F
         let end = (i + cfg.batch.max(1)).min(cfg.chunks);
         for j in i..end {
             let (b, c) = (j % nb, (j / nb) as u64);
-            e.add_document(&format!("c{c}/s{b}"), "", &format!("{} zq{c}x{b}", texts[b]))?;
+            e.add_document(
+                &format!("c{c}/s{b}"),
+                "",
+                &format!("{} zq{c}x{b}", texts[b]),
+            )?;
         }
         e.commit()?;
         log(&format!(
@@ -409,31 +478,47 @@ pub fn run(cfg: &ScaleConfig, engine_cfg: EngineConfig, work: &Path, log: &dyn F
         .filter(|s| s.graph.is_some())
         .map(|s| s.rows)
         .sum();
-    report.graph_inserts_per_s = if hnsw_s > 0.0 { graphed as f64 / hnsw_s } else { 0.0 };
-    for sub in ["chunks", "dense", "late", "lexical", "near", "docs", "meta", "del"] {
-        report.disk_bytes.insert(sub.to_string(), dir_size(&dir.join(sub)));
+    report.graph_inserts_per_s = if hnsw_s > 0.0 {
+        graphed as f64 / hnsw_s
+    } else {
+        0.0
+    };
+    for sub in [
+        "chunks", "dense", "late", "lexical", "near", "docs", "meta", "del",
+    ] {
+        report
+            .disk_bytes
+            .insert(sub.to_string(), dir_size(&dir.join(sub)));
     }
 
     // One file added, edited, removed.
     log("one-file commits ...");
-    let probe = |e: &mut Engine, f: &mut dyn FnMut(&mut Engine) -> Result<()>| -> Result<CommitCost> {
-        let (w, t) = (bytes_written(), Instant::now());
-        f(e)?;
-        e.commit()?;
-        Ok(CommitCost {
-            seconds: t.elapsed().as_secs_f64(),
-            bytes_written: bytes_written().saturating_sub(w),
-        })
-    };
+    let probe =
+        |e: &mut Engine, f: &mut dyn FnMut(&mut Engine) -> Result<()>| -> Result<CommitCost> {
+            let (w, t) = (bytes_written(), Instant::now());
+            f(e)?;
+            e.commit()?;
+            Ok(CommitCost {
+                seconds: t.elapsed().as_secs_f64(),
+                bytes_written: bytes_written().saturating_sub(w),
+            })
+        };
     let note = "Tidal range depends on the alignment of the sun and the moon.";
     report.commit.add = probe(&mut e, &mut |e| e.add_document("probe.txt", "probe", note))?;
     report.commit.edit = probe(&mut e, &mut |e| {
-        e.add_document("probe.txt", "probe", "Spring tides follow the full and the new moon.")
+        e.add_document(
+            "probe.txt",
+            "probe",
+            "Spring tides follow the full and the new moon.",
+        )
     })?;
     report.commit.delete = probe(&mut e, &mut |e| e.remove_document("probe.txt"))?;
     drop(e);
 
-    let mut queries: Vec<String> = crate::eval::beir_labelled(&ds).into_iter().map(|q| q.1).collect();
+    let mut queries: Vec<String> = crate::eval::beir_labelled(&ds)
+        .into_iter()
+        .map(|q| q.1)
+        .collect();
     queries.truncate(cfg.queries.max(1));
     if let (Some(exe), Some(q)) = (&cfg.exe, queries.first()) {
         log("cold query ...");
@@ -461,12 +546,19 @@ pub fn run(cfg: &ScaleConfig, engine_cfg: EngineConfig, work: &Path, log: &dyn F
         .iter()
         .map(|q| real.embed_query(q))
         .collect::<Result<_>>()?;
-    let exact: Vec<Vec<u64>> = qv.iter().map(|q| segs.exact(q, 10).into_iter().map(|x| x.0).collect()).collect();
+    let exact: Vec<Vec<u64>> = qv
+        .iter()
+        .map(|q| segs.exact(q, 10).into_iter().map(|x| x.0).collect())
+        .collect();
     let recall = |ef: usize| -> Result<(f64, f64)> {
         let t = Instant::now();
         let mut hits = 0;
         for (q, ex) in qv.iter().zip(&exact) {
-            hits += segs.search(q, 10, ef)?.iter().filter(|(id, _)| ex.contains(id)).count();
+            hits += segs
+                .search(q, 10, ef)?
+                .iter()
+                .filter(|(id, _)| ex.contains(id))
+                .count();
         }
         let qps = qv.len() as f64 / t.elapsed().as_secs_f64();
         Ok((hits as f64 / (qv.len() * 10).max(1) as f64, qps))

@@ -166,10 +166,12 @@ pub(super) fn stats(a: StatsArgs) -> Result<()> {
         "chunking    {} tokens, overlap {}",
         s.chunk_tokens, s.chunk_overlap
     )?;
+    let graphs = s.segments.iter().filter(|x| x.graph.is_some()).count();
+    let deleted: u64 = s.segments.iter().map(|x| x.deleted).sum();
     writeln!(
         out,
-        "dense       {}",
-        if s.hnsw { "HNSW graph" } else { "exact scan" }
+        "segments    {} ({graphs} with an HNSW graph, the rest scanned exactly; {deleted} deleted chunks awaiting a merge)",
+        s.segments.len()
     )?;
     match s.token_codes {
         Some(n) => writeln!(out, "token codes {n} tokens (reranking by MaxSim)")?,

@@ -173,6 +173,18 @@ pub(crate) const ARTIFACTS: &[Artifact] = &[
         present: with_graph,
     },
     Artifact {
+        folder: "chunks",
+        what: "chunk text keys",
+        writer: "segment::TextKeys::write",
+        reader: "segment::TextKeys::read",
+        naming: Naming::PerGeneration {
+            prefix: "",
+            suffix: ".keys",
+        },
+        per_segment: true,
+        present: with_segments,
+    },
+    Artifact {
         folder: "del",
         what: "deletion bitsets",
         writer: "segment::DeadRows::write",
@@ -329,7 +341,9 @@ pub(crate) fn segments_of(m: &Manifest) -> Vec<SegmentMeta> {
         vectors: vec_file(gen),
         codes: m.token_codes.then(|| late_file(gen)),
         graph: m.hnsw.clone(),
+        graph_file: None,
         deletes: None,
+        keys: None,
     }]
 }
 

@@ -15,8 +15,9 @@ use super::artifacts::{self, docs_file, meta_file, near_file, pending_manifest, 
 use super::{Engine, IndexReport};
 use crate::chunk::{chunk_document, contextual_text};
 use crate::collection::DocMeta;
-use crate::dense::{build_graph, dump_graph, DenseIndex};
+use crate::dense::{build_graph, DenseIndex};
 use crate::error::{Error, IoContext, Result};
+use crate::graph_file::GraphFile;
 use crate::ingest::Document;
 use crate::late::TokenCodes;
 use crate::near::NeighbourTable;
@@ -153,6 +154,8 @@ impl Engine {
         // Assign ids and build records; old chunks keep their ids (and rows).
         let mut next_id = self.manifest.next_chunk_id;
         let mut records: Vec<ChunkRecord> = Vec::new();
+        // The key of the text each record's vector was computed from (`TextKeys`).
+        let mut keys: Vec<u64> = Vec::new();
         let mut rows_from_old: Vec<Option<usize>> = Vec::new();
         let mut embed_texts: Vec<String> = Vec::new();
         // Per record: which embedded text gives its vector (`None`: a row of the current
@@ -204,6 +207,7 @@ impl Engine {
                             }
                         };
                         lex_adds.push(records.len());
+                        keys.push(key);
                         records.push(ChunkRecord {
                             id,
                             doc: doc.key.clone(),
@@ -228,6 +232,12 @@ impl Engine {
                             r.id = id;
                             r.doc = doc.key.clone();
                             lex_adds.push(records.len());
+                            // Its vector was computed under the old title.
+                            keys.push(text_key(&contextual_text(
+                                &old.title,
+                                r.heading.as_deref(),
+                                &r.text,
+                            )));
                             records.push(r);
                             rows_from_old.push(Some(pos));
                             embed_of.push(None);
@@ -353,6 +363,7 @@ impl Engine {
             gen,
             Generation {
                 records,
+                keys,
                 vecs: seg_vecs,
                 codes: seg_codes,
                 dead,
@@ -382,6 +393,7 @@ impl Engine {
     pub(super) fn write_generation(&mut self, gen: u64, data: Generation) -> Result<()> {
         let Generation {
             records,
+            keys,
             vecs,
             codes,
             dead,
@@ -403,7 +415,7 @@ impl Engine {
         if !records.is_empty() {
             let id = next_segment;
             next_segment += 1;
-            let (meta, seg) = self.write_segment(id, &records, vecs, &codes)?;
+            let (meta, seg) = self.write_segment(id, &records, vecs, &codes, &keys)?;
             metas.push(meta);
             new_segment = Some(seg);
         }
@@ -601,8 +613,9 @@ impl Engine {
         records: &[ChunkRecord],
         vecs: Vec<f32>,
         codes: &[Codes],
+        keys: &[u64],
     ) -> Result<(SegmentMeta, Segment)> {
-        let (meta, seg) = self.write_segment_without_graph(id, records, vecs, codes)?;
+        let (meta, seg) = self.write_segment_without_graph(id, records, vecs, codes, keys)?;
         let params = &self.cfg.hnsw;
         if records.len() < params.min_points.max(1) {
             return Ok((meta, seg));
@@ -610,9 +623,12 @@ impl Engine {
         self.progress.start("hnsw", records.len() as u64);
         let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
         let g = build_graph(params, seg.dense().vectors(), &ids);
-        let name = dump_graph(&g, &self.dir.join("dense"), &crate::segment::graph_base(id))?;
+        let rel = crate::segment::graph_file(id);
+        GraphFile::write(&g, seg.store(), &self.dir.join(&rel))?;
+        drop(g);
+        sync_dir(&self.dir.join("dense"))?;
         self.progress.finish();
-        let seg = seg.with_graph(name, g);
+        let seg = seg.with_graph_file(&self.dir, rel);
         Ok((seg.meta().clone(), seg))
     }
 
@@ -623,12 +639,20 @@ impl Engine {
         records: &[ChunkRecord],
         vecs: Vec<f32>,
         codes: &[Codes],
+        keys: &[u64],
     ) -> Result<(SegmentMeta, Segment)> {
         let dim = self.spec.dim;
         let dir = &self.dir;
         let chunks = crate::segment::chunks_file(id);
         let vectors = crate::segment::vectors_file(id);
         write_chunks(&dir.join(&chunks), records)?;
+        let keys_path = if keys.len() == records.len() {
+            let f = crate::segment::keys_file(id);
+            crate::segment::TextKeys::write(&dir.join(&f), keys)?;
+            Some(f)
+        } else {
+            None
+        };
         write_vectors(&dir.join(&vectors), dim, &vecs)?;
         drop(vecs);
         let store = ChunkStore::open(&dir.join(&chunks))?;
@@ -666,7 +690,9 @@ impl Engine {
             vectors,
             codes: codes_path,
             graph: None,
+            graph_file: None,
             deletes: None,
+            keys: keys_path,
         };
         let seg = Segment::assemble(
             meta.clone(),
@@ -678,13 +704,19 @@ impl Engine {
         Ok((meta, seg))
     }
 
-    /// Checksums of `files`: carried over from the current manifest for a file it
-    /// records (a segment's files never change), computed for the others.
+    /// Checksums of `files`: carried over from the current manifest for the files of its
+    /// segments (a segment's files never change after they are written), computed for the
+    /// others (new files, and the per-generation tables).
     pub(super) fn checksums(&self, files: &[String]) -> Result<Vec<crate::store::FileSum>> {
+        let old: HashSet<String> = artifacts::segments_of(&self.manifest)
+            .iter()
+            .flat_map(|s| s.files())
+            .collect();
         let known: HashMap<&str, &crate::store::FileSum> = self
             .manifest
             .files
             .iter()
+            .filter(|f| old.contains(&f.path))
             .map(|f| (f.path.as_str(), f))
             .collect();
         files
@@ -752,15 +784,22 @@ impl Engine {
     /// the chunk's store position: what a new chunk with the same text reuses.
     fn embedded_texts(&self, docs: &HashMap<&str, &DocRecord>) -> Result<HashMap<u64, usize>> {
         let mut out = HashMap::with_capacity(self.segs.len());
-        for pos in 0..self.segs.len() {
-            let r = self.segs.get(pos)?;
-            let title = docs.get(r.doc.as_str()).map_or("", |d| d.title.as_str());
-            out.entry(text_key(&contextual_text(
-                title,
-                r.heading.as_deref(),
-                &r.text,
-            )))
-            .or_insert(pos);
+        for (si, seg) in self.segs.segments().iter().enumerate() {
+            let base = self.segs.base_of(si);
+            let keys = seg.text_keys(&self.dir)?;
+            for i in 0..seg.live() {
+                let row = seg.live_row(i);
+                let key = match &keys {
+                    Some(k) => k.get(row).copied().unwrap_or_default(),
+                    // A segment from before text keys: its chunks are read.
+                    None => {
+                        let r = seg.store().get(row)?;
+                        let title = docs.get(r.doc.as_str()).map_or("", |d| d.title.as_str());
+                        text_key(&contextual_text(title, r.heading.as_deref(), &r.text))
+                    }
+                };
+                out.entry(key).or_insert(base + i);
+            }
         }
         Ok(out)
     }
@@ -779,7 +818,7 @@ impl Engine {
 /// A chunk's identity for reuse: a hash of the text the model reads (title, heading trail
 /// and text, [`contextual_text`]). 64 bits of SipHash over texts of one index: a collision
 /// would need billions of distinct chunks.
-fn text_key(text: &str) -> u64 {
+pub(super) fn text_key(text: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut h);
@@ -812,6 +851,8 @@ pub(super) enum Codes {
 pub(super) struct Generation {
     /// The chunks of the new segment, sorted by id (none: no new segment).
     records: Vec<ChunkRecord>,
+    /// The key of the text each one's vector was computed from, same order.
+    keys: Vec<u64>,
     /// Their vectors, same order.
     vecs: Vec<f32>,
     /// Their token codes, same order (empty when the index keeps none).

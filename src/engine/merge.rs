@@ -8,10 +8,9 @@
 //! way a commit is: the manifest's rename is the commit point, and files written before a
 //! crash are unreferenced and removed by the next writer.
 //!
-//! The merged segment's graph starts from its largest member's graph and inserts the
-//! others' chunks (hnsw_rs inserts into a loaded graph), rather than building from
-//! nothing; that member's deleted chunks stay in it as filtered points until they pass
-//! [`crate::dense::HnswParams::max_tombstone_ratio`] of it, when it is built afresh.
+//! The merged segment's graph is built afresh (hnsw_rs, parallel insertion) and written as
+//! a graph file ([`crate::graph_file`]): extending a member's graph would need it back in
+//! hnsw_rs's in-memory form, about 4.5 KB a point, which is what graph files exist to avoid.
 //!
 //! Not for: what a segment holds (`crate::segment`) or a commit's own writes
 //! (`commit.rs`).
@@ -21,7 +20,6 @@ use std::ops::Range;
 use super::artifacts::{self, docs_file, meta_file, near_file, pending_manifest, MANIFEST};
 use super::commit::Codes;
 use super::Engine;
-use crate::dense::{dump_graph, load_graph, Graph};
 use crate::error::{IoContext, Result};
 use crate::segment::{SegmentMeta, Segments};
 use crate::store::sync_dir;
@@ -43,14 +41,10 @@ pub const MAX_DELETED_SHARE: f64 = 0.3;
 /// that triggers it. Bigger merges wait for `pinpoint compact`.
 pub const MERGE_BUDGET: u64 = 250_000;
 
-/// How a merged segment gets its graph.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum GraphPlan {
-    /// Start from the largest member's graph and insert the rest.
-    Extend,
-    /// Build one from nothing (compaction: no filtered points left).
-    Rebuild,
-}
+/// The largest segment `compact` makes: building its graph holds hnsw_rs's in-memory graph
+/// (about 4.5 KB a point) beside the vectors, ~3 GB at this size, inside the 4 GiB a
+/// million-chunk build may peak at.
+pub const MAX_SEGMENT: u64 = 500_000;
 
 /// The size tier of a segment of `live` chunks.
 fn tier(live: u64) -> u32 {
@@ -92,11 +86,24 @@ impl Engine {
     /// The lexical index is left to tantivy's own merging.
     pub fn compact(&mut self) -> Result<()> {
         self.require_writer()?;
-        let n = self.segs.segments().len();
-        if n == 0 {
-            return Ok(());
+        // Left to right: each run of adjacent segments that fits in MAX_SEGMENT becomes one
+        // (a single segment only when it has deleted chunks or an old-format graph).
+        let mut i = 0;
+        while i < self.manifest.segments.len() {
+            let segs = &self.manifest.segments;
+            let mut j = i;
+            let mut size = 0;
+            while j < segs.len() && (j == i || size + segs[j].live() <= MAX_SEGMENT) {
+                size += segs[j].live();
+                j += 1;
+            }
+            let alone = &segs[i];
+            if j - i > 1 || alone.deleted > 0 || alone.graph.is_some() || !self.manifest.segmented {
+                self.merge(i..j)?;
+            }
+            i += 1;
         }
-        self.merge(0..n, GraphPlan::Rebuild)
+        Ok(())
     }
 
     /// Runs the merge policy ([`plan`]) until it wants nothing more or the commit's budget
@@ -109,7 +116,7 @@ impl Engine {
                 .iter()
                 .map(SegmentMeta::live)
                 .sum();
-            self.merge(run, GraphPlan::Extend)?;
+            self.merge(run)?;
             budget = budget.saturating_sub(size.max(1));
             merges += 1;
         }
@@ -118,7 +125,7 @@ impl Engine {
 
     /// Merges the segments `run` (adjacent, in id order) into one and commits the
     /// generation that lists it in their place.
-    fn merge(&mut self, run: Range<usize>, plan: GraphPlan) -> Result<()> {
+    fn merge(&mut self, run: Range<usize>) -> Result<()> {
         let dir = self.dir.clone();
         let dim = self.spec.dim;
         let gen = self.manifest.generation + 1;
@@ -129,11 +136,27 @@ impl Engine {
         let mut records = Vec::with_capacity(live);
         let mut vecs = Vec::with_capacity(live * dim);
         let mut codes = Vec::new();
+        let mut keys = Vec::with_capacity(live);
+        let titles: std::collections::HashMap<&str, &str> = self
+            .documents()?
+            .iter()
+            .map(|d| (d.key.as_str(), d.title.as_str()))
+            .collect();
         let mut pos = base;
         for seg in members {
+            let seg_keys = seg.text_keys(&dir)?;
             for i in 0..seg.live() {
                 let row = seg.live_row(i);
-                records.push(seg.store().get(row)?);
+                let r = seg.store().get(row)?;
+                keys.push(match &seg_keys {
+                    Some(k) => k.get(row).copied().unwrap_or_default(),
+                    None => super::commit::text_key(&crate::chunk::contextual_text(
+                        titles.get(r.doc.as_str()).copied().unwrap_or(""),
+                        r.heading.as_deref(),
+                        &r.text,
+                    )),
+                });
+                records.push(r);
                 vecs.extend_from_slice(seg.dense().vectors().row(row));
                 if self.manifest.token_codes {
                     codes.push(Codes::Old(pos));
@@ -141,37 +164,8 @@ impl Engine {
                 pos += 1;
             }
         }
-        // The graph to start from: the largest member's, unless too much of it is dead.
-        let start = match plan {
-            GraphPlan::Rebuild => None,
-            GraphPlan::Extend => {
-                let largest = members
-                    .iter()
-                    .filter(|s| s.meta().graph.is_some())
-                    .max_by_key(|s| s.live());
-                match largest {
-                    Some(s) => {
-                        let g: Graph = load_graph(
-                            &dir.join("dense"),
-                            s.meta().graph.as_deref().unwrap_or_default(),
-                        )?;
-                        let points = g.get_nb_point();
-                        let dead = points.saturating_sub(s.live());
-                        let total = points + live - s.live();
-                        if (dead as f32) <= self.cfg.hnsw.max_tombstone_ratio * total as f32 {
-                            let first = s.store().id_at(0);
-                            let last = s.store().id_at(s.store().len().saturating_sub(1));
-                            Some((g, first..=last))
-                        } else {
-                            None
-                        }
-                    }
-                    None => None,
-                }
-            }
-        };
         let id = self.manifest.next_segment.max(1);
-        let (meta, _) = self.write_segment_from(id, &records, vecs, &codes, start)?;
+        let (meta, _) = self.write_segment(id, &records, vecs, &codes, &keys)?;
         drop(records);
 
         let mut metas = self.manifest.segments.clone();
@@ -227,41 +221,6 @@ impl Engine {
         self.progress.finish();
         Ok(())
     }
-
-    /// Writes `graph` (when given) extended with the rows of `records` outside its id range,
-    /// else what [`Engine::write_segment`] builds.
-    fn write_segment_from(
-        &self,
-        id: u64,
-        records: &[crate::store::ChunkRecord],
-        vecs: Vec<f32>,
-        codes: &[Codes],
-        start: Option<(Graph, std::ops::RangeInclusive<u64>)>,
-    ) -> Result<(SegmentMeta, crate::segment::Segment)> {
-        let Some((g, have)) = start else {
-            return self.write_segment(id, records, vecs, codes);
-        };
-        let dim = self.spec.dim;
-        let data: Vec<(&[f32], usize)> = records
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| !have.contains(&r.id))
-            .map(|(i, r)| (&vecs[i * dim..(i + 1) * dim], r.id as usize))
-            .collect();
-        self.progress.start("hnsw", data.len() as u64);
-        if !data.is_empty() {
-            g.parallel_insert_slice(&data);
-        }
-        drop(data);
-        let name = dump_graph(&g, &self.dir.join("dense"), &crate::segment::graph_base(id))?;
-        drop(g);
-        self.progress.finish();
-        // The segment's other files, without a graph of its own; then the extended one.
-        let (mut meta, _) = self.write_segment_without_graph(id, records, vecs, codes)?;
-        meta.graph = Some(name);
-        let seg = crate::segment::Segment::open(&self.dir, &meta, dim, false)?;
-        Ok((meta, seg))
-    }
 }
 
 #[cfg(test)]
@@ -277,7 +236,9 @@ mod tests {
             vectors: String::new(),
             codes: None,
             graph: None,
+            graph_file: None,
             deletes: None,
+            keys: None,
         }
     }
 
