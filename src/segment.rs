@@ -849,3 +849,33 @@ fn top(mut v: Vec<(u64, f32)>, k: usize) -> Vec<(u64, f32)> {
     v.sort_by(by);
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deletion_bitsets_and_text_keys_round_trip_and_damage_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("del/s1.3.bin");
+        let mut d = DeadRows::new(130);
+        for r in [0, 63, 64, 129, 500] {
+            d.set(r);
+        }
+        assert_eq!(d.count(), 4, "a row past the segment is ignored");
+        d.write(&p).unwrap();
+        let back = DeadRows::read(&p, 130).unwrap();
+        assert_eq!(back, d);
+        assert!(back.contains(129) && !back.contains(128));
+        let err = DeadRows::read(&p, 131).unwrap_err().to_string();
+        assert!(err.contains("s1.3.bin") && err.contains("131"), "{err}");
+        std::fs::write(&p, b"PPDEL00").unwrap();
+        assert!(DeadRows::read(&p, 130).is_err());
+
+        let k = dir.path().join("s1.keys");
+        TextKeys::write(&k, &[7, 8, u64::MAX]).unwrap();
+        assert_eq!(TextKeys::read(&k, 3).unwrap(), vec![7, 8, u64::MAX]);
+        let err = TextKeys::read(&k, 4).unwrap_err().to_string();
+        assert!(err.contains("s1.keys"), "{err}");
+    }
+}

@@ -44,6 +44,11 @@ pub struct ScaleConfig {
     pub beir: PathBuf,
     /// The `pinpoint` executable for the cold query (none: skipped).
     pub exe: Option<PathBuf>,
+    /// Where to write the index's vectors (`.f32`, raw little-endian, position order),
+    /// the queries' (`.queries`) and their exact top 10 (`.exact`, `u32` positions), for
+    /// `benches/reference/hnswlib_scale.py` to build and search hnswlib on the very same
+    /// vectors.
+    pub export: Option<PathBuf>,
 }
 
 /// Spread of a copy around its sentence's vector, per dimension: a copy keeps a cosine of
@@ -371,6 +376,44 @@ fn run_measured(exe: &Path, args: &[&str]) -> Result<Cold> {
     })
 }
 
+/// Writes the vectors, queries and exact answers for the reference run (see
+/// [`ScaleConfig::export`]).
+fn export(
+    segs: &crate::segment::Segments,
+    queries: &[Vec<f32>],
+    exact: &[Vec<u64>],
+    prefix: &Path,
+) -> Result<()> {
+    use std::io::Write;
+    let file = |ext: &str| -> Result<std::io::BufWriter<std::fs::File>> {
+        let p = prefix.with_extension(ext);
+        Ok(std::io::BufWriter::new(
+            std::fs::File::create(&p).map_err(|e| Error::io(&p, e))?,
+        ))
+    };
+    let io = |e: std::io::Error| Error::io(prefix, e);
+    let mut v = file("f32")?;
+    for p in 0..segs.len() {
+        for x in segs.row(p) {
+            v.write_all(&x.to_le_bytes()).map_err(io)?;
+        }
+    }
+    v.flush().map_err(io)?;
+    let mut q = file("queries")?;
+    for x in queries.iter().flatten() {
+        q.write_all(&x.to_le_bytes()).map_err(io)?;
+    }
+    q.flush().map_err(io)?;
+    let mut x = file("exact")?;
+    for ids in exact {
+        for id in ids {
+            let pos = segs.position(*id).unwrap_or(u32::MAX as usize) as u32;
+            x.write_all(&pos.to_le_bytes()).map_err(io)?;
+        }
+    }
+    x.flush().map_err(io)
+}
+
 fn dir_size(p: &Path) -> u64 {
     std::fs::read_dir(p)
         .map(|rd| {
@@ -410,12 +453,39 @@ pub fn run(
         engine_cfg.new_index_precision(),
     )?);
     report.encoder = real.encoder_path();
-    log(&format!("embedding {} sentences ...", texts.len()));
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let mut base = Vec::with_capacity(refs.len() * real.dim());
-    for part in refs.chunks(256) {
-        base.extend(real.embed_passages(part)?);
-    }
+    // The sentences' vectors are kept beside the scratch index, keyed by corpus, model,
+    // precision and count: a second run at another size does not embed them again.
+    let cache = work.join(format!(
+        "scale-base-{}-{}-{}-{}.f32",
+        &ds.corpus_hash[..ds.corpus_hash.len().min(16)],
+        real.spec().id.replace(['/', '@'], "_"),
+        real.precision(),
+        texts.len()
+    ));
+    let dim = real.dim();
+    let base = match std::fs::read(&cache) {
+        Ok(b) if b.len() == texts.len() * dim * 4 => {
+            log(&format!(
+                "{} sentence vectors from {}",
+                texts.len(),
+                cache.display()
+            ));
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        }
+        _ => {
+            log(&format!("embedding {} sentences ...", texts.len()));
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let mut base = Vec::with_capacity(refs.len() * dim);
+            for part in refs.chunks(256) {
+                base.extend(real.embed_passages(part)?);
+            }
+            let bytes: Vec<u8> = base.iter().flat_map(|x: &f32| x.to_le_bytes()).collect();
+            std::fs::write(&cache, bytes).map_err(|e| Error::io(&cache, e))?;
+            base
+        }
+    };
     let scale = Arc::new(ScaleEmbedder {
         real: real.clone(),
         base: Arc::new(base),
@@ -475,7 +545,7 @@ pub fn run(
         .manifest()
         .segments
         .iter()
-        .filter(|s| s.graph.is_some())
+        .filter(|s| s.has_graph())
         .map(|s| s.rows)
         .sum();
     report.graph_inserts_per_s = if hnsw_s > 0.0 {
@@ -563,6 +633,10 @@ pub fn run(
         let qps = qv.len() as f64 / t.elapsed().as_secs_f64();
         Ok((hits as f64 / (qv.len() * 10).max(1) as f64, qps))
     };
+    if let Some(prefix) = &cfg.export {
+        log(&format!("exporting vectors to {} ...", prefix.display()));
+        export(segs, &qv, &exact, prefix)?;
+    }
     report.ef = engine_cfg.hnsw.ef_search;
     report.recall_at_10 = recall(report.ef)?.0;
     let pool = rayon::ThreadPoolBuilder::new()

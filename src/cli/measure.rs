@@ -177,6 +177,7 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
             sigma: pinpoint::bench::scale::DEFAULT_SIGMA,
             beir: a.beir.clone(),
             exe: std::env::current_exe().ok(),
+            export: a.export_vectors.clone(),
         };
         let r = pinpoint::bench::scale::run(&scfg, ecfg, &a.work, &|m| {
             if !quiet {

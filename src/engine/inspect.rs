@@ -72,6 +72,9 @@ impl Engine {
                     seg.store().len()
                 ));
             }
+            if let Err(e) = seg.graph_file() {
+                problems.push(format!("segment {}: {e}", m.id));
+            }
             match seg.dense().graph() {
                 Ok(Some(g)) if g.get_nb_point() < seg.live() => problems.push(format!(
                     "segment {}: HNSW graph has {} points for {} chunks",
