@@ -33,7 +33,10 @@ impl Engine {
         self.require_writer()?;
         let mut report = IndexReport::default();
         let staged = std::mem::take(&mut self.staged);
-        let old_docs: Vec<DocRecord> = self.documents()?.to_vec();
+        // The document table is taken out of the cache rather than copied (a million
+        // documents are ~200 MB a copy); `documents()` reads it again if the commit fails.
+        self.documents()?;
+        let old_docs: Vec<DocRecord> = self.docs.take().unwrap_or_default();
         let old_by_key: HashMap<&str, &DocRecord> =
             old_docs.iter().map(|d| (d.key.as_str(), d)).collect();
 
@@ -58,6 +61,7 @@ impl Engine {
         if upserts.is_empty() && removed.is_empty() && self.manifest.generation > 0 {
             report.documents_total = old_docs.len();
             report.chunks_total = self.segs.len();
+            let _ = self.docs.set(old_docs);
             return Ok(report);
         }
 
@@ -70,14 +74,20 @@ impl Engine {
         }
 
         enum Plan {
+            /// An untouched document: its row of the current table, moved over.
+            KeepOld(usize),
             Keep(DocRecord),
             Fresh(Document),
             Renamed(Document, DocRecord),
         }
         let mut plans: Vec<Plan> = Vec::new();
-        for d in &old_docs {
-            if !removed.contains(&d.key) && !upsert_keys.contains(&d.key) {
-                plans.push(Plan::Keep(d.clone()));
+        // Chunks that leave: those of removed documents and of replaced versions.
+        let mut dead: Vec<u64> = Vec::new();
+        for (i, d) in old_docs.iter().enumerate() {
+            if removed.contains(&d.key) {
+                dead.extend(&d.chunks);
+            } else if !upsert_keys.contains(&d.key) {
+                plans.push(Plan::KeepOld(i));
             }
         }
         let mut lex_deletes: Vec<String> = removed.iter().cloned().collect();
@@ -100,8 +110,9 @@ impl Engine {
                     report.unchanged += 1;
                     plans.push(Plan::Keep(rec));
                 }
-                Some(_) => {
+                Some(old) => {
                     report.updated += 1;
+                    dead.extend(&old.chunks);
                     lex_deletes.push(doc.key.clone());
                     plans.push(Plan::Fresh(doc));
                 }
@@ -174,17 +185,16 @@ impl Engine {
         let mut new_docs: Vec<DocRecord> = Vec::new();
         let mut lex_adds: Vec<usize> = Vec::new();
         let mut drafts_iter = drafts.into_iter();
-        let mut kept_old: Vec<(u64, usize)> = Vec::new();
+        drop(old_by_key);
+        let mut old_rows: Vec<Option<DocRecord>> = old_docs.into_iter().map(Some).collect();
         for plan in plans {
             match plan {
-                Plan::Keep(rec) => {
-                    for id in &rec.chunks {
-                        if let Some(pos) = self.segs.position(*id) {
-                            kept_old.push((*id, pos));
-                        }
+                Plan::KeepOld(i) => {
+                    if let Some(rec) = old_rows.get_mut(i).and_then(Option::take) {
+                        new_docs.push(rec);
                     }
-                    new_docs.push(rec);
                 }
+                Plan::Keep(rec) => new_docs.push(rec),
                 Plan::Fresh(doc) => {
                     let ds = drafts_iter.next().unwrap_or_default();
                     let mut ids = Vec::with_capacity(ds.len());
@@ -329,13 +339,6 @@ impl Engine {
                 }
             }
         }
-        // Chunks that leave: those of the current generation that no kept document claims.
-        let kept: HashSet<u64> = kept_old.iter().map(|&(id, _)| id).collect();
-        let dead: Vec<u64> = old_docs
-            .iter()
-            .flat_map(|d| d.chunks.iter().copied())
-            .filter(|id| !kept.contains(id))
-            .collect();
         // A map, not a scan of every document per chunk: a large build was quadratic here.
         let title_of: HashMap<&str, &str> = new_docs
             .iter()
@@ -356,7 +359,7 @@ impl Engine {
         new_docs.sort_by(|a, b| a.key.cmp(&b.key));
         let meta = self.meta_rows(&new_docs, staged_meta)?;
         report.documents_total = new_docs.len();
-        report.chunks_total = kept.len() + records.len();
+        report.chunks_total = (self.segs.len() + records.len()).saturating_sub(dead.len());
         let t_write = Instant::now();
         let gen = self.manifest.generation + 1;
         self.write_generation(
