@@ -93,6 +93,9 @@ pub struct Warm {
     pub default: Percentiles,
     /// Plain reciprocal-rank fusion of the two legs.
     pub hybrid: Percentiles,
+    /// Median milliseconds of each stage of `default` (embed, dense, lexical, fuse,
+    /// rerank, select, ...).
+    pub default_stages_p50_ms: BTreeMap<String, f64>,
 }
 
 /// The `--scale` report (`--json`: one object with a `scale` key).
@@ -598,17 +601,25 @@ pub fn run(
 
     log(&format!("warm queries ({}) ...", queries.len()));
     let r = Engine::open_read_only(&dir, engine_cfg.clone())?;
-    let time = |p: &Pipeline| -> Result<Percentiles> {
+    let time = |p: &Pipeline| -> Result<(Percentiles, BTreeMap<String, f64>)> {
         let mut secs = Vec::with_capacity(queries.len());
+        let mut stages: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for q in &queries {
             let t = Instant::now();
-            r.search(&SearchRequest::new(q.as_str(), 5).pipeline(p.clone()))?;
+            let out = r.search_detailed(&SearchRequest::new(q.as_str(), 5).pipeline(p.clone()))?;
             secs.push(t.elapsed().as_secs_f64());
+            for (stage, s) in out.timings {
+                stages.entry(stage.to_string()).or_default().push(s);
+            }
         }
-        Ok(Percentiles::of(secs))
+        let p50 = stages
+            .into_iter()
+            .map(|(k, v)| (k, Percentiles::of(v).p50_ms))
+            .collect();
+        Ok((Percentiles::of(secs), p50))
     };
-    report.warm.default = time(&r.default_pipeline())?;
-    report.warm.hybrid = time(&Pipeline::rrf())?;
+    (report.warm.default, report.warm.default_stages_p50_ms) = time(&r.default_pipeline())?;
+    report.warm.hybrid = time(&Pipeline::rrf())?.0;
 
     log("dense recall ...");
     let segs = r.segments();
