@@ -247,44 +247,15 @@ impl DenseIndex {
 /// read the vectors n times; blocks of rows scored against all rows in one matrix product
 /// read them once per block (SciFact's 10,417 chunks: 2.9 s for all of them on 2 cores).
 pub fn exact_neighbours(vectors: &VectorFile, rows: &[usize], m: usize) -> Vec<Vec<(usize, f32)>> {
-    use rayon::prelude::*;
-    let (dim, n) = (vectors.dim(), vectors.len());
-    if m == 0 || n == 0 || dim == 0 {
-        return vec![Vec::new(); rows.len()];
-    }
-    const BLOCK: usize = 256;
-    let all = vectors.as_slice();
+    // The query rows are gathered a part at a time, not all at once (a copy of the set).
     let mut out = Vec::with_capacity(rows.len());
-    let block_rows = BLOCK.min(rows.len());
-    let mut queries = Vec::with_capacity(block_rows * dim);
-    let mut scores = vec![0f32; block_rows * n];
-    for block in rows.chunks(BLOCK) {
+    let mut queries = Vec::new();
+    for part in rows.chunks(4096) {
         queries.clear();
-        for &r in block {
+        for &r in part {
             queries.extend_from_slice(vectors.row(r));
         }
-        crate::cpu_bert::dot_all(&mut scores, &queries, all, dim);
-        let lists: Vec<Vec<(usize, f32)>> = scores[..block.len() * n]
-            .par_chunks(n)
-            .map(|row| {
-                let mut idx: Vec<(usize, f32)> = row.iter().copied().enumerate().collect();
-                let keep = m.min(idx.len());
-                if keep < idx.len() {
-                    idx.select_nth_unstable_by(keep, |a, b| {
-                        b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
-                    });
-                    idx.truncate(keep);
-                    // Truncating keeps the whole row's allocation: without this, every
-                    // row's list held n entries' worth of memory, and a commit of n new
-                    // chunks held n x n of them (a 4 MB one-line file: 13,580 chunks,
-                    // 6.4 GiB peak; a 19k-chunk folder, 11 GiB).
-                    idx.shrink_to_fit();
-                }
-                idx.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                idx
-            })
-            .collect();
-        out.extend(lists);
+        out.extend(exact_neighbours_of(&queries, vectors, m));
     }
     out
 }

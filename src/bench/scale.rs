@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use super::{sentence_texts, xorshift, CurvePoint, Percentiles};
 use crate::embed::{dot, normalize, Embedder};
-use crate::engine::{Engine, EngineConfig, Pipeline, SearchRequest};
+use crate::engine::{dir_size, Engine, EngineConfig, Pipeline, SearchRequest};
 use crate::error::{Error, Result};
 use crate::eval::Dataset;
 use crate::models::ModelSpec;
@@ -188,6 +188,13 @@ impl ScaleReport {
             "warm default: p50 {:.1} ms, p95 {:.1} ms",
             self.warm.default.p50_ms, self.warm.default.p95_ms
         )?;
+        let stages: Vec<String> = self
+            .warm
+            .default_stages_p50_ms
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.2}"))
+            .collect();
+        writeln!(out, "  default stages, p50 ms: {}", stages.join(", "))?;
         writeln!(
             out,
             "warm hybrid:  p50 {:.1} ms, p95 {:.1} ms",
@@ -415,20 +422,6 @@ fn export(
         }
     }
     x.flush().map_err(io)
-}
-
-fn dir_size(p: &Path) -> u64 {
-    std::fs::read_dir(p)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// Builds the index in `work/scale-index` and measures it.

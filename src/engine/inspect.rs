@@ -217,7 +217,8 @@ fn encoder_path(precision: crate::quant::Precision) -> String {
     }
 }
 
-fn dir_size(p: &Path) -> u64 {
+/// Bytes of the files below `p` (0 where unreadable).
+pub(crate) fn dir_size(p: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(p) else {
         return 0;
     };

@@ -48,6 +48,7 @@ use artifacts::{docs_file, meta_file, near_file, pending_manifest};
 
 pub use collections::CollectionStats;
 use commit::Generation;
+pub(crate) use inspect::dir_size;
 pub use inspect::Stats;
 use lock::WriterLock;
 pub use request::{
