@@ -140,42 +140,6 @@ impl DenseIndex {
         // Two threads may both load; one result is kept, the other dropped.
         Ok(self.graph.get_or_init(|| loaded).as_ref())
     }
-
-    /// Forgets the graph without loading it (a compaction builds a new one).
-    pub fn drop_graph(&mut self) {
-        self.dump = None;
-        self.graph = std::sync::OnceLock::from(None);
-    }
-
-    /// Takes the graph out (to extend it for the next generation), loading it first.
-    pub fn take_graph(&mut self) -> Result<Option<Graph>> {
-        self.graph()?;
-        self.dump = None;
-        Ok(self.graph.take().flatten())
-    }
-
-    /// Top `k` chunks for a normalised query: `(chunk id, cosine)`, best first.
-    pub fn search(
-        &self,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        store: &ChunkStore,
-    ) -> Result<Vec<(u64, f32)>> {
-        if query.len() != self.vectors.dim() {
-            return Err(Error::DimensionMismatch {
-                expected: self.vectors.dim(),
-                got: query.len(),
-            });
-        }
-        match self.graph()? {
-            Some(g) => Ok(search_graph(g, query, k, ef, Some(store))),
-            None => Ok(exact_search(&self.vectors, query, k)
-                .into_iter()
-                .map(|(pos, s)| (store.id_at(pos), s))
-                .collect()),
-        }
-    }
 }
 
 /// Below this share of the live chunks a filtered search scans the passing chunks exactly
@@ -185,60 +149,6 @@ pub const EXACT_FILTER_SHARE: f64 = 0.1;
 
 /// Above this many passing chunks the graph is walked whatever their share.
 pub const EXACT_FILTER_MAX: usize = 200_000;
-
-impl DenseIndex {
-    /// Top `k` among the chunks in `allowed` (a metadata filter): an exact scan of them
-    /// when they are few (under [`EXACT_FILTER_SHARE`] of the live chunks, or no graph),
-    /// else a filtered graph search with `ef` widened by the inverse of their share, so
-    /// that the walk still meets about `ef` passing nodes.
-    pub fn search_within(
-        &self,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        store: &ChunkStore,
-        allowed: &std::collections::HashSet<u64>,
-    ) -> Result<Vec<(u64, f32)>> {
-        if query.len() != self.vectors.dim() {
-            return Err(Error::DimensionMismatch {
-                expected: self.vectors.dim(),
-                got: query.len(),
-            });
-        }
-        let live = store.len().max(1);
-        let share = allowed.len() as f64 / live as f64;
-        match self.graph()? {
-            Some(g) if share >= EXACT_FILTER_SHARE || allowed.len() > EXACT_FILTER_MAX => {
-                let ef = ((ef.max(k) as f64 / share.min(1.0)).ceil() as usize).min(live);
-                let pass = |id: &usize| {
-                    allowed.contains(&(*id as u64)) && store.position(*id as u64).is_some()
-                };
-                Ok(g.search_filter(query, k, ef.max(k), Some(&pass))
-                    .into_iter()
-                    .filter(|n| pass(&n.d_id))
-                    .map(|n| (n.d_id as u64, 1.0 - n.distance))
-                    .collect())
-            }
-            _ => {
-                let mut scored: Vec<(u64, f32)> = allowed
-                    .iter()
-                    .filter_map(|&id| {
-                        let pos = store.position(id)?;
-                        Some((id, crate::embed::dot(query, self.vectors.row(pos))))
-                    })
-                    .collect();
-                let by_score =
-                    |a: &(u64, f32), b: &(u64, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-                if scored.len() > k {
-                    scored.select_nth_unstable_by(k, by_score);
-                    scored.truncate(k);
-                }
-                scored.sort_by(by_score);
-                Ok(scored)
-            }
-        }
-    }
-}
 
 /// Exact top `m` rows by dot product for each of `rows` (the set's own rows as queries):
 /// `(row, score)` lists, best first, each including the row itself.
@@ -330,19 +240,9 @@ pub fn search_graph(
     ef: usize,
     store: Option<&ChunkStore>,
 ) -> Vec<(u64, f32)> {
-    let ef = ef.max(k);
-    let found = match store {
-        Some(store) if g.get_nb_point() > store.len() => {
-            let live = |id: &usize| store.position(*id as u64).is_some();
-            g.search_filter(query, k, ef, Some(&live))
-        }
-        _ => g.search(query, k, ef),
-    };
-    found
-        .into_iter()
-        .filter(|n| store.is_none_or(|s| s.position(n.d_id as u64).is_some()))
-        .map(|n| (n.d_id as u64, 1.0 - n.distance))
-        .collect()
+    let live = |id: u64| store.is_none_or(|s| s.position(id).is_some());
+    let filtered = store.is_some_and(|s| g.get_nb_point() > s.len());
+    search_graph_where(g, query, k, ef, filtered.then_some(&live))
 }
 
 /// Top `k` from the graph: `(id, cosine)`, best first; with `live`, only ids it passes,

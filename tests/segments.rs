@@ -258,6 +258,24 @@ fn eight_commits_merge_into_one_segment() {
     assert!(e.verify().unwrap().is_empty(), "{:?}", e.verify());
     // The merged segment's graph covers every chunk once.
     assert_eq!(graph_points(&e), e.segments().len());
+    // One commit later the merged-away segments' files are gone (only the current and the
+    // previous generation's files are kept).
+    let mut e = e;
+    e.remove_document("d0").unwrap();
+    e.commit().unwrap();
+    let graphs = std::fs::read_dir(idx.path().join("dense"))
+        .unwrap()
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().ends_with(".graph"))
+        .count();
+    assert_eq!(graphs, 1, "stale graph files are removed");
+    let stores = std::fs::read_dir(idx.path().join("chunks"))
+        .unwrap()
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().ends_with(".bin"))
+        .count();
+    assert_eq!(stores, 1, "stale chunk stores are removed");
+    assert!(e.verify().unwrap().is_empty(), "{:?}", e.verify());
 }
 
 /// An index written before segments (one file of each kind per generation, no segment

@@ -165,7 +165,19 @@ pub(crate) const ARTIFACTS: &[Artifact] = &[
     },
     Artifact {
         folder: "dense",
-        what: "HNSW graph",
+        what: "HNSW graph file",
+        writer: "graph_file::GraphFile::write",
+        reader: "graph_file::GraphFile::open",
+        naming: Naming::PerGeneration {
+            prefix: "",
+            suffix: ".graph",
+        },
+        per_segment: true,
+        present: with_segments,
+    },
+    Artifact {
+        folder: "dense",
+        what: "HNSW graph (hnsw_rs dump of an index written before graph files)",
         writer: "dense::dump_graph",
         reader: "dense::load_graph",
         naming: Naming::GraphDump,
