@@ -482,7 +482,22 @@ mod tests {
         assert_eq!(artifact_of("dense/7.vec").unwrap().what, "vectors");
         assert_eq!(
             artifact_of("dense/g7.hnsw.data").unwrap().what,
-            "HNSW graph"
+            "HNSW graph (hnsw_rs dump of an index written before graph files)"
+        );
+        // A segment's files are recognised by their kind.
+        assert_eq!(
+            artifact_of("dense/s3.graph").unwrap().what,
+            "HNSW graph file"
+        );
+        assert_eq!(artifact_of("dense/s3.vec").unwrap().what, "vectors");
+        assert_eq!(
+            artifact_of("chunks/s3.keys").unwrap().what,
+            "chunk text keys"
+        );
+        assert_eq!(artifact_of("chunks/s3.bin").unwrap().what, "chunk store");
+        assert_eq!(
+            artifact_of("del/s3.9.bin").unwrap().what,
+            "deletion bitsets"
         );
         assert_eq!(artifact_of("near/7.bin").unwrap().what, "neighbour table");
         // The named helpers agree with the table.
