@@ -517,18 +517,11 @@ impl Engine {
             documents: docs.len() as u64,
             chunks: segs.len() as u64,
         };
-        next.hnsw = None;
         next.doc_meta = true;
-        next.segmented = true;
         next.segments = metas;
         next.next_segment = next_segment;
         next.next_chunk_id = next_chunk_id.max(first_new_id);
-        next.previous_files = artifacts::generation_files(&self.manifest, self.lexical.has_near());
-        next.files =
-            self.checksums(&artifacts::generation_files(&next, self.lexical.has_near()))?;
-        let pending = dir.join(pending_manifest(gen));
-        next.write_to(&pending)?;
-        sync_dir(&dir)?;
+        let pending = self.write_pending(&mut next)?;
 
         // The commit point.
         self.progress.start("commit", 0);
@@ -705,6 +698,23 @@ impl Engine {
             None,
         );
         Ok((meta, seg))
+    }
+
+    /// Completes `next` (a segmented manifest of the next generation, its segments set) with
+    /// the file lists and checksums, and writes it as the pending manifest (fsynced): the
+    /// last step before a commit point, shared by commits and merges.
+    pub(super) fn write_pending(
+        &self,
+        next: &mut crate::store::Manifest,
+    ) -> Result<std::path::PathBuf> {
+        next.segmented = true;
+        next.hnsw = None;
+        next.previous_files = artifacts::generation_files(&self.manifest, self.lexical.has_near());
+        next.files = self.checksums(&artifacts::generation_files(next, self.lexical.has_near()))?;
+        let pending = self.dir.join(pending_manifest(next.generation));
+        next.write_to(&pending)?;
+        sync_dir(&self.dir)?;
+        Ok(pending)
     }
 
     /// Checksums of `files`: carried over from the current manifest for the files of its

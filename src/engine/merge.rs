@@ -17,7 +17,7 @@
 
 use std::ops::Range;
 
-use super::artifacts::{self, docs_file, meta_file, near_file, pending_manifest, MANIFEST};
+use super::artifacts::{self, docs_file, meta_file, near_file, MANIFEST};
 use super::commit::Codes;
 use super::Engine;
 use crate::error::{IoContext, Result};
@@ -192,16 +192,9 @@ impl Engine {
         }
         let mut next = self.manifest.clone();
         next.generation = gen;
-        next.segmented = true;
-        next.hnsw = None;
         next.segments = metas;
         next.next_segment = id + 1;
-        next.previous_files = artifacts::generation_files(&self.manifest, self.lexical.has_near());
-        next.files =
-            self.checksums(&artifacts::generation_files(&next, self.lexical.has_near()))?;
-        let pending = dir.join(pending_manifest(gen));
-        next.write_to(&pending)?;
-        sync_dir(&dir)?;
+        let pending = self.write_pending(&mut next)?;
         // The commit point: the lexical index records the generation (nothing else of it
         // changes), then the manifest is renamed into place.
         self.lexical.writer()?.commit(gen)?;
