@@ -76,14 +76,45 @@ fn check(index: &Path, g_before: u64) -> u64 {
     }
     clean.commit().unwrap();
     let q = "copper lantern over the granite canyon";
-    let dense = |x: &Engine| -> Vec<(String, i64)> {
-        x.search(&SearchRequest::new(q, 10).mode(Mode::Dense))
-            .unwrap()
+    // The stored vectors of the live chunks, exactly: an exact scan over every segment.
+    let exact = |x: &Engine| -> Vec<(String, i64)> {
+        let qv = x.embedder().unwrap().embed_query(q).unwrap();
+        x.segments()
+            .exact(&qv, 10)
             .into_iter()
-            .map(|h| (h.path, (h.score * 1e5).round() as i64))
+            .map(|(id, s)| {
+                let doc = x.document_of_chunk(id).unwrap().unwrap().to_string();
+                (doc, (s * 1e5).round() as i64)
+            })
             .collect()
     };
-    assert_eq!(dense(&e), dense(&clean), "dense hits of generation {g}");
+    let want = exact(&clean);
+    assert_eq!(exact(&e), want, "exact dense hits of generation {g}");
+    // The graphs (several segments here, one in the clean build: approximate searches of
+    // different graphs, so not compared score for score) find live chunks only, and
+    // nearly all of the exact top 10.
+    let out = e
+        .search_detailed(&SearchRequest::new(q, 10).mode(Mode::Dense))
+        .unwrap();
+    let found: Vec<String> = out
+        .dense
+        .iter()
+        .take(10)
+        .map(|(id, _)| {
+            let id: u64 = id.parse().unwrap();
+            e.document_of_chunk(id).unwrap().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(found.len(), 10, "generation {g}: k live hits");
+    assert!(
+        found.iter().all(|d| docs.contains(d)),
+        "generation {g}: {found:?}"
+    );
+    let overlap = want.iter().filter(|(d, _)| found.contains(d)).count();
+    assert!(
+        overlap >= 9,
+        "generation {g}: graph found {overlap} of the exact top 10"
+    );
     let lex_set = |x: &Engine| -> Vec<String> {
         let mut v: Vec<String> = x
             .search(&SearchRequest::new("quartz", 1000).mode(Mode::Lexical))
