@@ -14,7 +14,7 @@
 //! `u32`) and neighbours; then for each upper layer its member rows (sorted), offsets and
 //! neighbours, each preceded by its length.
 //!
-//! Not for: building a graph ([`crate::dense::build_graph`]) or choosing between a graph
+//! Not for: building a graph ([`crate::graph_build`]) or choosing between a graph
 //! and an exact scan ([`crate::segment`]).
 
 use std::collections::BinaryHeap;
@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::dense::{Graph, OrdF32};
 use crate::embed::dot;
 use crate::error::{Error, Result};
+use crate::graph_build::Layers;
 use crate::store::{ChunkStore, VectorFile};
 
 const MAGIC: &[u8; 8] = b"PPGRAPH1";
@@ -56,22 +57,21 @@ fn push_u32s(out: &mut Vec<u8>, v: &[u32]) {
 }
 
 impl GraphFile {
-    /// Writes `g` (keyed by chunk id) as the graph of the segment whose chunk store is
-    /// `store` (rows are its positions), fsynced.
+    /// Writes `g`, an hnsw_rs graph keyed by chunk id, as the graph of the segment whose
+    /// chunk store is `store` (rows are its positions), fsynced. Kept for graphs built before
+    /// [`crate::graph_build`] and for the `bench` comparison.
     pub fn write(g: &Graph, store: &ChunkStore, path: &Path) -> Result<()> {
         let rows = store.len();
         let pi = g.get_point_indexation();
         let top = g.get_max_level_observed() as usize;
-        let mut level = vec![0u8; rows];
-        // Per layer: (row, neighbour rows).
-        let mut adj: Vec<Vec<(u32, Vec<u32>)>> = vec![Vec::new(); top + 1];
+        let mut levels = vec![0u8; rows];
+        let mut layers: Vec<Vec<(u32, Vec<u32>)>> = vec![Vec::new(); top + 1];
         let row_of = |id: usize| store.position(id as u64).map(|r| r as u32);
         for p in pi {
             let Some(row) = row_of(p.get_origin_id()) else {
                 continue;
             };
-            let l = p.get_point_id().0 as usize;
-            level[row as usize] = l as u8;
+            levels[row as usize] = p.get_point_id().0;
             for (layer, nbs) in p
                 .get_neighborhood_id()
                 .into_iter()
@@ -79,7 +79,7 @@ impl GraphFile {
                 .take(top + 1)
             {
                 let list: Vec<u32> = nbs.iter().filter_map(|n| row_of(n.d_id)).collect();
-                adj[layer].push((row, list));
+                layers[layer].push((row, list));
             }
         }
         let entry = pi
@@ -87,16 +87,30 @@ impl GraphFile {
             .next()
             .and_then(|p| row_of(p.get_origin_id()))
             .unwrap_or(0);
+        let built = Layers {
+            levels,
+            entry,
+            layers,
+        };
+        GraphFile::write_layers(&built, rows, path)
+    }
+
+    /// Writes `g` as the graph of a segment of `rows` rows, fsynced.
+    pub fn write_layers(g: &Layers, rows: usize, path: &Path) -> Result<()> {
+        let top = g.layers.len().saturating_sub(1);
+        let mut level = g.levels.clone();
+        level.resize(rows, 0);
         let mut out = Vec::new();
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(rows as u64).to_le_bytes());
         out.extend_from_slice(&(top as u32).to_le_bytes());
-        out.extend_from_slice(&entry.to_le_bytes());
+        out.extend_from_slice(&g.entry.to_le_bytes());
         out.extend_from_slice(&level);
         while !out.len().is_multiple_of(8) {
             out.push(0);
         }
-        for (l, mut list) in adj.into_iter().enumerate() {
+        for (l, layer) in g.layers.iter().enumerate() {
+            let mut list: Vec<&(u32, Vec<u32>)> = layer.iter().collect();
             list.sort_by_key(|x| x.0);
             let mut offsets = Vec::with_capacity(list.len() + 1);
             let mut nbs = Vec::new();
@@ -108,7 +122,7 @@ impl GraphFile {
                     offsets.push(nbs.len() as u32);
                     if it.peek().is_some_and(|x| x.0 == r) {
                         if let Some((_, l)) = it.next() {
-                            nbs.extend(l);
+                            nbs.extend_from_slice(l);
                         }
                     }
                 }
@@ -117,7 +131,7 @@ impl GraphFile {
                 let members: Vec<u32> = list.iter().map(|x| x.0).collect();
                 for (_, l) in list {
                     offsets.push(nbs.len() as u32);
-                    nbs.extend(l);
+                    nbs.extend_from_slice(l);
                 }
                 offsets.push(nbs.len() as u32);
                 push_u32s(&mut out, &members);
@@ -126,6 +140,30 @@ impl GraphFile {
             push_u32s(&mut out, &nbs);
         }
         crate::store::write_synced(path, &out)
+    }
+
+    /// The graph as [`Layers`], to seed a merge's graph ([`crate::graph_build`]).
+    pub fn layers(&self) -> Layers {
+        let levels = self.map[24..24 + self.rows].to_vec();
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for (l, layer) in self.layers.iter().enumerate() {
+            let members: Vec<u32> = if l == 0 {
+                (0..self.rows as u32).collect()
+            } else {
+                self.u32s(layer.members).to_vec()
+            };
+            layers.push(
+                members
+                    .into_iter()
+                    .map(|r| (r, self.neighbours(l, r).to_vec()))
+                    .collect(),
+            );
+        }
+        Layers {
+            levels,
+            entry: self.entry,
+            layers,
+        }
     }
 
     /// Maps and checks a graph file written by [`GraphFile::write`] for a segment of `rows`

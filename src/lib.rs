@@ -105,6 +105,7 @@ pub mod expand;
 pub mod filter;
 pub mod follow;
 pub mod fuse;
+pub mod graph_build;
 pub mod graph_file;
 pub mod ingest;
 pub mod late;

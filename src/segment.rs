@@ -386,7 +386,7 @@ impl Segment {
     }
 
     /// The live index of local row `row` (`None` when deleted).
-    fn live_index(&self, row: usize) -> Option<usize> {
+    pub fn live_index(&self, row: usize) -> Option<usize> {
         match &self.live_rows {
             None => Some(row),
             Some(v) => v.binary_search(&(row as u32)).ok(),

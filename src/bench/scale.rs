@@ -296,6 +296,8 @@ impl Embedder for ScaleEmbedder {
 struct StageClock {
     cur: Mutex<Option<(String, Instant)>>,
     total: Mutex<BTreeMap<String, f64>>,
+    /// Units of work announced per stage (for `hnsw`: the points inserted).
+    units: Mutex<BTreeMap<String, u64>>,
 }
 
 impl StageClock {
@@ -309,8 +311,11 @@ impl StageClock {
 }
 
 impl crate::engine::Progress for StageClock {
-    fn start(&self, stage: &str, _total: u64) {
+    fn start(&self, stage: &str, total: u64) {
         self.close();
+        if let Ok(mut u) = self.units.lock() {
+            *u.entry(stage.to_string()).or_default() += total;
+        }
         if let Ok(mut cur) = self.cur.lock() {
             *cur = Some((stage.to_string(), Instant::now()));
         }
@@ -537,13 +542,14 @@ pub fn run(
     report.chunks = e.segments().len();
     report.segments = e.manifest().segments.len();
     let hnsw_s = report.build_stages.get("hnsw").copied().unwrap_or(0.0);
-    let graphed: u64 = e
-        .manifest()
-        .segments
-        .iter()
-        .filter(|s| s.has_graph())
-        .map(|s| s.rows)
-        .sum();
+    // Every point inserted into a graph, merges' included (a merge inserts the rows its
+    // seed graph lacks), over the time the graph stage took.
+    let graphed: u64 = clock
+        .units
+        .lock()
+        .ok()
+        .and_then(|u| u.get("hnsw").copied())
+        .unwrap_or(0);
     report.graph_inserts_per_s = if hnsw_s > 0.0 {
         graphed as f64 / hnsw_s
     } else {

@@ -15,8 +15,9 @@ use super::artifacts::{self, docs_file, meta_file, near_file, pending_manifest, 
 use super::{Engine, IndexReport};
 use crate::chunk::{chunk_document, contextual_text};
 use crate::collection::DocMeta;
-use crate::dense::{build_graph, DenseIndex};
+use crate::dense::DenseIndex;
 use crate::error::{Error, IoContext, Result};
+use crate::graph_build::{GraphBuilder, Layers};
 use crate::graph_file::GraphFile;
 use crate::ingest::Document;
 use crate::late::TokenCodes;
@@ -418,7 +419,7 @@ impl Engine {
         if !records.is_empty() {
             let id = next_segment;
             next_segment += 1;
-            let (meta, seg) = self.write_segment(id, &records, vecs, &codes, &keys)?;
+            let (meta, seg) = self.write_segment(id, &records, vecs, &codes, &keys, None)?;
             metas.push(meta);
             new_segment = Some(seg);
         }
@@ -602,7 +603,8 @@ impl Engine {
     }
 
     /// Writes segment `id` from `records` (ids ascending), their vectors and token codes,
-    /// with a graph when it is big enough ([`crate::dense::HnswParams::min_points`]).
+    /// with a graph when it is big enough ([`crate::dense::HnswParams::min_points`]),
+    /// started from `seed` when a merge has one.
     pub(super) fn write_segment(
         &self,
         id: u64,
@@ -610,18 +612,50 @@ impl Engine {
         vecs: Vec<f32>,
         codes: &[Codes],
         keys: &[u64],
+        seed: Option<GraphSeed>,
     ) -> Result<(SegmentMeta, Segment)> {
-        let (meta, seg) = self.write_segment_without_graph(id, records, vecs, codes, keys)?;
+        let (_, seg) = self.write_segment_without_graph(id, records, vecs, codes, keys)?;
+        self.add_graph(seg, seed)
+    }
+
+    /// `seg` with a graph built and written when it is big enough
+    /// ([`crate::dense::HnswParams::min_points`]), started from `seed` when a merge has one.
+    pub(super) fn add_graph(
+        &self,
+        seg: Segment,
+        seed: Option<GraphSeed>,
+    ) -> Result<(SegmentMeta, Segment)> {
         let params = &self.cfg.hnsw;
-        if records.len() < params.min_points.max(1) {
-            return Ok((meta, seg));
+        let rows = seg.store().len();
+        let id = seg.meta().id;
+        if rows < params.min_points.max(1) {
+            return Ok((seg.meta().clone(), seg));
         }
-        self.progress.start("hnsw", records.len() as u64);
-        let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
-        let g = build_graph(params, seg.dense().vectors(), &ids);
+        let vectors = seg.dense().vectors();
+        let progress = self.progress.clone();
+        let tick = move |n: u64| progress.inc(n);
+        let layers = match seed {
+            Some(seed) => {
+                let b = GraphBuilder::seeded(params, vectors, &seed.layers, &seed.rows);
+                let mut seeded = vec![false; rows];
+                for &r in seed.rows.iter().flatten() {
+                    if let Some(x) = seeded.get_mut(r as usize) {
+                        *x = true;
+                    }
+                }
+                let rest: Vec<usize> = (0..rows).filter(|&r| !seeded[r]).collect();
+                self.progress.start("hnsw", rest.len() as u64);
+                b.insert(&rest, &tick);
+                b.finish()
+            }
+            None => {
+                self.progress.start("hnsw", rows as u64);
+                crate::graph_build::build(params, vectors, &tick)
+            }
+        };
         let rel = crate::segment::graph_file(id);
-        GraphFile::write(&g, seg.store(), &self.dir.join(&rel))?;
-        drop(g);
+        GraphFile::write_layers(&layers, rows, &self.dir.join(&rel))?;
+        drop(layers);
         sync_dir(&self.dir.join("dense"))?;
         self.progress.finish();
         let seg = seg.with_graph_file(&self.dir, rel);
@@ -831,6 +865,13 @@ impl Engine {
 /// A chunk's identity for reuse: a hash of the text the model reads (title, heading trail
 /// and text, [`contextual_text`]). 64 bits of SipHash over texts of one index: a collision
 /// would need billions of distinct chunks.
+/// An existing graph a merged segment's graph starts from: the graph's layers, and for
+/// each of its rows the row it became in the merged segment (`None`: deleted).
+pub(super) struct GraphSeed {
+    pub(super) layers: Layers,
+    pub(super) rows: Vec<Option<u32>>,
+}
+
 pub(super) fn text_key(text: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();

@@ -8,9 +8,10 @@
 //! way a commit is: the manifest's rename is the commit point, and files written before a
 //! crash are unreferenced and removed by the next writer.
 //!
-//! The merged segment's graph is built afresh (hnsw_rs, parallel insertion) and written as
-//! a graph file ([`crate::graph_file`]): extending a member's graph would need it back in
-//! hnsw_rs's in-memory form, about 4.5 KB a point, which is what graph files exist to avoid.
+//! The merged segment's graph starts from its largest member's graph when that one has lost
+//! at most [`MAX_SEEDED_DELETED_SHARE`] of its rows: its levels and links are kept (links
+//! to deleted rows dropped) and only the other members' rows are inserted
+//! ([`crate::graph_build::GraphBuilder::seeded`]). Otherwise it is built afresh.
 //!
 //! Not for: what a segment holds (`crate::segment`) or a commit's own writes
 //! (`commit.rs`).
@@ -18,7 +19,7 @@
 use std::ops::Range;
 
 use super::artifacts::{self, docs_file, meta_file, near_file, MANIFEST};
-use super::commit::Codes;
+use super::commit::{Codes, GraphSeed};
 use super::Engine;
 use crate::error::{IoContext, Result};
 use crate::segment::{SegmentMeta, Segments};
@@ -39,12 +40,20 @@ pub const MAX_DELETED_SHARE: f64 = 0.3;
 
 /// Live chunks the policy may rewrite after one commit: a bounded pause for the commit
 /// that triggers it. Bigger merges wait for `pinpoint compact`.
-pub const MERGE_BUDGET: u64 = 250_000;
+/// At the graph builder's ~10,000 inserts a second on this 2-core machine (a merge starts
+/// from its largest member's graph, so it inserts only the others), a commit that
+/// triggers the largest merge pauses about a minute and a half; with 250,000 (the limit
+/// under hnsw_rs, whose build held ~4.5 KB a point) a million chunks committed 100,000 at
+/// a time never merged and a query searched ten graphs.
+pub const MERGE_BUDGET: u64 = 1_000_000;
 
-/// The largest segment `compact` makes: building its graph holds hnsw_rs's in-memory graph
-/// (about 4.5 KB a point) beside the vectors, ~3 GB at this size, inside the 4 GiB a
-/// million-chunk build may peak at.
-pub const MAX_SEGMENT: u64 = 500_000;
+/// The largest segment `compact` makes: building its graph holds ~200 bytes a point beside
+/// the mapped vectors (1.5 KB a point at 384 dimensions, in the page cache), ~3.4 GB at
+/// this size, inside the 4 GiB a million-chunk build may peak at twice over.
+pub const MAX_SEGMENT: u64 = 2_000_000;
+
+/// A member graph that lost more than this share of its rows is not a merge's seed.
+pub const MAX_SEEDED_DELETED_SHARE: f64 = 0.1;
 
 /// The size tier of a segment of `live` chunks.
 fn tier(live: u64) -> u32 {
@@ -123,6 +132,40 @@ impl Engine {
         Ok(merges)
     }
 
+    /// The graph the merge of `run` starts from: the member with the most live chunks whose
+    /// graph is a graph file, its live rows mapped to their rows in the merged segment.
+    /// Only a graph that keeps most of its rows qualifies: one that lost more than
+    /// [`MAX_SEEDED_DELETED_SHARE`] would leave holes its neighbours routed through.
+    fn graph_seed(&self, run: Range<usize>) -> Result<Option<GraphSeed>> {
+        let members = &self.segs.segments()[run];
+        let mut best: Option<(usize, usize)> = None;
+        for (j, seg) in members.iter().enumerate() {
+            let m = seg.meta();
+            let share = m.deleted as f64 / m.rows.max(1) as f64;
+            if m.graph_file.is_none() || share > MAX_SEEDED_DELETED_SHARE {
+                continue;
+            }
+            if best.is_none_or(|(_, live)| seg.live() > live) {
+                best = Some((j, seg.live()));
+            }
+        }
+        let Some((j, _)) = best else {
+            return Ok(None);
+        };
+        let seg = &members[j];
+        let Some(file) = seg.graph_file()? else {
+            return Ok(None);
+        };
+        let offset: usize = members[..j].iter().map(|s| s.live()).sum();
+        let rows = (0..seg.store().len())
+            .map(|r| seg.live_index(r).map(|i| (offset + i) as u32))
+            .collect();
+        Ok(Some(GraphSeed {
+            layers: file.layers(),
+            rows,
+        }))
+    }
+
     /// Merges the segments `run` (adjacent, in id order) into one and commits the
     /// generation that lists it in their place.
     fn merge(&mut self, run: Range<usize>) -> Result<()> {
@@ -164,9 +207,12 @@ impl Engine {
                 pos += 1;
             }
         }
+        let seed = self.graph_seed(run.clone())?;
         let id = self.manifest.next_segment.max(1);
-        let (meta, _) = self.write_segment(id, &records, vecs, &codes, &keys)?;
-        drop(records);
+        let (_, seg) = self.write_segment_without_graph(id, &records, vecs, &codes, &keys)?;
+        // The chunks' text is written: the graph is built without it in memory.
+        drop((records, codes, keys));
+        let (meta, _) = self.add_graph(seg, seed)?;
 
         let mut metas = self.manifest.segments.clone();
         if !self.manifest.segmented {
