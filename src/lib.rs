@@ -96,6 +96,7 @@ pub mod chunk;
 pub mod collection;
 pub mod copies;
 mod cpu_bert;
+pub mod delta;
 pub mod dense;
 pub mod embed;
 pub mod engine;

@@ -153,9 +153,25 @@ pub struct Manifest {
     /// it open, removed by the commit after this one.
     #[serde(default)]
     pub previous_files: Vec<String>,
+    /// The generation whose document, metadata and neighbour tables are the base of this
+    /// generation's ([`crate::delta`]); `None`: this generation's own (every index written
+    /// before deltas).
+    #[serde(default)]
+    pub table_base: Option<u64>,
+    /// The generations whose table deltas apply on top of the base, oldest first.
+    #[serde(default)]
+    pub table_deltas: Vec<u64>,
 }
 
 impl Manifest {
+    /// The generation of the tables' base and those of their deltas, oldest first.
+    pub fn table_chain(&self) -> (u64, &[u64]) {
+        (
+            self.table_base.unwrap_or(self.generation),
+            &self.table_deltas,
+        )
+    }
+
     /// Reads and validates a manifest file.
     pub fn read(path: &Path) -> Result<Manifest> {
         let s = std::fs::read_to_string(path).at(path)?;
@@ -539,26 +555,9 @@ pub(crate) fn write_docs(path: &Path, docs: &[DocRecord]) -> Result<()> {
 }
 
 /// Reads the document table.
+#[cfg(test)]
 pub(crate) fn read_docs(path: &Path) -> Result<Vec<DocRecord>> {
     decode_docs(&std::fs::read(path).at(path)?, path)
-}
-
-/// A generation's document table, mapped when the generation is opened and decoded when
-/// first needed: the mapping keeps the file's bytes for as long as the reader lives, even
-/// after a writer's cleanup has unlinked it (a library reader that first needs its table
-/// several commits later still gets its own generation's, not an error).
-pub(crate) struct DocTableFile(PinnedFile);
-
-impl DocTableFile {
-    /// Maps the document table at `path`.
-    pub(crate) fn open(path: &Path) -> Result<DocTableFile> {
-        Ok(DocTableFile(PinnedFile::open(path)?))
-    }
-
-    /// Decodes the table.
-    pub(crate) fn read(&self) -> Result<Vec<DocRecord>> {
-        decode_docs(&self.0.map, &self.0.path)
-    }
 }
 
 /// A file of the open generation mapped at open and read when first needed: the mapping
@@ -584,7 +583,7 @@ impl PinnedFile {
     }
 }
 
-fn decode_docs(bytes: &[u8], path: &Path) -> Result<Vec<DocRecord>> {
+pub(crate) fn decode_docs(bytes: &[u8], path: &Path) -> Result<Vec<DocRecord>> {
     if bytes.len() < 8 || &bytes[..8] != DOCS_MAGIC {
         return Err(Error::corrupt(
             path,
@@ -697,6 +696,8 @@ mod tests {
             segments: Vec::new(),
             next_segment: 0,
             previous_files: Vec::new(),
+            table_base: None,
+            table_deltas: Vec::new(),
         };
         m.write_atomic(&p).unwrap();
         assert_eq!(Manifest::read(&p).unwrap(), m);

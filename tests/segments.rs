@@ -112,10 +112,14 @@ fn a_one_file_commit_writes_only_new_files() {
     for f in &new {
         let ok = f.contains(&format!("s{newest}."))
             || *f == &format!("del/s1.{gen}.bin")
-            || f.ends_with(&format!("/{gen}.bin"));
+            || f.ends_with(&format!("/{gen}.delta"));
         assert!(ok, "unexpected new file {f} (new files: {new:?})");
     }
     assert!(new.contains(&&format!("del/s1.{gen}.bin")), "{new:?}");
+    // The document, metadata and neighbour tables take a delta, not a rewrite.
+    for t in ["docs", "meta", "near"] {
+        assert!(new.contains(&&format!("{t}/{gen}.delta")), "{t}: {new:?}");
+    }
     assert!(e.verify().unwrap().is_empty(), "{:?}", e.verify());
     assert_eq!(
         hits(&e, "tide and the moon", Mode::Lexical)[0].0,

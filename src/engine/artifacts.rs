@@ -42,6 +42,13 @@ enum Naming {
     /// recorded in the manifest (`hnsw`); hnsw_rs may add `-<n>` to a basename it finds
     /// taken.
     GraphDump,
+    /// A table kept as a base and deltas ([`crate::delta`]): the base
+    /// `<folder>/<gen><suffix>` of the manifest's `table_base` generation, and
+    /// `<folder>/<gen><delta>` of each of its `table_deltas`.
+    Chained {
+        suffix: &'static str,
+        delta: &'static str,
+    },
     /// The whole folder belongs to a library that manages its own files (tantivy).
     Managed,
 }
@@ -120,9 +127,9 @@ pub(crate) const ARTIFACTS: &[Artifact] = &[
         what: "document table",
         writer: "store::write_docs",
         reader: "store::read_docs",
-        naming: Naming::PerGeneration {
-            prefix: "",
+        naming: Naming::Chained {
             suffix: ".bin",
+            delta: ".delta",
         },
         per_segment: false,
         present: always,
@@ -132,9 +139,9 @@ pub(crate) const ARTIFACTS: &[Artifact] = &[
         what: "document metadata (collection, front matter)",
         writer: "collection::write_meta",
         reader: "collection::decode_meta",
-        naming: Naming::PerGeneration {
-            prefix: "",
+        naming: Naming::Chained {
             suffix: ".bin",
+            delta: ".delta",
         },
         per_segment: false,
         present: with_doc_meta,
@@ -156,9 +163,9 @@ pub(crate) const ARTIFACTS: &[Artifact] = &[
         what: "neighbour table",
         writer: "near::NeighbourTable::write",
         reader: "near::NeighbourTable::read",
-        naming: Naming::PerGeneration {
-            prefix: "",
+        naming: Naming::Chained {
             suffix: ".bin",
+            delta: ".delta",
         },
         per_segment: false,
         present: with_neighbours,
@@ -307,6 +314,11 @@ pub(crate) fn late_file(gen: u64) -> String {
 pub(crate) fn near_file(gen: u64) -> String {
     file("near", gen, ".bin")
 }
+/// The delta that generation `gen` wrote for the table kept in `folder` (`docs`, `meta`,
+/// `near`).
+pub(crate) fn delta_file(folder: &str, gen: u64) -> String {
+    file(folder, gen, ".delta")
+}
 
 /// The files of the generation `m` describes, relative to the index folder, each with a
 /// checksum in the manifest: what a commit records and `verify` checks.
@@ -326,6 +338,13 @@ pub(crate) fn generation_files(m: &Manifest, lexical_has_near: bool) -> Vec<Stri
             }
             Naming::PerGeneration { prefix, suffix } => {
                 out.push(format!("{}/{prefix}{gen}{suffix}", a.folder))
+            }
+            Naming::Chained { suffix, delta } => {
+                let (base, deltas) = m.table_chain();
+                out.push(format!("{}/{base}{suffix}", a.folder));
+                for d in deltas {
+                    out.push(format!("{}/{d}{delta}", a.folder));
+                }
             }
             Naming::Managed => {}
         }
@@ -373,6 +392,7 @@ impl Artifact {
     fn generation_of(&self, name: &str) -> Option<u64> {
         let (prefix, tail_ok): (&str, &dyn Fn(&str) -> bool) = match self.naming {
             Naming::PerGeneration { prefix, suffix } => (prefix, &move |t: &str| t == suffix),
+            Naming::Chained { suffix, delta } => ("", &move |t: &str| t == suffix || t == delta),
             Naming::GraphDump => (GRAPH_PREFIX, &|t: &str| {
                 let t = t
                     .strip_prefix('-')
@@ -451,6 +471,8 @@ mod tests {
             segments: Vec::new(),
             next_segment: 0,
             previous_files: Vec::new(),
+            table_base: None,
+            table_deltas: Vec::new(),
         };
         m.token_codes = token_codes;
         m.neighbours = neighbours;
@@ -500,6 +522,8 @@ mod tests {
             "deletion bitsets"
         );
         assert_eq!(artifact_of("near/7.bin").unwrap().what, "neighbour table");
+        assert_eq!(artifact_of("docs/9.delta").unwrap().what, "document table");
+        assert_eq!(generation_of("meta", "9.delta"), Some(9));
         // The named helpers agree with the table.
         for f in [
             chunks_file(7),
@@ -519,6 +543,27 @@ mod tests {
         // An index older than expansion keeps no neighbour table whatever it asks.
         let files = generation_files(&manifest(false, 1, None), false);
         assert_eq!(files, ["chunks/7.bin", "dense/7.vec", "docs/7.bin"]);
+    }
+
+    #[test]
+    fn a_chained_table_lists_its_base_and_deltas() {
+        let mut m = manifest(false, 1, None);
+        m.doc_meta = true;
+        m.table_base = Some(3);
+        m.table_deltas = vec![5, 7];
+        let files = generation_files(&m, true);
+        for f in [
+            "docs/3.bin",
+            "docs/5.delta",
+            "docs/7.delta",
+            "meta/3.bin",
+            "meta/7.delta",
+            "near/3.bin",
+            "near/5.delta",
+        ] {
+            assert!(files.iter().any(|x| x == f), "{f} missing from {files:?}");
+        }
+        assert!(!files.iter().any(|x| x == "docs/7.bin"), "{files:?}");
     }
 
     #[test]

@@ -44,7 +44,7 @@ impl Engine {
             return Ok(m);
         }
         let m = match &self.meta_file {
-            Some(f) => collection::decode_meta(f.bytes(), &f.path)?,
+            Some(f) => super::tables::read_meta(f)?,
             None => HashMap::new(),
         };
         Ok(self.meta.get_or_init(|| m))

@@ -11,10 +11,11 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::artifacts::{self, docs_file, meta_file, near_file, pending_manifest, MANIFEST};
+use super::artifacts::{self, pending_manifest, MANIFEST};
 use super::{Engine, IndexReport};
 use crate::chunk::{chunk_document, contextual_text};
 use crate::collection::DocMeta;
+use crate::delta::TableDelta;
 use crate::dense::DenseIndex;
 use crate::error::{Error, IoContext, Result};
 use crate::graph_build::{GraphBuilder, Layers};
@@ -24,8 +25,8 @@ use crate::late::TokenCodes;
 use crate::near::NeighbourTable;
 use crate::segment::{DeadRows, Segment, SegmentMeta, Segments};
 use crate::store::{
-    file_sum, sync_dir, write_chunks, write_docs, write_vectors, ChunkRecord, ChunkStore, Counts,
-    DocRecord, VectorFile,
+    file_sum, sync_dir, write_chunks, write_vectors, ChunkRecord, ChunkStore, Counts, DocRecord,
+    VectorFile,
 };
 
 impl Engine {
@@ -184,6 +185,11 @@ impl Engine {
         };
         let mut this_commit: HashMap<u64, usize> = HashMap::new();
         let mut new_docs: Vec<DocRecord> = Vec::new();
+        // What changed in the document table: written as a delta ([`crate::delta`]).
+        let mut docs_delta: TableDelta<String, DocRecord> = TableDelta {
+            upserts: Vec::new(),
+            removed: removed.iter().cloned().collect(),
+        };
         let mut lex_adds: Vec<usize> = Vec::new();
         let mut drafts_iter = drafts.into_iter();
         drop(old_by_key);
@@ -195,7 +201,10 @@ impl Engine {
                         new_docs.push(rec);
                     }
                 }
-                Plan::Keep(rec) => new_docs.push(rec),
+                Plan::Keep(rec) => {
+                    docs_delta.upserts.push(rec.clone());
+                    new_docs.push(rec);
+                }
                 Plan::Fresh(doc) => {
                     let ds = drafts_iter.next().unwrap_or_default();
                     let mut ids = Vec::with_capacity(ds.len());
@@ -230,7 +239,9 @@ impl Engine {
                         rows_from_old.push(from_old);
                         embed_of.push(from_new);
                     }
-                    new_docs.push(doc_record(doc, ids, &staged.external));
+                    let rec = doc_record(doc, ids, &staged.external);
+                    docs_delta.upserts.push(rec.clone());
+                    new_docs.push(rec);
                 }
                 Plan::Renamed(doc, old) => {
                     let mut ids = Vec::new();
@@ -254,7 +265,9 @@ impl Engine {
                             embed_of.push(None);
                         }
                     }
-                    new_docs.push(doc_record(doc, ids, &staged.external));
+                    let rec = doc_record(doc, ids, &staged.external);
+                    docs_delta.upserts.push(rec.clone());
+                    new_docs.push(rec);
                 }
             }
         }
@@ -358,6 +371,13 @@ impl Engine {
             })
             .collect();
         new_docs.sort_by(|a, b| a.key.cmp(&b.key));
+        let meta_delta = TableDelta {
+            upserts: staged_meta
+                .iter()
+                .map(|(k, m)| (k.clone(), m.clone()))
+                .collect(),
+            removed: docs_delta.removed.clone(),
+        };
         let meta = self.meta_rows(&new_docs, staged_meta)?;
         report.documents_total = new_docs.len();
         report.chunks_total = (self.segs.len() + records.len()).saturating_sub(dead.len());
@@ -373,6 +393,8 @@ impl Engine {
                 dead,
                 docs: new_docs,
                 meta,
+                docs_delta,
+                meta_delta,
                 lex_deletes,
                 lex_adds: lex_texts,
                 next_chunk_id: next_id,
@@ -403,6 +425,8 @@ impl Engine {
             dead,
             docs,
             meta,
+            docs_delta,
+            meta_delta,
             lex_deletes,
             lex_adds,
             next_chunk_id,
@@ -423,12 +447,7 @@ impl Engine {
             metas.push(meta);
             new_segment = Some(seg);
         }
-        write_docs(&dir.join(docs_file(gen)), &docs)?;
-        // Every generation this code writes keeps the metadata table, an index from before
-        // it included (its documents: the unnamed collection, no front matter yet).
-        std::fs::create_dir_all(dir.join("meta")).at(dir.join("meta"))?;
-        crate::collection::write_meta(&dir.join(meta_file(gen)), &meta)?;
-        for sub in ["chunks", "dense", "docs", "del"] {
+        for sub in ["chunks", "dense", "del"] {
             if dir.join(sub).is_dir() {
                 sync_dir(&dir.join(sub))?;
             }
@@ -454,6 +473,8 @@ impl Engine {
         let mut rewrites: Vec<(u64, String, String)> = Vec::new();
         let k = self.manifest.neighbours;
         let expand = k > 0 && self.lexical.has_near();
+        let mut near_table = None;
+        let mut near_delta = TableDelta::default();
         if expand {
             self.progress.start("neighbours", 0);
             let old = self.previous_neighbours()?;
@@ -506,12 +527,43 @@ impl Engine {
                     }
                 }
             }
-            up.table.write(&dir.join(near_file(gen)))?;
-            sync_dir(&dir.join("near"))?;
+            near_delta = TableDelta {
+                upserts: up
+                    .changed
+                    .iter()
+                    .map(|&p| (ids[p], up.table.lists[p].clone()))
+                    .collect(),
+                removed: dead.clone(),
+            };
+            near_table = Some(up.table);
             self.progress.finish();
         }
 
+        // The tables: a delta on the current chain, or a new base ([`super::tables`]).
+        // Every generation this code writes keeps the metadata table, an index from before
+        // it included (its documents: the unnamed collection, no front matter yet).
         let mut next = self.manifest.clone();
+        let current = match (&self.docs_file, &self.meta_file) {
+            (Some(d), Some(m)) if self.manifest.segmented && self.manifest.generation > 0 => {
+                Some((&self.manifest, [d, m], self.near_file.as_ref()))
+            }
+            _ => None,
+        };
+        super::tables::write(
+            &dir,
+            gen,
+            current,
+            super::tables::TableChanges {
+                docs: &docs,
+                meta: &meta,
+                near: near_table.as_ref(),
+                docs_delta,
+                meta_delta,
+                near_delta,
+            },
+            &mut next,
+        )?;
+
         next.generation = gen;
         next.model = self.spec.clone();
         next.counts = Counts {
@@ -549,15 +601,13 @@ impl Engine {
         self.segs = segs;
         self.manifest = next;
         self.docs = OnceLock::new();
-        self.docs_file = None;
-        self.near_file = None;
         self.near = OnceLock::new();
-        if expand {
-            self.near_file = Some(crate::store::PinnedFile::open(&dir.join(near_file(gen)))?);
+        self.pin_tables()?;
+        if let Some(t) = near_table {
+            let _ = self.near.set(Some(t));
         }
         self.doc_index = OnceLock::new();
         let _ = self.docs.set(docs);
-        self.meta_file = None;
         self.meta = OnceLock::new();
         let _ = self.meta.set(meta.into_iter().collect());
         self.centroids = OnceLock::new();
@@ -853,18 +903,17 @@ impl Engine {
 
     /// The current generation's neighbour table; empty when it has none (a new index, or
     /// one that had no expansion), so that every chunk gets its list computed.
-    fn previous_neighbours(&self) -> Result<NeighbourTable> {
-        let path = self.dir.join(near_file(self.manifest.generation));
-        if self.manifest.generation == 0 || !path.exists() {
-            return Ok(NeighbourTable::default());
+    fn previous_neighbours(&mut self) -> Result<NeighbourTable> {
+        if let Some(Some(t)) = self.near.take() {
+            return Ok(t);
         }
-        NeighbourTable::read(&path)
+        match &self.near_file {
+            Some(c) if self.manifest.generation > 0 => super::tables::read_near(c),
+            _ => Ok(NeighbourTable::default()),
+        }
     }
 }
 
-/// A chunk's identity for reuse: a hash of the text the model reads (title, heading trail
-/// and text, [`contextual_text`]). 64 bits of SipHash over texts of one index: a collision
-/// would need billions of distinct chunks.
 /// An existing graph a merged segment's graph starts from: the graph's layers, and for
 /// each of its rows the row it became in the merged segment (`None`: deleted).
 pub(super) struct GraphSeed {
@@ -872,6 +921,9 @@ pub(super) struct GraphSeed {
     pub(super) rows: Vec<Option<u32>>,
 }
 
+/// A chunk's identity for reuse: a hash of the text the model reads (title, heading trail
+/// and text, [`contextual_text`]). 64 bits of SipHash over texts of one index: a collision
+/// would need billions of distinct chunks.
 pub(super) fn text_key(text: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -917,6 +969,10 @@ pub(super) struct Generation {
     docs: Vec<DocRecord>,
     /// Each document's metadata, in the table's order.
     meta: Vec<(String, DocMeta)>,
+    /// The documents this commit adds, changes and removes.
+    docs_delta: TableDelta<String, DocRecord>,
+    /// Their metadata.
+    meta_delta: TableDelta<String, (String, DocMeta)>,
     /// Document keys whose lexical entries go.
     lex_deletes: Vec<String>,
     /// Lexical entries to add: (chunk id, document key, indexed text).

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use super::artifacts::{self, near_file};
+use super::artifacts;
 use super::Engine;
 use crate::error::Result;
 use crate::store::file_sum;
@@ -102,9 +102,8 @@ impl Engine {
                 store_ids.len()
             ));
         }
-        let near = self.dir.join(near_file(self.manifest.generation));
-        if self.manifest.neighbours > 0 && self.lexical.has_near() && near.exists() {
-            match crate::near::NeighbourTable::read(&near) {
+        if let (Some(near), true) = (&self.near_file, self.lexical.has_near()) {
+            match super::tables::read_near(near) {
                 Ok(t) if t.ids != store_ids => problems.push(format!(
                     "neighbour table lists {} chunks, the store holds {} (or other ids)",
                     t.ids.len(),

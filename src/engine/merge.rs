@@ -3,8 +3,8 @@
 //!
 //! A merge writes the live chunks of a run of adjacent segments as one new segment and
 //! commits a generation that lists it in their place; chunk ids, and so the lexical index,
-//! the document table and the neighbour table, do not change (the per-generation tables
-//! are hard-linked to the new generation's names, not rewritten). It is crash-safe the
+//! the document table and the neighbour table, do not change (the new generation lists the
+//! same table files, [`super::tables`]). It is crash-safe the
 //! way a commit is: the manifest's rename is the commit point, and files written before a
 //! crash are unreferenced and removed by the next writer.
 //!
@@ -18,7 +18,7 @@
 
 use std::ops::Range;
 
-use super::artifacts::{self, docs_file, meta_file, near_file, MANIFEST};
+use super::artifacts::{self, MANIFEST};
 use super::commit::{Codes, GraphSeed};
 use super::Engine;
 use crate::error::{IoContext, Result};
@@ -219,27 +219,12 @@ impl Engine {
             metas = artifacts::segments_of(&self.manifest);
         }
         metas.splice(run, std::iter::once(meta));
-        // The per-generation tables do not change: the new generation's names are links.
-        for f in [docs_file, meta_file, near_file] {
-            let (from, to) = (dir.join(f(gen - 1)), dir.join(f(gen)));
-            if from.is_file() {
-                if to.exists() {
-                    std::fs::remove_file(&to).at(&to)?;
-                }
-                if std::fs::hard_link(&from, &to).is_err() {
-                    std::fs::copy(&from, &to).at(&to)?;
-                }
-            }
-        }
-        for sub in ["docs", "meta", "near"] {
-            if dir.join(sub).is_dir() {
-                sync_dir(&dir.join(sub))?;
-            }
-        }
         let mut next = self.manifest.clone();
         next.generation = gen;
         next.segments = metas;
         next.next_segment = id + 1;
+        // The tables do not change: the new generation lists the same base and deltas.
+        next.table_base = Some(self.manifest.table_chain().0);
         let pending = self.write_pending(&mut next)?;
         // The commit point: the lexical index records the generation (nothing else of it
         // changes), then the manifest is renamed into place.
@@ -249,13 +234,7 @@ impl Engine {
         self.lexical.reload()?;
         self.segs = Segments::open(&dir, &next.segments, dim, false)?;
         self.manifest = next;
-        // The tables are the same; their pinned files are the old generation's names.
-        self.docs_file = None;
-        self.near_file = None;
-        if self.manifest.neighbours > 0 && dir.join(near_file(gen)).is_file() {
-            self.near_file = Some(crate::store::PinnedFile::open(&dir.join(near_file(gen)))?);
-        }
-        self.meta_file = None;
+        // The tables, and so their pinned files, are the same.
         self.remove_stray_files()?;
         self.progress.finish();
         Ok(())
@@ -300,10 +279,12 @@ mod tests {
         assert_eq!(plan(&segs, MERGE_BUDGET), Some(1..2));
         assert_eq!(plan(&segs, 500), None);
         let big: Vec<SegmentMeta> = (0..8).map(|i| seg(i, 100_000, 0)).collect();
+        assert_eq!(plan(&big, MERGE_BUDGET), Some(0..8));
+        let bigger: Vec<SegmentMeta> = (0..8).map(|i| seg(i, 200_000, 0)).collect();
         assert_eq!(
-            plan(&big, MERGE_BUDGET),
+            plan(&bigger, MERGE_BUDGET),
             None,
-            "800k chunks wait for compact"
+            "1.6M chunks wait for compact"
         );
     }
 }

@@ -26,9 +26,7 @@ use crate::lexical::LexicalIndex;
 use crate::models::{ModelDir, ModelSpec, DEFAULT_MODEL_DIR};
 use crate::quant::Precision;
 use crate::segment::Segments;
-use crate::store::{
-    read_docs, sync_dir, Counts, DocRecord, DocTableFile, Manifest, PinnedFile, FORMAT_VERSION,
-};
+use crate::store::{sync_dir, Counts, DocRecord, Manifest, FORMAT_VERSION};
 
 mod artifacts;
 mod collections;
@@ -42,6 +40,7 @@ mod request;
 mod routing;
 mod search;
 mod sync;
+mod tables;
 
 pub(crate) use artifacts::MANIFEST;
 use artifacts::{docs_file, meta_file, near_file, pending_manifest};
@@ -274,16 +273,16 @@ pub struct Engine {
     segs: Segments,
     lexical: LexicalIndex,
     docs: OnceLock<Vec<DocRecord>>,
-    /// The open generation's document table, pinned at open (see [`DocTableFile`]) until
+    /// The open generation's document table, pinned at open (see [`tables::Chain`]) until
     /// `docs` is filled.
-    docs_file: Option<DocTableFile>,
+    docs_file: Option<tables::Chain>,
     /// The open generation's neighbour table, pinned at open and decoded on first use
     /// (copies of a passage in a more specific file, [`crate::copies`]).
-    near_file: Option<PinnedFile>,
+    near_file: Option<tables::Chain>,
     near: OnceLock<Option<crate::near::NeighbourTable>>,
     /// The open generation's document metadata (collection, front matter), pinned at open
     /// and decoded on first use (a filter or a sync needs it; a plain query does not).
-    meta_file: Option<PinnedFile>,
+    meta_file: Option<tables::Chain>,
     meta: OnceLock<HashMap<String, crate::collection::DocMeta>>,
     /// Each collection's centroid (routing), computed on first use.
     centroids: OnceLock<Vec<(String, Vec<f32>)>>,
@@ -363,6 +362,8 @@ impl Engine {
             segments: Vec::new(),
             next_segment: 0,
             previous_files: Vec::new(),
+            table_base: None,
+            table_deltas: Vec::new(),
             precision: cfg.new_index_precision(),
         };
         // The folders of what this index keeps (no `near/` without expansion).
@@ -531,7 +532,6 @@ impl Engine {
                 ));
             }
         }
-        let gen = manifest.generation;
         // Graphs are loaded by the first search that needs them (a lexical query never
         // does); their files are checked against the manifest's sizes above. Readers map a
         // graph's vectors; a writer copies them, as a merge extends the graph.
@@ -550,14 +550,7 @@ impl Engine {
             lexical,
             lock,
         );
-        engine.docs_file = Some(DocTableFile::open(&dir.join(docs_file(gen)))?);
-        let near = dir.join(near_file(gen));
-        if engine.manifest.neighbours > 0 && near.is_file() {
-            engine.near_file = Some(PinnedFile::open(&near)?);
-        }
-        if engine.manifest.doc_meta {
-            engine.meta_file = Some(PinnedFile::open(&dir.join(meta_file(gen)))?);
-        }
+        engine.pin_tables()?;
         if write {
             engine.remove_stray_files()?;
         }
@@ -631,26 +624,50 @@ impl Engine {
         &self.lexical
     }
 
+    /// Maps the open generation's tables (documents, metadata, neighbours), to be decoded
+    /// when first needed.
+    fn pin_tables(&mut self) -> Result<()> {
+        let (dir, m) = (&self.dir, &self.manifest);
+        self.docs_file = Some(tables::Chain::open(dir, m, "docs", docs_file)?);
+        let (base, _) = m.table_chain();
+        self.near_file = if m.neighbours > 0 && dir.join(near_file(base)).is_file() {
+            Some(tables::Chain::open(dir, m, "near", near_file)?)
+        } else {
+            None
+        };
+        self.meta_file = if m.doc_meta {
+            Some(tables::Chain::open(dir, m, "meta", meta_file)?)
+        } else {
+            None
+        };
+        Ok(())
+    }
+
     /// The document table (read lazily: queries do not need it).
     pub fn documents(&self) -> Result<&[DocRecord]> {
         if let Some(d) = self.docs.get() {
             return Ok(d);
         }
         let d = match &self.docs_file {
-            Some(f) => f.read()?,
-            None => read_docs(&self.dir.join(docs_file(self.manifest.generation)))?,
+            Some(f) => tables::read_docs(f)?,
+            None => tables::read_docs(&tables::Chain::open(
+                &self.dir,
+                &self.manifest,
+                "docs",
+                docs_file,
+            )?)?,
         };
         Ok(self.docs.get_or_init(|| d))
     }
 
     /// The neighbour table of the open generation (`None` without document expansion), read
     /// on first use.
-    pub(crate) fn neighbour_table(&self) -> Result<Option<&crate::near::NeighbourTable>> {
+    pub fn neighbour_table(&self) -> Result<Option<&crate::near::NeighbourTable>> {
         if let Some(t) = self.near.get() {
             return Ok(t.as_ref());
         }
         let t = match &self.near_file {
-            Some(f) => Some(crate::near::NeighbourTable::decode(f.bytes(), &f.path)?),
+            Some(f) => Some(tables::read_near(f)?),
             None => None,
         };
         Ok(self.near.get_or_init(|| t).as_ref())

@@ -1,0 +1,196 @@
+//! The per-generation tables (documents, their metadata, neighbour lists) as a base and
+//! the deltas of later commits ([`crate::delta`]): opening them pinned, reading them, and
+//! writing a commit's change as a delta or a new base.
+//!
+//! Not for: the files of segments ([`crate::segment`]) or the delta format itself.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::artifacts::{delta_file, docs_file, meta_file, near_file};
+use crate::collection::DocMeta;
+use crate::delta::{TableDelta, MAX_DELTAS, MAX_DELTA_SHARE};
+use crate::error::Result;
+use crate::near::NeighbourTable;
+use crate::store::{DocRecord, Manifest, PinnedFile};
+
+/// One neighbour list keyed by its chunk id.
+pub(crate) type NearRow = (u64, Vec<(u64, f32)>);
+
+/// One table's files of a generation, mapped when it is opened: the mapping keeps their
+/// bytes for as long as the reader lives, even after a writer's cleanup unlinked them (a
+/// reader that first needs its table several commits later still gets its own
+/// generation's, not an error).
+pub(crate) struct Chain {
+    base: PinnedFile,
+    deltas: Vec<PinnedFile>,
+}
+
+impl Chain {
+    /// Maps the table of `folder` (`docs`, `meta`, `near`) of the generation `m` describes;
+    /// `base_name` names its base file.
+    pub(crate) fn open(
+        dir: &Path,
+        m: &Manifest,
+        folder: &str,
+        base_name: fn(u64) -> String,
+    ) -> Result<Chain> {
+        let (base, deltas) = m.table_chain();
+        Ok(Chain {
+            base: PinnedFile::open(&dir.join(base_name(base)))?,
+            deltas: deltas
+                .iter()
+                .map(|&g| PinnedFile::open(&dir.join(delta_file(folder, g))))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// The deltas, oldest first.
+    fn deltas<K, V>(&self) -> Result<Vec<TableDelta<K, V>>>
+    where
+        K: serde::Serialize + serde::de::DeserializeOwned,
+        V: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        self.deltas
+            .iter()
+            .map(|f| TableDelta::decode(f.bytes(), &f.path))
+            .collect()
+    }
+
+    /// Bytes of the base and of the deltas.
+    fn sizes(&self) -> (u64, u64) {
+        (
+            self.base.bytes().len() as u64,
+            self.deltas.iter().map(|f| f.bytes().len() as u64).sum(),
+        )
+    }
+}
+
+/// The document table, ordered by key.
+pub(crate) fn read_docs(c: &Chain) -> Result<Vec<DocRecord>> {
+    let base = crate::store::decode_docs(c.base.bytes(), &c.base.path)?;
+    let deltas: Vec<TableDelta<String, DocRecord>> = c.deltas()?;
+    if deltas.is_empty() {
+        return Ok(base);
+    }
+    let mut docs = crate::delta::apply(base, deltas, |d| &d.key);
+    docs.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(docs)
+}
+
+/// The metadata of each document.
+pub(crate) fn read_meta(c: &Chain) -> Result<HashMap<String, DocMeta>> {
+    let mut m = crate::collection::decode_meta(c.base.bytes(), &c.base.path)?;
+    for d in c.deltas::<String, (String, DocMeta)>()? {
+        for k in d.removed {
+            m.remove(&k);
+        }
+        for (k, v) in d.upserts {
+            m.insert(k, v);
+        }
+    }
+    Ok(m)
+}
+
+/// The neighbour table, ordered by chunk id.
+pub(crate) fn read_near(c: &Chain) -> Result<NeighbourTable> {
+    let t = NeighbourTable::decode(c.base.bytes(), &c.base.path)?;
+    let deltas: Vec<TableDelta<u64, NearRow>> = c.deltas()?;
+    if deltas.is_empty() {
+        return Ok(t);
+    }
+    let rows: Vec<NearRow> = t.ids.into_iter().zip(t.lists).collect();
+    let mut rows = crate::delta::apply(rows, deltas, |r| &r.0);
+    rows.sort_by_key(|r| r.0);
+    let (ids, lists) = rows.into_iter().unzip();
+    Ok(NeighbourTable { k: t.k, ids, lists })
+}
+
+/// What a commit changed in the three tables, and the tables it leaves.
+pub(crate) struct TableChanges<'a> {
+    /// The new document table, ordered by key.
+    pub docs: &'a [DocRecord],
+    /// Its metadata, in the same order.
+    pub meta: &'a [(String, DocMeta)],
+    /// The new neighbour table (none without document expansion).
+    pub near: Option<&'a NeighbourTable>,
+    /// Documents new or changed.
+    pub docs_delta: TableDelta<String, DocRecord>,
+    /// Metadata new or changed, and that of the documents removed.
+    pub meta_delta: TableDelta<String, (String, DocMeta)>,
+    /// Neighbour lists new or changed, and the chunks that left.
+    pub near_delta: TableDelta<u64, NearRow>,
+}
+
+/// Writes generation `gen`'s tables into `dir` and sets `next`'s chain: deltas on the
+/// current chain (`current`: its files, `None` when it cannot take one: a new index, one
+/// written before metadata tables or deltas), or a new base when the deltas would pass
+/// [`MAX_DELTA_SHARE`] of the base or [`MAX_DELTAS`] files. Returns the files written.
+pub(crate) fn write(
+    dir: &Path,
+    gen: u64,
+    current: Option<(&Manifest, [&Chain; 2], Option<&Chain>)>,
+    changes: TableChanges<'_>,
+    next: &mut Manifest,
+) -> Result<Vec<String>> {
+    let encoded = (
+        changes.docs_delta.encode()?,
+        changes.meta_delta.encode()?,
+        match changes.near {
+            Some(_) => Some(changes.near_delta.encode()?),
+            None => None,
+        },
+    );
+    let new_bytes =
+        (encoded.0.len() + encoded.1.len() + encoded.2.as_ref().map_or(0, Vec::len)) as u64;
+    let chain = current.and_then(|(m, [docs, meta], near)| {
+        // A table the new generation keeps must have a chain to extend.
+        if changes.near.is_some() != near.is_some() {
+            return None;
+        }
+        let (base, deltas) = m.table_chain();
+        let (mut b, mut d) = (0u64, new_bytes);
+        for c in [Some(docs), Some(meta), near].into_iter().flatten() {
+            let (cb, cd) = c.sizes();
+            b += cb;
+            d += cd;
+        }
+        let fits = deltas.len() < MAX_DELTAS && (d as f64) <= MAX_DELTA_SHARE * b as f64;
+        fits.then(|| (base, deltas.to_vec()))
+    });
+    let mut written = Vec::new();
+    match chain {
+        Some((base, mut deltas)) => {
+            let (docs, meta, near) = encoded;
+            for (folder, bytes) in [("docs", Some(docs)), ("meta", Some(meta)), ("near", near)] {
+                if let Some(b) = bytes {
+                    let f = delta_file(folder, gen);
+                    crate::delta::write(&dir.join(&f), &b)?;
+                    written.push(f);
+                }
+            }
+            deltas.push(gen);
+            next.table_base = Some(base);
+            next.table_deltas = deltas;
+        }
+        None => {
+            crate::store::write_docs(&dir.join(docs_file(gen)), changes.docs)?;
+            std::fs::create_dir_all(dir.join("meta"))
+                .map_err(|e| crate::error::Error::io(dir.join("meta"), e))?;
+            crate::collection::write_meta(&dir.join(meta_file(gen)), changes.meta)?;
+            written.extend([docs_file(gen), meta_file(gen)]);
+            if let Some(t) = changes.near {
+                t.write(&dir.join(near_file(gen)))?;
+                written.push(near_file(gen));
+            }
+            next.table_base = Some(gen);
+            next.table_deltas = Vec::new();
+        }
+    }
+    for sub in ["docs", "meta", "near"] {
+        if dir.join(sub).is_dir() {
+            crate::store::sync_dir(&dir.join(sub))?;
+        }
+    }
+    Ok(written)
+}
