@@ -297,11 +297,22 @@ impl GraphFile {
         ef: usize,
         pass: Option<&dyn Fn(u32) -> bool>,
     ) -> Vec<(u32, f32)> {
+        self.search_by(&|r: u32| dot(query, vectors.row(r as usize)), k, ef, pass)
+    }
+
+    /// [`GraphFile::search`] with the similarity of the query to a row given by `sim` (an
+    /// approximate one, [`crate::sq8`], whose candidates the caller rescores).
+    pub fn search_by(
+        &self,
+        sim: &dyn Fn(u32) -> f32,
+        k: usize,
+        ef: usize,
+        pass: Option<&dyn Fn(u32) -> bool>,
+    ) -> Vec<(u32, f32)> {
         if self.rows == 0 || k == 0 {
             return Vec::new();
         }
         let ef = ef.max(k);
-        let sim = |r: u32| dot(query, vectors.row(r as usize));
         let ok = |r: u32| pass.is_none_or(|p| p(r));
         let (mut cur, mut best) = (self.entry, sim(self.entry));
         for l in (1..self.layers.len()).rev() {

@@ -122,6 +122,7 @@ pub mod segment;
 pub mod select;
 pub mod serve;
 pub mod shard;
+pub mod sq8;
 pub mod store;
 pub mod tune;
 

@@ -27,6 +27,7 @@ use crate::dense::{exact_search_rows, search_graph_where, DenseIndex};
 use crate::error::{Error, IoContext, Result};
 use crate::graph_file::GraphFile;
 use crate::late::TokenCodes;
+use crate::sq8::{QueryCode, Sq8Vectors};
 use crate::store::{ChunkRecord, ChunkStore, VectorFile};
 
 /// One segment as the manifest records it: its files (relative to the index folder) and
@@ -63,6 +64,10 @@ pub struct SegmentMeta {
     /// from before they were kept).
     #[serde(default)]
     pub keys: Option<String>,
+    /// The int8 copy of the vectors that its graph searches walk ([`crate::sq8`]), in an
+    /// index created with that precision.
+    #[serde(default)]
+    pub sq8: Option<String>,
 }
 
 impl SegmentMeta {
@@ -82,6 +87,7 @@ impl SegmentMeta {
         v.extend(self.graph_file.clone());
         v.extend(self.deletes.clone());
         v.extend(self.keys.clone());
+        v.extend(self.sq8.clone());
         v
     }
 
@@ -107,6 +113,11 @@ pub fn codes_file(id: u64) -> String {
 pub fn keys_file(id: u64) -> String {
     format!("chunks/s{id}.keys")
 }
+/// The graph file of segment `id`.
+pub fn sq8_file(id: u64) -> String {
+    format!("dense/s{id}.sq8")
+}
+
 /// The graph file of segment `id`.
 pub fn graph_file(id: u64) -> String {
     format!("dense/s{id}.graph")
@@ -236,6 +247,8 @@ pub struct Segment {
     /// Where its graph file is; mapped by the first search that needs it.
     flat_path: Option<std::path::PathBuf>,
     flat: std::sync::OnceLock<Option<GraphFile>>,
+    /// The int8 vectors its graph walks, when the index keeps them.
+    sq8: Option<Sq8Vectors>,
     codes: TokenCodes,
     dead: Option<DeadRows>,
     /// The local row of each live chunk, when some are deleted (else row = live index).
@@ -284,8 +297,12 @@ impl Segment {
             Some(d) => Some(DeadRows::read(&dir.join(d), store.len())?),
             None => None,
         };
+        let rows = store.len();
         let mut seg = Segment::assemble(meta.clone(), store, dense, codes, dead);
         seg.flat_path = meta.graph_file.as_ref().map(|f| dir.join(f));
+        if let Some(f) = &meta.sq8 {
+            seg.sq8 = Some(Sq8Vectors::open(&dir.join(f), rows, dim)?);
+        }
         Ok(seg)
     }
 
@@ -309,10 +326,22 @@ impl Segment {
             dense,
             flat_path: None,
             flat: std::sync::OnceLock::new(),
+            sq8: None,
             codes,
             dead,
             live_rows,
         }
+    }
+
+    /// This segment with its int8 vectors `rel` (relative to `dir`), written.
+    pub fn with_sq8(mut self, dir: &Path, rel: String) -> Result<Segment> {
+        self.sq8 = Some(Sq8Vectors::open(
+            &dir.join(&rel),
+            self.store.len(),
+            self.dense.vectors().dim(),
+        )?);
+        self.meta.sq8 = Some(rel);
+        Ok(self)
     }
 
     /// This segment with its graph file `rel` (relative to `dir`), written.
@@ -422,13 +451,23 @@ impl Segment {
                     && pass.is_none_or(|p| p(self.store.id_at(r as usize)))
             };
             let filtered = pass.is_some() || self.dead.is_some();
-            let rows = f.search(
-                self.dense.vectors(),
-                query,
-                k,
-                ef,
-                filtered.then_some(&row_ok as &dyn Fn(u32) -> bool),
-            );
+            let filter = filtered.then_some(&row_ok as &dyn Fn(u32) -> bool);
+            let vectors = self.dense.vectors();
+            let rows = match &self.sq8 {
+                // The walk on int8 scores; its `ef` candidates rescored exactly.
+                Some(q8) => {
+                    let qc = QueryCode::new(query);
+                    let sim = |r: u32| q8.score(&qc, r as usize);
+                    let mut c = f.search_by(&sim, ef.max(k), ef, filter);
+                    for x in &mut c {
+                        x.1 = crate::embed::dot(query, vectors.row(x.0 as usize));
+                    }
+                    c.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    c.truncate(k);
+                    c
+                }
+                None => f.search(vectors, query, k, ef, filter),
+            };
             return Ok(rows
                 .into_iter()
                 .map(|(r, s)| (self.store.id_at(r as usize), s))

@@ -161,6 +161,9 @@ pub struct Manifest {
     /// The generations whose table deltas apply on top of the base, oldest first.
     #[serde(default)]
     pub table_deltas: Vec<u64>,
+    /// The vectors graph searches walk ([`crate::sq8`]); chosen at creation.
+    #[serde(default)]
+    pub vector_precision: crate::sq8::VectorPrecision,
 }
 
 impl Manifest {
@@ -698,6 +701,7 @@ mod tests {
             previous_files: Vec::new(),
             table_base: None,
             table_deltas: Vec::new(),
+            vector_precision: Default::default(),
         };
         m.write_atomic(&p).unwrap();
         assert_eq!(Manifest::read(&p).unwrap(), m);

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use pinpoint::sq8::VectorPrecision;
 use pinpoint::{Engine, EngineConfig, Mode, SearchRequest};
 
 use crate::util::*;
@@ -173,8 +174,19 @@ fn a_segmented_index_answers_as_its_compacted_self() {
 
 #[test]
 fn segments_with_graphs_find_what_an_exact_scan_finds() {
+    graphs_find_what_an_exact_scan_finds(VectorPrecision::F32);
+}
+
+#[test]
+fn int8_vectors_walked_and_rescored_find_what_an_exact_scan_finds() {
+    graphs_find_what_an_exact_scan_finds(VectorPrecision::Int8);
+}
+
+fn graphs_find_what_an_exact_scan_finds(precision: VectorPrecision) {
     let idx = tempfile::tempdir().unwrap();
-    let mut e = build(idx.path(), cfg(20), 6, 50);
+    let mut c = cfg(20);
+    c.vector_precision = precision;
+    let mut e = build(idx.path(), c, 6, 50);
     for i in (0..300).step_by(7) {
         e.remove_document(&format!("d{i}")).unwrap();
     }
@@ -217,6 +229,17 @@ fn segments_with_graphs_find_what_an_exact_scan_finds() {
         found += want.iter().filter(|w| got.contains(w)).count();
     }
     assert!(found * 100 >= total * 95, "recall {found}/{total}");
+    // Each segment with a graph has its int8 copy exactly when the index asked for one.
+    for m in &e.manifest().segments {
+        let has = m.sq8.as_ref().is_some_and(|f| idx.path().join(f).is_file());
+        assert_eq!(
+            has,
+            m.graph_file.is_some() && precision == VectorPrecision::Int8,
+            "segment {}",
+            m.id
+        );
+    }
+    assert!(e.verify().unwrap().is_empty(), "{:?}", e.verify());
 }
 
 #[test]

@@ -103,6 +103,8 @@ pub struct Warm {
 pub struct ScaleReport {
     /// Live chunks in the index.
     pub chunks: usize,
+    /// The vectors its graph searches walk ([`crate::sq8`]).
+    pub vector_precision: crate::sq8::VectorPrecision,
     /// Segments after the build (merged by policy).
     pub segments: usize,
     /// Real sentences embedded.
@@ -148,8 +150,8 @@ impl ScaleReport {
         };
         writeln!(
             out,
-            "scale: {} chunks in {} segments ({} real sentences, {copies}); encoder {}",
-            self.chunks, self.segments, self.base_vectors, self.encoder
+            "scale: {} chunks in {} segments ({} real sentences, {copies}); encoder {}; vectors {:?}",
+            self.chunks, self.segments, self.base_vectors, self.encoder, self.vector_precision
         )?;
         writeln!(
             out,
@@ -540,6 +542,7 @@ pub fn run(
     report.build_stages = clock.total.lock().map(|m| m.clone()).unwrap_or_default();
     report.build_peak_rss_bytes = peak_rss();
     report.chunks = e.segments().len();
+    report.vector_precision = e.manifest().vector_precision;
     report.segments = e.manifest().segments.len();
     let hnsw_s = report.build_stages.get("hnsw").copied().unwrap_or(0.0);
     // Every point inserted into a graph, merges' included (a merge inserts the rows its

@@ -164,6 +164,7 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
                 .unwrap_or_else(|| PathBuf::from(pinpoint::models::DEFAULT_MODEL_DIR)),
         ),
         device: a.device.parse::<DeviceChoice>()?,
+        vector_precision: a.vectors.parse()?,
         ..Default::default()
     };
     std::fs::create_dir_all(&a.work)?;

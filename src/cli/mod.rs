@@ -128,6 +128,9 @@ struct BenchArgs {
     /// With --scale: documents per commit while building (each commit makes a segment).
     #[arg(long, default_value_t = 100_000)]
     scale_batch: usize,
+    /// With --scale: the vectors graph searches walk, `f32` or `int8` (see `index --vectors`).
+    #[arg(long, default_value = "f32")]
+    vectors: String,
     /// Print exactly one JSON object.
     #[arg(long)]
     json: bool,
@@ -282,6 +285,11 @@ struct IndexArgs {
     /// each chunk's dense neighbours, and the hybrid's lexical leg is plain BM25.
     #[arg(long)]
     no_expansion: bool,
+    /// The vectors graph searches walk (new indexes only): `f32`, or `int8` (a quarter of
+    /// the bytes a search reads, an int8 copy beside the f32 vectors, the candidates
+    /// rescored at f32).
+    #[arg(long, default_value = "f32")]
+    vectors: String,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,

@@ -192,6 +192,18 @@ pub(crate) const ARTIFACTS: &[Artifact] = &[
         present: with_graph,
     },
     Artifact {
+        folder: "dense",
+        what: "int8 vectors",
+        writer: "sq8::Sq8Vectors::write",
+        reader: "sq8::Sq8Vectors::open",
+        naming: Naming::PerGeneration {
+            prefix: "",
+            suffix: ".sq8",
+        },
+        per_segment: true,
+        present: with_segments,
+    },
+    Artifact {
         folder: "chunks",
         what: "chunk text keys",
         writer: "segment::TextKeys::write",
@@ -375,6 +387,7 @@ pub(crate) fn segments_of(m: &Manifest) -> Vec<SegmentMeta> {
         graph_file: None,
         deletes: None,
         keys: None,
+        sq8: None,
     }]
 }
 
@@ -473,6 +486,7 @@ mod tests {
             previous_files: Vec::new(),
             table_base: None,
             table_deltas: Vec::new(),
+            vector_precision: Default::default(),
         };
         m.token_codes = token_codes;
         m.neighbours = neighbours;

@@ -24,6 +24,7 @@ use crate::ingest::Document;
 use crate::late::TokenCodes;
 use crate::near::NeighbourTable;
 use crate::segment::{DeadRows, Segment, SegmentMeta, Segments};
+use crate::sq8::{Sq8Vectors, VectorPrecision};
 use crate::store::{
     file_sum, sync_dir, write_chunks, write_vectors, ChunkRecord, ChunkStore, Counts, DocRecord,
     VectorFile,
@@ -706,9 +707,20 @@ impl Engine {
         let rel = crate::segment::graph_file(id);
         GraphFile::write_layers(&layers, rows, &self.dir.join(&rel))?;
         drop(layers);
+        // The int8 copy the graph walks, in an index that asked for it ([`crate::sq8`]).
+        let sq8 = if self.manifest.vector_precision == VectorPrecision::Int8 {
+            let f = crate::segment::sq8_file(id);
+            Sq8Vectors::write(&self.dir.join(&f), seg.dense().vectors())?;
+            Some(f)
+        } else {
+            None
+        };
         sync_dir(&self.dir.join("dense"))?;
         self.progress.finish();
-        let seg = seg.with_graph_file(&self.dir, rel);
+        let mut seg = seg.with_graph_file(&self.dir, rel);
+        if let Some(f) = sq8 {
+            seg = seg.with_sq8(&self.dir, f)?;
+        }
         Ok((seg.meta().clone(), seg))
     }
 
@@ -773,6 +785,7 @@ impl Engine {
             graph_file: None,
             deletes: None,
             keys: keys_path,
+            sq8: None,
         };
         let seg = Segment::assemble(
             meta.clone(),

@@ -257,6 +257,7 @@ mod tests {
             graph_file: None,
             deletes: None,
             keys: None,
+            sq8: None,
         }
     }
 

@@ -102,6 +102,9 @@ pub struct EngineConfig {
     /// [`Precision::new_index_default`]). An existing index keeps its own; naming another
     /// one for it is an error, since its queries must be embedded as its passages were.
     pub precision: Option<Precision>,
+    /// The vectors graph searches walk in new indexes ([`crate::sq8`]): f32, or an int8
+    /// copy with the candidates rescored at f32. An existing index keeps its own.
+    pub vector_precision: crate::sq8::VectorPrecision,
 }
 
 impl EngineConfig {
@@ -132,6 +135,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("without_token_codes", &self.without_token_codes)
             .field("neighbours", &self.neighbours)
             .field("precision", &self.precision)
+            .field("vector_precision", &self.vector_precision)
             .field(
                 "embedder",
                 &self.embedder.as_ref().map(|e| e.spec().id.clone()),
@@ -364,6 +368,7 @@ impl Engine {
             previous_files: Vec::new(),
             table_base: None,
             table_deltas: Vec::new(),
+            vector_precision: cfg.vector_precision,
             precision: cfg.new_index_precision(),
         };
         // The folders of what this index keeps (no `near/` without expansion).
