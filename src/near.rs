@@ -19,7 +19,7 @@
 //!
 //! Not for: query-time expansion ([`crate::expand`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -147,36 +147,71 @@ pub type Search<'a> = dyn Fn(&[usize], usize) -> Vec<Vec<(usize, f32)>> + Sync +
 ///   is not among them keeps its list (an approximation of the exact table, which a rebuild
 ///   restores; on the bundled samples a sync gives exactly a fresh build's table, as
 ///   `tests/near.rs` checks).
+///
+/// The walk over the rows is linear and moves the old lists rather than copying them: at a
+/// million chunks a lookup per row and a copy per list were most of a one-file commit.
 pub fn update(
     k: usize,
     ids: &[u64],
-    docs: &[u32],
-    old: &NeighbourTable,
+    docs: &dyn Fn(usize) -> u32,
+    old: NeighbourTable,
     search: &Search,
 ) -> Update {
     let n = ids.len();
-    let alive = |id: u64| ids.binary_search(&id).is_ok();
-    let mut lists: Vec<Option<Vec<(u64, f32)>>> = vec![None; n];
+    let NeighbourTable {
+        k: old_k,
+        ids: mut old_ids,
+        lists: mut old_lists,
+    } = old;
+    if !old_ids.is_sorted() {
+        let mut rows: Vec<(u64, Vec<(u64, f32)>)> = old_ids.into_iter().zip(old_lists).collect();
+        rows.sort_by_key(|r| r.0);
+        (old_ids, old_lists) = rows.into_iter().unzip();
+    }
+    // The old table's chunks that left (both id lists ascending).
+    let mut gone: HashSet<u64> = HashSet::new();
+    let mut p = 0;
+    for &id in &old_ids {
+        while p < n && ids[p] < id {
+            p += 1;
+        }
+        if p >= n || ids[p] != id {
+            gone.insert(id);
+        }
+    }
+    let mut lists: Vec<Option<Vec<(u64, f32)>>> = Vec::with_capacity(n);
     let mut fresh = Vec::new();
     let mut stale = HashSet::new();
+    // The old lists of rows found stale here (the others stay in `lists` until replaced),
+    // to tell which rows' lists changed.
+    let mut previous: HashMap<usize, Vec<(u64, f32)>> = HashMap::new();
+    let mut j = 0;
     for (p, &id) in ids.iter().enumerate() {
-        match old.list_of(id) {
+        while j < old_ids.len() && old_ids[j] < id {
+            j += 1;
+        }
+        if j < old_ids.len() && old_ids[j] == id {
+            let l = std::mem::take(&mut old_lists[j]);
             // A list with an entry under the floor was written before the floor existed.
-            Some(l)
-                if old.k as usize == k && l.iter().all(|&(nb, s)| alive(nb) && s >= MIN_COSINE) =>
+            if old_k as usize == k
+                && l.iter()
+                    .all(|&(nb, s)| !gone.contains(&nb) && s >= MIN_COSINE)
             {
-                lists[p] = Some(l.to_vec())
-            }
-            Some(_) => {
+                lists.push(Some(l));
+            } else {
+                lists.push(None);
+                previous.insert(p, l);
                 stale.insert(p);
             }
-            None => fresh.push(p),
+        } else {
+            lists.push(None);
+            fresh.push(p);
         }
     }
     let pick = |p: usize, found: &[(usize, f32)], take: usize| -> Vec<(u64, f32)> {
         found
             .iter()
-            .filter(|&&(q, s)| q != p && docs[q] != docs[p] && s >= MIN_COSINE)
+            .filter(|&&(q, s)| q != p && docs(q) != docs(p) && s >= MIN_COSINE)
             .take(take)
             .map(|&(q, s)| (ids[q], s))
             .collect()
@@ -190,7 +225,7 @@ pub fn update(
     let mut crowded = Vec::new();
     for (&p, f) in fresh.iter().zip(&found) {
         for &(q, s) in f {
-            if q == p || docs[q] == docs[p] || stale.contains(&q) {
+            if q == p || docs(q) == docs(p) || stale.contains(&q) {
                 continue;
             }
             if let Some(l) = &lists[q] {
@@ -219,7 +254,7 @@ pub fn update(
     // One wider try; a row still short keeps what it found (its document's chunks are all
     // closer to it than any other document's).
     crowded.sort_unstable();
-    let mut wider = std::collections::HashMap::new();
+    let mut wider = HashMap::new();
     if !crowded.is_empty() {
         let found = search(&crowded, (wide * 8).min(n));
         for (&p, f) in crowded.iter().zip(&found) {
@@ -229,7 +264,7 @@ pub fn update(
     let mut changed = Vec::new();
     for (p, l) in new_lists {
         let l = wider.remove(&p).unwrap_or(l);
-        let before = old.list_of(ids[p]);
+        let before = previous.get(&p).or(lists[p].as_ref());
         if before.is_none_or(|b| !same_ids(b, &l)) {
             changed.push(p);
         }
@@ -298,7 +333,7 @@ mod tests {
         let v = circle(&[0.0, 1.0, 10.0, 30.0, 60.0, 100.0]);
         let ids: Vec<u64> = (10..16).collect();
         let docs = [0, 0, 1, 2, 3, 4];
-        let up = update(2, &ids, &docs, &NeighbourTable::default(), &brute(&v));
+        let up = update(2, &ids, &|p| docs[p], NeighbourTable::default(), &brute(&v));
         assert_eq!(up.changed, vec![0, 1, 2, 3, 4, 5]);
         // Row 0's nearest is row 1 (1°), its own document: left out.
         assert_eq!(ids_of(&up.table, 0), vec![12, 13]);
@@ -315,13 +350,13 @@ mod tests {
         let v = circle(&[0.0, 20.0, 45.0, 90.0, 180.0]);
         let ids: Vec<u64> = vec![1, 2, 3, 4, 5];
         let docs = [0, 1, 2, 3, 4];
-        let first = update(1, &ids, &docs, &NeighbourTable::default(), &brute(&v)).table;
+        let first = update(1, &ids, &|p| docs[p], NeighbourTable::default(), &brute(&v)).table;
         assert_eq!(ids_of(&first, 3), vec![3]);
         // Next generation: chunk 3 (45°) left, chunk 6 (85°) came; rows shift.
         let v2 = circle(&[0.0, 20.0, 90.0, 180.0, 85.0]);
         let ids2: Vec<u64> = vec![1, 2, 4, 5, 6];
         let docs2 = [0, 1, 3, 4, 5];
-        let up = update(1, &ids2, &docs2, &first, &brute(&v2));
+        let up = update(1, &ids2, &|p| docs2[p], first.clone(), &brute(&v2));
         let t = &up.table;
         assert_eq!(t.ids, ids2);
         // Chunk 4 (90°) had chunk 3 (gone) and now has the new chunk 6 (85°), which has
@@ -334,10 +369,16 @@ mod tests {
         assert_eq!(ids_of(t, 4), vec![4]);
         assert_eq!(up.changed, vec![2, 4]);
         // Nothing changes: nothing is searched, and the table is the same.
-        let again = update(1, &ids2, &docs2, t, &|rows: &[usize], _: usize| {
-            assert!(rows.is_empty(), "no search expected, got {rows:?}");
-            Vec::new()
-        });
+        let again = update(
+            1,
+            &ids2,
+            &|p| docs2[p],
+            t.clone(),
+            &|rows: &[usize], _: usize| {
+                assert!(rows.is_empty(), "no search expected, got {rows:?}");
+                Vec::new()
+            },
+        );
         assert!(again.changed.is_empty());
         assert_eq!(&again.table, t);
     }
@@ -348,13 +389,19 @@ mod tests {
         let first = update(
             1,
             &[1, 2, 3],
-            &[0, 1, 2],
-            &NeighbourTable::default(),
+            &|p| p as u32,
+            NeighbourTable::default(),
             &brute(&v),
         );
         assert_eq!(ids_of(&first.table, 0), vec![2]);
         let v2 = circle(&[0.0, 50.0, 120.0, 5.0]);
-        let up = update(1, &[1, 2, 3, 4], &[0, 1, 2, 3], &first.table, &brute(&v2));
+        let up = update(
+            1,
+            &[1, 2, 3, 4],
+            &|p| p as u32,
+            first.table.clone(),
+            &brute(&v2),
+        );
         assert_eq!(ids_of(&up.table, 0), vec![4]);
         assert_eq!(ids_of(&up.table, 3), vec![1]);
         // Chunk 2 (50°) had chunk 1 (50° away); the new one is 45° away, so it changes
@@ -369,14 +416,20 @@ mod tests {
     fn only_chunks_above_the_floor_are_neighbours_and_old_lists_under_it_are_redone() {
         // Two documents 80° apart (cosine 0.17): unrelated, so neither lends to the other.
         let v = circle(&[0.0, 80.0]);
-        let up = update(1, &[1, 2], &[0, 1], &NeighbourTable::default(), &brute(&v));
+        let up = update(
+            1,
+            &[1, 2],
+            &|p| p as u32,
+            NeighbourTable::default(),
+            &brute(&v),
+        );
         assert!(up.table.lists.iter().all(Vec::is_empty), "{:?}", up.table);
         assert!(
             (80f32.to_radians().cos() < MIN_COSINE) && (60f32.to_radians().cos() >= MIN_COSINE)
         );
         // A third comes 60° from the second (cosine 0.5): the second's empty list had room.
         let v2 = circle(&[0.0, 80.0, 140.0]);
-        let next = update(1, &[1, 2, 3], &[0, 1, 2], &up.table, &brute(&v2));
+        let next = update(1, &[1, 2, 3], &|p| p as u32, up.table.clone(), &brute(&v2));
         assert!(next.table.lists[0].is_empty());
         assert_eq!(ids_of(&next.table, 1), vec![3]);
         assert_eq!(ids_of(&next.table, 2), vec![2]);
@@ -392,7 +445,7 @@ mod tests {
                 vec![(2, 0.5)],
             ],
         };
-        let redone = update(1, &[1, 2, 3], &[0, 1, 2], &old, &brute(&v2));
+        let redone = update(1, &[1, 2, 3], &|p| p as u32, old.clone(), &brute(&v2));
         assert_eq!(redone.changed, vec![0]);
         assert_eq!(redone.table, next.table);
     }

@@ -10,7 +10,6 @@ use super::{Engine, IndexReport};
 use crate::collection::{self, CollectionInfo, DocMeta};
 use crate::error::{Error, Result};
 use crate::filter::{DocFacts, Filter};
-use crate::store::DocRecord;
 
 /// The chunks a filter lets through, for the legs to search within.
 #[derive(Debug, Clone)]
@@ -48,26 +47,6 @@ impl Engine {
             None => HashMap::new(),
         };
         Ok(self.meta.get_or_init(|| m))
-    }
-
-    /// `(key, metadata)` for each of `docs`, in their order: from `staged` where a document
-    /// was staged in this commit, else what the index holds.
-    pub(super) fn meta_rows(
-        &self,
-        docs: &[DocRecord],
-        mut staged: HashMap<String, DocMeta>,
-    ) -> Result<Vec<(String, DocMeta)>> {
-        let old = self.doc_meta()?;
-        Ok(docs
-            .iter()
-            .map(|d| {
-                let m = staged
-                    .remove(&d.key)
-                    .or_else(|| old.get(&d.key).cloned())
-                    .unwrap_or_default();
-                (d.key.clone(), m)
-            })
-            .collect())
     }
 
     /// The collection each document belongs to.

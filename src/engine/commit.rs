@@ -6,6 +6,7 @@
 //! Not for: searching, or the names of the files it writes (`artifacts.rs`).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -39,9 +40,16 @@ impl Engine {
         // The document table is taken out of the cache rather than copied (a million
         // documents are ~200 MB a copy); `documents()` reads it again if the commit fails.
         self.documents()?;
-        let old_docs: Vec<DocRecord> = self.docs.take().unwrap_or_default();
-        let old_by_key: HashMap<&str, &DocRecord> =
-            old_docs.iter().map(|d| (d.key.as_str(), d)).collect();
+        let mut old_docs: Vec<DocRecord> = self.docs.take().unwrap_or_default();
+        // The table is kept ordered by key, so a document is found by binary search: a map
+        // of a million keys cost more than the rest of a one-file commit.
+        if !old_docs.is_sorted_by(|a, b| a.key <= b.key) {
+            old_docs.sort_by(|a, b| a.key.cmp(&b.key));
+        }
+        let find = |k: &str| -> Option<usize> {
+            old_docs.binary_search_by(|d| d.key.as_str().cmp(k)).ok()
+        };
+        let old_by_key = |k: &str| find(k).map(|i| &old_docs[i]);
 
         // Last staged version of each key wins.
         let mut upserts: Vec<Document> = Vec::new();
@@ -59,7 +67,7 @@ impl Engine {
         let removed: HashSet<String> = staged
             .removes
             .into_iter()
-            .filter(|k| old_by_key.contains_key(k.as_str()) && !upsert_keys.contains(k))
+            .filter(|k| find(k).is_some() && !upsert_keys.contains(k))
             .collect();
         if upserts.is_empty() && removed.is_empty() && self.manifest.generation > 0 {
             report.documents_total = old_docs.len();
@@ -72,27 +80,31 @@ impl Engine {
         // document with the same content (a rename).
         let mut donors: HashMap<&str, &DocRecord> = HashMap::new();
         for k in &removed {
-            let d = old_by_key[k.as_str()];
-            donors.entry(d.hash.as_str()).or_insert(d);
+            if let Some(d) = old_by_key(k) {
+                donors.entry(d.hash.as_str()).or_insert(d);
+            }
         }
 
         enum Plan {
-            /// An untouched document: its row of the current table, moved over.
-            KeepOld(usize),
             Keep(DocRecord),
             Fresh(Document),
             Renamed(Document, DocRecord),
         }
         let mut plans: Vec<Plan> = Vec::new();
-        // Chunks that leave: those of removed documents and of replaced versions.
+        // Chunks that leave: those of removed documents and of replaced versions. Rows of
+        // the current table that leave it (removed or staged again); the others move over.
         let mut dead: Vec<u64> = Vec::new();
-        for (i, d) in old_docs.iter().enumerate() {
-            if removed.contains(&d.key) {
-                dead.extend(&d.chunks);
-            } else if !upsert_keys.contains(&d.key) {
-                plans.push(Plan::KeepOld(i));
+        let mut leaving: Vec<usize> = Vec::new();
+        for k in &removed {
+            if let Some(i) = find(k) {
+                dead.extend(&old_docs[i].chunks);
+                leaving.push(i);
             }
         }
+        for k in &upsert_keys {
+            leaving.extend(find(k));
+        }
+        leaving.sort_unstable();
         let mut lex_deletes: Vec<String> = removed.iter().cloned().collect();
         // Each staged document's metadata replaces what the index had for its key.
         let mut staged_meta: HashMap<String, DocMeta> = HashMap::new();
@@ -104,9 +116,9 @@ impl Engine {
                     fields: doc.front_matter.clone(),
                 },
             );
-            match old_by_key.get(doc.key.as_str()) {
+            match old_by_key(doc.key.as_str()) {
                 Some(old) if old.hash == doc.hash => {
-                    let mut rec = (*old).clone();
+                    let mut rec = old.clone();
                     rec.mtime = doc.mtime;
                     rec.size = doc.size;
                     rec.title = doc.title.clone();
@@ -179,11 +191,12 @@ impl Engine {
         // Each distinct chunk is embedded once: the text the model reads (title, heading
         // trail, text), hashed, finds a chunk of the current generation or of this commit
         // that has it (a copied or moved file, a page repeated in another).
-        let existing = if fresh.is_empty() {
-            HashMap::new()
+        let indexes = if fresh.is_empty() {
+            Vec::new()
         } else {
-            self.embedded_texts(&old_by_key)?
+            self.text_indexes(&|k| old_by_key(k).map_or(String::new(), |d| d.title.clone()))?
         };
+        let existing = |key: u64| self.embedded_position(&indexes, key);
         let mut this_commit: HashMap<u64, usize> = HashMap::new();
         let mut new_docs: Vec<DocRecord> = Vec::new();
         // What changed in the document table: written as a delta ([`crate::delta`]).
@@ -193,15 +206,8 @@ impl Engine {
         };
         let mut lex_adds: Vec<usize> = Vec::new();
         let mut drafts_iter = drafts.into_iter();
-        drop(old_by_key);
-        let mut old_rows: Vec<Option<DocRecord>> = old_docs.into_iter().map(Some).collect();
         for plan in plans {
             match plan {
-                Plan::KeepOld(i) => {
-                    if let Some(rec) = old_rows.get_mut(i).and_then(Option::take) {
-                        new_docs.push(rec);
-                    }
-                }
                 Plan::Keep(rec) => {
                     docs_delta.upserts.push(rec.clone());
                     new_docs.push(rec);
@@ -215,8 +221,8 @@ impl Engine {
                         ids.push(id);
                         let text = contextual_text(&doc.title, dr.heading.as_deref(), &dr.text);
                         let key = text_key(&text);
-                        let (from_old, from_new) = match existing.get(&key) {
-                            Some(&pos) => (Some(pos), None),
+                        let (from_old, from_new) = match existing(key) {
+                            Some(pos) => (Some(pos), None),
                             None => {
                                 let k = *this_commit.entry(key).or_insert_with(|| {
                                     embed_texts.push(text);
@@ -354,7 +360,8 @@ impl Engine {
                 }
             }
         }
-        // A map, not a scan of every document per chunk: a large build was quadratic here.
+        // A map of the documents this commit changed (every new chunk's is one), not a scan
+        // of every document per chunk: a large build was quadratic here.
         let title_of: HashMap<&str, &str> = new_docs
             .iter()
             .map(|d| (d.key.as_str(), d.title.as_str()))
@@ -372,6 +379,10 @@ impl Engine {
             })
             .collect();
         new_docs.sort_by(|a, b| a.key.cmp(&b.key));
+        drop(indexes);
+        // The new table: the current one without the rows that leave, merged in key order
+        // with the changed ones.
+        let new_docs = merge_docs(old_docs, &leaving, new_docs);
         let meta_delta = TableDelta {
             upserts: staged_meta
                 .iter()
@@ -379,7 +390,14 @@ impl Engine {
                 .collect(),
             removed: docs_delta.removed.clone(),
         };
-        let meta = self.meta_rows(&new_docs, staged_meta)?;
+        // Each staged document's metadata replaces what the index had for its key; the
+        // map is taken out of its cache and changed in place, not rebuilt.
+        self.doc_meta()?;
+        let mut meta = self.meta.take().unwrap_or_default();
+        for k in &meta_delta.removed {
+            meta.remove(k);
+        }
+        meta.extend(staged_meta);
         report.documents_total = new_docs.len();
         report.chunks_total = (self.segs.len() + records.len()).saturating_sub(dead.len());
         let t_write = Instant::now();
@@ -433,6 +451,7 @@ impl Engine {
             next_chunk_id,
         } = data;
         let first_new_id = self.manifest.next_chunk_id;
+        let new_rows = records.len();
         let dim = self.spec.dim;
         let dir = self.dir.clone();
         self.progress.start("write", 0);
@@ -479,20 +498,43 @@ impl Engine {
         if expand {
             self.progress.start("neighbours", 0);
             let old = self.previous_neighbours()?;
-            let ids: Vec<u64> = (0..segs.len()).map(|p| segs.id_at(p)).collect();
-            let positions: HashMap<&str, usize> = docs
-                .iter()
-                .enumerate()
-                .map(|(i, d)| (d.key.as_str(), i))
-                .collect();
-            let mut doc_of = vec![u32::MAX; ids.len()];
-            for (i, d) in docs.iter().enumerate() {
-                for c in &d.chunks {
-                    if let Some(p) = segs.position(*c) {
-                        doc_of[p] = i as u32;
+            let mut ids: Vec<u64> = Vec::with_capacity(segs.len());
+            for seg in segs.segments() {
+                ids.extend((0..seg.live()).map(|i| seg.store().id_at(seg.live_row(i))));
+            }
+            // A document by key: the table is ordered by key.
+            let doc_at = |key: &str| docs.binary_search_by(|d| d.key.as_str().cmp(key)).ok();
+            // Each row's document, to keep a document's own chunks out of its lists: a
+            // table of every row when much of the index is new (a build), else read for the
+            // rows the update looks at (a one-file commit looks at a few dozen).
+            let full = new_rows * 20 >= ids.len();
+            let mut doc_table = Vec::new();
+            if full {
+                doc_table = vec![u32::MAX; ids.len()];
+                for (i, d) in docs.iter().enumerate() {
+                    for c in &d.chunks {
+                        if let Some(p) = segs.position(*c) {
+                            doc_table[p] = i as u32;
+                        }
                     }
                 }
             }
+            let memo: std::cell::RefCell<HashMap<usize, u32>> = Default::default();
+            let doc_of = |p: usize| -> u32 {
+                if full {
+                    return doc_table.get(p).copied().unwrap_or(u32::MAX);
+                }
+                if let Some(&d) = memo.borrow().get(&p) {
+                    return d;
+                }
+                let d = segs
+                    .get(p)
+                    .ok()
+                    .and_then(|r| doc_at(&r.doc))
+                    .map_or(u32::MAX, |i| i as u32);
+                memo.borrow_mut().insert(p, d);
+                d
+            };
             // Graphs load before the search, so that the search itself cannot fail.
             segs.load_graphs()?;
             let ef = self.cfg.hnsw.ef_search;
@@ -500,15 +542,14 @@ impl Engine {
                 segs.neighbours(rows, m, ef)
                     .unwrap_or_else(|_| vec![Vec::new(); rows.len()])
             };
-            let up = crate::near::update(k, &ids, &doc_of, &old, &search);
+            let up = crate::near::update(k, &ids, &doc_of, old, &search);
             let text_of = |id: u64| -> Result<Option<(String, String)>> {
                 let Some(p) = segs.position(id) else {
                     return Ok(None);
                 };
                 let r = segs.get(p)?;
-                let title = positions
-                    .get(r.doc.as_str())
-                    .and_then(|&i| docs.get(i))
+                let title = doc_at(&r.doc)
+                    .and_then(|i| docs.get(i))
                     .map_or("", |d| d.title.as_str());
                 let text = contextual_text(title, r.heading.as_deref(), &r.text);
                 Ok(Some((r.doc, text)))
@@ -610,7 +651,7 @@ impl Engine {
         self.doc_index = OnceLock::new();
         let _ = self.docs.set(docs);
         self.meta = OnceLock::new();
-        let _ = self.meta.set(meta.into_iter().collect());
+        let _ = self.meta.set(meta);
         self.centroids = OnceLock::new();
         self.remove_stray_files()?;
         self.progress.finish();
@@ -890,28 +931,67 @@ impl Engine {
 }
 
 impl Engine {
-    /// The key of the text the model read for each chunk of the current generation, with
-    /// the chunk's store position: what a new chunk with the same text reuses.
-    fn embedded_texts(&self, docs: &HashMap<&str, &DocRecord>) -> Result<HashMap<u64, usize>> {
-        let mut out = HashMap::with_capacity(self.segs.len());
-        for (si, seg) in self.segs.segments().iter().enumerate() {
-            let base = self.segs.base_of(si);
-            let keys = seg.text_keys(&self.dir)?;
-            for i in 0..seg.live() {
-                let row = seg.live_row(i);
-                let key = match &keys {
-                    Some(k) => k.get(row).copied().unwrap_or_default(),
-                    // A segment from before text keys: its chunks are read.
-                    None => {
+    /// For each current segment, the key of the text the model read for each of its chunks
+    /// with the chunk's row, ordered by key: what a new chunk with the same text reuses.
+    /// Kept per segment id across commits (a segment's rows never change), so a commit
+    /// builds it only for segments it has not seen; a map of every chunk's key, rebuilt
+    /// by each commit, cost a million-chunk index 0.1 s a commit. `title` gives a document's
+    /// title, for a segment from before text keys, whose chunks are read.
+    fn text_indexes(&self, title: &dyn Fn(&str) -> String) -> Result<Vec<Arc<TextIndex>>> {
+        let mut cache = self.text_index.lock().map_err(|_| {
+            Error::invalid("commit", "a commit failed while it held the text index")
+        })?;
+        let mut out = Vec::with_capacity(self.segs.segments().len());
+        for seg in self.segs.segments() {
+            let id = seg.meta().id;
+            if let Some(ix) = cache.get(&id) {
+                out.push(ix.clone());
+                continue;
+            }
+            let keys = match seg.text_keys(&self.dir)? {
+                Some(k) => k,
+                None => (0..seg.store().len())
+                    .map(|row| {
                         let r = seg.store().get(row)?;
-                        let title = docs.get(r.doc.as_str()).map_or("", |d| d.title.as_str());
-                        text_key(&contextual_text(title, r.heading.as_deref(), &r.text))
-                    }
-                };
-                out.entry(key).or_insert(base + i);
+                        let t = title(r.doc.as_str());
+                        Ok(text_key(&contextual_text(
+                            &t,
+                            r.heading.as_deref(),
+                            &r.text,
+                        )))
+                    })
+                    .collect::<Result<Vec<u64>>>()?,
+            };
+            let mut ix: Vec<(u64, u32)> = keys
+                .into_iter()
+                .enumerate()
+                .map(|(r, k)| (k, r as u32))
+                .collect();
+            ix.sort_unstable();
+            let ix = Arc::new(ix);
+            cache.insert(id, ix.clone());
+            out.push(ix);
+        }
+        let ids: HashSet<u64> = self.segs.segments().iter().map(|s| s.meta().id).collect();
+        cache.retain(|id, _| ids.contains(id));
+        Ok(out)
+    }
+
+    /// The position of the first live chunk of the current generation whose vector was
+    /// computed from the text with `key` (`indexes` from [`Engine::text_indexes`]).
+    fn embedded_position(&self, indexes: &[Arc<TextIndex>], key: u64) -> Option<usize> {
+        for (si, (seg, ix)) in self.segs.segments().iter().zip(indexes).enumerate() {
+            let start = ix.partition_point(|x| x.0 < key);
+            for &(k, row) in &ix[start..] {
+                if k != key {
+                    break;
+                }
+                if let Some(i) = seg.live_index(row as usize) {
+                    return Some(self.segs.base_of(si) + i);
+                }
             }
         }
-        Ok(out)
+        None
     }
 
     /// The current generation's neighbour table; empty when it has none (a new index, or
@@ -925,6 +1005,31 @@ impl Engine {
             _ => Ok(NeighbourTable::default()),
         }
     }
+}
+
+/// A segment's chunks' text keys with their rows, ordered by key.
+pub(super) type TextIndex = Vec<(u64, u32)>;
+
+/// `old` (ordered by key) without its rows `leaving` (ascending), merged in key order with
+/// `changed` (ordered by key).
+fn merge_docs(old: Vec<DocRecord>, leaving: &[usize], changed: Vec<DocRecord>) -> Vec<DocRecord> {
+    let mut out = Vec::with_capacity(old.len() + changed.len());
+    let mut changed = changed.into_iter().peekable();
+    let mut leave = leaving.iter().copied().peekable();
+    for (i, d) in old.into_iter().enumerate() {
+        if leave.peek() == Some(&i) {
+            while leave.peek() == Some(&i) {
+                leave.next();
+            }
+            continue;
+        }
+        while let Some(c) = changed.next_if(|c| c.key < d.key) {
+            out.push(c);
+        }
+        out.push(d);
+    }
+    out.extend(changed);
+    out
 }
 
 /// An existing graph a merged segment's graph starts from: the graph's layers, and for
@@ -980,8 +1085,8 @@ pub(super) struct Generation {
     dead: Vec<u64>,
     /// The document table.
     docs: Vec<DocRecord>,
-    /// Each document's metadata, in the table's order.
-    meta: Vec<(String, DocMeta)>,
+    /// Each document's metadata (a document without an entry has the default).
+    meta: HashMap<String, DocMeta>,
     /// The documents this commit adds, changes and removes.
     docs_delta: TableDelta<String, DocRecord>,
     /// Their metadata.

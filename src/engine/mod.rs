@@ -291,6 +291,9 @@ pub struct Engine {
     /// Each collection's centroid (routing), computed on first use.
     centroids: OnceLock<Vec<(String, Vec<f32>)>>,
     doc_index: OnceLock<search::DocIndex>,
+    /// Per segment id, its chunks' text keys ordered by key (a writer's cache, see
+    /// `commit.rs`).
+    text_index: std::sync::Mutex<HashMap<u64, Arc<commit::TextIndex>>>,
     cross_encoder: std::sync::Mutex<Option<(PathBuf, Arc<crate::rerank::CrossEncoder>)>>,
     embedder: OnceLock<Arc<dyn Embedder>>,
     staged: Staged,
@@ -594,6 +597,7 @@ impl Engine {
             meta: OnceLock::new(),
             centroids: OnceLock::new(),
             doc_index: OnceLock::new(),
+            text_index: Default::default(),
             cross_encoder: std::sync::Mutex::new(None),
             embedder,
             staged: Staged::default(),

@@ -110,8 +110,8 @@ pub(crate) fn read_near(c: &Chain) -> Result<NeighbourTable> {
 pub(crate) struct TableChanges<'a> {
     /// The new document table, ordered by key.
     pub docs: &'a [DocRecord],
-    /// Its metadata, in the same order.
-    pub meta: &'a [(String, DocMeta)],
+    /// Each document's metadata.
+    pub meta: &'a HashMap<String, DocMeta>,
     /// The new neighbour table (none without document expansion).
     pub near: Option<&'a NeighbourTable>,
     /// Documents new or changed.
@@ -177,7 +177,13 @@ pub(crate) fn write(
             crate::store::write_docs(&dir.join(docs_file(gen)), changes.docs)?;
             std::fs::create_dir_all(dir.join("meta"))
                 .map_err(|e| crate::error::Error::io(dir.join("meta"), e))?;
-            crate::collection::write_meta(&dir.join(meta_file(gen)), changes.meta)?;
+            let mut rows: Vec<(String, DocMeta)> = changes
+                .meta
+                .iter()
+                .map(|(k, m)| (k.clone(), m.clone()))
+                .collect();
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            crate::collection::write_meta(&dir.join(meta_file(gen)), &rows)?;
             written.extend([docs_file(gen), meta_file(gen)]);
             if let Some(t) = changes.near {
                 t.write(&dir.join(near_file(gen)))?;
