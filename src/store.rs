@@ -424,22 +424,44 @@ impl ChunkStore {
 
 /// Writes the vector file: header then `count * dim` little-endian f32.
 pub(crate) fn write_vectors(path: &Path, dim: usize, data: &[f32]) -> Result<()> {
+    let count = data.len().checked_div(dim).unwrap_or(0);
+    write_vector_rows(path, dim, count, data.chunks(dim.max(1)))
+}
+
+/// Writes `count` vectors of `dim` dimensions given one row at a time (fsynced): a merge
+/// copies its members' rows without holding them all in memory.
+pub(crate) fn write_vector_rows<'a>(
+    path: &Path,
+    dim: usize,
+    count: usize,
+    rows: impl Iterator<Item = &'a [f32]>,
+) -> Result<()> {
     let f = File::create(path).at(path)?;
     let mut w = BufWriter::new(f);
-    let count = data.len().checked_div(dim).unwrap_or(0);
-    let mut io = || -> std::io::Result<()> {
+    let mut written = 0usize;
+    let io = || -> std::io::Result<()> {
         let mut header = [0u8; VEC_HEADER];
         header[..8].copy_from_slice(VEC_MAGIC);
         header[8..12].copy_from_slice(&(dim as u32).to_le_bytes());
         header[16..24].copy_from_slice(&(count as u64).to_le_bytes());
         w.write_all(&header)?;
-        for x in data {
-            w.write_all(&x.to_le_bytes())?;
+        for row in rows {
+            for x in row {
+                w.write_all(&x.to_le_bytes())?;
+            }
+            written += 1;
         }
         w.flush()?;
         w.get_ref().sync_all()
     };
-    io().at(path)
+    io().at(path)?;
+    if written != count {
+        return Err(Error::invalid(
+            "vector file",
+            format!("{written} rows written for {count} announced"),
+        ));
+    }
+    Ok(())
 }
 
 /// Memory-mapped vectors, row `i` belonging to the chunk at store position `i`.
@@ -498,6 +520,19 @@ impl VectorFile {
                 dim,
                 count,
             })
+        }
+    }
+
+    /// Lets the kernel drop this file's pages from the process's memory (they are read
+    /// again from the file if used): a merge calls it on its members once their rows are
+    /// copied, so that the new segment's graph build does not hold both in memory.
+    pub fn release_pages(&self) {
+        if let Some(m) = &self.map {
+            // SAFETY: the mapping is a read-only shared map of a file this crate never
+            // writes after creating it; MADV_DONTNEED on such a map only discards pages,
+            // which later reads fault in again from the unchanged file. No reference into
+            // the map is invalidated.
+            let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
         }
     }
 

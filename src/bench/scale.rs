@@ -98,6 +98,21 @@ pub struct Warm {
     pub default_stages_p50_ms: BTreeMap<String, f64>,
 }
 
+/// The dense search of the same index after `pinpoint compact`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Compacted {
+    /// Segments after `compact`.
+    pub segments: usize,
+    /// Its wall time.
+    pub compact_s: f64,
+    /// Dense recall@10 against the exact scan, at the index's `ef`.
+    pub recall_at_10: f64,
+    /// Recall and queries/s per `ef`.
+    pub curve: Vec<CurvePoint>,
+    /// Single-thread dense queries/s at the smallest `ef` reaching recall@10 0.98.
+    pub qps_at_recall_0_98: Option<f64>,
+}
+
 /// The `--scale` report (`--json`: one object with a `scale` key).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ScaleReport {
@@ -138,6 +153,14 @@ pub struct ScaleReport {
     pub curve: Vec<CurvePoint>,
     /// Encoder path of the base sentences and the queries.
     pub encoder: String,
+    /// The dense search after `pinpoint compact` (none: the build left one segment).
+    pub compacted: Option<Compacted>,
+    /// The build's largest anonymous (heap) and file-backed (mapped index files) resident
+    /// memory, sampled every 100 ms: the peak RSS is their sum at some moment, and only
+    /// the first is memory the kernel cannot take back without swapping.
+    pub build_peak_anon_bytes: u64,
+    /// See `build_peak_anon_bytes`.
+    pub build_peak_file_bytes: u64,
 }
 
 impl ScaleReport {
@@ -155,9 +178,11 @@ impl ScaleReport {
         )?;
         writeln!(
             out,
-            "build: {:.1} s, peak RSS {:.0} MB",
+            "build: {:.1} s, peak RSS {:.0} MB (sampled peaks: heap {:.0} MB, mapped files {:.0} MB)",
             self.build_s,
-            mb(self.build_peak_rss_bytes)
+            mb(self.build_peak_rss_bytes),
+            mb(self.build_peak_anon_bytes),
+            mb(self.build_peak_file_bytes)
         )?;
         for (s, t) in &self.build_stages {
             writeln!(out, "  {s:<12} {t:>9.1} s")?;
@@ -215,9 +240,28 @@ impl ScaleReport {
             )?;
         }
         match self.qps_at_recall_0_98 {
-            Some(q) => writeln!(out, "QPS at recall 0.98: {q:.0}"),
-            None => writeln!(out, "QPS at recall 0.98: no ef of the curve reached it"),
+            Some(q) => writeln!(out, "QPS at recall 0.98: {q:.0}")?,
+            None => writeln!(out, "QPS at recall 0.98: no ef of the curve reached it")?,
         }
+        if let Some(c) = &self.compacted {
+            writeln!(
+                out,
+                "after compact ({:.1} s, {} segments): recall@10 at ef {} {:.4}",
+                c.compact_s, c.segments, self.ef, c.recall_at_10
+            )?;
+            for p in &c.curve {
+                writeln!(
+                    out,
+                    "  ef {:>4}: recall@10 {:.4}, {:.0} QPS (1 thread)",
+                    p.ef, p.recall10, p.qps
+                )?;
+            }
+            match c.qps_at_recall_0_98 {
+                Some(q) => writeln!(out, "QPS at recall 0.98: {q:.0}")?,
+                None => writeln!(out, "QPS at recall 0.98: no ef of the curve reached it")?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -324,6 +368,52 @@ impl crate::engine::Progress for StageClock {
     }
     fn finish(&self) {
         self.close();
+    }
+}
+
+/// Samples the process's anonymous and file-backed resident memory every 100 ms (Linux;
+/// zeros elsewhere) and keeps the largest of each.
+struct MemorySampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<(u64, u64)>>,
+}
+
+impl MemorySampler {
+    fn start() -> MemorySampler {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (mut anon, mut file) = (0u64, 0u64);
+            loop {
+                if let Ok(s) = std::fs::read_to_string("/proc/self/status") {
+                    let kb = |key: &str| -> u64 {
+                        s.lines()
+                            .find_map(|l| l.strip_prefix(key))
+                            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                            .unwrap_or(0)
+                            * 1024
+                    };
+                    anon = anon.max(kb("RssAnon:"));
+                    file = file.max(kb("RssFile:") + kb("RssShmem:"));
+                }
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    return (anon, file);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        MemorySampler {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn stop(mut self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or((0, 0))
     }
 }
 
@@ -515,6 +605,7 @@ pub fn run(
         ..engine_cfg.clone()
     };
     let clock = Arc::new(StageClock::default());
+    let sampler = MemorySampler::start();
     let t = Instant::now();
     let mut e = Engine::create(&dir, build_cfg.clone())?;
     e.set_progress(clock.clone());
@@ -541,6 +632,7 @@ pub fn run(
     report.build_s = t.elapsed().as_secs_f64();
     report.build_stages = clock.total.lock().map(|m| m.clone()).unwrap_or_default();
     report.build_peak_rss_bytes = peak_rss();
+    (report.build_peak_anon_bytes, report.build_peak_file_bytes) = sampler.stop();
     report.chunks = e.segments().len();
     report.vector_precision = e.manifest().vector_precision;
     report.segments = e.manifest().segments.len();
@@ -633,10 +725,51 @@ pub fn run(
         .iter()
         .map(|q| segs.exact(q, 10).into_iter().map(|x| x.0).collect())
         .collect();
+    if let Some(prefix) = &cfg.export {
+        log(&format!("exporting vectors to {} ...", prefix.display()));
+        export(segs, &qv, &exact, prefix)?;
+    }
+    report.ef = engine_cfg.hnsw.ef_search;
+    let d = dense_curve(segs, &qv, &exact, report.ef)?;
+    (report.recall_at_10, report.curve, report.qps_at_recall_0_98) = (d.0, d.1, d.2);
+    drop(r);
+
+    // The same index after `pinpoint compact`: one graph per 2M chunks instead of the
+    // segments the merge policy left.
+    if report.segments > 1 {
+        log("compacting ...");
+        let t = Instant::now();
+        let mut w = Engine::open(&dir, build_cfg)?;
+        w.compact()?;
+        let compact_s = t.elapsed().as_secs_f64();
+        let segments = w.manifest().segments.len();
+        drop(w);
+        let r = Engine::open_read_only(&dir, engine_cfg.clone())?;
+        let (recall_at_10, curve, qps_at_recall_0_98) =
+            dense_curve(r.segments(), &qv, &exact, report.ef)?;
+        report.compacted = Some(Compacted {
+            segments,
+            compact_s,
+            recall_at_10,
+            curve,
+            qps_at_recall_0_98,
+        });
+    }
+    Ok(report)
+}
+
+/// Dense recall@10 against `exact` at `ef`, the recall/QPS curve (one thread) and the QPS
+/// at the first `ef` reaching recall 0.98.
+fn dense_curve(
+    segs: &crate::segment::Segments,
+    qv: &[Vec<f32>],
+    exact: &[Vec<u64>],
+    ef: usize,
+) -> Result<(f64, Vec<CurvePoint>, Option<f64>)> {
     let recall = |ef: usize| -> Result<(f64, f64)> {
         let t = Instant::now();
         let mut hits = 0;
-        for (q, ex) in qv.iter().zip(&exact) {
+        for (q, ex) in qv.iter().zip(exact) {
             hits += segs
                 .search(q, 10, ef)?
                 .iter()
@@ -646,22 +779,19 @@ pub fn run(
         let qps = qv.len() as f64 / t.elapsed().as_secs_f64();
         Ok((hits as f64 / (qv.len() * 10).max(1) as f64, qps))
     };
-    if let Some(prefix) = &cfg.export {
-        log(&format!("exporting vectors to {} ...", prefix.display()));
-        export(segs, &qv, &exact, prefix)?;
-    }
-    report.ef = engine_cfg.hnsw.ef_search;
-    report.recall_at_10 = recall(report.ef)?.0;
+    let at_ef = recall(ef)?.0;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .map_err(|e| Error::invalid("bench", e.to_string()))?;
+    let mut curve = Vec::new();
+    let mut qps98 = None;
     for ef in [16, 32, 64, 128, 256, 512] {
         let (recall10, qps) = pool.install(|| recall(ef))?;
-        report.curve.push(CurvePoint { ef, recall10, qps });
-        if report.qps_at_recall_0_98.is_none() && recall10 >= 0.98 {
-            report.qps_at_recall_0_98 = Some(qps);
+        curve.push(CurvePoint { ef, recall10, qps });
+        if qps98.is_none() && recall10 >= 0.98 {
+            qps98 = Some(qps);
         }
     }
-    Ok(report)
+    Ok((at_ef, curve, qps98))
 }

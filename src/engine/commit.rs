@@ -463,7 +463,7 @@ impl Engine {
         if !records.is_empty() {
             let id = next_segment;
             next_segment += 1;
-            let (meta, seg) = self.write_segment(id, &records, vecs, &codes, &keys, None)?;
+            let (meta, seg) = self.write_segment(id, &records, SegmentVectors::Owned(vecs), &codes, &keys, None)?;
             metas.push(meta);
             new_segment = Some(seg);
         }
@@ -701,7 +701,7 @@ impl Engine {
         &self,
         id: u64,
         records: &[ChunkRecord],
-        vecs: Vec<f32>,
+        vecs: SegmentVectors<'_>,
         codes: &[Codes],
         keys: &[u64],
         seed: Option<GraphSeed>,
@@ -770,7 +770,7 @@ impl Engine {
         &self,
         id: u64,
         records: &[ChunkRecord],
-        vecs: Vec<f32>,
+        vecs: SegmentVectors<'_>,
         codes: &[Codes],
         keys: &[u64],
     ) -> Result<(SegmentMeta, Segment)> {
@@ -786,8 +786,21 @@ impl Engine {
         } else {
             None
         };
-        write_vectors(&dir.join(&vectors), dim, &vecs)?;
-        drop(vecs);
+        match vecs {
+            SegmentVectors::Owned(v) => write_vectors(&dir.join(&vectors), dim, &v)?,
+            SegmentVectors::LiveRowsOf(members) => {
+                let rows = members.iter().flat_map(|seg| {
+                    (0..seg.live()).map(|i| seg.dense().vectors().row(seg.live_row(i)))
+                });
+                let count = members.iter().map(Segment::live).sum();
+                crate::store::write_vector_rows(&dir.join(&vectors), dim, count, rows)?;
+                // Their rows are copied: their pages need not stay in memory while the
+                // new segment's graph is built over its own file.
+                for seg in members {
+                    seg.dense().vectors().release_pages();
+                }
+            }
+        }
         let store = ChunkStore::open(&dir.join(&chunks))?;
         let vfile = VectorFile::open(&dir.join(&vectors), dim)?;
         let (codes_path, late) = if self.manifest.token_codes {
@@ -1005,6 +1018,14 @@ impl Engine {
             _ => Ok(NeighbourTable::default()),
         }
     }
+}
+
+/// Where a new segment's vectors come from.
+pub(super) enum SegmentVectors<'a> {
+    /// In memory, row-major (a commit's new chunks).
+    Owned(Vec<f32>),
+    /// The live rows of these segments, in order (a merge): copied from their files.
+    LiveRowsOf(&'a [Segment]),
 }
 
 /// A segment's chunks' text keys with their rows, ordered by key.

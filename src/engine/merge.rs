@@ -19,7 +19,7 @@
 use std::ops::Range;
 
 use super::artifacts::{self, MANIFEST};
-use super::commit::{Codes, GraphSeed};
+use super::commit::{Codes, GraphSeed, SegmentVectors};
 use super::Engine;
 use crate::error::{IoContext, Result};
 use crate::segment::{SegmentMeta, Segments};
@@ -177,7 +177,6 @@ impl Engine {
         let base = self.segs.base_of(run.start);
         let live: usize = members.iter().map(|s| s.live()).sum();
         let mut records = Vec::with_capacity(live);
-        let mut vecs = Vec::with_capacity(live * dim);
         let mut codes = Vec::new();
         let mut keys = Vec::with_capacity(live);
         let titles: std::collections::HashMap<&str, &str> = self
@@ -200,7 +199,6 @@ impl Engine {
                     )),
                 });
                 records.push(r);
-                vecs.extend_from_slice(seg.dense().vectors().row(row));
                 if self.manifest.token_codes {
                     codes.push(Codes::Old(pos));
                 }
@@ -209,7 +207,13 @@ impl Engine {
         }
         let seed = self.graph_seed(run.clone())?;
         let id = self.manifest.next_segment.max(1);
-        let (_, seg) = self.write_segment_without_graph(id, &records, vecs, &codes, &keys)?;
+        let (_, seg) = self.write_segment_without_graph(
+            id,
+            &records,
+            SegmentVectors::LiveRowsOf(members),
+            &codes,
+            &keys,
+        )?;
         // The chunks' text is written: the graph is built without it in memory.
         drop((records, codes, keys));
         let (meta, _) = self.add_graph(seg, seed)?;
