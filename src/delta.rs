@@ -17,8 +17,6 @@
 //! Not for: the base tables' own formats ([`crate::store::write_docs`],
 //! [`crate::collection::write_meta`], [`crate::near::NeighbourTable`]).
 
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -34,6 +32,11 @@ pub const MAX_DELTAS: usize = 32;
 
 /// A base is written again once its deltas would reach this share of its size.
 pub const MAX_DELTA_SHARE: f64 = 0.25;
+
+/// A commit whose own delta passes this share of the base writes a new base instead: a
+/// bulk commit (a checkpoint of a large sync) then leaves no large delta for every reader
+/// to merge in, while a one-file commit's delta stays a few hundred bytes.
+pub const MAX_COMMIT_SHARE: f64 = 0.05;
 
 /// Rows upserted (whole rows, each carrying its key) and keys removed by one commit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,41 +88,71 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     crate::store::write_synced(path, bytes)
 }
 
-/// `base` with `deltas` applied, oldest first: a row whose key a delta upserts or removes
-/// leaves its place; each key's last upsert is appended (in the order of its last change).
-/// The caller re-sorts when the table has an order.
-pub fn apply<K, V>(
-    mut base: Vec<V>,
-    deltas: Vec<TableDelta<K, V>>,
-    key: impl Fn(&V) -> &K,
-) -> Vec<V>
+/// `base` (ordered by key, each key once) with `deltas` applied, oldest first, still
+/// ordered by key: each key's last change wins, a removed key leaves. One merge pass over
+/// the base and the sorted changes, no hashing of base rows and no sort of the table: a
+/// cold query reads the million-row tables this way.
+pub fn apply<K, V>(base: Vec<V>, deltas: Vec<TableDelta<K, V>>, key: impl Fn(&V) -> &K) -> Vec<V>
 where
-    K: Eq + Hash + Clone,
+    K: Ord + Clone,
 {
     if deltas.is_empty() {
         return base;
     }
-    // The final state of every key the deltas touch: its row, or `None` when removed.
-    let mut state: HashMap<K, (usize, Option<V>)> = HashMap::new();
-    let mut order = 0usize;
+    // The final change of every key the deltas touch: its row, or `None` when removed.
+    let mut changes: std::collections::BTreeMap<K, Option<V>> = std::collections::BTreeMap::new();
     for d in deltas {
         for k in d.removed {
-            order += 1;
-            state.insert(k, (order, None));
+            changes.insert(k, None);
         }
         for v in d.upserts {
-            order += 1;
-            state.insert(key(&v).clone(), (order, Some(v)));
+            changes.insert(key(&v).clone(), Some(v));
         }
     }
-    base.retain(|v| !state.contains_key(key(v)));
-    let mut added: Vec<(usize, V)> = state
-        .into_values()
-        .filter_map(|(o, v)| v.map(|v| (o, v)))
-        .collect();
-    added.sort_by_key(|x| x.0);
-    base.extend(added.into_iter().map(|x| x.1));
-    base
+    // Only changed and removed rows (an edit, a delete): done in place, without a second
+    // copy of a table that may hold a million rows.
+    let mut base = base;
+    let all_known = changes
+        .keys()
+        .all(|k| base.binary_search_by(|v| key(v).cmp(k)).is_ok());
+    if all_known {
+        let mut removed = Vec::new();
+        for (k, c) in changes {
+            if let Ok(i) = base.binary_search_by(|v| key(v).cmp(&k)) {
+                match c {
+                    Some(v) => base[i] = v,
+                    None => removed.push(i),
+                }
+            }
+        }
+        if !removed.is_empty() {
+            removed.sort_unstable();
+            let mut next = removed.iter().copied().peekable();
+            let mut i = 0;
+            base.retain(|_| {
+                let keep = next.peek() != Some(&i);
+                if !keep {
+                    next.next();
+                }
+                i += 1;
+                keep
+            });
+        }
+        return base;
+    }
+    let mut out = Vec::with_capacity(base.len() + changes.len());
+    let mut changes = changes.into_iter().peekable();
+    for v in base {
+        while let Some((_, c)) = changes.next_if(|(k, _)| k < key(&v)) {
+            out.extend(c);
+        }
+        match changes.next_if(|(k, _)| k == key(&v)) {
+            Some((_, c)) => out.extend(c),
+            None => out.push(v),
+        }
+    }
+    out.extend(changes.filter_map(|(_, c)| c));
+    out
 }
 
 #[cfg(test)]
@@ -144,12 +177,19 @@ mod tests {
         let back: TableDelta<String, (String, u32)> =
             TableDelta::decode(&std::fs::read(&p).unwrap(), &p).unwrap();
         assert_eq!(back, d1);
-        let mut out = apply(base, vec![back, d2], |v| &v.0);
-        out.sort();
+        let out = apply(base, vec![back, d2], |v| &v.0);
         assert_eq!(
             out,
-            vec![("a".into(), 10), ("b".into(), 20), ("c".into(), 3)]
+            vec![("a".into(), 10), ("b".into(), 20), ("c".into(), 3)],
+            "in key order"
         );
+        // Changes and removals of known keys only: the in-place path, same result.
+        let base: Vec<(String, u32)> = vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 3)];
+        let d = TableDelta {
+            upserts: vec![("b".to_string(), 22)],
+            removed: vec!["a".to_string(), "c".to_string()],
+        };
+        assert_eq!(apply(base, vec![d], |v| &v.0), vec![("b".into(), 22)]);
         let mut bytes = std::fs::read(&p).unwrap();
         bytes.truncate(bytes.len() - 2);
         let e = TableDelta::<String, (String, u32)>::decode(&bytes, &p).unwrap_err();

@@ -200,26 +200,7 @@ impl LexicalIndex {
         if terms.is_empty() || k == 0 {
             return Ok(Vec::new());
         }
-        let clause = |field: Field, t: &str, w: f32| -> (Occur, Box<dyn Query>) {
-            let tq: Box<dyn Query> = Box::new(TermQuery::new(
-                Term::from_field_text(field, t),
-                IndexRecordOption::WithFreqs,
-            ));
-            let q: Box<dyn Query> = if (w - 1.0).abs() > f32::EPSILON {
-                Box::new(BoostQuery::new(tq, w))
-            } else {
-                tq
-            };
-            (Occur::Should, q)
-        };
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = terms
-            .iter()
-            .map(|(t, w)| clause(self.fields.text, t, *w))
-            .collect();
-        if let (Some(near), true) = (self.fields.near, near_weight > 0.0) {
-            clauses.extend(terms.iter().map(|(t, w)| clause(near, t, *w * near_weight)));
-        }
-        let query = BooleanQuery::new(clauses);
+        let query = self.query(terms, near_weight);
         let searcher = self.reader.searcher();
         let top = match allowed {
             None => searcher.search(&query, &TopDocs::with_limit(k).order_by_score())?,
@@ -245,6 +226,31 @@ impl LexicalIndex {
             }
         }
         Ok(out)
+    }
+
+    /// The query of weighted `terms` over the text field, plus the neighbour field at
+    /// `near_weight` times their weight.
+    fn query(&self, terms: &[(String, f32)], near_weight: f32) -> BooleanQuery {
+        let clause = |field: Field, t: &str, w: f32| -> (Occur, Box<dyn Query>) {
+            let tq: Box<dyn Query> = Box::new(TermQuery::new(
+                Term::from_field_text(field, t),
+                IndexRecordOption::WithFreqs,
+            ));
+            let q: Box<dyn Query> = if (w - 1.0).abs() > f32::EPSILON {
+                Box::new(BoostQuery::new(tq, w))
+            } else {
+                tq
+            };
+            (Occur::Should, q)
+        };
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = terms
+            .iter()
+            .map(|(t, w)| clause(self.fields.text, t, *w))
+            .collect();
+        if let (Some(near), true) = (self.fields.near, near_weight > 0.0) {
+            clauses.extend(terms.iter().map(|(t, w)| clause(near, t, *w * near_weight)));
+        }
+        BooleanQuery::new(clauses)
     }
 
     /// Analysed terms of `text`, each once, weighted by how often it occurs (a repeated

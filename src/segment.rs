@@ -688,6 +688,15 @@ impl Segments {
         self.segs.iter().map(|s| s.codes.tokens()).sum()
     }
 
+    /// Lets the kernel drop the pages of every segment's vectors from this process's memory
+    /// ([`VectorFile::release_pages`]): a commit calls it after the stages that read all of
+    /// them, so that a long build does not hold the whole index resident.
+    pub fn release_pages(&self) {
+        for s in &self.segs {
+            s.dense.vectors().release_pages();
+        }
+    }
+
     /// Loads every segment's graph now (a commit's neighbour search must not fail
     /// half-way).
     pub fn load_graphs(&self) -> Result<()> {

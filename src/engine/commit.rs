@@ -463,7 +463,14 @@ impl Engine {
         if !records.is_empty() {
             let id = next_segment;
             next_segment += 1;
-            let (meta, seg) = self.write_segment(id, &records, SegmentVectors::Owned(vecs), &codes, &keys, None)?;
+            let (meta, seg) = self.write_segment(
+                id,
+                &records,
+                SegmentVectors::Owned(vecs),
+                &codes,
+                &keys,
+                None,
+            )?;
             metas.push(meta);
             new_segment = Some(seg);
         }
@@ -537,7 +544,7 @@ impl Engine {
             };
             // Graphs load before the search, so that the search itself cannot fail.
             segs.load_graphs()?;
-            let ef = self.cfg.hnsw.ef_search;
+            let ef = crate::near::SEARCH_EF.min(self.cfg.hnsw.ef_search);
             let search = |rows: &[usize], m: usize| {
                 segs.neighbours(rows, m, ef)
                     .unwrap_or_else(|_| vec![Vec::new(); rows.len()])
@@ -578,6 +585,8 @@ impl Engine {
                 removed: dead.clone(),
             };
             near_table = Some(up.table);
+            // The search read every segment's vectors: they need not stay resident.
+            segs.release_pages();
             self.progress.finish();
         }
 
@@ -748,6 +757,7 @@ impl Engine {
         let rel = crate::segment::graph_file(id);
         GraphFile::write_layers(&layers, rows, &self.dir.join(&rel))?;
         drop(layers);
+        seg.dense().vectors().release_pages();
         // The int8 copy the graph walks, in an index that asked for it ([`crate::sq8`]).
         let sq8 = if self.manifest.vector_precision == VectorPrecision::Int8 {
             let f = crate::segment::sq8_file(id);

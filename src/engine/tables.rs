@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::artifacts::{delta_file, docs_file, meta_file, near_file};
 use crate::collection::DocMeta;
-use crate::delta::{TableDelta, MAX_DELTAS, MAX_DELTA_SHARE};
+use crate::delta::{TableDelta, MAX_COMMIT_SHARE, MAX_DELTAS, MAX_DELTA_SHARE};
 use crate::error::Result;
 use crate::near::NeighbourTable;
 use crate::store::{DocRecord, Manifest, PinnedFile};
@@ -68,14 +68,17 @@ impl Chain {
 
 /// The document table, ordered by key.
 pub(crate) fn read_docs(c: &Chain) -> Result<Vec<DocRecord>> {
-    let base = crate::store::decode_docs(c.base.bytes(), &c.base.path)?;
+    let mut base = crate::store::decode_docs(c.base.bytes(), &c.base.path)?;
     let deltas: Vec<TableDelta<String, DocRecord>> = c.deltas()?;
     if deltas.is_empty() {
         return Ok(base);
     }
-    let mut docs = crate::delta::apply(base, deltas, |d| &d.key);
-    docs.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(docs)
+    // Every base this crate writes is ordered by key; one that is not is ordered here
+    // rather than merged wrongly.
+    if !base.is_sorted_by(|a, b| a.key <= b.key) {
+        base.sort_by(|a, b| a.key.cmp(&b.key));
+    }
+    Ok(crate::delta::apply(base, deltas, |d| &d.key))
 }
 
 /// The metadata of each document.
@@ -99,10 +102,13 @@ pub(crate) fn read_near(c: &Chain) -> Result<NeighbourTable> {
     if deltas.is_empty() {
         return Ok(t);
     }
-    let rows: Vec<NearRow> = t.ids.into_iter().zip(t.lists).collect();
-    let mut rows = crate::delta::apply(rows, deltas, |r| &r.0);
-    rows.sort_by_key(|r| r.0);
-    let (ids, lists) = rows.into_iter().unzip();
+    let mut rows: Vec<NearRow> = t.ids.into_iter().zip(t.lists).collect();
+    if !rows.is_sorted_by_key(|r| r.0) {
+        rows.sort_by_key(|r| r.0);
+    }
+    let (ids, lists) = crate::delta::apply(rows, deltas, |r| &r.0)
+        .into_iter()
+        .unzip();
     Ok(NeighbourTable { k: t.k, ids, lists })
 }
 
@@ -125,7 +131,8 @@ pub(crate) struct TableChanges<'a> {
 /// Writes generation `gen`'s tables into `dir` and sets `next`'s chain: deltas on the
 /// current chain (`current`: its files, `None` when it cannot take one: a new index, one
 /// written before metadata tables or deltas), or a new base when the deltas would pass
-/// [`MAX_DELTA_SHARE`] of the base or [`MAX_DELTAS`] files. Returns the files written.
+/// [`MAX_DELTA_SHARE`] of the base or [`MAX_DELTAS`] files, or this commit's alone
+/// [`MAX_COMMIT_SHARE`]. Returns the files written.
 pub(crate) fn write(
     dir: &Path,
     gen: u64,
@@ -155,7 +162,9 @@ pub(crate) fn write(
             b += cb;
             d += cd;
         }
-        let fits = deltas.len() < MAX_DELTAS && (d as f64) <= MAX_DELTA_SHARE * b as f64;
+        let fits = deltas.len() < MAX_DELTAS
+            && (d as f64) <= MAX_DELTA_SHARE * b as f64
+            && (new_bytes as f64) <= MAX_COMMIT_SHARE * b as f64;
         fits.then(|| (base, deltas.to_vec()))
     });
     let mut written = Vec::new();

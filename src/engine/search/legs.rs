@@ -30,12 +30,42 @@ pub(super) struct Legs<'a> {
 }
 
 impl Engine {
+    /// The lexical leg's chunks for `terms`: `chunk_depth` deep, 1,000 for full features
+    /// (the BM25 of candidates found only by the dense leg).
+    pub(super) fn lexical_leg(
+        &self,
+        terms: &[(String, f32)],
+        req: &SearchRequest,
+        allowed: Option<&Allowed>,
+        full: bool,
+        chunk_depth: usize,
+    ) -> Result<Vec<(u64, f32)>> {
+        let deep = if full {
+            chunk_depth.max(1000)
+        } else {
+            chunk_depth
+        };
+        let near = match req.mode {
+            Mode::Hybrid => req.pipeline.expansion,
+            _ => 0.0,
+        };
+        let mut l = self
+            .lexical
+            .search_within(terms, deep, near, allowed.map(|a| &a.ids))?;
+        // A reader may see a newer lexical commit than its store: drop unknown ids.
+        l.retain(|(id, _)| self.segs.position(*id).is_some());
+        Ok(l)
+    }
+
     /// Lexical leg (with `terms`), then fusion with the dense leg.
+    /// `pre`: the lexical leg's list, when the caller ran it already (beside the
+    /// embedding and the dense leg, [`Engine::lexical_leg`]).
     pub(super) fn fuse_pass(
         &self,
         terms: &[(String, f32)],
         legs: &Legs<'_>,
         req: &SearchRequest,
+        pre: Option<Vec<(u64, f32)>>,
         timings: &mut Vec<(&'static str, f64)>,
     ) -> Result<Ranking> {
         let Legs {
@@ -51,23 +81,15 @@ impl Engine {
         let mut best_pos = den_best.clone();
         let mut lex_chunks = Vec::new();
         if use_lex {
-            let t = Instant::now();
-            // Deeper for full features: BM25 of candidates found only by the dense leg.
-            let deep = if full {
-                chunk_depth.max(1000)
-            } else {
-                chunk_depth
+            lex_chunks = match pre {
+                Some(l) => l,
+                None => {
+                    let t = Instant::now();
+                    let l = self.lexical_leg(terms, req, allowed, full, chunk_depth)?;
+                    timings.push(("lexical", t.elapsed().as_secs_f64()));
+                    l
+                }
             };
-            let near = match req.mode {
-                Mode::Hybrid => req.pipeline.expansion,
-                _ => 0.0,
-            };
-            lex_chunks = self
-                .lexical
-                .search_within(terms, deep, near, allowed.map(|a| &a.ids))?;
-            // A reader may see a newer lexical commit than its store: drop unknown ids.
-            lex_chunks.retain(|(id, _)| self.segs.position(*id).is_some());
-            timings.push(("lexical", t.elapsed().as_secs_f64()));
         }
         let t = Instant::now();
         let mut lex_best = HashMap::new();

@@ -600,36 +600,60 @@ impl Engine {
         // the same forward pass as its pooled vector.
         let stored_tokens = self.manifest.token_codes
             && matches!(p.rerank.as_ref().map(|r| &r.kind), Some(RerankKind::Tokens));
-        let (qvec, qtok) = if need_qvec || stored_tokens {
-            let t = Instant::now();
-            let e = self.embedder()?;
-            let r = if stored_tokens {
-                let (v, toks) = e.embed_query_with_tokens(text)?;
-                (Some(v), Some(toks))
-            } else {
-                (Some(e.embed_query(text)?), None)
-            };
-            timings.push(("embed", t.elapsed().as_secs_f64()));
-            r
-        } else {
-            (None, None)
+        let mut terms = LexicalIndex::weighted_terms(text);
+        // The lexical leg needs no embedding: it runs beside the embedding and the dense
+        // leg (at a million chunks it is most of a default query's time).
+        let (embedded, lexical) = rayon::join(
+            || -> Result<_> {
+                let mut tm = Vec::new();
+                let (qvec, qtok) = if need_qvec || stored_tokens {
+                    let t = Instant::now();
+                    let e = self.embedder()?;
+                    let r = if stored_tokens {
+                        let (v, toks) = e.embed_query_with_tokens(text)?;
+                        (Some(v), Some(toks))
+                    } else {
+                        (Some(e.embed_query(text)?), None)
+                    };
+                    tm.push(("embed", t.elapsed().as_secs_f64()));
+                    r
+                } else {
+                    (None, None)
+                };
+                let mut den_chunks = Vec::new();
+                if use_den {
+                    let t = Instant::now();
+                    let q = qvec.as_deref().unwrap_or(&[]);
+                    let ef = self.cfg.hnsw.ef_search;
+                    den_chunks = match allowed {
+                        None => self.segs.search(q, chunk_depth, ef)?,
+                        Some(a) => self.segs.search_within(q, chunk_depth, ef, &a.ids)?,
+                    };
+                    tm.push(("dense", t.elapsed().as_secs_f64()));
+                }
+                Ok(((qvec, qtok, tm), den_chunks))
+            },
+            || -> Option<(Result<Vec<(u64, f32)>>, f64)> {
+                if !use_lex {
+                    return None;
+                }
+                let t = Instant::now();
+                let l = self.lexical_leg(&terms, req, allowed, full, chunk_depth);
+                Some((l, t.elapsed().as_secs_f64()))
+            },
+        );
+        let ((qvec, qtok, tm), den_chunks) = embedded?;
+        timings.extend(tm);
+        let pre = match lexical {
+            Some((l, secs)) => {
+                timings.push(("lexical", secs));
+                Some(l?)
+            }
+            None => None,
         };
-
-        let mut den_chunks = Vec::new();
-        if use_den {
-            let t = Instant::now();
-            let q = qvec.as_deref().unwrap_or(&[]);
-            let ef = self.cfg.hnsw.ef_search;
-            den_chunks = match allowed {
-                None => self.segs.search(q, chunk_depth, ef)?,
-                Some(a) => self.segs.search_within(q, chunk_depth, ef, &a.ids)?,
-            };
-            timings.push(("dense", t.elapsed().as_secs_f64()));
-        }
         let mut den_best = HashMap::new();
         let den = self.pool(&den_chunks, req.granularity, depth, &mut den_best)?;
 
-        let mut terms = LexicalIndex::weighted_terms(text);
         let legs = Legs {
             allowed,
             qvec: qvec.as_deref(),
@@ -640,7 +664,7 @@ impl Engine {
             chunk_depth,
             depth,
         };
-        let mut r = self.fuse_pass(&terms, &legs, req, timings)?;
+        let mut r = self.fuse_pass(&terms, &legs, req, pre, timings)?;
         if let (Some(prf), true) = (&p.prf, use_lex) {
             let t = Instant::now();
             let feedback: Vec<String> = r
@@ -654,7 +678,7 @@ impl Engine {
                 .collect::<Result<_>>()?;
             terms = expand::rm3_terms(&self.lexical, text, &feedback, prf)?;
             timings.push(("prf", t.elapsed().as_secs_f64()));
-            r = self.fuse_pass(&terms, &legs, req, timings)?;
+            r = self.fuse_pass(&terms, &legs, req, None, timings)?;
         }
 
         // Rerank the head of the fused list, with the weight this query's length leaves it.
