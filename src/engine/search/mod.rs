@@ -70,6 +70,9 @@ struct Ranking {
     cands: Vec<(Key, f32, f32)>,
 }
 
+/// A lexical leg's chunks: `(chunk id, BM25)`, best first.
+type LexicalList = Vec<(u64, f32)>;
+
 impl Engine {
     /// The key (path or external id) of the document chunk `id` belongs to, if the open
     /// generation holds that chunk.
@@ -633,7 +636,7 @@ impl Engine {
                 }
                 Ok(((qvec, qtok, tm), den_chunks))
             },
-            || -> Option<(Result<Vec<(u64, f32)>>, f64)> {
+            || -> Option<(Result<LexicalList>, f64)> {
                 if !use_lex {
                     return None;
                 }
