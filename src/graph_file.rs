@@ -302,9 +302,9 @@ impl GraphFile {
 
     /// [`GraphFile::search`] with the similarity of the query to a row given by `sim` (an
     /// approximate one, [`crate::sq8`], whose candidates the caller rescores).
-    pub fn search_by(
+    pub fn search_by<F: Fn(u32) -> f32>(
         &self,
-        sim: &dyn Fn(u32) -> f32,
+        sim: &F,
         k: usize,
         ef: usize,
         pass: Option<&dyn Fn(u32) -> bool>,

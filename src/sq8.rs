@@ -83,10 +83,31 @@ impl QueryCode {
     }
 }
 
-/// Exact integer dot product of two code rows. Plain widening loop over chunks of 32 that
-/// the compiler vectorises (`vpmaddwd` on AVX2, `vpdpwssd` with AVX-512 VNNI).
+/// Exact integer dot product of two code rows: the AVX2 build of the loop when the CPU has
+/// AVX2 (detected at run time, as [`crate::embed::dot`] does), else the baseline one.
 #[inline]
 fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { dot_i8_avx2(a, b) };
+        }
+    }
+    dot_i8_portable(a, b)
+}
+
+/// [`dot_i8_portable`] compiled for AVX2 (`vpmovsxbw` and `vpmaddwd` on 16 lanes).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
+    dot_i8_portable(a, b)
+}
+
+/// Plain widening loop over chunks of 32 that the compiler vectorises for the target it is
+/// compiled for.
+#[inline(always)]
+fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
     let mut acc = [0i32; 32];
     let ca = a.chunks_exact(32);
     let cb = b.chunks_exact(32);

@@ -1043,7 +1043,33 @@ pub(super) type TextIndex = Vec<(u64, u32)>;
 
 /// `old` (ordered by key) without its rows `leaving` (ascending), merged in key order with
 /// `changed` (ordered by key).
-fn merge_docs(old: Vec<DocRecord>, leaving: &[usize], changed: Vec<DocRecord>) -> Vec<DocRecord> {
+///
+/// A commit of a few documents changes the table in place (a second table of a million rows
+/// cost a one-file commit more than the rest of it); a larger one merges into a new table.
+fn merge_docs(
+    mut old: Vec<DocRecord>,
+    leaving: &[usize],
+    changed: Vec<DocRecord>,
+) -> Vec<DocRecord> {
+    if changed.len() + leaving.len() <= 64 {
+        if !leaving.is_empty() {
+            let mut next = leaving.iter().copied().peekable();
+            let mut i = 0;
+            old.retain(|_| {
+                let keep = next.peek() != Some(&i);
+                while next.peek() == Some(&i) {
+                    next.next();
+                }
+                i += 1;
+                keep
+            });
+        }
+        for c in changed {
+            let at = old.partition_point(|d| d.key < c.key);
+            old.insert(at, c);
+        }
+        return old;
+    }
     let mut out = Vec::with_capacity(old.len() + changed.len());
     let mut changed = changed.into_iter().peekable();
     let mut leave = leaving.iter().copied().peekable();
