@@ -14,7 +14,7 @@
 //!
 //! Layout: `PPDELTA1`, then bincode of [`TableDelta`].
 //!
-//! Not for: the base tables' own formats ([`crate::store::write_docs`],
+//! Not for: the base tables' own formats (`store::write_docs`,
 //! [`crate::collection::write_meta`], [`crate::near::NeighbourTable`]).
 
 use std::path::Path;

@@ -19,7 +19,8 @@
 use std::ops::Range;
 
 use super::artifacts::{self, MANIFEST};
-use super::commit::{Codes, GraphSeed, SegmentVectors};
+use super::commit::Codes;
+use super::segment_write::{GraphSeed, SegmentVectors};
 use super::Engine;
 use crate::error::{IoContext, Result};
 use crate::segment::{SegmentMeta, Segments};

@@ -39,6 +39,7 @@ mod rebuild;
 mod request;
 mod routing;
 mod search;
+mod segment_write;
 mod sync;
 mod tables;
 

@@ -27,17 +27,10 @@ use crate::rerank::{best_part, CrossEncoder, Reranker, SentenceReranker, TokenRe
 use crate::select::{select_with_stop, Passage, SelectConfig, Stop};
 use rayon::prelude::*;
 
+mod docs;
 mod legs;
+pub(crate) use docs::DocIndex;
 use legs::Legs;
-
-/// Lazily built maps between documents and chunk positions.
-pub(crate) struct DocIndex {
-    keys: Vec<String>,
-    titles: Vec<String>,
-    mtimes: Vec<i64>,
-    chunk_pos: Vec<Vec<u32>>,
-    chunk_doc: Vec<u32>,
-}
 
 /// What an entry of a ranking stands for: a chunk, by id, in a chunk search; a document,
 /// by its index in the document table, in a document search. The two were both `u64`,
@@ -74,55 +67,6 @@ struct Ranking {
 type LexicalList = Vec<(u64, f32)>;
 
 impl Engine {
-    /// The key (path or external id) of the document chunk `id` belongs to, if the open
-    /// generation holds that chunk.
-    pub fn document_of_chunk(&self, id: u64) -> Result<Option<&str>> {
-        let di = self.doc_index()?;
-        Ok(self
-            .doc_of(Key::Chunk(id), di)
-            .and_then(|d| di.keys.get(d))
-            .map(|k| k.as_str()))
-    }
-
-    pub(crate) fn doc_index(&self) -> Result<&DocIndex> {
-        if let Some(d) = self.doc_index.get() {
-            return Ok(d);
-        }
-        let docs = self.documents()?;
-        let mut chunk_doc = vec![u32::MAX; self.segs.len()];
-        let mut chunk_pos = Vec::with_capacity(docs.len());
-        for (i, d) in docs.iter().enumerate() {
-            let mut ps = Vec::with_capacity(d.chunks.len());
-            for c in &d.chunks {
-                if let Some(p) = self.segs.position(*c) {
-                    chunk_doc[p] = i as u32;
-                    ps.push(p as u32);
-                }
-            }
-            chunk_pos.push(ps);
-        }
-        let di = DocIndex {
-            keys: docs.iter().map(|d| d.key.clone()).collect(),
-            titles: docs.iter().map(|d| d.title.clone()).collect(),
-            mtimes: docs.iter().map(|d| d.mtime).collect(),
-            chunk_pos,
-            chunk_doc,
-        };
-        Ok(self.doc_index.get_or_init(|| di))
-    }
-
-    /// Each document's key with the store positions of its chunks (their rows in the
-    /// vector file and the token codes), in document-table order: the map search itself
-    /// uses, built once per open.
-    pub fn document_positions(&self) -> Result<impl Iterator<Item = (&str, &[u32])>> {
-        let di = self.doc_index()?;
-        Ok(di
-            .keys
-            .iter()
-            .map(String::as_str)
-            .zip(di.chunk_pos.iter().map(Vec::as_slice)))
-    }
-
     /// The pipeline `pinpoint query` runs without flags: the one stored by `pinpoint tune`
     /// in this index, else [`Pipeline::default`].
     /// An index without token codes answers without token reranking unless told to (it

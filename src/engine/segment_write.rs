@@ -1,0 +1,192 @@
+//! Writing one segment's files: its chunk store, text keys, vectors, token codes, and once
+//! it is big enough its graph (built from nothing, or for a merge from its largest
+//! member's graph) with the int8 copy of an index that asked for one. Commits and merges
+//! both write segments this way.
+//!
+//! Not for: what a generation lists (`commit.rs`) or when segments merge (`merge.rs`).
+
+use super::commit::Codes;
+use super::Engine;
+use crate::dense::DenseIndex;
+use crate::error::{Error, IoContext, Result};
+use crate::graph_build::{GraphBuilder, Layers};
+use crate::graph_file::GraphFile;
+use crate::late::TokenCodes;
+use crate::segment::{Segment, SegmentMeta};
+use crate::sq8::{Sq8Vectors, VectorPrecision};
+use crate::store::{sync_dir, write_chunks, write_vectors, ChunkRecord, ChunkStore, VectorFile};
+
+/// Where a new segment's vectors come from.
+pub(super) enum SegmentVectors<'a> {
+    /// In memory, row-major (a commit's new chunks).
+    Owned(Vec<f32>),
+    /// The live rows of these segments, in order (a merge): copied from their files.
+    LiveRowsOf(&'a [Segment]),
+}
+
+/// An existing graph a merged segment's graph starts from: the graph's layers, and for
+/// each of its rows the row it became in the merged segment (`None`: deleted).
+pub(super) struct GraphSeed {
+    pub(super) layers: Layers,
+    pub(super) rows: Vec<Option<u32>>,
+}
+
+impl Engine {
+    /// Writes segment `id` from `records` (ids ascending), their vectors and token codes,
+    /// with a graph when it is big enough ([`crate::dense::HnswParams::min_points`]),
+    /// started from `seed` when a merge has one.
+    pub(super) fn write_segment(
+        &self,
+        id: u64,
+        records: &[ChunkRecord],
+        vecs: SegmentVectors<'_>,
+        codes: &[Codes],
+        keys: &[u64],
+        seed: Option<GraphSeed>,
+    ) -> Result<(SegmentMeta, Segment)> {
+        let (_, seg) = self.write_segment_without_graph(id, records, vecs, codes, keys)?;
+        self.add_graph(seg, seed)
+    }
+
+    /// `seg` with a graph built and written when it is big enough
+    /// ([`crate::dense::HnswParams::min_points`]), started from `seed` when a merge has one.
+    pub(super) fn add_graph(
+        &self,
+        seg: Segment,
+        seed: Option<GraphSeed>,
+    ) -> Result<(SegmentMeta, Segment)> {
+        let params = &self.cfg.hnsw;
+        let rows = seg.store().len();
+        let id = seg.meta().id;
+        if rows < params.min_points.max(1) {
+            return Ok((seg.meta().clone(), seg));
+        }
+        let vectors = seg.dense().vectors();
+        let progress = self.progress.clone();
+        let tick = move |n: u64| progress.inc(n);
+        let layers = match seed {
+            Some(seed) => {
+                let b = GraphBuilder::seeded(params, vectors, &seed.layers, &seed.rows);
+                let mut seeded = vec![false; rows];
+                for &r in seed.rows.iter().flatten() {
+                    if let Some(x) = seeded.get_mut(r as usize) {
+                        *x = true;
+                    }
+                }
+                let rest: Vec<usize> = (0..rows).filter(|&r| !seeded[r]).collect();
+                self.progress.start("hnsw", rest.len() as u64);
+                b.insert(&rest, &tick);
+                b.finish()
+            }
+            None => {
+                self.progress.start("hnsw", rows as u64);
+                crate::graph_build::build(params, vectors, &tick)
+            }
+        };
+        let rel = crate::segment::graph_file(id);
+        GraphFile::write_layers(&layers, rows, &self.dir.join(&rel))?;
+        drop(layers);
+        seg.dense().vectors().release_pages();
+        // The int8 copy the graph walks, in an index that asked for it ([`crate::sq8`]).
+        let sq8 = if self.manifest.vector_precision == VectorPrecision::Int8 {
+            let f = crate::segment::sq8_file(id);
+            Sq8Vectors::write(&self.dir.join(&f), seg.dense().vectors())?;
+            Some(f)
+        } else {
+            None
+        };
+        sync_dir(&self.dir.join("dense"))?;
+        self.progress.finish();
+        let mut seg = seg.with_graph_file(&self.dir, rel);
+        if let Some(f) = sq8 {
+            seg = seg.with_sq8(&self.dir, f)?;
+        }
+        Ok((seg.meta().clone(), seg))
+    }
+
+    /// The files of segment `id` other than its graph.
+    pub(super) fn write_segment_without_graph(
+        &self,
+        id: u64,
+        records: &[ChunkRecord],
+        vecs: SegmentVectors<'_>,
+        codes: &[Codes],
+        keys: &[u64],
+    ) -> Result<(SegmentMeta, Segment)> {
+        let dim = self.spec.dim;
+        let dir = &self.dir;
+        let chunks = crate::segment::chunks_file(id);
+        let vectors = crate::segment::vectors_file(id);
+        write_chunks(&dir.join(&chunks), records)?;
+        let keys_path = if keys.len() == records.len() {
+            let f = crate::segment::keys_file(id);
+            crate::segment::TextKeys::write(&dir.join(&f), keys)?;
+            Some(f)
+        } else {
+            None
+        };
+        match vecs {
+            SegmentVectors::Owned(v) => write_vectors(&dir.join(&vectors), dim, &v)?,
+            SegmentVectors::LiveRowsOf(members) => {
+                let rows = members.iter().flat_map(|seg| {
+                    (0..seg.live()).map(|i| seg.dense().vectors().row(seg.live_row(i)))
+                });
+                let count = members.iter().map(Segment::live).sum();
+                crate::store::write_vector_rows(&dir.join(&vectors), dim, count, rows)?;
+                // Their rows are copied: their pages need not stay in memory while the
+                // new segment's graph is built over its own file.
+                for seg in members {
+                    seg.dense().vectors().release_pages();
+                }
+            }
+        }
+        let store = ChunkStore::open(&dir.join(&chunks))?;
+        let vfile = VectorFile::open(&dir.join(&vectors), dim)?;
+        let (codes_path, late) = if self.manifest.token_codes {
+            if codes.len() != records.len() {
+                return Err(Error::invalid(
+                    "token codes",
+                    format!("{} entries for {} chunks", codes.len(), records.len()),
+                ));
+            }
+            let f = crate::segment::codes_file(id);
+            std::fs::create_dir_all(dir.join("late")).at(dir.join("late"))?;
+            // Codes of chunks carried over are read from their mapped segment as the new
+            // one is written: a commit holds only the new chunks' codes in memory.
+            let parts: Vec<&[u8]> = codes
+                .iter()
+                .map(|c| match c {
+                    Codes::Old(pos) => self.segs.codes(*pos),
+                    Codes::New(v) => v.as_slice(),
+                })
+                .collect();
+            TokenCodes::write(&dir.join(&f), dim, parts.iter().copied())?;
+            sync_dir(&dir.join("late"))?;
+            let t = TokenCodes::open(&dir.join(&f), dim)?;
+            (Some(f), t)
+        } else {
+            (None, TokenCodes::empty(dim))
+        };
+        let meta = SegmentMeta {
+            id,
+            rows: records.len() as u64,
+            deleted: 0,
+            chunks,
+            vectors,
+            codes: codes_path,
+            graph: None,
+            graph_file: None,
+            deletes: None,
+            keys: keys_path,
+            sq8: None,
+        };
+        let seg = Segment::assemble(
+            meta.clone(),
+            store,
+            DenseIndex::new(vfile, None),
+            late,
+            None,
+        );
+        Ok((meta, seg))
+    }
+}
