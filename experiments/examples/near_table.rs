@@ -40,8 +40,8 @@ fn main() {
     let up = update(
         DEFAULT_NEIGHBOURS,
         &ids,
-        &docs,
-        &NeighbourTable::default(),
+        &|p| docs[p],
+        NeighbourTable::default(),
         &search,
     );
     println!(
