@@ -112,32 +112,20 @@ where
     // Only changed and removed rows (an edit, a delete): done in place, without a second
     // copy of a table that may hold a million rows.
     let mut base = base;
-    let all_known = changes
+    let rows: Vec<Option<usize>> = changes
         .keys()
-        .all(|k| base.binary_search_by(|v| key(v).cmp(k)).is_ok());
-    if all_known {
+        .map(|k| base.binary_search_by(|v| key(v).cmp(k)).ok())
+        .collect();
+    if rows.iter().all(Option::is_some) {
         let mut removed = Vec::new();
-        for (k, c) in changes {
-            if let Ok(i) = base.binary_search_by(|v| key(v).cmp(&k)) {
-                match c {
-                    Some(v) => base[i] = v,
-                    None => removed.push(i),
-                }
+        for ((_, c), i) in changes.into_iter().zip(rows.into_iter().flatten()) {
+            match c {
+                Some(v) => base[i] = v,
+                None => removed.push(i),
             }
         }
-        if !removed.is_empty() {
-            removed.sort_unstable();
-            let mut next = removed.iter().copied().peekable();
-            let mut i = 0;
-            base.retain(|_| {
-                let keep = next.peek() != Some(&i);
-                if !keep {
-                    next.next();
-                }
-                i += 1;
-                keep
-            });
-        }
+        // Keys are unique and ascending, so `removed` is ascending too.
+        remove_rows(&mut base, &removed);
         return base;
     }
     let mut out = Vec::with_capacity(base.len() + changes.len());
@@ -153,6 +141,24 @@ where
     }
     out.extend(changes.filter_map(|(_, c)| c));
     out
+}
+
+/// Removes the rows `rows` (ascending; a row named twice is removed once) from `v` in
+/// place, keeping the order of the rest: one pass, no second table.
+pub(crate) fn remove_rows<T>(v: &mut Vec<T>, rows: &[usize]) {
+    if rows.is_empty() {
+        return;
+    }
+    let mut next = rows.iter().copied().peekable();
+    let mut i = 0;
+    v.retain(|_| {
+        let keep = next.peek() != Some(&i);
+        while next.peek() == Some(&i) {
+            next.next();
+        }
+        i += 1;
+        keep
+    });
 }
 
 #[cfg(test)]

@@ -237,36 +237,35 @@ impl ScaleReport {
             "dense recall@10 at ef {}: {:.4}; graph inserts/s {:.0}",
             self.ef, self.recall_at_10, self.graph_inserts_per_s
         )?;
-        for p in &self.curve {
-            writeln!(
-                out,
-                "  ef {:>4}: recall@10 {:.4}, {:.0} QPS (1 thread)",
-                p.ef, p.recall10, p.qps
-            )?;
-        }
-        match self.qps_at_recall_0_98 {
-            Some(q) => writeln!(out, "QPS at recall 0.98: {q:.0}")?,
-            None => writeln!(out, "QPS at recall 0.98: no ef of the curve reached it")?,
-        }
+        render_curve(out, &self.curve, self.qps_at_recall_0_98)?;
         if let Some(c) = &self.compacted {
             writeln!(
                 out,
                 "after compact ({:.1} s, {} segments): recall@10 at ef {} {:.4}",
                 c.compact_s, c.segments, self.ef, c.recall_at_10
             )?;
-            for p in &c.curve {
-                writeln!(
-                    out,
-                    "  ef {:>4}: recall@10 {:.4}, {:.0} QPS (1 thread)",
-                    p.ef, p.recall10, p.qps
-                )?;
-            }
-            match c.qps_at_recall_0_98 {
-                Some(q) => writeln!(out, "QPS at recall 0.98: {q:.0}")?,
-                None => writeln!(out, "QPS at recall 0.98: no ef of the curve reached it")?,
-            }
+            render_curve(out, &c.curve, c.qps_at_recall_0_98)?;
         }
         Ok(())
+    }
+}
+
+/// A dense curve, one line per `ef`, then its QPS at recall 0.98.
+fn render_curve(
+    out: &mut dyn std::io::Write,
+    curve: &[CurvePoint],
+    qps98: Option<f64>,
+) -> std::io::Result<()> {
+    for p in curve {
+        writeln!(
+            out,
+            "  ef {:>4}: recall@10 {:.4}, {:.0} QPS (1 thread)",
+            p.ef, p.recall10, p.qps
+        )?;
+    }
+    match qps98 {
+        Some(q) => writeln!(out, "QPS at recall 0.98: {q:.0}"),
+        None => writeln!(out, "QPS at recall 0.98: no ef of the curve reached it"),
     }
 }
 

@@ -33,12 +33,10 @@ impl Engine {
         // The document table is taken out of the cache rather than copied (a million
         // documents are ~200 MB a copy); `documents()` reads it again if the commit fails.
         self.documents()?;
-        let mut old_docs: Vec<DocRecord> = self.docs.take().unwrap_or_default();
-        // The table is kept ordered by key, so a document is found by binary search: a map
-        // of a million keys cost more than the rest of a one-file commit.
-        if !old_docs.is_sorted_by(|a, b| a.key <= b.key) {
-            old_docs.sort_by(|a, b| a.key.cmp(&b.key));
-        }
+        let old_docs: Vec<DocRecord> = self.docs.take().unwrap_or_default();
+        // The table is ordered by key (`tables::read_docs` orders it, commits keep the
+        // order), so a document is found by binary search: a map of a million keys cost
+        // more than the rest of a one-file commit.
         let find = |k: &str| -> Option<usize> {
             old_docs.binary_search_by(|d| d.key.as_str().cmp(k)).ok()
         };
@@ -879,18 +877,7 @@ fn merge_docs(
     changed: Vec<DocRecord>,
 ) -> Vec<DocRecord> {
     if changed.len() + leaving.len() <= 64 {
-        if !leaving.is_empty() {
-            let mut next = leaving.iter().copied().peekable();
-            let mut i = 0;
-            old.retain(|_| {
-                let keep = next.peek() != Some(&i);
-                while next.peek() == Some(&i) {
-                    next.next();
-                }
-                i += 1;
-                keep
-            });
-        }
+        crate::delta::remove_rows(&mut old, leaving);
         for c in changed {
             let at = old.partition_point(|d| d.key < c.key);
             old.insert(at, c);

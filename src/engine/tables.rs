@@ -66,18 +66,16 @@ impl Chain {
     }
 }
 
-/// The document table, ordered by key.
+/// The document table, ordered by key (whatever order its base file has).
 pub(crate) fn read_docs(c: &Chain) -> Result<Vec<DocRecord>> {
     let mut base = crate::store::decode_docs(c.base.bytes(), &c.base.path)?;
-    let deltas: Vec<TableDelta<String, DocRecord>> = c.deltas()?;
-    if deltas.is_empty() {
-        return Ok(base);
-    }
-    // Every base this crate writes is ordered by key; one that is not is ordered here
-    // rather than merged wrongly.
+    // Every base this crate writes is ordered by key; one that is not is ordered here, once
+    // per read, so that deltas merge rightly and a commit can find documents by binary
+    // search (commits keep the order).
     if !base.is_sorted_by(|a, b| a.key <= b.key) {
         base.sort_by(|a, b| a.key.cmp(&b.key));
     }
+    let deltas: Vec<TableDelta<String, DocRecord>> = c.deltas()?;
     Ok(crate::delta::apply(base, deltas, |d| &d.key))
 }
 
