@@ -102,6 +102,7 @@ pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod evidence;
 pub mod expand;
 pub mod filter;
 pub mod follow;

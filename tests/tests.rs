@@ -7,6 +7,7 @@ mod cross_encoder;
 mod docx;
 mod engine;
 mod eval;
+mod evidence;
 mod filters;
 mod generated;
 mod hardening;

@@ -48,7 +48,7 @@ pub(super) fn query(a: QueryArgs) -> Result<()> {
             let f = |x: Option<f32>| x.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
             writeln!(
                 out,
-                "    [lexical rank {} bm25 {} | dense rank {} cos {} | fused {:.4} (rank {}) | rerank {} (weight {:.2}) | rules x{:.2} | final {:.4} | {}]",
+                "    [lexical rank {} bm25 {} | dense rank {} cos {} | fused {:.4} (rank {}) | rerank {} (weight {:.2}) | document +{} | rules x{:.2} | final {:.4} | {}]",
                 r(e.lexical_rank),
                 f(e.lexical_score),
                 r(e.dense_rank),
@@ -57,6 +57,7 @@ pub(super) fn query(a: QueryArgs) -> Result<()> {
                 e.fused_rank,
                 f(e.rerank_score),
                 e.rerank_weight,
+                f(e.doc_evidence),
                 e.rule_factor,
                 e.final_score,
                 e.kept

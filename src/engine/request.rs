@@ -182,6 +182,8 @@ pub struct Pipeline {
     pub expand_cmd: Option<String>,
     /// Reranking.
     pub rerank: Option<RerankConfig>,
+    /// Document evidence after reranking, chunk searches only ([`crate::evidence`]).
+    pub doc_evidence: Option<crate::evidence::DocEvidence>,
     /// Context selection.
     pub select: Option<SelectConfig>,
     /// User rules.
@@ -200,6 +202,7 @@ impl Pipeline {
             multi_query: false,
             expand_cmd: None,
             rerank: None,
+            doc_evidence: None,
             select: None,
             rules: Rules::default(),
         }
@@ -227,6 +230,7 @@ impl Default for Pipeline {
             multi_query: true,
             expand_cmd: None,
             rerank: Some(RerankConfig::new(RerankKind::Tokens)),
+            doc_evidence: Some(crate::evidence::DocEvidence::default()),
             select: Some(SelectConfig::default()),
             rules: Rules::default(),
         }
@@ -340,6 +344,8 @@ pub struct Explain {
     /// The weight the query's reranked head was blended with (0 when nothing was
     /// reranked; below the configured weight for a long query, [`LengthFade`]).
     pub rerank_weight: f32,
+    /// What the document's other candidates added ([`crate::evidence`]), when they did.
+    pub doc_evidence: Option<f32>,
     /// Product of the rule factors.
     pub rule_factor: f32,
     /// Final score.

@@ -48,8 +48,8 @@ pub struct EvalMode {
 }
 
 /// Names accepted by [`EvalMode::named`].
-pub const MODE_NAMES: [&str; 9] = [
-    "lexical", "dense", "hybrid", "fused", "prf", "rerank", "tokens", "default", "copies",
+pub const MODE_NAMES: [&str; 10] = [
+    "lexical", "dense", "hybrid", "fused", "prf", "rerank", "tokens", "default", "copies", "alone",
 ];
 
 impl EvalMode {
@@ -62,12 +62,15 @@ impl EvalMode {
     /// - `tokens`: `fused` plus the token-level (MaxSim) bi-encoder reranker on the top 20;
     /// - `default`: exactly what `pinpoint query` runs without flags on this index;
     /// - `copies`: `default` handing over copies of one text in several files
-    ///   ([`crate::copies`]) as they come: what collapsing them costs or buys.
+    ///   ([`crate::copies`]) as they come: what collapsing them costs or buys;
+    /// - `alone`: `default` scoring each passage alone, without its document's other
+    ///   candidates ([`crate::evidence`]): what document evidence costs or buys.
     pub fn named(name: &str, engine: &Engine) -> Result<EvalMode> {
         let fused = Pipeline {
             select: None,
             multi_query: false,
             rerank: None,
+            doc_evidence: None,
             ..Pipeline::default()
         };
         let (mode, pipeline) = match name {
@@ -108,6 +111,13 @@ impl EvalMode {
                 }
                 (Mode::Hybrid, p)
             }
+            "alone" => (
+                Mode::Hybrid,
+                Pipeline {
+                    doc_evidence: None,
+                    ..engine.default_pipeline()
+                },
+            ),
             other => {
                 return Err(Error::invalid(
                     "mode",

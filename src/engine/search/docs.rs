@@ -16,6 +16,17 @@ pub(crate) struct DocIndex {
     pub(super) chunk_doc: Vec<u32>,
 }
 
+impl DocIndex {
+    /// The number of chunks of the document the chunk at store position `pos` belongs to
+    /// (0 when no document holds it).
+    pub(super) fn doc_len_at(&self, pos: usize) -> usize {
+        self.chunk_doc
+            .get(pos)
+            .and_then(|&d| self.chunk_pos.get(d as usize))
+            .map_or(0, Vec::len)
+    }
+}
+
 impl Engine {
     /// The key (path or external id) of the document chunk `id` belongs to, if the open
     /// generation holds that chunk.

@@ -158,6 +158,7 @@ impl Engine {
             rerank: HashMap::new(),
             rerank_weight: 0.0,
             rule: HashMap::new(),
+            evidence: HashMap::new(),
         })
     }
 }

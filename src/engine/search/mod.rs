@@ -28,6 +28,7 @@ use crate::select::{select_with_stop, Passage, SelectConfig, Stop};
 use rayon::prelude::*;
 
 mod docs;
+mod evidence;
 mod legs;
 pub(crate) use docs::DocIndex;
 use legs::Legs;
@@ -57,6 +58,8 @@ struct Ranking {
     /// The weight the reranked head was blended with.
     rerank_weight: f32,
     rule: HashMap<Key, f32>,
+    /// Document evidence added ([`crate::evidence`]).
+    evidence: HashMap<Key, f32>,
     /// Documents: position of the chunk that stands for them (best cosine, else BM25).
     best_pos: HashMap<Key, usize>,
     /// Full-feature candidates: (key, BM25, cosine).
@@ -278,13 +281,7 @@ impl Engine {
             Some(s) if s.collapse_copies => Some(self.doc_index()?),
             _ => None,
         };
-        let doc_chunks = |pos: usize| -> usize {
-            di.and_then(|di| {
-                let d = *di.chunk_doc.get(pos)?;
-                Some(di.chunk_pos.get(d as usize)?.len())
-            })
-            .unwrap_or(0)
-        };
+        let doc_chunks = |pos: usize| di.map_or(0, |di| di.doc_len_at(pos));
         // Selection reads `want` entries of the final list; when it runs out before `k`
         // passages (copies and overlapping chunks it merged) and the list holds more, it
         // reads four times as many: 25 copies of one section must not hide the 26th entry.
@@ -376,6 +373,7 @@ impl Engine {
                 fused_rank: rank_in(&first.fused, key).unwrap_or(0),
                 rerank_score: first.rerank.get(&key).copied(),
                 rerank_weight: first.rerank_weight,
+                doc_evidence: first.evidence.get(&key).copied(),
                 rule_factor: first.rule.get(&key).copied().unwrap_or(1.0),
                 final_score: s.score,
                 kept: if s.reason.is_empty() {
@@ -675,6 +673,14 @@ impl Engine {
                 r.rerank_weight = weight;
             }
             timings.push(("rerank", t.elapsed().as_secs_f64()));
+        }
+
+        // Document evidence: a passage whose document holds other strong candidates.
+        if let (Some(ev), Granularity::Chunk) = (&p.doc_evidence, req.granularity) {
+            let collapse = p.select.as_ref().is_some_and(|s| s.collapse_copies);
+            let applied = self.document_evidence(ev, &final_, collapse)?;
+            final_ = applied.ranked;
+            r.evidence = applied.added;
         }
 
         // User rules.
