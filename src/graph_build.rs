@@ -27,6 +27,7 @@ use rayon::prelude::*;
 
 use crate::dense::{HnswParams, OrdF32};
 use crate::embed::dot;
+use crate::graph_file::prefetch_bytes;
 use crate::store::VectorFile;
 
 /// Highest level a point may draw (a level above 16 has probability `m^-16`).
@@ -340,12 +341,21 @@ impl<'a> GraphBuilder<'a> {
                     break;
                 }
                 self.read_links(r as usize, l, &mut buf);
-                for &nb in &buf {
+                // Unvisited neighbours first, then each scored while the next one's row
+                // is requested from memory (as the search does, `graph_file`).
+                buf.retain(|&nb| {
                     let slot = &mut marks[nb as usize];
-                    if *slot == epoch {
-                        continue;
-                    }
+                    let fresh = *slot != epoch;
                     *slot = epoch;
+                    fresh
+                });
+                if let Some(&first) = buf.first() {
+                    prefetch_bytes(self.vectors.row_bytes(first as usize));
+                }
+                for (i, &nb) in buf.iter().enumerate() {
+                    if let Some(&next) = buf.get(i + 1) {
+                        prefetch_bytes(self.vectors.row_bytes(next as usize));
+                    }
                     let s = dot(qv, self.vectors.row(nb as usize));
                     let floor = results.peek().map_or(f32::NEG_INFINITY, |x| x.0 .0 .0);
                     if results.len() < ef || s > floor {

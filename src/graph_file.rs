@@ -297,14 +297,14 @@ impl GraphFile {
         ef: usize,
         pass: Option<&dyn Fn(u32) -> bool>,
     ) -> Vec<(u32, f32)> {
-        self.search_by(&|r: u32| dot(query, vectors.row(r as usize)), k, ef, pass)
+        self.search_by(&F32Rows { vectors, query }, k, ef, pass)
     }
 
-    /// [`GraphFile::search`] with the similarity of the query to a row given by `sim` (an
-    /// approximate one, [`crate::sq8`], whose candidates the caller rescores).
-    pub fn search_by<F: Fn(u32) -> f32>(
+    /// [`GraphFile::search`] with the similarity of the query to a row given by `scorer`
+    /// (an approximate one, [`crate::sq8`], whose candidates the caller rescores).
+    pub fn search_by<S: RowScorer>(
         &self,
-        sim: &F,
+        scorer: &S,
         k: usize,
         ef: usize,
         pass: Option<&dyn Fn(u32) -> bool>,
@@ -312,6 +312,7 @@ impl GraphFile {
         if self.rows == 0 || k == 0 {
             return Vec::new();
         }
+        let sim = |r: u32| scorer.score(r);
         let ef = ef.max(k);
         let ok = |r: u32| pass.is_none_or(|p| p(r));
         let (mut cur, mut best) = (self.entry, sim(self.entry));
@@ -332,17 +333,25 @@ impl GraphFile {
                 }
             }
         }
-        let mut visited = vec![0u64; self.rows.div_ceil(64)];
-        let mut seen = |r: u32| {
-            let (w, b) = (r as usize / 64, 1u64 << (r % 64));
-            match visited.get_mut(w) {
-                Some(x) if *x & b == 0 => {
-                    *x |= b;
-                    false
-                }
-                _ => true,
-            }
-        };
+        VisitedRows::with(self.rows, |visited| {
+            self.beam(scorer, visited, cur, best, ef, k, &ok)
+        })
+    }
+
+    /// Layer 0's beam search of width `ef` from `cur` (similarity `best`).
+    #[allow(clippy::too_many_arguments)]
+    fn beam<S: RowScorer>(
+        &self,
+        scorer: &S,
+        visited: &mut VisitedRows,
+        cur: u32,
+        best: f32,
+        ef: usize,
+        k: usize,
+        ok: &dyn Fn(u32) -> bool,
+    ) -> Vec<(u32, f32)> {
+        let sim = |r: u32| scorer.score(r);
+        let mut seen = |r: u32| visited.insert(r);
         seen(cur);
         // Candidates best first; results worst first (a bounded min-heap of `ef`).
         let mut cands: BinaryHeap<(OrdF32, u32)> = BinaryHeap::new();
@@ -351,14 +360,27 @@ impl GraphFile {
         if ok(cur) {
             results.push(std::cmp::Reverse((OrdF32(best), cur)));
         }
+        let mut fresh: Vec<u32> = Vec::with_capacity(64);
         while let Some((OrdF32(s), r)) = cands.pop() {
             let floor = results.peek().map_or(f32::NEG_INFINITY, |x| x.0 .0 .0);
             if results.len() >= ef && s < floor {
                 break;
             }
-            for &nb in self.neighbours(0, r) {
-                if !self.valid(nb) || seen(nb) {
-                    continue;
+            // The unvisited neighbours first, so that each one's row is requested from
+            // memory while the previous one is scored (hnswlib does the same).
+            fresh.clear();
+            fresh.extend(
+                self.neighbours(0, r)
+                    .iter()
+                    .copied()
+                    .filter(|&nb| self.valid(nb) && !seen(nb)),
+            );
+            if let Some(&first) = fresh.first() {
+                scorer.prefetch(first);
+            }
+            for (i, &nb) in fresh.iter().enumerate() {
+                if let Some(&next) = fresh.get(i + 1) {
+                    scorer.prefetch(next);
                 }
                 let s = sim(nb);
                 let floor = results.peek().map_or(f32::NEG_INFINITY, |x| x.0 .0 .0);
@@ -378,6 +400,109 @@ impl GraphFile {
         out.truncate(k);
         out
     }
+}
+
+/// The rows a walk has visited: a bitset kept per thread and cleared word by word after
+/// each search, so that a query on a million-row segment does not allocate and zero 125 KB.
+struct VisitedRows {
+    bits: Vec<u64>,
+    touched: Vec<u32>,
+}
+
+thread_local! {
+    static VISITED: std::cell::RefCell<VisitedRows> = const {
+        std::cell::RefCell::new(VisitedRows { bits: Vec::new(), touched: Vec::new() })
+    };
+}
+
+impl VisitedRows {
+    /// Runs `f` with this thread's visited set sized for `rows` and empty (a fresh one when
+    /// the thread's is in use).
+    fn with<R>(rows: usize, f: impl FnOnce(&mut VisitedRows) -> R) -> R {
+        VISITED.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut v) => {
+                if v.bits.len() < rows.div_ceil(64) {
+                    v.bits.resize(rows.div_ceil(64), 0);
+                }
+                let out = f(&mut v);
+                let VisitedRows { bits, touched } = &mut *v;
+                for &w in touched.iter() {
+                    bits[w as usize] = 0;
+                }
+                touched.clear();
+                out
+            }
+            Err(_) => f(&mut VisitedRows {
+                bits: vec![0; rows.div_ceil(64)],
+                touched: Vec::new(),
+            }),
+        })
+    }
+
+    /// Marks `r`; true when it was marked already (or lies outside the set).
+    #[inline]
+    fn insert(&mut self, r: u32) -> bool {
+        let (w, b) = (r as usize / 64, 1u64 << (r % 64));
+        match self.bits.get_mut(w) {
+            Some(x) if *x & b == 0 => {
+                if *x == 0 {
+                    self.touched.push(w as u32);
+                }
+                *x |= b;
+                false
+            }
+            _ => true,
+        }
+    }
+}
+
+/// How a graph walk scores a row against its query, and asks for a row's memory ahead of
+/// scoring it.
+pub trait RowScorer {
+    /// The similarity of the query to `row`.
+    fn score(&self, row: u32) -> f32;
+    /// Hints the CPU to load what [`RowScorer::score`] will read for `row`; the walk calls
+    /// it one neighbour ahead. Nothing by default.
+    fn prefetch(&self, _row: u32) {}
+}
+
+/// Exact cosine against a segment's f32 vectors.
+pub struct F32Rows<'a> {
+    /// The segment's vectors.
+    pub vectors: &'a VectorFile,
+    /// The query (normalised).
+    pub query: &'a [f32],
+}
+
+impl RowScorer for F32Rows<'_> {
+    #[inline]
+    fn score(&self, row: u32) -> f32 {
+        dot(self.query, self.vectors.row(row as usize))
+    }
+
+    #[inline]
+    fn prefetch(&self, row: u32) {
+        prefetch_bytes(self.vectors.row_bytes(row as usize));
+    }
+}
+
+/// Asks the CPU to load the first cache lines of `bytes` (a hint: it never faults, and the
+/// hardware prefetcher follows a sequential read from there).
+#[inline]
+pub fn prefetch_bytes(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // Four lines: a 384-dimension f32 row is 24, and the first few are what the dot
+        // product waits for before the hardware prefetcher takes over.
+        for off in (0..bytes.len().min(256)).step_by(64) {
+            // SAFETY: SSE is part of the x86_64 baseline; a prefetch of an address inside
+            // a live slice reads nothing and cannot fault.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().add(off) as *const i8) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 // The file is read in place as little-endian `u32`s.

@@ -456,9 +456,11 @@ impl Segment {
             let rows = match &self.sq8 {
                 // The walk on int8 scores; its `ef` candidates rescored exactly.
                 Some(q8) => {
-                    let qc = QueryCode::new(query);
-                    let sim = |r: u32| q8.score(&qc, r as usize);
-                    let mut c = f.search_by(&sim, ef.max(k), ef, filter);
+                    let scorer = crate::sq8::Sq8Rows {
+                        codes: q8,
+                        query: QueryCode::new(query),
+                    };
+                    let mut c = f.search_by(&scorer, ef.max(k), ef, filter);
                     for x in &mut c {
                         x.1 = crate::embed::dot(query, vectors.row(x.0 as usize));
                     }
@@ -724,8 +726,15 @@ impl Segments {
     /// Top `k` live chunks for a normalised query: `(chunk id, cosine)`, best first. Each
     /// segment answers with its own top `k` (graph or exact scan, deleted chunks filtered
     /// inside the search so that `k` live ones come back), in parallel, and the lists merge.
-    pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<(u64, f32)>> {
-        self.search_where(query, k, ef, None)
+    /// `ef` is a width for every graph, or the index's setting scaled to each graph's size
+    /// ([`crate::dense::Ef`]).
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: impl Into<crate::dense::Ef>,
+    ) -> Result<Vec<(u64, f32)>> {
+        self.search_where(query, k, ef.into(), 1.0, None)
     }
 
     /// [`Segments::search`] among the chunks in `allowed` (a metadata filter): an exact
@@ -736,7 +745,7 @@ impl Segments {
         &self,
         query: &[f32],
         k: usize,
-        ef: usize,
+        ef: impl Into<crate::dense::Ef>,
         allowed: &HashSet<u64>,
     ) -> Result<Vec<(u64, f32)>> {
         self.check_dim(query)?;
@@ -754,9 +763,8 @@ impl Segments {
                 .collect();
             return Ok(top(scored, k));
         }
-        let ef = ((ef.max(k) as f64 / share.min(1.0)).ceil() as usize).min(live);
         let pass = |id: u64| allowed.contains(&id);
-        self.search_where(query, k, ef, Some(&pass))
+        self.search_where(query, k, ef.into(), 1.0 / share.min(1.0), Some(&pass))
     }
 
     fn check_dim(&self, query: &[f32]) -> Result<()> {
@@ -769,20 +777,27 @@ impl Segments {
         Ok(())
     }
 
+    /// Each segment's graph is searched with `ef` at its size, times `widen` (a filter's
+    /// inverse share), at most the live chunks.
     fn search_where(
         &self,
         query: &[f32],
         k: usize,
-        ef: usize,
+        ef: crate::dense::Ef,
+        widen: f64,
         pass: Option<&(dyn Fn(u64) -> bool + Sync)>,
     ) -> Result<Vec<(u64, f32)>> {
         use rayon::prelude::*;
         self.check_dim(query)?;
+        let live = self.len.max(1);
         let lists = self
             .segs
             .par_iter()
             .filter(|s| s.live() > 0)
-            .map(|s| s.search(query, k, ef, pass))
+            .map(|s| {
+                let ef = ((ef.at(s.store.len()).max(k) as f64 * widen).ceil() as usize).min(live);
+                s.search(query, k, ef, pass)
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(top(lists.into_iter().flatten().collect(), k))
     }

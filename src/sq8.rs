@@ -221,6 +221,32 @@ impl Sq8Vectors {
         let codes = unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const i8, bytes.len()) };
         scale * q.scale * dot_i8(codes, &q.codes) as f32
     }
+
+    /// Row `r`'s codes as bytes (for a prefetch hint; empty past the end).
+    fn code_bytes(&self, r: usize) -> &[u8] {
+        let start = HEADER + self.rows * 4 + r * self.dim;
+        self.map.get(start..start + self.dim).unwrap_or(&[])
+    }
+}
+
+/// A graph walk's scorer over int8 codes ([`crate::graph_file::RowScorer`]).
+pub struct Sq8Rows<'a> {
+    /// The segment's codes.
+    pub codes: &'a Sq8Vectors,
+    /// The query's code.
+    pub query: QueryCode,
+}
+
+impl crate::graph_file::RowScorer for Sq8Rows<'_> {
+    #[inline]
+    fn score(&self, row: u32) -> f32 {
+        self.codes.score(&self.query, row as usize)
+    }
+
+    #[inline]
+    fn prefetch(&self, row: u32) {
+        crate::graph_file::prefetch_bytes(self.codes.code_bytes(row as usize));
+    }
 }
 
 #[cfg(test)]

@@ -568,6 +568,14 @@ impl VectorFile {
         &self.as_slice()[i * self.dim..(i + 1) * self.dim]
     }
 
+    /// Row `i` as bytes (for a prefetch hint).
+    pub fn row_bytes(&self, i: usize) -> &[u8] {
+        let r = self.row(i);
+        // SAFETY: any f32 slice is readable as bytes: u8 has alignment 1, the length is
+        // the same memory's, and the borrow keeps it alive.
+        unsafe { std::slice::from_raw_parts(r.as_ptr() as *const u8, std::mem::size_of_val(r)) }
+    }
+
     /// Number of vectors.
     pub fn len(&self) -> usize {
         self.count

@@ -64,6 +64,8 @@ pub struct CommitCost {
     pub seconds: f64,
     /// Bytes the process wrote meanwhile (Linux `/proc/self/io` `wchar`).
     pub bytes_written: u64,
+    /// Seconds by commit stage (what the engine reports to its progress observer).
+    pub stages: BTreeMap<String, f64>,
 }
 
 /// Commits of one file.
@@ -201,11 +203,18 @@ impl ScaleReport {
             ("edit", &self.commit.edit),
             ("delete", &self.commit.delete),
         ] {
+            let stages: Vec<String> = c
+                .stages
+                .iter()
+                .filter(|x| *x.1 >= 0.0005)
+                .map(|(s, v)| format!("{s} {:.0}", v * 1000.0))
+                .collect();
             writeln!(
                 out,
-                "one-file {what:<6}: {:.3} s, {:.2} MB written",
+                "one-file {what:<6}: {:.3} s, {:.2} MB written (ms: {})",
                 c.seconds,
-                mb(c.bytes_written)
+                mb(c.bytes_written),
+                stages.join(", ")
             )?;
         }
         writeln!(
@@ -668,12 +677,25 @@ pub fn run(
     log("one-file commits ...");
     let probe =
         |e: &mut Engine, f: &mut dyn FnMut(&mut Engine) -> Result<()>| -> Result<CommitCost> {
+            let before = clock.total.lock().map(|m| m.clone()).unwrap_or_default();
             let (w, t) = (bytes_written(), Instant::now());
             f(e)?;
             e.commit()?;
+            let seconds = t.elapsed().as_secs_f64();
+            clock.close();
+            let after = clock.total.lock().map(|m| m.clone()).unwrap_or_default();
+            let stages = after
+                .into_iter()
+                .map(|(s, v)| {
+                    let d = v - before.get(&s).copied().unwrap_or(0.0);
+                    (s, d)
+                })
+                .filter(|x| x.1 > 0.0)
+                .collect();
             Ok(CommitCost {
-                seconds: t.elapsed().as_secs_f64(),
+                seconds,
                 bytes_written: bytes_written().saturating_sub(w),
+                stages,
             })
         };
     let note = "Tidal range depends on the alignment of the sun and the moon.";
@@ -782,7 +804,7 @@ fn dense_curve(
     exact: &[Vec<u64>],
     ef: usize,
 ) -> Result<(f64, Vec<CurvePoint>, Option<f64>)> {
-    let recall = |ef: usize| -> Result<(f64, f64)> {
+    let recall = |ef: crate::dense::Ef| -> Result<(f64, f64)> {
         let t = Instant::now();
         let mut hits = 0;
         for (q, ex) in qv.iter().zip(exact) {
@@ -795,14 +817,15 @@ fn dense_curve(
         let qps = qv.len() as f64 / t.elapsed().as_secs_f64();
         Ok((hits as f64 / (qv.len() * 10).max(1) as f64, qps))
     };
-    let at_ef = recall(ef)?.0;
+    // At the default width as a query uses it: scaled to each graph's size.
+    let at_ef = recall(crate::dense::Ef::Scaled(ef))?.0;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .map_err(|e| Error::invalid("bench", e.to_string()))?;
     let mut curve = Vec::new();
     for ef in [16, 32, 64, 128, 256, 512] {
-        let (recall10, qps) = pool.install(|| recall(ef))?;
+        let (recall10, qps) = pool.install(|| recall(ef.into()))?;
         curve.push(CurvePoint { ef, recall10, qps });
     }
     let qps98 = qps_at(&curve, 0.98);

@@ -569,7 +569,7 @@ impl Engine {
                 if use_den {
                     let t = Instant::now();
                     let q = qvec.as_deref().unwrap_or(&[]);
-                    let ef = self.cfg.hnsw.ef_search;
+                    let ef = crate::dense::Ef::Scaled(self.cfg.hnsw.ef_search);
                     den_chunks = match allowed {
                         None => self.segs.search(q, chunk_depth, ef)?,
                         Some(a) => self.segs.search_within(q, chunk_depth, ef, &a.ids)?,
