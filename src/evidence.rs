@@ -31,6 +31,11 @@ pub struct DocEvidence {
     pub weight: f32,
     /// Entries of the ranking the stage reads and re-orders.
     pub depth: usize,
+    /// A section vouches only when its cosine with the question is at least this share of
+    /// the best cosine among the entries read: on a small folder those entries are nearly
+    /// every section, and an unrelated page's other sections must not lift it. The share
+    /// of selection's guard against off-topic passages (`SelectConfig::min_similarity_share`).
+    pub min_similarity_share: f32,
 }
 
 impl Default for DocEvidence {
@@ -40,6 +45,7 @@ impl Default for DocEvidence {
         DocEvidence {
             weight: 0.4,
             depth: 40,
+            min_similarity_share: 0.5,
         }
     }
 }
@@ -54,13 +60,17 @@ pub struct Applied<K> {
     pub added: HashMap<K, f32>,
 }
 
-/// Where a passage sits: its document and the section of it (its heading trail).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a passage sits: its document and the section of it (its heading trail), and how
+/// close it is to the question.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Place<D> {
     /// The document.
     pub doc: D,
     /// The section: a hash of the chunk's heading trail.
     pub section: u64,
+    /// Its cosine with the question (`None`: not known, as in a lexical search; such a
+    /// passage vouches for nothing).
+    pub similarity: Option<f32>,
 }
 
 impl DocEvidence {
@@ -73,7 +83,8 @@ impl DocEvidence {
     /// itself; and a text without headings (an abstract, a function) gives no way to tell
     /// a second match from a continuation: measured on SciFact and the code collections,
     /// where no chunk has a heading, evidence between chunks two or more apart lowered
-    /// nDCG@10 by 0.007-0.013 (p < 0.02; docs/decisions.md, "Document evidence").
+    /// nDCG@10 by 0.007-0.013 (p < 0.02; docs/decisions.md, "Document evidence"). Both
+    /// sections must be on topic ([`DocEvidence::min_similarity_share`]).
     pub fn apply<K, D>(
         &self,
         ranked: &[(K, f32)],
@@ -95,20 +106,30 @@ impl DocEvidence {
         let hi = head.iter().map(|x| x.1).fold(f32::NEG_INFINITY, f32::max);
         let norm = |s: f32| if hi > lo { (s - lo) / (hi - lo) } else { 1.0 };
         let places: Vec<Option<Place<D>>> = head.iter().map(|x| place(x.0)).collect();
+        let best_similarity = places
+            .iter()
+            .filter_map(|p| p.and_then(|p| p.similarity))
+            .fold(f32::NEG_INFINITY, f32::max);
+        let on_topic = |p: &Place<D>| {
+            p.similarity
+                .is_some_and(|s| s >= self.min_similarity_share * best_similarity)
+        };
         let mut added = HashMap::new();
         // `depth` is tens of entries: comparing every pair costs less than indexing them.
         let mut out: Vec<(K, f32)> = head
             .iter()
             .zip(&places)
             .map(|(e, p)| {
-                let other = p.map_or(0.0, |p| {
+                let other = p.filter(|p| on_topic(p)).map_or(0.0, |p| {
                     head.iter()
                         .zip(&places)
                         .filter_map(|(o, q)| {
                             let q = (*q)?;
-                            (q.doc == p.doc && q.section != p.section).then(|| norm(o.1))
+                            (q.doc == p.doc && q.section != p.section && on_topic(&q))
+                                .then(|| norm(o.1))
                         })
                         .fold(0.0, f32::max)
+                        .max(0.0)
                 });
                 let plus = self.weight * other;
                 if plus > 0.0 {
@@ -130,11 +151,13 @@ impl DocEvidence {
 mod tests {
     use super::*;
 
-    /// Documents: chunk / 10; sections: chunk % 10 / 2 (chunks 0 and 1 share one).
+    /// Documents: chunk / 10; sections: chunk % 10 / 2 (chunks 0 and 1 share one); every
+    /// chunk on topic.
     fn doc(k: u32) -> Option<Place<u32>> {
         Some(Place {
             doc: k / 10,
             section: u64::from(k % 10 / 2),
+            similarity: Some(0.6),
         })
     }
 
@@ -157,6 +180,7 @@ mod tests {
         let cfg = DocEvidence {
             weight: 0.5,
             depth: 3,
+            ..DocEvidence::default()
         };
         let a = cfg.apply(&ranked, doc);
         let min_head = a.ranked[..3]
@@ -172,6 +196,7 @@ mod tests {
         let off = DocEvidence {
             weight: 0.0,
             depth: 3,
+            ..DocEvidence::default()
         }
         .apply(&ranked, doc);
         assert_eq!(off.ranked, ranked.to_vec());
@@ -193,6 +218,25 @@ mod tests {
         let a = DocEvidence::default().apply(&ranked, doc);
         let order: Vec<u32> = a.ranked.iter().map(|x| x.0).collect();
         assert_eq!(order, vec![1, 22, 23, 33]);
+        assert!(a.added.is_empty());
+    }
+
+    #[test]
+    fn an_off_topic_section_neither_vouches_nor_is_vouched_for() {
+        // 25 is far less similar to the question than the best (0.2 against 0.6): on a small
+        // folder it is in the head only because nearly everything is.
+        let ranked = [(1, 1.0), (21, 0.95), (25, 0.7), (33, 0.0)];
+        let place = |k: u32| {
+            doc(k).map(|p| Place {
+                similarity: Some(if k == 25 { 0.2 } else { 0.6 }),
+                ..p
+            })
+        };
+        let a = DocEvidence::default().apply(&ranked, place);
+        let order: Vec<u32> = a.ranked.iter().map(|x| x.0).collect();
+        assert_eq!(order, vec![1, 21, 25, 33]);
+        assert!(!a.added.contains_key(&21));
+        // Nor does it take any: it would not be handed over (selection's guard).
         assert!(a.added.is_empty());
     }
 }

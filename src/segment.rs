@@ -255,10 +255,22 @@ pub struct Segment {
     live_rows: Option<Vec<u32>>,
 }
 
+/// The widths of a segment's rows: its vectors' dimension, and its token codes' (the
+/// model's dimension for an index whose codes are signs of every dimension, the bits of its
+/// projection otherwise, [`crate::late::TokenProjection`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// Floats per vector.
+    pub vectors: usize,
+    /// Dimensions a token code encodes (one bit each).
+    pub codes: usize,
+}
+
 impl Segment {
     /// Opens the segment `meta` describes in `dir`; `mapped`: a reader's graph keeps its
     /// vectors in the page cache.
-    pub fn open(dir: &Path, meta: &SegmentMeta, dim: usize, mapped: bool) -> Result<Segment> {
+    pub fn open(dir: &Path, meta: &SegmentMeta, dims: Dims, mapped: bool) -> Result<Segment> {
+        let dim = dims.vectors;
         let store = ChunkStore::open(&dir.join(&meta.chunks))?;
         let vectors = VectorFile::open(&dir.join(&meta.vectors), dim)?;
         if vectors.len() != store.len() || store.len() as u64 != meta.rows {
@@ -274,7 +286,7 @@ impl Segment {
         }
         let codes = match &meta.codes {
             Some(c) => {
-                let t = TokenCodes::open(&dir.join(c), dim)?;
+                let t = TokenCodes::open(&dir.join(c), dims.codes)?;
                 if t.len() != store.len() {
                     return Err(Error::corrupt(
                         dir.join(c),
@@ -287,7 +299,7 @@ impl Segment {
                 }
                 t
             }
-            None => TokenCodes::empty(dim),
+            None => TokenCodes::empty(dims.codes),
         };
         let dense = match &meta.graph {
             Some(g) => DenseIndex::with_dump(vectors, &dir.join("dense"), g, mapped),
@@ -519,12 +531,12 @@ impl Segments {
     }
 
     /// Opens the segments `metas` describe, in order.
-    pub fn open(dir: &Path, metas: &[SegmentMeta], dim: usize, mapped: bool) -> Result<Segments> {
+    pub fn open(dir: &Path, metas: &[SegmentMeta], dims: Dims, mapped: bool) -> Result<Segments> {
         let segs = metas
             .iter()
-            .map(|m| Segment::open(dir, m, dim, mapped))
+            .map(|m| Segment::open(dir, m, dims, mapped))
             .collect::<Result<Vec<_>>>()?;
-        let s = Segments::new(segs, dim);
+        let s = Segments::new(segs, dims.vectors);
         s.check_order(dir)?;
         Ok(s)
     }

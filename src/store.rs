@@ -164,9 +164,32 @@ pub struct Manifest {
     /// The vectors graph searches walk ([`crate::sq8`]); chosen at creation.
     #[serde(default)]
     pub vector_precision: crate::sq8::VectorPrecision,
+    /// Bits of a token code: the token vectors' projection on this many fixed directions
+    /// ([`crate::late::TokenProjection`]); 0 for an index whose codes are the signs of
+    /// every dimension (every index written before projections). Chosen at creation.
+    #[serde(default)]
+    pub token_bits: usize,
 }
 
 impl Manifest {
+    /// The widths of the segments' rows: vectors and token codes.
+    pub fn dims(&self) -> crate::segment::Dims {
+        crate::segment::Dims {
+            vectors: self.model.dim,
+            codes: if self.token_bits > 0 {
+                self.token_bits
+            } else {
+                self.model.dim
+            },
+        }
+    }
+
+    /// The projection token vectors are coded through (`None`: signs of every dimension,
+    /// or no token codes).
+    pub fn token_projection(&self) -> Option<crate::late::TokenProjection> {
+        (self.token_codes && self.token_bits > 0)
+            .then(|| crate::late::TokenProjection::new(self.model.dim, self.token_bits))
+    }
     /// The generation of the tables' base and those of their deltas, oldest first.
     pub fn table_chain(&self) -> (u64, &[u64]) {
         (
@@ -745,6 +768,7 @@ mod tests {
             table_base: None,
             table_deltas: Vec::new(),
             vector_precision: Default::default(),
+            token_bits: 0,
         };
         m.write_atomic(&p).unwrap();
         assert_eq!(Manifest::read(&p).unwrap(), m);

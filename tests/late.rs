@@ -288,3 +288,116 @@ fn a_damaged_code_file_is_named() {
         .to_string();
     assert!(err.contains(".tok"), "{err}");
 }
+
+/// A 384-dimension index codes each kept token as the signs of its projection on 128 fixed
+/// directions: 16 bytes a token instead of 48, each bit the side of one direction, and the
+/// default pipeline's rerank scores are MaxSim over those codes.
+#[test]
+fn wide_vectors_are_coded_through_the_projection() {
+    let dim = 384;
+    let idx = tempfile::tempdir().unwrap();
+    let cfg = EngineConfig {
+        embedder: Some(std::sync::Arc::new(HashEmbedder::new(dim))),
+        ..Default::default()
+    };
+    let mut e = Engine::create(idx.path(), cfg).unwrap();
+    e.add_folder(samples()).unwrap();
+    assert_eq!(e.manifest().token_bits, pinpoint::late::DEFAULT_BITS);
+    let bits = e.manifest().token_bits;
+    let proj = pinpoint::late::TokenProjection::new(dim, bits);
+    let embedder = HashEmbedder::new(dim);
+    let titles: HashMap<String, String> = e
+        .documents()
+        .unwrap()
+        .iter()
+        .map(|d| (d.key.clone(), d.title.clone()))
+        .collect();
+    // Every chunk's codes, by plain arithmetic: for each kept word, bit k set when its vector
+    // lies on the positive side of direction k.
+    let kept = |text: &str| -> Vec<Vec<f32>> {
+        let m = embedder.embed_tokens(&[text]).unwrap().pop().unwrap();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        words
+            .iter()
+            .zip(m.rows())
+            .filter(|(w, _)| keep_token(w))
+            .map(|(_, r)| r.to_vec())
+            .collect()
+    };
+    let side = |row: &[f32], k: usize| -> f32 {
+        row.iter().zip(proj.direction(k)).map(|(a, b)| a * b).sum()
+    };
+    let mut tokens = 0;
+    for pos in 0..e.segments().len() {
+        let c = e.segments().get(pos).unwrap();
+        let text = contextual_text(&titles[&c.doc], c.heading.as_deref(), &c.text);
+        let mut want = Vec::new();
+        for row in kept(&text) {
+            tokens += 1;
+            for byte in 0..bits / 8 {
+                let mut b = 0u8;
+                for k in 0..8 {
+                    if side(&row, byte * 8 + k) > 0.0 {
+                        b |= 1 << k;
+                    }
+                }
+                want.push(b);
+            }
+        }
+        assert_eq!(e.segments().codes(pos), want.as_slice(), "chunk at {pos}");
+    }
+    assert_eq!(e.segments().tokens(), tokens as u64);
+    let late: u64 = e
+        .manifest()
+        .files
+        .iter()
+        .filter(|f| f.path.starts_with("late/"))
+        .map(|f| f.size)
+        .sum();
+    assert!(
+        late >= tokens as u64 * 16 && late < tokens as u64 * 17,
+        "{late} bytes, {tokens} tokens"
+    );
+
+    // The rerank score of a document is its best chunk's MaxSim through the projection.
+    let query = "how do bees tell each other where flowers are";
+    let q = embedder.embed_tokens(&[query]).unwrap().pop().unwrap();
+    let req = SearchRequest {
+        granularity: Granularity::Document,
+        pipeline: e.default_pipeline(),
+        ..SearchRequest::new(query, 5)
+    };
+    let o = e.search_detailed(&req).unwrap();
+    assert!(!o.reranked.is_empty());
+    for (doc, s) in &o.reranked {
+        let d = doc_record(&e, doc);
+        let mut best = f32::MIN;
+        for id in &d.chunks {
+            let c = e.segments().get_id(*id).unwrap().unwrap();
+            let text = contextual_text(&d.title, c.heading.as_deref(), &c.text);
+            let rows = kept(&text);
+            let total: f32 = q
+                .rows()
+                .map(|qt| {
+                    rows.iter()
+                        .map(|r| {
+                            (0..bits)
+                                .map(|k| {
+                                    let qk = side(qt, k);
+                                    if side(r, k) > 0.0 {
+                                        qk
+                                    } else {
+                                        -qk
+                                    }
+                                })
+                                .sum::<f32>()
+                                / (bits as f32).sqrt()
+                        })
+                        .fold(f32::MIN, f32::max)
+                })
+                .sum();
+            best = best.max(total / q.len() as f32);
+        }
+        assert!((s - best).abs() < 1e-3, "{doc}: {s} vs {best}");
+    }
+}

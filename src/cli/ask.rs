@@ -175,7 +175,16 @@ pub(super) fn stats(a: StatsArgs) -> Result<()> {
         s.segments.len()
     )?;
     match s.token_codes {
-        Some(n) => writeln!(out, "token codes {n} tokens (reranking by MaxSim)")?,
+        Some(n) => writeln!(
+            out,
+            "token codes {n} tokens, {} bits each ({}; reranking by MaxSim)",
+            s.token_code_bits.unwrap_or(0),
+            if s.token_codes_projected {
+                "signs of a fixed projection"
+            } else {
+                "signs of every dimension: an index from before projections; `index --rebuild` makes them a third"
+            }
+        )?,
         None => writeln!(out, "token codes none (built with --no-token-codes)")?,
     }
     match s.neighbours {

@@ -487,6 +487,7 @@ mod tests {
             table_base: None,
             table_deltas: Vec::new(),
             vector_precision: Default::default(),
+            token_bits: 0,
         };
         m.token_codes = token_codes;
         m.neighbours = neighbours;

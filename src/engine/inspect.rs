@@ -154,6 +154,11 @@ impl Engine {
                 .map(|s| s.meta().clone())
                 .collect(),
             token_codes: self.manifest.token_codes.then(|| self.segs.tokens()),
+            token_code_bits: self
+                .manifest
+                .token_codes
+                .then(|| self.manifest.dims().codes),
+            token_codes_projected: self.manifest.token_bits > 0,
             neighbours: if self.lexical.has_near() {
                 self.manifest.neighbours
             } else {
@@ -197,6 +202,11 @@ pub struct Stats {
     pub segments: Vec<crate::segment::SegmentMeta>,
     /// Passage tokens kept as token codes (`None`: the index keeps none).
     pub token_codes: Option<u64>,
+    /// Bits of one token's code (`None`: no codes).
+    pub token_code_bits: Option<usize>,
+    /// Whether the codes are signs of a projection ([`crate::late::TokenProjection`]) rather
+    /// than of every dimension (indexes written before projections).
+    pub token_codes_projected: bool,
     /// Dense neighbours per chunk in the lexical index (document expansion; 0: none).
     pub neighbours: usize,
     /// Bytes on disk per part.

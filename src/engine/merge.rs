@@ -171,7 +171,6 @@ impl Engine {
     /// generation that lists it in their place.
     fn merge(&mut self, run: Range<usize>) -> Result<()> {
         let dir = self.dir.clone();
-        let dim = self.spec.dim;
         let gen = self.manifest.generation + 1;
         self.progress.start("merge", 0);
         let members = &self.segs.segments()[run.clone()];
@@ -237,7 +236,7 @@ impl Engine {
         std::fs::rename(&pending, dir.join(MANIFEST)).at(dir.join(MANIFEST))?;
         sync_dir(&dir)?;
         self.lexical.reload()?;
-        self.segs = Segments::open(&dir, &next.segments, dim, false)?;
+        self.segs = Segments::open(&dir, &next.segments, next.dims(), false)?;
         self.manifest = next;
         // The tables, and so their pinned files, are the same.
         self.remove_stray_files()?;

@@ -292,6 +292,8 @@ pub struct Engine {
     /// Each collection's centroid (routing), computed on first use.
     centroids: OnceLock<Vec<(String, Vec<f32>)>>,
     doc_index: OnceLock<search::DocIndex>,
+    /// The projection token codes are taken through (fixed at creation), built on first use.
+    token_projection: OnceLock<Option<Arc<crate::late::TokenProjection>>>,
     /// Per segment id, its chunks' text keys ordered by key (a writer's cache, see
     /// `commit.rs`).
     text_index: std::sync::Mutex<HashMap<u64, Arc<commit::TextIndex>>>,
@@ -374,6 +376,12 @@ impl Engine {
             table_deltas: Vec::new(),
             vector_precision: cfg.vector_precision,
             precision: cfg.new_index_precision(),
+            // Fewer bits than dimensions, or the signs of every dimension (no smaller).
+            token_bits: if crate::late::DEFAULT_BITS < spec.dim {
+                crate::late::DEFAULT_BITS
+            } else {
+                0
+            },
         };
         // The folders of what this index keeps (no `near/` without expansion).
         for sub in artifacts::folders_of(&manifest) {
@@ -547,7 +555,7 @@ impl Engine {
         let segs = Segments::open(
             dir,
             &artifacts::segments_of(&manifest),
-            manifest.model.dim,
+            manifest.dims(),
             !write,
         )?;
         let mut engine = Engine::assemble(
@@ -598,6 +606,7 @@ impl Engine {
             meta: OnceLock::new(),
             centroids: OnceLock::new(),
             doc_index: OnceLock::new(),
+            token_projection: OnceLock::new(),
             text_index: Default::default(),
             cross_encoder: std::sync::Mutex::new(None),
             embedder,
@@ -616,6 +625,14 @@ impl Engine {
     /// The index folder.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The projection this index's token codes are taken through (`None`: signs of every
+    /// dimension, or no codes).
+    pub(crate) fn token_projection(&self) -> Option<Arc<crate::late::TokenProjection>> {
+        self.token_projection
+            .get_or_init(|| self.manifest.token_projection().map(Arc::new))
+            .clone()
     }
 
     /// The manifest of the open generation.

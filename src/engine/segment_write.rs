@@ -160,12 +160,13 @@ impl Engine {
                     Codes::New(v) => v.as_slice(),
                 })
                 .collect();
-            TokenCodes::write(&dir.join(&f), dim, parts.iter().copied())?;
+            let code_dim = self.manifest.dims().codes;
+            TokenCodes::write(&dir.join(&f), code_dim, parts.iter().copied())?;
             sync_dir(&dir.join("late"))?;
-            let t = TokenCodes::open(&dir.join(&f), dim)?;
+            let t = TokenCodes::open(&dir.join(&f), code_dim)?;
             (Some(f), t)
         } else {
-            (None, TokenCodes::empty(dim))
+            (None, TokenCodes::empty(self.manifest.dims().codes))
         };
         let meta = SegmentMeta {
             id,

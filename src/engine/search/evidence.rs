@@ -20,6 +20,7 @@ impl Engine {
         &self,
         ev: &DocEvidence,
         ranked: &[(Key, f32)],
+        cosines: &HashMap<Key, f32>,
         collapse: bool,
     ) -> Result<Applied<Key>> {
         let di = self.doc_index()?;
@@ -47,6 +48,7 @@ impl Engine {
             Ok(Some(Place {
                 doc: d as usize,
                 section: h.finish(),
+                similarity: cosines.get(&k).copied(),
             }))
         };
         let places: HashMap<Key, Place<usize>> = ranked

@@ -676,9 +676,11 @@ impl Engine {
         }
 
         // Document evidence: a passage whose document holds other strong candidates.
-        if let (Some(ev), Granularity::Chunk) = (&p.doc_evidence, req.granularity) {
+        if let (Some(ev), Granularity::Chunk, Mode::Hybrid) =
+            (&p.doc_evidence, req.granularity, req.mode)
+        {
             let collapse = p.select.as_ref().is_some_and(|s| s.collapse_copies);
-            let applied = self.document_evidence(ev, &final_, collapse)?;
+            let applied = self.document_evidence(ev, &final_, &r.cos, collapse)?;
             final_ = applied.ranked;
             r.evidence = applied.added;
         }
@@ -813,7 +815,10 @@ impl Engine {
         if let (RerankKind::Tokens, Some(qt), true) =
             (&rc.kind, q.tokens, self.manifest.token_codes)
         {
-            let qc = QueryCodes::new(qt);
+            let qc = match self.token_projection() {
+                Some(p) => QueryCodes::new(&p.project(qt)),
+                None => QueryCodes::new(qt),
+            };
             return Ok(cands
                 .par_iter()
                 .map(|(_, ps)| best_part(ps, |&p| qc.maxsim(&[self.segs.codes(p)])))
