@@ -9,7 +9,12 @@
 //!   dimension (48 bytes at 384 dims) scored the same as f32 on SciFact train (held-out
 //!   nDCG@10 0.7482 vs 0.7461), as did 2- and 4-bit codes, so the smallest was kept;
 //! - stopword and punctuation tokens are left out of the passages (36% fewer tokens, same
-//!   score); the query keeps all its tokens, in float.
+//!   score); the query keeps all its tokens, in float;
+//! - an index created with `--token-bits 128` takes the signs of each token vector's
+//!   projection on 128 fixed directions ([`TokenProjection`], [`COMPACT_BITS`]) instead of
+//!   its 384 dimensions: 16 bytes a token, about what the vectors take per chunk (at a
+//!   million chunks 1.1-1.8 GB instead of 3-6 GB), for nDCG@10 within noise but lower on
+//!   every set measured (SciFact 0.7465 -> 0.7460, p 0.91), so it is not the default.
 //!
 //! Scoring is asymmetric: the query's float vectors against the passage's sign codes,
 //! `q · sign(d) / √dim` (the cosine with the code's unit vector). Per query, a table holds
@@ -340,14 +345,33 @@ multiversion! {
     }
 }
 
-/// Bits of a new index's token codes: the token vectors projected on 128 fixed directions
-/// ([`TokenProjection`]), 16 bytes a token where the signs of all 384 dimensions took 48.
+/// The projected width measured for large indexes (`index --token-bits 128`): 16 bytes a
+/// token where the signs of all 384 dimensions take 48.
 ///
-/// Chosen with `eval`'s paired test against 384-bit codes (docs/decisions.md, "Token codes
-/// at scale"): SciFact nDCG@10 0.7465 -> 0.7460 (p 0.91), Python code search 0.6920 ->
-/// 0.6893 (p 0.22); 64 projected bits lost 0.0036 on SciFact (p 0.51), and the first 128
-/// raw dimensions' signs 0.0050 (p 0.14).
-pub const DEFAULT_BITS: usize = 128;
+/// Measured with `eval`'s paired test against 384-bit codes (docs/decisions.md, "Token
+/// codes through a fixed projection"): SciFact nDCG@10 0.7465 -> 0.7460 (p 0.91), Python
+/// code search 0.6920 -> 0.6893 (p 0.22), the 100-query SciFact subset 0.9002 -> 0.8935 (p
+/// 0.09); 64 projected bits lost 0.0036 on SciFact (p 0.51), and the first 128 raw
+/// dimensions' signs 0.0050 (p 0.14). Every set moved the same way, so it is an option
+/// for an index whose codes would not fit, not the default.
+pub const COMPACT_BITS: usize = 128;
+
+/// The `token_bits` a new index records for a requested width: 0 (signs of every
+/// dimension) for none; an error naming the cause for a width that is not a multiple of 8
+/// in `8..dim`.
+pub fn check_bits(bits: Option<usize>, dim: usize) -> Result<usize> {
+    match bits {
+        None => Ok(0),
+        Some(b) if b >= 8 && b < dim && b % 8 == 0 => Ok(b),
+        Some(b) => Err(Error::invalid(
+            "token bits",
+            format!(
+                "{b}: a multiple of 8 from 8 to {} (the model has {dim} dimensions)",
+                dim.saturating_sub(8)
+            ),
+        )),
+    }
+}
 
 /// A fixed set of orthonormal directions token vectors are projected on before their signs
 /// are taken: each bit of a code is then the side of a random hyperplane (SimHash), so that

@@ -289,8 +289,8 @@ fn a_damaged_code_file_is_named() {
     assert!(err.contains(".tok"), "{err}");
 }
 
-/// A 384-dimension index codes each kept token as the signs of its projection on 128 fixed
-/// directions: 16 bytes a token instead of 48, each bit the side of one direction, and the
+/// A 384-dimension index created with 128 token bits codes each kept token as the signs of
+/// its projection on 128 fixed directions: 16 bytes a token instead of 48, each bit the side of one direction, and the
 /// default pipeline's rerank scores are MaxSim over those codes.
 #[test]
 fn wide_vectors_are_coded_through_the_projection() {
@@ -298,11 +298,25 @@ fn wide_vectors_are_coded_through_the_projection() {
     let idx = tempfile::tempdir().unwrap();
     let cfg = EngineConfig {
         embedder: Some(std::sync::Arc::new(HashEmbedder::new(dim))),
+        token_bits: Some(pinpoint::late::COMPACT_BITS),
         ..Default::default()
     };
+    // A width the codes cannot have is refused by name.
+    for bad in [0, 12, 384, 400] {
+        let cfg = EngineConfig {
+            token_bits: Some(bad),
+            ..cfg.clone()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let err = Engine::create(dir.path(), cfg).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("token bits")),
+            "{bad}: {err:?}"
+        );
+    }
     let mut e = Engine::create(idx.path(), cfg).unwrap();
     e.add_folder(samples()).unwrap();
-    assert_eq!(e.manifest().token_bits, pinpoint::late::DEFAULT_BITS);
+    assert_eq!(e.manifest().token_bits, pinpoint::late::COMPACT_BITS);
     let bits = e.manifest().token_bits;
     let proj = pinpoint::late::TokenProjection::new(dim, bits);
     let embedder = HashEmbedder::new(dim);

@@ -106,6 +106,10 @@ pub struct EngineConfig {
     /// The vectors graph searches walk in new indexes ([`crate::sq8`]): f32, or an int8
     /// copy with the candidates rescored at f32. An existing index keeps its own.
     pub vector_precision: crate::sq8::VectorPrecision,
+    /// Bits of a new index's token codes through a fixed projection
+    /// ([`crate::late::TokenProjection`]; a multiple of 8 below the model's dimension):
+    /// `None` keeps the signs of every dimension. An existing index keeps its own.
+    pub token_bits: Option<usize>,
 }
 
 impl EngineConfig {
@@ -137,6 +141,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("neighbours", &self.neighbours)
             .field("precision", &self.precision)
             .field("vector_precision", &self.vector_precision)
+            .field("token_bits", &self.token_bits)
             .field(
                 "embedder",
                 &self.embedder.as_ref().map(|e| e.spec().id.clone()),
@@ -340,6 +345,8 @@ impl Engine {
             }
         }
         let (spec, model_dir) = resolve_model(&cfg, None)?;
+        // Checked before anything is written.
+        let token_bits = crate::late::check_bits(cfg.token_bits, spec.dim)?;
         std::fs::create_dir_all(dir.join("lexical")).at(dir.join("lexical"))?;
         let lock = WriterLock::acquire(&dir)?;
         let lexical = LexicalIndex::open_or_create(&dir.join("lexical"))?;
@@ -376,12 +383,7 @@ impl Engine {
             table_deltas: Vec::new(),
             vector_precision: cfg.vector_precision,
             precision: cfg.new_index_precision(),
-            // Fewer bits than dimensions, or the signs of every dimension (no smaller).
-            token_bits: if crate::late::DEFAULT_BITS < spec.dim {
-                crate::late::DEFAULT_BITS
-            } else {
-                0
-            },
+            token_bits,
         };
         // The folders of what this index keeps (no `near/` without expansion).
         for sub in artifacts::folders_of(&manifest) {

@@ -184,8 +184,10 @@ impl Engine {
         // weight in the rank fusion of their lists.
         let mut texts = vec![query.to_string()];
         let mut weights = vec![1.0f32];
+        let mut split = false;
         if p.multi_query {
             let mut qs = expand::split_questions(query);
+            split = !qs.is_empty();
             qs.truncate(limits::MAX_QUESTIONS);
             // The questions together weigh as much as the whole query: they add what one
             // question alone finds, and never outvote the query (a long text that happens
@@ -202,8 +204,12 @@ impl Engine {
             out.timings.push(("expand", t.elapsed().as_secs_f64()));
         }
         let mut rankings = Vec::with_capacity(texts.len());
-        for t in &texts {
-            rankings.push(self.rank(t, req, allowed, &mut out.timings)?);
+        for (i, t) in texts.iter().enumerate() {
+            // Document evidence asks whether a page matches *the question* in several
+            // sections: each question's ranking has it, a text holding several questions
+            // (whose sections would vouch across topics) does not.
+            let evidence = i > 0 || !split;
+            rankings.push(self.rank(t, req, allowed, evidence, &mut out.timings)?);
         }
         let abstain = abstention(p.select.as_ref(), req.mode, &rankings);
         let first = rankings.remove(0);
@@ -524,6 +530,7 @@ impl Engine {
         text: &str,
         req: &SearchRequest,
         allowed: Option<&Allowed>,
+        evidence: bool,
         timings: &mut Vec<(&'static str, f64)>,
     ) -> Result<Ranking> {
         let p = &req.pipeline;
@@ -676,8 +683,8 @@ impl Engine {
         }
 
         // Document evidence: a passage whose document holds other strong candidates.
-        if let (Some(ev), Granularity::Chunk, Mode::Hybrid) =
-            (&p.doc_evidence, req.granularity, req.mode)
+        if let (Some(ev), Granularity::Chunk, Mode::Hybrid, true) =
+            (&p.doc_evidence, req.granularity, req.mode, evidence)
         {
             let collapse = p.select.as_ref().is_some_and(|s| s.collapse_copies);
             let applied = self.document_evidence(ev, &final_, &r.cos, collapse)?;
