@@ -42,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         .get(1)
         .ok_or_else(|| anyhow::anyhow!("usage: commit_probe <index> [rounds]"))?;
     let rounds: usize = args.get(2).map_or(Ok(3), |s| s.parse())?;
+    let quiet = std::env::var_os("COMMIT_PROBE_QUIET").is_some();
     let t = Instant::now();
     let mut e = Engine::open(std::path::Path::new(dir), EngineConfig::default())?;
     println!("open: {:.0} ms", t.elapsed().as_secs_f64() * 1000.0);
@@ -63,8 +64,21 @@ fn main() -> anyhow::Result<()> {
         let r = e.commit()?;
         clock.close();
         let stages = std::mem::take(&mut *clock.out.lock().map_err(|_| anyhow::anyhow!("lock"))?);
+        if !quiet {
+            println!(
+                "add {i}: {:.0} ms; report {:?}; stages {:?}",
+                t.elapsed().as_secs_f64() * 1000.0,
+                r.timings,
+                stages
+            );
+        }
+        let t = Instant::now();
+        e.remove_document(&format!("probe-{i}.txt"))?;
+        let r = e.commit()?;
+        clock.close();
+        let stages = std::mem::take(&mut *clock.out.lock().map_err(|_| anyhow::anyhow!("lock"))?);
         println!(
-            "commit {i}: {:.0} ms; report {:?}; stages {:?}",
+            "delete {i}: {:.0} ms; report {:?}; stages {:?}",
             t.elapsed().as_secs_f64() * 1000.0,
             r.timings,
             stages

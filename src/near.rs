@@ -175,17 +175,25 @@ pub fn update(
         rows.sort_by_key(|r| r.0);
         (old_ids, old_lists) = rows.into_iter().unzip();
     }
-    // The old table's chunks that left (both id lists ascending).
-    let mut gone: HashSet<u64> = HashSet::new();
+    // The old table's chunks that left (both id lists ascending), and the range they span:
+    // a one-file delete removes a few neighbouring ids, so nearly every list entry is
+    // cleared by two comparisons instead of a hash lookup (a million of those were most of
+    // the delete's commit at a million chunks).
+    let mut gone: Vec<u64> = Vec::new();
     let mut p = 0;
     for &id in &old_ids {
         while p < n && ids[p] < id {
             p += 1;
         }
         if p >= n || ids[p] != id {
-            gone.insert(id);
+            gone.push(id);
         }
     }
+    let (gone_lo, gone_hi) = (
+        gone.first().copied().unwrap_or(u64::MAX),
+        gone.last().copied().unwrap_or(0),
+    );
+    let left = |nb: u64| nb >= gone_lo && nb <= gone_hi && gone.binary_search(&nb).is_ok();
     let mut lists: Vec<Option<Vec<(u64, f32)>>> = Vec::with_capacity(n);
     let mut fresh = Vec::new();
     let mut stale = HashSet::new();
@@ -200,10 +208,7 @@ pub fn update(
         if j < old_ids.len() && old_ids[j] == id {
             let l = std::mem::take(&mut old_lists[j]);
             // A list with an entry under the floor was written before the floor existed.
-            if old_k as usize == k
-                && l.iter()
-                    .all(|&(nb, s)| !gone.contains(&nb) && s >= MIN_COSINE)
-            {
+            if old_k as usize == k && l.iter().all(|&(nb, s)| s >= MIN_COSINE && !left(nb)) {
                 lists.push(Some(l));
             } else {
                 lists.push(None);

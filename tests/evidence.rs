@@ -76,7 +76,7 @@ fn the_page_with_several_matching_sections_comes_before_a_lone_faq_entry() {
         device: DeviceChoice::Cpu,
         ..Default::default()
     };
-    let mut e = Engine::create(&work.path().join("idx"), cfg).unwrap();
+    let mut e = Engine::create(work.path().join("idx"), cfg).unwrap();
     e.add_folder(&docs).unwrap();
     let q = "How do I vendor all dependencies for offline builds?";
     let mut req = SearchRequest::new(q, 5);
