@@ -16,8 +16,8 @@ const DIM: usize = 128;
 
 /// The hashing embedder's vector of every word of `text` worth storing (not a stopword or
 /// punctuation), in order.
-fn kept_rows(text: &str) -> Vec<Vec<f32>> {
-    let m = HashEmbedder::new(DIM)
+fn kept_rows(dim: usize, text: &str) -> Vec<Vec<f32>> {
+    let m = HashEmbedder::new(dim)
         .embed_tokens(&[text])
         .unwrap()
         .pop()
@@ -46,7 +46,7 @@ fn expected_codes(e: &Engine) -> Vec<Vec<u8>> {
             let c = e.segments().get(pos).unwrap();
             let text = contextual_text(&titles[&c.doc], c.heading.as_deref(), &c.text);
             let mut out = Vec::new();
-            for row in kept_rows(&text) {
+            for row in kept_rows(DIM, &text) {
                 for byte in 0..DIM / 8 {
                     let mut b = 0u8;
                     for k in 0..8 {
@@ -101,38 +101,49 @@ fn assert_codes_match(e: &Engine, when: &str, renamed: &[&str]) {
 }
 
 /// MaxSim of a query against a document, by plain arithmetic over the words' vectors: each
-/// query word's best cosine with the sign vector of a kept word of one chunk, averaged; the
-/// document scores as its best chunk. Also returns how many chunks it has.
-fn plain_maxsim(e: &Engine, query: &str, doc: &str) -> (f32, usize) {
-    let q: TokenMatrix = HashEmbedder::new(DIM)
+/// query word's best `token_score` with a kept word of one chunk, averaged; the document
+/// scores as its best chunk. Also returns how many chunks it has.
+fn doc_maxsim(
+    e: &Engine,
+    dim: usize,
+    query: &str,
+    doc: &str,
+    token_score: &dyn Fn(&[f32], &[f32]) -> f32,
+) -> (f32, usize) {
+    let q: TokenMatrix = HashEmbedder::new(dim)
         .embed_tokens(&[query])
         .unwrap()
         .pop()
         .unwrap();
     let d = doc_record(e, doc);
-    let scale = 1.0 / (DIM as f32).sqrt();
     let mut best = f32::MIN;
     for id in &d.chunks {
         let c = e.segments().get_id(*id).unwrap().unwrap();
         let text = contextual_text(&d.title, c.heading.as_deref(), &c.text);
-        let rows = kept_rows(&text);
+        let rows = kept_rows(dim, &text);
         let total: f32 = q
             .rows()
             .map(|qt| {
                 rows.iter()
-                    .map(|r| {
-                        qt.iter()
-                            .zip(r)
-                            .map(|(a, b)| if *b > 0.0 { *a } else { -*a })
-                            .sum::<f32>()
-                            * scale
-                    })
+                    .map(|r| token_score(qt, r))
                     .fold(f32::MIN, f32::max)
             })
             .sum();
         best = best.max(total / q.len() as f32);
     }
     (best, d.chunks.len())
+}
+
+/// [`doc_maxsim`] with the cosine of the query word and the sign vector of a passage word.
+fn plain_maxsim(e: &Engine, query: &str, doc: &str) -> (f32, usize) {
+    let scale = 1.0 / (DIM as f32).sqrt();
+    doc_maxsim(e, DIM, query, doc, &|qt, r| {
+        qt.iter()
+            .zip(r)
+            .map(|(a, b)| if *b > 0.0 { *a } else { -*a })
+            .sum::<f32>()
+            * scale
+    })
 }
 
 #[test]
@@ -319,7 +330,6 @@ fn wide_vectors_are_coded_through_the_projection() {
     assert_eq!(e.manifest().token_bits, pinpoint::late::COMPACT_BITS);
     let bits = e.manifest().token_bits;
     let proj = pinpoint::late::TokenProjection::new(dim, bits);
-    let embedder = HashEmbedder::new(dim);
     let titles: HashMap<String, String> = e
         .documents()
         .unwrap()
@@ -328,16 +338,6 @@ fn wide_vectors_are_coded_through_the_projection() {
         .collect();
     // Every chunk's codes, by plain arithmetic: for each kept word, bit k set when its vector
     // lies on the positive side of direction k.
-    let kept = |text: &str| -> Vec<Vec<f32>> {
-        let m = embedder.embed_tokens(&[text]).unwrap().pop().unwrap();
-        let words: Vec<&str> = text.split_whitespace().collect();
-        words
-            .iter()
-            .zip(m.rows())
-            .filter(|(w, _)| keep_token(w))
-            .map(|(_, r)| r.to_vec())
-            .collect()
-    };
     let side = |row: &[f32], k: usize| -> f32 {
         row.iter().zip(proj.direction(k)).map(|(a, b)| a * b).sum()
     };
@@ -346,7 +346,7 @@ fn wide_vectors_are_coded_through_the_projection() {
         let c = e.segments().get(pos).unwrap();
         let text = contextual_text(&titles[&c.doc], c.heading.as_deref(), &c.text);
         let mut want = Vec::new();
-        for row in kept(&text) {
+        for row in kept_rows(dim, &text) {
             tokens += 1;
             for byte in 0..bits / 8 {
                 let mut b = 0u8;
@@ -375,7 +375,6 @@ fn wide_vectors_are_coded_through_the_projection() {
 
     // The rerank score of a document is its best chunk's MaxSim through the projection.
     let query = "how do bees tell each other where flowers are";
-    let q = embedder.embed_tokens(&[query]).unwrap().pop().unwrap();
     let req = SearchRequest {
         granularity: Granularity::Document,
         pipeline: e.default_pipeline(),
@@ -383,35 +382,20 @@ fn wide_vectors_are_coded_through_the_projection() {
     };
     let o = e.search_detailed(&req).unwrap();
     assert!(!o.reranked.is_empty());
+    let scale = 1.0 / (bits as f32).sqrt();
     for (doc, s) in &o.reranked {
-        let d = doc_record(&e, doc);
-        let mut best = f32::MIN;
-        for id in &d.chunks {
-            let c = e.segments().get_id(*id).unwrap().unwrap();
-            let text = contextual_text(&d.title, c.heading.as_deref(), &c.text);
-            let rows = kept(&text);
-            let total: f32 = q
-                .rows()
-                .map(|qt| {
-                    rows.iter()
-                        .map(|r| {
-                            (0..bits)
-                                .map(|k| {
-                                    let qk = side(qt, k);
-                                    if side(r, k) > 0.0 {
-                                        qk
-                                    } else {
-                                        -qk
-                                    }
-                                })
-                                .sum::<f32>()
-                                / (bits as f32).sqrt()
-                        })
-                        .fold(f32::MIN, f32::max)
+        let (want, _) = doc_maxsim(&e, dim, query, doc, &|qt, r| {
+            (0..bits)
+                .map(|k| {
+                    if side(r, k) > 0.0 {
+                        side(qt, k)
+                    } else {
+                        -side(qt, k)
+                    }
                 })
-                .sum();
-            best = best.max(total / q.len() as f32);
-        }
-        assert!((s - best).abs() < 1e-3, "{doc}: {s} vs {best}");
+                .sum::<f32>()
+                * scale
+        });
+        assert!((s - want).abs() < 1e-3, "{doc}: {s} vs {want}");
     }
 }
