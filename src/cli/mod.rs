@@ -453,7 +453,8 @@ struct EvalArgs {
     granularity: Option<String>,
     /// Comma-separated modes: lexical, dense, hybrid (plain RRF), fused, prf, rerank
     /// (sentence reranker), tokens (token-level reranker, what `query --rerank` runs),
-    /// default (what `query` runs).
+    /// default (what `query` runs), copies (default handing over copies of one text as they
+    /// come), alone (default without document evidence).
     #[arg(
         long,
         default_value = "lexical,dense,hybrid,default",
