@@ -422,9 +422,9 @@ impl Engine {
         let write_secs = t_write.elapsed().as_secs_f64();
         // Small segments merge as they accumulate (`merge.rs`), each merge its own commit.
         let t_merge = Instant::now();
-        let before = self.manifest.segments.len();
+        let before = self.manifest.next_segment;
         self.merge_by_policy()?;
-        if self.manifest.segments.len() != before {
+        if self.manifest.next_segment != before {
             // A merged segment's text index is built now, from the keys the merge just
             // wrote, rather than by the next one-file commit (0.1 s at a million chunks).
             self.text_indexes(&|_| String::new(), false)?;
