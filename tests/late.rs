@@ -35,6 +35,17 @@ fn kept_rows(dim: usize, text: &str) -> Vec<Vec<f32>> {
 /// Each chunk's expected codes, by hand: the hashing embedder's vector of every kept word,
 /// one bit per dimension (set when positive).
 fn expected_codes(e: &Engine) -> Vec<Vec<u8>> {
+    expected_codes_by(e, DIM, DIM, &|row, k| row[k])
+}
+
+/// Each chunk's expected codes of `bits` bits for the hashing embedder of dimension `dim`:
+/// for every kept word, bit `k` set when `side(row, k)` is positive.
+fn expected_codes_by(
+    e: &Engine,
+    dim: usize,
+    bits: usize,
+    side: &dyn Fn(&[f32], usize) -> f32,
+) -> Vec<Vec<u8>> {
     let titles: HashMap<String, String> = e
         .documents()
         .unwrap()
@@ -46,11 +57,11 @@ fn expected_codes(e: &Engine) -> Vec<Vec<u8>> {
             let c = e.segments().get(pos).unwrap();
             let text = contextual_text(&titles[&c.doc], c.heading.as_deref(), &c.text);
             let mut out = Vec::new();
-            for row in kept_rows(DIM, &text) {
-                for byte in 0..DIM / 8 {
+            for row in kept_rows(dim, &text) {
+                for byte in 0..bits / 8 {
                     let mut b = 0u8;
                     for k in 0..8 {
-                        if row[byte * 8 + k] > 0.0 {
+                        if side(&row, byte * 8 + k) > 0.0 {
                             b |= 1 << k;
                         }
                     }
@@ -330,34 +341,14 @@ fn wide_vectors_are_coded_through_the_projection() {
     assert_eq!(e.manifest().token_bits, pinpoint::late::COMPACT_BITS);
     let bits = e.manifest().token_bits;
     let proj = pinpoint::late::TokenProjection::new(dim, bits);
-    let titles: HashMap<String, String> = e
-        .documents()
-        .unwrap()
-        .iter()
-        .map(|d| (d.key.clone(), d.title.clone()))
-        .collect();
     // Every chunk's codes, by plain arithmetic: for each kept word, bit k set when its vector
     // lies on the positive side of direction k.
     let side = |row: &[f32], k: usize| -> f32 {
         row.iter().zip(proj.direction(k)).map(|(a, b)| a * b).sum()
     };
     let mut tokens = 0;
-    for pos in 0..e.segments().len() {
-        let c = e.segments().get(pos).unwrap();
-        let text = contextual_text(&titles[&c.doc], c.heading.as_deref(), &c.text);
-        let mut want = Vec::new();
-        for row in kept_rows(dim, &text) {
-            tokens += 1;
-            for byte in 0..bits / 8 {
-                let mut b = 0u8;
-                for k in 0..8 {
-                    if side(&row, byte * 8 + k) > 0.0 {
-                        b |= 1 << k;
-                    }
-                }
-                want.push(b);
-            }
-        }
+    for (pos, want) in expected_codes_by(&e, dim, bits, &side).iter().enumerate() {
+        tokens += want.len() / (bits / 8);
         assert_eq!(e.segments().codes(pos), want.as_slice(), "chunk at {pos}");
     }
     assert_eq!(e.segments().tokens(), tokens as u64);
