@@ -217,10 +217,21 @@ impl LexicalIndex {
                 )?
             }
         };
+        // Opening a fast-field column decodes its block index (thousands of blocks in a
+        // million-chunk segment): once per segment, not once per hit, or a default query's
+        // 1,000 hits spend most of their time there.
+        let mut columns: HashMap<u32, tantivy::columnar::Column<u64>> = HashMap::new();
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top {
-            let seg = searcher.segment_reader(addr.segment_ord);
-            let col = seg.fast_fields().u64("chunk")?;
+            let col = match columns.entry(addr.segment_ord) {
+                std::collections::hash_map::Entry::Occupied(c) => c.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                    searcher
+                        .segment_reader(addr.segment_ord)
+                        .fast_fields()
+                        .u64("chunk")?,
+                ),
+            };
             if let Some(id) = col.first(addr.doc_id) {
                 out.push((id, score));
             }
