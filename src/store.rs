@@ -669,6 +669,67 @@ pub(crate) fn decode_docs(bytes: &[u8], path: &Path) -> Result<Vec<DocRecord>> {
     Ok(docs)
 }
 
+/// One row of the document table as the search index needs it, borrowed from the table's
+/// bytes: its strings are not copied and its hash is not kept. Field for field the layout
+/// of [`DocRecord`] (bincode is positional), which
+/// `engine::tables::tests::visiting_the_table_gives_what_reading_it_whole_gives` holds it to.
+#[derive(Deserialize)]
+pub(crate) struct DocRow<'a> {
+    pub key: &'a str,
+    pub title: &'a str,
+    _hash: &'a str,
+    _size: u64,
+    pub mtime: i64,
+    pub chunks: Vec<u64>,
+    _external: bool,
+}
+
+/// Calls `f` with each row of an encoded document table, in file order, without building
+/// the table: a cold query of a million-document index needs each document's key, title
+/// and chunks, not a million owned records (a third of a second and 280 MB at 1M).
+pub(crate) fn for_each_doc_row<'a>(
+    bytes: &'a [u8],
+    path: &Path,
+    f: &mut dyn FnMut(DocRow<'a>),
+) -> Result<()> {
+    use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+    struct Rows<'a, 'f>(&'f mut dyn FnMut(DocRow<'a>));
+    impl<'a> Visitor<'a> for Rows<'a, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a sequence of document rows")
+        }
+        fn visit_seq<A: SeqAccess<'a>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+            while let Some(row) = seq.next_element::<DocRow<'a>>()? {
+                (self.0)(row);
+            }
+            Ok(())
+        }
+    }
+    impl<'a> DeserializeSeed<'a> for Rows<'a, '_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'a>>(
+            self,
+            d: D,
+        ) -> std::result::Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    if bytes.len() < 8 || &bytes[..8] != DOCS_MAGIC {
+        return Err(Error::corrupt(
+            path,
+            "not a pinpoint document table (bad magic)",
+        ));
+    }
+    bincode::serde::seed_decode_from_slice(Rows(f), &bytes[8..], bincode_cfg()).map_err(|e| {
+        Error::Decode {
+            path: path.to_path_buf(),
+            what: e.to_string(),
+        }
+    })?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

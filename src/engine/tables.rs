@@ -79,6 +79,76 @@ pub(crate) fn read_docs(c: &Chain) -> Result<Vec<DocRecord>> {
     Ok(crate::delta::apply(base, deltas, |d| &d.key))
 }
 
+/// Calls `f` with each document of the table as [`read_docs`] would order it (the base
+/// with the deltas applied, by key), borrowing from the mapped files instead of building
+/// the table. Returns `false`, having called `f` for a prefix only, when the base is not
+/// ordered by key (a table from an old build): the caller then reads the table whole.
+pub(crate) fn visit_docs<'a>(c: &'a Chain, f: &mut dyn FnMut(DocView<'_>)) -> Result<bool> {
+    let mut changes: std::collections::BTreeMap<String, Option<DocRecord>> =
+        std::collections::BTreeMap::new();
+    for d in c.deltas::<String, DocRecord>()? {
+        for k in d.removed {
+            changes.insert(k, None);
+        }
+        for v in d.upserts {
+            changes.insert(v.key.clone(), Some(v));
+        }
+    }
+    let mut changes = changes.into_iter().peekable();
+    let mut ordered = true;
+    let mut prev: Option<&'a str> = None;
+    crate::store::for_each_doc_row(c.base.bytes(), &c.base.path, &mut |row| {
+        if !ordered || prev.is_some_and(|p| p >= row.key) {
+            ordered = false;
+            return;
+        }
+        prev = Some(row.key);
+        while let Some((_, c)) = changes.next_if(|(k, _)| k.as_str() < row.key) {
+            if let Some(d) = c {
+                f(DocView::of(&d));
+            }
+        }
+        match changes.next_if(|(k, _)| k.as_str() == row.key) {
+            Some((_, Some(d))) => f(DocView::of(&d)),
+            Some((_, None)) => {}
+            None => f(DocView {
+                key: row.key,
+                title: row.title,
+                mtime: row.mtime,
+                chunks: &row.chunks,
+            }),
+        }
+    })?;
+    if !ordered {
+        return Ok(false);
+    }
+    for (_, c) in changes {
+        if let Some(d) = c {
+            f(DocView::of(&d));
+        }
+    }
+    Ok(true)
+}
+
+/// What the search index keeps of a document ([`visit_docs`]).
+pub(crate) struct DocView<'a> {
+    pub key: &'a str,
+    pub title: &'a str,
+    pub mtime: i64,
+    pub chunks: &'a [u64],
+}
+
+impl<'a> DocView<'a> {
+    pub(crate) fn of(d: &'a DocRecord) -> DocView<'a> {
+        DocView {
+            key: &d.key,
+            title: &d.title,
+            mtime: d.mtime,
+            chunks: &d.chunks,
+        }
+    }
+}
+
 /// The metadata of each document.
 pub(crate) fn read_meta(c: &Chain) -> Result<HashMap<String, DocMeta>> {
     let mut m = crate::collection::decode_meta(c.base.bytes(), &c.base.path)?;
@@ -206,4 +276,115 @@ pub(crate) fn write(
         }
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::PinnedFile;
+
+    fn doc(key: &str, title: &str, chunks: &[u64]) -> DocRecord {
+        DocRecord {
+            key: key.to_string(),
+            title: title.to_string(),
+            hash: format!("{:064x}", chunks.len()),
+            size: 10 * chunks.len() as u64,
+            mtime: -(chunks.len() as i64),
+            chunks: chunks.to_vec(),
+            external: key.starts_with('x'),
+        }
+    }
+
+    /// A chain of `base` (written as is) and `deltas`, oldest first.
+    fn chain(dir: &Path, base: &[DocRecord], deltas: &[TableDelta<String, DocRecord>]) -> Chain {
+        let path = dir.join("base.bin");
+        crate::store::write_docs(&path, base).unwrap();
+        let deltas = deltas
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let p = dir.join(format!("{i}.delta"));
+                crate::delta::write(&p, &d.encode().unwrap()).unwrap();
+                PinnedFile::open(&p).unwrap()
+            })
+            .collect();
+        Chain {
+            base: PinnedFile::open(&path).unwrap(),
+            deltas,
+        }
+    }
+
+    /// What a visit saw: key, title, mtime and chunks of each row.
+    type Row = (String, String, i64, Vec<u64>);
+
+    fn visited(c: &Chain) -> (bool, Vec<Row>) {
+        let mut out = Vec::new();
+        let ordered = visit_docs(c, &mut |d| {
+            out.push((d.key.into(), d.title.into(), d.mtime, d.chunks.to_vec()))
+        })
+        .unwrap();
+        (ordered, out)
+    }
+
+    #[test]
+    fn visiting_the_table_gives_what_reading_it_whole_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = vec![
+            doc("b", "B", &[1, 2]),
+            doc("d", "D", &[3]),
+            doc("f", "F", &[4, 5, 6]),
+            doc("xh", "H", &[7]),
+        ];
+        let deltas = vec![
+            TableDelta {
+                upserts: vec![doc("a", "A", &[8]), doc("d", "D2", &[9, 10])],
+                removed: vec!["f".to_string()],
+            },
+            TableDelta {
+                // Re-added after its removal, one removed twice, one added past the end.
+                upserts: vec![doc("f", "F2", &[11]), doc("z", "Z", &[12])],
+                removed: vec!["b".to_string(), "xh".to_string()],
+            },
+        ];
+        let c = chain(dir.path(), &base, &deltas);
+        let whole: Vec<_> = read_docs(&c)
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.key, d.title, d.mtime, d.chunks))
+            .collect();
+        let keys: Vec<&str> = whole.iter().map(|d| d.0.as_str()).collect();
+        assert_eq!(keys, ["a", "d", "f", "z"]);
+        assert_eq!(visited(&c), (true, whole));
+        // Without deltas the rows are the base's own.
+        let c = chain(dir.path(), &base, &[]);
+        let (ordered, rows) = visited(&c);
+        assert!(ordered);
+        assert_eq!(rows[3], ("xh".into(), "H".into(), -1, vec![7]));
+        assert_eq!(rows.len(), 4);
+    }
+
+    #[test]
+    fn a_base_out_of_key_order_is_reported_not_visited_wrongly() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = vec![doc("b", "B", &[1]), doc("a", "A", &[2])];
+        let c = chain(dir.path(), &base, &[]);
+        assert!(!visited(&c).0);
+        // Reading it whole orders it.
+        let keys: Vec<String> = read_docs(&c).unwrap().into_iter().map(|d| d.key).collect();
+        assert_eq!(keys, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_damaged_table_is_an_error_naming_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let _whole = chain(dir.path(), &[doc("a", "A", &[1, 2, 3])], &[]);
+        let bytes = std::fs::read(dir.path().join("base.bin")).unwrap();
+        std::fs::write(dir.path().join("cut.bin"), &bytes[..bytes.len() - 3]).unwrap();
+        let cut = Chain {
+            base: PinnedFile::open(&dir.path().join("cut.bin")).unwrap(),
+            deltas: Vec::new(),
+        };
+        let err = visit_docs(&cut, &mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains("cut.bin"), "{err}");
+    }
 }

@@ -36,17 +36,14 @@ impl Engine {
                     (rec, pos) = (copy, copy_pos);
                 }
             }
-            let (Some(&d), Some(heading)) = (
-                di.chunk_doc.get(pos).filter(|&&d| d != u32::MAX),
-                rec.heading.as_deref(),
-            ) else {
+            let (Some(d), Some(heading)) = (di.doc_at(pos), rec.heading.as_deref()) else {
                 return Ok(None);
             };
             // Sections are only compared for equality within one query.
             let mut h = std::collections::hash_map::DefaultHasher::new();
             heading.hash(&mut h);
             Ok(Some(Place {
-                doc: d as usize,
+                doc: d,
                 section: h.finish(),
                 similarity: cosines.get(&k).copied(),
             }))

@@ -233,13 +233,7 @@ impl Engine {
         }
         if !req.exclude.is_empty() {
             let di = self.doc_index()?;
-            let excluded: HashSet<usize> = di
-                .keys
-                .iter()
-                .enumerate()
-                .filter(|(_, k)| req.exclude.contains(k))
-                .map(|(i, _)| i)
-                .collect();
+            let excluded: HashSet<usize> = req.exclude.iter().filter_map(|k| di.find(k)).collect();
             final_list.retain(|&(k, _)| self.doc_of(k, di).is_none_or(|d| !excluded.contains(&d)));
         }
 
@@ -444,7 +438,7 @@ impl Engine {
     fn key_name(&self, key: Key) -> Result<String> {
         match key {
             Key::Chunk(id) => Ok(id.to_string()),
-            Key::Doc(d) => Ok(self.doc_index()?.keys.get(d).cloned().unwrap_or_default()),
+            Key::Doc(d) => Ok(self.doc_index()?.key(d).unwrap_or_default().to_string()),
         }
     }
 
@@ -452,12 +446,7 @@ impl Engine {
     fn doc_of(&self, key: Key, di: &DocIndex) -> Option<usize> {
         match key {
             Key::Doc(d) => Some(d),
-            Key::Chunk(id) => self
-                .segs
-                .position(id)
-                .and_then(|p| di.chunk_doc.get(p))
-                .filter(|&&d| d != u32::MAX)
-                .map(|&d| d as usize),
+            Key::Chunk(id) => self.segs.position(id).and_then(|p| di.doc_at(p)),
         }
     }
 
@@ -473,9 +462,8 @@ impl Engine {
                     return Ok(p);
                 }
                 let di = self.doc_index()?;
-                di.chunk_pos
-                    .get(d)
-                    .and_then(|v| v.first())
+                di.chunks(d)
+                    .first()
                     .map(|&p| p as usize)
                     .ok_or_else(|| Error::corrupt(self.dir.join("docs"), "document without chunks"))
             }
@@ -507,9 +495,8 @@ impl Engine {
                         continue;
                     };
                     // A chunk no document claims (a damaged doc table) is skipped, not a panic.
-                    let d = match di.chunk_doc.get(pos) {
-                        Some(&d) if d != u32::MAX => Key::Doc(d as usize),
-                        _ => continue,
+                    let Some(d) = di.doc_at(pos).map(Key::Doc) else {
+                        continue;
                     };
                     if seen.insert(d) {
                         best.entry(d).or_insert(pos);
@@ -704,7 +691,7 @@ impl Engine {
                 .unwrap_or(0);
             for (k, s) in final_.iter_mut() {
                 let d = self.doc_of(*k, di).unwrap_or(usize::MAX);
-                let (Some(key), Some(&mtime)) = (di.keys.get(d), di.mtimes.get(d)) else {
+                let (Some(key), Some(mtime)) = (di.key(d), di.mtime(d)) else {
                     continue;
                 };
                 let f = p.rules.factor(key, mtime, now);
@@ -775,7 +762,7 @@ impl Engine {
             Key::Doc(d) => {
                 let mut best = (-1.0f32, None);
                 let di = self.doc_index()?;
-                for &p in di.chunk_pos.get(d).map(|v| v.as_slice()).unwrap_or(&[]) {
+                for &p in di.chunks(d) {
                     let s = dot(self.segs.row(p as usize), q);
                     if best.1.is_none() || s > best.0 {
                         best = (s, Some(p as usize));
@@ -801,20 +788,10 @@ impl Engine {
             let (doc, positions): (usize, Vec<usize>) = match k {
                 Key::Chunk(_) => {
                     let pos = self.best_position(k, r)?;
-                    let d = di
-                        .chunk_doc
-                        .get(pos)
-                        .map(|&d| d as usize)
-                        .unwrap_or(usize::MAX);
+                    let d = di.doc_at(pos).unwrap_or(usize::MAX);
                     (d, vec![pos])
                 }
-                Key::Doc(d) => (
-                    d,
-                    di.chunk_pos
-                        .get(d)
-                        .map(|v| v.iter().map(|&p| p as usize).collect())
-                        .unwrap_or_default(),
-                ),
+                Key::Doc(d) => (d, di.chunks(d).iter().map(|&p| p as usize).collect()),
             };
             cands.push((doc, positions));
         }
@@ -839,7 +816,7 @@ impl Engine {
                 .into_iter()
                 .map(|p| self.segs.get(p))
                 .collect::<Result<Vec<_>>>()?;
-            items.push((di.titles.get(doc).cloned().unwrap_or_default(), chunks));
+            items.push((di.title(doc).unwrap_or_default().to_string(), chunks));
         }
         let bodies: Vec<String> = items
             .iter()
