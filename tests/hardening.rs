@@ -434,6 +434,8 @@ fn a_reader_keeps_its_generation_through_three_commits() {
             .unwrap();
         w.commit().unwrap();
     }
+    // Files a commit leaves are unlinked in the background; the writer's drop waits.
+    drop(w);
     assert!(!idx.path().join(format!("docs/{base}.bin")).exists());
     // The reader first needs its document table now (the default reranker and rules do).
     let docs = reader.documents().unwrap();

@@ -290,6 +290,7 @@ fn eight_commits_merge_into_one_segment() {
     let mut e = e;
     e.remove_document("d0").unwrap();
     e.commit().unwrap();
+    e.wait_for_cleanup();
     let graphs = std::fs::read_dir(idx.path().join("dense"))
         .unwrap()
         .flatten()

@@ -645,6 +645,8 @@ pub fn run(
     }
     clock.close();
     report.build_s = t.elapsed().as_secs_f64();
+    // Sizes below count only the index's files, not those still being unlinked.
+    e.wait_for_cleanup();
     report.build_stages = clock.total.lock().map(|m| m.clone()).unwrap_or_default();
     report.build_peak_rss_bytes = peak_rss();
     (report.build_peak_anon_bytes, report.build_peak_file_bytes) = sampler.stop();

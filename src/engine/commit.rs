@@ -668,7 +668,7 @@ impl Engine {
         self.meta = OnceLock::new();
         let _ = self.meta.set(meta);
         self.centroids = OnceLock::new();
-        self.remove_stray_files()?;
+        self.remove_stray_files(true)?;
         self.progress.finish();
         Ok(())
     }
@@ -753,7 +753,50 @@ impl Engine {
     /// Deletes the files no reader can need: those of neither the current generation nor
     /// the previous one (readers that opened it keep working). An index from before
     /// segments names its files by generation; the same rule applies by number.
-    pub(super) fn remove_stray_files(&self) -> Result<()> {
+    ///
+    /// The files are listed here; with `background` they are unlinked on a thread of their
+    /// own, which the next cleanup and dropping the engine wait for. Unlinking the segments a
+    /// merge replaced (gigabytes at a million chunks) held the next one-file commit 18 ms,
+    /// and the first commit after `compact` 0.28 s. Nothing else names those files: they
+    /// belong to no generation a reader can open, and a crash before they are gone leaves
+    /// them to the next writer's open, which removes them before it writes.
+    pub(super) fn remove_stray_files(&self, background: bool) -> Result<()> {
+        let strays = self.stray_files();
+        let mut pending = self
+            .cleanup
+            .lock()
+            .map_err(|_| Error::invalid("cleanup", "a cleanup thread panicked"))?;
+        if let Some(h) = pending.take() {
+            let _ = h.join();
+        }
+        let remove = move || {
+            for f in strays {
+                let _ = std::fs::remove_file(f);
+            }
+        };
+        if background {
+            *pending = Some(std::thread::spawn(remove));
+        } else {
+            remove();
+        }
+        Ok(())
+    }
+
+    /// Waits until the files of older generations the last commit or merge left are
+    /// unlinked (they go on a thread of their own so that the commit need not wait; the
+    /// next commit and dropping the engine wait for them): for a caller that measures or
+    /// lists the index folder right after a commit.
+    pub fn wait_for_cleanup(&self) {
+        if let Ok(mut pending) = self.cleanup.lock() {
+            if let Some(h) = pending.take() {
+                let _ = h.join();
+            }
+        }
+    }
+
+    /// The files [`Engine::remove_stray_files`] deletes.
+    fn stray_files(&self) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
         let gen = self.manifest.generation;
         let keep: HashSet<String> = if self.manifest.segmented {
             artifacts::generation_files(&self.manifest, self.lexical.has_near())
@@ -780,7 +823,7 @@ impl Engine {
                     artifacts::generation_of(sub, &name).is_some_and(|g| g != gen && g + 1 != gen)
                 };
                 if stray {
-                    let _ = std::fs::remove_file(e.path());
+                    out.push(e.path());
                 }
             }
         }
@@ -792,12 +835,12 @@ impl Engine {
                     .and_then(|r| r.strip_suffix(".json"))
                 {
                     if rest.parse::<u64>().is_ok() {
-                        let _ = std::fs::remove_file(e.path());
+                        out.push(e.path());
                     }
                 }
             }
         }
-        Ok(())
+        out
     }
 }
 

@@ -239,7 +239,7 @@ impl Engine {
         self.segs = Segments::open(&dir, &next.segments, next.dims(), false)?;
         self.manifest = next;
         // The tables, and so their pinned files, are the same.
-        self.remove_stray_files()?;
+        self.remove_stray_files(true)?;
         self.progress.finish();
         Ok(())
     }

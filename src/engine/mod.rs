@@ -302,6 +302,8 @@ pub struct Engine {
     /// Per segment id, its chunks' text keys ordered by key (a writer's cache, see
     /// `commit.rs`).
     text_index: std::sync::Mutex<HashMap<u64, Arc<commit::TextIndex>>>,
+    /// The thread unlinking the files the last commit left ([`Engine::remove_stray_files`]).
+    cleanup: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     cross_encoder: std::sync::Mutex<Option<(PathBuf, Arc<crate::rerank::CrossEncoder>)>>,
     embedder: OnceLock<Arc<dyn Embedder>>,
     staged: Staged,
@@ -318,6 +320,14 @@ const READ_ONLY_RETRIES: usize = 8;
 
 /// Times (25 ms apart) a read-only open waits for a rebuild being moved into place.
 const REBUILD_WAITS: usize = 200;
+
+/// Dropping a writer waits for the files its last commit left to unlink: a process that
+/// exits (or a test that looks) finds them gone.
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.wait_for_cleanup();
+    }
+}
 
 impl Engine {
     /// Creates a new index in `dir` (which must not hold one already).
@@ -571,7 +581,9 @@ impl Engine {
         );
         engine.pin_tables()?;
         if write {
-            engine.remove_stray_files()?;
+            // Before anything is written: a file a crashed commit left must not be unlinked
+            // after a new one took its name.
+            engine.remove_stray_files(false)?;
         }
         Ok(engine)
     }
@@ -610,6 +622,7 @@ impl Engine {
             doc_index: OnceLock::new(),
             token_projection: OnceLock::new(),
             text_index: Default::default(),
+            cleanup: Default::default(),
             cross_encoder: std::sync::Mutex::new(None),
             embedder,
             staged: Staged::default(),
