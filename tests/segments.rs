@@ -365,3 +365,47 @@ fn an_index_from_before_segments_keeps_working() {
     assert!(e.verify().unwrap().is_empty(), "{:?}", e.verify());
     assert_eq!(hits(&e, "tide and the moon", Mode::Lexical)[0].0, "d7");
 }
+
+#[test]
+fn a_sync_that_writes_most_of_the_index_closes_with_one_graph() {
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..60 {
+        std::fs::write(src.path().join(format!("n{i:02}.txt")), text(i)).unwrap();
+    }
+    let idx = tempfile::tempdir().unwrap();
+    let mut c = cfg(5);
+    // About ten files a checkpoint: several commits, each a segment with a graph.
+    c.ingest.checkpoint_bytes = 2_000;
+    let mut e = Engine::create(idx.path(), c).unwrap();
+    let r = e.add_folder(src.path()).unwrap();
+    assert_eq!(r.added, 60);
+    assert!(
+        r.timings.iter().any(|(s, _)| s == "settle"),
+        "the first build wrote the whole index: {:?}",
+        r.timings
+    );
+    let segs = &e.manifest().segments;
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    assert!(segs[0].graph_file.is_some());
+    assert_eq!(graph_points(&e), e.segments().len());
+    assert!(e.verify().unwrap().is_empty(), "{:?}", e.verify());
+    // A later sync that adds a few files leaves the merge policy's segments.
+    for i in 60..70 {
+        std::fs::write(src.path().join(format!("n{i:02}.txt")), text(i)).unwrap();
+    }
+    let r = e.add_folder(src.path()).unwrap();
+    assert_eq!(r.added, 10);
+    assert!(
+        !r.timings.iter().any(|(s, _)| s == "settle"),
+        "{:?}",
+        r.timings
+    );
+    assert_eq!(e.manifest().segments.len(), 2);
+    // Settling answers as the index did before it.
+    let q = "copper lantern orbit";
+    let before = hits(&e, q, Mode::Dense);
+    assert!(e.settle().unwrap());
+    assert_eq!(e.manifest().segments.len(), 1);
+    assert_eq!(hits(&e, q, Mode::Dense), before);
+    assert!(!e.settle().unwrap(), "one graph: nothing to settle");
+}

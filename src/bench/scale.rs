@@ -643,6 +643,10 @@ pub fn run(
         ));
         i = end;
     }
+    // The batches are a folder sync's checkpoints; a sync that wrote most of the index
+    // closes with one graph (`Engine::settle`), and so does this build.
+    log("settling ...");
+    e.settle()?;
     clock.close();
     report.build_s = t.elapsed().as_secs_f64();
     // Sizes below count only the index's files, not those still being unlinked.

@@ -173,6 +173,17 @@ impl Engine {
         );
         self.run = None;
         let mut total = r?;
+        // A sync that wrote most of the index closes with one graph, not the merge policy's
+        // tiers (`Engine::settle`).
+        let written = (total.chunks_embedded + total.chunks_reused) as f64;
+        if written > 0.0 && written >= super::merge::SETTLE_SHARE * total.chunks_total as f64 {
+            let t = Instant::now();
+            if self.settle()? {
+                total
+                    .timings
+                    .push(("settle".into(), t.elapsed().as_secs_f64()));
+            }
+        }
         // The walk (with the size and mtime checks) and the reading of files, apart from the
         // commits' own stages.
         total.timings.insert(0, ("walk".into(), walk_secs));
