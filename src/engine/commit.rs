@@ -427,7 +427,7 @@ impl Engine {
         if self.manifest.next_segment != before {
             // A merged segment's text index is built now, from the keys the merge just
             // wrote, rather than by the next one-file commit (0.1 s at a million chunks).
-            self.text_indexes(&|_| String::new(), false)?;
+            self.warm_text_indexes()?;
         }
         report.timings = vec![
             ("chunk".into(), chunk_secs),
@@ -748,6 +748,11 @@ impl Engine {
                 None => file_sum(&self.dir, f),
             })
             .collect()
+    }
+
+    /// Builds the text index of each segment that has text keys and none cached yet.
+    pub(super) fn warm_text_indexes(&self) -> Result<()> {
+        self.text_indexes(&|_| String::new(), false).map(|_| ())
     }
 
     /// Deletes the files no reader can need: those of neither the current generation nor
