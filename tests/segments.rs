@@ -401,11 +401,23 @@ fn a_sync_that_writes_most_of_the_index_closes_with_one_graph() {
         r.timings
     );
     assert_eq!(e.manifest().segments.len(), 2);
-    // Settling answers as the index did before it.
+    // Settling answers as the index did before it, and removes the segments it replaced
+    // at once; a reader of the generation before keeps answering from it.
     let q = "copper lantern orbit";
     let before = hits(&e, q, Mode::Dense);
+    let reader = Engine::open_read_only(idx.path(), cfg(5)).unwrap();
+    let old = files(idx.path());
     assert!(e.settle().unwrap());
     assert_eq!(e.manifest().segments.len(), 1);
     assert_eq!(hits(&e, q, Mode::Dense), before);
+    let now = files(idx.path());
+    assert!(
+        old.keys()
+            .filter(|f| f.starts_with("dense/"))
+            .all(|f| !now.contains_key(f)),
+        "the replaced segments' files are gone: {:?}",
+        now.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(hits(&reader, q, Mode::Dense), before);
     assert!(!e.settle().unwrap(), "one graph: nothing to settle");
 }

@@ -767,7 +767,7 @@ impl Engine {
     /// belong to no generation a reader can open, and a crash before they are gone leaves
     /// them to the next writer's open, which removes them before it writes.
     pub(super) fn remove_stray_files(&self, background: bool) -> Result<()> {
-        let strays = self.stray_files();
+        let strays = self.stray_files(true);
         let mut pending = self
             .cleanup
             .lock()
@@ -804,14 +804,33 @@ impl Engine {
         }
     }
 
-    /// The files [`Engine::remove_stray_files`] deletes.
-    fn stray_files(&self) -> Vec<std::path::PathBuf> {
+    /// Deletes, now, every file the current generation does not name, the previous
+    /// generation's too (`Engine::settle`: a bulk build's closing merge leaves gigabytes of
+    /// segments no one should keep). A reader of an older generation keeps the files it
+    /// mapped; a graph it had not loaded yet is replaced by an exact scan of its segment.
+    pub(super) fn remove_superseded_files(&self) -> Result<()> {
+        self.wait_for_cleanup();
+        for f in self.stray_files(false) {
+            let _ = std::fs::remove_file(f);
+        }
+        Ok(())
+    }
+
+    /// The files [`Engine::remove_stray_files`] deletes (`keep_previous`: all but the
+    /// current and the previous generation's; else all but the current's).
+    fn stray_files(&self, keep_previous: bool) -> Vec<std::path::PathBuf> {
         let mut out = Vec::new();
         let gen = self.manifest.generation;
         let keep: HashSet<String> = if self.manifest.segmented {
             artifacts::generation_files(&self.manifest, self.lexical.has_near())
                 .into_iter()
-                .chain(self.manifest.previous_files.iter().cloned())
+                .chain(
+                    self.manifest
+                        .previous_files
+                        .iter()
+                        .filter(|_| keep_previous)
+                        .cloned(),
+                )
                 .collect()
         } else {
             HashSet::new()

@@ -143,6 +143,11 @@ impl Engine {
             return Ok(false);
         }
         self.compact()?;
+        // The generation before the merge is not kept for its readers as a commit's is:
+        // at a million chunks it is 2 GB that doubled the index on disk until the next
+        // commit, and unlinking it in the background then slowed the two commits after
+        // the build (an edit 0.13 s).
+        self.remove_superseded_files()?;
         Ok(true)
     }
 
