@@ -99,16 +99,7 @@ where
     if deltas.is_empty() {
         return base;
     }
-    // The final change of every key the deltas touch: its row, or `None` when removed.
-    let mut changes: std::collections::BTreeMap<K, Option<V>> = std::collections::BTreeMap::new();
-    for d in deltas {
-        for k in d.removed {
-            changes.insert(k, None);
-        }
-        for v in d.upserts {
-            changes.insert(key(&v).clone(), Some(v));
-        }
-    }
+    let changes = final_changes(deltas, &key);
     // Only changed and removed rows (an edit, a delete): done in place, without a second
     // copy of a table that may hold a million rows.
     let mut base = base;
@@ -141,6 +132,27 @@ where
     }
     out.extend(changes.filter_map(|(_, c)| c));
     out
+}
+
+/// The final change of every key `deltas` (oldest first) touch, ordered by key: its row,
+/// or `None` when removed (within one delta, an upsert wins over a removal).
+pub fn final_changes<K, V>(
+    deltas: Vec<TableDelta<K, V>>,
+    key: impl Fn(&V) -> &K,
+) -> std::collections::BTreeMap<K, Option<V>>
+where
+    K: Ord + Clone,
+{
+    let mut changes = std::collections::BTreeMap::new();
+    for d in deltas {
+        for k in d.removed {
+            changes.insert(k, None);
+        }
+        for v in d.upserts {
+            changes.insert(key(&v).clone(), Some(v));
+        }
+    }
+    changes
 }
 
 /// Removes the rows `rows` (ascending; a row named twice is removed once) from `v` in

@@ -29,6 +29,7 @@ use crate::segment::Segments;
 use crate::store::{sync_dir, Counts, DocRecord, Manifest, FORMAT_VERSION};
 
 mod artifacts;
+mod cleanup;
 mod collections;
 mod commit;
 mod inspect;

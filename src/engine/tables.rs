@@ -84,17 +84,10 @@ pub(crate) fn read_docs(c: &Chain) -> Result<Vec<DocRecord>> {
 /// the table. Returns `false`, having called `f` for a prefix only, when the base is not
 /// ordered by key (a table from an old build): the caller then reads the table whole.
 pub(crate) fn visit_docs<'a>(c: &'a Chain, f: &mut dyn FnMut(DocView<'_>)) -> Result<bool> {
-    let mut changes: std::collections::BTreeMap<String, Option<DocRecord>> =
-        std::collections::BTreeMap::new();
-    for d in c.deltas::<String, DocRecord>()? {
-        for k in d.removed {
-            changes.insert(k, None);
-        }
-        for v in d.upserts {
-            changes.insert(v.key.clone(), Some(v));
-        }
-    }
-    let mut changes = changes.into_iter().peekable();
+    let deltas: Vec<TableDelta<String, DocRecord>> = c.deltas()?;
+    let mut changes = crate::delta::final_changes(deltas, |d| &d.key)
+        .into_iter()
+        .peekable();
     let mut ordered = true;
     let mut prev: Option<&'a str> = None;
     crate::store::for_each_doc_row(c.base.bytes(), &c.base.path, &mut |row| {
