@@ -4,6 +4,7 @@
 //! Not for: which files a generation names (`artifacts.rs`), or writing them (`commit.rs`).
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 use super::{artifacts, Engine};
 use crate::error::{Error, Result};
@@ -16,11 +17,17 @@ impl Engine {
     /// The files are listed here; with `background` they are unlinked on a thread of their
     /// own (after the previous cleanup's thread), which dropping the engine waits for.
     /// Unlinking the segments a merge replaced (gigabytes at a million chunks) held the next
-    /// one-file commit 18 ms, and the first commit after `compact` 0.28 s. Nothing else names those files: they
-    /// belong to no generation a reader can open, and a crash before they are gone leaves
-    /// them to the next writer's open, which removes them before it writes.
+    /// one-file commit 18 ms, and the first commit after `compact` 0.28 s. Nothing else
+    /// names those files: they belong to no generation a reader can open, and a crash before
+    /// they are gone leaves them to the next writer's open, which removes them before it
+    /// writes.
     pub(super) fn remove_stray_files(&self, background: bool) -> Result<()> {
-        let strays = self.stray_files(true);
+        self.unlink(self.stray_files(true), background)
+    }
+
+    /// Unlinks `files` after any cleanup still running, on a thread of its own with
+    /// `background`, else before returning.
+    fn unlink(&self, files: Vec<PathBuf>, background: bool) -> Result<()> {
         let mut pending = self
             .cleanup
             .lock()
@@ -33,7 +40,7 @@ impl Engine {
             if let Some(h) = previous {
                 let _ = h.join();
             }
-            for f in strays {
+            for f in files {
                 let _ = std::fs::remove_file(f);
             }
         };
@@ -62,16 +69,12 @@ impl Engine {
     /// segments no one should keep). A reader of an older generation keeps the files it
     /// mapped; a graph it had not loaded yet is replaced by an exact scan of its segment.
     pub(super) fn remove_superseded_files(&self) -> Result<()> {
-        self.wait_for_cleanup();
-        for f in self.stray_files(false) {
-            let _ = std::fs::remove_file(f);
-        }
-        Ok(())
+        self.unlink(self.stray_files(false), false)
     }
 
     /// The files [`Engine::remove_stray_files`] deletes (`keep_previous`: all but the
     /// current and the previous generation's; else all but the current's).
-    fn stray_files(&self, keep_previous: bool) -> Vec<std::path::PathBuf> {
+    fn stray_files(&self, keep_previous: bool) -> Vec<PathBuf> {
         let mut out = Vec::new();
         let gen = self.manifest.generation;
         let keep: HashSet<String> = if self.manifest.segmented {
