@@ -2,7 +2,7 @@
 //! sign codes, so that token-level MaxSim ([`crate::rerank::maxsim`]) can rerank without
 //! encoding passages at query time.
 //!
-//! Why this shape (measured in docs/decisions.md, `examples/token_store.rs`):
+//! Why this shape (measured in docs/decisions.md, `experiments/examples/token_store.rs`):
 //! - the reranker's gain needs *contextual* token vectors (one static vector per word piece
 //!   lost most of it), and encoding the candidates at query time costs ~0.4 s;
 //! - stored as f32 they would take 1.5 KB per token (2.9 GB for SciFact); the sign of each
@@ -10,11 +10,16 @@
 //!   nDCG@10 0.7482 vs 0.7461), as did 2- and 4-bit codes, so the smallest was kept;
 //! - stopword and punctuation tokens are left out of the passages (36% fewer tokens, same
 //!   score); the query keeps all its tokens, in float;
-//! - an index created with `--token-bits 128` takes the signs of each token vector's
-//!   projection on 128 fixed directions ([`TokenProjection`], [`COMPACT_BITS`]) instead of
-//!   its 384 dimensions: 16 bytes a token, about what the vectors take per chunk (at a
-//!   million chunks 1.1-1.8 GB instead of 3-6 GB), for nDCG@10 within noise but lower on
-//!   every set measured (SciFact 0.7465 -> 0.7460, p 0.91), so it is not the default.
+//! - a new index keeps one code per distinct word of a chunk ([`TokenUnits::Words`]): a
+//!   word's pieces averaged, a repeated word once. Half the codes of one per piece (SciFact
+//!   5.7 -> 3.0 KB a chunk, code search 3.0-3.4 -> 1.4 KB) for nDCG@10 within noise on
+//!   SciFact and two code-search collections, which keeps the codes within twice the
+//!   vectors (the budget the README states);
+//! - an index created with `--token-bits 128` takes the signs of each code's projection on
+//!   128 fixed directions ([`TokenProjection`], [`COMPACT_BITS`]) instead of its 384
+//!   dimensions: 16 bytes a code, for an index that must be smaller still. Fewer bits lost
+//!   more than noise (words at 192 bits: Python code search -0.0109, p 0.0005), so it is
+//!   not the default.
 //!
 //! Scoring is asymmetric: the query's float vectors against the passage's sign codes,
 //! `q · sign(d) / √dim` (the cosine with the code's unit vector). Per query, a table holds
@@ -98,6 +103,150 @@ pub fn encode_passage(text: &str, spans: &[(usize, usize)], m: &TokenMatrix) -> 
             .and_then(|&(a, b)| text.get(a..b))
             .is_none_or(keep_token)
     })
+}
+
+/// What one stored token code of a passage stands for; chosen when an index is created and
+/// kept in its manifest.
+///
+/// Measured in docs/decisions.md ("Token codes: one per distinct word"): on SciFact train a
+/// code per distinct whole word keeps 52% of the kept word pieces' codes (48% on Python code
+/// search, where identifiers repeat) for the same held-out nDCG@10 within noise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenUnits {
+    /// One code per kept word piece: every index written before words.
+    #[default]
+    Pieces,
+    /// One code per distinct kept word of the chunk: a word's pieces averaged (ColBERTer's
+    /// whole-word vectors), then every occurrence of the same word (case folded) averaged.
+    /// MaxSim takes each query token's best passage token, and a word repeated in one
+    /// chunk offers nearly the same vector each time, so one of them does the work of all.
+    Words,
+}
+
+impl TokenUnits {
+    /// What a new index gets unless asked otherwise.
+    pub const NEW_INDEX_DEFAULT: TokenUnits = TokenUnits::Words;
+}
+
+impl std::str::FromStr for TokenUnits {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<TokenUnits> {
+        match s {
+            "pieces" => Ok(TokenUnits::Pieces),
+            "words" => Ok(TokenUnits::Words),
+            other => Err(Error::invalid(
+                "token units",
+                format!("{other:?}: expected `words` or `pieces`"),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for TokenUnits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TokenUnits::Pieces => "pieces",
+            TokenUnits::Words => "words",
+        })
+    }
+}
+
+/// How an index turns a passage's contextual token vectors into its stored codes: which
+/// units ([`TokenUnits`]) and, for a projected index, which directions
+/// ([`TokenProjection`]).
+pub struct PassageCoder {
+    units: TokenUnits,
+    projection: Option<std::sync::Arc<TokenProjection>>,
+}
+
+impl PassageCoder {
+    /// A coder for `units`, projecting through `projection` when the index has one.
+    pub fn new(
+        units: TokenUnits,
+        projection: Option<std::sync::Arc<TokenProjection>>,
+    ) -> PassageCoder {
+        PassageCoder { units, projection }
+    }
+
+    /// The stored codes of `text` (as embedded, prefix included) whose token vectors are
+    /// `m` and whose tokens span `spans` ([`crate::Embedder::token_spans`]).
+    pub fn code(&self, text: &str, spans: &[(usize, usize)], m: &TokenMatrix) -> Vec<u8> {
+        let words = match self.units {
+            TokenUnits::Words => distinct_words(text, spans, m),
+            TokenUnits::Pieces => None,
+        };
+        match (words, &self.projection) {
+            (Some(w), Some(p)) => encode(&p.project(&w), |_| true),
+            (Some(w), None) => encode(&w, |_| true),
+            (None, Some(p)) => encode_passage(text, spans, &p.project(m)),
+            (None, None) => encode_passage(text, spans, m),
+        }
+    }
+}
+
+/// One unit vector per distinct kept word of `text` ([`TokenUnits::Words`]), in order of
+/// first occurrence; `None` when `spans` do not line up with the rows of `m`.
+///
+/// A piece continues the previous one's word when it starts where that one ended and
+/// letters or digits meet on both sides (WordPiece's `##` pieces; `snake_case` stays three
+/// words, of which `_` is dropped as punctuation).
+fn distinct_words(text: &str, spans: &[(usize, usize)], m: &TokenMatrix) -> Option<TokenMatrix> {
+    // A truncated text has fewer rows than spans: its rows are the first spans.
+    if spans.len() < m.len() || m.dim == 0 {
+        return None;
+    }
+    let alnum_end = |at: usize| {
+        text.get(..at)
+            .and_then(|t| t.chars().next_back())
+            .is_some_and(char::is_alphanumeric)
+    };
+    // Whole words: (text of the word, lower-cased; sum of its pieces' vectors).
+    let mut words: Vec<(String, Vec<f32>)> = Vec::new();
+    let mut prev_end = usize::MAX;
+    for (&(a, b), row) in spans.iter().zip(m.rows()) {
+        let piece = text.get(a..b)?;
+        let joins = a == prev_end
+            && piece.chars().next().is_some_and(char::is_alphanumeric)
+            && alnum_end(a);
+        prev_end = b;
+        match words.last_mut() {
+            Some((w, v)) if joins => {
+                w.push_str(&piece.to_lowercase());
+                v.iter_mut().zip(row).for_each(|(x, y)| *x += y);
+            }
+            _ => words.push((piece.to_lowercase(), row.to_vec())),
+        }
+    }
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut kept: Vec<Vec<f32>> = Vec::new();
+    for (w, v) in words {
+        if !keep_token(&w) {
+            continue;
+        }
+        let v = unit(v);
+        match at.get(&w) {
+            Some(&i) => kept[i].iter_mut().zip(&v).for_each(|(x, y)| *x += y),
+            None => {
+                at.insert(w, kept.len());
+                kept.push(v);
+            }
+        }
+    }
+    Some(TokenMatrix {
+        dim: m.dim,
+        data: kept.into_iter().flat_map(unit).collect(),
+    })
+}
+
+/// `v` scaled to unit length (unchanged when zero).
+fn unit(mut v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+    v
 }
 
 /// The token codes of one generation, one entry per chunk at the chunk store's positions.
@@ -660,5 +809,68 @@ mod tests {
             .collect();
         let best = (0..40).max_by(|&a, &b| scores[a].total_cmp(&scores[b]));
         assert_eq!(best, Some(7), "{scores:?}");
+    }
+
+    /// Word pieces that continue a word are averaged into it, a word repeated in the chunk
+    /// (case folded) is one unit, stopwords and punctuation are left out, and spans that do
+    /// not line up with the rows fall back to the pieces.
+    #[test]
+    fn words_join_their_pieces_and_repeats_are_one_unit() {
+        let dim = 16;
+        // "Tokenization" = "Token" + "ization" twice (once capitalised), "of" a stopword,
+        // "snake_case" three pieces of which "_" is punctuation.
+        let text = "Tokenization of tokenization snake_case";
+        let spans = [
+            (0, 5),
+            (5, 12),
+            (13, 15),
+            (16, 21),
+            (21, 28),
+            (29, 34),
+            (34, 35),
+            (35, 39),
+        ];
+        let rows: Vec<Vec<f32>> = (0..spans.len() as u64)
+            .map(|i| unit(pseudo(i + 1, dim)))
+            .collect();
+        let m = TokenMatrix {
+            dim,
+            data: rows.concat(),
+        };
+        let w = distinct_words(text, &spans, &m).expect("spans line up");
+        let add =
+            |a: &[f32], b: &[f32]| -> Vec<f32> { a.iter().zip(b).map(|(x, y)| x + y).collect() };
+        let first = unit(add(&rows[0], &rows[1]));
+        let second = unit(add(&rows[3], &rows[4]));
+        let want = [
+            unit(add(&first, &second)),
+            unit(rows[5].clone()),
+            unit(rows[7].clone()),
+        ];
+        assert_eq!(w.len(), want.len(), "tokenization, snake, case");
+        for (got, want) in w.rows().zip(&want) {
+            for (a, b) in got.iter().zip(want) {
+                assert!((a - b).abs() < 1e-6, "{got:?} vs {want:?}");
+            }
+        }
+        let coder = PassageCoder::new(TokenUnits::Words, None);
+        assert_eq!(coder.code(text, &spans, &m), encode(&w, |_| true));
+        // Through a projection, each word takes bits / 8 bytes.
+        let p = std::sync::Arc::new(TokenProjection::new(dim, 8));
+        let projected = PassageCoder::new(TokenUnits::Words, Some(p.clone()));
+        assert_eq!(
+            projected.code(text, &spans, &m),
+            encode(&p.project(&w), |_| true)
+        );
+        // Fewer spans than rows: the rows are coded as pieces are.
+        assert_eq!(
+            coder.code(text, &spans[..4], &m),
+            encode_passage(text, &spans[..4], &m)
+        );
+        let pieces = PassageCoder::new(TokenUnits::Pieces, None);
+        assert_eq!(
+            pieces.code(text, &spans, &m),
+            encode_passage(text, &spans, &m)
+        );
     }
 }

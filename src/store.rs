@@ -169,6 +169,10 @@ pub struct Manifest {
     /// every dimension (every index written before projections). Chosen at creation.
     #[serde(default)]
     pub token_bits: usize,
+    /// What each token code stands for ([`crate::late::TokenUnits`]): a word piece in
+    /// every index written before words. Chosen at creation.
+    #[serde(default)]
+    pub token_units: crate::late::TokenUnits,
 }
 
 impl Manifest {
@@ -830,6 +834,7 @@ mod tests {
             table_deltas: Vec::new(),
             vector_precision: Default::default(),
             token_bits: 0,
+            token_units: Default::default(),
         };
         m.write_atomic(&p).unwrap();
         assert_eq!(Manifest::read(&p).unwrap(), m);
@@ -840,6 +845,14 @@ mod tests {
         assert_eq!(
             Manifest::read(&p).unwrap().precision,
             crate::quant::Precision::F32
+        );
+        // One from before token units coded word pieces.
+        let mut v = serde_json::to_value(&m).unwrap();
+        v.as_object_mut().unwrap().remove("token_units");
+        std::fs::write(&p, v.to_string()).unwrap();
+        assert_eq!(
+            Manifest::read(&p).unwrap().token_units,
+            crate::late::TokenUnits::Pieces
         );
         std::fs::write(&p, "{\"hello\": 1}").unwrap();
         assert!(matches!(

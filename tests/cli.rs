@@ -123,6 +123,7 @@ fn index_query_stats_contract_and_exit_codes() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(codes > 100, "a new index keeps token codes: {out}");
+    assert!(out.contains("one per distinct word of a chunk"), "{out}");
 
     // User errors: exit 1 with a message, no backtrace.
     let w = work.path();
@@ -131,6 +132,18 @@ fn index_query_stats_contract_and_exit_codes() {
         w,
         &["query", "x", "--index", "idx", "--mode", "psychic"],
         "mode",
+    );
+    user_error(
+        w,
+        &[
+            "index",
+            ".",
+            "--index",
+            "fresh",
+            "--token-units",
+            "syllables",
+        ],
+        "token units",
     );
     user_error(
         w,

@@ -16,7 +16,7 @@ const DIM: usize = 128;
 
 /// The hashing embedder's vector of every word of `text` worth storing (not a stopword or
 /// punctuation), in order.
-fn kept_rows(dim: usize, text: &str) -> Vec<Vec<f32>> {
+fn kept_piece_rows(dim: usize, text: &str) -> Vec<Vec<f32>> {
     let m = HashEmbedder::new(dim)
         .embed_tokens(&[text])
         .unwrap()
@@ -32,10 +32,44 @@ fn kept_rows(dim: usize, text: &str) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// What a new index stores by default (`TokenUnits::Words`): one vector per distinct kept
+/// word of `text`, case folded, in order of first occurrence; a repeated word's vector is
+/// the unit mean of its occurrences' (the hashing embedder's pieces are whole words).
+fn kept_rows(dim: usize, text: &str) -> Vec<Vec<f32>> {
+    let m = HashEmbedder::new(dim)
+        .embed_tokens(&[text])
+        .unwrap()
+        .pop()
+        .unwrap();
+    let unit = |v: Vec<f32>| -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter()
+            .map(|x| if n > 0.0 { x / n } else { x })
+            .collect()
+    };
+    let mut order: Vec<String> = Vec::new();
+    let mut sums: HashMap<String, Vec<f32>> = HashMap::new();
+    for (w, r) in text.split_whitespace().zip(m.rows()) {
+        let w = w.to_lowercase();
+        if !keep_token(&w) {
+            continue;
+        }
+        let r = unit(r.to_vec());
+        match sums.get_mut(&w) {
+            Some(s) => s.iter_mut().zip(&r).for_each(|(a, b)| *a += b),
+            None => {
+                order.push(w.clone());
+                sums.insert(w, r);
+            }
+        }
+    }
+    order.into_iter().map(|w| unit(sums[&w].clone())).collect()
+}
+
 /// Each chunk's expected codes, by hand: the hashing embedder's vector of every kept word,
 /// one bit per dimension (set when positive).
 fn expected_codes(e: &Engine) -> Vec<Vec<u8>> {
-    expected_codes_by(e, DIM, DIM, &|row, k| row[k])
+    expected_codes_by(e, DIM, DIM, &|row, k| row[k], kept_rows)
 }
 
 /// Each chunk's expected codes of `bits` bits for the hashing embedder of dimension `dim`:
@@ -45,6 +79,7 @@ fn expected_codes_by(
     dim: usize,
     bits: usize,
     side: &dyn Fn(&[f32], usize) -> f32,
+    rows: fn(usize, &str) -> Vec<Vec<f32>>,
 ) -> Vec<Vec<u8>> {
     let titles: HashMap<String, String> = e
         .documents()
@@ -57,7 +92,7 @@ fn expected_codes_by(
             let c = e.segments().get(pos).unwrap();
             let text = contextual_text(&titles[&c.doc], c.heading.as_deref(), &c.text);
             let mut out = Vec::new();
-            for row in kept_rows(dim, &text) {
+            for row in rows(dim, &text) {
                 for byte in 0..bits / 8 {
                     let mut b = 0u8;
                     for k in 0..8 {
@@ -347,7 +382,10 @@ fn wide_vectors_are_coded_through_the_projection() {
         row.iter().zip(proj.direction(k)).map(|(a, b)| a * b).sum()
     };
     let mut tokens = 0;
-    for (pos, want) in expected_codes_by(&e, dim, bits, &side).iter().enumerate() {
+    for (pos, want) in expected_codes_by(&e, dim, bits, &side, kept_rows)
+        .iter()
+        .enumerate()
+    {
         tokens += want.len() / (bits / 8);
         assert_eq!(e.segments().codes(pos), want.as_slice(), "chunk at {pos}");
     }
@@ -389,4 +427,43 @@ fn wide_vectors_are_coded_through_the_projection() {
         });
         assert!((s - want).abs() < 1e-3, "{doc}: {s} vs {want}");
     }
+}
+
+/// An index created with `pieces` keeps one code per kept word occurrence, as every index
+/// before words did; the default (`words`) keeps one per distinct word of a chunk, fewer on
+/// the same folder, and each reopens with its own units whatever the config asks.
+#[test]
+fn pieces_keep_every_occurrence_and_words_one_per_distinct_word() {
+    use pinpoint::late::TokenUnits;
+    let words_idx = tempfile::tempdir().unwrap();
+    let mut words = Engine::create(words_idx.path(), fake_config()).unwrap();
+    words.add_folder(samples()).unwrap();
+    assert_eq!(words.manifest().token_units, TokenUnits::Words);
+    assert_codes_match(&words, "words", &[]);
+
+    let pieces_idx = tempfile::tempdir().unwrap();
+    let cfg = EngineConfig {
+        token_units: Some(TokenUnits::Pieces),
+        ..fake_config()
+    };
+    let mut pieces = Engine::create(pieces_idx.path(), cfg).unwrap();
+    pieces.add_folder(samples()).unwrap();
+    assert_eq!(pieces.manifest().token_units, TokenUnits::Pieces);
+    let want = expected_codes_by(&pieces, DIM, DIM, &|row, k| row[k], kept_piece_rows);
+    for (pos, w) in want.iter().enumerate() {
+        assert_eq!(pieces.segments().codes(pos), w.as_slice(), "chunk at {pos}");
+    }
+    let (w, p) = (words.segments().tokens(), pieces.segments().tokens());
+    assert!(w > 0 && w < p, "words {w} tokens, pieces {p}");
+
+    // Reopened under a config that asks for the other units, each keeps its own.
+    drop(pieces);
+    let reopened = Engine::open(pieces_idx.path(), fake_config()).unwrap();
+    assert_eq!(reopened.manifest().token_units, TokenUnits::Pieces);
+    // An unknown unit is refused by name.
+    let err = "syllables".parse::<TokenUnits>().unwrap_err().to_string();
+    assert!(
+        err.contains("token units") && err.contains("syllables"),
+        "{err}"
+    );
 }

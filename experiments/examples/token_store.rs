@@ -13,7 +13,12 @@
 //! compares query-token weightings and a passage-to-query MaxSim term; `PP_PROX=1` scores
 //! term proximity (ordered bigrams, 8-term windows) alone and added to MaxSim; `PP_MAXP=1`
 //! scores a document by its best chunk's MaxSim instead of over all its tokens; `PP_QMASK=N`
-//! appends N `[MASK]` tokens to each query (ColBERT's query augmentation).
+//! appends N `[MASK]` tokens to each query (ColBERT's query augmentation). For the token
+//! budget ("Token codes: one per distinct word"): `PP_WORDS=1` codes one vector per whole
+//! word (its pieces averaged) and with `PP_UNIQ=1` one per distinct word of a chunk;
+//! `PP_DEDUP=t` drops pieces within Hamming `t` of a kept one; `PP_CONT=1` drops
+//! continuation pieces; `PP_CODECS=budget` compares random and principal-direction
+//! projections to 128 and 192 bits, `PP_CODECS=sign` the 384-bit signs alone.
 use pinpoint_experiments::support;
 
 use std::collections::HashMap;
@@ -179,10 +184,79 @@ fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
                 after += m.len();
                 return m;
             }
+            // PP_WORDS=1: one vector per whole word (the mean of its pieces); PP_UNIQ=1 also
+            // one per distinct word of the chunk (the mean over its occurrences), as
+            // ColBERTer's bag of unique whole words.
+            if std::env::var("PP_WORDS").is_ok() {
+                let uniq = std::env::var("PP_UNIQ").is_ok();
+                let mut words: Vec<(String, Vec<f32>, usize)> = Vec::new();
+                let mut index: HashMap<String, usize> = HashMap::new();
+                let mut prev_end = usize::MAX;
+                let mut cur: Option<usize> = None;
+                for ((a, b), r) in spans.iter().zip(m.rows()) {
+                    let piece = &text[*a..*b];
+                    let alnum = piece.chars().next().is_some_and(|c| c.is_alphanumeric());
+                    let joins = *a == prev_end
+                        && alnum
+                        && text[..*a]
+                            .chars()
+                            .next_back()
+                            .is_some_and(|c| c.is_alphanumeric());
+                    prev_end = *b;
+                    if joins {
+                        if let Some(w) = cur {
+                            words[w].0.push_str(&piece.to_lowercase());
+                            words[w].1.iter_mut().zip(r).for_each(|(x, y)| *x += y);
+                            words[w].2 += 1;
+                            continue;
+                        }
+                    }
+                    words.push((piece.to_lowercase(), r.to_vec(), 1));
+                    cur = Some(words.len() - 1);
+                }
+                let mut data = Vec::new();
+                let mut merged: Vec<(String, Vec<f32>)> = Vec::new();
+                for (w, v, _) in words {
+                    let keep =
+                        w.chars().any(|c| c.is_alphanumeric()) && !STOP.contains(&w.as_str());
+                    if !keep {
+                        continue;
+                    }
+                    let v = unit(v);
+                    match index.get(&w) {
+                        Some(&i) if uniq => {
+                            merged[i].1.iter_mut().zip(&v).for_each(|(x, y)| *x += y)
+                        }
+                        _ => {
+                            index.insert(w.clone(), merged.len());
+                            merged.push((w, v));
+                        }
+                    }
+                }
+                for (_, v) in merged {
+                    data.extend(unit(v));
+                }
+                let m = TokenMatrix { dim: m.dim, data };
+                after += m.len();
+                return m;
+            }
             let mut data = Vec::new();
+            // PP_CONT=1 also drops word pieces that continue the previous piece's word.
+            let cont = std::env::var("PP_CONT").is_ok();
+            let mut prev_end = usize::MAX;
             for ((a, b), r) in spans.iter().zip(m.rows()) {
                 let w = text[*a..*b].to_lowercase();
-                let keep = w.chars().any(|c| c.is_alphanumeric()) && !STOP.contains(&w.as_str());
+                let continues = cont
+                    && *a == prev_end
+                    && w.chars().next().is_some_and(|c| c.is_alphanumeric())
+                    && text[..*a]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_alphanumeric());
+                prev_end = *b;
+                let keep = w.chars().any(|c| c.is_alphanumeric())
+                    && !STOP.contains(&w.as_str())
+                    && !continues;
                 if keep {
                     data.extend_from_slice(r);
                 }
@@ -194,6 +268,92 @@ fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
         .collect();
     eprintln!("pruned {before} -> {after} tokens ({mismatched} chunks not aligned)");
     out
+}
+
+/// Drops each token whose 1-bit sign code is within Hamming distance `t` of a token kept
+/// earlier in the same chunk (a repeated word in a similar context).
+fn dedup(toks: Vec<TokenMatrix>, t: u32) -> Vec<TokenMatrix> {
+    let (mut before, mut after) = (0usize, 0usize);
+    let out = toks
+        .into_iter()
+        .map(|m| {
+            let mut kept: Vec<Vec<u64>> = Vec::new();
+            let mut data = Vec::new();
+            for r in m.rows() {
+                let code: Vec<u64> = r
+                    .chunks(64)
+                    .map(|c| {
+                        c.iter()
+                            .enumerate()
+                            .fold(0u64, |a, (i, x)| if *x > 0.0 { a | 1 << i } else { a })
+                    })
+                    .collect();
+                before += 1;
+                let near = kept.iter().any(|k| {
+                    k.iter()
+                        .zip(&code)
+                        .map(|(a, b)| (a ^ b).count_ones())
+                        .sum::<u32>()
+                        <= t
+                });
+                if !near {
+                    data.extend_from_slice(r);
+                    kept.push(code);
+                }
+            }
+            after += kept.len();
+            TokenMatrix { dim: m.dim, data }
+        })
+        .collect();
+    eprintln!("dedup at Hamming {t}: {before} -> {after} tokens");
+    out
+}
+
+/// The top `k` eigenvectors of the tokens' uncentred second moment (every 7th token), by
+/// orthogonal iteration; centring hurt the sign codes (docs/decisions.md).
+fn top_eigvecs(toks: &[TokenMatrix], dim: usize, k: usize) -> Vec<Vec<f32>> {
+    let mut c = vec![0f64; dim * dim];
+    let mut n = 0usize;
+    for (i, r) in toks.iter().flat_map(|m| m.rows()).enumerate() {
+        if i % 7 != 0 {
+            continue;
+        }
+        n += 1;
+        for a in 0..dim {
+            let ra = r[a] as f64;
+            for b in 0..dim {
+                c[a * dim + b] += ra * r[b] as f64;
+            }
+        }
+    }
+    c.iter_mut().for_each(|x| *x /= n.max(1) as f64);
+    let p = pinpoint::late::TokenProjection::new(dim, k);
+    let mut q: Vec<Vec<f64>> = (0..k)
+        .map(|i| p.direction(i).iter().map(|&x| x as f64).collect())
+        .collect();
+    for _ in 0..60 {
+        let mut z: Vec<Vec<f64>> = q
+            .iter()
+            .map(|v| {
+                (0..dim)
+                    .map(|a| (0..dim).map(|b| c[a * dim + b] * v[b]).sum())
+                    .collect()
+            })
+            .collect();
+        for i in 0..k {
+            for j in 0..i {
+                let d: f64 = z[i].iter().zip(&z[j]).map(|(a, b)| a * b).sum();
+                let zj = z[j].clone();
+                z[i].iter_mut().zip(&zj).for_each(|(a, b)| *a -= d * b);
+            }
+            let nn = z[i].iter().map(|a| a * a).sum::<f64>().sqrt().max(1e-12);
+            z[i].iter_mut().for_each(|a| *a /= nn);
+        }
+        q = z;
+    }
+    q.into_iter()
+        .map(|v| v.into_iter().map(|x| x as f32).collect())
+        .collect()
 }
 
 /// Query tokens weighted by the inverse document frequency of their word piece (chunk
@@ -507,6 +667,10 @@ fn main() {
     } else {
         toks
     };
+    let toks = match std::env::var("PP_DEDUP").ok().and_then(|t| t.parse().ok()) {
+        Some(t) => dedup(toks, t),
+        None => toks,
+    };
     let total: usize = toks.iter().map(|m| m.len()).sum();
     eprintln!("{} chunks, {total} tokens, dim {dim}", toks.len());
 
@@ -639,7 +803,49 @@ fn main() {
             )
         })
     };
+    // PP_CODECS=budget: codes of 128-192 bits. A projection's code is the signs of a token's
+    // dot products with orthonormal rows `r_i`, decoded as `sum_i s_i r_i` so that the float
+    // query scores it as it would score the projected query against the signs.
+    let project = |rows: Vec<Vec<f32>>| -> Codec {
+        Box::new(move |v: &[f32]| {
+            let mut out = vec![0f32; v.len()];
+            for r in &rows {
+                let d: f32 = v.iter().zip(r).map(|(a, b)| a * b).sum();
+                let s = if d > 0.0 { 1.0 } else { -1.0 };
+                out.iter_mut().zip(r).for_each(|(o, x)| *o += s * x);
+            }
+            unit(out)
+        })
+    };
+    let random_rows = |k: usize| -> Vec<Vec<f32>> {
+        let p = pinpoint::late::TokenProjection::new(dim, k);
+        (0..k).map(|i| p.direction(i).to_vec()).collect()
+    };
+    let pca = |k: usize| -> Vec<Vec<f32>> { top_eigvecs(&toks, dim, k) };
+    // The top-k principal directions rotated by a fixed random rotation of their span, so
+    // that each bit carries a similar share of the variance (the PCA-RR of ITQ's paper).
+    let pca_rotated = |k: usize| -> Vec<Vec<f32>> {
+        let u = pca(k);
+        let r = pinpoint::late::TokenProjection::new(k, k);
+        (0..k)
+            .map(|i| {
+                let ri = r.direction(i);
+                (0..dim)
+                    .map(|c| (0..k).map(|j| ri[j] * u[j][c]).sum())
+                    .collect()
+            })
+            .collect()
+    };
     let codecs: Vec<(&str, Codec)> = match std::env::var("PP_CODECS").as_deref() {
+        Ok("sign") => vec![("1-bit sign, 384", Box::new(move |v: &[f32]| sign(v, 384)))],
+        Ok("budget") => vec![
+            ("1-bit sign, 384", Box::new(move |v: &[f32]| sign(v, 384))),
+            ("random proj 128", project(random_rows(128))),
+            ("pca 128", project(pca(128))),
+            ("pca 128 rotated", project(pca_rotated(128))),
+            ("random proj 192", project(random_rows(192))),
+            ("pca 192 rotated", project(pca_rotated(192))),
+        ],
         Ok("centred") => vec![
             ("f32", Box::new(|v: &[f32]| v.to_vec())),
             ("1-bit sign", Box::new(move |v: &[f32]| sign(v, 384))),
@@ -736,8 +942,20 @@ fn main() {
     let mut reference: Option<Vec<Vec<f32>>> = None;
     // PP_MAXP=1: a document's MaxSim is its best chunk's, not that of all its tokens.
     let maxp = std::env::var("PP_MAXP").is_ok();
+    let same: Codec = Box::new(|v: &[f32]| v.to_vec());
     for (name, codec) in &codecs {
         let t = Instant::now();
+        // Every token coded once, not once per query that ranks its document.
+        use rayon::prelude::*;
+        let coded: Vec<TokenMatrix> = toks
+            .par_iter()
+            .map(|m| TokenMatrix {
+                dim: m.dim,
+                data: m.rows().flat_map(codec).collect(),
+            })
+            .collect();
+        let codec = &same;
+        let toks = &coded;
         let scores: Vec<Vec<f32>> = base
             .iter()
             .zip(&qtoks)
@@ -746,7 +964,7 @@ fn main() {
                     .iter()
                     .take(20)
                     .map(|(d, _)| {
-                        let parts = coded_parts(&doc_chunks, &toks, d, codec);
+                        let parts = coded_parts(&doc_chunks, toks, d, codec);
                         if maxp {
                             // The document scores as its best chunk (MaxP).
                             pinpoint::rerank::best_part(&parts, |c| {

@@ -177,12 +177,18 @@ pub(super) fn stats(a: StatsArgs) -> Result<()> {
     match s.token_codes {
         Some(n) => writeln!(
             out,
-            "token codes {n} tokens, {} bits each ({}; reranking by MaxSim)",
+            "token codes {n} tokens, {} bits each ({}, {}; reranking by MaxSim)",
             s.token_code_bits.unwrap_or(0),
+            match s.token_units {
+                Some(pinpoint::late::TokenUnits::Pieces) => {
+                    "one per word piece: an index from before words; `index --rebuild` keeps about half as many"
+                }
+                _ => "one per distinct word of a chunk",
+            },
             if s.token_codes_projected {
                 "signs of a fixed projection"
             } else {
-                "signs of every dimension: an index from before projections; `index --rebuild` makes them a third"
+                "signs of every dimension"
             }
         )?,
         None => writeln!(out, "token codes none (built with --no-token-codes)")?,

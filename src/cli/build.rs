@@ -19,7 +19,7 @@ pub(super) fn index(a: IndexArgs) -> Result<()> {
         overlap: a.overlap,
     };
     cfg.without_token_codes = a.no_token_codes;
-    cfg.token_bits = a.token_bits;
+    a.token_codes.apply(&mut cfg)?;
     cfg.vector_precision = a.vectors.parse()?;
     cfg.ingest.include_generated = a.include_generated;
     if a.no_expansion {

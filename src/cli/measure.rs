@@ -37,6 +37,7 @@ pub(super) fn eval(a: EvalArgs) -> Result<()> {
             max_tokens: a.chunk_tokens,
             overlap: a.overlap,
         };
+        a.token_codes.apply(&mut cfg)?;
         if !a.json {
             eprintln!(
                 "{}: {} documents, {} judged queries in split {}",

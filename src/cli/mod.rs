@@ -281,12 +281,8 @@ struct IndexArgs {
     /// queries are then not reranked by token MaxSim unless asked (and then slowly).
     #[arg(long)]
     no_token_codes: bool,
-    /// Token codes of this many bits (new indexes only; a multiple of 8 below the model's
-    /// dimension): each token's signs on fixed projected directions, e.g. 128 for a third
-    /// of the default's size (at a million chunks ~1.5 GB instead of ~4.5), with nDCG@10
-    /// slightly lower (see the README's "Token codes at scale"). Default: every dimension.
-    #[arg(long)]
-    token_bits: Option<usize>,
+    #[command(flatten)]
+    token_codes: TokenCodeArgs,
     /// No document expansion (new indexes only): the lexical index then holds no words of
     /// each chunk's dense neighbours, and the hybrid's lexical leg is plain BM25.
     #[arg(long)]
@@ -490,7 +486,34 @@ struct EvalArgs {
     #[arg(long, value_name = "DIR")]
     runs: Option<PathBuf>,
     #[command(flatten)]
+    token_codes: TokenCodeArgs,
+    #[command(flatten)]
     common: Common,
+}
+
+/// How a new index codes its passages' token vectors (`index`, and `eval`'s BEIR builds).
+#[derive(clap::Args, Debug)]
+struct TokenCodeArgs {
+    /// Token codes of this many bits (new indexes only; a multiple of 8 below the model's
+    /// dimension): each token's signs on fixed projected directions, e.g. 128 for a third
+    /// of the default's size, with nDCG@10 slightly lower (see the README's "Token codes
+    /// at scale"). Default: every dimension.
+    #[arg(long)]
+    token_bits: Option<usize>,
+    /// What a token code stands for (new indexes only): `words`, one code per distinct
+    /// word of a chunk (the default), or `pieces`, one per word piece as indexes before
+    /// words kept (about twice the codes).
+    #[arg(long, value_name = "words|pieces")]
+    token_units: Option<String>,
+}
+
+impl TokenCodeArgs {
+    /// Sets what these options name on `cfg`; an unknown unit is an error naming it.
+    fn apply(&self, cfg: &mut pinpoint::EngineConfig) -> Result<()> {
+        cfg.token_bits = self.token_bits;
+        cfg.token_units = self.token_units.as_deref().map(str::parse).transpose()?;
+        Ok(())
+    }
 }
 
 /// An error and its causes on one line, each told once. Several errors (I/O errors with

@@ -488,6 +488,7 @@ mod tests {
             table_deltas: Vec::new(),
             vector_precision: Default::default(),
             token_bits: 0,
+            token_units: Default::default(),
         };
         m.token_codes = token_codes;
         m.neighbours = neighbours;

@@ -277,7 +277,7 @@ impl Engine {
         let dim = self.spec.dim;
         let mut new_vecs = vec![0f32; embed_texts.len() * dim];
         let want_codes = self.manifest.token_codes;
-        let projection = self.token_projection();
+        let coder = self.passage_coder();
         let mut new_codes: Vec<Vec<u8>> = vec![Vec::new(); embed_texts.len()];
         if let Some(e) = &embedder {
             self.progress.start("embedding", embed_texts.len() as u64);
@@ -300,12 +300,7 @@ impl Engine {
                     let codes: Vec<Vec<u8>> = full
                         .par_iter()
                         .zip(&toks)
-                        .map(|(t, m)| match &projection {
-                            Some(p) => {
-                                crate::late::encode_passage(t, &e.token_spans(t), &p.project(m))
-                            }
-                            None => crate::late::encode_passage(t, &e.token_spans(t), m),
-                        })
+                        .map(|(t, m)| coder.code(t, &e.token_spans(t), m))
                         .collect();
                     for (&i, c) in part.iter().zip(codes) {
                         new_codes[i] = c;

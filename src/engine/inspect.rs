@@ -159,6 +159,10 @@ impl Engine {
                 .token_codes
                 .then(|| self.manifest.dims().codes),
             token_codes_projected: self.manifest.token_bits > 0,
+            token_units: self
+                .manifest
+                .token_codes
+                .then_some(self.manifest.token_units),
             neighbours: if self.lexical.has_near() {
                 self.manifest.neighbours
             } else {
@@ -207,6 +211,8 @@ pub struct Stats {
     /// Whether the codes are signs of a projection ([`crate::late::TokenProjection`]) rather
     /// than of every dimension (indexes written before projections).
     pub token_codes_projected: bool,
+    /// What each token code stands for (`None`: no codes).
+    pub token_units: Option<crate::late::TokenUnits>,
     /// Dense neighbours per chunk in the lexical index (document expansion; 0: none).
     pub neighbours: usize,
     /// Bytes on disk per part.

@@ -111,6 +111,9 @@ pub struct EngineConfig {
     /// ([`crate::late::TokenProjection`]; a multiple of 8 below the model's dimension):
     /// `None` keeps the signs of every dimension. An existing index keeps its own.
     pub token_bits: Option<usize>,
+    /// What a new index's token codes stand for (`None`:
+    /// [`crate::late::TokenUnits::NEW_INDEX_DEFAULT`]). An existing index keeps its own.
+    pub token_units: Option<crate::late::TokenUnits>,
 }
 
 impl EngineConfig {
@@ -143,6 +146,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("precision", &self.precision)
             .field("vector_precision", &self.vector_precision)
             .field("token_bits", &self.token_bits)
+            .field("token_units", &self.token_units)
             .field(
                 "embedder",
                 &self.embedder.as_ref().map(|e| e.spec().id.clone()),
@@ -395,6 +399,9 @@ impl Engine {
             vector_precision: cfg.vector_precision,
             precision: cfg.new_index_precision(),
             token_bits,
+            token_units: cfg
+                .token_units
+                .unwrap_or(crate::late::TokenUnits::NEW_INDEX_DEFAULT),
         };
         // The folders of what this index keeps (no `near/` without expansion).
         for sub in artifacts::folders_of(&manifest) {
@@ -649,6 +656,11 @@ impl Engine {
         self.token_projection
             .get_or_init(|| self.manifest.token_projection().map(Arc::new))
             .clone()
+    }
+
+    /// How this index codes a passage's token vectors: its units and projection.
+    pub(crate) fn passage_coder(&self) -> crate::late::PassageCoder {
+        crate::late::PassageCoder::new(self.manifest.token_units, self.token_projection())
     }
 
     /// The manifest of the open generation.

@@ -218,6 +218,16 @@ pub fn cache_dir(root: &Path, ds: &Dataset, cfg: &EngineConfig) -> Result<PathBu
     // An index with token codes is a different index (more files, another default).
     if !cfg.without_token_codes {
         h.update(b"token-codes-v1");
+        // Codes of other units or widths (pieces at every dimension keep the key they had).
+        let units = cfg
+            .token_units
+            .unwrap_or(crate::late::TokenUnits::NEW_INDEX_DEFAULT);
+        if units != crate::late::TokenUnits::Pieces {
+            h.update(format!("token-units-{units}").as_bytes());
+        }
+        if let Some(bits) = cfg.token_bits {
+            h.update(format!("token-bits-{bits}").as_bytes());
+        }
     }
     // So is one with the neighbour field (document expansion), per neighbour count.
     let k = cfg.neighbours.unwrap_or(crate::near::DEFAULT_NEIGHBOURS);
