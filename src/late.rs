@@ -10,16 +10,16 @@
 //!   nDCG@10 0.7482 vs 0.7461), as did 2- and 4-bit codes, so the smallest was kept;
 //! - stopword and punctuation tokens are left out of the passages (36% fewer tokens, same
 //!   score); the query keeps all its tokens, in float;
-//! - a new index keeps one code per distinct word of a chunk ([`TokenUnits::Words`]): a
-//!   word's pieces averaged, a repeated word once. Half the codes of one per piece (SciFact
-//!   5.7 -> 3.0 KB a chunk, code search 3.0-3.4 -> 1.4 KB) for nDCG@10 within noise on
-//!   SciFact and two code-search collections, which keeps the codes within twice the
-//!   vectors (the budget the README states);
+//! - `--token-units distinct` keeps one code per distinct piece of a chunk
+//!   ([`TokenUnits::Distinct`]; 67% of the codes on SciFact, 53-57% on code search), for
+//!   nDCG@10 0.0050 lower on SciFact (p 0.02) and slightly higher on code search, so it is
+//!   an option for size, not the default; averaging a word's pieces into one code
+//!   (ColBERTer's whole words) lost as much on SciFact;
 //! - an index created with `--token-bits 128` takes the signs of each code's projection on
 //!   128 fixed directions ([`TokenProjection`], [`COMPACT_BITS`]) instead of its 384
-//!   dimensions: 16 bytes a code, for an index that must be smaller still. Fewer bits lost
-//!   more than noise (words at 192 bits: Python code search -0.0109, p 0.0005), so it is
-//!   not the default.
+//!   dimensions: 16 bytes a code, for an index that must be smaller still; fewer bits
+//!   lowered nDCG@10 on every set measured (whole words at 192 bits: Python code search
+//!   -0.0109, p 0.0005), so it is not the default.
 //!
 //! Scoring is asymmetric: the query's float vectors against the passage's sign codes,
 //! `q · sign(d) / √dim` (the cosine with the code's unit vector). Per query, a table holds
@@ -108,25 +108,27 @@ pub fn encode_passage(text: &str, spans: &[(usize, usize)], m: &TokenMatrix) -> 
 /// What one stored token code of a passage stands for; chosen when an index is created and
 /// kept in its manifest.
 ///
-/// Measured in docs/decisions.md ("Token codes: one per distinct word"): on SciFact train a
-/// code per distinct whole word keeps 52% of the kept word pieces' codes (48% on Python code
-/// search, where identifiers repeat) for the same held-out nDCG@10 within noise.
+/// Measured in docs/decisions.md ("Token codes: fewer per chunk"): one code per distinct
+/// piece of a chunk keeps 67% of the codes on SciFact and 53-57% on two code-search
+/// collections; it gained on code search (+0.0026, +0.0001 nDCG@10) but lost 0.0050 on
+/// SciFact (p 0.02), so a new index keeps every piece unless asked.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenUnits {
-    /// One code per kept word piece: every index written before words.
+    /// One code per kept word piece occurrence: the default, and every index written
+    /// before units were a choice.
     #[default]
     Pieces,
-    /// One code per distinct kept word of the chunk: a word's pieces averaged (ColBERTer's
-    /// whole-word vectors), then every occurrence of the same word (case folded) averaged.
-    /// MaxSim takes each query token's best passage token, and a word repeated in one
-    /// chunk offers nearly the same vector each time, so one of them does the work of all.
-    Words,
+    /// One code per distinct kept piece of the chunk (case folded): the unit mean of its
+    /// occurrences' vectors. MaxSim takes each query token's best passage token, and a
+    /// piece repeated in one chunk offers nearly the same contextual vector each time, so
+    /// one of them does the work of all.
+    Distinct,
 }
 
 impl TokenUnits {
     /// What a new index gets unless asked otherwise.
-    pub const NEW_INDEX_DEFAULT: TokenUnits = TokenUnits::Words;
+    pub const NEW_INDEX_DEFAULT: TokenUnits = TokenUnits::Pieces;
 }
 
 impl std::str::FromStr for TokenUnits {
@@ -135,10 +137,10 @@ impl std::str::FromStr for TokenUnits {
     fn from_str(s: &str) -> Result<TokenUnits> {
         match s {
             "pieces" => Ok(TokenUnits::Pieces),
-            "words" => Ok(TokenUnits::Words),
+            "distinct" => Ok(TokenUnits::Distinct),
             other => Err(Error::invalid(
                 "token units",
-                format!("{other:?}: expected `words` or `pieces`"),
+                format!("{other:?}: expected `distinct` or `pieces`"),
             )),
         }
     }
@@ -148,7 +150,7 @@ impl std::fmt::Display for TokenUnits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             TokenUnits::Pieces => "pieces",
-            TokenUnits::Words => "words",
+            TokenUnits::Distinct => "distinct",
         })
     }
 }
@@ -173,64 +175,39 @@ impl PassageCoder {
     /// The stored codes of `text` (as embedded, prefix included) whose token vectors are
     /// `m` and whose tokens span `spans` ([`crate::Embedder::token_spans`]).
     pub fn code(&self, text: &str, spans: &[(usize, usize)], m: &TokenMatrix) -> Vec<u8> {
-        let words = match self.units {
-            TokenUnits::Words => distinct_words(text, spans, m),
+        let distinct = match self.units {
+            TokenUnits::Distinct => distinct_pieces(text, spans, m),
             TokenUnits::Pieces => None,
         };
-        match (words, &self.projection) {
-            (Some(w), Some(p)) => encode(&p.project(&w), |_| true),
-            (Some(w), None) => encode(&w, |_| true),
+        match (distinct, &self.projection) {
+            (Some(d), Some(p)) => encode(&p.project(&d), |_| true),
+            (Some(d), None) => encode(&d, |_| true),
             (None, Some(p)) => encode_passage(text, spans, &p.project(m)),
             (None, None) => encode_passage(text, spans, m),
         }
     }
 }
 
-/// One unit vector per distinct kept word of `text` ([`TokenUnits::Words`]), in order of
-/// first occurrence; `None` when `spans` do not line up with the rows of `m`.
-///
-/// A piece continues the previous one's word when it starts where that one ended and
-/// letters or digits meet on both sides (WordPiece's `##` pieces; `snake_case` stays three
-/// words, of which `_` is dropped as punctuation).
-fn distinct_words(text: &str, spans: &[(usize, usize)], m: &TokenMatrix) -> Option<TokenMatrix> {
+/// One unit vector per distinct kept piece of `text` ([`TokenUnits::Distinct`]), in order
+/// of first occurrence; `None` when `spans` do not line up with the rows of `m`.
+fn distinct_pieces(text: &str, spans: &[(usize, usize)], m: &TokenMatrix) -> Option<TokenMatrix> {
     // A truncated text has fewer rows than spans: its rows are the first spans.
     if spans.len() < m.len() || m.dim == 0 {
         return None;
     }
-    let alnum_end = |at: usize| {
-        text.get(..at)
-            .and_then(|t| t.chars().next_back())
-            .is_some_and(char::is_alphanumeric)
-    };
-    // Whole words: (text of the word, lower-cased; sum of its pieces' vectors).
-    let mut words: Vec<(String, Vec<f32>)> = Vec::new();
-    let mut prev_end = usize::MAX;
-    for (&(a, b), row) in spans.iter().zip(m.rows()) {
-        let piece = text.get(a..b)?;
-        let joins = a == prev_end
-            && piece.chars().next().is_some_and(char::is_alphanumeric)
-            && alnum_end(a);
-        prev_end = b;
-        match words.last_mut() {
-            Some((w, v)) if joins => {
-                w.push_str(&piece.to_lowercase());
-                v.iter_mut().zip(row).for_each(|(x, y)| *x += y);
-            }
-            _ => words.push((piece.to_lowercase(), row.to_vec())),
-        }
-    }
     let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut kept: Vec<Vec<f32>> = Vec::new();
-    for (w, v) in words {
-        if !keep_token(&w) {
+    for (&(a, b), row) in spans.iter().zip(m.rows()) {
+        let piece = text.get(a..b)?;
+        if !keep_token(piece) {
             continue;
         }
-        let v = unit(v);
-        match at.get(&w) {
-            Some(&i) => kept[i].iter_mut().zip(&v).for_each(|(x, y)| *x += y),
+        let piece = piece.to_lowercase();
+        match at.get(&piece) {
+            Some(&i) => kept[i].iter_mut().zip(row).for_each(|(x, y)| *x += y),
             None => {
-                at.insert(w, kept.len());
-                kept.push(v);
+                at.insert(piece, kept.len());
+                kept.push(row.to_vec());
             }
         }
     }
@@ -811,24 +788,22 @@ mod tests {
         assert_eq!(best, Some(7), "{scores:?}");
     }
 
-    /// Word pieces that continue a word are averaged into it, a word repeated in the chunk
-    /// (case folded) is one unit, stopwords and punctuation are left out, and spans that do
-    /// not line up with the rows fall back to the pieces.
+    /// A piece repeated in the chunk (case folded) is one unit, the unit mean of its
+    /// occurrences; stopwords and punctuation are left out; spans that do not line up with
+    /// the rows fall back to every piece.
     #[test]
-    fn words_join_their_pieces_and_repeats_are_one_unit() {
+    fn a_repeated_piece_is_one_unit() {
         let dim = 16;
-        // "Tokenization" = "Token" + "ization" twice (once capitalised), "of" a stopword,
-        // "snake_case" three pieces of which "_" is punctuation.
-        let text = "Tokenization of tokenization snake_case";
+        // "Token" + "ization" twice (once capitalised), "of" a stopword, "," punctuation.
+        let text = "Tokenization of tokenization, cells";
         let spans = [
             (0, 5),
             (5, 12),
             (13, 15),
             (16, 21),
             (21, 28),
-            (29, 34),
-            (34, 35),
-            (35, 39),
+            (28, 29),
+            (30, 35),
         ];
         let rows: Vec<Vec<f32>> = (0..spans.len() as u64)
             .map(|i| unit(pseudo(i + 1, dim)))
@@ -837,30 +812,28 @@ mod tests {
             dim,
             data: rows.concat(),
         };
-        let w = distinct_words(text, &spans, &m).expect("spans line up");
+        let d = distinct_pieces(text, &spans, &m).expect("spans line up");
         let add =
             |a: &[f32], b: &[f32]| -> Vec<f32> { a.iter().zip(b).map(|(x, y)| x + y).collect() };
-        let first = unit(add(&rows[0], &rows[1]));
-        let second = unit(add(&rows[3], &rows[4]));
         let want = [
-            unit(add(&first, &second)),
-            unit(rows[5].clone()),
-            unit(rows[7].clone()),
+            unit(add(&rows[0], &rows[3])),
+            unit(add(&rows[1], &rows[4])),
+            unit(rows[6].clone()),
         ];
-        assert_eq!(w.len(), want.len(), "tokenization, snake, case");
-        for (got, want) in w.rows().zip(&want) {
+        assert_eq!(d.len(), want.len(), "token, ization, cells");
+        for (got, want) in d.rows().zip(&want) {
             for (a, b) in got.iter().zip(want) {
                 assert!((a - b).abs() < 1e-6, "{got:?} vs {want:?}");
             }
         }
-        let coder = PassageCoder::new(TokenUnits::Words, None);
-        assert_eq!(coder.code(text, &spans, &m), encode(&w, |_| true));
-        // Through a projection, each word takes bits / 8 bytes.
+        let coder = PassageCoder::new(TokenUnits::Distinct, None);
+        assert_eq!(coder.code(text, &spans, &m), encode(&d, |_| true));
+        // Through a projection, each unit takes bits / 8 bytes.
         let p = std::sync::Arc::new(TokenProjection::new(dim, 8));
-        let projected = PassageCoder::new(TokenUnits::Words, Some(p.clone()));
+        let projected = PassageCoder::new(TokenUnits::Distinct, Some(p.clone()));
         assert_eq!(
             projected.code(text, &spans, &m),
-            encode(&p.project(&w), |_| true)
+            encode(&p.project(&d), |_| true)
         );
         // Fewer spans than rows: the rows are coded as pieces are.
         assert_eq!(

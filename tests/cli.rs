@@ -123,7 +123,7 @@ fn index_query_stats_contract_and_exit_codes() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(codes > 100, "a new index keeps token codes: {out}");
-    assert!(out.contains("one per distinct word of a chunk"), "{out}");
+    assert!(out.contains("one per word piece"), "{out}");
 
     // User errors: exit 1 with a message, no backtrace.
     let w = work.path();

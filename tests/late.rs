@@ -14,9 +14,9 @@ use crate::util::*;
 
 const DIM: usize = 128;
 
-/// The hashing embedder's vector of every word of `text` worth storing (not a stopword or
-/// punctuation), in order.
-fn kept_piece_rows(dim: usize, text: &str) -> Vec<Vec<f32>> {
+/// What a new index stores by default (`TokenUnits::Pieces`): the hashing embedder's
+/// vector of every word of `text` worth storing (not a stopword or punctuation), in order.
+fn kept_rows(dim: usize, text: &str) -> Vec<Vec<f32>> {
     let m = HashEmbedder::new(dim)
         .embed_tokens(&[text])
         .unwrap()
@@ -32,10 +32,10 @@ fn kept_piece_rows(dim: usize, text: &str) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// What a new index stores by default (`TokenUnits::Words`): one vector per distinct kept
-/// word of `text`, case folded, in order of first occurrence; a repeated word's vector is
-/// the unit mean of its occurrences' (the hashing embedder's pieces are whole words).
-fn kept_rows(dim: usize, text: &str) -> Vec<Vec<f32>> {
+/// What an index created with `TokenUnits::Distinct` stores: one vector per distinct kept
+/// piece of `text`, case folded, in order of first occurrence; a repeated piece's vector
+/// is the unit mean of its occurrences' (the hashing embedder's pieces are words).
+fn kept_distinct_rows(dim: usize, text: &str) -> Vec<Vec<f32>> {
     let m = HashEmbedder::new(dim)
         .embed_tokens(&[text])
         .unwrap()
@@ -429,37 +429,42 @@ fn wide_vectors_are_coded_through_the_projection() {
     }
 }
 
-/// An index created with `pieces` keeps one code per kept word occurrence, as every index
-/// before words did; the default (`words`) keeps one per distinct word of a chunk, fewer on
-/// the same folder, and each reopens with its own units whatever the config asks.
+/// A new index keeps one code per kept piece occurrence (`pieces`, the default); one
+/// created with `distinct` keeps one per distinct piece of a chunk, fewer on the same
+/// folder; each reopens with its own units whatever the config asks.
 #[test]
-fn pieces_keep_every_occurrence_and_words_one_per_distinct_word() {
+fn distinct_keeps_one_code_per_distinct_piece_and_pieces_every_occurrence() {
     use pinpoint::late::TokenUnits;
-    let words_idx = tempfile::tempdir().unwrap();
-    let mut words = Engine::create(words_idx.path(), fake_config()).unwrap();
-    words.add_folder(samples()).unwrap();
-    assert_eq!(words.manifest().token_units, TokenUnits::Words);
-    assert_codes_match(&words, "words", &[]);
-
     let pieces_idx = tempfile::tempdir().unwrap();
-    let cfg = EngineConfig {
-        token_units: Some(TokenUnits::Pieces),
-        ..fake_config()
-    };
-    let mut pieces = Engine::create(pieces_idx.path(), cfg).unwrap();
+    let mut pieces = Engine::create(pieces_idx.path(), fake_config()).unwrap();
     pieces.add_folder(samples()).unwrap();
     assert_eq!(pieces.manifest().token_units, TokenUnits::Pieces);
-    let want = expected_codes_by(&pieces, DIM, DIM, &|row, k| row[k], kept_piece_rows);
-    for (pos, w) in want.iter().enumerate() {
-        assert_eq!(pieces.segments().codes(pos), w.as_slice(), "chunk at {pos}");
-    }
-    let (w, p) = (words.segments().tokens(), pieces.segments().tokens());
-    assert!(w > 0 && w < p, "words {w} tokens, pieces {p}");
+    assert_codes_match(&pieces, "pieces", &[]);
 
-    // Reopened under a config that asks for the other units, each keeps its own.
-    drop(pieces);
-    let reopened = Engine::open(pieces_idx.path(), fake_config()).unwrap();
-    assert_eq!(reopened.manifest().token_units, TokenUnits::Pieces);
+    let distinct_idx = tempfile::tempdir().unwrap();
+    let cfg = EngineConfig {
+        token_units: Some(TokenUnits::Distinct),
+        ..fake_config()
+    };
+    let mut distinct = Engine::create(distinct_idx.path(), cfg).unwrap();
+    distinct.add_folder(samples()).unwrap();
+    assert_eq!(distinct.manifest().token_units, TokenUnits::Distinct);
+    let want = expected_codes_by(&distinct, DIM, DIM, &|row, k| row[k], kept_distinct_rows);
+    for (pos, w) in want.iter().enumerate() {
+        assert_eq!(
+            distinct.segments().codes(pos),
+            w.as_slice(),
+            "chunk at {pos}"
+        );
+    }
+    assert!(distinct.verify().unwrap().is_empty());
+    let (d, p) = (distinct.segments().tokens(), pieces.segments().tokens());
+    assert!(d > 0 && d < p, "distinct {d} tokens, pieces {p}");
+
+    // Reopened under a config that asks for the default, it keeps its own units.
+    drop(distinct);
+    let reopened = Engine::open(distinct_idx.path(), fake_config()).unwrap();
+    assert_eq!(reopened.manifest().token_units, TokenUnits::Distinct);
     // An unknown unit is refused by name.
     let err = "syllables".parse::<TokenUnits>().unwrap_err().to_string();
     assert!(

@@ -17,7 +17,8 @@
 //! budget ("Token codes: one per distinct word"): `PP_WORDS=1` codes one vector per whole
 //! word (its pieces averaged) and with `PP_UNIQ=1` one per distinct word of a chunk;
 //! `PP_DEDUP=t` drops pieces within Hamming `t` of a kept one; `PP_CONT=1` drops
-//! continuation pieces; `PP_CODECS=budget` compares random and principal-direction
+//! continuation pieces; `PP_UNIQP=1` keeps one row per distinct piece of a chunk;
+//! `PP_CODECS=budget` compares random and principal-direction
 //! projections to 128 and 192 bits, `PP_CODECS=sign` the 384-bit signs alone.
 use pinpoint_experiments::support;
 
@@ -244,6 +245,8 @@ fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
             // PP_CONT=1 also drops word pieces that continue the previous piece's word.
             let cont = std::env::var("PP_CONT").is_ok();
             let mut prev_end = usize::MAX;
+            let uniq_pieces = std::env::var("PP_UNIQP").is_ok();
+            let mut seen: HashMap<String, usize> = HashMap::new();
             for ((a, b), r) in spans.iter().zip(m.rows()) {
                 let w = text[*a..*b].to_lowercase();
                 let continues = cont
@@ -258,8 +261,24 @@ fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
                     && !STOP.contains(&w.as_str())
                     && !continues;
                 if keep {
+                    // PP_UNIQP=1: a piece repeated in the chunk (case folded) is one row,
+                    // the unit mean of its occurrences.
+                    if uniq_pieces {
+                        if let Some(&i) = seen.get(&w) {
+                            let at: &mut [f32] = &mut data[i * m.dim..(i + 1) * m.dim];
+                            at.iter_mut().zip(r).for_each(|(x, y)| *x += y);
+                            continue;
+                        }
+                        seen.insert(w.clone(), data.len() / m.dim);
+                    }
                     data.extend_from_slice(r);
                 }
+            }
+            if uniq_pieces {
+                data = data
+                    .chunks(m.dim)
+                    .flat_map(|row| unit(row.to_vec()))
+                    .collect();
             }
             let m = TokenMatrix { dim: m.dim, data };
             after += m.len();

@@ -180,10 +180,10 @@ pub(super) fn stats(a: StatsArgs) -> Result<()> {
             "token codes {n} tokens, {} bits each ({}, {}; reranking by MaxSim)",
             s.token_code_bits.unwrap_or(0),
             match s.token_units {
-                Some(pinpoint::late::TokenUnits::Pieces) => {
-                    "one per word piece: an index from before words; `index --rebuild` keeps about half as many"
+                Some(pinpoint::late::TokenUnits::Distinct) => {
+                    "one per distinct word piece of a chunk"
                 }
-                _ => "one per distinct word of a chunk",
+                _ => "one per word piece",
             },
             if s.token_codes_projected {
                 "signs of a fixed projection"
