@@ -20,7 +20,7 @@
 
 use std::cell::RefCell;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
@@ -45,8 +45,43 @@ pub struct Layers {
     pub layers: Vec<Vec<(u32, Vec<u32>)>>,
 }
 
-/// One node's neighbour lists, layer 0 first.
-type Links = Mutex<Vec<Vec<u32>>>;
+/// A row's neighbour lists on the layers above 0 (`[l - 1]` for layer `l`; none for most
+/// rows).
+type Upper = Mutex<Vec<Vec<u32>>>;
+
+/// Set in a row's layer-0 length word while a thread holds the row's list.
+const LOCKED: u32 = 1 << 31;
+
+/// A row's layer-0 list, held: its slots are this thread's until the guard drops.
+struct Held<'b> {
+    word: &'b AtomicU32,
+    slots: &'b [AtomicU32],
+    len: u32,
+}
+
+impl Held<'_> {
+    fn list(&self) -> impl Iterator<Item = u32> + '_ {
+        self.slots[..self.len as usize]
+            .iter()
+            .map(|x| x.load(Ordering::Relaxed))
+    }
+
+    /// Replaces the list (cut at the row's capacity, `2m`).
+    fn set(&mut self, rows: &[u32]) {
+        let n = rows.len().min(self.slots.len());
+        for (slot, &r) in self.slots.iter().zip(&rows[..n]) {
+            slot.store(r, Ordering::Relaxed);
+        }
+        self.len = n as u32;
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // Publishes the slots written while held and frees the row.
+        self.word.store(self.len, Ordering::Release);
+    }
+}
 
 /// Builds one graph over a vector file.
 pub struct GraphBuilder<'a> {
@@ -54,7 +89,14 @@ pub struct GraphBuilder<'a> {
     m: usize,
     ef_construction: usize,
     levels: Vec<u8>,
-    links: Vec<Links>,
+    /// Layer 0, flat as in hnswlib: row `r` owns the `stride = 2m + 1` words from
+    /// `r * stride`, its list's length (with [`LOCKED`] set while a thread holds the row)
+    /// then up to `2m` neighbour rows. A search step reads the row's lock, length and
+    /// list from one place, where a list per row behind a lock per row cost two more
+    /// dependent reads from memory for every row visited.
+    base: Vec<AtomicU32>,
+    stride: usize,
+    upper: Vec<Upper>,
     /// `(entry row, its level)`; `usize::MAX` entry before the first insert.
     entry: Mutex<(usize, usize)>,
     inserted: AtomicUsize,
@@ -84,23 +126,20 @@ impl<'a> GraphBuilder<'a> {
         let m = params.m.max(2);
         let n = vectors.len();
         let levels: Vec<u8> = (0..n).map(|r| level_of(r, m) as u8).collect();
-        let links = levels
+        let stride = 2 * m + 1;
+        let base = (0..n * stride).map(|_| AtomicU32::new(0)).collect();
+        let upper = levels
             .iter()
-            .map(|&l| {
-                let mut v = Vec::with_capacity(l as usize + 1);
-                v.push(Vec::with_capacity(2 * m + 1));
-                for _ in 0..l {
-                    v.push(Vec::with_capacity(m + 1));
-                }
-                Mutex::new(v)
-            })
+            .map(|&l| Mutex::new(vec![Vec::with_capacity(m + 1); l as usize]))
             .collect();
         GraphBuilder {
             vectors,
             m,
             ef_construction: params.ef_construction.max(m),
             levels,
-            links,
+            base,
+            stride,
+            upper,
             entry: Mutex::new((usize::MAX, 0)),
             inserted: AtomicUsize::new(0),
         }
@@ -133,23 +172,18 @@ impl<'a> GraphBuilder<'a> {
                     continue;
                 }
                 if l == 0 {
-                    b.levels[r] = level.min(MAX_LEVEL as u8);
-                    let mut v = Vec::with_capacity(level as usize + 1);
-                    for k in 0..=level as usize {
-                        v.push(Vec::with_capacity(if k == 0 { 2 * b.m } else { b.m } + 1));
-                    }
-                    b.links[r] = Mutex::new(v);
+                    let level = level.min(MAX_LEVEL as u8);
+                    b.levels[r] = level;
+                    b.upper[r] = Mutex::new(vec![Vec::with_capacity(b.m + 1); level as usize]);
                 }
                 let mapped: Vec<u32> = nbs
                     .iter()
                     .filter_map(|&n| rows.get(n as usize).copied().flatten())
                     .filter(|&n| (n as usize) < b.levels.len())
                     .collect();
-                if let Ok(mut links) = b.links[r].lock() {
-                    if let Some(list) = links.get_mut(l) {
-                        *list = mapped;
-                    }
-                }
+                // A layer-0 list the seed's repair lengthened past `2m` is cut; the finished
+                // graph's repair links whatever that leaves unreachable.
+                b.update_links(r, l, |list| *list = mapped);
             }
         }
         let top = seed.levels.get(seed.entry as usize).copied().unwrap_or(0) as usize;
@@ -188,12 +222,55 @@ impl<'a> GraphBuilder<'a> {
         dot(self.vectors.row(a), self.vectors.row(b))
     }
 
+    /// `row`'s layer-0 list, held until the guard drops (other threads spin on it).
+    fn hold(&self, row: usize) -> Held<'_> {
+        let at = row * self.stride;
+        let word = &self.base[at];
+        let mut spins = 0u32;
+        loop {
+            let cur = word.load(Ordering::Relaxed);
+            if cur & LOCKED == 0
+                && word
+                    .compare_exchange_weak(cur, cur | LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return Held {
+                    word,
+                    slots: &self.base[at + 1..at + self.stride],
+                    len: cur,
+                };
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
     /// A copy of `row`'s neighbours on layer `l`, into `out`.
     fn read_links(&self, row: usize, l: usize, out: &mut Vec<u32>) {
         out.clear();
-        if let Ok(links) = self.links[row].lock() {
-            if let Some(list) = links.get(l) {
+        if l == 0 {
+            out.extend(self.hold(row).list());
+        } else if let Ok(links) = self.upper[row].lock() {
+            if let Some(list) = links.get(l - 1) {
                 out.extend_from_slice(list);
+            }
+        }
+    }
+
+    /// Calls `f` on `row`'s list on layer `l` while holding it.
+    fn update_links(&self, row: usize, l: usize, f: impl FnOnce(&mut Vec<u32>)) {
+        if l == 0 {
+            let mut held = self.hold(row);
+            let mut list: Vec<u32> = held.list().collect();
+            f(&mut list);
+            held.set(&list);
+        } else if let Ok(mut links) = self.upper[row].lock() {
+            if let Some(list) = links.get_mut(l - 1) {
+                f(list);
             }
         }
     }
@@ -238,12 +315,10 @@ impl<'a> GraphBuilder<'a> {
             let found = self.search_layer(qv, &entry_points, self.ef_construction, l);
             let max = if l == 0 { 2 * self.m } else { self.m };
             let chosen = self.select(&found, self.m);
-            if let Ok(mut links) = self.links[q].lock() {
-                if let Some(list) = links.get_mut(l) {
-                    list.clear();
-                    list.extend(chosen.iter().map(|x| x.1));
-                }
-            }
+            self.update_links(q, l, |list| {
+                list.clear();
+                list.extend(chosen.iter().map(|x| x.1));
+            });
             for &(s, n) in &chosen {
                 self.connect(n as usize, q as u32, s, l, max);
             }
@@ -261,26 +336,22 @@ impl<'a> GraphBuilder<'a> {
     /// Adds `q` (at similarity `s`) to `n`'s list on layer `l`, pruning it to `max` with the
     /// heuristic when full.
     fn connect(&self, n: usize, q: u32, s: f32, l: usize, max: usize) {
-        let Ok(mut links) = self.links[n].lock() else {
-            return;
-        };
-        let Some(list) = links.get_mut(l) else {
-            return;
-        };
-        if list.contains(&q) {
-            return;
-        }
-        if list.len() < max {
-            list.push(q);
-            return;
-        }
-        let mut cands: Vec<(f32, u32)> =
-            list.iter().map(|&x| (self.sim(n, x as usize), x)).collect();
-        cands.push((s, q));
-        cands.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let kept = self.select(&cands, max);
-        list.clear();
-        list.extend(kept.iter().map(|x| x.1));
+        self.update_links(n, l, |list| {
+            if list.contains(&q) {
+                return;
+            }
+            if list.len() < max {
+                list.push(q);
+                return;
+            }
+            let mut cands: Vec<(f32, u32)> =
+                list.iter().map(|&x| (self.sim(n, x as usize), x)).collect();
+            cands.push((s, q));
+            cands.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let kept = self.select(&cands, max);
+            list.clear();
+            list.extend(kept.iter().map(|x| x.1));
+        });
     }
 
     /// The heuristic: candidates best first; one is kept when it is more similar to the base
@@ -380,10 +451,18 @@ impl<'a> GraphBuilder<'a> {
         let entry = if entry == usize::MAX { 0 } else { entry as u32 };
         let top = if self.levels.is_empty() { 0 } else { top };
         let mut layers: Vec<Vec<(u32, Vec<u32>)>> = vec![Vec::new(); top + 1];
-        for (r, links) in self.links.into_iter().enumerate() {
-            let lists = links.into_inner().unwrap_or_default();
-            for (l, list) in lists.into_iter().enumerate().take(top + 1) {
-                layers[l].push((r as u32, list));
+        for (r, row) in self.base.chunks_exact(self.stride.max(1)).enumerate() {
+            let len = (row[0].load(Ordering::Relaxed) & !LOCKED) as usize;
+            let list = row[1..1 + len.min(row.len() - 1)]
+                .iter()
+                .map(|x| x.load(Ordering::Relaxed))
+                .collect();
+            layers[0].push((r as u32, list));
+        }
+        for (r, upper) in self.upper.into_iter().enumerate() {
+            let lists = upper.into_inner().unwrap_or_default();
+            for (l, list) in lists.into_iter().enumerate().take(top) {
+                layers[l + 1].push((r as u32, list));
             }
         }
         let levels = self.levels.iter().map(|&l| l.min(top as u8)).collect();

@@ -421,3 +421,58 @@ fn a_sync_that_writes_most_of_the_index_closes_with_one_graph() {
     assert_eq!(hits(&reader, q, Mode::Dense), before);
     assert!(!e.settle().unwrap(), "one graph: nothing to settle");
 }
+
+/// A bulk load ([`Engine::defer_graphs`]) commits its checkpoints without graphs, searched
+/// exactly meanwhile, and `settle` builds one graph over all of them with the same hits. An
+/// engine dropped before it settled (an interrupted load) leaves the segments graphless,
+/// still answering; the next sync, however small, settles them.
+#[test]
+fn a_bulk_load_builds_one_graph_at_its_end_and_an_interrupted_one_is_settled_later() {
+    let idx = tempfile::tempdir().unwrap();
+    let q = "copper lantern orbit";
+    let mut e = Engine::create(idx.path(), cfg(5)).unwrap();
+    e.defer_graphs(true);
+    for b in 0..3 {
+        for i in b * 10..(b + 1) * 10 {
+            e.add_document(&format!("d{i}"), &format!("t{i}"), &text(i))
+                .unwrap();
+        }
+        e.commit().unwrap();
+    }
+    // No merge ran and no graph was built, though each segment is past min_points.
+    let segs = e.manifest().segments.clone();
+    assert_eq!(segs.len(), 3, "{segs:?}");
+    assert!(segs.iter().all(|s| s.graph_file.is_none() && s.live() >= 5));
+    let exact = hits(&e, q, Mode::Dense);
+    assert_eq!(exact.len(), 10);
+    assert!(e.verify().unwrap().is_empty(), "{:?}", e.verify());
+    drop(e);
+
+    // Reopened (the load was interrupted): still graphless, same answers.
+    let mut e = Engine::open(idx.path(), cfg(5)).unwrap();
+    assert!(e.manifest().segments.iter().all(|s| s.graph_file.is_none()));
+    assert_eq!(hits(&e, q, Mode::Dense), exact);
+    // A sync of one small file is no bulk load, but it finds the graphless segments.
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("one.txt"), text(99)).unwrap();
+    let r = e.add_folder(src.path()).unwrap();
+    assert_eq!(r.added, 1);
+    assert!(
+        r.timings.iter().any(|(s, _)| s == "settle"),
+        "{:?}",
+        r.timings
+    );
+    let segs = &e.manifest().segments;
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    assert!(segs[0].graph_file.is_some());
+    assert_eq!(graph_points(&e), e.segments().len());
+    assert!(e.verify().unwrap().is_empty(), "{:?}", e.verify());
+    // The programmatic documents are kept beside the folder's file, and the graph finds
+    // what the exact scan found among them.
+    let now: Vec<(String, i64)> = hits(&e, q, Mode::Dense)
+        .into_iter()
+        .filter(|h| h.0 != "one.txt")
+        .take(exact.len())
+        .collect();
+    assert_eq!(now, exact[..now.len()].to_vec());
+}
