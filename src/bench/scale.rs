@@ -624,9 +624,6 @@ pub fn run(
     let t = Instant::now();
     let mut e = Engine::create(&dir, build_cfg.clone())?;
     e.set_progress(clock.clone());
-    // The batches are a folder sync's checkpoints: a bulk load, which builds its graph once
-    // at the end (`Engine::defer_graphs`, `Engine::settle`).
-    e.defer_graphs(true);
     let mut i = 0;
     while i < cfg.chunks {
         let end = (i + cfg.batch.max(1)).min(cfg.chunks);
@@ -646,8 +643,9 @@ pub fn run(
         ));
         i = end;
     }
+    // The batches are a folder sync's checkpoints; a sync that wrote most of the index
+    // closes with one graph (`Engine::settle`), and so does this build.
     log("settling ...");
-    e.defer_graphs(false);
     e.settle()?;
     clock.close();
     report.build_s = t.elapsed().as_secs_f64();

@@ -418,10 +418,7 @@ impl Engine {
         // Small segments merge as they accumulate (`merge.rs`), each merge its own commit.
         let t_merge = Instant::now();
         let before = self.manifest.next_segment;
-        // A bulk load merges once, at its end (`Engine::settle`).
-        if !self.defer_graphs {
-            self.merge_by_policy()?;
-        }
+        self.merge_by_policy()?;
         if self.manifest.next_segment != before {
             // A merged segment's text index is built now, from the keys the merge just
             // wrote, rather than by the next one-file commit (0.1 s at a million chunks).

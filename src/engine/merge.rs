@@ -112,12 +112,7 @@ impl Engine {
                 j += 1;
             }
             let alone = &segs[i];
-            if j - i > 1
-                || alone.deleted > 0
-                || alone.graph.is_some()
-                || !self.manifest.segmented
-                || self.lacks_graph(alone)
-            {
+            if j - i > 1 || alone.deleted > 0 || alone.graph.is_some() || !self.manifest.segmented {
                 self.merge(i..j)?;
             }
             i += 1;
@@ -129,9 +124,8 @@ impl Engine {
         Ok(())
     }
 
-    /// After a bulk load, when more than one segment holds a graph, or one big enough for a
-    /// graph has none ([`Engine::defer_graphs`]), or several small ones hold enough for
-    /// one: merges as [`Engine::compact`] does, so that a query walks one graph (per `MAX_SEGMENT`
+    /// After a bulk load, when more than one segment holds a graph: merges as
+    /// [`Engine::compact`] does, so that a query walks one graph (per `MAX_SEGMENT`
     /// chunks) instead of the tiers the merge policy left. The size-tiered policy keeps a
     /// commit's merge bounded, which a load of a million chunks pays for at every query: as
     /// built, 800k + 100k + 100k, three graphs, 0.24x hnswlib's queries/s at recall 0.98;
@@ -145,12 +139,7 @@ impl Engine {
             .iter()
             .filter(|s| s.graph_file.is_some() || s.graph.is_some())
             .count();
-        // Several segments that together deserve a graph (a bulk load's checkpoints, none
-        // big enough alone) become one as well.
-        let segs = &self.manifest.segments;
-        let live: u64 = segs.iter().map(SegmentMeta::live).sum();
-        let scattered = segs.len() > 1 && live >= self.cfg.hnsw.min_points.max(1) as u64;
-        if graphs <= 1 && !scattered && !self.has_graphless_segments() {
+        if graphs <= 1 {
             return Ok(false);
         }
         self.compact()?;
@@ -160,18 +149,6 @@ impl Engine {
         // the build (an edit 0.13 s).
         self.remove_superseded_files()?;
         Ok(true)
-    }
-
-    /// Whether a segment is big enough for a graph and has none (a bulk load deferred it).
-    fn lacks_graph(&self, s: &SegmentMeta) -> bool {
-        s.graph.is_none()
-            && s.graph_file.is_none()
-            && s.live() >= self.cfg.hnsw.min_points.max(1) as u64
-    }
-
-    /// Whether any segment [`Engine::lacks_graph`].
-    pub(super) fn has_graphless_segments(&self) -> bool {
-        self.manifest.segments.iter().any(|s| self.lacks_graph(s))
     }
 
     /// Runs the merge policy ([`plan`]) until it wants nothing more or the commit's budget

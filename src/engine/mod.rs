@@ -317,9 +317,6 @@ pub struct Engine {
     /// The folder sync in progress (`None` outside [`Engine::add_folder`]): its status, when
     /// it began, and the chunks its earlier checkpoints embedded.
     run: Option<(RunStatus, Instant, u64)>,
-    /// A bulk load in progress ([`Engine::defer_graphs`]): commits write no graphs and
-    /// run no merges; [`Engine::settle`] builds the graph once at the end.
-    defer_graphs: bool,
 }
 
 /// Times a read-only open starts over because a writer committed meanwhile (each retry
@@ -640,25 +637,7 @@ impl Engine {
             lock,
             progress: Arc::new(NoProgress),
             run: None,
-            defer_graphs: false,
         }
-    }
-
-    /// Starts or ends a bulk load. While on, a commit writes its segment without a graph
-    /// (searched exactly until then) and runs no merge policy; [`Engine::settle`] at the
-    /// end merges the segments and builds one graph over all of them. A folder sync that
-    /// reads at least as much as the index holds does this itself.
-    ///
-    /// Why: each checkpoint's graph, and each tier merge's, was rebuilt by the next merge.
-    /// A million chunks loaded 100,000 at a time inserted 1.9 million points into graphs
-    /// (ten segment graphs, an 800k tier merge, the closing merge); a segment of one
-    /// checkpoint's chunks is also a harder graph than the whole, since its chunks'
-    /// nearest neighbours are mostly in other checkpoints (the bench's copies: 6,928
-    /// inserts a second over one checkpoint against 9,970 over the originals, same
-    /// builder). Crash safety is unchanged: every checkpoint is a committed generation,
-    /// and a sync that finds segments left without a graph settles them.
-    pub fn defer_graphs(&mut self, on: bool) {
-        self.defer_graphs = on;
     }
 
     /// Sets the progress reporter.

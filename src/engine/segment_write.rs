@@ -33,9 +33,8 @@ pub(super) struct GraphSeed {
 
 impl Engine {
     /// Writes segment `id` from `records` (ids ascending), their vectors and token codes,
-    /// with a graph when it is big enough ([`crate::dense::HnswParams::min_points`]) and no
-    /// bulk load defers it ([`Engine::defer_graphs`]), started from `seed` when a merge has
-    /// one.
+    /// with a graph when it is big enough ([`crate::dense::HnswParams::min_points`]),
+    /// started from `seed` when a merge has one.
     pub(super) fn write_segment(
         &self,
         id: u64,
@@ -45,10 +44,7 @@ impl Engine {
         keys: &[u64],
         seed: Option<GraphSeed>,
     ) -> Result<(SegmentMeta, Segment)> {
-        let (meta, seg) = self.write_segment_without_graph(id, records, vecs, codes, keys)?;
-        if self.defer_graphs {
-            return Ok((meta, seg));
-        }
+        let (_, seg) = self.write_segment_without_graph(id, records, vecs, codes, keys)?;
         self.add_graph(seg, seed)
     }
 

@@ -163,10 +163,6 @@ impl Engine {
             ..RunStatus::default()
         };
         self.run = Some((status, t0, 0));
-        // A sync that reads at least as much source as the index holds (a first build, a
-        // mass change) is a bulk load: its checkpoints' graphs are built once, at the end.
-        let read_bytes: u64 = to_read.iter().map(|(_, b)| b).sum();
-        self.defer_graphs = !to_read.is_empty() && read_bytes >= index_bytes;
         let r = self.sync_checkpoints(
             (root, collection),
             &to_read,
@@ -176,28 +172,17 @@ impl Engine {
             &mut report,
         );
         self.run = None;
-        let deferred = std::mem::replace(&mut self.defer_graphs, false);
         let mut total = r?;
         // A sync that wrote most of the index closes with one graph, not the merge policy's
-        // tiers (`Engine::settle`); so does one that finds segments a bulk load (this one,
-        // or one interrupted before) left without a graph.
+        // tiers (`Engine::settle`).
         let written = (total.chunks_embedded + total.chunks_reused) as f64;
-        let mut settled = false;
-        if (written > 0.0 && written >= super::merge::SETTLE_SHARE * total.chunks_total as f64)
-            || self.has_graphless_segments()
-        {
+        if written > 0.0 && written >= super::merge::SETTLE_SHARE * total.chunks_total as f64 {
             let t = Instant::now();
-            settled = self.settle()?;
-            if settled {
+            if self.settle()? {
                 total
                     .timings
                     .push(("settle".into(), t.elapsed().as_secs_f64()));
             }
-        }
-        // A bulk load too small for one graph still merges its checkpoints' segments as
-        // the policy would have after each of them.
-        if deferred && !settled && self.merge_by_policy()? > 0 {
-            self.warm_text_indexes()?;
         }
         // The walk (with the size and mtime checks) and the reading of files, apart from the
         // commits' own stages.
