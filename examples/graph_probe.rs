@@ -2,7 +2,9 @@
 //! `pinpoint bench --scale N --export-vectors P` wrote (the file hnswlib's reference run
 //! reads), without building an index around them.
 //!
-//! `cargo run --release --example graph_probe -- <export prefix> <n>`
+//! `cargo run --release --example graph_probe -- <export prefix> <n> [offset]`: rows
+//! `offset..offset + n` (one checkpoint's rows, beside `benches/reference/hnswlib_build.py`
+//! on the same ones).
 
 use std::io::Write;
 use std::time::Instant;
@@ -13,11 +15,16 @@ use pinpoint::store::VectorFile;
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(prefix), Some(n)) = (args.get(1), args.get(2)) else {
-        anyhow::bail!("usage: graph_probe <export prefix> <n>");
+        anyhow::bail!("usage: graph_probe <export prefix> <n> [offset]");
     };
     let n: usize = n.parse()?;
+    let offset: usize = match args.get(3) {
+        Some(o) => o.parse()?,
+        None => 0,
+    };
     let dim = 384;
     let raw = std::fs::read(format!("{prefix}.f32"))?;
+    let raw = raw.get(offset * 4 * dim..).unwrap_or(&[]);
     let n = n.min(raw.len() / (4 * dim));
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("v.vec");
