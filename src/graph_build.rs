@@ -5,12 +5,13 @@
 //! points a second against hnswlib's 9,521 on the same vectors and this 2-core machine,
 //! and it holds about 4.5 KB of objects per point while it builds, so a million-chunk
 //! build peaked at 5.4 GB and merges had to stop at 250,000 chunks a segment. This builder
-//! is hnswlib's algorithm over the segment's own mapped vector file: one lock per node
-//! around its neighbour lists (layer 0 keeps `2m`, upper layers `m`), the neighbour
+//! is hnswlib's algorithm over the segment's own mapped vector file: layer 0 in one flat
+//! array as hnswlib lays it out (each row's lock in its list's length word, up to `2m`
+//! neighbours beside it; upper layers keep `m` behind a lock per row), the neighbour
 //! selection heuristic of [Malkov & Yashunin 2018, alg. 4] (a candidate is kept only when
 //! it is closer to the new point than to every neighbour already kept), levels drawn with
 //! `1/ln(m)`, and a visited list per thread that is cleared by bumping an epoch. It holds
-//! about 150 bytes a point beside the vectors, which are read through the page cache.
+//! about 164 bytes a point beside the vectors, which are read through the page cache.
 //!
 //! A merge can start from an existing graph ([`GraphBuilder::seeded`]): the rows of the
 //! largest segment keep their levels and links (links to deleted rows dropped) and only
