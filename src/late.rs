@@ -211,19 +211,13 @@ fn distinct_pieces(text: &str, spans: &[(usize, usize)], m: &TokenMatrix) -> Opt
             }
         }
     }
+    for v in &mut kept {
+        crate::embed::normalize(v);
+    }
     Some(TokenMatrix {
         dim: m.dim,
-        data: kept.into_iter().flat_map(unit).collect(),
+        data: kept.concat(),
     })
-}
-
-/// `v` scaled to unit length (unchanged when zero).
-fn unit(mut v: Vec<f32>) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if n > 0.0 {
-        v.iter_mut().for_each(|x| *x /= n);
-    }
-    v
 }
 
 /// The token codes of one generation, one entry per chunk at the chunk store's positions.

@@ -14,9 +14,9 @@ use crate::util::*;
 
 const DIM: usize = 128;
 
-/// What a new index stores by default (`TokenUnits::Pieces`): the hashing embedder's
-/// vector of every word of `text` worth storing (not a stopword or punctuation), in order.
-fn kept_rows(dim: usize, text: &str) -> Vec<Vec<f32>> {
+/// The hashing embedder's vector of every word of `text` worth storing (not a stopword or
+/// punctuation), in order, with the word.
+fn kept_words(dim: usize, text: &str) -> Vec<(String, Vec<f32>)> {
     let m = HashEmbedder::new(dim)
         .embed_tokens(&[text])
         .unwrap()
@@ -28,33 +28,23 @@ fn kept_rows(dim: usize, text: &str) -> Vec<Vec<f32>> {
         .iter()
         .zip(m.rows())
         .filter(|(w, _)| keep_token(w))
-        .map(|(_, r)| r.to_vec())
+        .map(|(w, r)| (w.to_string(), r.to_vec()))
         .collect()
 }
 
+/// What a new index stores by default (`TokenUnits::Pieces`): every kept word's vector.
+fn kept_rows(dim: usize, text: &str) -> Vec<Vec<f32>> {
+    kept_words(dim, text).into_iter().map(|(_, r)| r).collect()
+}
+
 /// What an index created with `TokenUnits::Distinct` stores: one vector per distinct kept
-/// piece of `text`, case folded, in order of first occurrence; a repeated piece's vector
-/// is the unit mean of its occurrences' (the hashing embedder's pieces are words).
+/// piece of `text`, case folded, in order of first occurrence, the unit sum of its
+/// occurrences' (the hashing embedder's pieces are words).
 fn kept_distinct_rows(dim: usize, text: &str) -> Vec<Vec<f32>> {
-    let m = HashEmbedder::new(dim)
-        .embed_tokens(&[text])
-        .unwrap()
-        .pop()
-        .unwrap();
-    let unit = |v: Vec<f32>| -> Vec<f32> {
-        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.into_iter()
-            .map(|x| if n > 0.0 { x / n } else { x })
-            .collect()
-    };
     let mut order: Vec<String> = Vec::new();
     let mut sums: HashMap<String, Vec<f32>> = HashMap::new();
-    for (w, r) in text.split_whitespace().zip(m.rows()) {
+    for (w, r) in kept_words(dim, text) {
         let w = w.to_lowercase();
-        if !keep_token(&w) {
-            continue;
-        }
-        let r = unit(r.to_vec());
         match sums.get_mut(&w) {
             Some(s) => s.iter_mut().zip(&r).for_each(|(a, b)| *a += b),
             None => {
@@ -63,7 +53,14 @@ fn kept_distinct_rows(dim: usize, text: &str) -> Vec<Vec<f32>> {
             }
         }
     }
-    order.into_iter().map(|w| unit(sums[&w].clone())).collect()
+    order
+        .into_iter()
+        .map(|w| {
+            let mut v = sums[&w].clone();
+            pinpoint::embed::normalize(&mut v);
+            v
+        })
+        .collect()
 }
 
 /// Each chunk's expected codes, by hand: the hashing embedder's vector of every kept word,
