@@ -20,6 +20,8 @@ step $pp query "how do tides work" --index "$idx" --no-rerank --boost '*.md=2' -
 step $pp query "how do tides work" --index "$idx" --reranker sentence --rerank-depth 10 --depth 50
 step $pp query "how do tides work" --index "$idx" --expansion 0 --no-abstain
 step $pp stats --index "$idx"
+step $pp index samples --index "$tmp/distinct" --token-units distinct   # fewer token codes
+step $pp stats --index "$tmp/distinct"
 step $pp verify --index "$idx"
 step $pp compact --index "$idx"
 # Collections, filters and routing (the "Collections and filters" section), precision and
