@@ -452,12 +452,8 @@ impl<'a> GraphBuilder<'a> {
         let entry = if entry == usize::MAX { 0 } else { entry as u32 };
         let top = if self.levels.is_empty() { 0 } else { top };
         let mut layers: Vec<Vec<(u32, Vec<u32>)>> = vec![Vec::new(); top + 1];
-        for (r, row) in self.base.chunks_exact(self.stride.max(1)).enumerate() {
-            let len = (row[0].load(Ordering::Relaxed) & !LOCKED) as usize;
-            let list = row[1..1 + len.min(row.len() - 1)]
-                .iter()
-                .map(|x| x.load(Ordering::Relaxed))
-                .collect();
+        for r in 0..self.levels.len() {
+            let list = self.hold(r).list().collect();
             layers[0].push((r as u32, list));
         }
         for (r, upper) in self.upper.into_iter().enumerate() {
