@@ -2,7 +2,9 @@
 //! those of round `r - 2`, then commits, so after round `r` the index holds rounds `r-1`
 //! and `r`. Every third round it then compacts, so that the next rounds delete half of a
 //! merged segment and the merge policy rewrites it: kills land in commits, merges and
-//! compactions. Graphs are built from 100 chunks, so every segment has one.
+//! compactions. Graphs are built from 100 chunks, so every segment has one; a round whose
+//! deletions spare the last segment folds its chunks into that segment's graph (rounds 1,
+//! 4, 7, ...: `merge::fold_target`), so kills also land in folds.
 //! Prints each phase (`write`, `hnsw`, `merge`, `commit`, `publish`) and `committed <gen>`
 //! to stdout so the test knows where its kill landed. Uses the hashing embedder: the test
 //! exercises the storage protocol, not the model.

@@ -37,15 +37,27 @@ fn cfg(min_points: usize) -> EngineConfig {
 
 /// An index built by `commits` commits of `per` documents each.
 fn build(dir: &Path, c: EngineConfig, commits: usize, per: usize) -> Engine {
+    build_sized(dir, c, &vec![per; commits])
+}
+
+/// An index built by one commit of `n` documents for each `n` of `sizes`.
+fn build_sized(dir: &Path, c: EngineConfig, sizes: &[usize]) -> Engine {
     let mut e = Engine::create(dir, c).unwrap();
-    for b in 0..commits {
-        for i in b * per..(b + 1) * per {
-            e.add_document(&format!("d{i}"), &format!("t{i}"), &text(i))
-                .unwrap();
-        }
+    let mut i = 0;
+    for &n in sizes {
+        add_range(&mut e, i..i + n);
         e.commit().unwrap();
+        i += n;
     }
     e
+}
+
+/// Stages documents `d{i}` for each `i` of `range`.
+fn add_range(e: &mut Engine, range: std::ops::Range<usize>) {
+    for i in range {
+        e.add_document(&format!("d{i}"), &format!("t{i}"), &text(i))
+            .unwrap();
+    }
 }
 
 /// (inode, bytes) of every file under the segment folders.
@@ -77,10 +89,16 @@ fn hits(e: &Engine, q: &str, mode: Mode) -> Vec<(String, i64)> {
 #[test]
 fn a_one_file_commit_writes_only_new_files() {
     let idx = tempfile::tempdir().unwrap();
-    // Three segments, each with a graph.
-    let mut e = build(idx.path(), cfg(20), 3, 40);
-    assert_eq!(e.manifest().segments.len(), 3);
-    assert!(e.manifest().segments.iter().all(|s| s.graph_file.is_some()));
+    // Three segments, the first and last with a graph (the small one between keeps the
+    // third commit's chunks from folding into the first's graph).
+    let mut e = build_sized(idx.path(), cfg(20), &[40, 5, 40]);
+    let graphs: Vec<bool> = e
+        .manifest()
+        .segments
+        .iter()
+        .map(|s| s.graph_file.is_some())
+        .collect();
+    assert_eq!(graphs, [true, false, true]);
     let before = files(idx.path());
     let seg_files: Vec<String> = e
         .manifest()
@@ -186,7 +204,16 @@ fn graphs_find_what_an_exact_scan_finds(precision: VectorPrecision) {
     let idx = tempfile::tempdir().unwrap();
     let mut c = cfg(20);
     c.vector_precision = precision;
-    let mut e = build(idx.path(), c, 6, 50);
+    // Four graphs, the exact segments between them keep each from folding into the one
+    // before; the last commit folds into the fourth.
+    let mut e = build_sized(idx.path(), c, &[60, 10, 60, 10, 60, 10, 60, 30]);
+    let graphs = e
+        .manifest()
+        .segments
+        .iter()
+        .filter(|s| s.graph_file.is_some())
+        .count();
+    assert_eq!(graphs, 4, "{:?}", e.manifest().segments);
     for i in (0..300).step_by(7) {
         e.remove_document(&format!("d{i}")).unwrap();
     }
@@ -245,7 +272,7 @@ fn graphs_find_what_an_exact_scan_finds(precision: VectorPrecision) {
 #[test]
 fn a_reader_keeps_answering_while_merges_run() {
     let idx = tempfile::tempdir().unwrap();
-    let mut w = build(idx.path(), cfg(20), 2, 40);
+    let mut w = build_sized(idx.path(), cfg(20), &[40, 10]);
     let reader = Engine::open_read_only(idx.path(), cfg(20)).unwrap();
     let gen = reader.manifest().generation;
     let q = "granite willow falcon";
@@ -255,11 +282,8 @@ fn a_reader_keeps_answering_while_merges_run() {
         .collect();
     // Eight small segments merge after the commit that makes them eight; then everything
     // is compacted: the reader's segment files are removed along the way.
-    for b in 2..9 {
-        for i in b * 40..(b + 1) * 40 {
-            w.add_document(&format!("d{i}"), &format!("t{i}"), &text(i))
-                .unwrap();
-        }
+    for b in 0..7 {
+        add_range(&mut w, 50 + b * 10..60 + b * 10);
         w.commit().unwrap();
     }
     w.compact().unwrap();
@@ -277,7 +301,9 @@ fn a_reader_keeps_answering_while_merges_run() {
 #[test]
 fn eight_commits_merge_into_one_segment() {
     let idx = tempfile::tempdir().unwrap();
-    let e = build(idx.path(), cfg(20), 8, 30);
+    // A segment with a graph, then seven too small for one: the eighth segment of the
+    // lowest tier triggers the merge, which starts from the first one's graph.
+    let e = build_sized(idx.path(), cfg(20), &[30, 10, 10, 10, 10, 10, 10, 10]);
     let segs = &e.manifest().segments;
     assert_eq!(segs.len(), 1, "{segs:?}");
     assert_eq!(segs[0].rows as usize, e.segments().len());
@@ -369,38 +395,51 @@ fn an_index_from_before_segments_keeps_working() {
 #[test]
 fn a_sync_that_writes_most_of_the_index_closes_with_one_graph() {
     let src = tempfile::tempdir().unwrap();
-    for i in 0..60 {
-        std::fs::write(src.path().join(format!("n{i:02}.txt")), text(i)).unwrap();
+    for i in 0..600 {
+        std::fs::write(src.path().join(format!("n{i:03}.txt")), text(i)).unwrap();
     }
     let idx = tempfile::tempdir().unwrap();
     let mut c = cfg(5);
-    // About ten files a checkpoint: several commits, each a segment with a graph.
+    // About ten files a checkpoint: each folds into the last segment's graph until that
+    // holds more than ten checkpoints' worth (`merge::FOLD_RATIO`), then a second graph
+    // starts; the sync's close merges the two.
     c.ingest.checkpoint_bytes = 2_000;
     let mut e = Engine::create(idx.path(), c).unwrap();
     let r = e.add_folder(src.path()).unwrap();
-    assert_eq!(r.added, 60);
+    assert_eq!(r.added, 600);
     assert!(
         r.timings.iter().any(|(s, _)| s == "settle"),
-        "the first build wrote the whole index: {:?}",
-        r.timings
+        "the first build wrote the whole index: {:?} {:?}",
+        r.timings,
+        e.manifest().segments
     );
     let segs = &e.manifest().segments;
     assert_eq!(segs.len(), 1, "{segs:?}");
     assert!(segs[0].graph_file.is_some());
     assert_eq!(graph_points(&e), e.segments().len());
     assert!(e.verify().unwrap().is_empty(), "{:?}", e.verify());
-    // A later sync that adds a few files leaves the merge policy's segments.
-    for i in 60..70 {
-        std::fs::write(src.path().join(format!("n{i:02}.txt")), text(i)).unwrap();
+    // Later syncs that add a few files leave the merge policy's segments: two files (too
+    // few for a graph), then ten (a graph of their own: the last segment has none to fold
+    // into).
+    for (from, to) in [(600, 602), (602, 612)] {
+        for i in from..to {
+            std::fs::write(src.path().join(format!("n{i:03}.txt")), text(i)).unwrap();
+        }
+        let r = e.add_folder(src.path()).unwrap();
+        assert_eq!(r.added, to - from);
+        assert!(
+            !r.timings.iter().any(|(s, _)| s == "settle"),
+            "{:?}",
+            r.timings
+        );
     }
-    let r = e.add_folder(src.path()).unwrap();
-    assert_eq!(r.added, 10);
-    assert!(
-        !r.timings.iter().any(|(s, _)| s == "settle"),
-        "{:?}",
-        r.timings
-    );
-    assert_eq!(e.manifest().segments.len(), 2);
+    let graphs: Vec<bool> = e
+        .manifest()
+        .segments
+        .iter()
+        .map(|s| s.graph_file.is_some())
+        .collect();
+    assert_eq!(graphs, [true, false, true]);
     // Settling answers as the index did before it, and removes the segments it replaced
     // at once; a reader of the generation before keeps answering from it.
     let q = "copper lantern orbit";
@@ -420,4 +459,52 @@ fn a_sync_that_writes_most_of_the_index_closes_with_one_graph() {
     );
     assert_eq!(hits(&reader, q, Mode::Dense), before);
     assert!(!e.settle().unwrap(), "one graph: nothing to settle");
+}
+
+#[test]
+fn a_checkpoint_folds_into_the_last_graph() {
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = build_sized(idx.path(), cfg(20), &[40]);
+    let first = e.manifest().segments[0].clone();
+    assert!(first.graph_file.is_some());
+    // Thirty new documents, enough for a graph of their own: they join the first graph in
+    // one new segment that replaces the first.
+    add_range(&mut e, 40..70);
+    e.commit().unwrap();
+    let segs = e.manifest().segments.clone();
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    assert!(segs[0].id > first.id);
+    assert_eq!(segs[0].rows, 70);
+    assert_eq!(graph_points(&e), 70, "the graph holds every chunk once");
+    assert!(e.verify().unwrap().is_empty(), "{:?}", e.verify());
+    // The folded segment answers as an index built in one commit: every document is found
+    // by its own text in each leg.
+    for i in [0, 39, 40, 69] {
+        for mode in [Mode::Dense, Mode::Lexical] {
+            assert_eq!(hits(&e, &text(i), mode)[0].0, format!("d{i}"), "{mode:?}");
+        }
+    }
+    // Too few new chunks for a graph: a segment of their own, the graph's files untouched.
+    e.wait_for_cleanup();
+    let before = files(idx.path());
+    add_range(&mut e, 70..75);
+    e.commit().unwrap();
+    assert_eq!(e.manifest().segments.len(), 2);
+    for f in segs[0].files() {
+        assert_eq!(before.get(&f), files(idx.path()).get(&f), "{f}");
+    }
+    // A commit that also deletes from the last graph segment does not fold into it (its
+    // rows would be carried with this commit's deletions): the edit and the twenty new
+    // documents form a segment of their own.
+    let idx = tempfile::tempdir().unwrap();
+    let mut e = build_sized(idx.path(), cfg(20), &[40]);
+    e.add_document("d3", "t3", "an edited note about the tide")
+        .unwrap();
+    add_range(&mut e, 40..65);
+    e.commit().unwrap();
+    let segs = &e.manifest().segments;
+    assert_eq!(segs.len(), 2, "{segs:?}");
+    assert_eq!(segs[0].deleted, 1);
+    assert!(segs.iter().all(|s| s.graph_file.is_some()));
+    assert!(e.verify().unwrap().is_empty(), "{:?}", e.verify());
 }

@@ -19,7 +19,8 @@
 //! `PP_DEDUP=t` drops pieces within Hamming `t` of a kept one; `PP_CONT=1` drops
 //! continuation pieces; `PP_UNIQP=1` keeps one row per distinct piece of a chunk;
 //! `PP_CODECS=budget` compares random and principal-direction
-//! projections to 128 and 192 bits, `PP_CODECS=sign` the 384-bit signs alone.
+//! projections to 128 and 192 bits, `PP_CODECS=sign` the 384-bit signs alone, and
+//! `PP_CODECS=pq` product quantisers of 16-48 bytes against f32 and the signs.
 use pinpoint_experiments::support;
 
 use std::collections::HashMap;
@@ -117,6 +118,69 @@ fn coded_parts(
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A product quantiser trained on the corpus's own tokens: `m` subspaces of `dim / m`
+/// dimensions, 256 centroids each (one byte a subspace), by Lloyd's k-means on a sample
+/// of every `stride`-th token. Decodes a token to its centroids' concatenation, normalised.
+fn pq_codec(toks: &[TokenMatrix], dim: usize, m: usize, sample: usize) -> Codec {
+    use rayon::prelude::*;
+    let sub = dim / m;
+    let total: usize = toks.iter().map(|t| t.len()).sum();
+    let stride = (total / sample).max(1);
+    let rows: Vec<&[f32]> = toks.iter().flat_map(|t| t.rows()).step_by(stride).collect();
+    let books: Vec<Vec<f32>> = (0..m)
+        .into_par_iter()
+        .map(|s| {
+            let lo = s * sub;
+            let k = 256.min(rows.len());
+            // Seeds: evenly spaced sample rows.
+            let mut c: Vec<f32> = (0..k)
+                .flat_map(|i| rows[i * rows.len() / k][lo..lo + sub].to_vec())
+                .collect();
+            for _ in 0..12 {
+                let mut sum = vec![0f64; k * sub];
+                let mut cnt = vec![0usize; k];
+                for r in &rows {
+                    let x = &r[lo..lo + sub];
+                    let j = nearest(&c, sub, x);
+                    cnt[j] += 1;
+                    for (d, v) in x.iter().enumerate() {
+                        sum[j * sub + d] += *v as f64;
+                    }
+                }
+                for j in 0..k {
+                    if cnt[j] > 0 {
+                        for d in 0..sub {
+                            c[j * sub + d] = (sum[j * sub + d] / cnt[j] as f64) as f32;
+                        }
+                    }
+                }
+            }
+            c
+        })
+        .collect();
+    Box::new(move |v: &[f32]| {
+        let mut out = Vec::with_capacity(v.len());
+        for (s, c) in books.iter().enumerate() {
+            let x = &v[s * sub..(s + 1) * sub];
+            let j = nearest(c, sub, x);
+            out.extend_from_slice(&c[j * sub..(j + 1) * sub]);
+        }
+        unit(out)
+    })
+}
+
+/// The centroid of `c` (rows of `sub`) nearest to `x` in squared distance.
+fn nearest(c: &[f32], sub: usize, x: &[f32]) -> usize {
+    let mut best = (f32::MAX, 0);
+    for (j, row) in c.chunks_exact(sub).enumerate() {
+        let d: f32 = row.iter().zip(x).map(|(a, b)| (a - b) * (a - b)).sum();
+        if d < best.0 {
+            best = (d, j);
+        }
+    }
+    best.1
 }
 
 /// `tune_rerank` over `base`'s fused lists with `scores` (one list per query) as the
@@ -856,6 +920,14 @@ fn main() {
             .collect()
     };
     let codecs: Vec<(&str, Codec)> = match std::env::var("PP_CODECS").as_deref() {
+        Ok("pq") => vec![
+            ("f32", Box::new(|v: &[f32]| v.to_vec())),
+            ("1-bit sign, 384", Box::new(move |v: &[f32]| sign(v, 384))),
+            ("pq 48 x 8 bits (48 B)", pq_codec(&toks, dim, 48, 200_000)),
+            ("pq 32 x 8 bits (32 B)", pq_codec(&toks, dim, 32, 200_000)),
+            ("pq 24 x 8 bits (24 B)", pq_codec(&toks, dim, 24, 200_000)),
+            ("pq 16 x 8 bits (16 B)", pq_codec(&toks, dim, 16, 200_000)),
+        ],
         Ok("sign") => vec![("1-bit sign, 384", Box::new(move |v: &[f32]| sign(v, 384)))],
         Ok("budget") => vec![
             ("1-bit sign, 384", Box::new(move |v: &[f32]| sign(v, 384))),

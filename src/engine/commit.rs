@@ -464,14 +464,36 @@ impl Engine {
         if !records.is_empty() {
             let id = next_segment;
             next_segment += 1;
-            let (meta, seg) = self.write_segment(
-                id,
-                &records,
-                SegmentVectors::Owned(vecs),
-                &codes,
-                &keys,
-                None,
-            )?;
+            let current: Vec<SegmentMeta> = self
+                .segs
+                .segments()
+                .iter()
+                .map(|s| s.meta().clone())
+                .collect();
+            let fold = super::merge::fold_target(
+                &current,
+                &metas,
+                new_rows as u64,
+                self.cfg.hnsw.min_points,
+            )
+            .filter(|_| self.manifest.segmented);
+            let (meta, seg) = match fold {
+                // A checkpoint's chunks join the last segment's graph
+                // ([`super::merge::FOLD_RATIO`]).
+                Some(last) => {
+                    let folded = self.write_fold(id, &docs, (records, vecs, codes, keys))?;
+                    metas.truncate(last);
+                    folded
+                }
+                None => self.write_segment(
+                    id,
+                    &records,
+                    SegmentVectors::Owned(vecs),
+                    &codes,
+                    &keys,
+                    None,
+                )?,
+            };
             metas.push(meta);
             new_segment = Some(seg);
         }

@@ -23,8 +23,29 @@ use super::commit::Codes;
 use super::segment_write::{GraphSeed, SegmentVectors};
 use super::Engine;
 use crate::error::{IoContext, Result};
-use crate::segment::{SegmentMeta, Segments};
-use crate::store::sync_dir;
+use crate::segment::{Segment, SegmentMeta, Segments};
+use crate::store::{sync_dir, ChunkRecord, DocRecord};
+
+/// The live chunks a merge or a fold writes again, in order ([`Engine::carried`]).
+struct Carried {
+    records: Vec<ChunkRecord>,
+    keys: Vec<u64>,
+    codes: Vec<Codes>,
+}
+
+/// A commit's new chunks that would get a graph of their own join the newest segment's
+/// graph instead when it holds at most this many times as many live chunks
+/// ([`fold_target`]).
+///
+/// Why: a bulk load commits a checkpoint at a time, and each checkpoint's graph was merged
+/// into the others' later: 1.9M graph inserts for a million chunks, each checkpoint's graph
+/// built without its rows' neighbours in the other checkpoints (the harder graph), and every
+/// checkpoint's document-expansion search walking one graph per segment. Folded, each chunk
+/// is inserted once, into one graph, as a single build would. The price is rewriting the
+/// newest segment's other files (vectors, chunk store) with each fold; ten, the merge
+/// factor of Lucene's and tantivy's policies, bounds a fold's rewrite to ten times what it
+/// adds (docs/decisions.md, "Folding a bulk load's checkpoints").
+pub const FOLD_RATIO: u64 = 10;
 
 /// Segments merge when this many adjacent ones fall in one size tier (tiers are powers
 /// of this factor above [`TIER_FLOOR`] live chunks): each chunk is rewritten about once
@@ -95,6 +116,33 @@ pub fn plan(segs: &[SegmentMeta], budget: u64) -> Option<Range<usize>> {
         .map(|i| i..i + 1)
 }
 
+/// Whether a commit of `new_rows` chunks folds them into the last segment, and its index in
+/// `after` (the segments after the commit's deletions; `current`: before them).
+///
+/// It does when the new chunks would get a graph of their own (`min_points`), the last
+/// segment has a graph file that has lost at most [`MAX_SEEDED_DELETED_SHARE`] of its rows
+/// and none in this commit, holds at most [`FOLD_RATIO`] times the new chunks, and the two
+/// together stay within [`MAX_SEGMENT`]. Chunk ids grow with each commit, so the new chunks
+/// follow the last segment's in id order.
+pub fn fold_target(
+    current: &[SegmentMeta],
+    after: &[SegmentMeta],
+    new_rows: u64,
+    min_points: usize,
+) -> Option<usize> {
+    let last = current.last()?;
+    let same = after.last()?;
+    let share = last.deleted as f64 / last.rows.max(1) as f64;
+    let fits = new_rows >= min_points.max(1) as u64
+        && same.id == last.id
+        && same.deleted == last.deleted
+        && last.graph_file.is_some()
+        && share <= MAX_SEEDED_DELETED_SHARE
+        && last.live() <= new_rows.saturating_mul(FOLD_RATIO)
+        && last.live() + new_rows <= MAX_SEGMENT;
+    fits.then(|| after.len() - 1)
+}
+
 impl Engine {
     /// Merges every segment into one with a freshly built graph (no filtered points).
     /// The lexical index is left to tantivy's own merging.
@@ -130,7 +178,8 @@ impl Engine {
     /// commit's merge bounded, which a load of a million chunks pays for at every query: as
     /// built, 800k + 100k + 100k, three graphs, 0.24x hnswlib's queries/s at recall 0.98;
     /// one graph, 0.72x, for a merge of 26 s (5% of the build), which inserts only what the
-    /// largest graph lacks. Returns whether it merged.
+    /// largest graph lacks. Either way the files of the generations it replaced are removed
+    /// at once (see below). Returns whether it merged.
     pub fn settle(&mut self) -> Result<bool> {
         self.require_writer()?;
         let graphs = self
@@ -140,6 +189,9 @@ impl Engine {
             .filter(|s| s.graph_file.is_some() || s.graph.is_some())
             .count();
         if graphs <= 1 {
+            // A load whose checkpoints folded into one graph has nothing to merge, but
+            // the generations it replaced hold a copy of most of the index.
+            self.remove_superseded_files()?;
             return Ok(false);
         }
         self.compact()?;
@@ -202,6 +254,84 @@ impl Engine {
         }))
     }
 
+    /// The live chunks of `members` (adjacent segments, the first at position `base`), in
+    /// order: their records, text keys and where their token codes are read from. What a
+    /// merge and a fold write again. `docs` (ordered by key) gives the titles a segment
+    /// written before text keys needs to compute its keys.
+    fn carried(&self, members: &[Segment], base: usize, docs: &[DocRecord]) -> Result<Carried> {
+        let dir = &self.dir;
+        let live: usize = members.iter().map(|s| s.live()).sum();
+        let mut out = Carried {
+            records: Vec::with_capacity(live),
+            keys: Vec::with_capacity(live),
+            codes: Vec::new(),
+        };
+        let title = |key: &str| {
+            docs.binary_search_by(|d| d.key.as_str().cmp(key))
+                .map_or("", |i| docs[i].title.as_str())
+        };
+        let mut pos = base;
+        for seg in members {
+            let seg_keys = seg.text_keys(dir)?;
+            for i in 0..seg.live() {
+                let row = seg.live_row(i);
+                let r = seg.store().get(row)?;
+                out.keys.push(match &seg_keys {
+                    Some(k) => k.get(row).copied().unwrap_or_default(),
+                    None => super::commit::text_key(&crate::chunk::contextual_text(
+                        title(&r.doc),
+                        r.heading.as_deref(),
+                        &r.text,
+                    )),
+                });
+                out.records.push(r);
+                if self.manifest.token_codes {
+                    out.codes.push(Codes::Old(pos));
+                }
+                pos += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes segment `id`: the live chunks of the current last segment, then a commit's new
+    /// chunks (`records`, ids above every existing one, with their `vecs`, `codes` and text
+    /// `keys`), its graph started from the last segment's so that only the new chunks are
+    /// inserted. The caller lists it in the last segment's place ([`fold_target`]).
+    pub(super) fn write_fold(
+        &self,
+        id: u64,
+        docs: &[DocRecord],
+        new: (Vec<ChunkRecord>, Vec<f32>, Vec<Codes>, Vec<u64>),
+    ) -> Result<(SegmentMeta, Segment)> {
+        let (new_records, vecs, new_codes, new_keys) = new;
+        let last = self.segs.segments().len().saturating_sub(1);
+        let members = &self.segs.segments()[last..];
+        let keys_complete = new_keys.len() == new_records.len();
+        let Carried {
+            mut records,
+            mut keys,
+            mut codes,
+        } = self.carried(members, self.segs.base_of(last), docs)?;
+        records.extend(new_records);
+        codes.extend(new_codes);
+        if keys_complete {
+            keys.extend(new_keys);
+        } else {
+            keys.clear();
+        }
+        let seed = self.graph_seed(last..last + 1)?;
+        let (_, seg) = self.write_segment_without_graph(
+            id,
+            &records,
+            SegmentVectors::Appended(members, vecs),
+            &codes,
+            &keys,
+        )?;
+        drop((records, codes, keys));
+        self.add_graph(seg, seed)
+    }
+
     /// Merges the segments `run` (adjacent, in id order) into one and commits the
     /// generation that lists it in their place.
     fn merge(&mut self, run: Range<usize>) -> Result<()> {
@@ -210,36 +340,11 @@ impl Engine {
         self.progress.start("merge", 0);
         let members = &self.segs.segments()[run.clone()];
         let base = self.segs.base_of(run.start);
-        let live: usize = members.iter().map(|s| s.live()).sum();
-        let mut records = Vec::with_capacity(live);
-        let mut codes = Vec::new();
-        let mut keys = Vec::with_capacity(live);
-        let titles: std::collections::HashMap<&str, &str> = self
-            .documents()?
-            .iter()
-            .map(|d| (d.key.as_str(), d.title.as_str()))
-            .collect();
-        let mut pos = base;
-        for seg in members {
-            let seg_keys = seg.text_keys(&dir)?;
-            for i in 0..seg.live() {
-                let row = seg.live_row(i);
-                let r = seg.store().get(row)?;
-                keys.push(match &seg_keys {
-                    Some(k) => k.get(row).copied().unwrap_or_default(),
-                    None => super::commit::text_key(&crate::chunk::contextual_text(
-                        titles.get(r.doc.as_str()).copied().unwrap_or(""),
-                        r.heading.as_deref(),
-                        &r.text,
-                    )),
-                });
-                records.push(r);
-                if self.manifest.token_codes {
-                    codes.push(Codes::Old(pos));
-                }
-                pos += 1;
-            }
-        }
+        let Carried {
+            records,
+            keys,
+            codes,
+        } = self.carried(members, base, self.documents()?)?;
         let seed = self.graph_seed(run.clone())?;
         let id = self.manifest.next_segment.max(1);
         let (_, seg) = self.write_segment_without_graph(
@@ -326,5 +431,45 @@ mod tests {
             None,
             "1.6M chunks wait for compact"
         );
+    }
+
+    fn graphed(id: u64, rows: u64, deleted: u64) -> SegmentMeta {
+        SegmentMeta {
+            graph_file: Some(format!("dense/s{id}.graph")),
+            ..seg(id, rows, deleted)
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_folds_into_a_last_graph_at_most_ten_times_its_size() {
+        let segs = vec![seg(1, 50, 0), graphed(2, 100_000, 0)];
+        let fold = |new| fold_target(&segs, &segs, new, 5_000);
+        assert_eq!(fold(4_999), None, "too few for a graph of their own");
+        assert_eq!(fold(9_999), None, "more than ten times the new chunks");
+        assert_eq!(fold(10_000), Some(1), "ten times");
+        // The last segment without a graph, too many deleted rows, deletions in this
+        // commit, or the result past MAX_SEGMENT: no fold.
+        let exact = vec![graphed(1, 100_000, 0), seg(2, 100_000, 0)];
+        assert_eq!(fold_target(&exact, &exact, 50_000, 20_000), None);
+        let holed = vec![graphed(2, 100_000, 10_001)];
+        assert_eq!(fold_target(&holed, &holed, 50_000, 20_000), None);
+        let after = vec![graphed(2, 100_000, 5)];
+        let before = vec![graphed(2, 100_000, 0)];
+        assert_eq!(fold_target(&before, &after, 50_000, 20_000), None);
+        let big = vec![graphed(2, 1_900_000, 0)];
+        assert_eq!(fold_target(&big, &big, 200_000, 20_000), None);
+        assert_eq!(
+            fold_target(&big, &big, 100_000, 20_000),
+            None,
+            "2M is the cap"
+        );
+        assert_eq!(
+            fold_target(&big, &big, 99_999, 20_000),
+            None,
+            "over ten times"
+        );
+        // A last segment wholly deleted in this commit leaves `after` without it.
+        let gone = vec![graphed(1, 100_000, 0)];
+        assert_eq!(fold_target(&gone, &[], 50_000, 20_000), None);
     }
 }

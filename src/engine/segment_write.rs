@@ -22,6 +22,9 @@ pub(super) enum SegmentVectors<'a> {
     Owned(Vec<f32>),
     /// The live rows of these segments, in order (a merge): copied from their files.
     LiveRowsOf(&'a [Segment]),
+    /// The live rows of these segments, then these rows (a commit folded into the last
+    /// segment, `super::merge::fold_target`).
+    Appended(&'a [Segment], Vec<f32>),
 }
 
 /// An existing graph a merged segment's graph starts from: the graph's layers, and for
@@ -66,7 +69,6 @@ impl Engine {
         let tick = move |n: u64| progress.inc(n);
         let layers = match seed {
             Some(seed) => {
-                let b = GraphBuilder::seeded(params, vectors, &seed.layers, &seed.rows);
                 let mut seeded = vec![false; rows];
                 for &r in seed.rows.iter().flatten() {
                     if let Some(x) = seeded.get_mut(r as usize) {
@@ -74,7 +76,9 @@ impl Engine {
                     }
                 }
                 let rest: Vec<usize> = (0..rows).filter(|&r| !seeded[r]).collect();
+                // Seeding (copying the seed's links) counts as graph build time.
                 self.progress.start("hnsw", rest.len() as u64);
+                let b = GraphBuilder::seeded(params, vectors, &seed.layers, &seed.rows);
                 b.insert(&rest, &tick);
                 b.finish()
             }
@@ -125,19 +129,13 @@ impl Engine {
         } else {
             None
         };
-        match vecs {
-            SegmentVectors::Owned(v) => write_vectors(&dir.join(&vectors), dim, &v)?,
+        match &vecs {
+            SegmentVectors::Owned(v) => write_vectors(&dir.join(&vectors), dim, v)?,
             SegmentVectors::LiveRowsOf(members) => {
-                let rows = members.iter().flat_map(|seg| {
-                    (0..seg.live()).map(|i| seg.dense().vectors().row(seg.live_row(i)))
-                });
-                let count = members.iter().map(Segment::live).sum();
-                crate::store::write_vector_rows(&dir.join(&vectors), dim, count, rows)?;
-                // Their rows are copied: their pages need not stay in memory while the
-                // new segment's graph is built over its own file.
-                for seg in members {
-                    seg.dense().vectors().release_pages();
-                }
+                copy_vector_rows(&dir.join(&vectors), dim, members, &[])?
+            }
+            SegmentVectors::Appended(members, tail) => {
+                copy_vector_rows(&dir.join(&vectors), dim, members, tail)?
             }
         }
         let store = ChunkStore::open(&dir.join(&chunks))?;
@@ -190,4 +188,25 @@ impl Engine {
         );
         Ok((meta, seg))
     }
+}
+
+/// Writes the live rows of `members`, then the rows of `tail`, as one vector file.
+fn copy_vector_rows(
+    path: &std::path::Path,
+    dim: usize,
+    members: &[Segment],
+    tail: &[f32],
+) -> Result<()> {
+    let rows = members
+        .iter()
+        .flat_map(|seg| (0..seg.live()).map(|i| seg.dense().vectors().row(seg.live_row(i))))
+        .chain(tail.chunks_exact(dim.max(1)));
+    let count = members.iter().map(Segment::live).sum::<usize>() + tail.len() / dim.max(1);
+    crate::store::write_vector_rows(path, dim, count, rows)?;
+    // Their rows are copied: their pages need not stay in memory while the new segment's
+    // graph is built over its own file.
+    for seg in members {
+        seg.dense().vectors().release_pages();
+    }
+    Ok(())
 }
