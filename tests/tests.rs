@@ -19,6 +19,7 @@ mod near;
 mod pdf;
 mod precision;
 mod real_model;
+mod scale_bench;
 mod segments;
 mod serve;
 mod tiny_bert;

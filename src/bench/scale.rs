@@ -60,12 +60,37 @@ pub const DEFAULT_SIGMA: f32 = 0.03;
 /// One probe commit's cost.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CommitCost {
-    /// Wall time of the commit (merges it triggers included).
+    /// Wall time of the commit (merges it triggers included): the median of
+    /// [`COMMIT_ROUNDS`] rounds, each on a file of its own. A single commit of a few
+    /// milliseconds moves by half between runs here (an fsync, the page cache), which a
+    /// ratio of two such figures doubles.
     pub seconds: f64,
+    /// The first round's wall time (right after the build).
+    pub first_seconds: f64,
+    /// Every round's wall time, in order.
+    pub rounds: Vec<f64>,
     /// Bytes the process wrote meanwhile (Linux `/proc/self/io` `wchar`).
     pub bytes_written: u64,
-    /// Seconds by commit stage (what the engine reports to its progress observer).
+    /// Seconds by commit stage (what the engine reports to its progress observer), of the
+    /// median round.
     pub stages: BTreeMap<String, f64>,
+}
+
+/// Rounds of one-file commits the benchmark times (add, edit, delete a file each round).
+pub const COMMIT_ROUNDS: usize = 5;
+
+impl CommitCost {
+    /// The median round of `rounds` (in order), with the first and every round's time.
+    fn median_of(mut rounds: Vec<CommitCost>) -> CommitCost {
+        let times: Vec<f64> = rounds.iter().map(|r| r.seconds).collect();
+        let first = times.first().copied().unwrap_or(0.0);
+        rounds.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+        let mid = rounds.len() / 2;
+        let mut m = rounds.into_iter().nth(mid).unwrap_or_default();
+        m.first_seconds = first;
+        m.rounds = times;
+        m
+    }
 }
 
 /// Commits of one file.
@@ -211,8 +236,10 @@ impl ScaleReport {
                 .collect();
             writeln!(
                 out,
-                "one-file {what:<6}: {:.3} s, {:.2} MB written (ms: {})",
+                "one-file {what:<6}: {:.3} s (median of {}; first {:.3} s), {:.2} MB written (ms: {})",
                 c.seconds,
+                c.rounds.len(),
+                c.first_seconds,
                 mb(c.bytes_written),
                 stages.join(", ")
             )?;
@@ -702,18 +729,28 @@ pub fn run(
                 seconds,
                 bytes_written: bytes_written().saturating_sub(w),
                 stages,
+                ..CommitCost::default()
             })
         };
     let note = "Tidal range depends on the alignment of the sun and the moon.";
-    report.commit.add = probe(&mut e, &mut |e| e.add_document("probe.txt", "probe", note))?;
-    report.commit.edit = probe(&mut e, &mut |e| {
-        e.add_document(
-            "probe.txt",
-            "probe",
-            "Spring tides follow the full and the new moon.",
-        )
-    })?;
-    report.commit.delete = probe(&mut e, &mut |e| e.remove_document("probe.txt"))?;
+    let (mut adds, mut edits, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..COMMIT_ROUNDS {
+        let file = format!("probe-{i}.txt");
+        adds.push(probe(&mut e, &mut |e| {
+            e.add_document(&file, "probe", note)
+        })?);
+        edits.push(probe(&mut e, &mut |e| {
+            e.add_document(
+                &file,
+                "probe",
+                "Spring tides follow the full and the new moon.",
+            )
+        })?);
+        deletes.push(probe(&mut e, &mut |e| e.remove_document(&file))?);
+    }
+    report.commit.add = CommitCost::median_of(adds);
+    report.commit.edit = CommitCost::median_of(edits);
+    report.commit.delete = CommitCost::median_of(deletes);
     drop(e);
 
     let mut queries: Vec<String> = crate::eval::beir_labelled(&ds)

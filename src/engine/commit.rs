@@ -453,6 +453,7 @@ impl Engine {
         } = data;
         let first_new_id = self.manifest.next_chunk_id;
         let new_rows = records.len();
+        let added: Vec<u64> = records.iter().map(|r| r.id).collect();
         let dim = self.spec.dim;
         let dir = self.dir.clone();
         self.progress.start("write", 0);
@@ -528,19 +529,16 @@ impl Engine {
         if expand {
             self.progress.start("neighbours", 0);
             let old = self.previous_neighbours()?;
-            let mut ids: Vec<u64> = Vec::with_capacity(segs.len());
-            for seg in segs.segments() {
-                ids.extend((0..seg.live()).map(|i| seg.store().id_at(seg.live_row(i))));
-            }
+            let rows = segs.len();
             // A document by key: the table is ordered by key.
             let doc_at = |key: &str| docs.binary_search_by(|d| d.key.as_str().cmp(key)).ok();
             // Each row's document, to keep a document's own chunks out of its lists: a
             // table of every row when much of the index is new (a build), else read for the
             // rows the update looks at (a one-file commit looks at a few dozen).
-            let full = new_rows * 20 >= ids.len();
+            let full = new_rows * 20 >= rows;
             let mut doc_table = Vec::new();
             if full {
-                doc_table = vec![u32::MAX; ids.len()];
+                doc_table = vec![u32::MAX; rows];
                 for (i, d) in docs.iter().enumerate() {
                     for c in &d.chunks {
                         if let Some(p) = segs.position(*c) {
@@ -572,7 +570,26 @@ impl Engine {
                 segs.neighbours(rows, m, ef)
                     .unwrap_or_else(|_| vec![Vec::new(); rows.len()])
             };
-            let up = crate::near::update(k, &ids, &doc_of, old, &search);
+            // The rows changed by the dead chunks leaving and the new ones arriving at the
+            // end; a table that does not line up with the segments is aligned row by row.
+            let id_at = |p: usize| segs.id_at(p);
+            let change = crate::near::Change {
+                dead: &dead,
+                added: &added,
+                rows,
+                id_at: &id_at,
+            };
+            let up = match crate::near::update_delta(k, &change, &doc_of, old, &search) {
+                Ok(up) => up,
+                Err(old) => {
+                    let mut ids: Vec<u64> = Vec::with_capacity(rows);
+                    for seg in segs.segments() {
+                        ids.extend((0..seg.live()).map(|i| seg.store().id_at(seg.live_row(i))));
+                    }
+                    crate::near::update(k, &ids, &doc_of, old, &search)
+                }
+            };
+            let ids = &up.table.ids;
             let text_of = |id: u64| -> Result<Option<(String, String)>> {
                 let Some(p) = segs.position(id) else {
                     return Ok(None);
@@ -613,6 +630,7 @@ impl Engine {
             self.progress.finish();
         }
 
+        self.progress.start("tables", 0);
         // The tables: a delta on the current chain, or a new base ([`super::tables`]).
         // Every generation this code writes keeps the metadata table, an index from before
         // it included (its documents: the unnamed collection, no front matter yet).
