@@ -89,16 +89,16 @@ fn hits(e: &Engine, q: &str, mode: Mode) -> Vec<(String, i64)> {
 #[test]
 fn a_one_file_commit_writes_only_new_files() {
     let idx = tempfile::tempdir().unwrap();
-    // Three segments, the first and last with a graph (the small one between keeps the
-    // third commit's chunks from folding into the first's graph).
-    let mut e = build_sized(idx.path(), cfg(20), &[40, 5, 40]);
+    // Three segments, two with a graph (the second commit is too small a share of the
+    // first to fold into it, `merge::FOLD_RATIO`) and one too small for a graph.
+    let mut e = build_sized(idx.path(), cfg(20), &[300, 25, 3]);
     let graphs: Vec<bool> = e
         .manifest()
         .segments
         .iter()
         .map(|s| s.graph_file.is_some())
         .collect();
-    assert_eq!(graphs, [true, false, true]);
+    assert_eq!(graphs, [true, true, false]);
     let before = files(idx.path());
     let seg_files: Vec<String> = e
         .manifest()
@@ -419,8 +419,7 @@ fn a_sync_that_writes_most_of_the_index_closes_with_one_graph() {
     assert_eq!(graph_points(&e), e.segments().len());
     assert!(e.verify().unwrap().is_empty(), "{:?}", e.verify());
     // Later syncs that add a few files leave the merge policy's segments: two files (too
-    // few for a graph), then ten (a graph of their own: the last segment has none to fold
-    // into).
+    // few for a graph), then ten (a graph of their own, which the two join).
     for (from, to) in [(600, 602), (602, 612)] {
         for i in from..to {
             std::fs::write(src.path().join(format!("n{i:03}.txt")), text(i)).unwrap();
@@ -439,7 +438,8 @@ fn a_sync_that_writes_most_of_the_index_closes_with_one_graph() {
         .iter()
         .map(|s| s.graph_file.is_some())
         .collect();
-    assert_eq!(graphs, [true, false, true]);
+    assert_eq!(graphs, [true, true]);
+    assert_eq!(e.manifest().segments[1].rows, 12);
     // Settling answers as the index did before it, and removes the segments it replaced
     // at once; a reader of the generation before keeps answering from it.
     let q = "copper lantern orbit";
@@ -496,6 +496,18 @@ fn a_checkpoint_folds_into_the_last_graph() {
         assert!(before.contains_key(&f), "{f}");
         assert_eq!(before.get(&f), after.get(&f), "{f}");
     }
+    // The next checkpoint big enough for a graph takes those five into its graph.
+    add_range(&mut e, 75..100);
+    e.commit().unwrap();
+    let now: Vec<(u64, bool)> = e
+        .manifest()
+        .segments
+        .iter()
+        .map(|s| (s.rows, s.graph_file.is_some()))
+        .collect();
+    assert_eq!(now, [(70, true), (30, true)]);
+    assert_eq!(graph_points(&e), 100);
+    assert!(e.verify().unwrap().is_empty(), "{:?}", e.verify());
     // A commit that also deletes from the last graph segment does not fold into it (its
     // rows would be carried with this commit's deletions): the edit and the twenty new
     // documents form a segment of their own.

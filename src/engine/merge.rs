@@ -13,6 +13,11 @@
 //! to deleted rows dropped) and only the other members' rows are inserted
 //! ([`crate::graph_build::GraphBuilder::seeded`]). Otherwise it is built afresh.
 //!
+//! A commit big enough for a graph of its own may instead **fold** its chunks into the last
+//! segment ([`fold_target`], [`Engine::write_fold`]): the same seeded build, with the
+//! commit's chunks as the rows inserted, so that a bulk load inserts each chunk into a
+//! graph once.
+//!
 //! Not for: what a segment holds (`crate::segment`) or a commit's own writes
 //! (`commit.rs`).
 
@@ -120,10 +125,12 @@ pub fn plan(segs: &[SegmentMeta], budget: u64) -> Option<Range<usize>> {
 /// `after` (the segments after the commit's deletions; `current`: before them).
 ///
 /// It does when the new chunks would get a graph of their own (`min_points`), the last
-/// segment has a graph file that has lost at most [`MAX_SEEDED_DELETED_SHARE`] of its rows
-/// and none in this commit, holds at most [`FOLD_RATIO`] times the new chunks, and the two
-/// together stay within [`MAX_SEGMENT`]. Chunk ids grow with each commit, so the new chunks
-/// follow the last segment's in id order.
+/// segment loses none of its rows in this commit, holds at most [`FOLD_RATIO`] times the new
+/// chunks, the two together stay within [`MAX_SEGMENT`], and the last segment either has a
+/// graph file that has lost at most [`MAX_SEEDED_DELETED_SHARE`] of its rows (the fold
+/// starts from it) or is too small for a graph (its rows join the new graph: a folder
+/// sync's first checkpoints are smaller than `min_points`). Chunk ids grow with each
+/// commit, so the new chunks follow the last segment's in id order.
 pub fn fold_target(
     current: &[SegmentMeta],
     after: &[SegmentMeta],
@@ -133,11 +140,13 @@ pub fn fold_target(
     let last = current.last()?;
     let same = after.last()?;
     let share = last.deleted as f64 / last.rows.max(1) as f64;
+    let seed = last.graph_file.is_some() && share <= MAX_SEEDED_DELETED_SHARE;
+    let small =
+        last.graph_file.is_none() && last.graph.is_none() && last.live() < min_points as u64;
     let fits = new_rows >= min_points.max(1) as u64
         && same.id == last.id
         && same.deleted == last.deleted
-        && last.graph_file.is_some()
-        && share <= MAX_SEEDED_DELETED_SHARE
+        && (seed || small)
         && last.live() <= new_rows.saturating_mul(FOLD_RATIO)
         && last.live() + new_rows <= MAX_SEGMENT;
     fits.then(|| after.len() - 1)
@@ -441,14 +450,17 @@ mod tests {
     }
 
     #[test]
-    fn a_checkpoint_folds_into_a_last_graph_at_most_ten_times_its_size() {
+    fn a_checkpoint_folds_into_a_last_segment_at_most_ten_times_its_size() {
         let segs = vec![seg(1, 50, 0), graphed(2, 100_000, 0)];
         let fold = |new| fold_target(&segs, &segs, new, 5_000);
         assert_eq!(fold(4_999), None, "too few for a graph of their own");
         assert_eq!(fold(9_999), None, "more than ten times the new chunks");
         assert_eq!(fold(10_000), Some(1), "ten times");
-        // The last segment without a graph, too many deleted rows, deletions in this
-        // commit, or the result past MAX_SEGMENT: no fold.
+        // A last segment too small for a graph joins the new one's graph; one without a
+        // graph that is not small (an index from before graph files), too many deleted
+        // rows, deletions in this commit, or the result past MAX_SEGMENT: no fold.
+        let small = vec![graphed(1, 100_000, 0), seg(2, 19_999, 0)];
+        assert_eq!(fold_target(&small, &small, 20_000, 20_000), Some(1));
         let exact = vec![graphed(1, 100_000, 0), seg(2, 100_000, 0)];
         assert_eq!(fold_target(&exact, &exact, 50_000, 20_000), None);
         let holed = vec![graphed(2, 100_000, 10_001)];
