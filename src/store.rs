@@ -299,28 +299,68 @@ pub(crate) fn map_file(path: &Path) -> Result<Mmap> {
     unsafe { Mmap::map(&f) }.at(path)
 }
 
-/// Writes a chunk store file: header, ids, offsets, then bincode records.
+/// One record of a chunk store being written ([`write_chunk_entries`]).
+pub(crate) enum ChunkEntry<'a> {
+    /// A record to encode (a commit's new chunk).
+    Record(&'a ChunkRecord),
+    /// A record's id and its bytes as another store holds them ([`ChunkStore::encoded`]):
+    /// a merge copies the chunks it carries over without decoding them.
+    Encoded(u64, &'a [u8]),
+}
+
+/// Writes a chunk store file of `records` (tests build stores this way).
+#[cfg(test)]
 pub(crate) fn write_chunks(path: &Path, records: &[ChunkRecord]) -> Result<()> {
-    let mut data = Vec::new();
-    let mut offsets = Vec::with_capacity(records.len() + 1);
-    for r in records {
-        offsets.push(data.len() as u64);
-        bincode::serde::encode_into_std_write(r, &mut data, bincode_cfg())
-            .map_err(|e| Error::invalid("chunk record", e.to_string()))?;
+    let entries: Vec<ChunkEntry> = records.iter().map(ChunkEntry::Record).collect();
+    write_chunk_entries(path, &entries)
+}
+
+/// Writes a chunk store file from `entries` (ids ascending), fsynced. Only the records to
+/// encode are held encoded in memory; carried ones stream from their mapped store (at a
+/// million chunks a merge held both the decoded and the re-encoded records, ~0.9 GB).
+pub(crate) fn write_chunk_entries(path: &Path, entries: &[ChunkEntry<'_>]) -> Result<()> {
+    let mut encoded = Vec::new();
+    // Per entry: where its bytes lie in `encoded` (a record) or `None` (carried).
+    let mut spans = Vec::with_capacity(entries.len());
+    for e in entries {
+        match e {
+            ChunkEntry::Record(r) => {
+                let start = encoded.len();
+                bincode::serde::encode_into_std_write(r, &mut encoded, bincode_cfg())
+                    .map_err(|e| Error::invalid("chunk record", e.to_string()))?;
+                spans.push(Some(start..encoded.len()));
+            }
+            ChunkEntry::Encoded(..) => spans.push(None),
+        }
     }
-    offsets.push(data.len() as u64);
+    let bytes = |i: usize| -> &[u8] {
+        match (&entries[i], &spans[i]) {
+            (ChunkEntry::Encoded(_, b), _) => b,
+            (ChunkEntry::Record(_), Some(span)) => &encoded[span.clone()],
+            (ChunkEntry::Record(_), None) => &[],
+        }
+    };
     let f = File::create(path).at(path)?;
     let mut w = BufWriter::new(f);
     let mut io = || -> std::io::Result<()> {
         w.write_all(CHUNK_MAGIC)?;
-        w.write_all(&(records.len() as u64).to_le_bytes())?;
-        for r in records {
-            w.write_all(&r.id.to_le_bytes())?;
+        w.write_all(&(entries.len() as u64).to_le_bytes())?;
+        for e in entries {
+            let id = match e {
+                ChunkEntry::Record(r) => r.id,
+                ChunkEntry::Encoded(id, _) => *id,
+            };
+            w.write_all(&id.to_le_bytes())?;
         }
-        for o in &offsets {
-            w.write_all(&o.to_le_bytes())?;
+        let mut offset = 0u64;
+        w.write_all(&offset.to_le_bytes())?;
+        for i in 0..entries.len() {
+            offset += bytes(i).len() as u64;
+            w.write_all(&offset.to_le_bytes())?;
         }
-        w.write_all(&data)?;
+        for i in 0..entries.len() {
+            w.write_all(bytes(i))?;
+        }
         w.flush()?;
         w.get_ref().sync_all()
     };
@@ -421,8 +461,8 @@ impl ChunkStore {
         None
     }
 
-    /// Decodes the record at `pos`.
-    pub fn get(&self, pos: usize) -> Result<ChunkRecord> {
+    /// The record at `pos` as the file holds it (bincode), for a merge that copies it.
+    pub(crate) fn encoded(&self, pos: usize) -> Result<&[u8]> {
         if pos >= self.count {
             return Err(Error::corrupt(
                 &self.path,
@@ -431,10 +471,14 @@ impl ChunkStore {
         }
         let base = 16 + self.count * 16 + 8;
         let (s, e) = (self.offset(pos) as usize, self.offset(pos + 1) as usize);
-        let bytes = self
-            .bytes()
+        self.bytes()
             .get(base + s..base + e)
-            .ok_or_else(|| Error::corrupt(&self.path, "record offsets out of range"))?;
+            .ok_or_else(|| Error::corrupt(&self.path, "record offsets out of range"))
+    }
+
+    /// Decodes the record at `pos`.
+    pub fn get(&self, pos: usize) -> Result<ChunkRecord> {
+        let bytes = self.encoded(pos)?;
         let (rec, _): (ChunkRecord, usize) =
             bincode::serde::decode_from_slice(bytes, bincode_cfg()).map_err(|e| Error::Decode {
                 path: self.path.clone(),
@@ -771,6 +815,33 @@ mod tests {
         assert!(e.contains("c.bin") && e.contains("corrupt"), "{e}");
         std::fs::write(&p, b"garbage!garbage!garbage!").unwrap();
         assert!(ChunkStore::open(&p).is_err());
+    }
+
+    #[test]
+    fn carried_records_are_copied_byte_for_byte() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            tmp.path().join("a.bin"),
+            tmp.path().join("b.bin"),
+            tmp.path().join("c.bin"),
+        );
+        let old: Vec<_> = [3u64, 7, 8].iter().map(|&i| rec(i)).collect();
+        write_chunks(&a, &old).unwrap();
+        let a_store = ChunkStore::open(&a).unwrap();
+        // Rows 0 and 2 of the old store carried over, then a new record.
+        let new = rec(21);
+        let entries = [
+            ChunkEntry::Encoded(3, a_store.encoded(0).unwrap()),
+            ChunkEntry::Encoded(8, a_store.encoded(2).unwrap()),
+            ChunkEntry::Record(&new),
+        ];
+        write_chunk_entries(&b, &entries).unwrap();
+        write_chunks(&c, &[rec(3), rec(8), rec(21)]).unwrap();
+        assert_eq!(std::fs::read(&b).unwrap(), std::fs::read(&c).unwrap());
+        let s = ChunkStore::open(&b).unwrap();
+        assert_eq!(s.get(1).unwrap(), rec(8));
+        assert_eq!(s.position(21), Some(2));
+        assert!(a_store.encoded(3).is_err());
     }
 
     #[test]

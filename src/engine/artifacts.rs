@@ -101,7 +101,7 @@ pub(crate) const ARTIFACTS: &[Artifact] = &[
     Artifact {
         folder: "chunks",
         what: "chunk store",
-        writer: "store::write_chunks",
+        writer: "store::write_chunk_entries",
         reader: "store::ChunkStore::open",
         naming: Naming::PerGeneration {
             prefix: "",

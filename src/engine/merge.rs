@@ -29,11 +29,12 @@ use super::segment_write::{GraphSeed, SegmentVectors};
 use super::Engine;
 use crate::error::{IoContext, Result};
 use crate::segment::{Segment, SegmentMeta, Segments};
-use crate::store::{sync_dir, ChunkRecord, DocRecord};
+use crate::store::{sync_dir, ChunkEntry, ChunkRecord, DocRecord};
 
-/// The live chunks a merge or a fold writes again, in order ([`Engine::carried`]).
-struct Carried {
-    records: Vec<ChunkRecord>,
+/// The live chunks a merge or a fold writes again, in order ([`Engine::carried`]): each
+/// one's record as its store holds it, its text key and where its token codes are read from.
+struct Carried<'a> {
+    chunks: Vec<ChunkEntry<'a>>,
     keys: Vec<u64>,
     codes: Vec<Codes>,
 }
@@ -264,14 +265,20 @@ impl Engine {
     }
 
     /// The live chunks of `members` (adjacent segments, the first at position `base`), in
-    /// order: their records, text keys and where their token codes are read from. What a
+    /// order: their records as their stores hold them, text keys and where their token
+    /// codes are read from. What a
     /// merge and a fold write again. `docs` (ordered by key) gives the titles a segment
     /// written before text keys needs to compute its keys.
-    fn carried(&self, members: &[Segment], base: usize, docs: &[DocRecord]) -> Result<Carried> {
+    fn carried<'a>(
+        &self,
+        members: &'a [Segment],
+        base: usize,
+        docs: &[DocRecord],
+    ) -> Result<Carried<'a>> {
         let dir = &self.dir;
         let live: usize = members.iter().map(|s| s.live()).sum();
         let mut out = Carried {
-            records: Vec::with_capacity(live),
+            chunks: Vec::with_capacity(live),
             keys: Vec::with_capacity(live),
             codes: Vec::new(),
         };
@@ -282,18 +289,23 @@ impl Engine {
         let mut pos = base;
         for seg in members {
             let seg_keys = seg.text_keys(dir)?;
+            let store = seg.store();
             for i in 0..seg.live() {
                 let row = seg.live_row(i);
-                let r = seg.store().get(row)?;
                 out.keys.push(match &seg_keys {
                     Some(k) => k.get(row).copied().unwrap_or_default(),
-                    None => super::commit::text_key(&crate::chunk::contextual_text(
-                        title(&r.doc),
-                        r.heading.as_deref(),
-                        &r.text,
-                    )),
+                    // A segment written before text keys: its records give them.
+                    None => {
+                        let r = store.get(row)?;
+                        super::commit::text_key(&crate::chunk::contextual_text(
+                            title(&r.doc),
+                            r.heading.as_deref(),
+                            &r.text,
+                        ))
+                    }
                 });
-                out.records.push(r);
+                out.chunks
+                    .push(ChunkEntry::Encoded(store.id_at(row), store.encoded(row)?));
                 if self.manifest.token_codes {
                     out.codes.push(Codes::Old(pos));
                 }
@@ -306,7 +318,8 @@ impl Engine {
     /// Writes segment `id`: the live chunks of the current last segment, then a commit's new
     /// chunks (`records`, ids above every existing one, with their `vecs`, `codes` and text
     /// `keys`), its graph started from the last segment's so that only the new chunks are
-    /// inserted. The caller lists it in the last segment's place ([`fold_target`]).
+    /// inserted (built from nothing when the last segment had none). The caller lists it in
+    /// the last segment's place ([`fold_target`]).
     pub(super) fn write_fold(
         &self,
         id: u64,
@@ -318,11 +331,11 @@ impl Engine {
         let members = &self.segs.segments()[last..];
         let keys_complete = new_keys.len() == new_records.len();
         let Carried {
-            mut records,
+            mut chunks,
             mut keys,
             mut codes,
         } = self.carried(members, self.segs.base_of(last), docs)?;
-        records.extend(new_records);
+        chunks.extend(new_records.iter().map(ChunkEntry::Record));
         codes.extend(new_codes);
         if keys_complete {
             keys.extend(new_keys);
@@ -332,12 +345,14 @@ impl Engine {
         let seed = self.graph_seed(last..last + 1)?;
         let (_, seg) = self.write_segment_without_graph(
             id,
-            &records,
+            &chunks,
             SegmentVectors::Appended(members, vecs),
             &codes,
             &keys,
         )?;
-        drop((records, codes, keys));
+        // The chunks are written: the graph is built without their records in memory.
+        drop((chunks, codes, keys));
+        drop(new_records);
         self.add_graph(seg, seed)
     }
 
@@ -350,7 +365,7 @@ impl Engine {
         let members = &self.segs.segments()[run.clone()];
         let base = self.segs.base_of(run.start);
         let Carried {
-            records,
+            chunks,
             keys,
             codes,
         } = self.carried(members, base, self.documents()?)?;
@@ -358,13 +373,12 @@ impl Engine {
         let id = self.manifest.next_segment.max(1);
         let (_, seg) = self.write_segment_without_graph(
             id,
-            &records,
+            &chunks,
             SegmentVectors::LiveRowsOf(members),
             &codes,
             &keys,
         )?;
-        // The chunks' text is written: the graph is built without it in memory.
-        drop((records, codes, keys));
+        drop((chunks, codes, keys));
         let (meta, _) = self.add_graph(seg, seed)?;
 
         let mut metas = self.manifest.segments.clone();

@@ -14,7 +14,9 @@ use crate::graph_file::GraphFile;
 use crate::late::TokenCodes;
 use crate::segment::{Segment, SegmentMeta};
 use crate::sq8::{Sq8Vectors, VectorPrecision};
-use crate::store::{sync_dir, write_chunks, write_vectors, ChunkRecord, ChunkStore, VectorFile};
+use crate::store::{
+    sync_dir, write_chunk_entries, write_vectors, ChunkEntry, ChunkRecord, ChunkStore, VectorFile,
+};
 
 /// Where a new segment's vectors come from.
 pub(super) enum SegmentVectors<'a> {
@@ -47,7 +49,8 @@ impl Engine {
         keys: &[u64],
         seed: Option<GraphSeed>,
     ) -> Result<(SegmentMeta, Segment)> {
-        let (_, seg) = self.write_segment_without_graph(id, records, vecs, codes, keys)?;
+        let chunks: Vec<ChunkEntry> = records.iter().map(ChunkEntry::Record).collect();
+        let (_, seg) = self.write_segment_without_graph(id, &chunks, vecs, codes, keys)?;
         self.add_graph(seg, seed)
     }
 
@@ -112,17 +115,17 @@ impl Engine {
     pub(super) fn write_segment_without_graph(
         &self,
         id: u64,
-        records: &[ChunkRecord],
+        chunks: &[ChunkEntry<'_>],
         vecs: SegmentVectors<'_>,
         codes: &[Codes],
         keys: &[u64],
     ) -> Result<(SegmentMeta, Segment)> {
         let dim = self.spec.dim;
         let dir = &self.dir;
-        let chunks = crate::segment::chunks_file(id);
+        let chunks_file = crate::segment::chunks_file(id);
         let vectors = crate::segment::vectors_file(id);
-        write_chunks(&dir.join(&chunks), records)?;
-        let keys_path = if keys.len() == records.len() {
+        write_chunk_entries(&dir.join(&chunks_file), chunks)?;
+        let keys_path = if keys.len() == chunks.len() {
             let f = crate::segment::keys_file(id);
             crate::segment::TextKeys::write(&dir.join(&f), keys)?;
             Some(f)
@@ -138,13 +141,13 @@ impl Engine {
                 copy_vector_rows(&dir.join(&vectors), dim, members, tail)?
             }
         }
-        let store = ChunkStore::open(&dir.join(&chunks))?;
+        let store = ChunkStore::open(&dir.join(&chunks_file))?;
         let vfile = VectorFile::open(&dir.join(&vectors), dim)?;
         let (codes_path, late) = if self.manifest.token_codes {
-            if codes.len() != records.len() {
+            if codes.len() != chunks.len() {
                 return Err(Error::invalid(
                     "token codes",
-                    format!("{} entries for {} chunks", codes.len(), records.len()),
+                    format!("{} entries for {} chunks", codes.len(), chunks.len()),
                 ));
             }
             let f = crate::segment::codes_file(id);
@@ -168,9 +171,9 @@ impl Engine {
         };
         let meta = SegmentMeta {
             id,
-            rows: records.len() as u64,
+            rows: chunks.len() as u64,
             deleted: 0,
-            chunks,
+            chunks: chunks_file,
             vectors,
             codes: codes_path,
             graph: None,
