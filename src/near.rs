@@ -223,9 +223,9 @@ pub fn update(
 /// those that named a chunk that left.
 ///
 /// A sample of `change`'s rows is checked against the result before the old table is
-/// touched. `Err(old)` (unchanged) when the
-/// commit is not of that shape (a table built for another `k`, ids out of order, an added
-/// id not above the old ones, rows that do not match): the caller then calls [`update`].
+/// touched. `Err(old)` (unchanged) when the commit is not of that shape (a table built for
+/// another `k`, ids out of order, an added id not above the old ones, rows that do not
+/// match): the caller then calls [`update`].
 pub fn update_delta(
     k: usize,
     change: &Change,

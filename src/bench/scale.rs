@@ -57,7 +57,7 @@ pub struct ScaleConfig {
 /// enough to be found together, far from near-duplicates (0.99).
 pub const DEFAULT_SIGMA: f32 = 0.03;
 
-/// One probe commit's cost.
+/// The cost of one kind of one-file commit (add, edit or delete): its median round.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CommitCost {
     /// Wall time of the commit (merges it triggers included): the median of
