@@ -60,6 +60,15 @@ fn add_range(e: &mut Engine, range: std::ops::Range<usize>) {
     }
 }
 
+/// Whether each segment has a graph file, in segment order.
+fn graph_flags(e: &Engine) -> Vec<bool> {
+    e.manifest()
+        .segments
+        .iter()
+        .map(|s| s.graph_file.is_some())
+        .collect()
+}
+
 /// (inode, bytes) of every file under the segment folders.
 fn files(dir: &Path) -> BTreeMap<String, (u64, Vec<u8>)> {
     let mut out = BTreeMap::new();
@@ -92,12 +101,7 @@ fn a_one_file_commit_writes_only_new_files() {
     // Three segments, two with a graph (the second commit is too small a share of the
     // first to fold into it, `merge::FOLD_RATIO`) and one too small for a graph.
     let mut e = build_sized(idx.path(), cfg(20), &[300, 25, 3]);
-    let graphs: Vec<bool> = e
-        .manifest()
-        .segments
-        .iter()
-        .map(|s| s.graph_file.is_some())
-        .collect();
+    let graphs = graph_flags(&e);
     assert_eq!(graphs, [true, true, false]);
     let before = files(idx.path());
     let seg_files: Vec<String> = e
@@ -204,16 +208,11 @@ fn graphs_find_what_an_exact_scan_finds(precision: VectorPrecision) {
     let idx = tempfile::tempdir().unwrap();
     let mut c = cfg(20);
     c.vector_precision = precision;
-    // Four graphs, the exact segments between them keep each from folding into the one
-    // before; the last commit folds into the fourth.
+    // Four graphs: each commit of ten (too few for a graph of its own) keeps the next sixty
+    // from folding into the graph before, and joins their new graph instead; the last
+    // commit folds into the fourth graph.
     let mut e = build_sized(idx.path(), c, &[60, 10, 60, 10, 60, 10, 60, 30]);
-    let graphs = e
-        .manifest()
-        .segments
-        .iter()
-        .filter(|s| s.graph_file.is_some())
-        .count();
-    assert_eq!(graphs, 4, "{:?}", e.manifest().segments);
+    assert_eq!(graph_flags(&e), [true; 4], "{:?}", e.manifest().segments);
     for i in (0..300).step_by(7) {
         e.remove_document(&format!("d{i}")).unwrap();
     }
@@ -432,12 +431,7 @@ fn a_sync_that_writes_most_of_the_index_closes_with_one_graph() {
             r.timings
         );
     }
-    let graphs: Vec<bool> = e
-        .manifest()
-        .segments
-        .iter()
-        .map(|s| s.graph_file.is_some())
-        .collect();
+    let graphs = graph_flags(&e);
     assert_eq!(graphs, [true, true]);
     assert_eq!(e.manifest().segments[1].rows, 12);
     // Settling answers as the index did before it, and removes the segments it replaced
