@@ -200,8 +200,11 @@ impl Engine {
             .count();
         if graphs <= 1 {
             // A load whose checkpoints folded into one graph has nothing to merge, but
-            // the generations it replaced hold a copy of most of the index.
+            // the generations it replaced hold a copy of most of the index, and its last
+            // segment's text index is built here as after a merge (`compact`), not by the
+            // next one-file commit.
             self.remove_superseded_files()?;
+            self.warm_text_indexes()?;
             return Ok(false);
         }
         self.compact()?;
