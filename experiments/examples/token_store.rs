@@ -17,7 +17,8 @@
 //! budget ("Token codes: one per distinct word"): `PP_WORDS=1` codes one vector per whole
 //! word (its pieces averaged) and with `PP_UNIQ=1` one per distinct word of a chunk;
 //! `PP_DEDUP=t` drops pieces within Hamming `t` of a kept one; `PP_CONT=1` drops
-//! continuation pieces; `PP_UNIQP=1` keeps one row per distinct piece of a chunk;
+//! continuation pieces; `PP_UNIQP=1` keeps one row per distinct piece of a chunk, and
+//! `PP_UNIQP_BELOW=t` does so only in chunks whose distinct share of kept pieces is under t;
 //! `PP_CODECS=budget` compares random and principal-direction
 //! projections to 128 and 192 bits, `PP_CODECS=sign` the 384-bit signs alone, and
 //! `PP_CODECS=pq` product quantisers of 16-48 bytes against f32 and the signs.
@@ -205,6 +206,9 @@ fn tuned(
 
 type Codec = Box<dyn Fn(&[f32]) -> Vec<f32> + Sync>;
 
+/// Chunks `PP_UNIQP_BELOW` coded by distinct pieces.
+static UNIQ_CHUNKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn unit(mut v: Vec<f32>) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if n > 0.0 {
@@ -309,7 +313,26 @@ fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
             // PP_CONT=1 also drops word pieces that continue the previous piece's word.
             let cont = std::env::var("PP_CONT").is_ok();
             let mut prev_end = usize::MAX;
-            let uniq_pieces = std::env::var("PP_UNIQP").is_ok();
+            // PP_UNIQP_BELOW=t: one row per distinct piece only in a chunk whose distinct
+            // share of kept pieces is under `t` (code repeats its identifiers; prose less).
+            let below: Option<f64> = std::env::var("PP_UNIQP_BELOW")
+                .ok()
+                .and_then(|t| t.parse().ok());
+            let repeats = below.is_some_and(|t| {
+                let words: Vec<String> = spans
+                    .iter()
+                    .map(|(a, b)| text[*a..*b].to_lowercase())
+                    .filter(|w| {
+                        w.chars().any(|c| c.is_alphanumeric()) && !STOP.contains(&w.as_str())
+                    })
+                    .collect();
+                let distinct: std::collections::HashSet<&String> = words.iter().collect();
+                !words.is_empty() && (distinct.len() as f64) < t * words.len() as f64
+            });
+            if repeats {
+                UNIQ_CHUNKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            let uniq_pieces = std::env::var("PP_UNIQP").is_ok() || repeats;
             let mut seen: HashMap<String, usize> = HashMap::new();
             for ((a, b), r) in spans.iter().zip(m.rows()) {
                 let w = text[*a..*b].to_lowercase();
@@ -349,7 +372,10 @@ fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
             m
         })
         .collect();
-    eprintln!("pruned {before} -> {after} tokens ({mismatched} chunks not aligned)");
+    eprintln!(
+        "pruned {before} -> {after} tokens ({mismatched} chunks not aligned; {} chunks by distinct pieces)",
+        UNIQ_CHUNKS.load(std::sync::atomic::Ordering::Relaxed)
+    );
     out
 }
 
