@@ -320,24 +320,20 @@ pub(crate) fn write_chunks(path: &Path, records: &[ChunkRecord]) -> Result<()> {
 /// million chunks a merge held both the decoded and the re-encoded records, ~0.9 GB).
 pub(crate) fn write_chunk_entries(path: &Path, entries: &[ChunkEntry<'_>]) -> Result<()> {
     let mut encoded = Vec::new();
-    // Per entry: where its bytes lie in `encoded` (a record) or `None` (carried).
+    // Per entry: where a record's bytes lie in `encoded` (empty for a carried one).
     let mut spans = Vec::with_capacity(entries.len());
     for e in entries {
-        match e {
-            ChunkEntry::Record(r) => {
-                let start = encoded.len();
-                bincode::serde::encode_into_std_write(r, &mut encoded, bincode_cfg())
-                    .map_err(|e| Error::invalid("chunk record", e.to_string()))?;
-                spans.push(Some(start..encoded.len()));
-            }
-            ChunkEntry::Encoded(..) => spans.push(None),
+        let start = encoded.len();
+        if let ChunkEntry::Record(r) = e {
+            bincode::serde::encode_into_std_write(r, &mut encoded, bincode_cfg())
+                .map_err(|e| Error::invalid("chunk record", e.to_string()))?;
         }
+        spans.push(start..encoded.len());
     }
     let bytes = |i: usize| -> &[u8] {
-        match (&entries[i], &spans[i]) {
-            (ChunkEntry::Encoded(_, b), _) => b,
-            (ChunkEntry::Record(_), Some(span)) => &encoded[span.clone()],
-            (ChunkEntry::Record(_), None) => &[],
+        match &entries[i] {
+            ChunkEntry::Encoded(_, b) => b,
+            ChunkEntry::Record(_) => &encoded[spans[i].clone()],
         }
     };
     let f = File::create(path).at(path)?;

@@ -50,7 +50,7 @@ struct Carried<'a> {
 /// is inserted once, into one graph, as a single build would. The price is rewriting the
 /// newest segment's other files (vectors, chunk store) with each fold; ten, the merge
 /// factor of Lucene's and tantivy's policies, bounds a fold's rewrite to ten times what it
-/// adds (docs/decisions.md, "Folding a bulk load's checkpoints").
+/// adds (docs/decisions.md, "A checkpoint folds into the last segment's graph").
 pub const FOLD_RATIO: u64 = 10;
 
 /// Segments merge when this many adjacent ones fall in one size tier (tiers are powers
@@ -269,9 +269,8 @@ impl Engine {
 
     /// The live chunks of `members` (adjacent segments, the first at position `base`), in
     /// order: their records as their stores hold them, text keys and where their token
-    /// codes are read from. What a
-    /// merge and a fold write again. `docs` (ordered by key) gives the titles a segment
-    /// written before text keys needs to compute its keys.
+    /// codes are read from. What a merge and a fold write again. `docs` (ordered by key)
+    /// gives the titles a segment written before text keys needs to compute its keys.
     fn carried<'a>(
         &self,
         members: &'a [Segment],
