@@ -4,7 +4,9 @@
 //!
 //! `cargo run --release --example graph_probe -- <export prefix> <n> [offset]`: rows
 //! `offset..offset + n` (one checkpoint's rows, beside `benches/reference/hnswlib_build.py`
-//! on the same ones).
+//! on the same ones). With offset 0 it also reports the finished graph's recall@10 and
+//! queries/s at a few `ef` against the export's exact answers. `PP_BUILD_F32=1` builds on
+//! f32 distances instead of int8 ones.
 
 use std::io::Write;
 use std::time::Instant;
@@ -41,15 +43,55 @@ fn main() -> anyhow::Result<()> {
     let v = VectorFile::open(&path, dim)?;
     let params = HnswParams::default();
     let t = Instant::now();
-    let g = pinpoint::graph_build::build(&params, &v, &|_| {});
+    // `PP_BUILD_F32=1` builds on the f32 rows (the int8 build's baseline).
+    let distances = if std::env::var_os("PP_BUILD_F32").is_some() {
+        pinpoint::graph_build::BuildDistances::F32
+    } else {
+        pinpoint::graph_build::BuildDistances::Int8
+    };
+    let g = pinpoint::graph_build::build_with(&params, &v, distances, &|_| {});
     let s = t.elapsed().as_secs_f64();
     println!(
-        "{n} rows: {s:.1} s, {:.0} inserts/s (M {}, ef_construction {}, {} threads)",
+        "{n} rows: {s:.1} s, {:.0} inserts/s on {distances:?} distances (M {}, ef_construction {}, {} threads)",
         n as f64 / s,
         params.m,
         params.ef_construction,
         rayon::current_num_threads()
     );
+    // Recall@10 of the f32 walk against the export's exact answers (only meaningful for
+    // the whole export: offset 0 and every row).
+    if offset == 0 {
+        if let (Ok(q), Ok(ex)) = (
+            std::fs::read(format!("{prefix}.queries")),
+            std::fs::read(format!("{prefix}.exact")),
+        ) {
+            let gpath = dir.path().join("g");
+            pinpoint::graph_file::GraphFile::write_layers(&g, n, &gpath)?;
+            let gf = pinpoint::graph_file::GraphFile::open(&gpath, n)?;
+            let qs: Vec<f32> = q
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let exact: Vec<u32> = ex
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            for ef in [64, 128, 256] {
+                let mut hits = 0;
+                let t = Instant::now();
+                for (qv, want) in qs.chunks(dim).zip(exact.chunks(10)) {
+                    let got = gf.search(&v, qv, 10, ef, None);
+                    hits += got.iter().filter(|x| want.contains(&x.0)).count();
+                }
+                let nq = exact.len() / 10;
+                println!(
+                    "ef {ef}: recall@10 {:.4}, {:.0} qps",
+                    hits as f64 / exact.len() as f64,
+                    nq as f64 / t.elapsed().as_secs_f64()
+                );
+            }
+        }
+    }
     drop(g);
     Ok(())
 }

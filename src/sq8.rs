@@ -63,14 +63,20 @@ pub struct QueryCode {
     scale: f32,
 }
 
-/// Symmetric int8 codes of `x` and their scale.
+/// Symmetric int8 codes of `x` appended to `out`, and their scale.
 fn quantise(x: &[f32], out: &mut Vec<i8>) -> f32 {
+    let at = out.len();
+    out.resize(at + x.len(), 0);
+    quantise_into(x, &mut out[at..])
+}
+
+/// Symmetric int8 codes of `x` written to `out` (as long as `x`), and their scale.
+fn quantise_into(x: &[f32], out: &mut [i8]) -> f32 {
     let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-    out.extend(
-        x.iter()
-            .map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8),
-    );
+    for (o, v) in out.iter_mut().zip(x) {
+        *o = (v / scale).round().clamp(-127.0, 127.0) as i8;
+    }
     scale
 }
 
@@ -122,6 +128,141 @@ fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
         s += *x as i32 * *y as i32;
     }
     s
+}
+
+const KERNEL_VNNI: &str = "avx512-vnni";
+const KERNEL_WIDENING: &str = "widening i16 (avx2 or portable)";
+
+/// Which integer kernel compares two rows of [`Codes`] on this CPU (detected at run time):
+/// for the bench's report of which path ran.
+pub fn code_kernel() -> &'static str {
+    if has_vnni() {
+        KERNEL_VNNI
+    } else {
+        KERNEL_WIDENING
+    }
+}
+
+/// Whether the CPU has AVX-512F and AVX-512 VNNI (`vpdpbusd`).
+fn has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `Σ a·b` with `vpdpbusd`, 64 products an instruction. The instruction multiplies unsigned
+/// by signed bytes, so `a` is read offset by 128 (`a ^ 0x80` is `a + 128` as a u8) and
+/// `128 · Σ b` taken back out: `b_sum` is the sum of `b` over its first `len / 64 · 64`
+/// codes; the rest are multiplied one by one.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512 VNNI.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn dot_i8_vnni(a: &[i8], b: &[i8], b_sum: i32) -> i32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let wide = n / 64 * 64;
+    let flip = _mm512_set1_epi8(-128);
+    let mut acc = _mm512_setzero_si512();
+    let mut i = 0;
+    while i < wide {
+        // SAFETY: `i + 64 <= wide <= n`, inside both slices; unaligned loads.
+        let (x, y) = unsafe {
+            (
+                _mm512_loadu_si512(a.as_ptr().add(i) as *const _),
+                _mm512_loadu_si512(b.as_ptr().add(i) as *const _),
+            )
+        };
+        acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(x, flip), y);
+        i += 64;
+    }
+    let mut s = _mm512_reduce_add_epi32(acc) - 128 * b_sum;
+    for k in wide..n {
+        s += a[k] as i32 * b[k] as i32;
+    }
+    s
+}
+
+/// Int8 codes of a vector file held in memory, for comparing rows with each other: the
+/// graph build's distances ([`crate::graph_build::BuildDistances`]).
+pub struct Codes {
+    dim: usize,
+    codes: Vec<i8>,
+    scales: Vec<f32>,
+    /// Per row, the sum of its codes over the dimensions [`dot_i8_vnni`] takes 64 at a time
+    /// (empty when the CPU lacks AVX-512 VNNI).
+    sums: Vec<i32>,
+}
+
+impl Codes {
+    /// Quantises every row of `vectors` (on every core).
+    pub fn of(vectors: &VectorFile) -> Codes {
+        use rayon::prelude::*;
+        let (rows, dim) = (vectors.len(), vectors.dim());
+        let mut codes = vec![0i8; rows * dim];
+        let mut scales = vec![0f32; rows];
+        if dim > 0 {
+            codes
+                .par_chunks_mut(dim)
+                .zip(scales.par_iter_mut())
+                .enumerate()
+                .for_each(|(r, (out, scale))| *scale = quantise_into(vectors.row(r), out));
+        }
+        let sums = if has_vnni() && dim > 0 {
+            let wide = dim / 64 * 64;
+            codes
+                .par_chunks(dim)
+                .map(|row| row[..wide].iter().map(|&c| c as i32).sum())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Codes {
+            dim,
+            codes,
+            scales,
+            sums,
+        }
+    }
+
+    /// Which integer kernel [`Codes::sim`] runs ([`code_kernel`]).
+    pub fn kernel(&self) -> &'static str {
+        if self.sums.is_empty() {
+            KERNEL_WIDENING
+        } else {
+            KERNEL_VNNI
+        }
+    }
+
+    /// The approximate cosine of rows `a` and `b`.
+    #[inline]
+    pub fn sim(&self, a: usize, b: usize) -> f32 {
+        let d = self.dim;
+        let (x, y) = (&self.codes[a * d..(a + 1) * d], &self.codes[b * d..(b + 1) * d]);
+        let dot = match self.sums.get(b) {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `sums` is only filled when the CPU has AVX-512F and VNNI (`has_vnni`).
+            Some(&sum) => unsafe { dot_i8_vnni(x, y, sum) },
+            _ => dot_i8(x, y),
+        };
+        self.scales[a] * self.scales[b] * dot as f32
+    }
+
+    /// Row `r`'s codes as bytes (for a prefetch hint).
+    #[inline]
+    pub fn row_bytes(&self, r: usize) -> &[u8] {
+        let d = self.dim;
+        let c = &self.codes[r * d..(r + 1) * d];
+        // SAFETY: i8 and u8 have the same size and alignment.
+        unsafe { std::slice::from_raw_parts(c.as_ptr() as *const u8, c.len()) }
+    }
 }
 
 /// A segment's int8 vectors, memory-mapped.
@@ -278,5 +419,33 @@ mod tests {
         let e = Sq8Vectors::open(&p, 500, dim).err().unwrap().to_string();
         assert!(e.contains("s1.sq8"), "{e}");
         assert!("int9".parse::<VectorPrecision>().is_err());
+    }
+
+    #[test]
+    fn in_memory_codes_give_the_file_scores_on_every_kernel_and_width() {
+        // 384 is six 64-code blocks for the VNNI kernel; 100 leaves a 36-code tail.
+        for dim in [384, 100] {
+            let v = crate::bench::clustered_vectors(200, dim, 8, 0.3, 11);
+            let vf = VectorFile::from_vec(dim, v);
+            let codes = Codes::of(&vf);
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("c.sq8");
+            Sq8Vectors::write(&p, &vf).unwrap();
+            let file = Sq8Vectors::open(&p, 200, dim).unwrap();
+            for a in [0, 17, 199] {
+                let q = QueryCode::new(vf.row(a));
+                for b in 0..200 {
+                    // Same codes, same scales, exact integer sums: equal up to the order of
+                    // two float multiplications.
+                    let (x, y) = (codes.sim(a, b), file.score(&q, b));
+                    assert!((x - y).abs() < 1e-5, "dim {dim} rows {a},{b}: {x} vs {y}");
+                    let exact = crate::embed::dot(vf.row(a), vf.row(b));
+                    assert!((x - exact).abs() < 0.01, "dim {dim}: {x} vs exact {exact}");
+                }
+            }
+            let expect = if has_vnni() { KERNEL_VNNI } else { KERNEL_WIDENING };
+            assert_eq!(codes.kernel(), expect);
+            assert_eq!(code_kernel(), expect);
+        }
     }
 }

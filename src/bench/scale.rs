@@ -177,6 +177,9 @@ pub struct ScaleReport {
     pub ef: usize,
     /// Graph points inserted per second during the build.
     pub graph_inserts_per_s: f64,
+    /// What the graph build compared rows with, and the kernel that ran
+    /// ([`crate::graph_build::BuildDistances`]).
+    pub graph_distances: String,
     /// Single-thread dense queries/s at recall@10 0.98, interpolated on the curve
     /// ([`qps_at`]; none: no `ef` reached it).
     pub qps_at_recall_0_98: Option<f64>,
@@ -270,8 +273,8 @@ impl ScaleReport {
         )?;
         writeln!(
             out,
-            "dense recall@10 at ef {}: {:.4}; graph inserts/s {:.0}",
-            self.ef, self.recall_at_10, self.graph_inserts_per_s
+            "dense recall@10 at ef {}: {:.4}; graph inserts/s {:.0} on {} distances",
+            self.ef, self.recall_at_10, self.graph_inserts_per_s, self.graph_distances
         )?;
         render_curve(out, &self.curve, self.qps_at_recall_0_98)?;
         if let Some(c) = &self.compacted {
@@ -698,6 +701,7 @@ pub fn run(
     } else {
         0.0
     };
+    report.graph_distances = format!("int8 ({})", crate::sq8::code_kernel());
     for sub in [
         "chunks", "dense", "late", "lexical", "near", "docs", "meta", "del",
     ] {
