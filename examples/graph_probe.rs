@@ -5,8 +5,9 @@
 //! `cargo run --release --example graph_probe -- <export prefix> <n> [offset]`: rows
 //! `offset..offset + n` (one checkpoint's rows, beside `benches/reference/hnswlib_build.py`
 //! on the same ones). With offset 0 it also reports the finished graph's recall@10 and
-//! queries/s at a few `ef` against the export's exact answers. `PP_BUILD_F32=1` builds on
-//! f32 distances instead of int8 ones.
+//! queries/s at a few `ef` against the export's exact answers. `PP_BUILD=f32` or
+//! `PP_BUILD=int8` builds on those distances instead of the default
+//! ([`pinpoint::graph_build::BuildDistances`]).
 
 use std::io::Write;
 use std::time::Instant;
@@ -43,11 +44,12 @@ fn main() -> anyhow::Result<()> {
     let v = VectorFile::open(&path, dim)?;
     let params = HnswParams::default();
     let t = Instant::now();
-    // `PP_BUILD_F32=1` builds on the f32 rows (the int8 build's baseline).
-    let distances = if std::env::var_os("PP_BUILD_F32").is_some() {
-        pinpoint::graph_build::BuildDistances::F32
-    } else {
-        pinpoint::graph_build::BuildDistances::Int8
+    // `PP_BUILD=f32|int8` builds on those distances instead of the default (the walk on
+    // int8, links on f32).
+    let distances = match std::env::var("PP_BUILD").as_deref() {
+        Ok("f32") => pinpoint::graph_build::BuildDistances::F32,
+        Ok("int8") => pinpoint::graph_build::BuildDistances::Int8,
+        _ => pinpoint::graph_build::BuildDistances::Int8Walk,
     };
     let g = pinpoint::graph_build::build_with(&params, &v, distances, &|_| {});
     let s = t.elapsed().as_secs_f64();

@@ -102,26 +102,38 @@ pub struct GraphBuilder<'a> {
     /// `(entry row, its level)`; `usize::MAX` entry before the first insert.
     entry: Mutex<(usize, usize)>,
     inserted: AtomicUsize,
-    /// Int8 codes of every row, compared instead of the f32 rows ([`BuildDistances::Int8`]).
+    /// Int8 codes of every row, compared instead of the f32 rows where [`BuildDistances`]
+    /// says so.
     codes: Option<Codes>,
+    /// Links chosen on f32 similarities even when the walk runs on `codes`.
+    exact_links: bool,
 }
 
 /// What the build compares rows with. The finished graph is searched with the f32 vectors
-/// (or the index's int8 file) either way; this only decides how its links are chosen.
+/// (or the index's int8 file) either way; this only decides how its links are found and
+/// chosen.
 ///
-/// Why int8 by default: a build at a million rows waits on memory, not arithmetic. Each
-/// insert scores about `ef_construction · m` rows scattered over the vector file, and an
-/// int8 row is 384 bytes where an f32 row is 1,536, so four times as many stay in cache.
-/// Measured with `examples/graph_probe.rs` on the scale bench's vectors (docs/decisions.md,
-/// "Graph build: int8 distances"): 1M rows 17,070 inserts/s against 11,661 at f32 (1.46x),
-/// recall@10 of the finished graph's f32 search unchanged at every `ef` tried. The codes
-/// cost `dim + 4` bytes a row of memory while the build runs.
+/// Why the walk on int8 by default: a build at a million rows waits on memory, not
+/// arithmetic. Each insert walks the graph scoring a few thousand rows scattered over the
+/// vector file, and an int8 row is 384 bytes where an f32 row is 1,536, so four times as
+/// many stay in cache (and AVX-512 VNNI multiplies 64 codes an instruction). The links
+/// are then chosen on f32 similarities among the `ef_construction` candidates the walk
+/// found, as Qdrant rescores quantised candidates with the original vectors: a code's
+/// rounding can reorder near-equal candidates and change which links the heuristic keeps.
+/// Measured with `examples/graph_probe.rs` on the scale bench's 1M vectors
+/// (docs/decisions.md, "Graph build on int8 distances"): f32 11,624 inserts/s, the walk on
+/// int8 15,779, everything on int8 18,710. The codes cost `dim + 4` bytes a row of memory
+/// while the build runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum BuildDistances {
-    /// Symmetric per-row int8 codes ([`crate::sq8`]'s scheme), held in memory.
+    /// The walk on symmetric per-row int8 codes ([`crate::sq8`]'s scheme, held in memory),
+    /// the links chosen on the f32 rows.
     #[default]
+    Int8Walk,
+    /// Every comparison on the int8 codes, links included (the fastest; measured with a
+    /// lower recall at 1M, so not the default).
     Int8,
-    /// The f32 rows, read through the page cache.
+    /// Every comparison on the f32 rows, read through the page cache.
     F32,
 }
 
@@ -144,7 +156,7 @@ fn level_of(row: usize, m: usize) -> usize {
 }
 
 impl<'a> GraphBuilder<'a> {
-    /// An empty graph over every row of `vectors`, built on int8 distances.
+    /// An empty graph over every row of `vectors`, built on the default distances.
     pub fn new(params: &HnswParams, vectors: &'a VectorFile) -> GraphBuilder<'a> {
         GraphBuilder::with_distances(params, vectors, BuildDistances::default())
     }
@@ -175,9 +187,10 @@ impl<'a> GraphBuilder<'a> {
             entry: Mutex::new((usize::MAX, 0)),
             inserted: AtomicUsize::new(0),
             codes: match distances {
-                BuildDistances::Int8 => Some(Codes::of(vectors)),
+                BuildDistances::Int8 | BuildDistances::Int8Walk => Some(Codes::of(vectors)),
                 BuildDistances::F32 => None,
             },
+            exact_links: distances == BuildDistances::Int8Walk,
         }
     }
 
@@ -259,6 +272,16 @@ impl<'a> GraphBuilder<'a> {
         match &self.codes {
             Some(c) => c.sim(a, b),
             None => dot(self.vectors.row(a), self.vectors.row(b)),
+        }
+    }
+
+    /// The similarity links are chosen on: f32 when `exact_links`, else [`Self::sim`].
+    #[inline]
+    fn link_sim(&self, a: usize, b: usize) -> f32 {
+        if self.exact_links {
+            dot(self.vectors.row(a), self.vectors.row(b))
+        } else {
+            self.sim(a, b)
         }
     }
 
@@ -359,7 +382,13 @@ impl<'a> GraphBuilder<'a> {
         }
         let mut entry_points = vec![(best, cur as u32)];
         for l in (0..=level.min(top)).rev() {
-            let found = self.search_layer(q, &entry_points, self.ef_construction, l);
+            let mut found = self.search_layer(q, &entry_points, self.ef_construction, l);
+            if self.exact_links {
+                for f in &mut found {
+                    f.0 = dot(self.vectors.row(q), self.vectors.row(f.1 as usize));
+                }
+                found.sort_by(|a, b| b.0.total_cmp(&a.0));
+            }
             let max = if l == 0 { 2 * self.m } else { self.m };
             let chosen = self.select(&found, self.m);
             self.update_links(q, l, |list| {
@@ -391,8 +420,10 @@ impl<'a> GraphBuilder<'a> {
                 list.push(q);
                 return;
             }
-            let mut cands: Vec<(f32, u32)> =
-                list.iter().map(|&x| (self.sim(n, x as usize), x)).collect();
+            let mut cands: Vec<(f32, u32)> = list
+                .iter()
+                .map(|&x| (self.link_sim(n, x as usize), x))
+                .collect();
             cands.push((s, q));
             cands.sort_by(|a, b| b.0.total_cmp(&a.0));
             let kept = self.select(&cands, max);
@@ -411,7 +442,7 @@ impl<'a> GraphBuilder<'a> {
             }
             if kept
                 .iter()
-                .all(|&(_, k)| self.sim(c as usize, k as usize) < s)
+                .all(|&(_, k)| self.link_sim(c as usize, k as usize) < s)
             {
                 kept.push((s, c));
             }
@@ -420,13 +451,7 @@ impl<'a> GraphBuilder<'a> {
     }
 
     /// The `ef` rows most similar to row `q` on layer `l`, best first, from `entry`.
-    fn search_layer(
-        &self,
-        q: usize,
-        entry: &[(f32, u32)],
-        ef: usize,
-        l: usize,
-    ) -> Vec<(f32, u32)> {
+    fn search_layer(&self, q: usize, entry: &[(f32, u32)], ef: usize, l: usize) -> Vec<(f32, u32)> {
         VISITED.with(|v| {
             let mut v = v.borrow_mut();
             let n = self.levels.len();
@@ -568,7 +593,7 @@ fn repair_reachability(layer: &mut [(u32, Vec<u32>)], entry: u32) {
     }
 }
 
-/// Builds the graph of every row of `vectors` (on int8 distances).
+/// Builds the graph of every row of `vectors` (on the default distances).
 pub fn build(params: &HnswParams, vectors: &VectorFile, progress: &(dyn Fn(u64) + Sync)) -> Layers {
     build_with(params, vectors, BuildDistances::default(), progress)
 }

@@ -245,7 +245,10 @@ impl Codes {
     #[inline]
     pub fn sim(&self, a: usize, b: usize) -> f32 {
         let d = self.dim;
-        let (x, y) = (&self.codes[a * d..(a + 1) * d], &self.codes[b * d..(b + 1) * d]);
+        let (x, y) = (
+            &self.codes[a * d..(a + 1) * d],
+            &self.codes[b * d..(b + 1) * d],
+        );
         let dot = match self.sums.get(b) {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `sums` is only filled when the CPU has AVX-512F and VNNI (`has_vnni`).
@@ -443,7 +446,11 @@ mod tests {
                     assert!((x - exact).abs() < 0.01, "dim {dim}: {x} vs exact {exact}");
                 }
             }
-            let expect = if has_vnni() { KERNEL_VNNI } else { KERNEL_WIDENING };
+            let expect = if has_vnni() {
+                KERNEL_VNNI
+            } else {
+                KERNEL_WIDENING
+            };
             assert_eq!(codes.kernel(), expect);
             assert_eq!(code_kernel(), expect);
         }

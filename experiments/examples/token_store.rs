@@ -19,6 +19,9 @@
 //! `PP_DEDUP=t` drops pieces within Hamming `t` of a kept one; `PP_CONT=1` drops
 //! continuation pieces; `PP_UNIQP=1` keeps one row per distinct piece of a chunk, and
 //! `PP_UNIQP_BELOW=t` does so only in chunks whose distinct share of kept pieces is under t;
+//! `PP_CAP=K` keeps at most K pieces a chunk, the rarest by vocabulary rank
+//! (`PP_CAP_ORDER=common|first` for the controls);
+//! `PP_CODECS=proj` the signs of 192 and 256 random projections beside the 384 signs;
 //! `PP_CODECS=budget` compares random and principal-direction
 //! projections to 128 and 192 bits, `PP_CODECS=sign` the 384-bit signs alone, and
 //! `PP_CODECS=pq` product quantisers of 16-48 bytes against f32 and the signs.
@@ -238,6 +241,20 @@ const STOP: &[&str] = &[
     "they", "them", "his", "her", "if", "so", "all", "any", "each",
 ];
 
+/// The WordPiece vocabulary's id of `piece` (`##` marks a continuation), which orders
+/// pieces by their frequency in the model's pre-training text; unknown pieces rank last.
+fn vocab_rank(piece: &str) -> u32 {
+    static VOCAB: std::sync::OnceLock<HashMap<String, u32>> = std::sync::OnceLock::new();
+    let v = VOCAB.get_or_init(|| {
+        let text = std::fs::read_to_string("models/all-MiniLM-L6-v2/vocab.txt").unwrap_or_default();
+        text.lines()
+            .enumerate()
+            .map(|(i, w)| (w.to_string(), i as u32))
+            .collect()
+    });
+    v.get(piece).copied().unwrap_or(u32::MAX)
+}
+
 /// Drops stopword and punctuation rows of each chunk's token matrix.
 fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
     let e = engine.embedder().expect("model");
@@ -334,20 +351,24 @@ fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
             }
             let uniq_pieces = std::env::var("PP_UNIQP").is_ok() || repeats;
             let mut seen: HashMap<String, usize> = HashMap::new();
+            // PP_CAP=K: the vocabulary rank of each kept row (for the cap below).
+            let mut ranks: Vec<u32> = Vec::new();
             for ((a, b), r) in spans.iter().zip(m.rows()) {
                 let w = text[*a..*b].to_lowercase();
-                let continues = cont
-                    && *a == prev_end
+                let joined = *a == prev_end
                     && w.chars().next().is_some_and(|c| c.is_alphanumeric())
                     && text[..*a]
                         .chars()
                         .next_back()
                         .is_some_and(|c| c.is_alphanumeric());
+                let continues = cont && joined;
                 prev_end = *b;
                 let keep = w.chars().any(|c| c.is_alphanumeric())
                     && !STOP.contains(&w.as_str())
                     && !continues;
                 if keep {
+                    let key = if joined { format!("##{w}") } else { w.clone() };
+                    ranks.push(vocab_rank(&key));
                     // PP_UNIQP=1: a piece repeated in the chunk (case folded) is one row,
                     // the unit mean of its occurrences.
                     if uniq_pieces {
@@ -366,6 +387,29 @@ fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
                     .chunks(m.dim)
                     .flat_map(|row| unit(row.to_vec()))
                     .collect();
+            }
+            // PP_CAP=K: at most K rows a chunk; PP_CAP_ORDER=rare (default) keeps the pieces
+            // of highest vocabulary rank (the WordPiece vocabulary is in order of frequency,
+            // so the rarest), `common` the lowest, `first` the first K; order kept.
+            if let Some(cap) = std::env::var("PP_CAP")
+                .ok()
+                .and_then(|k| k.parse::<usize>().ok())
+            {
+                let rows = data.len() / m.dim.max(1);
+                if rows > cap && !uniq_pieces && ranks.len() == rows {
+                    let mut order: Vec<usize> = (0..rows).collect();
+                    match std::env::var("PP_CAP_ORDER").as_deref() {
+                        Ok("first") => {}
+                        Ok("common") => order.sort_by_key(|&i| ranks[i]),
+                        _ => order.sort_by_key(|&i| std::cmp::Reverse(ranks[i])),
+                    }
+                    let mut keep: Vec<usize> = order[..cap].to_vec();
+                    keep.sort_unstable();
+                    data = keep
+                        .iter()
+                        .flat_map(|&i| data[i * m.dim..(i + 1) * m.dim].to_vec())
+                        .collect();
+                }
             }
             let m = TokenMatrix { dim: m.dim, data };
             after += m.len();
@@ -955,6 +999,11 @@ fn main() {
             ("pq 16 x 8 bits (16 B)", pq_codec(&toks, dim, 16, 200_000)),
         ],
         Ok("sign") => vec![("1-bit sign, 384", Box::new(move |v: &[f32]| sign(v, 384)))],
+        Ok("proj") => vec![
+            ("1-bit sign, 384", Box::new(move |v: &[f32]| sign(v, 384))),
+            ("random proj 192", project(random_rows(192))),
+            ("random proj 256", project(random_rows(256))),
+        ],
         Ok("budget") => vec![
             ("1-bit sign, 384", Box::new(move |v: &[f32]| sign(v, 384))),
             ("random proj 128", project(random_rows(128))),

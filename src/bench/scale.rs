@@ -701,7 +701,11 @@ pub fn run(
     } else {
         0.0
     };
-    report.graph_distances = format!("int8 ({})", crate::sq8::code_kernel());
+    report.graph_distances = format!(
+        "{:?} ({})",
+        crate::graph_build::BuildDistances::default(),
+        crate::sq8::code_kernel()
+    );
     for sub in [
         "chunks", "dense", "late", "lexical", "near", "docs", "meta", "del",
     ] {
