@@ -16,7 +16,8 @@
 //! appends N `[MASK]` tokens to each query (ColBERT's query augmentation). For the token
 //! budget ("Token codes: one per distinct word"): `PP_WORDS=1` codes one vector per whole
 //! word (its pieces averaged) and with `PP_UNIQ=1` one per distinct word of a chunk;
-//! `PP_DEDUP=t` drops pieces within Hamming `t` of a kept one; `PP_CONT=1` drops
+//! `PP_DEDUP=t` drops pieces within Hamming `t` of a kept one; `PP_KCENTER=K` keeps at most
+//! K a chunk by farthest-point selection on the sign codes; `PP_CONT=1` drops
 //! continuation pieces; `PP_UNIQP=1` keeps one row per distinct piece of a chunk, and
 //! `PP_UNIQP_BELOW=t` does so only in chunks whose distinct share of kept pieces is under t;
 //! `PP_CAP=K` keeps at most K pieces a chunk, the rarest by vocabulary rank
@@ -423,6 +424,63 @@ fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
     out
 }
 
+/// Keeps at most `k` tokens a chunk: greedy farthest-point selection on the 1-bit sign codes
+/// (the first token, then repeatedly the token farthest in Hamming distance from every
+/// kept one), so every dropped token is near a kept one and MaxSim's max moves little.
+fn kcenter(toks: Vec<TokenMatrix>, k: usize) -> Vec<TokenMatrix> {
+    let (mut before, mut after, mut worst) = (0usize, 0usize, 0u32);
+    let out = toks
+        .into_iter()
+        .map(|m| {
+            before += m.len();
+            if m.len() <= k || k == 0 {
+                after += m.len();
+                return m;
+            }
+            let codes: Vec<Vec<u64>> = m
+                .rows()
+                .map(|r| {
+                    r.chunks(64)
+                        .map(|c| {
+                            c.iter()
+                                .enumerate()
+                                .fold(0u64, |a, (i, x)| if *x > 0.0 { a | 1 << i } else { a })
+                        })
+                        .collect()
+                })
+                .collect();
+            let ham = |a: &[u64], b: &[u64]| -> u32 {
+                a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+            };
+            let n = codes.len();
+            let mut near = vec![u32::MAX; n];
+            let mut kept = vec![false; n];
+            let mut next = 0;
+            for _ in 0..k {
+                kept[next] = true;
+                for i in 0..n {
+                    near[i] = near[i].min(ham(&codes[i], &codes[next]));
+                }
+                next = (0..n)
+                    .filter(|&i| !kept[i])
+                    .max_by_key(|&i| (near[i], std::cmp::Reverse(i)))
+                    .unwrap_or(0);
+            }
+            worst = worst.max((0..n).filter(|&i| !kept[i]).map(|i| near[i]).max().unwrap_or(0));
+            let mut data = Vec::with_capacity(k * m.dim);
+            for (i, r) in m.rows().enumerate() {
+                if kept[i] {
+                    data.extend_from_slice(r);
+                }
+            }
+            after += k;
+            TokenMatrix { dim: m.dim, data }
+        })
+        .collect();
+    eprintln!("k-center {k}: {before} -> {after} tokens (largest radius {worst} bits)");
+    out
+}
+
 /// Drops each token whose 1-bit sign code is within Hamming distance `t` of a token kept
 /// earlier in the same chunk (a repeated word in a similar context).
 fn dedup(toks: Vec<TokenMatrix>, t: u32) -> Vec<TokenMatrix> {
@@ -822,6 +880,10 @@ fn main() {
     };
     let toks = match std::env::var("PP_DEDUP").ok().and_then(|t| t.parse().ok()) {
         Some(t) => dedup(toks, t),
+        None => toks,
+    };
+    let toks = match std::env::var("PP_KCENTER").ok().and_then(|k| k.parse().ok()) {
+        Some(k) => kcenter(toks, k),
         None => toks,
     };
     let total: usize = toks.iter().map(|m| m.len()).sum();
