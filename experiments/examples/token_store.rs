@@ -466,7 +466,13 @@ fn kcenter(toks: Vec<TokenMatrix>, k: usize) -> Vec<TokenMatrix> {
                     .max_by_key(|&i| (near[i], std::cmp::Reverse(i)))
                     .unwrap_or(0);
             }
-            worst = worst.max((0..n).filter(|&i| !kept[i]).map(|i| near[i]).max().unwrap_or(0));
+            worst = worst.max(
+                (0..n)
+                    .filter(|&i| !kept[i])
+                    .map(|i| near[i])
+                    .max()
+                    .unwrap_or(0),
+            );
             let mut data = Vec::with_capacity(k * m.dim);
             for (i, r) in m.rows().enumerate() {
                 if kept[i] {
@@ -882,7 +888,10 @@ fn main() {
         Some(t) => dedup(toks, t),
         None => toks,
     };
-    let toks = match std::env::var("PP_KCENTER").ok().and_then(|k| k.parse().ok()) {
+    let toks = match std::env::var("PP_KCENTER")
+        .ok()
+        .and_then(|k| k.parse().ok())
+    {
         Some(k) => kcenter(toks, k),
         None => toks,
     };
