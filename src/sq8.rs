@@ -1,6 +1,7 @@
 //! Scalar-quantised (int8) copies of a segment's vectors, searched in place of the f32
 //! vectors and rescored exactly: the vector precision option of an index
-//! ([`VectorPrecision`], chosen at creation).
+//! ([`VectorPrecision`], chosen at creation). The same codes, held in memory ([`Codes`]),
+//! are what the graph build's walk compares ([`crate::graph_build::BuildDistances`]).
 //!
 //! Why: a graph search reads about `ef · m` vectors scattered over the segment, so what
 //! must stay in memory for warm queries is the whole vector file (1.5 KB a chunk at 384
