@@ -385,7 +385,7 @@ impl<'a> GraphBuilder<'a> {
             let mut found = self.search_layer(q, &entry_points, self.ef_construction, l);
             if self.exact_links {
                 for f in &mut found {
-                    f.0 = dot(self.vectors.row(q), self.vectors.row(f.1 as usize));
+                    f.0 = self.link_sim(q, f.1 as usize);
                 }
                 found.sort_by(|a, b| b.0.total_cmp(&a.0));
             }

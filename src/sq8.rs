@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::quant::Kernel;
 use crate::store::VectorFile;
 
 const MAGIC: &[u8; 8] = b"PPSQ8V01";
@@ -131,30 +132,11 @@ fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
     s
 }
 
-const KERNEL_VNNI: &str = "avx512-vnni";
-const KERNEL_WIDENING: &str = "widening i16 (avx2 or portable)";
-
-/// Which integer kernel compares two rows of [`Codes`] on this CPU (detected at run time):
-/// for the bench's report of which path ran.
-pub fn code_kernel() -> &'static str {
-    if has_vnni() {
-        KERNEL_VNNI
-    } else {
-        KERNEL_WIDENING
-    }
-}
-
-/// Whether the CPU has AVX-512F and AVX-512 VNNI (`vpdpbusd`).
-fn has_vnni() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+/// Which integer kernel compares two rows of [`Codes`] on this CPU (detected at run time,
+/// as the encoder's int8 arithmetic detects it): for the bench's report of which path ran.
+/// `Avx512Vnni` runs [`dot_i8_vnni`]; the others run [`dot_i8`]'s widening loop.
+pub fn code_kernel() -> Kernel {
+    Kernel::detect()
 }
 
 /// `Σ a·b` with `vpdpbusd`, 64 products an instruction. The instruction multiplies unsigned
@@ -198,8 +180,9 @@ pub struct Codes {
     codes: Vec<i8>,
     scales: Vec<f32>,
     /// Per row, the sum of its codes over the dimensions [`dot_i8_vnni`] takes 64 at a time
-    /// (empty when the CPU lacks AVX-512 VNNI).
+    /// (empty unless the kernel is [`Kernel::Avx512Vnni`]).
     sums: Vec<i32>,
+    kernel: Kernel,
 }
 
 impl Codes {
@@ -216,7 +199,8 @@ impl Codes {
                 .enumerate()
                 .for_each(|(r, (out, scale))| *scale = quantise_into(vectors.row(r), out));
         }
-        let sums = if has_vnni() && dim > 0 {
+        let kernel = code_kernel();
+        let sums = if kernel == Kernel::Avx512Vnni && dim > 0 {
             let wide = dim / 64 * 64;
             codes
                 .par_chunks(dim)
@@ -230,16 +214,13 @@ impl Codes {
             codes,
             scales,
             sums,
+            kernel,
         }
     }
 
-    /// Which integer kernel [`Codes::sim`] runs ([`code_kernel`]).
-    pub fn kernel(&self) -> &'static str {
-        if self.sums.is_empty() {
-            KERNEL_WIDENING
-        } else {
-            KERNEL_VNNI
-        }
+    /// Which integer kernel [`Codes::sim`] runs ([`code_kernel`] when they were made).
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
     }
 
     /// The approximate cosine of rows `a` and `b`.
@@ -252,7 +233,7 @@ impl Codes {
         );
         let dot = match self.sums.get(b) {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `sums` is only filled when the CPU has AVX-512F and VNNI (`has_vnni`).
+            // SAFETY: `sums` is only filled when the CPU has AVX-512F and VNNI (`code_kernel`).
             Some(&sum) => unsafe { dot_i8_vnni(x, y, sum) },
             _ => dot_i8(x, y),
         };
@@ -447,13 +428,10 @@ mod tests {
                     assert!((x - exact).abs() < 0.01, "dim {dim}: {x} vs exact {exact}");
                 }
             }
-            let expect = if has_vnni() {
-                KERNEL_VNNI
-            } else {
-                KERNEL_WIDENING
-            };
-            assert_eq!(codes.kernel(), expect);
-            assert_eq!(code_kernel(), expect);
+            // Built on the kernel this CPU reports; with VNNI, the 384-wide rows took the
+            // `vpdpbusd` path and still matched the file's widening scores above.
+            assert_eq!(codes.kernel(), code_kernel());
+            assert_eq!(codes.sums.is_empty(), code_kernel() != Kernel::Avx512Vnni);
         }
     }
 }

@@ -704,7 +704,7 @@ pub fn run(
     report.graph_distances = format!(
         "{:?} ({})",
         crate::graph_build::BuildDistances::default(),
-        crate::sq8::code_kernel()
+        crate::sq8::code_kernel().name()
     );
     for sub in [
         "chunks", "dense", "late", "lexical", "near", "docs", "meta", "del",
