@@ -134,7 +134,8 @@ fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
 
 /// Which integer kernel compares two rows of [`Codes`] on this CPU (detected at run time,
 /// as the encoder's int8 arithmetic detects it): for the bench's report of which path ran.
-/// `Avx512Vnni` runs [`dot_i8_vnni`]; the others run [`dot_i8`]'s widening loop.
+/// `Avx512Vnni` runs `vpdpbusd` on 64 codes at a time; the others run the widening loop
+/// (AVX2 or portable).
 pub fn code_kernel() -> Kernel {
     Kernel::detect()
 }

@@ -21,7 +21,8 @@
 //! continuation pieces; `PP_UNIQP=1` keeps one row per distinct piece of a chunk, and
 //! `PP_UNIQP_BELOW=t` does so only in chunks whose distinct share of kept pieces is under t;
 //! `PP_CAP=K` keeps at most K pieces a chunk, the rarest by vocabulary rank
-//! (`PP_CAP_ORDER=common|first` for the controls);
+//! (`PP_CAP_ORDER=common|first` for the controls), with `PP_CAP_BELOW=t` only in chunks whose
+//! distinct share of kept pieces is under t;
 //! `PP_CODECS=proj` the signs of 192 and 256 random projections beside the 384 signs;
 //! `PP_CODECS=budget` compares random and principal-direction
 //! projections to 128 and 192 bits, `PP_CODECS=sign` the 384-bit signs alone, and
@@ -336,6 +337,23 @@ fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
             let below: Option<f64> = std::env::var("PP_UNIQP_BELOW")
                 .ok()
                 .and_then(|t| t.parse().ok());
+            // PP_CAP_BELOW=t: the cap (PP_CAP) applies only to chunks whose distinct share
+            // of kept pieces is under t (code); the others keep every piece.
+            let cap_below: Option<f64> = std::env::var("PP_CAP_BELOW")
+                .ok()
+                .and_then(|t| t.parse().ok());
+            let share_under = |t: f64| {
+                let words: Vec<String> = spans
+                    .iter()
+                    .map(|(a, b)| text[*a..*b].to_lowercase())
+                    .filter(|w| {
+                        w.chars().any(|c| c.is_alphanumeric()) && !STOP.contains(&w.as_str())
+                    })
+                    .collect();
+                let distinct: std::collections::HashSet<&String> = words.iter().collect();
+                !words.is_empty() && (distinct.len() as f64) < t * words.len() as f64
+            };
+            let capped = cap_below.is_none_or(share_under);
             let repeats = below.is_some_and(|t| {
                 let words: Vec<String> = spans
                     .iter()
@@ -397,7 +415,7 @@ fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
                 .and_then(|k| k.parse::<usize>().ok())
             {
                 let rows = data.len() / m.dim.max(1);
-                if rows > cap && !uniq_pieces && ranks.len() == rows {
+                if rows > cap && capped && !uniq_pieces && ranks.len() == rows {
                     let mut order: Vec<usize> = (0..rows).collect();
                     match std::env::var("PP_CAP_ORDER").as_deref() {
                         Ok("first") => {}
