@@ -7,7 +7,8 @@
 //! on the same ones). With offset 0 it also reports the finished graph's recall@10 and
 //! queries/s at a few `ef` against the export's exact answers. `PP_BUILD=f32` or
 //! `PP_BUILD=int8` builds on those distances instead of the default
-//! ([`pinpoint::graph_build::BuildDistances`]).
+//! ([`pinpoint::graph_build::BuildDistances`]); `PP_KERNEL=avx2` compares int8 codes on
+//! the widening loop of CPUs without AVX-512 VNNI.
 
 use std::io::Write;
 use std::time::Instant;
@@ -51,11 +52,17 @@ fn main() -> anyhow::Result<()> {
         Ok("int8") => pinpoint::graph_build::BuildDistances::Int8,
         _ => pinpoint::graph_build::BuildDistances::Int8Walk,
     };
-    let g = pinpoint::graph_build::build_with(&params, &v, distances, &|_| {});
+    // `PP_KERNEL=avx2` compares the codes on the widening loop other CPUs run.
+    let kernel = match std::env::var("PP_KERNEL").as_deref() {
+        Ok("avx2") => pinpoint::quant::Kernel::Avx2,
+        _ => pinpoint::sq8::code_kernel(),
+    };
+    let g = pinpoint::graph_build::build_with(&params, &v, distances, kernel, &|_| {});
     let s = t.elapsed().as_secs_f64();
     println!(
-        "{n} rows: {s:.1} s, {:.0} inserts/s on {distances:?} distances (M {}, ef_construction {}, {} threads)",
+        "{n} rows: {s:.1} s, {:.0} inserts/s on {distances:?} distances, {} kernel (M {}, ef_construction {}, {} threads)",
         n as f64 / s,
+        kernel.name(),
         params.m,
         params.ef_construction,
         rayon::current_num_threads()

@@ -158,14 +158,21 @@ fn level_of(row: usize, m: usize) -> usize {
 impl<'a> GraphBuilder<'a> {
     /// An empty graph over every row of `vectors`, built on the default distances.
     pub fn new(params: &HnswParams, vectors: &'a VectorFile) -> GraphBuilder<'a> {
-        GraphBuilder::with_distances(params, vectors, BuildDistances::default())
+        GraphBuilder::with_distances(
+            params,
+            vectors,
+            BuildDistances::default(),
+            crate::sq8::code_kernel(),
+        )
     }
 
-    /// An empty graph over every row of `vectors`, built on `distances`.
+    /// An empty graph over every row of `vectors`, built on `distances`, the int8 codes
+    /// compared on `kernel` where the CPU has it ([`Codes::with_kernel`]).
     pub fn with_distances(
         params: &HnswParams,
         vectors: &'a VectorFile,
         distances: BuildDistances,
+        kernel: crate::quant::Kernel,
     ) -> GraphBuilder<'a> {
         let m = params.m.max(2);
         let n = vectors.len();
@@ -187,7 +194,9 @@ impl<'a> GraphBuilder<'a> {
             entry: Mutex::new((usize::MAX, 0)),
             inserted: AtomicUsize::new(0),
             codes: match distances {
-                BuildDistances::Int8 | BuildDistances::Int8Walk => Some(Codes::of(vectors)),
+                BuildDistances::Int8 | BuildDistances::Int8Walk => {
+                    Some(Codes::with_kernel(vectors, kernel))
+                }
                 BuildDistances::F32 => None,
             },
             exact_links: distances == BuildDistances::Int8Walk,
@@ -595,17 +604,22 @@ fn repair_reachability(layer: &mut [(u32, Vec<u32>)], entry: u32) {
 
 /// Builds the graph of every row of `vectors` (on the default distances).
 pub fn build(params: &HnswParams, vectors: &VectorFile, progress: &(dyn Fn(u64) + Sync)) -> Layers {
-    build_with(params, vectors, BuildDistances::default(), progress)
+    let b = GraphBuilder::new(params, vectors);
+    let rows: Vec<usize> = (0..vectors.len()).collect();
+    b.insert(&rows, progress);
+    b.finish()
 }
 
-/// Builds the graph of every row of `vectors` on `distances`.
+/// Builds the graph of every row of `vectors` on `distances` and `kernel`
+/// ([`GraphBuilder::with_distances`]; for measuring the alternatives).
 pub fn build_with(
     params: &HnswParams,
     vectors: &VectorFile,
     distances: BuildDistances,
+    kernel: crate::quant::Kernel,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Layers {
-    let b = GraphBuilder::with_distances(params, vectors, distances);
+    let b = GraphBuilder::with_distances(params, vectors, distances, kernel);
     let rows: Vec<usize> = (0..vectors.len()).collect();
     b.insert(&rows, progress);
     b.finish()

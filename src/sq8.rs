@@ -187,8 +187,15 @@ pub struct Codes {
 }
 
 impl Codes {
-    /// Quantises every row of `vectors` (on every core).
+    /// Quantises every row of `vectors` (on every core), compared on [`code_kernel`].
     pub fn of(vectors: &VectorFile) -> Codes {
+        Codes::with_kernel(vectors, code_kernel())
+    }
+
+    /// [`Codes::of`] compared on `kernel` where the CPU has it (to measure the path other
+    /// CPUs take): `Avx512Vnni` on a CPU without it falls back, and `Avx2` or `Portable`
+    /// both mean the widening loop, which takes AVX2 where the CPU has it.
+    pub fn with_kernel(vectors: &VectorFile, kernel: Kernel) -> Codes {
         use rayon::prelude::*;
         let (rows, dim) = (vectors.len(), vectors.dim());
         let mut codes = vec![0i8; rows * dim];
@@ -200,8 +207,15 @@ impl Codes {
                 .enumerate()
                 .for_each(|(r, (out, scale))| *scale = quantise_into(vectors.row(r), out));
         }
-        let kernel = code_kernel();
-        let sums = if kernel == Kernel::Avx512Vnni && dim > 0 {
+        let vnni = kernel == Kernel::Avx512Vnni && code_kernel() == Kernel::Avx512Vnni;
+        let kernel = if vnni {
+            Kernel::Avx512Vnni
+        } else if Kernel::supported().contains(&Kernel::Avx2) {
+            Kernel::Avx2
+        } else {
+            Kernel::Portable
+        };
+        let sums = if vnni && dim > 0 {
             let wide = dim / 64 * 64;
             codes
                 .par_chunks(dim)
@@ -433,6 +447,13 @@ mod tests {
             // `vpdpbusd` path and still matched the file's widening scores above.
             assert_eq!(codes.kernel(), code_kernel());
             assert_eq!(codes.sums.is_empty(), code_kernel() != Kernel::Avx512Vnni);
+            // The widening loop asked for gives the same scores (exact integer sums).
+            let wide = Codes::with_kernel(&vf, Kernel::Avx2);
+            assert_ne!(wide.kernel(), Kernel::Avx512Vnni);
+            assert!(wide.sums.is_empty());
+            for b in 0..200 {
+                assert_eq!(wide.sim(17, b), codes.sim(17, b), "dim {dim} row {b}");
+            }
         }
     }
 }
