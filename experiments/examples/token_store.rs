@@ -354,17 +354,7 @@ fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
                 !words.is_empty() && (distinct.len() as f64) < t * words.len() as f64
             };
             let capped = cap_below.is_none_or(share_under);
-            let repeats = below.is_some_and(|t| {
-                let words: Vec<String> = spans
-                    .iter()
-                    .map(|(a, b)| text[*a..*b].to_lowercase())
-                    .filter(|w| {
-                        w.chars().any(|c| c.is_alphanumeric()) && !STOP.contains(&w.as_str())
-                    })
-                    .collect();
-                let distinct: std::collections::HashSet<&String> = words.iter().collect();
-                !words.is_empty() && (distinct.len() as f64) < t * words.len() as f64
-            });
+            let repeats = below.is_some_and(share_under);
             if repeats {
                 UNIQ_CHUNKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
