@@ -702,12 +702,13 @@ impl Segments {
         self.segs.iter().map(|s| s.codes.tokens()).sum()
     }
 
-    /// Lets the kernel drop the pages of every segment's vectors from this process's memory
-    /// ([`VectorFile::release_pages`]): a commit calls it after the stages that read all of
-    /// them, so that a long build does not hold the whole index resident.
+    /// Lets the kernel drop the pages of every segment's vectors and token codes from this
+    /// process's memory ([`VectorFile::release_pages`]): a commit calls it after the stages
+    /// that read all of them, so that a long build does not hold the whole index resident.
     pub fn release_pages(&self) {
         for s in &self.segs {
             s.dense.vectors().release_pages();
+            s.codes.release_pages();
         }
     }
 

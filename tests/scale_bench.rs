@@ -38,9 +38,18 @@ fn a_scale_bench_reports_its_contract_and_leaves_a_queryable_index() {
     }
     // Under the graph threshold the dense leg is an exact scan: recall 1 by construction.
     assert_eq!(s["recall_at_10"].as_f64(), Some(1.0));
-    for part in ["chunks", "dense", "lexical", "docs"] {
+    for part in ["chunks", "dense", "lexical", "docs", "late"] {
         assert!(s["disk_bytes"][part].as_u64().unwrap() > 0, "{part}");
     }
+    // As a default index, it keeps token codes: each copy its sentence's real ones.
+    assert_eq!(s["token_codes"], true);
+    let per_chunk = s["tokens_per_chunk"].as_f64().unwrap();
+    assert!(per_chunk > 1.0, "{per_chunk}");
+    let late = s["disk_bytes"]["late"].as_f64().unwrap();
+    assert!(
+        late >= per_chunk * 3000.0 * 48.0,
+        "{late} bytes for {per_chunk} codes a chunk"
+    );
     assert!(s["cold"]["query_s"].as_f64().unwrap() > 0.0);
     assert!(s["warm"]["default"]["p50_ms"].as_f64().unwrap() > 0.0);
     // The index it leaves answers a question about one of its sentences; the probes

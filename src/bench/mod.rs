@@ -12,6 +12,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 pub mod scale;
+pub mod scale_embed;
 
 use crate::dense::{build_graph, exact_search, search_graph, HnswParams};
 use crate::engine::{Engine, EngineConfig, SearchRequest};

@@ -5,7 +5,8 @@
 //! `--real-vectors` texts) are embedded once; the index holds them and perturbed copies
 //! up to `N` (each copy `normalize(v + σ·g)`, `g` standard normal, seeded by the copy), each
 //! chunk with its sentence's text and a tag naming its vector. An embedder that reads the
-//! tag ([`ScaleEmbedder`]) hands the engine those vectors, so the build runs the whole
+//! tag ([`ScaleEmbedder`], `scale_embed.rs`) hands the engine those vectors and, as a
+//! default index keeps them, their sentences' token codes, so the build runs the whole
 //! commit path (chunking, segments, graphs, merges, BM25, neighbours) at scale while only
 //! the base sentences and the probes' new texts meet the model. The report says how close
 //! a copy stays to its original (mean cosine), so that a reader can judge that copies are
@@ -20,12 +21,12 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{sentence_texts, xorshift, CurvePoint, Percentiles};
-use crate::embed::{dot, normalize, Embedder};
+use super::scale_embed::{tagged, ScaleEmbedder};
+use super::{sentence_texts, CurvePoint, Percentiles};
+use crate::embed::{dot, Embedder};
 use crate::engine::{dir_size, Engine, EngineConfig, Pipeline, SearchRequest};
 use crate::error::{Error, Result};
 use crate::eval::Dataset;
-use crate::models::ModelSpec;
 
 /// What to build and measure.
 #[derive(Debug, Clone)]
@@ -49,6 +50,10 @@ pub struct ScaleConfig {
     /// `benches/reference/hnswlib_scale.py` to build and search hnswlib on the very same
     /// vectors.
     pub export: Option<PathBuf>,
+    /// Whether the index keeps token codes, as a default index does (each copy gets its
+    /// sentence's real codes, [`ScaleEmbedder`]); without them the default query skips
+    /// its token reranking and the index is smaller.
+    pub token_codes: bool,
 }
 
 /// Spread of a copy around its sentence's vector, per dimension: a copy keeps a cosine of
@@ -155,6 +160,10 @@ pub struct ScaleReport {
     pub segments: usize,
     /// Real sentences embedded.
     pub base_vectors: usize,
+    /// Whether the index keeps token codes ([`ScaleConfig::token_codes`]).
+    pub token_codes: bool,
+    /// Token codes stored per live chunk (0 without them).
+    pub tokens_per_chunk: f64,
     /// Mean cosine between a copy and its original vector (none: no copies at this size).
     pub copy_cosine_mean: Option<f64>,
     /// Build wall time.
@@ -195,6 +204,9 @@ pub struct ScaleReport {
     pub build_peak_anon_bytes: u64,
     /// See `build_peak_anon_bytes`.
     pub build_peak_file_bytes: u64,
+    /// Of the build's peak heap, what the benchmark itself holds: the base sentences'
+    /// vectors and token codes ([`ScaleEmbedder::held_bytes`]), which a real build has not.
+    pub harness_bytes: u64,
 }
 
 impl ScaleReport {
@@ -210,12 +222,25 @@ impl ScaleReport {
             "scale: {} chunks in {} segments ({} real sentences, {copies}); encoder {}; vectors {:?}",
             self.chunks, self.segments, self.base_vectors, self.encoder, self.vector_precision
         )?;
+        if self.token_codes {
+            writeln!(
+                out,
+                "token codes: {:.1} a chunk (each copy has its sentence's)",
+                self.tokens_per_chunk
+            )?;
+        } else {
+            writeln!(
+                out,
+                "token codes: none (the default query skips token reranking)"
+            )?;
+        }
         writeln!(
             out,
-            "build: {:.1} s, peak RSS {:.0} MB (sampled peaks: heap {:.0} MB, mapped files {:.0} MB)",
+            "build: {:.1} s, peak RSS {:.0} MB (sampled peaks: heap {:.0} MB, of it the benchmark's own base material {:.0} MB; mapped files {:.0} MB)",
             self.build_s,
             mb(self.build_peak_rss_bytes),
             mb(self.build_peak_anon_bytes),
+            mb(self.harness_bytes),
             mb(self.build_peak_file_bytes)
         )?;
         for (s, t) in &self.build_stages {
@@ -305,78 +330,6 @@ fn render_curve(
     match qps98 {
         Some(q) => writeln!(out, "QPS at recall 0.98: {q:.0}"),
         None => writeln!(out, "QPS at recall 0.98: no ef of the curve reached it"),
-    }
-}
-
-/// Hands the engine a tagged chunk's vector (its sentence's, perturbed by its copy
-/// number) and embeds everything else with the model.
-pub struct ScaleEmbedder {
-    real: Arc<dyn Embedder>,
-    base: Arc<Vec<f32>>,
-    sigma: f32,
-}
-
-/// The tag a chunk text ends with: `zq<copy>x<sentence>`.
-fn tag(text: &str) -> Option<(u64, usize)> {
-    let last = text.split_whitespace().last()?.strip_prefix("zq")?;
-    let (c, b) = last.split_once('x')?;
-    Some((c.parse().ok()?, b.parse().ok()?))
-}
-
-impl ScaleEmbedder {
-    /// Copy `copy` of sentence `b`'s vector (copy 0: the vector itself).
-    fn vector(&self, b: usize, copy: u64) -> Vec<f32> {
-        let dim = self.real.dim();
-        let mut v = self.base[b * dim..(b + 1) * dim].to_vec();
-        if copy > 0 {
-            let mut r = xorshift(copy.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b as u64);
-            for x in v.iter_mut() {
-                // Box-Muller from two uniforms in (0, 1).
-                let (u1, u2) = ((r() + 0.5).max(1e-7) as f64, (r() + 0.5) as f64);
-                let g = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-                *x += self.sigma * g as f32;
-            }
-            normalize(&mut v);
-        }
-        v
-    }
-
-    fn embed(
-        &self,
-        texts: &[&str],
-        model: impl Fn(&[&str]) -> Result<Vec<f32>>,
-    ) -> Result<Vec<f32>> {
-        let mut out = Vec::with_capacity(texts.len() * self.real.dim());
-        for t in texts {
-            match tag(t) {
-                Some((c, b)) if b < self.base.len() / self.real.dim() => {
-                    out.extend(self.vector(b, c))
-                }
-                _ => out.extend(model(&[t])?),
-            }
-        }
-        Ok(out)
-    }
-}
-
-impl Embedder for ScaleEmbedder {
-    fn spec(&self) -> &ModelSpec {
-        self.real.spec()
-    }
-    fn embed_passages(&self, texts: &[&str]) -> Result<Vec<f32>> {
-        self.embed(texts, |t| self.real.embed_passages(t))
-    }
-    fn embed_raw(&self, texts: &[&str]) -> Result<Vec<f32>> {
-        self.embed(texts, |t| self.real.embed_raw(t))
-    }
-    fn token_spans(&self, text: &str) -> Vec<(usize, usize)> {
-        self.real.token_spans(text)
-    }
-    fn precision(&self) -> crate::quant::Precision {
-        self.real.precision()
-    }
-    fn encoder_path(&self) -> String {
-        self.real.encoder_path()
     }
 }
 
@@ -591,44 +544,27 @@ pub fn run(
         engine_cfg.new_index_precision(),
     )?);
     report.encoder = real.encoder_path();
-    // The sentences' vectors are kept beside the scratch index, keyed by corpus, model,
-    // precision and count: a second run at another size does not embed them again.
-    let cache = work.join(format!(
-        "scale-base-{}-{}-{}-{}.f32",
+    // The sentences' vectors (and token codes) are kept beside the scratch index, keyed
+    // by corpus, model, precision and count: a second run at another size does not embed
+    // them again.
+    let key = format!(
+        "{}-{}-{}-{}",
         &ds.corpus_hash[..ds.corpus_hash.len().min(16)],
         real.spec().id.replace(['/', '@'], "_"),
         real.precision(),
         texts.len()
-    ));
-    let dim = real.dim();
-    let base = match std::fs::read(&cache) {
-        Ok(b) if b.len() == texts.len() * dim * 4 => {
-            log(&format!(
-                "{} sentence vectors from {}",
-                texts.len(),
-                cache.display()
-            ));
-            b.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        }
-        _ => {
-            log(&format!("embedding {} sentences ...", texts.len()));
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let mut base = Vec::with_capacity(refs.len() * dim);
-            for part in refs.chunks(256) {
-                base.extend(real.embed_passages(part)?);
-            }
-            let bytes: Vec<u8> = base.iter().flat_map(|x: &f32| x.to_le_bytes()).collect();
-            std::fs::write(&cache, bytes).map_err(|e| Error::io(&cache, e))?;
-            base
-        }
-    };
-    let scale = Arc::new(ScaleEmbedder {
-        real: real.clone(),
-        base: Arc::new(base),
-        sigma: cfg.sigma,
-    });
+    );
+    let scale = Arc::new(ScaleEmbedder::prepare(
+        real.clone(),
+        &texts,
+        cfg.token_codes,
+        cfg.sigma,
+        work,
+        &key,
+        log,
+    )?);
+    report.token_codes = cfg.token_codes;
+    report.harness_bytes = scale.held_bytes();
     let nb = texts.len();
     // How close copies stay: mean cosine of 1,000 copies to their originals.
     let probes = 1000.min(cfg.chunks.saturating_sub(nb));
@@ -646,7 +582,7 @@ pub fn run(
     }
     let build_cfg = EngineConfig {
         embedder: Some(scale.clone()),
-        without_token_codes: true,
+        without_token_codes: !cfg.token_codes,
         ..engine_cfg.clone()
     };
     let clock = Arc::new(StageClock::default());
@@ -659,11 +595,7 @@ pub fn run(
         let end = (i + cfg.batch.max(1)).min(cfg.chunks);
         for j in i..end {
             let (b, c) = (j % nb, (j / nb) as u64);
-            e.add_document(
-                &format!("c{c}/s{b}"),
-                "",
-                &format!("{} zq{c}x{b}", texts[b]),
-            )?;
+            e.add_document(&format!("c{c}/s{b}"), "", &tagged(&texts[b], c, b))?;
         }
         e.commit()?;
         log(&format!(
@@ -687,6 +619,7 @@ pub fn run(
     report.chunks = e.segments().len();
     report.vector_precision = e.manifest().vector_precision;
     report.segments = e.manifest().segments.len();
+    report.tokens_per_chunk = e.segments().tokens() as f64 / report.chunks.max(1) as f64;
     let hnsw_s = report.build_stages.get("hnsw").copied().unwrap_or(0.0);
     // Every point inserted into a graph, merges' included (a merge inserts the rows its
     // seed graph lacks), over the time the graph stage took.

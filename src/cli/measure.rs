@@ -180,6 +180,7 @@ pub(super) fn bench(a: BenchArgs) -> Result<()> {
             beir: a.beir.clone(),
             exe: std::env::current_exe().ok(),
             export: a.export_vectors.clone(),
+            token_codes: !a.no_token_codes,
         };
         let r = pinpoint::bench::scale::run(&scfg, ecfg, &a.work, &|m| {
             if !quiet {

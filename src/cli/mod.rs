@@ -131,6 +131,10 @@ struct BenchArgs {
     /// With --scale: the vectors graph searches walk, `f32` or `int8` (see `index --vectors`).
     #[arg(long, default_value = "f32")]
     vectors: String,
+    /// With --scale: build without token codes (see `index --no-token-codes`); by default
+    /// the index keeps them, as a default index does, and the default query reranks by them.
+    #[arg(long)]
+    no_token_codes: bool,
     /// Print exactly one JSON object.
     #[arg(long)]
     json: bool,

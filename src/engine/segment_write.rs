@@ -29,6 +29,10 @@ pub(super) enum SegmentVectors<'a> {
     Appended(&'a [Segment], Vec<f32>),
 }
 
+/// Chunks whose carried token codes are copied between two releases of their pages
+/// ([`crate::segment::Segments::release_pages`]).
+const RELEASE_EVERY: usize = 8192;
+
 /// An existing graph a merged segment's graph starts from: the graph's layers, and for
 /// each of its rows the row it became in the merged segment (`None`: deleted).
 pub(super) struct GraphSeed {
@@ -162,7 +166,19 @@ impl Engine {
                 })
                 .collect();
             let code_dim = self.manifest.dims().codes;
-            TokenCodes::write(&dir.join(&f), code_dim, parts.iter().copied())?;
+            // The carried codes' pages are let go as they are copied, a few thousand chunks
+            // at a time: a fold of a million chunks reads 2.5 GB of them (`bench --scale`),
+            // which would otherwise stay resident until the old segment is dropped.
+            let segs = &self.segs;
+            let copied = parts.iter().enumerate().map(|(i, p)| {
+                if i % RELEASE_EVERY == RELEASE_EVERY - 1 {
+                    segs.release_pages();
+                }
+                *p
+            });
+            TokenCodes::write(&dir.join(&f), code_dim, copied)?;
+            drop(parts);
+            self.segs.release_pages();
             sync_dir(&dir.join("late"))?;
             let t = TokenCodes::open(&dir.join(&f), code_dim)?;
             (Some(f), t)
