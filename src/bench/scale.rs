@@ -204,6 +204,8 @@ pub struct ScaleReport {
     pub build_peak_anon_bytes: u64,
     /// See `build_peak_anon_bytes`.
     pub build_peak_file_bytes: u64,
+    /// The sampled peaks with the stage each was seen in.
+    pub build_memory: MemoryPeaks,
     /// Of the build's peak heap, what the benchmark itself holds: the base sentences'
     /// vectors and token codes ([`ScaleEmbedder::held_bytes`]), which a real build has not.
     pub harness_bytes: u64,
@@ -242,6 +244,15 @@ impl ScaleReport {
             mb(self.build_peak_anon_bytes),
             mb(self.harness_bytes),
             mb(self.build_peak_file_bytes)
+        )?;
+        let m = &self.build_memory;
+        writeln!(
+            out,
+            "  sampled peaks by stage: heap in {}, mapped in {}, their largest sum {:.0} MB in {}",
+            m.heap_stage,
+            m.mapped_stage,
+            mb(m.total_bytes),
+            m.total_stage
         )?;
         for (s, t) in &self.build_stages {
             writeln!(out, "  {s:<12} {t:>9.1} s")?;
@@ -368,18 +379,36 @@ impl crate::engine::Progress for StageClock {
 }
 
 /// Samples the process's anonymous and file-backed resident memory every 100 ms (Linux;
-/// zeros elsewhere) and keeps the largest of each.
+/// zeros elsewhere) and keeps the largest of each, with the build stage running when it
+/// was seen (so that a reader knows which stage to shrink).
 struct MemorySampler {
     stop: Arc<std::sync::atomic::AtomicBool>,
-    handle: Option<std::thread::JoinHandle<(u64, u64)>>,
+    handle: Option<std::thread::JoinHandle<MemoryPeaks>>,
+}
+
+/// What [`MemorySampler`] saw.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MemoryPeaks {
+    /// The largest anonymous (heap) resident memory.
+    pub heap_bytes: u64,
+    /// The stage running when it was seen.
+    pub heap_stage: String,
+    /// The largest file-backed resident memory (mapped index files, the executable).
+    pub mapped_bytes: u64,
+    /// The stage running when it was seen.
+    pub mapped_stage: String,
+    /// The largest sum of the two in one sample.
+    pub total_bytes: u64,
+    /// The stage running when it was seen.
+    pub total_stage: String,
 }
 
 impl MemorySampler {
-    fn start() -> MemorySampler {
+    fn start(clock: Arc<StageClock>) -> MemorySampler {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
-            let (mut anon, mut file) = (0u64, 0u64);
+            let mut p = MemoryPeaks::default();
             loop {
                 if let Ok(s) = std::fs::read_to_string("/proc/self/status") {
                     let kb = |key: &str| -> u64 {
@@ -389,11 +418,27 @@ impl MemorySampler {
                             .unwrap_or(0)
                             * 1024
                     };
-                    anon = anon.max(kb("RssAnon:"));
-                    file = file.max(kb("RssFile:") + kb("RssShmem:"));
+                    let (anon, file) = (kb("RssAnon:"), kb("RssFile:") + kb("RssShmem:"));
+                    let stage = || {
+                        clock
+                            .cur
+                            .lock()
+                            .ok()
+                            .and_then(|c| c.as_ref().map(|(s, _)| s.clone()))
+                            .unwrap_or_else(|| "between stages".into())
+                    };
+                    if anon > p.heap_bytes {
+                        (p.heap_bytes, p.heap_stage) = (anon, stage());
+                    }
+                    if file > p.mapped_bytes {
+                        (p.mapped_bytes, p.mapped_stage) = (file, stage());
+                    }
+                    if anon + file > p.total_bytes {
+                        (p.total_bytes, p.total_stage) = (anon + file, stage());
+                    }
                 }
                 if flag.load(std::sync::atomic::Ordering::Relaxed) {
-                    return (anon, file);
+                    return p;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
@@ -404,12 +449,12 @@ impl MemorySampler {
         }
     }
 
-    fn stop(mut self) -> (u64, u64) {
+    fn stop(mut self) -> MemoryPeaks {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.handle
             .take()
             .and_then(|h| h.join().ok())
-            .unwrap_or((0, 0))
+            .unwrap_or_default()
     }
 }
 
@@ -586,7 +631,7 @@ pub fn run(
         ..engine_cfg.clone()
     };
     let clock = Arc::new(StageClock::default());
-    let sampler = MemorySampler::start();
+    let sampler = MemorySampler::start(clock.clone());
     let t = Instant::now();
     let mut e = Engine::create(&dir, build_cfg.clone())?;
     e.set_progress(clock.clone());
@@ -615,7 +660,10 @@ pub fn run(
     e.wait_for_cleanup();
     report.build_stages = clock.total.lock().map(|m| m.clone()).unwrap_or_default();
     report.build_peak_rss_bytes = peak_rss();
-    (report.build_peak_anon_bytes, report.build_peak_file_bytes) = sampler.stop();
+    let peaks = sampler.stop();
+    (report.build_peak_anon_bytes, report.build_peak_file_bytes) =
+        (peaks.heap_bytes, peaks.mapped_bytes);
+    report.build_memory = peaks;
     report.chunks = e.segments().len();
     report.vector_precision = e.manifest().vector_precision;
     report.segments = e.manifest().segments.len();
