@@ -50,6 +50,12 @@ fn a_scale_bench_reports_its_contract_and_leaves_a_queryable_index() {
         late >= per_chunk * 3000.0 * 48.0,
         "{late} bytes for {per_chunk} codes a chunk"
     );
+    // Each sampled memory peak names the build stage it was seen in.
+    let m = &s["build_memory"];
+    assert!(m["total_bytes"].as_u64().unwrap() >= m["heap_bytes"].as_u64().unwrap());
+    for stage in ["heap_stage", "mapped_stage", "total_stage"] {
+        assert!(!m[stage].as_str().unwrap().is_empty(), "{stage}: {m}");
+    }
     assert!(s["cold"]["query_s"].as_f64().unwrap() > 0.0);
     assert!(s["warm"]["default"]["p50_ms"].as_f64().unwrap() > 0.0);
     // The index it leaves answers a question about one of its sentences; the probes
