@@ -17,9 +17,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use pinpoint::chunk::contextual_text;
 use pinpoint::late::keep_token;
 use pinpoint::{Engine, EngineConfig};
+use pinpoint_experiments::support;
 
 fn bit(code: &[u8], j: usize) -> bool {
     code[j / 8] >> (j % 8) & 1 == 1
@@ -34,11 +34,7 @@ fn main() {
     let engine =
         Engine::open_read_only(Path::new(&args[1]), EngineConfig::default()).expect("index");
     let segs = engine.segments();
-    let docs = engine.documents().expect("docs");
-    let titles: HashMap<&str, &str> = docs
-        .iter()
-        .map(|d| (d.key.as_str(), d.title.as_str()))
-        .collect();
+    let texts = support::chunk_texts(&engine);
     let e = engine.embedder().expect("model");
     let dim = segs.dim();
     let nb = dim.div_ceil(8);
@@ -47,14 +43,11 @@ fn main() {
     let mut owner: Vec<usize> = Vec::new();
     let mut ids: HashMap<String, u32> = HashMap::new();
     let (mut skipped, mut chunks) = (0usize, 0usize);
-    for p in 0..segs.len() {
+    for (p, text) in texts.iter().enumerate() {
         let codes = segs.codes(p);
         let n = codes.len() / nb;
-        let c = segs.get(p).expect("chunk");
-        let t = titles.get(c.doc.as_str()).copied().unwrap_or("");
-        let text = contextual_text(t, c.heading.as_deref(), &c.text);
         let kept: Vec<String> = e
-            .token_spans(&text)
+            .token_spans(text)
             .iter()
             .filter_map(|&(a, b)| text.get(a..b))
             .filter(|s| keep_token(s))
