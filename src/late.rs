@@ -366,11 +366,7 @@ impl TokenCodes {
     /// do not stay resident through the graph build that follows.
     pub fn release_pages(&self) {
         if let Some(m) = &self.map {
-            // SAFETY: the mapping is a read-only shared map of a file this crate never
-            // writes after creating it; MADV_DONTNEED on such a map only discards pages,
-            // which later reads fault in again from the unchanged file. No reference into
-            // the map is invalidated.
-            let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+            crate::store::release_map_pages(m);
         }
     }
 }

@@ -300,6 +300,16 @@ fn bincode_cfg() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
+/// Lets the kernel drop `m`'s pages from this process's resident memory (a file of a
+/// generation, mapped read-only by [`map_file`]): the next read faults them in again.
+pub(crate) fn release_map_pages(m: &Mmap) {
+    // SAFETY: the mapping is a read-only shared map of a file this crate never writes
+    // after creating it; MADV_DONTNEED on such a map only discards pages, which later
+    // reads fault in again from the unchanged file. No reference into the map is
+    // invalidated.
+    let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+}
+
 pub(crate) fn map_file(path: &Path) -> Result<Mmap> {
     let f = File::open(path).at(path)?;
     // SAFETY: generation files are immutable once written (a new generation writes new
@@ -604,11 +614,7 @@ impl VectorFile {
     /// copied, so that the new segment's graph build does not hold both in memory.
     pub fn release_pages(&self) {
         if let Some(m) = &self.map {
-            // SAFETY: the mapping is a read-only shared map of a file this crate never
-            // writes after creating it; MADV_DONTNEED on such a map only discards pages,
-            // which later reads fault in again from the unchanged file. No reference into
-            // the map is invalidated.
-            let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+            release_map_pages(m);
         }
     }
 
