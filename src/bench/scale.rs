@@ -386,7 +386,8 @@ struct MemorySampler {
     handle: Option<std::thread::JoinHandle<MemoryPeaks>>,
 }
 
-/// What [`MemorySampler`] saw.
+/// The largest resident memory sampled every 100 ms during a build, and the stage each
+/// was seen in.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MemoryPeaks {
     /// The largest anonymous (heap) resident memory.
