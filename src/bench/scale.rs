@@ -199,12 +199,9 @@ pub struct ScaleReport {
     /// The dense search after `pinpoint compact` (none: the build left one segment).
     pub compacted: Option<Compacted>,
     /// The build's largest anonymous (heap) and file-backed (mapped index files) resident
-    /// memory, sampled every 100 ms: the peak RSS is their sum at some moment, and only
-    /// the first is memory the kernel cannot take back without swapping.
-    pub build_peak_anon_bytes: u64,
-    /// See `build_peak_anon_bytes`.
-    pub build_peak_file_bytes: u64,
-    /// The sampled peaks with the stage each was seen in.
+    /// memory, sampled every 100 ms, with the stage each was seen in: the peak RSS is
+    /// their sum at some moment, and only the heap is memory the kernel cannot take back
+    /// without swapping.
     pub build_memory: MemoryPeaks,
     /// Of the build's peak heap, what the benchmark itself holds: the base sentences'
     /// vectors and token codes ([`ScaleEmbedder::held_bytes`]), which a real build has not.
@@ -241,9 +238,9 @@ impl ScaleReport {
             "build: {:.1} s, peak RSS {:.0} MB (sampled peaks: heap {:.0} MB, of it the benchmark's own base material {:.0} MB; mapped files {:.0} MB)",
             self.build_s,
             mb(self.build_peak_rss_bytes),
-            mb(self.build_peak_anon_bytes),
+            mb(self.build_memory.heap_bytes),
             mb(self.harness_bytes),
-            mb(self.build_peak_file_bytes)
+            mb(self.build_memory.mapped_bytes)
         )?;
         let m = &self.build_memory;
         writeln!(
@@ -661,10 +658,7 @@ pub fn run(
     e.wait_for_cleanup();
     report.build_stages = clock.total.lock().map(|m| m.clone()).unwrap_or_default();
     report.build_peak_rss_bytes = peak_rss();
-    let peaks = sampler.stop();
-    (report.build_peak_anon_bytes, report.build_peak_file_bytes) =
-        (peaks.heap_bytes, peaks.mapped_bytes);
-    report.build_memory = peaks;
+    report.build_memory = sampler.stop();
     report.chunks = e.segments().len();
     report.vector_precision = e.manifest().vector_precision;
     report.segments = e.manifest().segments.len();

@@ -215,8 +215,8 @@ impl ScaleEmbedder {
         let m = self.real.embed_tokens(&[piece])?;
         let nb = code_bytes(self.real.dim());
         let mut code = crate::late::encode(m.first().unwrap_or(&TokenMatrix::default()), |_| true);
+        // One row's code: a piece the model gave no row reads as all negative.
         code.resize(nb, 0);
-        code.truncate(nb);
         if let Ok(mut map) = self.pieces.lock() {
             map.insert(piece.to_string(), code.clone());
         }
@@ -247,7 +247,7 @@ impl ScaleEmbedder {
 impl BaseTokens {
     fn push(&mut self, m: &TokenMatrix) {
         self.codes
-            .extend(crate::late::encode(m, |_| true).iter().copied());
+            .extend_from_slice(&crate::late::encode(m, |_| true));
         let last = self.offsets.last().copied().unwrap_or(0);
         self.offsets.push(last + m.len() as u64);
     }
