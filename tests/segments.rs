@@ -103,6 +103,9 @@ fn a_one_file_commit_writes_only_new_files() {
     let mut e = build_sized(idx.path(), cfg(20), &[300, 25, 3]);
     let graphs = graph_flags(&e);
     assert_eq!(graphs, [true, true, false]);
+    // Files a commit replaced are unlinked on a thread of their own: list the folders
+    // only once it is done, or a file may vanish between the listing and its read.
+    e.wait_for_cleanup();
     let before = files(idx.path());
     let seg_files: Vec<String> = e
         .manifest()
@@ -117,6 +120,7 @@ fn a_one_file_commit_writes_only_new_files() {
         .unwrap();
     let r = e.commit().unwrap();
     assert_eq!(r.updated, 1);
+    e.wait_for_cleanup();
     let after = files(idx.path());
     for f in &seg_files {
         assert_eq!(
