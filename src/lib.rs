@@ -90,6 +90,7 @@ macro_rules! multiversion {
     };
 }
 
+pub mod allocator;
 pub mod api;
 pub mod bench;
 pub mod chunk;

@@ -10,7 +10,21 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+extern "C" {
+    /// mimalloc's own collect (`mimalloc.h`), linked from the mimalloc crate's static
+    /// library; the crate exposes it only behind a feature that needs another dependency.
+    fn mi_collect(force: bool);
+}
+
+/// Hands the calling thread's freed pages back to the OS (`pinpoint::allocator`).
+fn purge_freed() {
+    // SAFETY: `mi_collect` takes a plain bool, touches only mimalloc's own state, and is
+    // safe to call from any thread at any time (it is part of mimalloc's public API).
+    unsafe { mi_collect(true) }
+}
+
 fn main() -> ExitCode {
+    pinpoint::allocator::set_purge(purge_freed);
     let args = match <cli::Cli as clap::Parser>::try_parse() {
         Ok(a) => a,
         Err(e) => {

@@ -482,6 +482,15 @@ impl Segment {
                 }
                 None => f.search(vectors, query, k, ef, filter),
             };
+            if rows.len() < k && rows.len() < self.live() {
+                // The walk came back short: fewer than `k` of this segment's rows pass a
+                // filter, or the walk missed some (a graph is approximate). An exact scan
+                // of the passing rows answers both, so `k` hits come back whenever `k`
+                // pass. It costs one pass over the segment's rows, paid only by a filter
+                // that passes under `k` of them (one under
+                // [`crate::dense::EXACT_FILTER_SHARE`] of the index is scanned anyway).
+                return Ok(self.exact_where(query, k, pass));
+            }
             return Ok(rows
                 .into_iter()
                 .map(|(r, s)| (self.store.id_at(r as usize), s))
@@ -498,18 +507,26 @@ impl Segment {
                     filtered.then_some(&live),
                 ))
             }
-            None => {
-                let v = self.dense.vectors();
-                let rows: Vec<usize> = (0..self.live())
-                    .map(|i| self.live_row(i))
-                    .filter(|&r| pass.is_none_or(|p| p(self.store.id_at(r))))
-                    .collect();
-                Ok(exact_search_rows(v, &rows, query, k)
-                    .into_iter()
-                    .map(|(r, s)| (self.store.id_at(r), s))
-                    .collect())
-            }
+            None => Ok(self.exact_where(query, k, pass)),
         }
+    }
+
+    /// Exact top `k` live chunks that `pass` lets through: `(chunk id, cosine)`, best first.
+    fn exact_where(
+        &self,
+        query: &[f32],
+        k: usize,
+        pass: Option<&(dyn Fn(u64) -> bool + Sync)>,
+    ) -> Vec<(u64, f32)> {
+        let v = self.dense.vectors();
+        let rows: Vec<usize> = (0..self.live())
+            .map(|i| self.live_row(i))
+            .filter(|&r| pass.is_none_or(|p| p(self.store.id_at(r))))
+            .collect();
+        exact_search_rows(v, &rows, query, k)
+            .into_iter()
+            .map(|(r, s)| (self.store.id_at(r), s))
+            .collect()
     }
 }
 

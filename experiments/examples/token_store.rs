@@ -16,7 +16,8 @@
 //! appends N `[MASK]` tokens to each query (ColBERT's query augmentation). For the token
 //! budget ("Token codes: one per distinct word"): `PP_WORDS=1` codes one vector per whole
 //! word (its pieces averaged) and with `PP_UNIQ=1` one per distinct word of a chunk;
-//! `PP_DEDUP=t` drops pieces within Hamming `t` of a kept one; `PP_KCENTER=K` keeps at most
+//! `PP_DEDUP=t` drops pieces within Hamming `t` of a kept one; `PP_CENTROID=t` replaces a
+//! piece within Hamming `t` of its piece's corpus-wide majority code by that code; `PP_KCENTER=K` keeps at most
 //! K a chunk by farthest-point selection on the sign codes; `PP_CONT=1` drops
 //! continuation pieces; `PP_UNIQP=1` keeps one row per distinct piece of a chunk, and
 //! `PP_UNIQP_BELOW=t` does so only in chunks whose distinct share of kept pieces is under t;
@@ -27,7 +28,7 @@
 //! `PP_CODECS=budget` compares random and principal-direction
 //! projections to 128 and 192 bits, `PP_CODECS=sign` the 384-bit signs alone, and
 //! `PP_CODECS=pq` product quantisers of 16-48 bytes against f32 and the signs.
-use pinpoint_experiments::support;
+use pinpoint_experiments::{sign_codes, support};
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -258,10 +259,12 @@ fn vocab_rank(piece: &str) -> u32 {
 }
 
 /// Drops stopword and punctuation rows of each chunk's token matrix.
-fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
+/// The kept tokens of each chunk, and each kept row's piece (case folded, `##` marking a
+/// continuation) where rows are pieces one to one (empty where they are not).
+fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> (Vec<TokenMatrix>, Vec<Vec<String>>) {
     let e = engine.embedder().expect("model");
     let (mut before, mut after, mut mismatched) = (0usize, 0usize, 0usize);
-    let out = toks
+    let out: (Vec<TokenMatrix>, Vec<Vec<String>>) = toks
         .into_iter()
         .zip(support::chunk_texts(engine))
         .map(|(m, text)| {
@@ -270,7 +273,7 @@ fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
             if spans.len() != m.len() {
                 mismatched += 1;
                 after += m.len();
-                return m;
+                return (m, Vec::new());
             }
             // PP_WORDS=1: one vector per whole word (the mean of its pieces); PP_UNIQ=1 also
             // one per distinct word of the chunk (the mean over its occurrences), as
@@ -326,7 +329,7 @@ fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
                 }
                 let m = TokenMatrix { dim: m.dim, data };
                 after += m.len();
-                return m;
+                return (m, Vec::new());
             }
             let mut data = Vec::new();
             // PP_CONT=1 also drops word pieces that continue the previous piece's word.
@@ -362,6 +365,7 @@ fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
             let mut seen: HashMap<String, usize> = HashMap::new();
             // PP_CAP=K: the vocabulary rank of each kept row (for the cap below).
             let mut ranks: Vec<u32> = Vec::new();
+            let mut keys: Vec<String> = Vec::new();
             for ((a, b), r) in spans.iter().zip(m.rows()) {
                 let w = text[*a..*b].to_lowercase();
                 let joined = *a == prev_end
@@ -378,6 +382,7 @@ fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
                 if keep {
                     let key = if joined { format!("##{w}") } else { w.clone() };
                     ranks.push(vocab_rank(&key));
+                    keys.push(key);
                     // PP_UNIQP=1: a piece repeated in the chunk (case folded) is one row,
                     // the unit mean of its occurrences.
                     if uniq_pieces {
@@ -418,119 +423,21 @@ fn prune(engine: &Engine, toks: Vec<TokenMatrix>) -> Vec<TokenMatrix> {
                         .iter()
                         .flat_map(|&i| data[i * m.dim..(i + 1) * m.dim].to_vec())
                         .collect();
+                    keys.clear();
                 }
+            }
+            if uniq_pieces {
+                keys.clear();
             }
             let m = TokenMatrix { dim: m.dim, data };
             after += m.len();
-            m
+            (m, keys)
         })
-        .collect();
+        .unzip();
     eprintln!(
         "pruned {before} -> {after} tokens ({mismatched} chunks not aligned; {} chunks by distinct pieces)",
         UNIQ_CHUNKS.load(std::sync::atomic::Ordering::Relaxed)
     );
-    out
-}
-
-/// Keeps at most `k` tokens a chunk: greedy farthest-point selection on the 1-bit sign codes
-/// (the first token, then repeatedly the token farthest in Hamming distance from every
-/// kept one), so every dropped token is near a kept one and MaxSim's max moves little.
-fn kcenter(toks: Vec<TokenMatrix>, k: usize) -> Vec<TokenMatrix> {
-    let (mut before, mut after, mut worst) = (0usize, 0usize, 0u32);
-    let out = toks
-        .into_iter()
-        .map(|m| {
-            before += m.len();
-            if m.len() <= k || k == 0 {
-                after += m.len();
-                return m;
-            }
-            let codes: Vec<Vec<u64>> = m
-                .rows()
-                .map(|r| {
-                    r.chunks(64)
-                        .map(|c| {
-                            c.iter()
-                                .enumerate()
-                                .fold(0u64, |a, (i, x)| if *x > 0.0 { a | 1 << i } else { a })
-                        })
-                        .collect()
-                })
-                .collect();
-            let ham = |a: &[u64], b: &[u64]| -> u32 {
-                a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
-            };
-            let n = codes.len();
-            let mut near = vec![u32::MAX; n];
-            let mut kept = vec![false; n];
-            let mut next = 0;
-            for _ in 0..k {
-                kept[next] = true;
-                for i in 0..n {
-                    near[i] = near[i].min(ham(&codes[i], &codes[next]));
-                }
-                next = (0..n)
-                    .filter(|&i| !kept[i])
-                    .max_by_key(|&i| (near[i], std::cmp::Reverse(i)))
-                    .unwrap_or(0);
-            }
-            worst = worst.max(
-                (0..n)
-                    .filter(|&i| !kept[i])
-                    .map(|i| near[i])
-                    .max()
-                    .unwrap_or(0),
-            );
-            let mut data = Vec::with_capacity(k * m.dim);
-            for (i, r) in m.rows().enumerate() {
-                if kept[i] {
-                    data.extend_from_slice(r);
-                }
-            }
-            after += k;
-            TokenMatrix { dim: m.dim, data }
-        })
-        .collect();
-    eprintln!("k-center {k}: {before} -> {after} tokens (largest radius {worst} bits)");
-    out
-}
-
-/// Drops each token whose 1-bit sign code is within Hamming distance `t` of a token kept
-/// earlier in the same chunk (a repeated word in a similar context).
-fn dedup(toks: Vec<TokenMatrix>, t: u32) -> Vec<TokenMatrix> {
-    let (mut before, mut after) = (0usize, 0usize);
-    let out = toks
-        .into_iter()
-        .map(|m| {
-            let mut kept: Vec<Vec<u64>> = Vec::new();
-            let mut data = Vec::new();
-            for r in m.rows() {
-                let code: Vec<u64> = r
-                    .chunks(64)
-                    .map(|c| {
-                        c.iter()
-                            .enumerate()
-                            .fold(0u64, |a, (i, x)| if *x > 0.0 { a | 1 << i } else { a })
-                    })
-                    .collect();
-                before += 1;
-                let near = kept.iter().any(|k| {
-                    k.iter()
-                        .zip(&code)
-                        .map(|(a, b)| (a ^ b).count_ones())
-                        .sum::<u32>()
-                        <= t
-                });
-                if !near {
-                    data.extend_from_slice(r);
-                    kept.push(code);
-                }
-            }
-            after += kept.len();
-            TokenMatrix { dim: m.dim, data }
-        })
-        .collect();
-    eprintln!("dedup at Hamming {t}: {before} -> {after} tokens");
     out
 }
 
@@ -887,20 +794,49 @@ fn main() {
         .find(|m| m.dim > 0)
         .map(|m| m.dim)
         .unwrap_or(384);
-    let toks = if std::env::var("PP_PRUNE").is_ok() {
+    let (toks, pieces) = if std::env::var("PP_PRUNE").is_ok() {
         prune(&engine, toks)
     } else {
-        toks
+        (toks, Vec::new())
+    };
+    // PP_CENTROID=t: a token within Hamming t of its piece's majority code is that code
+    // (PP_CENTROID_MIN=n: pieces seen n times or more; 2 by default).
+    let toks = match std::env::var("PP_CENTROID")
+        .ok()
+        .and_then(|t| t.parse().ok())
+    {
+        Some(t) => {
+            let min = std::env::var("PP_CENTROID_MIN")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(2);
+            let chunks = toks.len().max(1) as f64;
+            let (toks, st) = sign_codes::substitute(toks, &pieces, t, min);
+            let kept = st.tokens - st.replaced;
+            // 48 bytes a kept code, a flag bit a token, 48 bytes a codebook entry.
+            let bytes = kept as f64 * 48.0 + st.tokens as f64 / 8.0 + st.codebook as f64 * 48.0;
+            eprintln!(
+                "centroid at Hamming {t} (pieces used {min}+ times): {} of {} tokens replaced ({:.1}%), codebook {} pieces; {:.2} KB a chunk (codebook {:.2})",
+                st.replaced,
+                st.tokens,
+                100.0 * st.replaced as f64 / st.tokens.max(1) as f64,
+                st.codebook,
+                bytes / chunks / 1000.0,
+                st.codebook as f64 * 48.0 / chunks / 1000.0
+            );
+            toks
+        }
+        None => toks,
     };
     let toks = match std::env::var("PP_DEDUP").ok().and_then(|t| t.parse().ok()) {
-        Some(t) => dedup(toks, t),
+        Some(t) => sign_codes::dedup(toks, t),
         None => toks,
     };
     let toks = match std::env::var("PP_KCENTER")
         .ok()
         .and_then(|k| k.parse().ok())
     {
-        Some(k) => kcenter(toks, k),
+        Some(k) => sign_codes::kcenter(toks, k),
         None => toks,
     };
     let total: usize = toks.iter().map(|m| m.len()).sum();

@@ -8,4 +8,5 @@
 //! `cargo run --release -p pinpoint-experiments --example NAME -- ARGS`.
 
 pub mod rerank_tune;
+pub mod sign_codes;
 pub mod support;

@@ -457,6 +457,11 @@ impl Engine {
         let dim = self.spec.dim;
         let dir = self.dir.clone();
         self.progress.start("write", 0);
+        // A large commit's embedding freed gigabytes that the write's own memory would
+        // otherwise grow on top of ([`crate::allocator`]).
+        if new_rows >= crate::allocator::PURGE_MIN_ROWS {
+            crate::allocator::purge();
+        }
         // Segment numbers continue past those of an index from before segments (its one
         // segment is number 0).
         let mut next_segment = self.manifest.next_segment.max(1);
@@ -528,6 +533,9 @@ impl Engine {
         let mut near_delta = TableDelta::default();
         if expand {
             self.progress.start("neighbours", 0);
+            if new_rows >= crate::allocator::PURGE_MIN_ROWS {
+                crate::allocator::purge();
+            }
             let old = self.previous_neighbours()?;
             let rows = segs.len();
             // A document by key: the table is ordered by key.

@@ -71,6 +71,9 @@ impl Engine {
         if rows < params.min_points.max(1) {
             return Ok((seg.meta().clone(), seg));
         }
+        // What the stages before freed is handed back before the graph's own memory
+        // grows on top of it (the build's peak, [`crate::allocator`]).
+        crate::allocator::purge();
         let vectors = seg.dense().vectors();
         let progress = self.progress.clone();
         let tick = move |n: u64| progress.inc(n);
