@@ -832,6 +832,24 @@ fn main() {
         Some(t) => sign_codes::dedup(toks, t),
         None => toks,
     };
+    if std::env::var("PP_CENTROID").is_ok() {
+        // What is stored after every reduction: a row that is a piece's code (every entry
+        // +-1/sqrt(dim)) costs a flag, any other its 48 bytes.
+        let (mut own, mut all) = (0usize, 0usize);
+        for m in &toks {
+            for r in m.rows() {
+                all += 1;
+                let s = 1.0 / (r.len() as f32).sqrt();
+                if r.iter().any(|x| (x.abs() - s).abs() > 1e-6) {
+                    own += 1;
+                }
+            }
+        }
+        eprintln!(
+            "stored: {own} own codes of {all} rows; {:.2} KB a chunk before the codebook",
+            (own as f64 * 48.0 + all as f64 / 8.0) / toks.len().max(1) as f64 / 1000.0
+        );
+    }
     let toks = match std::env::var("PP_KCENTER")
         .ok()
         .and_then(|k| k.parse().ok())
