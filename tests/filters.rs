@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 
+use pinpoint::bench::topic_document;
 use pinpoint::filter::parse::parse_where;
 use pinpoint::{Embedder, Engine, Granularity, HashEmbedder, Mode, SearchRequest};
 
@@ -11,30 +12,6 @@ use crate::util::*;
 
 const DOCS: usize = 20_000;
 const BUCKETS: usize = 1_000;
-
-/// A document of topic `i % 200`: words of its topic, some of a neighbouring topic and a
-/// few shared ones, so that the vectors are clustered as real embeddings are.
-fn text(i: usize) -> String {
-    let topic = i % 200;
-    let mut h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = || {
-        h ^= h << 13;
-        h ^= h >> 7;
-        h ^= h << 17;
-        h
-    };
-    let mut words = Vec::new();
-    for _ in 0..10 {
-        words.push(format!("t{topic}w{}", next() % 12));
-    }
-    for _ in 0..3 {
-        words.push(format!("t{}w{}", (topic + 1) % 200, next() % 12));
-    }
-    for _ in 0..3 {
-        words.push(format!("common{}", next() % 40));
-    }
-    words.join(" ")
-}
 
 fn key(i: usize) -> String {
     format!("b{:03}/d{i:05}", i % BUCKETS)
@@ -48,7 +25,7 @@ fn build() -> (tempfile::TempDir, Engine, Vec<Vec<f32>>) {
     cfg.neighbours = Some(0);
     let dir = tempfile::tempdir().unwrap();
     let mut e = Engine::create(dir.path(), cfg).unwrap();
-    let texts: Vec<String> = (0..DOCS).map(text).collect();
+    let texts: Vec<String> = (0..DOCS).map(topic_document).collect();
     for (i, t) in texts.iter().enumerate() {
         e.add_document(&key(i), "", t).unwrap();
     }

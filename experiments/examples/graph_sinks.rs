@@ -4,32 +4,10 @@
 //! cannot reach the entry. Run before `repair_return_paths` existed, it counted none of
 //! either in 20 builds; since, the repairs guarantee none.
 //! `cargo run --release -p pinpoint-experiments --example graph_sinks -- [BUILDS]`
+use pinpoint::bench::topic_document;
 use pinpoint::dense::HnswParams;
 use pinpoint::store::VectorFile;
 use pinpoint::{Embedder, HashEmbedder};
-
-/// The text of document `i`, as `tests/filters.rs` writes it.
-fn text(i: usize) -> String {
-    let topic = i % 200;
-    let mut h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = || {
-        h ^= h << 13;
-        h ^= h >> 7;
-        h ^= h << 17;
-        h
-    };
-    let mut words = Vec::new();
-    for _ in 0..10 {
-        words.push(format!("t{topic}w{}", next() % 12));
-    }
-    for _ in 0..3 {
-        words.push(format!("t{}w{}", (topic + 1) % 200, next() % 12));
-    }
-    for _ in 0..3 {
-        words.push(format!("common{}", next() % 40));
-    }
-    words.join(" ")
-}
 
 /// Rows of `layer` that cannot reach `entry` (`forward` false) or that `entry` cannot
 /// reach (`forward` true).
@@ -66,7 +44,7 @@ fn main() {
         .unwrap_or(20);
     let dim = 64;
     let emb = HashEmbedder::new(dim);
-    let texts: Vec<String> = (0..20_000).map(text).collect();
+    let texts: Vec<String> = (0..20_000).map(topic_document).collect();
     let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
     let vf = VectorFile::from_vec(dim, emb.embed_passages(&refs).expect("hashed vectors"));
     let p = HnswParams::default();

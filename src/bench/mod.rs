@@ -252,6 +252,31 @@ pub struct BenchConfig {
     pub expansion: Option<f32>,
 }
 
+/// A synthetic document of topic `i % 200`: ten words of its topic, three of the next
+/// topic's and three shared ones, so that hashed or embedded vectors of many such documents
+/// cluster as real ones do (the filter test's index, `experiments/examples/graph_sinks.rs`).
+pub fn topic_document(i: usize) -> String {
+    let topic = i % 200;
+    let mut h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = || {
+        h ^= h << 13;
+        h ^= h >> 7;
+        h ^= h << 17;
+        h
+    };
+    let mut words = Vec::new();
+    for _ in 0..10 {
+        words.push(format!("t{topic}w{}", next() % 12));
+    }
+    for _ in 0..3 {
+        words.push(format!("t{}w{}", (topic + 1) % 200, next() % 12));
+    }
+    for _ in 0..3 {
+        words.push(format!("common{}", next() % 40));
+    }
+    words.join(" ")
+}
+
 /// Clustered unit vectors: `clusters` random centres, points spread around them. Real
 /// embeddings are clustered; uniform random vectors are the worst case for any ANN graph
 /// and say little about real data (docs/dependencies.md).
