@@ -17,7 +17,8 @@
 //! budget ("Token codes: one per distinct word"): `PP_WORDS=1` codes one vector per whole
 //! word (its pieces averaged) and with `PP_UNIQ=1` one per distinct word of a chunk;
 //! `PP_DEDUP=t` drops pieces within Hamming `t` of a kept one; `PP_CENTROID=t` replaces a
-//! piece within Hamming `t` of its piece's corpus-wide majority code by that code; `PP_KCENTER=K` keeps at most
+//! piece within Hamming `t` of its piece's corpus-wide majority code by that code
+//! (`PP_CENTROID_FROM=f`: voted by the first share `f` of the chunks only); `PP_KCENTER=K` keeps at most
 //! K a chunk by farthest-point selection on the sign codes; `PP_CONT=1` drops
 //! continuation pieces; `PP_UNIQP=1` keeps one row per distinct piece of a chunk, and
 //! `PP_UNIQP_BELOW=t` does so only in chunks whose distinct share of kept pieces is under t;
@@ -811,7 +812,13 @@ fn main() {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(2);
             let chunks = toks.len().max(1) as f64;
-            let (toks, st) = sign_codes::substitute(toks, &pieces, t, min);
+            // PP_CENTROID_FROM=f: the codebook voted by the first share f of the chunks.
+            let from: f64 = std::env::var("PP_CENTROID_FROM")
+                .ok()
+                .and_then(|f| f.parse().ok())
+                .unwrap_or(1.0);
+            let voters = (toks.len() as f64 * from).ceil() as usize;
+            let (toks, st) = sign_codes::substitute(toks, &pieces, t, min, voters);
             let kept = st.tokens - st.replaced;
             // 48 bytes a kept code, a flag bit a token, 48 bytes a codebook entry.
             let bytes = kept as f64 * 48.0 + st.tokens as f64 / 8.0 + st.codebook as f64 * 48.0;

@@ -36,16 +36,19 @@ pub struct Substituted {
 /// code (each dimension's sign by vote over every occurrence of the piece in the corpus)
 /// with that code, for pieces seen at least `min_uses` times: a store would keep one code
 /// per such piece and a flag per token instead of the token's own 48 bytes. `pieces[c][i]`
-/// is the piece of row `i` of chunk `c` (a chunk without them is left alone).
+/// is the piece of row `i` of chunk `c` (a chunk without them is left alone). The votes
+/// are taken over the first `voters` chunks only (a codebook frozen at an index's first
+/// commit).
 pub fn substitute(
     toks: Vec<TokenMatrix>,
     pieces: &[Vec<String>],
     t: u32,
     min_uses: usize,
+    voters: usize,
 ) -> (Vec<TokenMatrix>, Substituted) {
     let dim = toks.iter().find(|m| m.dim > 0).map_or(384, |m| m.dim);
     let mut votes: HashMap<&str, (Vec<i32>, usize)> = HashMap::new();
-    for (m, ps) in toks.iter().zip(pieces) {
+    for (m, ps) in toks.iter().zip(pieces).take(voters) {
         if ps.len() != m.len() {
             continue;
         }
