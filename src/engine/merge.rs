@@ -344,7 +344,6 @@ impl Engine {
         } else {
             keys.clear();
         }
-        let seed = self.graph_seed(last..last + 1)?;
         let (_, seg) = self.write_segment_without_graph(
             id,
             &chunks,
@@ -352,9 +351,12 @@ impl Engine {
             &codes,
             &keys,
         )?;
-        // The chunks are written: the graph is built without their records in memory.
+        // The chunks are written: the graph is built without their records in memory, and
+        // the seed's links are read only now, not held through the write (at a million
+        // rows they are a few hundred megabytes at the build's memory peak).
         drop((chunks, codes, keys));
         drop(new_records);
+        let seed = self.graph_seed(last..last + 1)?;
         self.add_graph(seg, seed)
     }
 
@@ -371,7 +373,6 @@ impl Engine {
             keys,
             codes,
         } = self.carried(members, base, self.documents()?)?;
-        let seed = self.graph_seed(run.clone())?;
         let id = self.manifest.next_segment.max(1);
         let (_, seg) = self.write_segment_without_graph(
             id,
@@ -381,6 +382,8 @@ impl Engine {
             &keys,
         )?;
         drop((chunks, codes, keys));
+        // Read after the write, as a fold does.
+        let seed = self.graph_seed(run.clone())?;
         let (meta, _) = self.add_graph(seg, seed)?;
 
         let mut metas = self.manifest.segments.clone();

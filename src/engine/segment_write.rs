@@ -89,6 +89,9 @@ impl Engine {
                 // Seeding (copying the seed's links) counts as graph build time.
                 self.progress.start("hnsw", rest.len() as u64);
                 let b = GraphBuilder::seeded(params, vectors, &seed.layers, &seed.rows);
+                // The builder holds the seed's links now; its copy need not stay through
+                // the inserts.
+                drop(seed);
                 b.insert(&rest, &tick);
                 b.finish()
             }
