@@ -82,8 +82,10 @@ fn filtered_dense_recall_and_k_hits_at_three_selectivities() {
             let out = e.search_detailed(&req).unwrap();
             assert!(
                 out.dense.len() >= 10,
-                "{filter}: {} dense results",
-                out.dense.len()
+                "{filter}: {} dense results for {query:?} ({} segments, stats {:?})",
+                out.dense.len(),
+                e.manifest().segments.len(),
+                e.stats().ok()
             );
             for (k, s) in out.dense.iter().take(10) {
                 let i: usize = k[k.len() - 5..].parse().unwrap();
