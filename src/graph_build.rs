@@ -47,6 +47,44 @@ pub struct Layers {
     pub layers: Vec<Vec<(u32, Vec<u32>)>>,
 }
 
+impl Layers {
+    /// Rows of layer 0 that the entry cannot reach (`towards_entry` false), or that cannot
+    /// reach the entry (true), following links; 0 either way once [`GraphBuilder::finish`]
+    /// has repaired the graph. A check, by a search over the links (reversed for
+    /// `towards_entry`), for tests and studies.
+    pub fn unreached(&self, towards_entry: bool) -> usize {
+        let Some(layer) = self.layers.first() else {
+            return 0;
+        };
+        let n = layer.len();
+        if self.entry as usize >= n {
+            return n;
+        }
+        let mut adj: Vec<Vec<u32>> = vec![Vec::new(); n];
+        for (r, nbs) in layer {
+            for &x in nbs.iter().filter(|&&x| (x as usize) < n) {
+                if towards_entry {
+                    adj[x as usize].push(*r);
+                } else if let Some(a) = adj.get_mut(*r as usize) {
+                    a.push(x);
+                }
+            }
+        }
+        let mut seen = vec![false; n];
+        let mut stack = vec![self.entry as usize];
+        seen[self.entry as usize] = true;
+        while let Some(r) = stack.pop() {
+            for &x in &adj[r] {
+                if !seen[x as usize] {
+                    seen[x as usize] = true;
+                    stack.push(x as usize);
+                }
+            }
+        }
+        seen.iter().filter(|&&s| !s).count()
+    }
+}
+
 /// A row's neighbour lists on the layers above 0 (`[l - 1]` for layer `l`; none for most
 /// rows).
 type Upper = Mutex<Vec<Vec<u32>>>;
@@ -751,21 +789,9 @@ mod tests {
         // Many rows in few tight clusters: where closed groups form.
         let vf = VectorFile::from_vec(dim, crate::bench::clustered_vectors(6000, dim, 30, 0.05, 5));
         let g = build(&HnswParams::default(), &vf, &|_| {});
-        let n = g.layers[0].len();
-        let mut back = vec![false; n];
-        back[g.entry as usize] = true;
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for (r, nbs) in &g.layers[0] {
-                if !back[*r as usize] && nbs.iter().any(|&x| back[x as usize]) {
-                    back[*r as usize] = true;
-                    changed = true;
-                }
-            }
-        }
-        let stuck = back.iter().filter(|&&b| !b).count();
-        assert_eq!(stuck, 0, "{stuck} of {n} rows cannot reach the entry");
+        let stuck = g.unreached(true);
+        assert_eq!(stuck, 0, "{stuck} of 6000 rows cannot reach the entry");
+        assert_eq!(g.unreached(false), 0);
     }
 
     #[test]
@@ -812,18 +838,7 @@ mod tests {
             .count();
         assert_eq!(unlinked, 0, "{unlinked} of {n} rows unlinked");
         // And reachable from the entry along layer 0.
-        let mut seen = vec![false; n];
-        let mut stack = vec![g.entry as usize];
-        seen[g.entry as usize] = true;
-        while let Some(r) = stack.pop() {
-            for &x in &g.layers[0][r].1 {
-                if !seen[x as usize] {
-                    seen[x as usize] = true;
-                    stack.push(x as usize);
-                }
-            }
-        }
-        assert!(seen.iter().all(|&x| x), "rows the walk cannot reach");
+        assert_eq!(g.unreached(false), 0, "rows the walk cannot reach");
 
         // Seed with the first half's graph (every third row of it deleted), insert the rest.
         let half = VectorFile::from_vec(dim, vf.as_slice()[..n / 2 * dim].to_vec());

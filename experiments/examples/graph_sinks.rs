@@ -9,34 +9,6 @@ use pinpoint::dense::HnswParams;
 use pinpoint::store::VectorFile;
 use pinpoint::{Embedder, HashEmbedder};
 
-/// Rows of `layer` that cannot reach `entry` (`forward` false) or that `entry` cannot
-/// reach (`forward` true).
-fn unreached(layer: &[(u32, Vec<u32>)], entry: u32, forward: bool) -> usize {
-    let n = layer.len();
-    let mut adj: Vec<Vec<u32>> = vec![Vec::new(); n];
-    for (r, nbs) in layer {
-        for &x in nbs {
-            if forward {
-                adj[*r as usize].push(x);
-            } else {
-                adj[x as usize].push(*r);
-            }
-        }
-    }
-    let mut seen = vec![false; n];
-    let mut stack = vec![entry as usize];
-    seen[entry as usize] = true;
-    while let Some(r) = stack.pop() {
-        for &x in &adj[r] {
-            if !seen[x as usize] {
-                seen[x as usize] = true;
-                stack.push(x as usize);
-            }
-        }
-    }
-    seen.iter().filter(|&&s| !s).count()
-}
-
 fn main() {
     let builds: usize = std::env::args()
         .nth(1)
@@ -51,8 +23,7 @@ fn main() {
     let (mut worst_from, mut worst_to) = (0, 0);
     for b in 0..builds {
         let g = pinpoint::graph_build::build(&p, &vf, &|_| {});
-        let from = unreached(&g.layers[0], g.entry, true);
-        let to = unreached(&g.layers[0], g.entry, false);
+        let (from, to) = (g.unreached(false), g.unreached(true));
         println!("build {b}: {from} rows the entry cannot reach, {to} that cannot reach it");
         worst_from = worst_from.max(from);
         worst_to = worst_to.max(to);
