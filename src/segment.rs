@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::dense::{exact_search_rows, search_graph_where, DenseIndex};
 use crate::error::{Error, IoContext, Result};
 use crate::graph_file::GraphFile;
-use crate::late::TokenCodes;
+use crate::late::{ChunkCodes, PieceBook, TokenCodes};
 use crate::sq8::{QueryCode, Sq8Vectors};
 use crate::store::{ChunkRecord, ChunkStore, VectorFile};
 
@@ -707,16 +707,31 @@ impl Segments {
     }
 
     /// The token codes of the chunk at `pos` (empty when the index keeps none).
-    pub fn codes(&self, pos: usize) -> &[u8] {
+    pub fn codes(&self, pos: usize) -> ChunkCodes<'_> {
         match self.locate(pos) {
             Some((s, r)) if !self.segs[s].codes.is_empty() => self.segs[s].codes.codes(r),
-            _ => &[],
+            _ => ChunkCodes::own_only(1, &[]),
         }
+    }
+
+    /// The index's shared token codes: the union of its segments' codebooks, each piece
+    /// with the first code found ([`crate::late::share`]).
+    pub fn piece_book(&self, code_dim: usize) -> PieceBook {
+        let mut book = PieceBook::new(crate::late::code_bytes(code_dim));
+        for s in &self.segs {
+            s.codes.add_to_book(&mut book);
+        }
+        book
     }
 
     /// Token vectors kept, over the live and deleted chunks of every segment.
     pub fn tokens(&self) -> u64 {
         self.segs.iter().map(|s| s.codes.tokens()).sum()
+    }
+
+    /// Of [`Segments::tokens`], those stored as a reference to a shared code.
+    pub fn token_references(&self) -> u64 {
+        self.segs.iter().map(|s| s.codes.references()).sum()
     }
 
     /// Lets the kernel drop the pages of every segment's vectors and token codes from this

@@ -173,6 +173,11 @@ pub struct Manifest {
     /// every index written before words. Chosen at creation.
     #[serde(default)]
     pub token_units: crate::late::TokenUnits,
+    /// How tokens near their piece's shared code are stored ([`crate::late::share`]);
+    /// `None`: every token keeps its own code (every index written before sharing). Chosen
+    /// at creation.
+    #[serde(default)]
+    pub token_sharing: Option<crate::late::Sharing>,
 }
 
 impl Manifest {
@@ -917,6 +922,7 @@ mod tests {
             vector_precision: Default::default(),
             token_bits: 0,
             token_units: Default::default(),
+            token_sharing: None,
         };
         m.write_atomic(&p).unwrap();
         assert_eq!(Manifest::read(&p).unwrap(), m);
@@ -936,6 +942,11 @@ mod tests {
             Manifest::read(&p).unwrap().token_units,
             crate::late::TokenUnits::Pieces
         );
+        // One from before shared token codes: every token keeps its own.
+        let mut v = serde_json::to_value(&m).unwrap();
+        v.as_object_mut().unwrap().remove("token_sharing");
+        std::fs::write(&p, v.to_string()).unwrap();
+        assert_eq!(Manifest::read(&p).unwrap().token_sharing, None);
         std::fs::write(&p, "{\"hello\": 1}").unwrap();
         assert!(matches!(
             Manifest::read(&p),

@@ -12,6 +12,7 @@ mod filters;
 mod generated;
 mod hardening;
 mod late;
+mod late_share;
 mod living;
 mod mcp;
 mod multi;

@@ -73,7 +73,8 @@ fn main() {
                 let row: Vec<f32> = docs
                     .par_iter()
                     .map(|(_, ps)| {
-                        let parts: Vec<&[u8]> = ps.iter().map(|&p| codes.codes(p)).collect();
+                        let held: Vec<_> = ps.iter().map(|&p| codes.codes(p).gather()).collect();
+                        let parts: Vec<&[u8]> = held.iter().map(|c| c.as_ref()).collect();
                         qc.maxsim(&parts)
                     })
                     .collect();

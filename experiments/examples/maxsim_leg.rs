@@ -51,10 +51,11 @@ fn feature_cv(
                 .fused
                 .par_iter()
                 .map(|(d, _)| {
-                    let ps: Vec<&[u8]> = parts
+                    let held: Vec<_> = parts
                         .get(d.as_str())
-                        .map(|v| v.iter().map(|&p| codes.codes(p)).collect())
+                        .map(|v| v.iter().map(|&p| codes.codes(p).gather()).collect())
                         .unwrap_or_default();
+                    let ps: Vec<&[u8]> = held.iter().map(|c| c.as_ref()).collect();
                     qc.maxsim(&ps)
                 })
                 .collect();
@@ -161,7 +162,8 @@ fn main() {
             doc_parts
                 .par_iter()
                 .map(|(k, ps)| {
-                    let parts: Vec<&[u8]> = ps.iter().map(|&p| codes.codes(p)).collect();
+                    let held: Vec<_> = ps.iter().map(|&p| codes.codes(p).gather()).collect();
+                    let parts: Vec<&[u8]> = held.iter().map(|c| c.as_ref()).collect();
                     (*k, qc.maxsim(&parts))
                 })
                 .collect()

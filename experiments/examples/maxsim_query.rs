@@ -98,7 +98,7 @@ fn main() {
                     .get(d.as_str())
                     .map(|ps| {
                         ps.iter()
-                            .map(|&p| qc.token_bests(&[codes.codes(p)]))
+                            .map(|&p| qc.token_bests(&[&codes.codes(p).gather()]))
                             .collect()
                     })
                     .unwrap_or_default()

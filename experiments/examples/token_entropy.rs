@@ -44,7 +44,7 @@ fn main() {
     let mut ids: HashMap<String, u32> = HashMap::new();
     let (mut skipped, mut chunks) = (0usize, 0usize);
     for (p, text) in texts.iter().enumerate() {
-        let codes = segs.codes(p);
+        let codes = segs.codes(p).gather();
         let n = codes.len() / nb;
         let kept: Vec<String> = e
             .token_spans(text)

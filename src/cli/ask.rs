@@ -193,6 +193,13 @@ pub(super) fn stats(a: StatsArgs) -> Result<()> {
         )?,
         None => writeln!(out, "token codes none (built with --no-token-codes)")?,
     }
+    if let (Some(n), Some(r), Some(sh)) = (s.token_codes, s.token_references, s.token_sharing) {
+        writeln!(
+            out,
+            "            {r} of the {n} are their word piece's shared code (within {} bits of their own); near-copies within {} bits kept once",
+            sh.near_bits, sh.copy_bits
+        )?;
+    }
     match s.neighbours {
         0 => writeln!(
             out,

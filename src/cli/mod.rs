@@ -510,6 +510,12 @@ struct TokenCodeArgs {
     /// README's "Token codes at scale").
     #[arg(long, value_name = "pieces|distinct")]
     token_units: Option<String>,
+    /// Every token keeps its own code (new indexes only). By default a token within 64 bits
+    /// of its word piece's shared code is stored as a reference to it and near-copies in
+    /// a chunk are kept once: 2.3 KB a chunk on SciFact instead of 5.7, same nDCG@10 (see
+    /// the README's "Token codes at scale").
+    #[arg(long)]
+    no_token_sharing: bool,
 }
 
 impl TokenCodeArgs {
@@ -517,6 +523,7 @@ impl TokenCodeArgs {
     fn apply(&self, cfg: &mut pinpoint::EngineConfig) -> Result<()> {
         cfg.token_bits = self.token_bits;
         cfg.token_units = self.token_units.as_deref().map(str::parse).transpose()?;
+        cfg.token_sharing = self.no_token_sharing.then_some(false);
         Ok(())
     }
 }

@@ -489,6 +489,7 @@ mod tests {
             vector_precision: Default::default(),
             token_bits: 0,
             token_units: Default::default(),
+            token_sharing: None,
         };
         m.token_codes = token_codes;
         m.neighbours = neighbours;

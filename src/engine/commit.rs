@@ -13,13 +13,14 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::artifacts::{self, pending_manifest, MANIFEST};
-use super::segment_write::SegmentVectors;
+use super::segment_write::{Codes, SegmentVectors};
 use super::{Engine, IndexReport};
 use crate::chunk::{chunk_document, contextual_text};
 use crate::collection::DocMeta;
 use crate::delta::TableDelta;
 use crate::error::{Error, IoContext, Result};
 use crate::ingest::Document;
+use crate::late::PassageCodes;
 use crate::near::NeighbourTable;
 use crate::segment::{DeadRows, Segment, SegmentMeta, Segments};
 use crate::store::{file_sum, sync_dir, ChunkRecord, Counts, DocRecord};
@@ -278,7 +279,7 @@ impl Engine {
         let mut new_vecs = vec![0f32; embed_texts.len() * dim];
         let want_codes = self.manifest.token_codes;
         let coder = self.passage_coder();
-        let mut new_codes: Vec<Vec<u8>> = vec![Vec::new(); embed_texts.len()];
+        let mut new_codes: Vec<PassageCodes> = vec![PassageCodes::default(); embed_texts.len()];
         if let Some(e) = &embedder {
             self.progress.start("embedding", embed_texts.len() as u64);
             let in_checkpoint = embed_texts.len() as u64;
@@ -297,7 +298,7 @@ impl Engine {
                     let full: Vec<String> = texts.iter().map(|t| format!("{prefix}{t}")).collect();
                     let refs: Vec<&str> = full.iter().map(|s| s.as_str()).collect();
                     let (v, toks) = e.embed_with_tokens(&refs)?;
-                    let codes: Vec<Vec<u8>> = full
+                    let codes: Vec<PassageCodes> = full
                         .par_iter()
                         .zip(&toks)
                         .map(|(t, m)| coder.code(t, &e.token_spans(t), m))
@@ -318,6 +319,7 @@ impl Engine {
             }
             self.progress.finish();
         }
+        let (mut new_codes, book) = self.share_codes(new_codes);
         report.chunks_embedded = embed_texts.len();
         report.chunks_reused = rows_from_old.iter().filter(|r| r.is_some()).count()
             + uses.iter().map(|u| u - 1).sum::<usize>();
@@ -344,7 +346,10 @@ impl Engine {
                         } else {
                             new_codes[k].clone()
                         };
-                        seg_codes.push(Codes::New(codes));
+                        seg_codes.push(Codes::New {
+                            codes,
+                            book: book.clone(),
+                        });
                     }
                 }
                 (None, None) => {
@@ -943,14 +948,6 @@ fn doc_record(doc: Document, chunks: Vec<u64>, external: &HashSet<String>) -> Do
         mtime: doc.mtime,
         chunks,
     }
-}
-
-/// Where a chunk's token codes for the next generation come from.
-pub(super) enum Codes {
-    /// The chunk at this position of the current generation.
-    Old(usize),
-    /// Computed in this commit.
-    New(Vec<u8>),
 }
 
 /// Everything a new generation consists of.

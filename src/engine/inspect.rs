@@ -72,6 +72,11 @@ impl Engine {
                     seg.store().len()
                 ));
             }
+            if let Some(f) = &m.codes {
+                if let Err(e) = seg.codes().check(&self.dir.join(f)) {
+                    problems.push(format!("segment {}: {e}", m.id));
+                }
+            }
             if let Err(e) = seg.graph_file() {
                 problems.push(format!("segment {}: {e}", m.id));
             }
@@ -159,6 +164,11 @@ impl Engine {
                 .token_codes
                 .then(|| self.manifest.dims().codes),
             token_codes_projected: self.manifest.token_bits > 0,
+            token_references: self
+                .manifest
+                .token_codes
+                .then(|| self.segs.token_references()),
+            token_sharing: self.manifest.token_sharing,
             token_units: self
                 .manifest
                 .token_codes
@@ -211,6 +221,11 @@ pub struct Stats {
     /// Whether the codes are signs of a projection ([`crate::late::TokenProjection`]) rather
     /// than of every dimension (indexes written before projections).
     pub token_codes_projected: bool,
+    /// Of `token_codes`, the tokens stored as a reference to their piece's shared code
+    /// (`None`: no codes).
+    pub token_references: Option<u64>,
+    /// How the index shares token codes ([`crate::late::share`]; `None`: it does not).
+    pub token_sharing: Option<crate::late::Sharing>,
     /// What each token code stands for (`None`: no codes).
     pub token_units: Option<crate::late::TokenUnits>,
     /// Dense neighbours per chunk in the lexical index (document expansion; 0: none).

@@ -24,7 +24,7 @@
 use std::ops::Range;
 
 use super::artifacts::{self, MANIFEST};
-use super::commit::Codes;
+use super::segment_write::Codes;
 use super::segment_write::{GraphSeed, SegmentVectors};
 use super::Engine;
 use crate::error::{IoContext, Result};

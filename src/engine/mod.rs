@@ -114,6 +114,10 @@ pub struct EngineConfig {
     /// What a new index's token codes stand for (`None`:
     /// [`crate::late::TokenUnits::NEW_INDEX_DEFAULT`]). An existing index keeps its own.
     pub token_units: Option<crate::late::TokenUnits>,
+    /// Whether a new index stores each token near its piece's shared code as a reference
+    /// to it ([`crate::late::share`]): `None` shares where it was measured (codes of every
+    /// dimension, word pieces), `Some(false)` never. An existing index keeps its own.
+    pub token_sharing: Option<bool>,
 }
 
 impl EngineConfig {
@@ -147,6 +151,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("vector_precision", &self.vector_precision)
             .field("token_bits", &self.token_bits)
             .field("token_units", &self.token_units)
+            .field("token_sharing", &self.token_sharing)
             .field(
                 "embedder",
                 &self.embedder.as_ref().map(|e| e.spec().id.clone()),
@@ -362,6 +367,15 @@ impl Engine {
         let (spec, model_dir) = resolve_model(&cfg, None)?;
         // Checked before anything is written.
         let token_bits = crate::late::check_bits(cfg.token_bits, spec.dim)?;
+        let token_units = cfg
+            .token_units
+            .unwrap_or(crate::late::TokenUnits::NEW_INDEX_DEFAULT);
+        let code_bits = if token_bits > 0 { token_bits } else { spec.dim };
+        let token_sharing = match cfg.token_sharing {
+            Some(false) => None,
+            _ if cfg.without_token_codes => None,
+            _ => crate::late::Sharing::for_new_index(code_bits, token_units),
+        };
         std::fs::create_dir_all(dir.join("lexical")).at(dir.join("lexical"))?;
         let lock = WriterLock::acquire(&dir)?;
         let lexical = LexicalIndex::open_or_create(&dir.join("lexical"))?;
@@ -399,9 +413,8 @@ impl Engine {
             vector_precision: cfg.vector_precision,
             precision: cfg.new_index_precision(),
             token_bits,
-            token_units: cfg
-                .token_units
-                .unwrap_or(crate::late::TokenUnits::NEW_INDEX_DEFAULT),
+            token_units,
+            token_sharing,
         };
         // The folders of what this index keeps (no `near/` without expansion).
         for sub in artifacts::folders_of(&manifest) {

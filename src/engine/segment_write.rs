@@ -5,13 +5,13 @@
 //!
 //! Not for: what a generation lists (`commit.rs`) or when segments merge (`merge.rs`).
 
-use super::commit::Codes;
 use super::Engine;
 use crate::dense::DenseIndex;
 use crate::error::{Error, IoContext, Result};
 use crate::graph_build::{GraphBuilder, Layers};
 use crate::graph_file::GraphFile;
-use crate::late::TokenCodes;
+use crate::late::{share, ChunkCodes, PassageCodes, PieceBook, SharedCodes, TokenCodes};
+use std::sync::Arc;
 use crate::segment::{Segment, SegmentMeta};
 use crate::sq8::{Sq8Vectors, VectorPrecision};
 use crate::store::{
@@ -38,6 +38,46 @@ const RELEASE_EVERY: usize = 8192;
 pub(super) struct GraphSeed {
     pub(super) layers: Layers,
     pub(super) rows: Vec<Option<u32>>,
+}
+
+/// Where a chunk's token codes for the next generation come from.
+pub(super) enum Codes {
+    /// The chunk at this position of the current generation.
+    Old(usize),
+    /// Computed in this commit, its references read through the index's codebook.
+    New {
+        /// The chunk's codes.
+        codes: SharedCodes,
+        /// The codebook the references name.
+        book: Arc<PieceBook>,
+    },
+}
+
+impl Engine {
+    /// The stored form of a commit's new codes and the codebook their references name: for
+    /// an index that shares codes ([`crate::late::share`]), the index's codebook, with
+    /// codes voted for the pieces it lacks when the commit brings
+    /// [`share::VOTE_MIN_CHUNKS`] new chunks; every code its own otherwise.
+    pub(super) fn share_codes(
+        &self,
+        codes: Vec<PassageCodes>,
+    ) -> (Vec<SharedCodes>, Arc<PieceBook>) {
+        use rayon::prelude::*;
+        let code_dim = self.manifest.dims().codes;
+        let Some(sharing) = self.manifest.token_sharing.filter(|_| !codes.is_empty()) else {
+            let own = codes.into_iter().map(|c| SharedCodes::own(c.codes)).collect();
+            return (own, Arc::new(PieceBook::new(crate::late::code_bytes(code_dim))));
+        };
+        let mut book = self.segs.piece_book(code_dim);
+        if codes.len() >= share::VOTE_MIN_CHUNKS {
+            book.vote(&codes);
+        }
+        let shared = codes
+            .into_par_iter()
+            .map(|c| book.reduce(&c, sharing))
+            .collect();
+        (shared, Arc::new(book))
+    }
 }
 
 impl Engine {
@@ -163,27 +203,23 @@ impl Engine {
             let f = crate::segment::codes_file(id);
             std::fs::create_dir_all(dir.join("late")).at(dir.join("late"))?;
             // Codes of chunks carried over are read from their mapped segment as the new
-            // one is written: a commit holds only the new chunks' codes in memory.
-            let parts: Vec<&[u8]> = codes
-                .iter()
-                .map(|c| match c {
-                    Codes::Old(pos) => self.segs.codes(*pos),
-                    Codes::New(v) => v.as_slice(),
-                })
-                .collect();
+            // one is written: a commit holds only the new chunks' codes in memory. Their
+            // pages are let go as they are copied, a few thousand chunks at a time: a fold
+            // of a million chunks reads 2.5 GB of them (`bench --scale`), which would
+            // otherwise stay resident until the old segment is dropped.
             let code_dim = self.manifest.dims().codes;
-            // The carried codes' pages are let go as they are copied, a few thousand chunks
-            // at a time: a fold of a million chunks reads 2.5 GB of them (`bench --scale`),
-            // which would otherwise stay resident until the old segment is dropped.
+            let nb = crate::late::code_bytes(code_dim);
             let segs = &self.segs;
-            let copied = parts.iter().enumerate().map(|(i, p)| {
+            let parts = codes.iter().enumerate().map(|(i, c)| {
                 if i % RELEASE_EVERY == RELEASE_EVERY - 1 {
                     segs.release_pages();
                 }
-                *p
+                match c {
+                    Codes::Old(pos) => segs.codes(*pos),
+                    Codes::New { codes, book } => ChunkCodes::shared(nb, codes, book),
+                }
             });
-            TokenCodes::write(&dir.join(&f), code_dim, copied)?;
-            drop(parts);
+            TokenCodes::write(&dir.join(&f), code_dim, parts)?;
             self.segs.release_pages();
             sync_dir(&dir.join("late"))?;
             let t = TokenCodes::open(&dir.join(&f), code_dim)?;

@@ -805,7 +805,7 @@ impl Engine {
             };
             return Ok(cands
                 .par_iter()
-                .map(|(_, ps)| best_part(ps, |&p| qc.maxsim(&[self.segs.codes(p)])))
+                .map(|(_, ps)| best_part(ps, |&p| qc.maxsim(&[&self.segs.codes(p).gather()])))
                 .collect());
         }
         // (title, chunks) per candidate.

@@ -28,17 +28,15 @@
 //! at once.
 //!
 //! Not for: ranking with the codes (the token reranker in [`crate::rerank`]).
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::Path;
-
-use memmap2::Mmap;
+mod file;
+pub mod share;
 
 use crate::embed::TokenMatrix;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 
-const MAGIC: &[u8; 8] = b"PPTOK001";
-const HEADER: usize = 24;
+pub use file::{ChunkCodes, TokenCodes};
+pub use share::{PassageCodes, PieceBook, SharedCodes, Sharing};
+
 
 /// Bytes of one token's code at dimension `dim`.
 pub fn code_bytes(dim: usize) -> usize {
@@ -93,16 +91,25 @@ pub fn encode(m: &TokenMatrix, keep: impl Fn(usize) -> bool) -> Vec<u8> {
 /// when `spans` (the tokens' byte ranges in `text`, as the embedder's
 /// [`crate::Embedder::token_spans`] gives them) line up with the rows; every row otherwise.
 pub fn encode_passage(text: &str, spans: &[(usize, usize)], m: &TokenMatrix) -> Vec<u8> {
-    // A truncated text has fewer rows than spans; the rows are the first spans.
-    if spans.len() < m.len() {
-        return encode(m, |_| true);
+    let pieces = kept_pieces(text, spans, m.len());
+    encode(m, |r| pieces.get(r).is_some_and(Option::is_some))
+}
+
+/// For each row of a passage's token vectors, its piece ([`share::piece_key`]) when the row
+/// is stored, `None` when it is a stopword or punctuation. A truncated text has fewer rows
+/// than spans (its rows are the first spans); spans that do not line up at all keep every
+/// row, with no piece ([`share::NO_PIECE`]).
+fn kept_pieces(text: &str, spans: &[(usize, usize)], rows: usize) -> Vec<Option<u32>> {
+    if spans.len() < rows {
+        return vec![Some(share::NO_PIECE); rows];
     }
-    encode(m, |r| {
-        spans
-            .get(r)
-            .and_then(|&(a, b)| text.get(a..b))
-            .is_none_or(keep_token)
-    })
+    (0..rows)
+        .map(|r| match spans.get(r).and_then(|&(a, b)| text.get(a..b)) {
+            None => Some(share::NO_PIECE),
+            Some(p) if keep_token(p) => Some(share::piece_key(p)),
+            Some(_) => None,
+        })
+        .collect()
 }
 
 /// What one stored token code of a passage stands for; chosen when an index is created and
@@ -173,30 +180,44 @@ impl PassageCoder {
     }
 
     /// The stored codes of `text` (as embedded, prefix included) whose token vectors are
-    /// `m` and whose tokens span `spans` ([`crate::Embedder::token_spans`]).
-    pub fn code(&self, text: &str, spans: &[(usize, usize)], m: &TokenMatrix) -> Vec<u8> {
-        let distinct = match self.units {
-            TokenUnits::Distinct => distinct_pieces(text, spans, m),
-            TokenUnits::Pieces => None,
+    /// `m` and whose tokens span `spans` ([`crate::Embedder::token_spans`]), each with its
+    /// piece, for an index that shares codes ([`share`]).
+    pub fn code(&self, text: &str, spans: &[(usize, usize)], m: &TokenMatrix) -> PassageCodes {
+        let project = |x: &TokenMatrix, keep: &dyn Fn(usize) -> bool| match &self.projection {
+            Some(p) => encode(&p.project(x), keep),
+            None => encode(x, keep),
         };
-        match (distinct, &self.projection) {
-            (Some(d), Some(p)) => encode(&p.project(&d), |_| true),
-            (Some(d), None) => encode(&d, |_| true),
-            (None, Some(p)) => encode_passage(text, spans, &p.project(m)),
-            (None, None) => encode_passage(text, spans, m),
+        if self.units == TokenUnits::Distinct {
+            if let Some((d, pieces)) = distinct_pieces(text, spans, m) {
+                return PassageCodes {
+                    codes: project(&d, &|_| true),
+                    pieces,
+                };
+            }
+        }
+        let pieces = kept_pieces(text, spans, m.len());
+        PassageCodes {
+            codes: project(m, &|r| pieces.get(r).is_some_and(Option::is_some)),
+            pieces: pieces.into_iter().flatten().collect(),
         }
     }
 }
 
 /// One unit vector per distinct kept piece of `text` ([`TokenUnits::Distinct`]), in order
-/// of first occurrence; `None` when `spans` do not line up with the rows of `m`.
-fn distinct_pieces(text: &str, spans: &[(usize, usize)], m: &TokenMatrix) -> Option<TokenMatrix> {
+/// of first occurrence, with its piece; `None` when `spans` do not line up with the rows
+/// of `m`.
+fn distinct_pieces(
+    text: &str,
+    spans: &[(usize, usize)],
+    m: &TokenMatrix,
+) -> Option<(TokenMatrix, Vec<u32>)> {
     // A truncated text has fewer rows than spans: its rows are the first spans.
     if spans.len() < m.len() || m.dim == 0 {
         return None;
     }
     let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut kept: Vec<Vec<f32>> = Vec::new();
+    let mut keys = Vec::new();
     for (&(a, b), row) in spans.iter().zip(m.rows()) {
         let piece = text.get(a..b)?;
         if !keep_token(piece) {
@@ -206,6 +227,7 @@ fn distinct_pieces(text: &str, spans: &[(usize, usize)], m: &TokenMatrix) -> Opt
         match at.get(&piece) {
             Some(&i) => kept[i].iter_mut().zip(row).for_each(|(x, y)| *x += y),
             None => {
+                keys.push(share::piece_key(&piece));
                 at.insert(piece, kept.len());
                 kept.push(row.to_vec());
             }
@@ -214,161 +236,13 @@ fn distinct_pieces(text: &str, spans: &[(usize, usize)], m: &TokenMatrix) -> Opt
     for v in &mut kept {
         crate::embed::normalize(v);
     }
-    Some(TokenMatrix {
-        dim: m.dim,
-        data: kept.concat(),
-    })
-}
-
-/// The token codes of one generation, one entry per chunk at the chunk store's positions.
-pub struct TokenCodes {
-    map: Option<Mmap>,
-    owned: Vec<u8>,
-    offsets: Vec<u64>,
-    dim: usize,
-}
-
-impl TokenCodes {
-    /// No chunks.
-    pub fn empty(dim: usize) -> TokenCodes {
-        TokenCodes {
-            map: None,
-            owned: Vec::new(),
-            offsets: vec![0],
-            dim,
-        }
-    }
-
-    /// Opens and validates a token code file of dimension `dim`.
-    pub fn open(path: &Path, dim: usize) -> Result<TokenCodes> {
-        let map = crate::store::map_file(path)?;
-        if map.len() < HEADER || &map[..8] != MAGIC {
-            return Err(Error::corrupt(
-                path,
-                "not a pinpoint token code file (bad magic)",
-            ));
-        }
-        let word = |at: usize| -> u64 {
-            map.get(at..at + 8)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_le_bytes)
-                .unwrap_or(u64::MAX)
-        };
-        let fdim = word(8) as usize;
-        if fdim != dim {
-            return Err(Error::DimensionMismatch {
-                expected: dim,
-                got: fdim,
-            });
-        }
-        let n = word(16) as usize;
-        let table_end = n
-            .checked_add(1)
-            .and_then(|k| k.checked_mul(8))
-            .and_then(|b| b.checked_add(HEADER))
-            .filter(|&e| e <= map.len())
-            .ok_or_else(|| {
-                Error::corrupt(
-                    path,
-                    format!("{} bytes hold no table of {n} chunks", map.len()),
-                )
-            })?;
-        let offsets: Vec<u64> = (0..=n).map(|i| word(HEADER + 8 * i)).collect();
-        if offsets.first() != Some(&0) || offsets.windows(2).any(|w| w[0] > w[1]) {
-            return Err(Error::corrupt(
-                path,
-                "token offsets are not ascending from 0",
-            ));
-        }
-        let tokens = offsets.last().copied().unwrap_or(0) as usize;
-        let need = tokens
-            .checked_mul(code_bytes(dim))
-            .and_then(|b| b.checked_add(table_end));
-        if need != Some(map.len()) {
-            return Err(Error::corrupt(
-                path,
-                format!("{} bytes for {tokens} tokens of {n} chunks", map.len()),
-            ));
-        }
-        Ok(TokenCodes {
-            map: Some(map),
-            owned: Vec::new(),
-            offsets,
-            dim,
-        })
-    }
-
-    /// Writes `parts` (each chunk's codes, in store order) to `path` and syncs it.
-    pub fn write<'a>(
-        path: &Path,
-        dim: usize,
-        parts: impl Iterator<Item = &'a [u8]> + Clone,
-    ) -> Result<()> {
-        let nb = code_bytes(dim);
-        let f = File::create(path).at(path)?;
-        let mut w = BufWriter::new(f);
-        let io = || -> std::io::Result<()> {
-            let n = parts.clone().count();
-            w.write_all(MAGIC)?;
-            w.write_all(&(dim as u64).to_le_bytes())?;
-            w.write_all(&(n as u64).to_le_bytes())?;
-            let mut at = 0u64;
-            w.write_all(&at.to_le_bytes())?;
-            for p in parts.clone() {
-                at += (p.len() / nb.max(1)) as u64;
-                w.write_all(&at.to_le_bytes())?;
-            }
-            for p in parts {
-                w.write_all(p)?;
-            }
-            w.flush()?;
-            w.get_ref().sync_all()
-        };
-        io().at(path)
-    }
-
-    /// Number of chunks.
-    pub fn len(&self) -> usize {
-        self.offsets.len() - 1
-    }
-
-    /// True when there are no chunks.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Dimension of the coded vectors.
-    pub fn dim(&self) -> usize {
-        self.dim
-    }
-
-    /// The codes of the chunk at store position `pos` (empty when out of range).
-    pub fn codes(&self, pos: usize) -> &[u8] {
-        let nb = code_bytes(self.dim);
-        let (Some(&a), Some(&b)) = (self.offsets.get(pos), self.offsets.get(pos + 1)) else {
-            return &[];
-        };
-        let data: &[u8] = match &self.map {
-            Some(m) => &m[HEADER + 8 * self.offsets.len()..],
-            None => &self.owned,
-        };
-        data.get(a as usize * nb..b as usize * nb).unwrap_or(&[])
-    }
-
-    /// Total stored tokens.
-    pub fn tokens(&self) -> u64 {
-        self.offsets.last().copied().unwrap_or(0)
-    }
-
-    /// Lets the kernel drop this file's pages from the process's memory (they are read
-    /// again from the file if used): a merge or fold that copied a segment's codes into
-    /// a new one calls it, so that a million chunks' codes (2.5 GB in `bench --scale`)
-    /// do not stay resident through the graph build that follows.
-    pub fn release_pages(&self) {
-        if let Some(m) = &self.map {
-            crate::store::release_map_pages(m);
-        }
-    }
+    Some((
+        TokenMatrix {
+            dim: m.dim,
+            data: kept.concat(),
+        },
+        keys,
+    ))
 }
 
 /// A query's token vectors, prepared to score sign codes.
@@ -713,31 +587,6 @@ mod tests {
     }
 
     #[test]
-    fn files_round_trip_and_damage_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("1.tok");
-        let parts: Vec<Vec<u8>> = vec![vec![1, 2, 3, 4], vec![], vec![9, 9]];
-        TokenCodes::write(&p, 16, parts.iter().map(|v| v.as_slice())).unwrap();
-        let t = TokenCodes::open(&p, 16).unwrap();
-        assert_eq!(t.len(), 3);
-        assert_eq!(t.tokens(), 3);
-        assert_eq!(t.codes(0), &[1, 2, 3, 4]);
-        assert_eq!(t.codes(1), &[] as &[u8]);
-        assert_eq!(t.codes(2), &[9, 9]);
-        assert_eq!(t.codes(3), &[] as &[u8]);
-        assert!(matches!(
-            TokenCodes::open(&p, 24),
-            Err(Error::DimensionMismatch { .. })
-        ));
-        let bytes = std::fs::read(&p).unwrap();
-        std::fs::write(&p, &bytes[..bytes.len() - 1]).unwrap();
-        let e = TokenCodes::open(&p, 16).err().unwrap().to_string();
-        assert!(e.contains("1.tok"), "{e}");
-        std::fs::write(&p, b"not a token file at all, no").unwrap();
-        assert!(TokenCodes::open(&p, 16).is_err());
-    }
-
-    #[test]
     fn the_projection_is_orthonormal_and_the_same_on_every_build() {
         let p = TokenProjection::new(384, 128);
         assert_eq!(p.bits(), 128);
@@ -816,7 +665,8 @@ mod tests {
             dim,
             data: rows.concat(),
         };
-        let d = distinct_pieces(text, &spans, &m).expect("spans line up");
+        let (d, keys) = distinct_pieces(text, &spans, &m).expect("spans line up");
+        assert_eq!(keys, [share::piece_key("token"), share::piece_key("ization"), share::piece_key("cells")]);
         let add =
             |a: &[f32], b: &[f32]| -> Vec<f32> { a.iter().zip(b).map(|(x, y)| x + y).collect() };
         let want = [
@@ -831,23 +681,25 @@ mod tests {
             }
         }
         let coder = PassageCoder::new(TokenUnits::Distinct, None);
-        assert_eq!(coder.code(text, &spans, &m), encode(&d, |_| true));
+        assert_eq!(coder.code(text, &spans, &m).codes, encode(&d, |_| true));
+        assert_eq!(coder.code(text, &spans, &m).pieces, keys);
         // Through a projection, each unit takes bits / 8 bytes.
         let p = std::sync::Arc::new(TokenProjection::new(dim, 8));
         let projected = PassageCoder::new(TokenUnits::Distinct, Some(p.clone()));
         assert_eq!(
-            projected.code(text, &spans, &m),
+            projected.code(text, &spans, &m).codes,
             encode(&p.project(&d), |_| true)
         );
         // Fewer spans than rows: the rows are coded as pieces are.
         assert_eq!(
-            coder.code(text, &spans[..4], &m),
+            coder.code(text, &spans[..4], &m).codes,
             encode_passage(text, &spans[..4], &m)
         );
         let pieces = PassageCoder::new(TokenUnits::Pieces, None);
-        assert_eq!(
-            pieces.code(text, &spans, &m),
-            encode_passage(text, &spans, &m)
-        );
+        let coded = pieces.code(text, &spans, &m);
+        assert_eq!(coded.codes, encode_passage(text, &spans, &m));
+        // One piece per stored code; a truncated text's rows have none.
+        assert_eq!(coded.pieces.len() * code_bytes(dim), coded.codes.len());
+        assert!(coder.code(text, &spans[..4], &m).pieces.iter().all(|&p| p == share::NO_PIECE));
     }
 }

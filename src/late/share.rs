@@ -1,0 +1,332 @@
+//! A word piece's shared code: a token whose sign code lies near its piece's majority code
+//! is stored as a reference to that code, and near-copies within a chunk are kept once.
+//!
+//! Why: the default token codes took 5.67 KB a chunk on SciFact, twice the chunk's vector
+//! and store together, and at a million chunks they were the largest file (2.8 GB in
+//! `bench --scale`). Most of a piece's occurrences point the same way: measured on SciFact
+//! train (`experiments/examples/token_store.rs`, `PP_CENTROID=64 PP_DEDUP=96`; decisions
+//! "A piece's shared code in place of its own"), replacing a code within Hamming 64 of 384
+//! by its piece's majority code and keeping a chunk's near-copies (within 96 bits) once
+//! left 2.29 KB a chunk with held-out nDCG@10 0.7501 against 0.7492 for every code; the
+//! codebook voted by the first 10% of the chunks alone kept most of the saving. Every
+//! replaced code is within `near_bits` of the token's own, so a poor codebook costs size,
+//! not ranking: a token far from its piece's code keeps its own.
+//!
+//! How an index keeps it: the codebook is append-only. A commit of at least
+//! [`VOTE_MIN_CHUNKS`] new chunks votes a code for each piece seen [`VOTE_MIN_USES`] times in
+//! it that the index has no code for yet; a piece's code never changes once voted, so
+//! segments written earlier stay valid and a merge copies references as they are. Each
+//! segment's token file carries the codes its chunks refer to ([`super::TokenCodes`]), so a
+//! segment is read and verified on its own.
+//!
+//! Not for: scoring (the codes are scored as any others, [`super::QueryCodes`]).
+
+use std::collections::HashMap;
+
+/// A piece with no key: a row whose text could not be matched to a token span.
+pub const NO_PIECE: u32 = u32::MAX;
+
+/// A commit votes new pieces' codes only when it brings at least this many new chunks: a
+/// piece's majority over a few occurrences would be frozen for good, and a one-file commit
+/// then writes no codebook entries. A first commit of ~1% of SciFact's chunks gave 7.8% of
+/// the codes a shared code, 10% gave 25%, all of them 30% (decisions).
+pub const VOTE_MIN_CHUNKS: usize = 100;
+
+/// A piece gets a code only once a voting commit has seen it this often (the measured
+/// setting: a piece seen once has its own code as its majority).
+pub const VOTE_MIN_USES: usize = 2;
+
+/// A piece's vote stops counting after this many occurrences: its majority is settled long
+/// before, and a first commit of a million chunks then costs a vote per piece, not per
+/// token of every dimension.
+pub const VOTE_MAX_USES: u32 = 1_000;
+
+/// How an index shares token codes; chosen when it is created and kept in its manifest
+/// (`None` there: every token keeps its own code, as in every index written before).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Sharing {
+    /// A token whose code is within this Hamming distance of its piece's code is stored as
+    /// a reference to that code.
+    pub near_bits: u32,
+    /// A token within this distance of a token kept earlier in its chunk is not stored.
+    pub copy_bits: u32,
+}
+
+impl Sharing {
+    /// The setting measured on 384-bit codes (SciFact, Python and Rust code search).
+    pub const MEASURED: Sharing = Sharing {
+        near_bits: 64,
+        copy_bits: 96,
+    };
+
+    /// What a new index gets: the measured setting for codes of every dimension of a
+    /// 384-dimension model's word pieces; none otherwise (projected codes and distinct
+    /// units were not measured with it).
+    pub fn for_new_index(code_bits: usize, units: super::TokenUnits) -> Option<Sharing> {
+        (code_bits == 384 && units == super::TokenUnits::Pieces).then_some(Sharing::MEASURED)
+    }
+}
+
+/// The key of a word piece as it appears in a passage: a hash of its lower-cased text, the
+/// same on every machine (FNV-1a). Two pieces sharing a key share votes, which can only
+/// leave fewer tokens within reach of the code: a token is replaced only when near it.
+pub fn piece_key(piece: &str) -> u32 {
+    let mut h: u32 = 0x811C_9DC5;
+    for c in piece.chars().flat_map(char::to_lowercase) {
+        let mut buf = [0u8; 4];
+        for b in c.encode_utf8(&mut buf).bytes() {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+    }
+    if h == NO_PIECE {
+        NO_PIECE - 1
+    } else {
+        h
+    }
+}
+
+/// Hamming distance between two codes of equal length.
+pub fn hamming(a: &[u8], b: &[u8]) -> u32 {
+    let mut d = 0u32;
+    let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (wa.remainder(), wb.remainder());
+    for (x, y) in wa.zip(wb) {
+        let (x, y) = (
+            u64::from_le_bytes(x.try_into().unwrap_or([0; 8])),
+            u64::from_le_bytes(y.try_into().unwrap_or([0; 8])),
+        );
+        d += (x ^ y).count_ones();
+    }
+    d + ra
+        .iter()
+        .zip(rb)
+        .map(|(x, y)| (x ^ y).count_ones())
+        .sum::<u32>()
+}
+
+/// A chunk's codes as the coder made them: one code per kept token and each token's piece
+/// ([`piece_key`], or [`NO_PIECE`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassageCodes {
+    /// The codes, `code_bytes` each.
+    pub codes: Vec<u8>,
+    /// The piece of each code, same order.
+    pub pieces: Vec<u32>,
+}
+
+/// A chunk's codes as a new segment stores them: its own codes and the pieces whose shared
+/// code stands for some of its tokens.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SharedCodes {
+    /// Codes of tokens far from any shared code, `code_bytes` each.
+    pub own: Vec<u8>,
+    /// Pieces whose code ([`PieceBook`]) stands for tokens of the chunk, each once.
+    pub refs: Vec<u32>,
+}
+
+impl SharedCodes {
+    /// Every code kept as its own (an index without sharing).
+    pub fn own(codes: Vec<u8>) -> SharedCodes {
+        SharedCodes {
+            own: codes,
+            refs: Vec::new(),
+        }
+    }
+}
+
+/// The shared codes of an index: one code per piece, never changed once voted.
+#[derive(Clone, Debug, Default)]
+pub struct PieceBook {
+    /// Bytes of a code.
+    nb: usize,
+    at: HashMap<u32, usize>,
+    codes: Vec<u8>,
+}
+
+impl PieceBook {
+    /// An empty codebook of `nb`-byte codes.
+    pub fn new(nb: usize) -> PieceBook {
+        PieceBook {
+            nb,
+            ..PieceBook::default()
+        }
+    }
+
+    /// Pieces with a code.
+    pub fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    /// True when no piece has a code.
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+
+    /// The code of `piece`, if it has one.
+    pub fn get(&self, piece: u32) -> Option<&[u8]> {
+        let i = *self.at.get(&piece)?;
+        self.codes.get(i * self.nb..(i + 1) * self.nb)
+    }
+
+    /// Gives `piece` the code `code` unless it has one (the first code a piece gets is its
+    /// code for good); false when it kept its own or `code` has the wrong length.
+    pub fn insert(&mut self, piece: u32, code: &[u8]) -> bool {
+        if piece == NO_PIECE || code.len() != self.nb || self.at.contains_key(&piece) {
+            return false;
+        }
+        self.at.insert(piece, self.at.len());
+        self.codes.extend_from_slice(code);
+        true
+    }
+
+    /// Votes a code for every piece `chunks` use at least [`VOTE_MIN_USES`] times that has
+    /// none yet: each bit set where most of its occurrences have it set (ties set). Returns
+    /// how many pieces got one. A caller votes only with a commit's [`VOTE_MIN_CHUNKS`].
+    pub fn vote(&mut self, chunks: &[PassageCodes]) -> usize {
+        let nb = self.nb;
+        if nb == 0 {
+            return 0;
+        }
+        // Per new piece: occurrences and, per bit, how many had it set.
+        let mut tally: HashMap<u32, (u32, Vec<u32>)> = HashMap::new();
+        for c in chunks {
+            if c.codes.len() != c.pieces.len() * nb {
+                continue;
+            }
+            for (code, &p) in c.codes.chunks_exact(nb).zip(&c.pieces) {
+                if p == NO_PIECE || self.at.contains_key(&p) {
+                    continue;
+                }
+                let (n, set) = tally.entry(p).or_insert_with(|| (0, vec![0; nb * 8]));
+                if *n >= VOTE_MAX_USES {
+                    continue;
+                }
+                *n += 1;
+                for (i, &byte) in code.iter().enumerate() {
+                    for k in 0..8 {
+                        set[8 * i + k] += u32::from(byte >> k & 1);
+                    }
+                }
+            }
+        }
+        // Sorted, so that the codebook's order (and the file) is the same on every run.
+        let mut voted: Vec<(u32, (u32, Vec<u32>))> = tally
+            .into_iter()
+            .filter(|(_, (n, _))| *n as usize >= VOTE_MIN_USES)
+            .collect();
+        voted.sort_unstable_by_key(|(p, _)| *p);
+        let mut added = 0;
+        for (p, (n, set)) in voted {
+            let mut code = vec![0u8; nb];
+            for (j, &s) in set.iter().enumerate() {
+                if 2 * s >= n {
+                    code[j / 8] |= 1 << (j % 8);
+                }
+            }
+            added += usize::from(self.insert(p, &code));
+        }
+        added
+    }
+
+    /// `chunk` as stored: each token within `s.near_bits` of its piece's code becomes a
+    /// reference to it, then each token (own or shared) within `s.copy_bits` of one kept
+    /// earlier in the chunk is dropped, in the order the tokens came.
+    pub fn reduce(&self, chunk: &PassageCodes, s: Sharing) -> SharedCodes {
+        let nb = self.nb;
+        if nb == 0 || chunk.codes.len() != chunk.pieces.len() * nb {
+            return SharedCodes::own(chunk.codes.clone());
+        }
+        let mut out = SharedCodes::default();
+        let mut kept: Vec<&[u8]> = Vec::new();
+        for (own, &p) in chunk.codes.chunks_exact(nb).zip(&chunk.pieces) {
+            let shared = self.get(p).filter(|c| hamming(c, own) <= s.near_bits);
+            let code = shared.unwrap_or(own);
+            if kept.iter().any(|k| hamming(k, code) <= s.copy_bits) {
+                continue;
+            }
+            kept.push(code);
+            match shared {
+                Some(_) => out.refs.push(p),
+                None => out.own.extend_from_slice(own),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(bits: &[usize]) -> Vec<u8> {
+        let mut c = vec![0u8; 48];
+        for &b in bits {
+            c[b / 8] |= 1 << (b % 8);
+        }
+        c
+    }
+
+    #[test]
+    fn keys_fold_case_and_hamming_counts_bits() {
+        assert_eq!(piece_key("Cell"), piece_key("cell"));
+        assert_ne!(piece_key("cell"), piece_key("cells"));
+        assert_ne!(piece_key(""), NO_PIECE);
+        assert_eq!(hamming(&code(&[0, 9, 383]), &code(&[0, 10])), 3);
+        assert_eq!(hamming(&[0xFF, 1, 2], &[0x0F, 1, 3]), 5);
+    }
+
+    #[test]
+    fn the_vote_takes_each_bit_by_majority_and_never_changes_a_code() {
+        let (a, b) = (piece_key("cell"), piece_key("mouse"));
+        // Three occurrences of "cell": bit 0 in all, bit 1 in two, bit 2 in one.
+        // One of "mouse": too few to vote.
+        let chunk = PassageCodes {
+            codes: [code(&[0, 1]), code(&[0, 1, 2]), code(&[0]), code(&[5])].concat(),
+            pieces: vec![a, a, a, b],
+        };
+        let mut book = PieceBook::new(48);
+        assert_eq!(book.vote(std::slice::from_ref(&chunk)), 1);
+        assert_eq!(book.get(a), Some(code(&[0, 1]).as_slice()));
+        assert_eq!(book.get(b), None);
+        // A later vote where "cell" points elsewhere leaves its code as it was.
+        let later = PassageCodes {
+            codes: [code(&[7]), code(&[7])].concat(),
+            pieces: vec![a, a],
+        };
+        assert_eq!(book.vote(&[later]), 0);
+        assert_eq!(book.get(a), Some(code(&[0, 1]).as_slice()));
+    }
+
+    #[test]
+    fn near_tokens_become_references_and_near_copies_are_kept_once() {
+        let (a, b) = (piece_key("cell"), piece_key("mouse"));
+        let mut book = PieceBook::new(48);
+        book.insert(a, &code(&[0, 1, 2]));
+        let s = Sharing {
+            near_bits: 2,
+            copy_bits: 1,
+        };
+        let far: Vec<usize> = (100..110).collect();
+        let chunk = PassageCodes {
+            codes: [
+                code(&[0, 1]),  // "cell", 1 bit from its code: a reference
+                code(&[0, 1]),  // again: the same reference, dropped
+                code(&far),     // "cell", far from its code: its own
+                code(&[50]),    // "mouse", no code: its own
+                code(&[50, 51]), // "mouse" within copy_bits of the last: dropped
+            ]
+            .concat(),
+            pieces: vec![a, a, a, b, b],
+        };
+        let r = book.reduce(&chunk, s);
+        assert_eq!(r.refs, vec![a]);
+        assert_eq!(r.own, [code(&far), code(&[50])].concat());
+        // A chunk whose pieces do not line up with its codes keeps every code.
+        let odd = PassageCodes {
+            codes: code(&[1]),
+            pieces: vec![],
+        };
+        assert_eq!(book.reduce(&odd, s), SharedCodes::own(code(&[1])));
+    }
+}
