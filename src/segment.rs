@@ -714,12 +714,20 @@ impl Segments {
         }
     }
 
-    /// The index's shared token codes: the union of its segments' codebooks, each piece
-    /// with the first code found ([`crate::late::share`]).
-    pub fn piece_book(&self, code_dim: usize) -> PieceBook {
+    /// The index's shared token codes ([`crate::late::share`]) for `pieces`: each piece's
+    /// code from the first segment that holds one. A commit asks only for its own pieces,
+    /// so a one-file commit reads a few hundred keys, not every segment's codebook. Any
+    /// segment's code will do: a segment stores the codes its references name.
+    pub fn piece_book(&self, code_dim: usize, pieces: impl Iterator<Item = u32>) -> PieceBook {
         let mut book = PieceBook::new(crate::late::code_bytes(code_dim));
-        for s in &self.segs {
-            s.codes.add_to_book(&mut book);
+        let mut seen = std::collections::HashSet::new();
+        for p in pieces {
+            if !seen.insert(p) {
+                continue;
+            }
+            if let Some(code) = self.segs.iter().find_map(|s| s.codes.shared_code(p)) {
+                book.insert(p, code);
+            }
         }
         book
     }

@@ -47,9 +47,14 @@ fn document(i: usize) -> String {
 fn assert_tokens_kept(e: &Engine, when: &str) {
     let copy = Sharing::MEASURED.copy_bits;
     for (p, (got, want)) in stored(e).iter().zip(expected(e)).enumerate() {
-        assert!(got.is_subset(&want), "{when}: chunk {p} stores a code of no word");
+        assert!(
+            got.is_subset(&want),
+            "{when}: chunk {p} stores a code of no word"
+        );
         for w in want.difference(got) {
-            let near = got.iter().any(|g| pinpoint::late::share::hamming(g, w) <= copy);
+            let near = got
+                .iter()
+                .any(|g| pinpoint::late::share::hamming(g, w) <= copy);
             assert!(near, "{when}: chunk {p} lost a word with no near copy");
         }
     }
@@ -125,7 +130,10 @@ fn shared_codes_keep_every_distinct_token_and_follow_merges() {
     let (tokens, refs) = (s.token_codes.unwrap(), s.token_references.unwrap());
     // Every vocabulary word repeats, so all but the `unique` words (and title words seen
     // once) are references.
-    assert!(refs > 0 && refs * 2 > tokens, "{refs} references of {tokens} tokens");
+    assert!(
+        refs > 0 && refs * 2 > tokens,
+        "{refs} references of {tokens} tokens"
+    );
     assert_tokens_kept(&e, "after the voting commit");
     assert!(e.verify().unwrap().is_empty(), "{:?}", e.verify());
 

@@ -45,10 +45,14 @@ fn a_scale_bench_reports_its_contract_and_leaves_a_queryable_index() {
     assert_eq!(s["token_codes"], true);
     let per_chunk = s["tokens_per_chunk"].as_f64().unwrap();
     assert!(per_chunk > 1.0, "{per_chunk}");
+    // A token is its own 48-byte code or a 2-byte reference to its piece's shared code
+    // (a copy's tokens are its sentence's, near their pieces' codes).
+    let refs = s["token_references_per_chunk"].as_f64().unwrap();
+    assert!(refs > 0.0 && refs <= per_chunk, "{refs} of {per_chunk}");
     let late = s["disk_bytes"]["late"].as_f64().unwrap();
     assert!(
-        late >= per_chunk * 3000.0 * 48.0,
-        "{late} bytes for {per_chunk} codes a chunk"
+        late >= ((per_chunk - refs) * 48.0 + refs * 2.0) * 3000.0,
+        "{late} bytes for {per_chunk} codes a chunk, {refs} references"
     );
     // Each sampled memory peak names the build stage it was seen in.
     let m = &s["build_memory"];

@@ -162,8 +162,10 @@ pub struct ScaleReport {
     pub base_vectors: usize,
     /// Whether the index keeps token codes ([`ScaleConfig::token_codes`]).
     pub token_codes: bool,
-    /// Token codes stored per live chunk (0 without them).
+    /// Token codes stored per live chunk (0 without them), own codes and references.
     pub tokens_per_chunk: f64,
+    /// Of those, references to a shared piece code ([`crate::late::share`]).
+    pub token_references_per_chunk: f64,
     /// Mean cosine between a copy and its original vector (none: no copies at this size).
     pub copy_cosine_mean: Option<f64>,
     /// Build wall time.
@@ -224,8 +226,8 @@ impl ScaleReport {
         if self.token_codes {
             writeln!(
                 out,
-                "token codes: {:.1} a chunk (each copy has its sentence's)",
-                self.tokens_per_chunk
+                "token codes: {:.1} a chunk, {:.1} of them a shared piece code (each copy has its sentence's)",
+                self.tokens_per_chunk, self.token_references_per_chunk
             )?;
         } else {
             writeln!(
@@ -663,6 +665,8 @@ pub fn run(
     report.vector_precision = e.manifest().vector_precision;
     report.segments = e.manifest().segments.len();
     report.tokens_per_chunk = e.segments().tokens() as f64 / report.chunks.max(1) as f64;
+    report.token_references_per_chunk =
+        e.segments().token_references() as f64 / report.chunks.max(1) as f64;
     let hnsw_s = report.build_stages.get("hnsw").copied().unwrap_or(0.0);
     // Every point inserted into a graph, merges' included (a merge inserts the rows its
     // seed graph lacks), over the time the graph stage took.

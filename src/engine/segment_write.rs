@@ -11,12 +11,12 @@ use crate::error::{Error, IoContext, Result};
 use crate::graph_build::{GraphBuilder, Layers};
 use crate::graph_file::GraphFile;
 use crate::late::{share, ChunkCodes, PassageCodes, PieceBook, SharedCodes, TokenCodes};
-use std::sync::Arc;
 use crate::segment::{Segment, SegmentMeta};
 use crate::sq8::{Sq8Vectors, VectorPrecision};
 use crate::store::{
     sync_dir, write_chunk_entries, write_vectors, ChunkEntry, ChunkRecord, ChunkStore, VectorFile,
 };
+use std::sync::Arc;
 
 /// Where a new segment's vectors come from.
 pub(super) enum SegmentVectors<'a> {
@@ -65,10 +65,17 @@ impl Engine {
         use rayon::prelude::*;
         let code_dim = self.manifest.dims().codes;
         let Some(sharing) = self.manifest.token_sharing.filter(|_| !codes.is_empty()) else {
-            let own = codes.into_iter().map(|c| SharedCodes::own(c.codes)).collect();
-            return (own, Arc::new(PieceBook::new(crate::late::code_bytes(code_dim))));
+            let own = codes
+                .into_iter()
+                .map(|c| SharedCodes::own(c.codes))
+                .collect();
+            return (
+                own,
+                Arc::new(PieceBook::new(crate::late::code_bytes(code_dim))),
+            );
         };
-        let mut book = self.segs.piece_book(code_dim);
+        let pieces = codes.iter().flat_map(|c| c.pieces.iter().copied());
+        let mut book = self.segs.piece_book(code_dim, pieces);
         if codes.len() >= share::VOTE_MIN_CHUNKS {
             book.vote(&codes);
         }

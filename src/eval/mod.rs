@@ -228,12 +228,16 @@ pub fn cache_dir(root: &Path, ds: &Dataset, cfg: &EngineConfig) -> Result<PathBu
         if let Some(bits) = cfg.token_bits {
             h.update(format!("token-bits-{bits}").as_bytes());
         }
-        // Shared codes (the default where measured); an index without keeps its old key.
+        // Shared codes (the default where measured), keyed by their setting; an index
+        // without keeps its old key.
         if cfg.token_sharing != Some(false)
             && cfg.token_bits.is_none()
             && units == crate::late::TokenUnits::Pieces
         {
-            h.update(b"token-sharing-v1");
+            let s = crate::late::Sharing::MEASURED;
+            h.update(
+                format!("token-sharing-{}-{}-occurrence", s.near_bits, s.copy_bits).as_bytes(),
+            );
         }
     }
     // So is one with the neighbour field (document expansion), per neighbour count.

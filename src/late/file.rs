@@ -9,12 +9,13 @@
 //! holding a segment's codes in memory. Files written before sharing (`PPTOK001`: header,
 //! offsets, codes) are read as chunks with no references.
 //!
-//! The codebook in each segment holds only the codes its chunks refer to, so a segment is
-//! read and checked on its own; the index's codebook is the union of its segments'
-//! ([`super::share::PieceBook`]).
+//! The codebook in each segment holds only the codes its chunks refer to, in key order, so
+//! a segment is read and checked on its own and a commit finds a piece's code in it by
+//! binary search ([`TokenCodes::shared_code`]); the index's codebook is the union of its
+//! segments'.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -197,7 +198,12 @@ impl TokenCodes {
         }
         let nb = code_bytes(dim);
         let n = word(16);
-        let short = || Error::corrupt(path, format!("{} bytes hold no table of {n} chunks", map.len()));
+        let short = || {
+            Error::corrupt(
+                path,
+                format!("{} bytes hold no table of {n} chunks", map.len()),
+            )
+        };
         let table = |at: usize| -> Result<Vec<u64>> {
             let len = (n as usize).checked_add(1).ok_or_else(short)?;
             let end = len.checked_mul(8).and_then(|b| b.checked_add(at));
@@ -206,7 +212,10 @@ impl TokenCodes {
             }
             let t: Vec<u64> = (0..len).map(|i| word(at + 8 * i)).collect();
             if t.first() != Some(&0) || t.windows(2).any(|w| w[0] > w[1]) {
-                return Err(Error::corrupt(path, "token offsets are not ascending from 0"));
+                return Err(Error::corrupt(
+                    path,
+                    "token offsets are not ascending from 0",
+                ));
             }
             Ok(t)
         };
@@ -258,6 +267,18 @@ impl TokenCodes {
                 ),
             ));
         }
+        let key = |i: usize| {
+            map.get(keys + 4 * i..keys + 4 * i + 4)
+                .map(|b| [b[0], b[1], b[2], b[3]])
+        };
+        if (1..m as usize)
+            .any(|i| key(i - 1).map(u32::from_le_bytes) >= key(i).map(u32::from_le_bytes))
+        {
+            return Err(Error::corrupt(
+                path,
+                "shared piece codes are not in key order",
+            ));
+        }
         let offsets = table(at_offsets)?;
         let ref_offsets = table(at_ref_offsets)?;
         if offsets.last() != Some(&own) || ref_offsets.last() != Some(&refs) {
@@ -291,16 +312,20 @@ impl TokenCodes {
         chunks: impl Iterator<Item = ChunkCodes<'a>> + Clone,
     ) -> Result<()> {
         let nb = code_bytes(dim).max(1);
-        let mut at: HashMap<u32, u16> = HashMap::new();
-        let (mut keys, mut book) = (Vec::new(), Vec::new());
+        // The first code seen for each piece, in key order (a reader finds a piece's code
+        // by binary search), at most MAX_BOOK of them.
+        let mut first: BTreeMap<u32, &[u8]> = BTreeMap::new();
         for c in chunks.clone() {
             for (p, code) in c.refs() {
-                if keys.len() < MAX_BOOK && !at.contains_key(&p) {
-                    at.insert(p, keys.len() as u16);
-                    keys.push(p);
-                    book.extend_from_slice(code);
-                }
+                first.entry(p).or_insert(code);
             }
+        }
+        let mut at: HashMap<u32, u16> = HashMap::new();
+        let (mut keys, mut book) = (Vec::new(), Vec::new());
+        for (p, code) in first.into_iter().take(MAX_BOOK) {
+            at.insert(p, keys.len() as u16);
+            keys.push(p);
+            book.extend_from_slice(code);
         }
         // Where a reference is kept: its position in this file's codebook, or none.
         let position = |p: u32, code: &[u8]| -> Option<u16> {
@@ -381,11 +406,9 @@ impl TokenCodes {
     pub fn codes(&self, pos: usize) -> ChunkCodes<'_> {
         let nb = code_bytes(self.dim);
         let none = ChunkCodes::own_only(nb, &[]);
-        let (Some(map), Some(&a), Some(&b)) = (
-            &self.map,
-            self.offsets.get(pos),
-            self.offsets.get(pos + 1),
-        ) else {
+        let (Some(map), Some(&a), Some(&b)) =
+            (&self.map, self.offsets.get(pos), self.offsets.get(pos + 1))
+        else {
             return none;
         };
         let (a, b) = (a as usize, b as usize);
@@ -422,19 +445,24 @@ impl TokenCodes {
         self.ref_offsets.last().copied().unwrap_or(0)
     }
 
-    /// Shared codes this file holds, added to `book` (the index's codebook is the union of
-    /// its segments'; a piece keeps the first code it is given).
-    pub fn add_to_book(&self, book: &mut PieceBook) {
+    /// The shared code this file holds for `piece`, if any (binary search over its keys).
+    pub fn shared_code(&self, piece: u32) -> Option<&[u8]> {
         let nb = code_bytes(self.dim);
-        let (Some(map), Some(s)) = (&self.map, self.sections) else {
-            return;
-        };
+        let (map, s) = (self.map.as_ref()?, self.sections?);
         let keys = &map[s.keys..s.book];
-        let codes = &map[s.book..s.book + s.entries * nb];
-        for (k, c) in keys.chunks_exact(4).zip(codes.chunks_exact(nb.max(1))) {
-            let k = u32::from_le_bytes([k[0], k[1], k[2], k[3]]);
-            book.insert(k, c);
+        let (mut lo, mut hi) = (0usize, s.entries);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let k = u32::from_le_bytes(keys.get(4 * mid..4 * mid + 4)?.try_into().ok()?);
+            match k.cmp(&piece) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => {
+                    return map.get(s.book + mid * nb..s.book + (mid + 1) * nb);
+                }
+            }
         }
+        None
     }
 
     /// Checks every reference against the file's codebook: the one check `open` leaves to
@@ -531,17 +559,24 @@ mod tests {
         };
         let p = dir.path().join("s1.tok");
         let chunks = [&first, &second];
-        TokenCodes::write(&p, 16, chunks.iter().map(|c| ChunkCodes::shared(2, c, &book)))
-            .unwrap();
+        TokenCodes::write(
+            &p,
+            16,
+            chunks.iter().map(|c| ChunkCodes::shared(2, c, &book)),
+        )
+        .unwrap();
         let t = TokenCodes::open(&p, 16).unwrap();
         t.check(&p).unwrap();
         assert_eq!(t.tokens(), 4);
         assert_eq!(t.codes(0).gather().as_ref(), &[5, 5, 1, 1, 2, 2]);
         assert_eq!(t.codes(1).own(), &[] as &[u8]);
-        assert_eq!(t.codes(1).refs().collect::<Vec<_>>(), vec![(b, &[2u8, 2][..])]);
-        let mut union = PieceBook::new(2);
-        t.add_to_book(&mut union);
-        assert_eq!((union.len(), union.get(a)), (2, Some(&[1u8, 1][..])));
+        assert_eq!(
+            t.codes(1).refs().collect::<Vec<_>>(),
+            vec![(b, &[2u8, 2][..])]
+        );
+        assert_eq!(t.shared_code(a), Some(&[1u8, 1][..]));
+        assert_eq!(t.shared_code(b), Some(&[2u8, 2][..]));
+        assert_eq!(t.shared_code(c), None);
 
         // Copying into a new file keeps references; one to a piece whose code differs
         // from the one the new file took first is kept as the chunk's own code.

@@ -37,7 +37,6 @@ use crate::error::{Error, Result};
 pub use file::{ChunkCodes, TokenCodes};
 pub use share::{PassageCodes, PieceBook, SharedCodes, Sharing};
 
-
 /// Bytes of one token's code at dimension `dim`.
 pub fn code_bytes(dim: usize) -> usize {
     dim.div_ceil(8)
@@ -666,7 +665,14 @@ mod tests {
             data: rows.concat(),
         };
         let (d, keys) = distinct_pieces(text, &spans, &m).expect("spans line up");
-        assert_eq!(keys, [share::piece_key("token"), share::piece_key("ization"), share::piece_key("cells")]);
+        assert_eq!(
+            keys,
+            [
+                share::piece_key("token"),
+                share::piece_key("ization"),
+                share::piece_key("cells")
+            ]
+        );
         let add =
             |a: &[f32], b: &[f32]| -> Vec<f32> { a.iter().zip(b).map(|(x, y)| x + y).collect() };
         let want = [
@@ -700,6 +706,10 @@ mod tests {
         assert_eq!(coded.codes, encode_passage(text, &spans, &m));
         // One piece per stored code; a truncated text's rows have none.
         assert_eq!(coded.pieces.len() * code_bytes(dim), coded.codes.len());
-        assert!(coder.code(text, &spans[..4], &m).pieces.iter().all(|&p| p == share::NO_PIECE));
+        assert!(coder
+            .code(text, &spans[..4], &m)
+            .pieces
+            .iter()
+            .all(|&p| p == share::NO_PIECE));
     }
 }

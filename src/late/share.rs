@@ -1,16 +1,21 @@
-//! A word piece's shared code: a token whose sign code lies near its piece's majority code
-//! is stored as a reference to that code, and near-copies within a chunk are kept once.
+//! A word piece's shared code: a token whose sign code lies near its piece's shared code
+//! (one real occurrence of the piece) is stored as a reference to that code, and
+//! near-copies within a chunk are kept once.
 //!
-//! Why: the default token codes took 5.67 KB a chunk on SciFact, twice the chunk's vector
-//! and store together, and at a million chunks they were the largest file (2.8 GB in
-//! `bench --scale`). Most of a piece's occurrences point the same way: measured on SciFact
-//! train (`experiments/examples/token_store.rs`, `PP_CENTROID=64 PP_DEDUP=96`; decisions
-//! "A piece's shared code in place of its own"), replacing a code within Hamming 64 of 384
-//! by its piece's majority code and keeping a chunk's near-copies (within 96 bits) once
-//! left 2.29 KB a chunk with held-out nDCG@10 0.7501 against 0.7492 for every code; the
-//! codebook voted by the first 10% of the chunks alone kept most of the saving. Every
-//! replaced code is within `near_bits` of the token's own, so a poor codebook costs size,
-//! not ranking: a token far from its piece's code keeps its own.
+//! Why: every token's own code took 5.67 KB a chunk on SciFact, twice the chunk's vector
+//! and store together, and at a million chunks the codes were the largest file (2.8 GB in
+//! `bench --scale`). Many of a piece's occurrences point nearly the same way. Chosen by
+//! `eval`'s paired test against every token's own code (docs/decisions.md, "Shared piece
+//! codes, built"): a token within Hamming 48 of 384 bits of its piece's code refers to it,
+//! and one within 80 bits of a token kept earlier in its chunk is dropped. That takes
+//! SciFact to 3.62 KB a chunk and Python and Rust code search to half their size, with
+//! nDCG@10 within noise on all five sets measured. Wider settings lost beyond noise: 64
+//! bits on code search (-0.009 to -0.019), a copy distance of 96 on the bundled subset
+//! (-0.0087, p 0.03). The train-split study that found the idea is
+//! `experiments/examples/token_store.rs` (`PP_CENTROID`, `PP_DEDUP`).
+//!
+//! Every replaced code is within `near_bits` of the token's own, so a poor codebook costs
+//! size, not ranking: a token far from its piece's code keeps its own.
 //!
 //! How an index keeps it: the codebook is append-only. A commit of at least
 //! [`VOTE_MIN_CHUNKS`] new chunks votes a code for each piece seen [`VOTE_MIN_USES`] times in
@@ -53,10 +58,13 @@ pub struct Sharing {
 }
 
 impl Sharing {
-    /// The setting measured on 384-bit codes (SciFact, Python and Rust code search).
+    /// The setting chosen on 384-bit codes by `eval`'s paired test against every token's own
+    /// code (docs/decisions.md, "Shared piece codes, built"): the widest pair that moved no
+    /// collection beyond noise (SciFact test and train, the bundled subset, Python and Rust
+    /// code search); 64 bits lost on code search, a copy distance of 96 on the subset.
     pub const MEASURED: Sharing = Sharing {
-        near_bits: 64,
-        copy_bits: 96,
+        near_bits: 48,
+        copy_bits: 80,
     };
 
     /// What a new index gets: the measured setting for codes of every dimension of a
@@ -180,53 +188,74 @@ impl PieceBook {
         true
     }
 
-    /// Votes a code for every piece `chunks` use at least [`VOTE_MIN_USES`] times that has
-    /// none yet: each bit set where most of its occurrences have it set (ties set). Returns
-    /// how many pieces got one. A caller votes only with a commit's [`VOTE_MIN_CHUNKS`].
+    /// Gives a code to every piece `chunks` use at least [`VOTE_MIN_USES`] times that has
+    /// none yet: the occurrence nearest the piece's majority code (each bit set where most
+    /// occurrences have it set, ties set), the first such in order. Returns how many pieces
+    /// got one. A caller votes only with a commit's [`VOTE_MIN_CHUNKS`].
+    ///
+    /// Why an occurrence and not the majority itself: an average lies nearer every query
+    /// token than the occurrences it stands for, so chunks made of shared codes scored too
+    /// high. In `eval`'s paired test (docs/decisions.md, "Shared piece codes, built") the
+    /// majority at 64 bits cost Rust code search 0.0124 nDCG@10 (p 0.0007) and the
+    /// occurrence 0.0057.
     pub fn vote(&mut self, chunks: &[PassageCodes]) -> usize {
         let nb = self.nb;
         if nb == 0 {
             return 0;
         }
-        // Per new piece: occurrences and, per bit, how many had it set.
+        let occurrences = || {
+            chunks
+                .iter()
+                .filter(move |c| c.codes.len() == c.pieces.len() * nb)
+                .flat_map(move |c| c.codes.chunks_exact(nb).zip(c.pieces.iter().copied()))
+        };
+        // Per new piece: occurrences counted and, per bit, how many had it set.
         let mut tally: HashMap<u32, (u32, Vec<u32>)> = HashMap::new();
-        for c in chunks {
-            if c.codes.len() != c.pieces.len() * nb {
+        for (code, p) in occurrences() {
+            if p == NO_PIECE || self.at.contains_key(&p) {
                 continue;
             }
-            for (code, &p) in c.codes.chunks_exact(nb).zip(&c.pieces) {
-                if p == NO_PIECE || self.at.contains_key(&p) {
-                    continue;
+            let (n, set) = tally.entry(p).or_insert_with(|| (0, vec![0; nb * 8]));
+            if *n >= VOTE_MAX_USES {
+                continue;
+            }
+            *n += 1;
+            for (i, &byte) in code.iter().enumerate() {
+                for k in 0..8 {
+                    set[8 * i + k] += u32::from(byte >> k & 1);
                 }
-                let (n, set) = tally.entry(p).or_insert_with(|| (0, vec![0; nb * 8]));
-                if *n >= VOTE_MAX_USES {
-                    continue;
-                }
-                *n += 1;
-                for (i, &byte) in code.iter().enumerate() {
-                    for k in 0..8 {
-                        set[8 * i + k] += u32::from(byte >> k & 1);
+            }
+        }
+        let majority: HashMap<u32, Vec<u8>> = tally
+            .into_iter()
+            .filter(|(_, (n, _))| *n as usize >= VOTE_MIN_USES)
+            .map(|(p, (n, set))| {
+                let mut code = vec![0u8; nb];
+                for (j, &s) in set.iter().enumerate() {
+                    if 2 * s >= n {
+                        code[j / 8] |= 1 << (j % 8);
                     }
+                }
+                (p, code)
+            })
+            .collect();
+        let mut nearest: HashMap<u32, (u32, &[u8])> = HashMap::new();
+        for (code, p) in occurrences() {
+            if let Some(m) = majority.get(&p) {
+                let d = hamming(m, code);
+                let best = nearest.entry(p).or_insert((u32::MAX, code));
+                if d < best.0 {
+                    *best = (d, code);
                 }
             }
         }
         // Sorted, so that the codebook's order (and the file) is the same on every run.
-        let mut voted: Vec<(u32, (u32, Vec<u32>))> = tally
-            .into_iter()
-            .filter(|(_, (n, _))| *n as usize >= VOTE_MIN_USES)
-            .collect();
+        let mut voted: Vec<(u32, &[u8])> = nearest.into_iter().map(|(p, (_, c))| (p, c)).collect();
         voted.sort_unstable_by_key(|(p, _)| *p);
-        let mut added = 0;
-        for (p, (n, set)) in voted {
-            let mut code = vec![0u8; nb];
-            for (j, &s) in set.iter().enumerate() {
-                if 2 * s >= n {
-                    code[j / 8] |= 1 << (j % 8);
-                }
-            }
-            added += usize::from(self.insert(p, &code));
-        }
-        added
+        voted
+            .into_iter()
+            .map(|(p, c)| usize::from(self.insert(p, c)))
+            .sum()
     }
 
     /// `chunk` as stored: each token within `s.near_bits` of its piece's code becomes a
@@ -277,17 +306,26 @@ mod tests {
     }
 
     #[test]
-    fn the_vote_takes_each_bit_by_majority_and_never_changes_a_code() {
+    fn the_vote_takes_the_occurrence_nearest_the_majority_and_never_changes_a_code() {
         let (a, b) = (piece_key("cell"), piece_key("mouse"));
-        // Three occurrences of "cell": bit 0 in all, bit 1 in two, bit 2 in one.
-        // One of "mouse": too few to vote.
+        // Four occurrences of "cell": the majority sets bits 0 and 1 (4 and 2 votes of 4;
+        // bits 2, 5 and 9 one each). {0, 1, 9}, {0, 1, 2} and {0} lie 1 bit from it: the
+        // first of them is the code, an occurrence and not the majority. One "mouse": too
+        // few to vote.
         let chunk = PassageCodes {
-            codes: [code(&[0, 1]), code(&[0, 1, 2]), code(&[0]), code(&[5])].concat(),
-            pieces: vec![a, a, a, b],
+            codes: [
+                code(&[0, 1, 9]),
+                code(&[0, 1, 2]),
+                code(&[0, 5]),
+                code(&[0]),
+                code(&[5]),
+            ]
+            .concat(),
+            pieces: vec![a, a, a, a, b],
         };
         let mut book = PieceBook::new(48);
         assert_eq!(book.vote(std::slice::from_ref(&chunk)), 1);
-        assert_eq!(book.get(a), Some(code(&[0, 1]).as_slice()));
+        assert_eq!(book.get(a), Some(code(&[0, 1, 9]).as_slice()));
         assert_eq!(book.get(b), None);
         // A later vote where "cell" points elsewhere leaves its code as it was.
         let later = PassageCodes {
@@ -295,7 +333,7 @@ mod tests {
             pieces: vec![a, a],
         };
         assert_eq!(book.vote(&[later]), 0);
-        assert_eq!(book.get(a), Some(code(&[0, 1]).as_slice()));
+        assert_eq!(book.get(a), Some(code(&[0, 1, 9]).as_slice()));
     }
 
     #[test]
@@ -310,10 +348,10 @@ mod tests {
         let far: Vec<usize> = (100..110).collect();
         let chunk = PassageCodes {
             codes: [
-                code(&[0, 1]),  // "cell", 1 bit from its code: a reference
-                code(&[0, 1]),  // again: the same reference, dropped
-                code(&far),     // "cell", far from its code: its own
-                code(&[50]),    // "mouse", no code: its own
+                code(&[0, 1]),   // "cell", 1 bit from its code: a reference
+                code(&[0, 1]),   // again: the same reference, dropped
+                code(&far),      // "cell", far from its code: its own
+                code(&[50]),     // "mouse", no code: its own
                 code(&[50, 51]), // "mouse" within copy_bits of the last: dropped
             ]
             .concat(),
