@@ -33,7 +33,7 @@ fn kept_words(dim: usize, text: &str) -> Vec<(String, Vec<f32>)> {
 }
 
 /// What a new index stores by default (`TokenUnits::Pieces`): every kept word's vector.
-fn kept_rows(dim: usize, text: &str) -> Vec<Vec<f32>> {
+pub(crate) fn kept_rows(dim: usize, text: &str) -> Vec<Vec<f32>> {
     kept_words(dim, text).into_iter().map(|(_, r)| r).collect()
 }
 
@@ -71,7 +71,7 @@ fn expected_codes(e: &Engine) -> Vec<Vec<u8>> {
 
 /// Each chunk's expected codes of `bits` bits for the hashing embedder of dimension `dim`:
 /// for every kept word, bit `k` set when `side(row, k)` is positive.
-fn expected_codes_by(
+pub(crate) fn expected_codes_by(
     e: &Engine,
     dim: usize,
     bits: usize,

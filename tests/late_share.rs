@@ -6,12 +6,11 @@
 //! code is its own code exactly: a chunk's stored codes must be the codes of its distinct
 //! kept words, no more and no fewer.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use pinpoint::chunk::contextual_text;
-use pinpoint::late::{keep_token, Sharing};
-use pinpoint::{Embedder, Engine, EngineConfig, HashEmbedder, SearchRequest};
+use pinpoint::late::Sharing;
+use pinpoint::{Engine, EngineConfig, HashEmbedder, SearchRequest};
 
 /// The dimension sharing was measured at: an index of any other keeps its own codes.
 const DIM: usize = 384;
@@ -71,35 +70,12 @@ fn stored(e: &Engine) -> Vec<BTreeSet<Vec<u8>>> {
         .collect()
 }
 
-/// The codes of each chunk's distinct kept words, computed here from the embedder.
+/// The codes of each chunk's kept words, computed here from the embedder (as
+/// `tests/late.rs` computes an unshared index's), as a set.
 fn expected(e: &Engine) -> Vec<BTreeSet<Vec<u8>>> {
-    let titles: HashMap<String, String> = e
-        .documents()
-        .unwrap()
-        .iter()
-        .map(|d| (d.key.clone(), d.title.clone()))
-        .collect();
-    let emb = HashEmbedder::new(DIM);
-    let segs = e.segments();
-    (0..segs.len())
-        .map(|p| {
-            let c = segs.get(p).unwrap();
-            let text = contextual_text(&titles[&c.doc], c.heading.as_deref(), &c.text);
-            let m = emb.embed_tokens(&[&text]).unwrap().pop().unwrap();
-            text.split_whitespace()
-                .zip(m.rows())
-                .filter(|(w, _)| keep_token(w))
-                .map(|(_, row)| {
-                    let mut code = vec![0u8; DIM / 8];
-                    for (j, x) in row.iter().enumerate() {
-                        if *x > 0.0 {
-                            code[j / 8] |= 1 << (j % 8);
-                        }
-                    }
-                    code
-                })
-                .collect()
-        })
+    crate::late::expected_codes_by(e, DIM, DIM, &|row, k| row[k], crate::late::kept_rows)
+        .into_iter()
+        .map(|c| c.chunks_exact(DIM / 8).map(<[u8]>::to_vec).collect())
         .collect()
 }
 
