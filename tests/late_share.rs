@@ -132,6 +132,25 @@ fn shared_codes_keep_every_distinct_token_and_follow_merges() {
     drop(e);
     let e = Engine::open(dir.path(), config(None)).unwrap();
     assert_tokens_kept(&e, "after reopening");
+
+    // A reference damaged on disk is named by `verify` (beside the checksum it breaks).
+    let file = dir
+        .path()
+        .join(e.manifest().segments[0].codes.clone().unwrap());
+    drop(e);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let word = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    let (n, m) = (word(&bytes, 16) as usize, word(&bytes, 24) as usize);
+    // Header, piece keys and codes, the two offset tables, then the references.
+    let first_ref = 48 + m * (4 + DIM / 8) + 2 * 8 * (n + 1);
+    bytes[first_ref..first_ref + 2].copy_from_slice(&u16::MAX.to_le_bytes());
+    std::fs::write(&file, &bytes).unwrap();
+    let e = Engine::open(dir.path(), config(None)).unwrap();
+    let found = e.verify().unwrap();
+    assert!(
+        found.iter().any(|f| f.contains("names no shared code")),
+        "{found:?}"
+    );
 }
 
 #[test]
