@@ -33,7 +33,7 @@ pub fn tagged(text: &str, copy: u64, b: usize) -> String {
 
 /// Every base sentence's token vectors as sign codes (one bit a dimension, as the index
 /// stores them): 48 bytes a token instead of 1,536, so that a hundred thousand sentences
-/// take ~150 MB of the bench's memory rather than 4 GB.
+/// take ~150 MB rather than 4 GB.
 struct BaseTokens {
     /// Token rows before each sentence (one more entry than sentences).
     offsets: Vec<u64>,
@@ -41,12 +41,25 @@ struct BaseTokens {
     codes: Vec<u8>,
 }
 
+/// The base material as the benchmark holds it while building: its cache files mapped,
+/// not copied into the heap, so that [`ScaleEmbedder::release_pages`] can hand the pages
+/// back while the engine builds graphs (a real build holds a model there, not 0.5 GB of
+/// sentences), and the report's build peak is the engine's.
+struct BaseMaps {
+    /// `sentences * dim` little-endian f32s.
+    vectors: memmap2::Mmap,
+    /// The token cache ([`BaseTokens::to_bytes`]) and where its codes start; its offsets
+    /// (8 bytes a sentence) are read into the heap.
+    tokens: Option<(Vec<u64>, memmap2::Mmap, usize)>,
+}
+
 /// Hands the engine a tagged chunk's vector and token vectors (its sentence's, perturbed
 /// by its copy number) and embeds everything else with the model.
 pub struct ScaleEmbedder {
     real: Arc<dyn Embedder>,
-    base: Vec<f32>,
-    tokens: Option<BaseTokens>,
+    base: BaseMaps,
+    /// Sentences held.
+    n: usize,
     /// Sign codes of the tags' pieces ([`ScaleEmbedder::piece_code`]).
     pieces: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
     sigma: f32,
@@ -67,32 +80,18 @@ impl ScaleEmbedder {
         let dim = real.dim();
         let vec_cache = work.join(format!("scale-base-{key}.f32"));
         let tok_cache = work.join(format!("scale-base-{key}.tok"));
-        let cached_vecs = std::fs::read(&vec_cache)
-            .ok()
-            .filter(|b| b.len() == texts.len() * dim * 4)
-            .map(|b| {
-                b.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect::<Vec<f32>>()
-            });
-        let cached_toks = if tokens {
-            std::fs::read(&tok_cache)
-                .ok()
-                .and_then(|b| BaseTokens::from_bytes(&b, texts.len(), dim))
-        } else {
-            None
-        };
-        let (base, toks) = match (cached_vecs, cached_toks) {
-            (Some(v), t) if !tokens || t.is_some() => {
+        let cached = Self::map_caches(&vec_cache, &tok_cache, texts.len(), dim, tokens);
+        let base = match cached {
+            Some(base) => {
                 log(&format!(
                     "{} sentence vectors{} from {}",
                     texts.len(),
                     if tokens { " and token codes" } else { "" },
                     vec_cache.display()
                 ));
-                (v, t)
+                base
             }
-            _ => {
+            None => {
                 log(&format!("embedding {} sentences ...", texts.len()));
                 let prefix = &real.spec().passage_prefix;
                 let mut base = Vec::with_capacity(texts.len() * dim);
@@ -122,37 +121,90 @@ impl ScaleEmbedder {
                     std::fs::write(&tok_cache, toks.to_bytes())
                         .map_err(|e| Error::io(&tok_cache, e))?;
                 }
-                (base, tokens.then_some(toks))
+                Self::map_caches(&vec_cache, &tok_cache, texts.len(), dim, tokens).ok_or_else(
+                    || {
+                        Error::invalid(
+                            "scale cache",
+                            format!("{} does not read back", vec_cache.display()),
+                        )
+                    },
+                )?
             }
         };
         Ok(ScaleEmbedder {
             real,
             base,
-            tokens: toks,
+            n: texts.len(),
             pieces: Default::default(),
             sigma,
         })
     }
 
-    /// Bytes of base material this embedder holds in memory (the sentences' vectors and
-    /// token codes): the benchmark's own share of the build's peak heap.
+    /// The caches of `n` sentences at `dim`, mapped; none when either is missing, stale
+    /// or damaged (they are embedded again).
+    fn map_caches(
+        vec_cache: &Path,
+        tok_cache: &Path,
+        n: usize,
+        dim: usize,
+        tokens: bool,
+    ) -> Option<BaseMaps> {
+        let vectors = crate::store::map_file(vec_cache).ok()?;
+        if vectors.len() != n * dim * 4 {
+            return None;
+        }
+        let tokens = if tokens {
+            let map = crate::store::map_file(tok_cache).ok()?;
+            let (offsets, at) = BaseTokens::header(&map, n, dim)?;
+            Some((offsets, map, at))
+        } else {
+            None
+        };
+        Some(BaseMaps { vectors, tokens })
+    }
+
+    /// Lets the kernel take back the pages of the base material (read again from the
+    /// cache files when next needed): called when a build stage starts that makes no
+    /// copies.
+    pub fn release_pages(&self) {
+        crate::store::release_map_pages(&self.base.vectors);
+        if let Some((_, m, _)) = &self.base.tokens {
+            crate::store::release_map_pages(m);
+        }
+    }
+
+    /// Sentence `b`'s vector as embedded.
+    fn base_vector(&self, b: usize) -> Vec<f32> {
+        let dim = self.real.dim();
+        self.base
+            .vectors
+            .get(b * dim * 4..(b + 1) * dim * 4)
+            .unwrap_or(&[])
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
+    /// Bytes of base material this embedder maps (the sentences' vectors and token
+    /// codes): at most the benchmark's own share of the build's resident memory, none of
+    /// it while graphs are built ([`ScaleEmbedder::release_pages`]).
     pub fn held_bytes(&self) -> u64 {
         let toks = self
+            .base
             .tokens
             .as_ref()
-            .map_or(0, |t| t.codes.len() + 8 * t.offsets.len());
-        (self.base.len() * 4 + toks) as u64
+            .map_or(0, |(o, m, _)| m.len() + 8 * o.len());
+        (self.base.vectors.len() + toks) as u64
     }
 
     /// Real sentences held.
     pub fn sentences(&self) -> usize {
-        self.base.len() / self.real.dim().max(1)
+        self.n
     }
 
     /// Copy `copy` of sentence `b`'s vector (copy 0: the vector itself).
     pub fn vector(&self, b: usize, copy: u64) -> Vec<f32> {
-        let dim = self.real.dim();
-        let mut v = self.base[b * dim..(b + 1) * dim].to_vec();
+        let mut v = self.base_vector(b);
         if copy > 0 {
             let mut r = xorshift(copy.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b as u64);
             for x in v.iter_mut() {
@@ -172,13 +224,14 @@ impl ScaleEmbedder {
     /// distinct piece), all as unit rows; none when no codes are held. A sentence the model
     /// truncated keeps its rows only, as a real chunk's tag past the window would.
     fn token_rows(&self, text: &str, b: usize, v: &[f32]) -> Result<Option<TokenMatrix>> {
-        let Some(t) = self.tokens.as_ref() else {
+        let Some((offsets, map, at)) = self.base.tokens.as_ref() else {
             return Ok(None);
         };
+        let codes = map.get(*at..).unwrap_or(&[]);
         let dim = self.real.dim();
         let nb = code_bytes(dim);
-        let orig = &self.base[b * dim..(b + 1) * dim];
-        let (Some(&a), Some(&e)) = (t.offsets.get(b), t.offsets.get(b + 1)) else {
+        let orig = self.base_vector(b);
+        let (Some(&a), Some(&e)) = (offsets.get(b), offsets.get(b + 1)) else {
             return Ok(None);
         };
         let (a, e) = (a as usize, e as usize);
@@ -191,7 +244,7 @@ impl ScaleEmbedder {
             }
         };
         let mut data = Vec::with_capacity((e - a + 8) * dim);
-        for row in t.codes.get(a * nb..e * nb).unwrap_or(&[]).chunks_exact(nb) {
+        for row in codes.get(a * nb..e * nb).unwrap_or(&[]).chunks_exact(nb) {
             push(&mut data, row, true);
         }
         let tag_at = text.rfind(" zq").map_or(text.len(), |i| i + 1);
@@ -263,9 +316,9 @@ impl BaseTokens {
         out
     }
 
-    /// A cache file of `n` sentences at `dim`; none when it is not one (a stale or damaged
-    /// cache is embedded again).
-    fn from_bytes(b: &[u8], n: usize, dim: usize) -> Option<BaseTokens> {
+    /// The row offsets of a cache file of `n` sentences at `dim`, and where its codes
+    /// start; none when it is not one (a stale or damaged cache is embedded again).
+    fn header(b: &[u8], n: usize, dim: usize) -> Option<(Vec<u64>, usize)> {
         let word = |i: usize| -> Option<u64> {
             Some(u64::from_le_bytes(
                 b.get(8 * i..8 * i + 8)?.try_into().ok()?,
@@ -275,12 +328,13 @@ impl BaseTokens {
             return None;
         }
         let offsets: Vec<u64> = (1..=n + 1).map(word).collect::<Option<_>>()?;
-        let codes = b.get(8 * (n + 2)..)?.to_vec();
+        let at = 8 * (n + 2);
+        let codes = b.get(at..)?.len();
         let rows = *offsets.last()? as usize;
         (offsets[0] == 0
             && offsets.windows(2).all(|w| w[0] <= w[1])
-            && codes.len() == rows * code_bytes(dim))
-        .then_some(BaseTokens { offsets, codes })
+            && codes == rows * code_bytes(dim))
+        .then_some((offsets, at))
     }
 }
 
@@ -371,11 +425,11 @@ mod tests {
             data: vec![],
         });
         let b = t.to_bytes();
-        let back = BaseTokens::from_bytes(&b, 2, 16).expect("reads back");
-        assert_eq!(back.offsets, vec![0, 3, 3]);
-        assert_eq!(back.codes, t.codes);
-        assert!(BaseTokens::from_bytes(&b, 3, 16).is_none());
-        assert!(BaseTokens::from_bytes(&b[..b.len() - 1], 2, 16).is_none());
+        let (offsets, at) = BaseTokens::header(&b, 2, 16).expect("reads back");
+        assert_eq!(offsets, vec![0, 3, 3]);
+        assert_eq!(&b[at..], &t.codes[..]);
+        assert!(BaseTokens::header(&b, 3, 16).is_none());
+        assert!(BaseTokens::header(&b[..b.len() - 1], 2, 16).is_none());
     }
 
     #[test]
@@ -426,6 +480,13 @@ mod tests {
             .embed_with_tokens(&["proteins fold zq1x7"])
             .expect("untagged");
         assert_eq!(vq, real.embed_raw(&["proteins fold zq1x7"]).expect("real"));
+        // Pages handed back are read again from the caches.
+        e.release_pages();
+        assert_eq!(
+            e.embed_with_tokens(&[&tagged(&texts[1], 9, 1)])
+                .expect("again"),
+            (v9.clone(), t9.clone())
+        );
         // A second run reads both caches instead of embedding.
         let again = ScaleEmbedder::prepare(real, &texts, true, 0.05, work.path(), "k", &quiet)
             .expect("cached");
