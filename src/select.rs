@@ -283,6 +283,32 @@ pub fn floor_score(ranked: &[Passage], collapse_copies: bool) -> f32 {
     floor
 }
 
+/// Whether `ranked` reaches the floor [`floor_score`] measures from: [`FLOOR_RANK`]
+/// passages, copies of an earlier one's text counted once when they are collapsed. A
+/// caller that read too few of its ranking to reach it reads more, or the floor would sit
+/// higher when fewer were read (a smaller `k`), and the same query would be cut
+/// differently for asking fewer passages.
+pub fn reaches_floor<'a>(
+    ranked: impl IntoIterator<Item = &'a Passage>,
+    collapse_copies: bool,
+) -> bool {
+    if !collapse_copies {
+        return ranked.into_iter().count() >= FLOOR_RANK;
+    }
+    let mut distinct: Vec<Shingles> = Vec::with_capacity(FLOOR_RANK);
+    for p in ranked {
+        let sh = Shingles::of(&p.text);
+        if distinct.iter().any(|d| d.is_copy_of(&sh)) {
+            continue;
+        }
+        distinct.push(sh);
+        if distinct.len() >= FLOOR_RANK {
+            return true;
+        }
+    }
+    false
+}
+
 /// The best cosine with the question among the first [`FLOOR_RANK`] of `ranked` (0 when
 /// none is known): what [`SelectConfig::min_similarity_share`] takes a share of.
 pub fn best_similarity(ranked: &[Passage]) -> f32 {

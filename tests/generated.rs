@@ -1,7 +1,7 @@
 //! Generated, minified and lock files are skipped with a reason (and indexed on request),
 //! on small fixtures of each kind and on the toolchain's own documentation folders.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use pinpoint::ingest::{self, generated::Generated, IngestConfig, SkipReason};
 use pinpoint::Engine;
@@ -201,13 +201,11 @@ fn real_generated_files_of_the_toolchain_docs_are_recognised() {
     }
 }
 
-/// Reference pages that repeat one option section word for word (Cargo's command pages
-/// all hold "Feature Selection") must not fill the reranked head: the concept page that
-/// answers the question is reranked and handed over, and the copies once.
-#[test]
-fn copies_of_a_section_do_not_crowd_the_concept_page_out_of_the_reranked_head() {
-    let work = tempfile::tempdir().unwrap();
-    let docs = work.path().join("docs");
+/// A folder of Cargo-like reference pages that repeat one option section word for word
+/// (Cargo's command pages all hold "Feature Selection") and the concept page that answers
+/// a question about features, indexed with the real model in `work/idx`.
+fn index_feature_pages(work: &Path) {
+    let docs = work.join("docs");
     std::fs::create_dir_all(docs.join("commands")).unwrap();
     let section = "## Feature Selection\n\nThe feature flags allow you to control which \
         features are enabled. When no feature options are given, the default feature is \
@@ -243,7 +241,7 @@ fn copies_of_a_section_do_not_crowd_the_concept_page_out_of_the_reranked_head() 
     .unwrap();
     let model = real_model();
     let o = pinpoint(
-        work.path(),
+        work,
         &[
             "index",
             "docs",
@@ -254,28 +252,62 @@ fn copies_of_a_section_do_not_crowd_the_concept_page_out_of_the_reranked_head() 
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// The paths `query -k k` hands over for the features question on [`index_feature_pages`].
+fn feature_hits(work: &Path, k: usize) -> Vec<String> {
     let o = pinpoint(
-        work.path(),
+        work,
         &[
             "query",
             "What are optional features and how do I enable them?",
             "--index",
             "idx",
+            "-k",
+            &k.to_string(),
             "--json",
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let paths: Vec<&str> = v["hits"]
+    v["hits"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| h["path"].as_str().unwrap())
-        .collect();
-    assert!(paths.contains(&"features.md"), "{paths:?}");
+        .map(|h| h["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Reference pages that repeat one option section word for word must not fill the
+/// reranked head: the concept page that answers the question is reranked and handed over,
+/// and the copies once.
+#[test]
+fn copies_of_a_section_do_not_crowd_the_concept_page_out_of_the_reranked_head() {
+    let work = tempfile::tempdir().unwrap();
+    index_feature_pages(work.path());
+    let paths = feature_hits(work.path(), 5);
+    assert!(paths.iter().any(|p| p == "features.md"), "{paths:?}");
     let copies = paths.iter().filter(|p| p.starts_with("commands/")).count();
     assert!(
         copies <= 1,
         "the section handed over {copies} times: {paths:?}"
     );
+}
+
+/// The relative cut-off is measured against the score of the 20th *distinct* passage, so a
+/// question is cut at the same place whatever `k` asks for. With 26 copies of a section
+/// near the top, a selection that read only 4k entries (20 for `-k 5`) found a dozen
+/// distinct texts, a higher floor, and cut the copy it hands over at `-k 8` and above.
+#[test]
+fn copies_near_the_top_do_not_make_the_cut_off_depend_on_k() {
+    let work = tempfile::tempdir().unwrap();
+    index_feature_pages(work.path());
+    let wide = feature_hits(work.path(), 12);
+    assert!(
+        wide.len() < 12,
+        "the cut-off should stop this question: {wide:?}"
+    );
+    for k in [wide.len() + 1, 5, 8] {
+        assert_eq!(feature_hits(work.path(), k), wide, "-k {k} against -k 12");
+    }
 }

@@ -24,7 +24,7 @@ use crate::fuse::{fuse, normalize, Fusion, Norm};
 use crate::late::QueryCodes;
 use crate::lexical::LexicalIndex;
 use crate::rerank::{best_part, CrossEncoder, Reranker, SentenceReranker, TokenReranker};
-use crate::select::{select_with_stop, Passage, SelectConfig, Stop};
+use crate::select::{reaches_floor, select_with_stop, Passage, SelectConfig, Stop, FLOOR_RANK};
 use rayon::prelude::*;
 
 mod docs;
@@ -325,6 +325,18 @@ impl Engine {
                         reason,
                     },
                 ));
+            }
+            // The relative cut-off's floor is the score of the FLOOR_RANK-th distinct
+            // passage: copies collapsed among those read hide it deeper in the list.
+            if let Some(cfg) = &p.select {
+                let cap = FLOOR_RANK * COPY_SCAN;
+                // `want` 0: abstained, nothing is read.
+                if want > 0 && want < final_list.len().min(cap) {
+                    if !reaches_floor(passages.iter().map(|x| &x.1), cfg.collapse_copies) {
+                        want = want.saturating_mul(2).min(final_list.len()).min(cap);
+                        continue;
+                    }
+                }
             }
             let key_of: HashMap<u64, Key> =
                 passages.iter().map(|(k, p)| (p.chunk_id, *k)).collect();
@@ -937,13 +949,15 @@ pub fn blend_rerank<K: Copy + Ord>(
     out
 }
 
-/// How many of the final ranking selection chooses `k` passages from: enough to replace
-/// merged and duplicate passages, and at least the [`crate::select::FLOOR_RANK`] its
-/// relative cut-off is measured against.
 /// How far past the rerank depth the reranked head may reach to find that many distinct
-/// texts (see `Engine::distinct_head`).
+/// texts (see `Engine::distinct_head`), and past the cut-off's floor rank selection may
+/// read to find that many.
 const COPY_SCAN: usize = 4;
 
+/// How many of the final ranking selection chooses `k` passages from at first: enough to
+/// replace merged and duplicate passages, and at least the [`crate::select::FLOOR_RANK`]
+/// its relative cut-off is measured against. Where copies hide that many distinct texts,
+/// selection reads on ([`crate::select::reaches_floor`]).
 fn select_pool(k: usize) -> usize {
     (k * 4).max(20)
 }
