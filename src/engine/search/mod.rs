@@ -331,11 +331,12 @@ impl Engine {
             if let Some(cfg) = &p.select {
                 let cap = FLOOR_RANK * COPY_SCAN;
                 // `want` 0: abstained, nothing is read.
-                if want > 0 && want < final_list.len().min(cap) {
-                    if !reaches_floor(passages.iter().map(|x| &x.1), cfg.collapse_copies) {
-                        want = want.saturating_mul(2).min(final_list.len()).min(cap);
-                        continue;
-                    }
+                if want > 0
+                    && want < final_list.len().min(cap)
+                    && !reaches_floor(passages.iter().map(|x| &x.1), cfg.collapse_copies)
+                {
+                    want = want.saturating_mul(2).min(final_list.len()).min(cap);
+                    continue;
                 }
             }
             let key_of: HashMap<u64, Key> =
