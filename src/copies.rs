@@ -21,9 +21,6 @@
 //! Not for: near-duplicates within one file (merged as overlapping chunks by
 //! [`crate::select`]), or deciding what is indexed ([`crate::ingest::generated`]).
 
-use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
-
 /// Words per shingle: long enough that common phrases do not make two texts copies.
 pub const SHINGLE: usize = 5;
 
@@ -53,6 +50,11 @@ pub const MIN_SHINGLES: usize = 20;
 
 /// The word shingles of a text: lowercased alphanumeric words, [`SHINGLE`] at a time,
 /// hashed.
+///
+/// Computed for every candidate a query's head and selection look at (up to 80 each), so
+/// a word is hashed once, in place (FNV-1a over its lowercased characters, no string
+/// made), and a shingle combines its words' hashes; the hashes live only in the process,
+/// so they need not be stable across versions.
 #[derive(Debug, Clone, Default)]
 pub struct Shingles {
     /// A hash of the whole normalised text (its words, lowercased).
@@ -61,34 +63,57 @@ pub struct Shingles {
     words: usize,
     /// In text order.
     seq: Vec<u64>,
-    /// The same, for lookups.
-    set: HashSet<u64>,
+    /// The same, sorted, for lookups.
+    sorted: Vec<u64>,
+}
+
+/// A 64-bit finaliser (SplitMix64's), so that hashes combined from word hashes spread.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The hash of a run of word hashes.
+fn combine(words: &[u64]) -> u64 {
+    mix(words.iter().fold(words.len() as u64, |a, &w| {
+        (a.rotate_left(23) ^ w).wrapping_mul(0x100_0000_01B3)
+    }))
 }
 
 impl Shingles {
     /// The shingles of `text`.
     pub fn of(text: &str) -> Shingles {
-        let words: Vec<String> = text
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
-            .collect();
-        let seq: Vec<u64> = words
-            .windows(SHINGLE)
-            .map(|w| {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                w.hash(&mut h);
-                h.finish()
-            })
-            .collect();
-        let set = seq.iter().copied().collect();
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        words.hash(&mut h);
+        const OFFSET: u64 = 0xCBF2_9CE4_8422_2325;
+        const PRIME: u64 = 0x100_0000_01B3;
+        let mut words: Vec<u64> = Vec::with_capacity(text.len() / 5);
+        let (mut h, mut in_word) = (OFFSET, false);
+        for c in text.chars() {
+            if c.is_alphanumeric() {
+                in_word = true;
+                if c.is_ascii() {
+                    h = (h ^ u64::from(c.to_ascii_lowercase())).wrapping_mul(PRIME);
+                } else {
+                    for l in c.to_lowercase() {
+                        h = (h ^ u64::from(l)).wrapping_mul(PRIME);
+                    }
+                }
+            } else if in_word {
+                words.push(mix(h));
+                (h, in_word) = (OFFSET, false);
+            }
+        }
+        if in_word {
+            words.push(mix(h));
+        }
+        let seq: Vec<u64> = words.windows(SHINGLE).map(combine).collect();
+        let mut sorted = seq.clone();
+        sorted.sort_unstable();
         Shingles {
-            whole: h.finish(),
+            whole: combine(&words),
             words: words.len(),
             seq,
-            set,
+            sorted,
         }
     }
 
@@ -120,7 +145,7 @@ impl Shingles {
         }
         let (mut run, mut longest) = (0usize, 0usize);
         for h in &small.seq {
-            if large.set.contains(h) {
+            if large.sorted.binary_search(h).is_ok() {
                 run += 1;
                 longest = longest.max(run);
             } else {

@@ -260,53 +260,70 @@ pub fn relative(score: f32, top: f32, floor: f32) -> f32 {
 /// the page that answered the question, next in line, fell "far below the top's margin"
 /// and was cut (docs/decisions.md, "Copies in the reranked head").
 pub fn floor_score(ranked: &[Passage], collapse_copies: bool) -> f32 {
-    if !collapse_copies {
-        return ranked
-            .iter()
-            .take(FLOOR_RANK)
-            .map(|p| p.score)
-            .fold(f32::INFINITY, f32::min);
-    }
-    let mut distinct: Vec<Shingles> = Vec::with_capacity(FLOOR_RANK);
-    let mut floor = f32::INFINITY;
+    let mut scan = FloorScan::new(collapse_copies);
     for p in ranked {
-        let sh = Shingles::of(&p.text);
-        if distinct.iter().any(|d| d.is_copy_of(&sh)) {
-            continue;
-        }
-        distinct.push(sh);
-        floor = floor.min(p.score);
-        if distinct.len() >= FLOOR_RANK {
+        if scan.push(p.score, &p.text) {
             break;
         }
     }
-    floor
+    scan.floor()
 }
 
-/// Whether `ranked` reaches the floor [`floor_score`] measures from: [`FLOOR_RANK`]
-/// passages, copies of an earlier one's text counted once when they are collapsed. A
-/// caller that read too few of its ranking to reach it reads more, or the floor would sit
-/// higher when fewer were read (a smaller `k`), and the same query would be cut
-/// differently for asking fewer passages.
-pub fn reaches_floor<'a>(
-    ranked: impl IntoIterator<Item = &'a Passage>,
+/// [`floor_score`] one passage at a time, for a caller that holds fewer passages than the
+/// floor needs: where copies fill the first entries of a ranking, the [`FLOOR_RANK`]th
+/// distinct text lies deeper than the passages selection chooses from, and a floor
+/// measured among those alone sits higher the fewer were read, so that a smaller `k` cut
+/// harder (docs/decisions.md, "The cut-off's floor does not depend on k"). The engine
+/// reads on, text only, until [`FloorScan::push`] says the floor is reached, and hands the
+/// floor to [`select_with_floor`].
+#[derive(Debug, Default)]
+pub struct FloorScan {
     collapse_copies: bool,
-) -> bool {
-    if !collapse_copies {
-        return ranked.into_iter().count() >= FLOOR_RANK;
-    }
-    let mut distinct: Vec<Shingles> = Vec::with_capacity(FLOOR_RANK);
-    for p in ranked {
-        let sh = Shingles::of(&p.text);
-        if distinct.iter().any(|d| d.is_copy_of(&sh)) {
-            continue;
+    /// The shingles of each distinct text seen (only when copies are collapsed).
+    distinct: Vec<Shingles>,
+    /// Passages counted towards the floor rank.
+    counted: usize,
+    floor: f32,
+}
+
+impl FloorScan {
+    /// An empty scan.
+    pub fn new(collapse_copies: bool) -> FloorScan {
+        FloorScan {
+            collapse_copies,
+            distinct: Vec::new(),
+            counted: 0,
+            floor: f32::INFINITY,
         }
-        distinct.push(sh);
-        if distinct.len() >= FLOOR_RANK {
+    }
+
+    /// Counts the next passage of the ranking (scores in rank order); true once the floor
+    /// is reached, after which further passages change nothing.
+    pub fn push(&mut self, score: f32, text: &str) -> bool {
+        if self.done() {
             return true;
         }
+        if self.collapse_copies {
+            let sh = Shingles::of(text);
+            if self.distinct.iter().any(|d| d.is_copy_of(&sh)) {
+                return false;
+            }
+            self.distinct.push(sh);
+        }
+        self.counted += 1;
+        self.floor = self.floor.min(score);
+        self.done()
     }
-    false
+
+    /// Whether [`FLOOR_RANK`] passages were counted.
+    pub fn done(&self) -> bool {
+        self.counted >= FLOOR_RANK
+    }
+
+    /// The floor so far: the lowest score counted (infinite when none was).
+    pub fn floor(&self) -> f32 {
+        self.floor
+    }
 }
 
 /// The best cosine with the question among the first [`FLOOR_RANK`] of `ranked` (0 when
@@ -344,6 +361,18 @@ pub fn select_with_stop(
     k: usize,
     cfg: &SelectConfig,
 ) -> (Vec<Passage>, Stop) {
+    let floor = floor_score(&ranked, cfg.collapse_copies);
+    select_with_floor(ranked, k, cfg, floor)
+}
+
+/// [`select_with_stop`] with the relative cut-off's floor measured by the caller, over
+/// more of the ranking than `ranked` holds ([`FloorScan`]).
+pub fn select_with_floor(
+    ranked: Vec<Passage>,
+    k: usize,
+    cfg: &SelectConfig,
+    floor: f32,
+) -> (Vec<Passage>, Stop) {
     if k == 0 {
         return (Vec::new(), Stop::Full);
     }
@@ -351,7 +380,6 @@ pub fn select_with_stop(
         return (Vec::new(), Stop::Exhausted);
     }
     let top = ranked[0].score;
-    let floor = floor_score(&ranked, cfg.collapse_copies);
     let best_similarity = best_similarity(&ranked);
 
     // 1. Merge and dedupe, walking in rank order. A chunk extends a kept passage only when

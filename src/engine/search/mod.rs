@@ -24,7 +24,7 @@ use crate::fuse::{fuse, normalize, Fusion, Norm};
 use crate::late::QueryCodes;
 use crate::lexical::LexicalIndex;
 use crate::rerank::{best_part, CrossEncoder, Reranker, SentenceReranker, TokenReranker};
-use crate::select::{reaches_floor, select_with_stop, Passage, SelectConfig, Stop, FLOOR_RANK};
+use crate::select::{select_with_floor, FloorScan, Passage, SelectConfig, Stop, FLOOR_RANK};
 use rayon::prelude::*;
 
 mod docs;
@@ -326,25 +326,34 @@ impl Engine {
                     },
                 ));
             }
-            // The relative cut-off's floor is the score of the FLOOR_RANK-th distinct
-            // passage: copies collapsed among those read hide it deeper in the list.
-            if let Some(cfg) = &p.select {
-                let cap = FLOOR_RANK * COPY_SCAN;
-                // `want` 0: abstained, nothing is read.
-                if want > 0
-                    && want < final_list.len().min(cap)
-                    && !reaches_floor(passages.iter().map(|x| &x.1), cfg.collapse_copies)
-                {
-                    want = want.saturating_mul(2).min(final_list.len()).min(cap);
-                    continue;
+            // The relative cut-off's floor is the score of the FLOOR_RANK-th distinct text
+            // of the final list: where copies fill the entries read, it lies deeper, and
+            // only its text is read there.
+            let floor = match &p.select {
+                Some(cfg) => {
+                    let mut scan = FloorScan::new(cfg.collapse_copies);
+                    let mut done = passages.iter().any(|(_, p)| scan.push(p.score, &p.text));
+                    let deep = final_list.len().min(FLOOR_RANK * COPY_SCAN);
+                    for &(key, score) in final_list.iter().take(deep).skip(passages.len()) {
+                        if done || want == 0 {
+                            break;
+                        }
+                        let text = self.segs.get(self.best_position(key, &first)?)?.text;
+                        done = scan.push(score, &text);
+                    }
+                    scan.floor()
                 }
-            }
+                None => f32::INFINITY,
+            };
             let key_of: HashMap<u64, Key> =
                 passages.iter().map(|(k, p)| (p.chunk_id, *k)).collect();
             let (selected, stop) = match &p.select {
-                Some(cfg) => {
-                    select_with_stop(passages.into_iter().map(|x| x.1).collect(), req.k, cfg)
-                }
+                Some(cfg) => select_with_floor(
+                    passages.into_iter().map(|x| x.1).collect(),
+                    req.k,
+                    cfg,
+                    floor,
+                ),
                 None => {
                     let v: Vec<Passage> = passages.into_iter().map(|x| x.1).take(req.k).collect();
                     let stop = if v.len() >= req.k {
@@ -958,7 +967,7 @@ const COPY_SCAN: usize = 4;
 /// How many of the final ranking selection chooses `k` passages from at first: enough to
 /// replace merged and duplicate passages, and at least the [`crate::select::FLOOR_RANK`]
 /// its relative cut-off is measured against. Where copies hide that many distinct texts,
-/// selection reads on ([`crate::select::reaches_floor`]).
+/// the floor is looked for further down ([`crate::select::FloorScan`]).
 fn select_pool(k: usize) -> usize {
     (k * 4).max(20)
 }
