@@ -276,7 +276,7 @@ pub fn floor_score(ranked: &[Passage], collapse_copies: bool) -> f32 {
 /// harder (docs/decisions.md, "The cut-off's floor does not depend on k"). The engine
 /// reads on, text only, until [`FloorScan::push`] says the floor is reached, and hands the
 /// floor to [`select_with_floor`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FloorScan {
     collapse_copies: bool,
     /// The shingles of each distinct text seen (only when copies are collapsed).
@@ -559,6 +559,34 @@ mod tests {
             min_similarity_share: 0.0,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_floor_is_the_twentieth_distinct_text_however_many_copies_come_first() {
+        // Ten copies of one section (one distinct text), then distinct texts: the floor is
+        // the 20th distinct, the 29th entry, and one scan or `floor_score` over every
+        // entry give the same; without collapsing it is the 20th entry.
+        let copy = "the feature flags allow you to control which features are enabled for \
+                    every selected package of the workspace";
+        let text = |i: usize| format!("section {i} about topic {i} says something else {i} {i}");
+        let scores: Vec<f32> = (0..40).map(|i| 1.0 - i as f32 * 0.01).collect();
+        let texts: Vec<String> = (0..40)
+            .map(|i| if i < 10 { copy.to_string() } else { text(i) })
+            .collect();
+        let mut scan = FloorScan::new(true);
+        let at = (0..40)
+            .position(|i| scan.push(scores[i], &texts[i]))
+            .expect("the floor is reached");
+        assert_eq!(at, 28);
+        assert_eq!(scan.floor(), scores[28]);
+        let ranked: Vec<Passage> = (0..40)
+            .map(|i| p(i as u64, "d", (0, 1), &texts[i], scores[i]))
+            .collect();
+        assert_eq!(floor_score(&ranked, true), scores[28]);
+        assert_eq!(floor_score(&ranked, false), scores[19]);
+        // Reading only the first 20 entries would have put it at the 10th distinct.
+        assert_eq!(floor_score(&ranked[..20], true), scores[19]);
+        assert!(floor_score(&ranked[..20], true) > floor_score(&ranked, true));
     }
 
     #[test]

@@ -333,9 +333,14 @@ impl Engine {
                 Some(cfg) => {
                     let mut scan = FloorScan::new(cfg.collapse_copies);
                     let mut done = passages.iter().any(|(_, p)| scan.push(p.score, &p.text));
-                    let deep = final_list.len().min(FLOOR_RANK * COPY_SCAN);
+                    // `want` 0: abstained, nothing is read.
+                    let deep = if want == 0 {
+                        0
+                    } else {
+                        final_list.len().min(FLOOR_RANK * COPY_SCAN)
+                    };
                     for &(key, score) in final_list.iter().take(deep).skip(passages.len()) {
-                        if done || want == 0 {
+                        if done {
                             break;
                         }
                         let text = self.segs.get(self.best_position(key, &first)?)?.text;
