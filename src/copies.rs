@@ -21,6 +21,8 @@
 //! Not for: near-duplicates within one file (merged as overlapping chunks by
 //! [`crate::select`]), or deciding what is indexed ([`crate::ingest::generated`]).
 
+use crate::mix::mix64;
+
 /// Words per shingle: long enough that common phrases do not make two texts copies.
 pub const SHINGLE: usize = 5;
 
@@ -67,16 +69,9 @@ pub struct Shingles {
     sorted: Vec<u64>,
 }
 
-/// A 64-bit finaliser (SplitMix64's), so that hashes combined from word hashes spread.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// The hash of a run of word hashes.
 fn combine(words: &[u64]) -> u64 {
-    mix(words.iter().fold(words.len() as u64, |a, &w| {
+    mix64(words.iter().fold(words.len() as u64, |a, &w| {
         (a.rotate_left(23) ^ w).wrapping_mul(0x100_0000_01B3)
     }))
 }
@@ -99,12 +94,12 @@ impl Shingles {
                     }
                 }
             } else if in_word {
-                words.push(mix(h));
+                words.push(mix64(h));
                 (h, in_word) = (OFFSET, false);
             }
         }
         if in_word {
-            words.push(mix(h));
+            words.push(mix64(h));
         }
         let seq: Vec<u64> = words.windows(SHINGLE).map(combine).collect();
         let mut sorted = seq.clone();

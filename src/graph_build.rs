@@ -183,10 +183,7 @@ thread_local! {
 /// A deterministic level for `row`: `floor(-ln(u) / ln(m))` with `u` from a hash of the row,
 /// so that a rebuild of the same rows draws the same levels.
 fn level_of(row: usize, m: usize) -> usize {
-    let mut z = (row as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
+    let z = crate::mix::mix64((row as u64).wrapping_add(0x9E37_79B9_7F4A_7C15));
     // A uniform in (0, 1].
     let u = ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
     let ml = 1.0 / (m.max(2) as f64).ln();

@@ -114,6 +114,7 @@ pub mod ingest;
 pub mod late;
 pub mod lexical;
 pub mod mcp;
+mod mix;
 pub mod models;
 pub mod multi;
 pub mod near;

@@ -399,10 +399,7 @@ impl TokenProjection {
         let mut state = 0x5EED_70C5_u64;
         let mut next = move || {
             state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
+            let z = crate::mix::mix64(state);
             ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
         };
         let mut rows: Vec<Vec<f64>> = Vec::with_capacity(bits);
