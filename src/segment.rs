@@ -742,6 +742,11 @@ impl Segments {
         self.segs.iter().map(|s| s.codes.references()).sum()
     }
 
+    /// Of [`Segments::tokens`], those stored as a borrow of a code the chunk before stores.
+    pub fn token_borrows(&self) -> u64 {
+        self.segs.iter().map(|s| s.codes.borrowed()).sum()
+    }
+
     /// Lets the kernel drop the pages of every segment's vectors and token codes from this
     /// process's memory ([`VectorFile::release_pages`]): a commit calls it after the stages
     /// that read all of them, so that a long build does not hold the whole index resident.

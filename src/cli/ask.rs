@@ -199,6 +199,13 @@ pub(super) fn stats(a: StatsArgs) -> Result<()> {
             "            {r} of the {n} are their word piece's shared code (within {} bits of their own); near-copies within {} bits kept once",
             sh.near_bits, sh.copy_bits
         )?;
+        if let (true, Some(b)) = (sh.borrow, s.token_borrows) {
+            writeln!(
+                out,
+                "            {b} of the {n} are borrowed from the chunk before (within {} bits of their own)",
+                sh.copy_bits
+            )?;
+        }
     }
     match s.neighbours {
         0 => writeln!(

@@ -320,6 +320,7 @@ impl Engine {
             self.progress.finish();
         }
         let (mut new_codes, book) = self.share_codes(new_codes);
+        self.borrow_codes(&records, &embed_of, &uses, &mut new_codes, &book);
         report.chunks_embedded = embed_texts.len();
         report.chunks_reused = rows_from_old.iter().filter(|r| r.is_some()).count()
             + uses.iter().map(|u| u - 1).sum::<usize>();

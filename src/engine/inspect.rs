@@ -168,6 +168,7 @@ impl Engine {
                 .manifest
                 .token_codes
                 .then(|| self.segs.token_references()),
+            token_borrows: self.manifest.token_codes.then(|| self.segs.token_borrows()),
             token_sharing: self.manifest.token_sharing,
             token_units: self
                 .manifest
@@ -224,6 +225,9 @@ pub struct Stats {
     /// Of `token_codes`, the tokens stored as a reference to their piece's shared code
     /// (`None`: no codes).
     pub token_references: Option<u64>,
+    /// Of `token_codes`, the tokens stored as a borrow of a code the chunk before stores
+    /// (`None`: no codes).
+    pub token_borrows: Option<u64>,
     /// How the index shares token codes ([`crate::late::share`]; `None`: it does not).
     pub token_sharing: Option<crate::late::Sharing>,
     /// What each token code stands for (`None`: no codes).

@@ -85,6 +85,53 @@ impl Engine {
             .collect();
         (shared, Arc::new(book))
     }
+
+    /// For an index that borrows ([`share::Sharing::borrow`]): each new chunk whose text
+    /// this commit embedded for it alone borrows from the new chunk recorded just before it
+    /// in the same document ([`SharedCodes::borrow_from`]), which the segment writes just
+    /// before it. `codes` are indexed as `embed_of` names them.
+    pub(super) fn borrow_codes(
+        &self,
+        records: &[ChunkRecord],
+        embed_of: &[Option<usize>],
+        uses: &[usize],
+        codes: &mut [SharedCodes],
+        book: &PieceBook,
+    ) {
+        let Some(sharing) = self.manifest.token_sharing.filter(|s| s.borrow) else {
+            return;
+        };
+        let nb = crate::late::code_bytes(self.manifest.dims().codes);
+        for slot in 1..records.len().min(embed_of.len()) {
+            let (Some(lender), Some(k)) = (embed_of[slot - 1], embed_of[slot]) else {
+                continue;
+            };
+            if records[slot - 1].doc != records[slot].doc || uses.get(k) != Some(&1) || lender == k
+            {
+                continue;
+            }
+            // The lender's codes: own, shared and borrowed (the writer bounds how far back a
+            // borrowed code may be stored, `late::file::MAX_LEND_DEPTH`).
+            let Some(l) = codes.get(lender) else { continue };
+            let stored: Vec<u8> = l
+                .own
+                .iter()
+                .copied()
+                .chain(
+                    l.refs
+                        .iter()
+                        .filter_map(|&p| book.get(p))
+                        .flatten()
+                        .copied(),
+                )
+                .chain(l.borrowed.iter().copied())
+                .collect();
+            let lent: Vec<&[u8]> = stored.chunks_exact(nb.max(1)).collect();
+            if let Some(c) = codes.get_mut(k) {
+                c.borrow_from(&lent, nb, sharing.copy_bits);
+            }
+        }
+    }
 }
 
 impl Engine {

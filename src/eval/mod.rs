@@ -235,8 +235,13 @@ pub fn cache_dir(root: &Path, ds: &Dataset, cfg: &EngineConfig) -> Result<PathBu
             && units == crate::late::TokenUnits::Pieces
         {
             let s = crate::late::Sharing::MEASURED;
+            let borrow = if s.borrow { "-borrow" } else { "" };
             h.update(
-                format!("token-sharing-{}-{}-occurrence", s.near_bits, s.copy_bits).as_bytes(),
+                format!(
+                    "token-sharing-{}-{}-occurrence{borrow}",
+                    s.near_bits, s.copy_bits
+                )
+                .as_bytes(),
             );
         }
     }

@@ -1,18 +1,26 @@
-//! A segment's token code file: each chunk's own codes and its references to shared piece
-//! codes ([`super::share`]), with the codes those references name.
+//! A segment's token code file: each chunk's own codes, its references to shared piece
+//! codes ([`super::share`]) with the codes those references name, and the codes it borrows
+//! from the chunk stored before it.
 //!
-//! Layout (`PPTOK002`, little-endian): a header (magic, code dimension, chunks `n`, codebook
-//! entries `m`, own codes, references), the codebook's piece keys (`m` × u32) and codes
-//! (`m` × code bytes), the chunks' own-code offsets and reference offsets (`n + 1` × u64
-//! each, counted in codes and references), the references (u16 codebook positions), then
-//! the own codes. References come before the codes so that a writer streams both without
-//! holding a segment's codes in memory. Files written before sharing (`PPTOK001`: header,
-//! offsets, codes) are read as chunks with no references.
+//! Layout (`PPTOK003`, little-endian): a header (magic, code dimension, chunks `n`, codebook
+//! entries `m`, own codes, references, borrow-mask bytes), the codebook's piece keys (`m` ×
+//! u32) and codes (`m` × code bytes), the chunks' own-code, reference and mask offsets
+//! (`n + 1` × u64 each, counted in codes, references and bytes), the references (u16
+//! codebook positions), the masks, then the own codes. A chunk's mask has a bit for each
+//! token the chunk before it stores (its own codes, then its references, in file order):
+//! a set bit lends that code to this chunk too. So a borrowed code is found in one step,
+//! never through a chain, and a chunk that borrows nothing has no mask. References and
+//! masks come before the codes so that a writer streams them without holding a segment's
+//! codes in memory. Files written before borrowing (`PPTOK002`) are read as chunks that
+//! borrow nothing, and files written before sharing (`PPTOK001`: header, offsets, codes)
+//! as chunks with no references either.
 //!
 //! The codebook in each segment holds only the codes its chunks refer to, in key order, so
 //! a segment is read and checked on its own and a commit finds a piece's code in it by
 //! binary search ([`TokenCodes::shared_code`]); the index's codebook is the union of its
-//! segments'.
+//! segments'. What a chunk borrows is matched by value when a file is written (a merge
+//! writes a chunk after the same neighbour it had, so its mask is rebuilt as it was); a
+//! borrowed code the chunk before does not store is written as the chunk's own.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -23,25 +31,45 @@ use std::path::Path;
 use memmap2::Mmap;
 
 use super::code_bytes;
+use super::place::{set_bits, Placer};
 use super::share::{PieceBook, SharedCodes};
 use crate::error::{Error, IoContext, Result};
 
 const MAGIC_V1: &[u8; 8] = b"PPTOK001";
 const HEADER_V1: usize = 24;
-const MAGIC: &[u8; 8] = b"PPTOK002";
-const HEADER: usize = 48;
+const MAGIC_V2: &[u8; 8] = b"PPTOK002";
+const HEADER_V2: usize = 48;
+const MAGIC: &[u8; 8] = b"PPTOK003";
+const HEADER: usize = 56;
 
 /// A segment's codebook holds at most this many pieces (references are u16); a chunk
 /// referring to a piece past it stores that code as its own.
 const MAX_BOOK: usize = u16::MAX as usize;
 
-/// One chunk's stored token codes: its own codes and the shared codes it refers to.
+/// One chunk's stored token codes: its own codes, the shared codes it refers to and the
+/// codes it borrows from the chunk stored before it.
 #[derive(Clone, Copy)]
 pub struct ChunkCodes<'a> {
     nb: usize,
     own: &'a [u8],
     refs: Refs<'a>,
+    lent: Lent<'a>,
 }
+
+/// The codes a chunk borrows.
+#[derive(Clone, Copy)]
+enum Lent<'a> {
+    /// The codes themselves (a commit's new chunk, `nb` bytes each).
+    Codes(&'a [u8]),
+    /// The mask of the chunk at `pos` of `file`: a bit per token of the chunk before it.
+    Mask { file: &'a TokenCodes, pos: usize },
+}
+
+/// A borrowed code lies at most this many chunks from the chunk that stores it: reading
+/// one follows that many masks back at most. A title repeated in every chunk of a long
+/// document is stored again every `MAX_LEND_DEPTH + 1` chunks rather than read through a
+/// chain as long as the document.
+pub const MAX_LEND_DEPTH: u8 = 8;
 
 #[derive(Clone, Copy)]
 enum Refs<'a> {
@@ -69,6 +97,7 @@ impl<'a> ChunkCodes<'a> {
                 keys: &[],
                 codes: &[],
             },
+            lent: Lent::Codes(&[]),
         }
     }
 
@@ -81,6 +110,7 @@ impl<'a> ChunkCodes<'a> {
                 pieces: &c.refs,
                 book,
             },
+            lent: Lent::Codes(&c.borrowed),
         }
     }
 
@@ -118,15 +148,54 @@ impl<'a> ChunkCodes<'a> {
         }
     }
 
-    /// Tokens the reranker sees: own codes and references.
-    pub fn tokens(&self) -> usize {
+    /// Each code the chunk borrows from the chunk stored before it (a mask bit past that
+    /// chunk's tokens, which only a damaged file holds, is left out; `verify` names it).
+    pub fn borrowed(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let nb = self.nb.max(1);
+        let (codes, masked) = match self.lent {
+            Lent::Codes(c) => (c, None),
+            Lent::Mask { file, pos } => (&[][..], Some((file, pos))),
+        };
+        let mask = masked.map_or(&[][..], |(file, pos)| file.mask(pos));
+        let from_mask = set_bits(mask).filter_map(move |i| {
+            let (file, pos) = masked?;
+            file.token_at(pos.checked_sub(1)?, i)
+        });
+        codes.chunks_exact(nb).chain(from_mask)
+    }
+
+    /// The `i`-th token the chunk stores (own codes, then references), or `None` past them.
+    fn stored_token(&self, i: usize) -> Option<&'a [u8]> {
+        let nb = self.nb.max(1);
+        let own = self.own.len() / nb;
+        if i < own {
+            return self.own.get(i * nb..(i + 1) * nb);
+        }
+        self.ref_at(i - own).map(|(_, c)| c)
+    }
+
+    fn stored_count(&self) -> usize {
         self.own.len() / self.nb.max(1) + self.ref_count()
     }
 
-    /// Every code of the chunk, own then shared, as one run of codes for
-    /// [`super::QueryCodes::maxsim`]; borrowed when the chunk has no references.
+    pub(super) fn borrowed_count(&self) -> usize {
+        match self.lent {
+            Lent::Codes(c) => c.len() / self.nb.max(1),
+            Lent::Mask { file, pos } => {
+                file.mask(pos).iter().map(|b| b.count_ones() as usize).sum()
+            }
+        }
+    }
+
+    /// Tokens the reranker sees: own codes, references and borrowed codes.
+    pub fn tokens(&self) -> usize {
+        self.own.len() / self.nb.max(1) + self.ref_count() + self.borrowed_count()
+    }
+
+    /// Every code of the chunk, own, then shared, then borrowed, as one run of codes for
+    /// [`super::QueryCodes::maxsim`]; borrowed from the file when the chunk has only its own.
     pub fn gather(&self) -> Cow<'a, [u8]> {
-        if self.ref_count() == 0 {
+        if self.ref_count() == 0 && self.borrowed_count() == 0 {
             return Cow::Borrowed(self.own);
         }
         let mut all = Vec::with_capacity(self.tokens() * self.nb);
@@ -134,16 +203,20 @@ impl<'a> ChunkCodes<'a> {
         for (_, c) in self.refs() {
             all.extend_from_slice(c);
         }
+        for c in self.borrowed() {
+            all.extend_from_slice(c);
+        }
         Cow::Owned(all)
     }
 }
 
-/// Where a version-2 file's sections start.
+/// Where a version-2 or -3 file's sections start.
 #[derive(Clone, Copy, Default)]
 struct Sections {
     keys: usize,
     book: usize,
     refs: usize,
+    masks: usize,
     own: usize,
     entries: usize,
 }
@@ -155,6 +228,8 @@ pub struct TokenCodes {
     offsets: Vec<u64>,
     /// Reference offsets (in references), `n + 1`; empty for a version-1 file.
     ref_offsets: Vec<u64>,
+    /// Borrow-mask offsets (in bytes), `n + 1`; empty for a file written before borrowing.
+    mask_offsets: Vec<u64>,
     /// Section starts of a version-2 file; `None` for version 1.
     sections: Option<Sections>,
     dim: usize,
@@ -167,6 +242,7 @@ impl TokenCodes {
             map: None,
             offsets: vec![0],
             ref_offsets: Vec::new(),
+            mask_offsets: Vec::new(),
             sections: None,
             dim,
         }
@@ -176,13 +252,11 @@ impl TokenCodes {
     pub fn open(path: &Path, dim: usize) -> Result<TokenCodes> {
         let map = crate::store::map_file(path)?;
         let magic = map.get(..8);
-        if magic != Some(MAGIC.as_slice()) && magic != Some(MAGIC_V1.as_slice()) {
-            return Err(Error::corrupt(
-                path,
-                "not a pinpoint token code file (bad magic)",
-            ));
-        }
-        let v2 = magic == Some(MAGIC.as_slice());
+        let version = [MAGIC_V1, MAGIC_V2, MAGIC]
+            .iter()
+            .position(|m| magic == Some(m.as_slice()))
+            .map(|i| i + 1)
+            .ok_or_else(|| Error::corrupt(path, "not a pinpoint token code file (bad magic)"))?;
         let word = |at: usize| -> u64 {
             map.get(at..at + 8)
                 .and_then(|b| b.try_into().ok())
@@ -219,7 +293,7 @@ impl TokenCodes {
             }
             Ok(t)
         };
-        if !v2 {
+        if version == 1 {
             let offsets = table(HEADER_V1)?;
             let tokens = offsets.last().copied().unwrap_or(0);
             let need = (tokens as usize)
@@ -235,34 +309,39 @@ impl TokenCodes {
                 map: Some(map),
                 offsets,
                 ref_offsets: Vec::new(),
+                mask_offsets: Vec::new(),
                 sections: None,
                 dim,
             });
         }
-        if map.len() < HEADER {
+        let header = if version == 2 { HEADER_V2 } else { HEADER };
+        if map.len() < header {
             return Err(short());
         }
         let (m, own, refs) = (word(24), word(32), word(40));
+        let mask_bytes = if version == 2 { 0 } else { word(48) };
+        let tables = if version == 2 { 2 } else { 3 };
         let size = |count: u64, each: usize| (count as usize).checked_mul(each);
         let layout = (|| {
-            let keys = HEADER;
+            let keys = header;
             let book = keys.checked_add(size(m, 4)?)?;
             let offsets = book.checked_add(size(m, nb)?)?;
             let table = size(n, 8)?.checked_add(8)?;
-            let ref_offsets = offsets.checked_add(table)?;
-            let refs_at = ref_offsets.checked_add(table)?;
-            let own_at = refs_at.checked_add(size(refs, 2)?)?;
+            let refs_at = offsets.checked_add(table.checked_mul(tables)?)?;
+            let masks_at = refs_at.checked_add(size(refs, 2)?)?;
+            let own_at = masks_at.checked_add(size(mask_bytes, 1)?)?;
             let end = own_at.checked_add(size(own, nb)?)?;
-            Some((keys, book, offsets, ref_offsets, refs_at, own_at, end))
+            Some((keys, book, offsets, table, refs_at, masks_at, own_at, end))
         })();
-        let Some((keys, book, at_offsets, at_ref_offsets, refs_at, own_at, end)) = layout else {
+        let Some((keys, book, at_offsets, table_len, refs_at, masks_at, own_at, end)) = layout
+        else {
             return Err(short());
         };
         if end != map.len() || m as usize > MAX_BOOK {
             return Err(Error::corrupt(
                 path,
                 format!(
-                    "{} bytes for {own} codes, {refs} references and {m} shared codes of {n} chunks",
+                    "{} bytes for {own} codes, {refs} references, {mask_bytes} mask bytes and {m} shared codes of {n} chunks",
                     map.len()
                 ),
             ));
@@ -280,21 +359,51 @@ impl TokenCodes {
             ));
         }
         let offsets = table(at_offsets)?;
-        let ref_offsets = table(at_ref_offsets)?;
-        if offsets.last() != Some(&own) || ref_offsets.last() != Some(&refs) {
+        let ref_offsets = table(at_offsets + table_len)?;
+        let mask_offsets = if version == 2 {
+            Vec::new()
+        } else {
+            table(at_offsets + 2 * table_len)?
+        };
+        if offsets.last() != Some(&own)
+            || ref_offsets.last() != Some(&refs)
+            || mask_offsets.last().is_some_and(|&b| b != mask_bytes)
+        {
             return Err(Error::corrupt(
                 path,
                 "token offsets do not end at the header's totals",
             ));
         }
+        // A mask has a bit for each token of the chunk before (what it stores and what it
+        // borrows), rounded up to bytes.
+        let masks = map.get(masks_at..own_at).unwrap_or(&[]);
+        let ones = |p: usize| -> u64 {
+            masks
+                .get(mask_offsets[p] as usize..mask_offsets[p + 1] as usize)
+                .map_or(0, |m| m.iter().map(|b| u64::from(b.count_ones())).sum())
+        };
+        for (row, w) in mask_offsets.windows(2).enumerate() {
+            let len = w[1] - w[0];
+            let lender = row.checked_sub(1).map(|p| {
+                offsets[p + 1] - offsets[p] + ref_offsets[p + 1] - ref_offsets[p] + ones(p)
+            });
+            if len > 0 && lender.is_none_or(|t| t.div_ceil(8) != len) {
+                return Err(Error::corrupt(
+                    path,
+                    format!("chunk {row} borrows with a mask of {len} bytes that matches no chunk before it"),
+                ));
+            }
+        }
         Ok(TokenCodes {
             map: Some(map),
             offsets,
             ref_offsets,
+            mask_offsets,
             sections: Some(Sections {
                 keys,
                 book,
                 refs: refs_at,
+                masks: masks_at,
                 own: own_at,
                 entries: m as usize,
             }),
@@ -305,7 +414,8 @@ impl TokenCodes {
     /// Writes `chunks` (each chunk's codes, in store order) to `path` and syncs it. The
     /// file's codebook is the codes the chunks refer to, the first code seen for each piece;
     /// a reference whose code differs from it (two segments that voted a piece apart, the
-    /// index having lost every chunk that used its first code) is stored as an own code.
+    /// index having lost every chunk that used its first code) is stored as an own code, and
+    /// so is a borrowed code the chunk written before does not store.
     pub fn write<'a>(
         path: &Path,
         dim: usize,
@@ -327,60 +437,62 @@ impl TokenCodes {
             keys.push(p);
             book.extend_from_slice(code);
         }
-        // Where a reference is kept: its position in this file's codebook, or none.
-        let position = |p: u32, code: &[u8]| -> Option<u16> {
-            let i = *at.get(&p)?;
-            (book.get(i as usize * nb..(i as usize + 1) * nb) == Some(code)).then_some(i)
-        };
-        let counts = |c: &ChunkCodes<'_>| -> (u64, u64) {
-            let (all, stored) = c.refs().fold((0, 0), |(n, s), (p, code)| {
-                (n + 1, s + usize::from(position(p, code).is_some()))
-            });
-            let own = c.own.len() / nb + all - stored;
-            (own as u64, stored as u64)
+        let placer = Placer {
+            nb,
+            at: &at,
+            book: &book,
         };
         let f = File::create(path).at(path)?;
         let mut w = BufWriter::new(f);
         let io = || -> std::io::Result<()> {
-            let (mut n, mut own, mut refs) = (0u64, 0u64, 0u64);
-            for c in chunks.clone() {
-                let (o, r) = counts(&c);
-                n += 1;
-                own += o;
-                refs += r;
-            }
+            // Offsets of own codes, references and mask bytes, from one pass.
+            let mut tables = [vec![0u64], vec![0u64], vec![0u64]];
+            placer.each(chunks.clone(), |c, p| {
+                let add = [
+                    (c.own.len() / nb + p.extra.len()) as u64,
+                    p.refs.len() as u64,
+                    p.mask.len() as u64,
+                ];
+                for (t, a) in tables.iter_mut().zip(add) {
+                    let last = t.last().copied().unwrap_or(0);
+                    t.push(last + a);
+                }
+                Ok(())
+            })?;
+            let total = |t: &Vec<u64>| t.last().copied().unwrap_or(0);
             w.write_all(MAGIC)?;
-            for x in [dim as u64, n, keys.len() as u64, own, refs] {
+            let n = tables[0].len() as u64 - 1;
+            let header = [
+                dim as u64,
+                n,
+                keys.len() as u64,
+                total(&tables[0]),
+                total(&tables[1]),
+                total(&tables[2]),
+            ];
+            for x in header {
                 w.write_all(&x.to_le_bytes())?;
             }
             for k in &keys {
                 w.write_all(&k.to_le_bytes())?;
             }
             w.write_all(&book)?;
-            for pick in [0usize, 1] {
-                let mut sum = 0u64;
-                w.write_all(&sum.to_le_bytes())?;
-                for c in chunks.clone() {
-                    let (o, r) = counts(&c);
-                    sum += if pick == 0 { o } else { r };
-                    w.write_all(&sum.to_le_bytes())?;
+            for t in &tables {
+                for x in t {
+                    w.write_all(&x.to_le_bytes())?;
                 }
             }
-            for c in chunks.clone() {
-                for (p, code) in c.refs() {
-                    if let Some(i) = position(p, code) {
-                        w.write_all(&i.to_le_bytes())?;
-                    }
-                }
-            }
-            for c in chunks {
+            drop(tables);
+            placer.each(chunks.clone(), |_, p| {
+                p.refs
+                    .iter()
+                    .try_for_each(|i| w.write_all(&i.to_le_bytes()))
+            })?;
+            placer.each(chunks.clone(), |_, p| w.write_all(&p.mask))?;
+            placer.each(chunks, |c, p| {
                 w.write_all(c.own)?;
-                for (p, code) in c.refs() {
-                    if position(p, code).is_none() {
-                        w.write_all(code)?;
-                    }
-                }
-            }
+                p.extra.iter().try_for_each(|code| w.write_all(code))
+            })?;
             w.flush()?;
             w.get_ref().sync_all()
         };
@@ -404,6 +516,47 @@ impl TokenCodes {
 
     /// The codes of the chunk at store position `pos` (none when out of range).
     pub fn codes(&self, pos: usize) -> ChunkCodes<'_> {
+        let mut c = self.stored(pos);
+        let (Some(&a), Some(&b)) = (self.mask_offsets.get(pos), self.mask_offsets.get(pos + 1))
+        else {
+            return c;
+        };
+        if a < b && pos > 0 {
+            c.lent = Lent::Mask { file: self, pos };
+        }
+        c
+    }
+
+    /// The borrow mask of the chunk at `pos` (empty when it borrows nothing).
+    fn mask(&self, pos: usize) -> &[u8] {
+        let (Some(map), Some(s)) = (&self.map, self.sections) else {
+            return &[];
+        };
+        match (self.mask_offsets.get(pos), self.mask_offsets.get(pos + 1)) {
+            (Some(&a), Some(&b)) => map[s.masks..s.own]
+                .get(a as usize..b as usize)
+                .unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    /// Token `i` of the chunk at `pos` as the chunk after it sees it (what it stores, then
+    /// what it borrows), following masks back at most [`MAX_LEND_DEPTH`] chunks.
+    fn token_at(&self, mut pos: usize, mut i: usize) -> Option<&[u8]> {
+        for _ in 0..MAX_LEND_DEPTH {
+            let c = self.stored(pos);
+            let n = c.stored_count();
+            if i < n {
+                return c.stored_token(i);
+            }
+            i = set_bits(self.mask(pos)).nth(i - n)?;
+            pos = pos.checked_sub(1)?;
+        }
+        None
+    }
+
+    /// The chunk at `pos` as stored: own codes and references, nothing borrowed.
+    fn stored(&self, pos: usize) -> ChunkCodes<'_> {
         let nb = code_bytes(self.dim);
         let none = ChunkCodes::own_only(nb, &[]);
         let (Some(map), Some(&a), Some(&b)) =
@@ -421,7 +574,7 @@ impl TokenCodes {
         else {
             return none;
         };
-        let refs = map[s.refs..s.own]
+        let refs = map[s.refs..s.masks]
             .get(2 * ra as usize..2 * rb as usize)
             .unwrap_or(&[]);
         ChunkCodes {
@@ -432,12 +585,27 @@ impl TokenCodes {
                 keys: &map[s.keys..s.book],
                 codes: &map[s.book..s.book + s.entries * nb],
             },
+            lent: Lent::Codes(&[]),
         }
     }
 
-    /// Total stored tokens: own codes and references.
+    /// Total tokens the reranker sees: own codes, references and borrowed codes.
     pub fn tokens(&self) -> u64 {
-        self.offsets.last().copied().unwrap_or(0) + self.ref_offsets.last().copied().unwrap_or(0)
+        self.offsets.last().copied().unwrap_or(0)
+            + self.ref_offsets.last().copied().unwrap_or(0)
+            + self.borrowed()
+    }
+
+    /// Tokens stored as a borrow of a code the chunk before stores (part of
+    /// [`TokenCodes::tokens`]).
+    pub fn borrowed(&self) -> u64 {
+        match (&self.map, self.sections) {
+            (Some(map), Some(s)) => map[s.masks..s.own]
+                .iter()
+                .map(|b| u64::from(b.count_ones()))
+                .sum(),
+            _ => 0,
+        }
     }
 
     /// Tokens stored as a reference to a shared code (part of [`TokenCodes::tokens`]).
@@ -471,16 +639,27 @@ impl TokenCodes {
         let (Some(map), Some(s)) = (&self.map, self.sections) else {
             return Ok(());
         };
-        let bad = map[s.refs..s.own]
+        let bad = map[s.refs..s.masks]
             .chunks_exact(2)
             .position(|r| u16::from_le_bytes([r[0], r[1]]) as usize >= s.entries);
-        match bad {
-            Some(i) => Err(Error::corrupt(
+        if let Some(i) = bad {
+            return Err(Error::corrupt(
                 path,
                 format!("reference {i} names no shared code of {}", s.entries),
-            )),
-            None => Ok(()),
+            ));
         }
+        // A mask's length matches the chunk before (`open`); its last byte may not name a
+        // token past that chunk's.
+        for pos in 1..self.len() {
+            let c = self.codes(pos);
+            if c.borrowed().count() != c.borrowed_count() {
+                return Err(Error::corrupt(
+                    path,
+                    format!("chunk {pos} borrows a code the chunk before it does not store"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Lets the kernel drop this file's pages from the process's memory (they are read
@@ -525,6 +704,118 @@ mod tests {
     }
 
     #[test]
+    fn borrowed_codes_are_a_mask_over_the_chunk_before_and_survive_copying() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = piece_key("cell");
+        let mut book = PieceBook::new(2);
+        book.insert(a, &[1, 1]);
+        // The lender stores [5, 5], [6, 6] and a reference to [1, 1]; the borrower borrows
+        // its second code and the shared one, and one code it does not store ([9, 9]).
+        let lender = SharedCodes {
+            own: vec![5, 5, 6, 6],
+            refs: vec![a],
+            borrowed: vec![],
+        };
+        let borrower = SharedCodes {
+            own: vec![7, 7],
+            refs: vec![],
+            borrowed: vec![6, 6, 1, 1, 9, 9],
+        };
+        let p = dir.path().join("s1.tok");
+        let chunks = [&lender, &borrower];
+        TokenCodes::write(
+            &p,
+            16,
+            chunks.iter().map(|c| ChunkCodes::shared(2, c, &book)),
+        )
+        .unwrap();
+        let t = TokenCodes::open(&p, 16).unwrap();
+        t.check(&p).unwrap();
+        // [9, 9] became the borrower's own code; the other two are one mask byte.
+        assert_eq!(t.codes(1).own(), &[7, 7, 9, 9]);
+        assert_eq!(t.borrowed(), 2);
+        assert_eq!(t.tokens(), 3 + 4);
+        let gathered = t.codes(1).gather().into_owned();
+        assert_eq!(gathered, [7, 7, 9, 9, 6, 6, 1, 1]);
+        let bytes = std::fs::read(&p).unwrap();
+        let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+        assert_eq!(word(48), 1, "one mask byte");
+
+        // Copied after the same chunk (a merge), the mask is rebuilt as it was; copied
+        // after another, the borrowed codes become its own: the same codes either way.
+        let q = dir.path().join("s2.tok");
+        TokenCodes::write(&q, 16, [t.codes(0), t.codes(1)].into_iter()).unwrap();
+        let u = TokenCodes::open(&q, 16).unwrap();
+        assert_eq!(std::fs::read(&q).unwrap(), bytes);
+        let r = dir.path().join("s3.tok");
+        let other = SharedCodes::own(vec![6, 6]);
+        let moved = [ChunkCodes::shared(2, &other, &book), u.codes(1)];
+        TokenCodes::write(&r, 16, moved.into_iter()).unwrap();
+        let v = TokenCodes::open(&r, 16).unwrap();
+        v.check(&r).unwrap();
+        assert_eq!(v.codes(1).gather().as_ref(), &[7, 7, 9, 9, 1, 1, 6, 6]);
+        assert_eq!(v.borrowed(), 1);
+
+        // A mask bit past the tokens of the chunk before is named by `check`; a mask whose
+        // length fits no chunk before is refused on open.
+        let mut damaged = bytes.clone();
+        let mask_at = HEADER + 4 + 2 + 3 * 8 * 3 + 2;
+        assert_eq!(damaged[mask_at], 0b110);
+        damaged[mask_at] = 0b1110;
+        std::fs::write(&q, &damaged).unwrap();
+        let e = TokenCodes::open(&q, 16).unwrap().check(&q).err().unwrap();
+        assert!(e.to_string().contains("does not store"), "{e}");
+        let mut first_borrows = bytes.clone();
+        // The mask offsets (third table): chunk 0 takes the byte, chunk 1 none.
+        let masks_table = HEADER + 4 + 2 + 2 * 8 * 3;
+        first_borrows[masks_table + 8..masks_table + 16].copy_from_slice(&1u64.to_le_bytes());
+        std::fs::write(&q, &first_borrows).unwrap();
+        let e = TokenCodes::open(&q, 16).err().unwrap();
+        assert!(e.to_string().contains("matches no chunk before"), "{e}");
+    }
+
+    #[test]
+    fn a_borrowed_code_is_lent_on_and_stored_again_past_the_depth_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = PieceBook::new(2);
+        // A title code [3, 3] in every chunk of a long document: the first stores it, each
+        // later one borrows it from the chunk before.
+        let n = 2 * (MAX_LEND_DEPTH as usize + 1) + 1;
+        let chunks: Vec<SharedCodes> = (0..n)
+            .map(|i| SharedCodes {
+                own: if i == 0 {
+                    vec![3, 3]
+                } else {
+                    vec![i as u8 + 10, 0]
+                },
+                refs: vec![],
+                borrowed: if i == 0 { vec![] } else { vec![3, 3] },
+            })
+            .collect();
+        let p = dir.path().join("s1.tok");
+        TokenCodes::write(
+            &p,
+            16,
+            chunks.iter().map(|c| ChunkCodes::shared(2, c, &book)),
+        )
+        .unwrap();
+        let t = TokenCodes::open(&p, 16).unwrap();
+        t.check(&p).unwrap();
+        let depth = MAX_LEND_DEPTH as usize;
+        for pos in 0..n {
+            let all = t.codes(pos).gather().into_owned();
+            assert!(
+                all.chunks(2).any(|c| c == [3, 3]),
+                "chunk {pos} lost the title"
+            );
+            // Stored at chunks 0, depth + 1 and 2 (depth + 1); borrowed by every other.
+            let stores = t.codes(pos).own().chunks(2).any(|c| c == [3, 3]);
+            assert_eq!(stores, pos % (depth + 1) == 0, "chunk {pos}");
+        }
+        assert_eq!(t.borrowed() as usize, n - 3);
+    }
+
+    #[test]
     fn a_version_one_file_reads_as_chunks_without_references() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("1.tok");
@@ -552,10 +843,12 @@ mod tests {
         let first = SharedCodes {
             own: vec![5, 5],
             refs: vec![a, b],
+            borrowed: vec![],
         };
         let second = SharedCodes {
             own: vec![],
             refs: vec![b],
+            borrowed: vec![],
         };
         let p = dir.path().join("s1.tok");
         let chunks = [&first, &second];
@@ -586,6 +879,7 @@ mod tests {
         let third = SharedCodes {
             own: vec![],
             refs: vec![a, c],
+            borrowed: vec![],
         };
         let q = dir.path().join("s2.tok");
         let copied = [t.codes(0), ChunkCodes::shared(2, &third, &other)];
@@ -598,7 +892,7 @@ mod tests {
 
         // A reference past the codebook is named by `check`.
         let mut bytes = std::fs::read(&q).unwrap();
-        let refs_at = HEADER + 3 * 4 + 3 * 2 + 2 * 8 * 3;
+        let refs_at = HEADER + 3 * 4 + 3 * 2 + 3 * 8 * 3;
         bytes[refs_at..refs_at + 2].copy_from_slice(&9u16.to_le_bytes());
         std::fs::write(&q, &bytes).unwrap();
         let e = TokenCodes::open(&q, 16).unwrap().check(&q).err().unwrap();

@@ -32,6 +32,7 @@
 //!
 //! Not for: ranking with the codes (the token reranker in [`crate::rerank`]).
 mod file;
+mod place;
 pub mod share;
 
 use crate::embed::TokenMatrix;
