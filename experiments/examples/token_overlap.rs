@@ -1,7 +1,10 @@
-//! How many of a chunk's own token codes lie near a code of an earlier chunk of the same
-//! document? Chunks of one document repeat its title (and heading trail) in front and the
-//! previous chunk's trailing sentences as overlap, so their codes may be near-copies of
-//! codes already stored. `cargo run --release -p pinpoint-experiments --example token_overlap -- INDEX_DIR`
+//! Experiment behind "Codes borrowed from the chunk before" in docs/decisions.md: how many
+//! of a chunk's own token codes lie near a code of an earlier chunk of the same document?
+//! Chunks of one document repeat its title (and heading trail) in front and the previous
+//! chunk's trailing sentences as overlap, so their codes may be near-copies of codes
+//! already stored. Prints, per Hamming distance, the share of own codes within it of a code
+//! the previous chunk holds, and of any earlier chunk of the document.
+//! `cargo run --release -p pinpoint-experiments --example token_overlap -- INDEX_DIR`
 use std::path::Path;
 
 use pinpoint::late::share::hamming;

@@ -7,11 +7,11 @@
 //! u32) and codes (`m` × code bytes), the chunks' own-code, reference and mask offsets
 //! (`n + 1` × u64 each, counted in codes, references and bytes), the references (u16
 //! codebook positions), the masks, then the own codes. A chunk's mask has a bit for each
-//! token the chunk before it stores (its own codes, then its references, in file order):
-//! a set bit lends that code to this chunk too. So a borrowed code is found in one step,
-//! never through a chain, and a chunk that borrows nothing has no mask. References and
-//! masks come before the codes so that a writer streams them without holding a segment's
-//! codes in memory. Files written before borrowing (`PPTOK002`) are read as chunks that
+//! token of the chunk before it, in file order (its own codes, its references, then what it
+//! borrows): a set bit lends that code to this chunk too. A code lent on is found by
+//! following masks back, never more than [`MAX_LEND_DEPTH`] of them; a chunk that borrows
+//! nothing has no mask. References and masks come before the codes so that a writer streams
+//! them without holding a segment's codes in memory. Files written before borrowing (`PPTOK002`) are read as chunks that
 //! borrow nothing, and files written before sharing (`PPTOK001`: header, offsets, codes)
 //! as chunks with no references either.
 //!
@@ -360,7 +360,9 @@ impl TokenCodes {
         }
         let offsets = table(at_offsets)?;
         let ref_offsets = table(at_offsets + table_len)?;
-        let mask_offsets = if version == 2 {
+        // A file in which no chunk borrows (every file of a corpus of one-chunk documents)
+        // has a table of zeros: it is not read, and opening costs what it did before masks.
+        let mask_offsets = if version == 2 || mask_bytes == 0 {
             Vec::new()
         } else {
             table(at_offsets + 2 * table_len)?
@@ -651,6 +653,9 @@ impl TokenCodes {
         // A mask's length matches the chunk before (`open`); its last byte may not name a
         // token past that chunk's.
         for pos in 1..self.len() {
+            if self.mask(pos).is_empty() {
+                continue;
+            }
             let c = self.codes(pos);
             if c.borrowed().count() != c.borrowed_count() {
                 return Err(Error::corrupt(
@@ -813,6 +818,36 @@ mod tests {
             assert_eq!(stores, pos % (depth + 1) == 0, "chunk {pos}");
         }
         assert_eq!(t.borrowed() as usize, n - 3);
+    }
+
+    #[test]
+    fn a_version_two_file_reads_as_chunks_that_borrow_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("1.tok");
+        // PPTOK002: dim 16, 2 chunks, 1 shared code, 2 own codes, 1 reference; the key and
+        // code, own offsets 0, 1, 2, reference offsets 0, 0, 1, the reference, the codes.
+        let key = piece_key("cell");
+        let mut b = MAGIC_V2.to_vec();
+        for x in [16u64, 2, 1, 2, 1] {
+            b.extend(x.to_le_bytes());
+        }
+        b.extend(key.to_le_bytes());
+        b.extend([1, 1]);
+        for x in [0u64, 1, 2, 0, 0, 1] {
+            b.extend(x.to_le_bytes());
+        }
+        b.extend(0u16.to_le_bytes());
+        b.extend([5, 5, 6, 6]);
+        std::fs::write(&p, &b).unwrap();
+        let t = TokenCodes::open(&p, 16).unwrap();
+        t.check(&p).unwrap();
+        assert_eq!(
+            (t.len(), t.tokens(), t.references(), t.borrowed()),
+            (2, 3, 1, 0)
+        );
+        assert_eq!(t.codes(0).gather().as_ref(), &[5, 5]);
+        assert_eq!(t.codes(1).gather().as_ref(), &[6, 6, 1, 1]);
+        assert_eq!(t.codes(1).borrowed().count(), 0);
     }
 
     #[test]

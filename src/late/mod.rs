@@ -21,8 +21,10 @@
 //!   lowered nDCG@10 on every set measured (whole words at 192 bits: Python code search
 //!   -0.0109, p 0.0005), so it is not the default;
 //! - a new index stores a token near its word piece's shared code as a reference to it,
-//!   and near-copies within a chunk once ([`share`]; the store is [`TokenCodes`]): 3.62 KB
-//!   a chunk on SciFact instead of 5.67, half on code search, nDCG@10 within noise.
+//!   near-copies within a chunk once, and a token near a code the chunk before it in its
+//!   document holds as a borrow of that code ([`share`]; the store is [`TokenCodes`]):
+//!   2.94 KB a chunk on SciFact instead of 5.67, 1.2-1.4 KB on code search and on the
+//!   toolchain's books, nDCG@10 within noise.
 //!
 //! Scoring is asymmetric: the query's float vectors against the passage's sign codes,
 //! `q · sign(d) / √dim` (the cosine with the code's unit vector). Per query, a table holds
