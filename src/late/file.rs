@@ -221,15 +221,54 @@ struct Sections {
     entries: usize,
 }
 
+/// A table of `entries` ascending u64 offsets, read in place from the mapped file: every
+/// commit reopens the older segments, and copying a million rows' two tables out of the map
+/// cost ~9 ms of page faults a commit (`bench --scale`). `check` reads it whole.
+#[derive(Clone, Copy)]
+struct Table {
+    at: usize,
+    entries: usize,
+}
+
+impl Table {
+    fn get(self, map: Option<&Mmap>, i: usize) -> Option<u64> {
+        if i >= self.entries {
+            return None;
+        }
+        let b = map?.get(self.at + 8 * i..self.at + 8 * i + 8)?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    }
+
+    /// True when the entries start at 0 and never fall.
+    fn ascends(self, map: &Mmap) -> bool {
+        let Some(bytes) = map.get(self.at..self.at + 8 * self.entries) else {
+            return false;
+        };
+        let mut last = 0u64;
+        bytes.chunks_exact(8).enumerate().all(|(i, b)| {
+            let x = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+            let ok = if i == 0 { x == 0 } else { x >= last };
+            last = x;
+            ok
+        })
+    }
+}
+
 /// The token codes of one segment, one entry per chunk at the chunk store's positions.
 pub struct TokenCodes {
     map: Option<Mmap>,
-    /// Own-code offsets (in codes), `n + 1`.
-    offsets: Vec<u64>,
-    /// Reference offsets (in references), `n + 1`; empty for a version-1 file.
-    ref_offsets: Vec<u64>,
-    /// Borrow-mask offsets (in bytes), `n + 1`; empty for a file written before borrowing.
-    mask_offsets: Vec<u64>,
+    /// Chunks.
+    n: usize,
+    /// Own-code offsets (in codes), `n + 1`, and their total.
+    offsets: Table,
+    own_total: u64,
+    /// Reference offsets (in references), `n + 1`, and their total; none in a version-1
+    /// file.
+    ref_offsets: Option<Table>,
+    ref_total: u64,
+    /// Borrow-mask offsets (in bytes), `n + 1`; `None` when no chunk borrows (a file
+    /// written before borrowing, or one with no masks).
+    mask_table: Option<Table>,
     /// Section starts of a version-2 file; `None` for version 1.
     sections: Option<Sections>,
     dim: usize,
@@ -240,9 +279,12 @@ impl TokenCodes {
     pub fn empty(dim: usize) -> TokenCodes {
         TokenCodes {
             map: None,
-            offsets: vec![0],
-            ref_offsets: Vec::new(),
-            mask_offsets: Vec::new(),
+            n: 0,
+            offsets: Table { at: 0, entries: 1 },
+            own_total: 0,
+            ref_offsets: None,
+            ref_total: 0,
+            mask_table: None,
             sections: None,
             dim,
         }
@@ -278,27 +320,30 @@ impl TokenCodes {
                 format!("{} bytes hold no table of {n} chunks", map.len()),
             )
         };
-        let table = |at: usize| -> Result<Vec<u64>> {
-            let len = (n as usize).checked_add(1).ok_or_else(short)?;
-            let end = len.checked_mul(8).and_then(|b| b.checked_add(at));
+        // Each offset table: in bounds, starting at 0 and ending at `total` (`check` reads
+        // every entry).
+        let table = |at: usize, total: Option<u64>| -> Result<Table> {
+            let entries = (n as usize).checked_add(1).ok_or_else(short)?;
+            let end = entries.checked_mul(8).and_then(|b| b.checked_add(at));
             if end.is_none_or(|e| e > map.len()) {
                 return Err(short());
             }
-            let t: Vec<u64> = (0..len).map(|i| word(at + 8 * i)).collect();
-            if t.first() != Some(&0) || t.windows(2).any(|w| w[0] > w[1]) {
+            let t = Table { at, entries };
+            let last = word(at + 8 * (entries - 1));
+            if word(at) != 0 || total.is_some_and(|x| x != last) {
                 return Err(Error::corrupt(
                     path,
-                    "token offsets are not ascending from 0",
+                    "token offsets do not run from 0 to the header's totals",
                 ));
             }
             Ok(t)
         };
         if version == 1 {
-            let offsets = table(HEADER_V1)?;
-            let tokens = offsets.last().copied().unwrap_or(0);
+            let offsets = table(HEADER_V1, None)?;
+            let tokens = word(HEADER_V1 + 8 * n as usize);
             let need = (tokens as usize)
                 .checked_mul(nb)
-                .and_then(|b| b.checked_add(HEADER_V1 + 8 * offsets.len()));
+                .and_then(|b| b.checked_add(HEADER_V1 + 8 * offsets.entries));
             if need != Some(map.len()) {
                 return Err(Error::corrupt(
                     path,
@@ -307,9 +352,12 @@ impl TokenCodes {
             }
             return Ok(TokenCodes {
                 map: Some(map),
+                n: n as usize,
                 offsets,
-                ref_offsets: Vec::new(),
-                mask_offsets: Vec::new(),
+                own_total: tokens,
+                ref_offsets: None,
+                ref_total: 0,
+                mask_table: None,
                 sections: None,
                 dim,
             });
@@ -358,49 +406,20 @@ impl TokenCodes {
                 "shared piece codes are not in key order",
             ));
         }
-        let offsets = table(at_offsets)?;
-        let ref_offsets = table(at_offsets + table_len)?;
-        // A file in which no chunk borrows (every file of a corpus of one-chunk documents)
-        // has a table of zeros: it is not read, and opening costs what it did before masks.
-        let mask_offsets = if version == 2 || mask_bytes == 0 {
-            Vec::new()
-        } else {
-            table(at_offsets + 2 * table_len)?
+        let offsets = table(at_offsets, Some(own))?;
+        let ref_offsets = table(at_offsets + table_len, Some(refs))?;
+        let mask_table = match version {
+            3 => Some(table(at_offsets + 2 * table_len, Some(mask_bytes))?),
+            _ => None,
         };
-        if offsets.last() != Some(&own)
-            || ref_offsets.last() != Some(&refs)
-            || mask_offsets.last().is_some_and(|&b| b != mask_bytes)
-        {
-            return Err(Error::corrupt(
-                path,
-                "token offsets do not end at the header's totals",
-            ));
-        }
-        // A mask has a bit for each token of the chunk before (what it stores and what it
-        // borrows), rounded up to bytes.
-        let masks = map.get(masks_at..own_at).unwrap_or(&[]);
-        let ones = |p: usize| -> u64 {
-            masks
-                .get(mask_offsets[p] as usize..mask_offsets[p + 1] as usize)
-                .map_or(0, |m| m.iter().map(|b| u64::from(b.count_ones())).sum())
-        };
-        for (row, w) in mask_offsets.windows(2).enumerate() {
-            let len = w[1] - w[0];
-            let lender = row.checked_sub(1).map(|p| {
-                offsets[p + 1] - offsets[p] + ref_offsets[p + 1] - ref_offsets[p] + ones(p)
-            });
-            if len > 0 && lender.is_none_or(|t| t.div_ceil(8) != len) {
-                return Err(Error::corrupt(
-                    path,
-                    format!("chunk {row} borrows with a mask of {len} bytes that matches no chunk before it"),
-                ));
-            }
-        }
         Ok(TokenCodes {
             map: Some(map),
+            n: n as usize,
             offsets,
-            ref_offsets,
-            mask_offsets,
+            own_total: own,
+            ref_offsets: Some(ref_offsets),
+            ref_total: refs,
+            mask_table: mask_table.filter(|_| mask_bytes > 0),
             sections: Some(Sections {
                 keys,
                 book,
@@ -503,7 +522,7 @@ impl TokenCodes {
 
     /// Number of chunks.
     pub fn len(&self) -> usize {
-        self.offsets.len() - 1
+        self.n
     }
 
     /// True when there are no chunks.
@@ -519,23 +538,20 @@ impl TokenCodes {
     /// The codes of the chunk at store position `pos` (none when out of range).
     pub fn codes(&self, pos: usize) -> ChunkCodes<'_> {
         let mut c = self.stored(pos);
-        let (Some(&a), Some(&b)) = (self.mask_offsets.get(pos), self.mask_offsets.get(pos + 1))
-        else {
-            return c;
-        };
-        if a < b && pos > 0 {
+        if pos > 0 && !self.mask(pos).is_empty() {
             c.lent = Lent::Mask { file: self, pos };
         }
         c
     }
 
-    /// The borrow mask of the chunk at `pos` (empty when it borrows nothing).
+    /// The borrow mask of the chunk at `pos` (empty when it borrows nothing, and where the
+    /// table is damaged: `check` names that).
     fn mask(&self, pos: usize) -> &[u8] {
-        let (Some(map), Some(s)) = (&self.map, self.sections) else {
+        let (Some(map), Some(s), Some(t)) = (&self.map, self.sections, self.mask_table) else {
             return &[];
         };
-        match (self.mask_offsets.get(pos), self.mask_offsets.get(pos + 1)) {
-            (Some(&a), Some(&b)) => map[s.masks..s.own]
+        match (t.get(Some(map), pos), t.get(Some(map), pos + 1)) {
+            (Some(a), Some(b)) => map[s.masks..s.own]
                 .get(a as usize..b as usize)
                 .unwrap_or(&[]),
             _ => &[],
@@ -561,19 +577,21 @@ impl TokenCodes {
     fn stored(&self, pos: usize) -> ChunkCodes<'_> {
         let nb = code_bytes(self.dim);
         let none = ChunkCodes::own_only(nb, &[]);
-        let (Some(map), Some(&a), Some(&b)) =
-            (&self.map, self.offsets.get(pos), self.offsets.get(pos + 1))
-        else {
+        let map = self.map.as_ref();
+        let (Some(map), Some(a), Some(b)) = (
+            map,
+            self.offsets.get(map, pos),
+            self.offsets.get(map, pos + 1),
+        ) else {
             return none;
         };
         let (a, b) = (a as usize, b as usize);
-        let Some(s) = self.sections else {
-            let data = &map[HEADER_V1 + 8 * self.offsets.len()..];
+        let (Some(s), Some(r)) = (self.sections, self.ref_offsets) else {
+            let data = &map[HEADER_V1 + 8 * self.offsets.entries..];
             return ChunkCodes::own_only(nb, data.get(a * nb..b * nb).unwrap_or(&[]));
         };
         let own = map[s.own..].get(a * nb..b * nb).unwrap_or(&[]);
-        let (Some(&ra), Some(&rb)) = (self.ref_offsets.get(pos), self.ref_offsets.get(pos + 1))
-        else {
+        let (Some(ra), Some(rb)) = (r.get(Some(map), pos), r.get(Some(map), pos + 1)) else {
             return none;
         };
         let refs = map[s.refs..s.masks]
@@ -593,9 +611,7 @@ impl TokenCodes {
 
     /// Total tokens the reranker sees: own codes, references and borrowed codes.
     pub fn tokens(&self) -> u64 {
-        self.offsets.last().copied().unwrap_or(0)
-            + self.ref_offsets.last().copied().unwrap_or(0)
-            + self.borrowed()
+        self.own_total + self.ref_total + self.borrowed()
     }
 
     /// Tokens stored as a borrow of a code the chunk before stores (part of
@@ -612,7 +628,7 @@ impl TokenCodes {
 
     /// Tokens stored as a reference to a shared code (part of [`TokenCodes::tokens`]).
     pub fn references(&self) -> u64 {
-        self.ref_offsets.last().copied().unwrap_or(0)
+        self.ref_total
     }
 
     /// The shared code this file holds for `piece`, if any (binary search over its keys).
@@ -638,7 +654,17 @@ impl TokenCodes {
     /// Checks every reference against the file's codebook: the one check `open` leaves to
     /// `verify`, since it reads every reference.
     pub fn check(&self, path: &Path) -> Result<()> {
-        let (Some(map), Some(s)) = (&self.map, self.sections) else {
+        let Some(map) = &self.map else {
+            return Ok(());
+        };
+        let tables = [Some(self.offsets), self.ref_offsets, self.mask_table];
+        if !tables.into_iter().flatten().all(|t| t.ascends(map)) {
+            return Err(Error::corrupt(
+                path,
+                "token offsets are not ascending from 0",
+            ));
+        }
+        let Some(s) = self.sections else {
             return Ok(());
         };
         let bad = map[s.refs..s.masks]
@@ -650,11 +676,28 @@ impl TokenCodes {
                 format!("reference {i} names no shared code of {}", s.entries),
             ));
         }
-        // A mask's length matches the chunk before (`open`); its last byte may not name a
-        // token past that chunk's.
-        for pos in 1..self.len() {
-            if self.mask(pos).is_empty() {
+        // A mask has a bit for each token of the chunk before (what it stores and what it
+        // borrows), rounded up to bytes, and names none past them.
+        if self.mask_table.is_none() {
+            return Ok(());
+        }
+        for pos in 0..self.len() {
+            let mask = self.mask(pos);
+            if mask.is_empty() {
                 continue;
+            }
+            let lender = pos.checked_sub(1).map(|p| {
+                let c = self.codes(p);
+                c.stored_count() + c.borrowed_count()
+            });
+            if lender.is_none_or(|t| t.div_ceil(8) != mask.len()) {
+                return Err(Error::corrupt(
+                    path,
+                    format!(
+                        "chunk {pos} borrows with a mask of {} bytes that matches no chunk before it",
+                        mask.len()
+                    ),
+                ));
             }
             let c = self.codes(pos);
             if c.borrowed().count() != c.borrowed_count() {
@@ -761,8 +804,8 @@ mod tests {
         assert_eq!(v.codes(1).gather().as_ref(), &[7, 7, 9, 9, 1, 1, 6, 6]);
         assert_eq!(v.borrowed(), 1);
 
-        // A mask bit past the tokens of the chunk before is named by `check`; a mask whose
-        // length fits no chunk before is refused on open.
+        // A mask bit past the tokens of the chunk before, or a mask whose length fits no
+        // chunk before, is named by `check`.
         let mut damaged = bytes.clone();
         let mask_at = HEADER + 4 + 2 + 3 * 8 * 3 + 2;
         assert_eq!(damaged[mask_at], 0b110);
@@ -775,7 +818,7 @@ mod tests {
         let masks_table = HEADER + 4 + 2 + 2 * 8 * 3;
         first_borrows[masks_table + 8..masks_table + 16].copy_from_slice(&1u64.to_le_bytes());
         std::fs::write(&q, &first_borrows).unwrap();
-        let e = TokenCodes::open(&q, 16).err().unwrap();
+        let e = TokenCodes::open(&q, 16).unwrap().check(&q).err().unwrap();
         assert!(e.to_string().contains("matches no chunk before"), "{e}");
     }
 
