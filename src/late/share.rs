@@ -69,7 +69,7 @@ impl Sharing {
     /// code search); 64 bits lost on code search, a copy distance of 96 on the subset.
     ///
     /// Borrowing from the previous chunk came later, by the same test against this setting
-    /// without it (docs/decisions.md, "Codes borrowed from the previous chunk"): it took
+    /// without it (docs/decisions.md, "Codes borrowed from the chunk before"): it took
     /// SciFact from 3.62 to 2.9 KB a chunk with nDCG@10 unchanged.
     pub const MEASURED: Sharing = Sharing {
         near_bits: 48,
