@@ -726,6 +726,20 @@ mod tests {
     use super::super::share::piece_key;
     use super::*;
 
+    /// `chunks` written to `path` as a commit writes its new chunks (2-byte codes, their
+    /// references read through `book`), opened and checked.
+    fn written(path: &Path, chunks: &[&SharedCodes], book: &PieceBook) -> TokenCodes {
+        TokenCodes::write(
+            path,
+            16,
+            chunks.iter().map(|c| ChunkCodes::shared(2, c, book)),
+        )
+        .unwrap();
+        let t = TokenCodes::open(path, 16).unwrap();
+        t.check(path).unwrap();
+        t
+    }
+
     #[test]
     fn files_round_trip_and_damage_is_named() {
         let dir = tempfile::tempdir().unwrap();
@@ -770,15 +784,7 @@ mod tests {
             borrowed: vec![6, 6, 1, 1, 9, 9],
         };
         let p = dir.path().join("s1.tok");
-        let chunks = [&lender, &borrower];
-        TokenCodes::write(
-            &p,
-            16,
-            chunks.iter().map(|c| ChunkCodes::shared(2, c, &book)),
-        )
-        .unwrap();
-        let t = TokenCodes::open(&p, 16).unwrap();
-        t.check(&p).unwrap();
+        let t = written(&p, &[&lender, &borrower], &book);
         // [9, 9] became the borrower's own code; the other two are one mask byte.
         assert_eq!(t.codes(1).own(), &[7, 7, 9, 9]);
         assert_eq!(t.borrowed(), 2);
@@ -840,15 +846,8 @@ mod tests {
                 borrowed: if i == 0 { vec![] } else { vec![3, 3] },
             })
             .collect();
-        let p = dir.path().join("s1.tok");
-        TokenCodes::write(
-            &p,
-            16,
-            chunks.iter().map(|c| ChunkCodes::shared(2, c, &book)),
-        )
-        .unwrap();
-        let t = TokenCodes::open(&p, 16).unwrap();
-        t.check(&p).unwrap();
+        let refs: Vec<&SharedCodes> = chunks.iter().collect();
+        let t = written(&dir.path().join("s1.tok"), &refs, &book);
         let depth = MAX_LEND_DEPTH as usize;
         for pos in 0..n {
             let all = t.codes(pos).gather().into_owned();
@@ -929,15 +928,7 @@ mod tests {
             borrowed: vec![],
         };
         let p = dir.path().join("s1.tok");
-        let chunks = [&first, &second];
-        TokenCodes::write(
-            &p,
-            16,
-            chunks.iter().map(|c| ChunkCodes::shared(2, c, &book)),
-        )
-        .unwrap();
-        let t = TokenCodes::open(&p, 16).unwrap();
-        t.check(&p).unwrap();
+        let t = written(&p, &[&first, &second], &book);
         assert_eq!(t.tokens(), 4);
         assert_eq!(t.codes(0).gather().as_ref(), &[5, 5, 1, 1, 2, 2]);
         assert_eq!(t.codes(1).own(), &[] as &[u8]);
